@@ -1,0 +1,194 @@
+/**
+ * Validation of attention calls (shared by every backend): tensors, sizes, options and mask,
+ * checked before anything is computed, and the {@linkcode Problem} handed to a backend.
+ *
+ * @module
+ */
+
+import type {
+  AttentionOptions,
+  AttentionResult,
+  Gradients,
+  SavedForBackward,
+} from "./attention.ts";
+import { checkMask, type FlashMask, flashMask, maskSlice } from "./masks/flashmask.ts";
+import { type Schedule, schedule } from "./masks/schedule.ts";
+import { checkShape, type DType, type Tensor } from "./tensor.ts";
+
+/** Largest head dimension any backend supports. */
+export const MAX_HEAD_DIM = 256;
+
+/** A validated attention call: sizes, scale, the mask in force, and its schedules. */
+export interface Problem {
+  readonly batch: number;
+  readonly nq: number;
+  readonly nk: number;
+  /** Query heads Hq. */
+  readonly heads: number;
+  /** Key/value heads Hk. */
+  readonly kvHeads: number;
+  readonly headDim: number;
+  readonly scale: number;
+  readonly dtype: DType;
+  /** The mask in force: the user's, or a plain full / causal mask. */
+  readonly mask: FlashMask;
+  /** The block schedule of the mask for a tile size (cached on the mask). */
+  schedule(blockRows: number, blockCols: number): Schedule;
+  /** Mask slice used by query head h of batch b. */
+  slice(b: number, h: number): number;
+}
+
+/** A backend: forward and backward on validated problems. */
+export interface Backend {
+  forward(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<AttentionResult>;
+  backward(p: Problem, saved: SavedForBackward): Promise<Gradients>;
+}
+
+/** Checks that a value is a well-formed Tensor; `name` is used in errors. */
+export function checkTensor(t: unknown, name: string): asserts t is Tensor {
+  if (typeof t !== "object" || t === null) throw new TypeError(`${name} must be a Tensor`);
+  const x = t as Record<string, unknown>;
+  const shape = checkShape(x.shape, `${name}.shape`);
+  if (x.dtype !== "f32" && x.dtype !== "f16") {
+    throw new TypeError(`${name}.dtype must be "f32" or "f16", got ${JSON.stringify(x.dtype)}`);
+  }
+  const want = x.dtype === "f32" ? Float32Array : Uint16Array;
+  if (!(x.data instanceof want)) {
+    throw new TypeError(`${name}.data must be a ${want.name} for dtype ${x.dtype}`);
+  }
+  const n = shape[0] * shape[1] * shape[2] * shape[3];
+  if ((x.data as Float32Array | Uint16Array).length !== n) {
+    throw new RangeError(
+      `${name}.data.length is ${(x.data as Float32Array).length}; shape [${shape}] needs ${n}`,
+    );
+  }
+}
+
+const implicitMasks = new Map<string, FlashMask>();
+
+/** A plain full or causal mask for (nq, nk), cached so its schedule is computed once. */
+function plainMask(nq: number, nk: number, causal: boolean): FlashMask {
+  const key = `${nq},${nk},${causal}`;
+  let m = implicitMasks.get(key);
+  if (!m) {
+    if (implicitMasks.size > 64) implicitMasks.clear();
+    // causal: [LTS = nq] per key; full: [LTS = nq, UTE = 0] per key (nothing masked)
+    const bounds = new Int32Array(causal ? nk : 2 * nk);
+    for (let j = 0; j < nk; j++) bounds[causal ? j : 2 * j] = nq;
+    m = flashMask(bounds, [1, 1, nk, causal ? 1 : 2], { causal });
+    implicitMasks.set(key, m);
+  }
+  return m;
+}
+
+/** Validates q, k, v and the options of a call; nothing is computed on failure. */
+export function checkProblem(
+  t: { q: unknown; k: unknown; v: unknown },
+  options: AttentionOptions,
+): Problem {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError("options must be an object");
+  }
+  checkTensor(t.q, "q");
+  checkTensor(t.k, "k");
+  checkTensor(t.v, "v");
+  const { q, k, v } = t;
+  for (const [name, x] of [["k", k], ["v", v]] as const) {
+    if (x.dtype !== q.dtype) {
+      throw new TypeError(`${name}.dtype is ${x.dtype} but q.dtype is ${q.dtype}`);
+    }
+  }
+  const [batch, nq, heads, headDim] = q.shape;
+  const [kb, nk, kvHeads, kd] = k.shape;
+  if (kb !== batch) throw new RangeError(`k.shape[0] (batch) is ${kb}; q has ${batch}`);
+  if (kd !== headDim) throw new RangeError(`k.shape[3] (headDim) is ${kd}; q has ${headDim}`);
+  for (let i = 0; i < 4; i++) {
+    if (v.shape[i] !== k.shape[i]) {
+      throw new RangeError(`v.shape [${v.shape}] must equal k.shape [${k.shape}]`);
+    }
+  }
+  if (heads % kvHeads !== 0) {
+    throw new RangeError(
+      `q.shape[2] (heads) = ${heads} must be a multiple of k.shape[2] (key heads) = ${kvHeads}`,
+    );
+  }
+  if (headDim > MAX_HEAD_DIM) {
+    throw new RangeError(
+      `q.shape[3] (headDim) = ${headDim} exceeds the supported maximum ${MAX_HEAD_DIM}`,
+    );
+  }
+  const scale = options.scale ?? 1 / Math.sqrt(headDim);
+  if (typeof scale !== "number" || !Number.isFinite(scale)) {
+    throw new RangeError(`options.scale must be a finite number, got ${options.scale}`);
+  }
+  const backend = options.backend ?? "auto";
+  if (!["auto", "webgpu", "wasm", "js"].includes(backend)) {
+    throw new TypeError(
+      `options.backend must be "auto", "webgpu", "wasm" or "js", got ${JSON.stringify(backend)}`,
+    );
+  }
+  if (options.causal !== undefined && typeof options.causal !== "boolean") {
+    throw new TypeError(`options.causal must be a boolean, got ${options.causal}`);
+  }
+  let mask: FlashMask;
+  if (options.mask !== undefined) {
+    checkMask(options.mask, { batch, heads, kvHeads, nq, nk }, "options.mask");
+    if (options.causal !== undefined && options.causal !== options.mask.causal) {
+      throw new TypeError(
+        `options.causal is ${options.causal} but options.mask.causal is ${options.mask.causal}; ` +
+          "a FlashMask carries its own causal flag",
+      );
+    }
+    mask = options.mask;
+  } else {
+    mask = plainMask(nq, nk, options.causal ?? false);
+  }
+  return {
+    batch,
+    nq,
+    nk,
+    heads,
+    kvHeads,
+    headDim,
+    scale,
+    dtype: q.dtype,
+    mask,
+    schedule: (blockRows, blockCols) => schedule(mask, { nq, nk, blockRows, blockCols }),
+    slice: (b, h) => maskSlice(mask, b, h, heads),
+  };
+}
+
+/** Throws a RangeError naming the first NaN or infinite element of a host tensor. */
+export function checkFinite(t: Tensor, name: string): void {
+  const d = t.data;
+  let bad = -1;
+  if (d instanceof Float32Array) {
+    for (let i = 0; i < d.length; i++) {
+      if (d[i] - d[i] !== 0) { // NaN or ±Infinity
+        bad = i;
+        break;
+      }
+    }
+  } else {
+    for (let i = 0; i < d.length; i++) {
+      if ((d[i] & 0x7c00) === 0x7c00) {
+        bad = i;
+        break;
+      }
+    }
+  }
+  if (bad < 0) return;
+  const [, n, h, dim] = t.shape;
+  const at = [
+    Math.floor(bad / (n * h * dim)),
+    Math.floor(bad / (h * dim)) % n,
+    Math.floor(bad / dim) % h,
+    bad % dim,
+  ];
+  throw new RangeError(
+    `${name}.data[${bad}] (batch ${at[0]}, row ${at[1]}, head ${at[2]}, dim ${
+      at[3]
+    }) is not finite; ` +
+      "pass checkFinite: false to skip this check",
+  );
+}

@@ -1,0 +1,187 @@
+/**
+ * Exact scaled-dot-product attention, forward and backward, with FlashMask masks: the public
+ * entry points, input validation, and dispatch to a backend.
+ *
+ * Layout: q is `[batch, Nq, Hq, d]`, k and v are `[batch, Nk, Hk, d]`, Hq a multiple of Hk
+ * (GQA/MQA: query head h uses key head `floor(h / (Hq / Hk))`). The output has q's shape;
+ * `lse` (natural-log log-sum-exp of the scaled scores) is `[batch, Hq, Nq]`.
+ *
+ * Causal alignment is bottom-right (FlashAttention >= 2.1): query i sees key j iff
+ * `j <= i + (Nk - Nq)`. With Nq = 2 and Nk = 5 (1 = visible):
+ *
+ * ```
+ *            key 0 1 2 3 4
+ *   query 0      1 1 1 1 0
+ *   query 1      1 1 1 1 1
+ * ```
+ *
+ * A query row that sees no key gets output 0, lse = -Infinity and zero gradients.
+ *
+ * @module
+ */
+
+import { type Backend, checkFinite, checkProblem, checkTensor, MAX_HEAD_DIM } from "./_problem.ts";
+import type { FlashMask } from "./masks/flashmask.ts";
+import type { Tensor } from "./tensor.ts";
+import * as tiled from "./tiled.ts";
+
+export { MAX_HEAD_DIM };
+
+/** Which implementation computes: `auto` picks WebGPU when an adapter exists, else WASM. */
+export type BackendName = "auto" | "webgpu" | "wasm" | "js";
+
+/** Options of {@linkcode attention} and {@linkcode attentionBackward}. */
+export interface AttentionOptions {
+  /** Column-wise sparse mask; its batch must be 1 or `batch`, its heads 1, Hk or Hq. */
+  mask?: FlashMask;
+  /** Plain causal masking (bottom-right aligned) when no mask is given. */
+  causal?: boolean;
+  /** Score scale; default `1 / sqrt(headDim)`. */
+  scale?: number;
+  /**
+   * `auto` (default): WebGPU when an adapter exists, else WASM. `js` is the plain TypeScript
+   * tiled implementation, the readable specification of the algorithm.
+   */
+  backend?: BackendName;
+  /** Reject NaN or Infinity in host inputs with a RangeError (default true). */
+  checkFinite?: boolean;
+}
+
+/** Result of {@linkcode attention}. */
+export interface AttentionResult {
+  /** Attention output, shape and dtype of q. */
+  out: Tensor;
+  /** Natural-log log-sum-exp of the scaled scores, `[batch, Hq, Nq]`; -Infinity for rows that see no key. */
+  lse: Float32Array;
+}
+
+/** What {@linkcode attentionBackward} needs: the forward inputs and results, and dOut. */
+export interface SavedForBackward {
+  /** Queries `[batch, Nq, Hq, d]`. */
+  q: Tensor;
+  /** Keys `[batch, Nk, Hk, d]`. */
+  k: Tensor;
+  /** Values `[batch, Nk, Hk, d]`. */
+  v: Tensor;
+  /** Forward output. */
+  out: Tensor;
+  /** Forward log-sum-exp. */
+  lse: Float32Array;
+  /** Gradient of the loss with respect to `out`. */
+  dOut: Tensor;
+}
+
+/** Result of {@linkcode attentionBackward}: gradients with the shapes of q, k and v. */
+export interface Gradients {
+  /** Gradient with respect to q. */
+  dq: Tensor;
+  /** Gradient with respect to k (summed over the query heads that share each key head). */
+  dk: Tensor;
+  /** Gradient with respect to v (summed likewise). */
+  dv: Tensor;
+}
+
+/**
+ * Exact attention `softmax(q kᵀ · scale + mask) v`, computed the FlashAttention way: tiled,
+ * online softmax, O(N) extra memory; tiles the mask hides entirely are skipped.
+ *
+ * @example Causal attention on a tiny random problem
+ * ```ts
+ * import { attention, tensor } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const rand = (n: number) => Float32Array.from({ length: n }, () => Math.random() - 0.5);
+ * const [b, n, h, d] = [1, 5, 2, 8];
+ * const q = tensor(rand(b * n * h * d), [b, n, h, d]);
+ * const k = tensor(rand(b * n * h * d), [b, n, h, d]);
+ * const v = tensor(rand(b * n * h * d), [b, n, h, d]);
+ * const { out, lse } = await attention(q, k, v, { causal: true, backend: "js" });
+ * assert.deepEqual(out.shape, [1, 5, 2, 8]);
+ * assert.equal(lse.length, b * h * n);
+ * ```
+ */
+export async function attention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: AttentionOptions = {},
+): Promise<AttentionResult> {
+  const p = checkProblem({ q, k, v }, options);
+  if (options.checkFinite ?? true) {
+    for (const [name, t] of [["q", q], ["k", k], ["v", v]] as const) checkFinite(t, name);
+  }
+  return await backendFor(options).forward(p, q, k, v);
+}
+
+/**
+ * Gradients of attention by recomputation from the saved log-sum-exp (FlashAttention-2
+ * backward): `D = rowsum(dOut ∘ out)`, `P = exp(s·scale − lse)`, `dS = P ∘ (dP − D)`.
+ * Pass the same options as to the forward call.
+ *
+ * @example
+ * ```ts
+ * import { attention, attentionBackward, tensor } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const rand = (n: number) => Float32Array.from({ length: n }, () => Math.random() - 0.5);
+ * const shape = [1, 4, 1, 8] as const;
+ * const [q, k, v, dOut] = [0, 1, 2, 3].map(() => tensor(rand(32), shape));
+ * const { out, lse } = await attention(q, k, v, { backend: "js" });
+ * const { dq, dk, dv } = await attentionBackward({ q, k, v, out, lse, dOut }, { backend: "js" });
+ * assert.deepEqual([dq.shape, dk.shape, dv.shape], [shape, shape, shape]);
+ * ```
+ */
+export async function attentionBackward(
+  saved: SavedForBackward,
+  options: AttentionOptions = {},
+): Promise<Gradients> {
+  if (typeof saved !== "object" || saved === null) {
+    throw new TypeError("attentionBackward: saved must be an object { q, k, v, out, lse, dOut }");
+  }
+  const p = checkProblem(saved, options);
+  const { q, k, v, out, lse, dOut } = saved;
+  for (const [name, t] of [["out", out], ["dOut", dOut]] as const) {
+    checkTensor(t, name);
+    if (t.dtype !== q.dtype) {
+      throw new TypeError(`${name}.dtype is ${t.dtype} but q.dtype is ${q.dtype}`);
+    }
+    for (let i = 0; i < 4; i++) {
+      if (t.shape[i] !== q.shape[i]) {
+        throw new RangeError(`${name}.shape [${t.shape}] must equal q.shape [${q.shape}]`);
+      }
+    }
+  }
+  const lseLength = p.batch * p.heads * p.nq;
+  if (!(lse instanceof Float32Array)) throw new TypeError("lse must be a Float32Array");
+  if (lse.length !== lseLength) {
+    throw new RangeError(`lse.length is ${lse.length}; expected batch·Hq·Nq = ${lseLength}`);
+  }
+  if (options.checkFinite ?? true) {
+    for (const [name, t] of [["q", q], ["k", k], ["v", v], ["out", out], ["dOut", dOut]] as const) {
+      checkFinite(t, name);
+    }
+    for (let i = 0; i < lse.length; i++) {
+      if (Number.isNaN(lse[i]) || lse[i] === Infinity) {
+        throw new RangeError(`lse[${i}] is ${lse[i]}; only finite values or -Infinity are valid`);
+      }
+    }
+  }
+  return await backendFor(options).backward(p, saved);
+}
+
+const jsBackend: Backend = {
+  forward: (p, q, k, v) => Promise.resolve(tiled.forward(p, q, k, v)),
+  backward: (p, s) => Promise.resolve(tiled.backward(p, s)),
+};
+
+function backendFor(options: AttentionOptions): Backend {
+  const name = options.backend ?? "auto";
+  switch (name) {
+    case "js":
+    case "auto":
+      return jsBackend;
+    case "webgpu":
+    case "wasm":
+      throw new Error(`backend "${name}" is not available in this version; use backend: "js"`);
+  }
+}

@@ -1,0 +1,255 @@
+/**
+ * The correctness suite every backend runs: attention cases (mask types, odd sizes, GQA,
+ * Nq != Nk, f16, fully masked rows, random FlashMasks), each checked forward and backward
+ * against the float64 reference with tolerances derived from a plain float32 computation.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import {
+  attention,
+  attentionBackward,
+  type AttentionOptions,
+  type DType,
+  exampleMask,
+  type FlashMask,
+  flashMask,
+  MASK_NAMES,
+  stack,
+  type Tensor,
+} from "../mod.ts";
+import { referenceBackward, referenceForward, roundTo } from "./reference.ts";
+import { assertClose, randomTensor, rng } from "./_util.ts";
+
+/** One attention problem. */
+export interface Case {
+  name: string;
+  batch: number;
+  nq: number;
+  nk: number;
+  heads: number;
+  kvHeads: number;
+  d: number;
+  dtype: DType;
+  mask?: FlashMask;
+  causal?: boolean;
+  scale?: number;
+  /** Standard deviation of q and k entries (default 1). */
+  sigma?: number;
+  /** Skip the backward check. */
+  forwardOnly?: boolean;
+}
+
+/** A random valid FlashMask of a random layout with `slices` = [batch, heads]. */
+export function randomMask(
+  rand: () => number,
+  nq: number,
+  nk: number,
+  slices: [number, number],
+): FlashMask {
+  const layouts: [boolean, 1 | 2 | 4][] = [[true, 1], [true, 2], [false, 2], [false, 4]];
+  const [causal, c] = layouts[Math.floor(rand() * 4)];
+  const data = new Int32Array(slices[0] * slices[1] * nk * c);
+  const pick = () => Math.floor(rand() * (nq + 1));
+  for (let x = 0; x < data.length / c; x++) {
+    const [a, b] = [pick(), pick()].sort((u, v) => u - v);
+    const [u0, u1] = [pick(), pick()].sort((u, v) => u - v);
+    if (c === 1) data[x] = a;
+    else if (c === 2) data.set(causal ? [a, b] : [a, u1], x * c);
+    else data.set([a, b, u0, u1], x * c);
+  }
+  return flashMask(data, [slices[0], slices[1], nk, c], { causal, nq });
+}
+
+/** The standard suite; `large` adds a 1025-long case. */
+export function standardCases(options: { large?: boolean } = {}): Case[] {
+  const cases: Case[] = [];
+  const base = { batch: 1, heads: 2, kvHeads: 1, dtype: "f32" as DType };
+  for (const name of MASK_NAMES) {
+    for (const [n, d] of [[17, 8], [97, 59]]) {
+      cases.push({
+        ...base,
+        name: `${name} n=${n} d=${d}`,
+        nq: n,
+        nk: n,
+        d,
+        mask: exampleMask(name, n, 4).mask,
+      });
+    }
+  }
+  const one = { batch: 1, heads: 1, kvHeads: 1, dtype: "f32" as DType };
+  cases.push(
+    { ...one, name: "seq 1", nq: 1, nk: 1, d: 8 },
+    { ...one, name: "head dim 1", nq: 17, nk: 17, d: 1, causal: true },
+    { ...one, name: "head dim 96", nq: 33, nk: 33, d: 96, causal: true },
+    { ...one, name: "head dim 128", nq: 20, nk: 20, d: 128 },
+    { ...one, name: "head dim 256", nq: 17, nk: 17, d: 256, causal: true },
+    { ...one, name: "Nq < Nk causal (bottom-right)", nq: 5, nk: 17, d: 16, causal: true },
+    { ...one, name: "Nq > Nk causal (first rows see nothing)", nq: 17, nk: 5, d: 16, causal: true },
+    { ...one, name: "Nq != Nk no mask", nq: 33, nk: 20, d: 16 },
+    { ...one, name: "custom scale", nq: 17, nk: 17, d: 16, scale: 0.7, causal: true },
+    { ...one, name: "large scores", nq: 33, nk: 33, d: 64, sigma: 6, causal: true },
+    {
+      ...one,
+      name: "GQA 4:2 per-key-head mask",
+      heads: 4,
+      kvHeads: 2,
+      nq: 40,
+      nk: 40,
+      d: 24,
+      mask: stack([[exampleMask("slidingWindow", 40).mask, exampleMask("document", 40).mask]]),
+    },
+    {
+      ...one,
+      name: "MQA 3:1 per-query-head mask",
+      heads: 3,
+      kvHeads: 1,
+      nq: 23,
+      nk: 23,
+      d: 16,
+      mask: stack([[
+        exampleMask("causal", 23).mask,
+        exampleMask("prefixLmCausal", 23).mask,
+        exampleMask("qkSparse", 23).mask,
+      ]]),
+    },
+    {
+      ...one,
+      name: "batch 2 with a per-batch mask",
+      batch: 2,
+      heads: 2,
+      kvHeads: 2,
+      nq: 31,
+      nk: 31,
+      d: 16,
+      mask: stack([[exampleMask("causalDocument", 31, 1).mask], [
+        exampleMask("globalSlidingWindow", 31, 2).mask,
+      ]]),
+    },
+    {
+      ...one,
+      name: "fully masked rows",
+      nq: 12,
+      nk: 12,
+      d: 8,
+      // rows [3, 7) are masked in every column
+      mask: flashMask(new Int32Array(12 * 4).map((_, i) => [3, 7, 0, 0][i % 4]), [1, 1, 12, 4], {
+        causal: false,
+      }),
+    },
+    {
+      ...one,
+      name: "f16 causal document",
+      dtype: "f16",
+      nq: 45,
+      nk: 45,
+      d: 32,
+      mask: exampleMask("causalDocument", 45).mask,
+    },
+    {
+      ...one,
+      name: "f16 GQA no mask Nq != Nk",
+      dtype: "f16",
+      heads: 2,
+      kvHeads: 1,
+      nq: 17,
+      nk: 29,
+      d: 59,
+    },
+  );
+  const rand = rng(99);
+  for (let t = 0; t < 6; t++) {
+    const nq = 1 + Math.floor(rand() * 40), nk = 1 + Math.floor(rand() * 40);
+    const heads = [1, 2, 4][t % 3], kvHeads = t % 2 ? 1 : heads;
+    const maskHeads = [1, kvHeads, heads][t % 3];
+    cases.push({
+      ...one,
+      name: `random FlashMask #${t} (${nq}x${nk}, ${heads}:${kvHeads} heads)`,
+      batch: 1 + (t % 2),
+      heads,
+      kvHeads,
+      nq,
+      nk,
+      d: 8 + t,
+      mask: randomMask(rand, nq, nk, [t % 2 ? 2 : 1, maskHeads]),
+      dtype: t === 5 ? "f16" : "f32",
+    });
+  }
+  if (options.large) {
+    cases.push({
+      ...one,
+      name: "n=1025 causal document",
+      nq: 1025,
+      nk: 1025,
+      d: 16,
+      mask: exampleMask("causalDocument", 1025).mask,
+    });
+  }
+  return cases;
+}
+
+/** Runs one case through `attention` / `attentionBackward` and checks it against the reference. */
+export async function checkCase(c: Case, extra: AttentionOptions, seed = 1): Promise<void> {
+  const rand = rng(seed);
+  const sigma = c.sigma ?? 1;
+  const q = randomTensor(rand, [c.batch, c.nq, c.heads, c.d], c.dtype, sigma);
+  const k = randomTensor(rand, [c.batch, c.nk, c.kvHeads, c.d], c.dtype, sigma);
+  const v = randomTensor(rand, [c.batch, c.nk, c.kvHeads, c.d], c.dtype);
+  const dOut = randomTensor(rand, [c.batch, c.nq, c.heads, c.d], c.dtype);
+  const copies = [q, k, v, dOut].map((t) => t.data.slice());
+  const opt = { mask: c.mask, causal: c.causal, scale: c.scale };
+  const options: AttentionOptions = { ...opt, ...extra };
+
+  const { out, lse } = await attention(q, k, v, options);
+  const ref = referenceForward(q, k, v, opt);
+  const f32 = referenceForward(q, k, v, opt, Math.fround);
+  const od = { dtype: c.dtype };
+  assert.equal(out.dtype, c.dtype);
+  assert.deepEqual(out.shape, q.shape);
+  assertClose(`${c.name}: out`, out, ref.out, roundTo(f32.out, c.dtype), od);
+  assertClose(`${c.name}: lse`, lse, ref.lse, f32.lse, { dtype: "f32" });
+  if (!c.forwardOnly) {
+    const g = await attentionBackward({ q, k, v, out, lse, dOut }, options);
+    const rg = referenceBackward(q, k, v, dOut, opt);
+    const fg = referenceBackward(q, k, v, dOut, opt, Math.fround);
+    for (
+      const [name, t, r, f] of [
+        ["dq", g.dq, rg.dq, fg.dq],
+        ["dk", g.dk, rg.dk, fg.dk],
+        ["dv", g.dv, rg.dv, fg.dv],
+      ] as const
+    ) {
+      assert.equal(t.dtype, c.dtype);
+      assertClose(`${c.name}: ${name}`, t, r, roundTo(f, c.dtype), od);
+    }
+  }
+  [q, k, v, dOut].forEach((t: Tensor, i) =>
+    assert.deepEqual(t.data, copies[i], "inputs unchanged")
+  );
+}
+
+/** Checks that rows that see no key give out 0, lse -Infinity and zero gradients. */
+export async function checkMaskedRows(extra: AttentionOptions): Promise<void> {
+  const rand = rng(3);
+  const n = 9, d = 8;
+  const mask = flashMask(new Int32Array(n * 4).map((_, i) => [2, 5, 0, 0][i % 4]), [1, 1, n, 4], {
+    causal: false,
+  });
+  const [q, k, v, dOut] = [0, 1, 2, 3].map(() => randomTensor(rand, [1, n, 1, d]));
+  const { out, lse } = await attention(q, k, v, { mask, ...extra });
+  const g = await attentionBackward({ q, k, v, out, lse, dOut }, { mask, ...extra });
+  for (let i = 0; i < n; i++) {
+    const hidden = i >= 2 && i < 5;
+    assert.equal(lse[i] === -Infinity, hidden, `row ${i} lse`);
+    for (let x = 0; x < d; x++) {
+      if (hidden) {
+        assert.equal(out.data[i * d + x], 0, `row ${i} out`);
+        assert.equal(g.dq.data[i * d + x], 0, `row ${i} dq`);
+      }
+    }
+  }
+  for (const t of [out, g.dq, g.dk, g.dv]) {
+    assert.ok((t.data as Float32Array).every(Number.isFinite), "no NaN or Infinity");
+  }
+}

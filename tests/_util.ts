@@ -1,0 +1,88 @@
+/**
+ * Test helpers: seeded random inputs and error measures with tolerances derived from rounding.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { type DType, type Tensor, tensor, toF16, toFloat32 } from "../tensor.ts";
+
+/** A seeded generator of uniform floats in [0, 1) (mulberry32). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** n standard normal samples (Box–Muller); never all zeros. */
+export function randn(rand: () => number, n: number, sigma = 1): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const u = 1 - rand(), w = rand();
+    out[i] = sigma * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * w);
+  }
+  return out;
+}
+
+/** A random tensor of the given shape and dtype. */
+export function randomTensor(
+  rand: () => number,
+  shape: readonly [number, number, number, number],
+  dtype: DType = "f32",
+  sigma = 1,
+): Tensor {
+  const x = randn(rand, shape[0] * shape[1] * shape[2] * shape[3], sigma);
+  return tensor(dtype === "f16" ? toF16(x) : x, shape, dtype);
+}
+
+/** ‖a − ref‖ / ‖ref‖ (0 when both are 0). Infinite entries must match exactly. */
+export function relErr(a: ArrayLike<number>, ref: ArrayLike<number>): number {
+  assert.equal(a.length, ref.length, "length");
+  let num = 0, den = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (!Number.isFinite(ref[i])) {
+      assert.equal(a[i], ref[i], `entry ${i}: expected ${ref[i]}, got ${a[i]}`);
+      continue;
+    }
+    assert.ok(Number.isFinite(a[i]), `entry ${i} is ${a[i]}, expected ${ref[i]}`);
+    num += (a[i] - ref[i]) ** 2;
+    den += ref[i] ** 2;
+  }
+  return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+}
+
+/** Values of a tensor or array as numbers. */
+export function values(x: Tensor | ArrayLike<number>): ArrayLike<number> {
+  return "dtype" in x ? toFloat32(x as Tensor) : x as ArrayLike<number>;
+}
+
+/**
+ * Asserts that `actual` is as close to the float64 reference as rounding allows: its relative
+ * error must be at most `factor` times that of a plain float32 computation of the same thing
+ * (`baseline`, rounded to the same output dtype), with a floor of a few float32 ulps
+ * (2^-21 ≈ 4.8e-7) for problems a plain computation happens to get exact, and never above
+ * `cap` (the issue's bound: 1e-5 for f32, 3e-3 for f16).
+ */
+export function assertClose(
+  what: string,
+  actual: Tensor | ArrayLike<number>,
+  ref: ArrayLike<number>,
+  baseline: Tensor | ArrayLike<number>,
+  options: { dtype?: DType; factor?: number } = {},
+): { err: number; base: number } {
+  const err = relErr(values(actual), ref);
+  const base = relErr(values(baseline), ref);
+  const cap = options.dtype === "f16" ? 3e-3 : 1e-5;
+  const bound = Math.min(cap, Math.max((options.factor ?? 8) * base, 2 ** -21));
+  assert.ok(
+    err <= bound,
+    `${what}: relative error ${err.toExponential(2)} exceeds ${bound.toExponential(2)} ` +
+      `(plain f32 computation: ${base.toExponential(2)})`,
+  );
+  return { err, base };
+}

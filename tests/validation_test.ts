@@ -1,0 +1,171 @@
+import assert from "node:assert/strict";
+import {
+  attention,
+  attentionBackward,
+  type AttentionOptions,
+  causal,
+  flashMask,
+  stack,
+  type Tensor,
+  tensor,
+  toF16,
+} from "../mod.ts";
+import { randomTensor, rng } from "./_util.ts";
+
+const rand = rng(1);
+const q = randomTensor(rand, [2, 6, 4, 8]);
+const k = randomTensor(rand, [2, 5, 2, 8]);
+const v = randomTensor(rand, [2, 5, 2, 8]);
+
+/** Asserts that attention rejects the call with `type` and a message matching `re`. */
+async function rejects(
+  args: [unknown, unknown, unknown, AttentionOptions?],
+  type: ErrorConstructor,
+  re: RegExp,
+) {
+  await assert.rejects(
+    () => attention(...(args as [Tensor, Tensor, Tensor, AttentionOptions?])),
+    (e: Error) => {
+      assert.ok(
+        e instanceof type,
+        `expected ${type.name}, got ${e.constructor.name}: ${e.message}`,
+      );
+      assert.match(e.message, re);
+      return true;
+    },
+  );
+}
+
+Deno.test("tensor() rejects wrong lengths, shapes and dtypes", () => {
+  assert.throws(() => tensor(new Float32Array(5), [1, 2, 1, 3]), /data.length is 5.*needs 6/);
+  assert.throws(() => tensor(new Float32Array(6), [1, 2, 3]), /4 entries/);
+  assert.throws(
+    () => tensor(new Float32Array(0), [1, 0, 1, 3]),
+    /shape\[1\] \(seqLen\) must be a positive integer/,
+  );
+  assert.throws(() => tensor(new Float32Array(6), [1, 2, 1, 3], "f16"), TypeError);
+  assert.throws(() => tensor(new Uint16Array(6), [1, 2, 1, 3], "f32"), TypeError);
+  assert.throws(() => tensor(new Float64Array(6) as never, [1, 2, 1, 3]), TypeError);
+  assert.throws(() => tensor(new Float32Array(6), [1, 2, 1, 3], "bf16" as never), /dtype/);
+  assert.equal(tensor([1, 2], [1, 1, 1, 2], "f16").dtype, "f16");
+});
+
+Deno.test("attention rejects malformed tensors, naming the tensor and field", async () => {
+  await rejects([null, k, v], TypeError, /^q must be a Tensor/);
+  await rejects([{ ...q, shape: [2, 6, 4] }, k, v], RangeError, /q.shape must have 4 entries/);
+  await rejects([q, { ...k, dtype: "f64" }, v], TypeError, /k.dtype must be "f32" or "f16"/);
+  await rejects([q, k, { ...v, data: new Float32Array(3) }], RangeError, /v.data.length is 3/);
+  await rejects(
+    [q, k, { ...v, data: new Uint16Array(80) }],
+    TypeError,
+    /v.data must be a Float32Array/,
+  );
+});
+
+Deno.test("attention rejects mismatched sizes and dtypes", async () => {
+  const kf16 = tensor(toF16(k.data as Float32Array), k.shape, "f16");
+  await rejects([q, kf16, v], TypeError, /k.dtype is f16 but q.dtype is f32/);
+  await rejects(
+    [q, randomTensor(rand, [1, 5, 2, 8]), v],
+    RangeError,
+    /k.shape\[0\] \(batch\) is 1; q has 2/,
+  );
+  await rejects(
+    [q, randomTensor(rand, [2, 5, 2, 7]), v],
+    RangeError,
+    /k.shape\[3\] \(headDim\) is 7/,
+  );
+  await rejects(
+    [q, k, randomTensor(rand, [2, 4, 2, 8])],
+    RangeError,
+    /v.shape .* must equal k.shape/,
+  );
+  await rejects(
+    [q, randomTensor(rand, [2, 5, 3, 8]), randomTensor(rand, [2, 5, 3, 8])],
+    RangeError,
+    /multiple of k.shape\[2\]/,
+  );
+  const big = randomTensor(rand, [1, 2, 1, 257]);
+  await rejects([big, big, big], RangeError, /headDim\) = 257 exceeds the supported maximum 256/);
+});
+
+Deno.test("attention rejects bad options", async () => {
+  await rejects([q, k, v, { scale: NaN }], RangeError, /options.scale must be a finite number/);
+  await rejects([q, k, v, { backend: "cuda" as never }], TypeError, /options.backend/);
+  await rejects([q, k, v, { causal: 1 as never }], TypeError, /options.causal must be a boolean/);
+  await rejects([q, k, v, null as never], TypeError, /options must be an object/);
+});
+
+Deno.test("attention rejects masks that do not fit the call", async () => {
+  const m5 = causal(5);
+  await rejects(
+    [q, k, v, { mask: causal(6) }],
+    RangeError,
+    /options.mask.shape\[2\] \(seqLenK\) is 6; expected 5/,
+  );
+  await rejects(
+    [q, k, v, { mask: stack([[m5], [m5], [m5]]) }],
+    RangeError,
+    /options.mask.shape\[0\] \(batch\) is 3/,
+  );
+  await rejects(
+    [q, k, v, { mask: stack([[m5, m5, m5]]) }],
+    RangeError,
+    /options.mask.shape\[1\] \(heads\) is 3; expected 1, 2 .* or 4/,
+  );
+  // row indices are checked against Nq = 6 of this call
+  const m = flashMask(new Int32Array([7, 7, 7, 7, 7]), [1, 1, 5, 1], { causal: true });
+  await rejects(
+    [q, k, v, { mask: m }],
+    RangeError,
+    /startEndRowIndices\[0\] \(batch 0, head 0, key 0, LTS\) = 7 is outside \[0, 6\]/,
+  );
+  await rejects(
+    [q, k, v, { mask: m5, causal: false }],
+    TypeError,
+    /options.causal is false but options.mask.causal is true/,
+  );
+  await rejects(
+    [q, k, v, { mask: { shape: [1, 1, 5, 1], causal: true } as never }],
+    TypeError,
+    /options.mask.startEndRowIndices must be an Int32Array/,
+  );
+});
+
+Deno.test("attention rejects NaN and Infinity, naming the tensor and the position", async () => {
+  const bad = q.data.slice() as Float32Array;
+  bad[8 * 4 + 3] = NaN; // batch 0, row 1, head 0, dim 3
+  await rejects(
+    [{ ...q, data: bad }, k, v],
+    RangeError,
+    /q.data\[35\] \(batch 0, row 1, head 0, dim 3\) is not finite/,
+  );
+  const badK = toF16(k.data as Float32Array);
+  badK[17] = 0x7c00; // +Infinity
+  const kh = tensor(badK, k.shape, "f16");
+  const qh = tensor(toF16(q.data as Float32Array), q.shape, "f16");
+  const vh = tensor(toF16(v.data as Float32Array), v.shape, "f16");
+  await rejects([qh, kh, vh], RangeError, /k.data\[17\]/);
+  // checkFinite: false lets it through (the caller takes responsibility)
+  await attention({ ...q, data: bad }, k, v, { checkFinite: false, backend: "js" });
+});
+
+Deno.test("attentionBackward validates out, dOut and lse", async () => {
+  const { out, lse } = await attention(q, k, v, { backend: "js" });
+  const dOut = randomTensor(rand, [2, 6, 4, 8]);
+  const call = (s: Record<string, unknown>) =>
+    attentionBackward({ q, k, v, out, lse, dOut, ...s } as never);
+  await assert.rejects(
+    () => call({ lse: new Float32Array(3) }),
+    /lse.length is 3; expected batch·Hq·Nq = 48/,
+  );
+  await assert.rejects(() => call({ lse: Array.from(lse) }), /lse must be a Float32Array/);
+  await assert.rejects(
+    () => call({ dOut: randomTensor(rand, [2, 6, 4, 7]) }),
+    /dOut.shape .* must equal q.shape/,
+  );
+  const nanLse = lse.slice();
+  nanLse[5] = NaN;
+  await assert.rejects(() => call({ lse: nanLse }), /lse\[5\] is NaN/);
+  await assert.rejects(() => attentionBackward(null as never), /saved must be an object/);
+});

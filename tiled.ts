@@ -1,0 +1,173 @@
+/**
+ * The plain TypeScript backend (`backend: "js"`): FlashAttention-2 forward and backward,
+ * tiled over the shared block schedule. It is the readable specification of what the WASM and
+ * WebGPU kernels compute, and a correctness cross-check for them; it is not fast.
+ *
+ * Shapes: q `[B, Nq, Hq, d]`, k/v `[B, Nk, Hk, d]`, lse `[B, Hq, Nq]`.
+ * Tiling: BLOCK × BLOCK tiles. Forward: for each (batch, head, row block), visit the row
+ * block's scheduled column blocks in order, keep a running max `m`, sum `l` and unnormalised
+ * output per row (online softmax), and divide by `l` once at the end. Backward: for each
+ * (batch, key head, column block), visit its scheduled row blocks for every query head of the
+ * group, recompute `P = exp(s - lse)` and accumulate dK, dV (owned by this column block) and dQ.
+ * Invariants: skipped tiles are never read; full tiles do no mask test; partial tiles test each
+ * element against its column's canonical bounds `[lts, lte) ∪ [uts, ute)`.
+ * Arithmetic is float64 (JavaScript numbers); results are rounded to the output dtype.
+ *
+ * @module
+ */
+
+import type { AttentionResult, Gradients, SavedForBackward } from "./attention.ts";
+import type { Problem } from "./_problem.ts";
+import { BOUNDS_PER_COLUMN } from "./masks/flashmask.ts";
+import { fromFloat32, toFloat32 } from "./tensor.ts";
+import type { Tensor } from "./tensor.ts";
+
+/** Tile size (rows and columns) of this backend. */
+export const BLOCK = 32;
+
+/** Forward pass: out and lse. */
+export function forward(p: Problem, qt: Tensor, kt: Tensor, vt: Tensor): AttentionResult {
+  const { batch, nq, nk, heads, kvHeads, headDim: d, scale } = p;
+  const q = toFloat32(qt), k = toFloat32(kt), v = toFloat32(vt);
+  const plan = p.schedule(BLOCK, BLOCK);
+  const out = new Float32Array(q.length);
+  const lse = new Float32Array(batch * heads * nq);
+  const group = heads / kvHeads;
+  const m = new Float64Array(BLOCK), l = new Float64Array(BLOCK);
+  const acc = new Float64Array(BLOCK * d), s = new Float64Array(BLOCK);
+  for (let b = 0; b < batch; b++) {
+    for (let h = 0; h < heads; h++) {
+      const kh = Math.floor(h / group), slice = p.slice(b, h);
+      for (let r = 0; r < plan.rowBlocks; r++) {
+        const i0 = r * BLOCK, rows = Math.min(BLOCK, nq - i0);
+        m.fill(-Infinity);
+        l.fill(0);
+        acc.fill(0);
+        const list = slice * plan.rowBlocks + r;
+        for (let t = plan.rowPtr[list]; t < plan.rowPtr[list + 1]; t++) {
+          const c = plan.rowTiles[t] >>> 1, partial = (plan.rowTiles[t] & 1) === 1;
+          const j0 = c * BLOCK, cols = Math.min(BLOCK, nk - j0);
+          for (let ii = 0; ii < rows; ii++) {
+            const i = i0 + ii, qo = ((b * nq + i) * heads + h) * d;
+            let rowMax = -Infinity;
+            for (let jj = 0; jj < cols; jj++) {
+              const j = j0 + jj;
+              if (partial && masked(plan.bounds, slice * nk + j, i)) {
+                s[jj] = -Infinity;
+                continue;
+              }
+              const ko = ((b * nk + j) * kvHeads + kh) * d;
+              let dot = 0;
+              for (let x = 0; x < d; x++) dot += q[qo + x] * k[ko + x];
+              s[jj] = dot * scale;
+              if (s[jj] > rowMax) rowMax = s[jj];
+            }
+            if (rowMax === -Infinity) continue; // this row sees nothing in this tile
+            const mNew = Math.max(m[ii], rowMax);
+            const alpha = Math.exp(m[ii] - mNew); // 0 when m was -Infinity
+            m[ii] = mNew;
+            l[ii] *= alpha;
+            const ao = ii * d;
+            for (let x = 0; x < d; x++) acc[ao + x] *= alpha;
+            for (let jj = 0; jj < cols; jj++) {
+              const pj = Math.exp(s[jj] - mNew);
+              if (pj === 0) continue;
+              l[ii] += pj;
+              const vo = ((b * nk + j0 + jj) * kvHeads + kh) * d;
+              for (let x = 0; x < d; x++) acc[ao + x] += pj * v[vo + x];
+            }
+          }
+        }
+        for (let ii = 0; ii < rows; ii++) {
+          const i = i0 + ii, oo = ((b * nq + i) * heads + h) * d;
+          const seen = l[ii] > 0;
+          for (let x = 0; x < d; x++) out[oo + x] = seen ? acc[ii * d + x] / l[ii] : 0;
+          lse[(b * heads + h) * nq + i] = seen ? m[ii] + Math.log(l[ii]) : -Infinity;
+        }
+      }
+    }
+  }
+  return { out: fromFloat32(out, qt.shape, qt.dtype), lse };
+}
+
+/** Backward pass: dq, dk, dv by recomputation from lse. */
+export function backward(p: Problem, saved: SavedForBackward): Gradients {
+  const { batch, nq, nk, heads, kvHeads, headDim: d, scale } = p;
+  const q = toFloat32(saved.q), k = toFloat32(saved.k), v = toFloat32(saved.v);
+  const o = toFloat32(saved.out), dO = toFloat32(saved.dOut), lse = saved.lse;
+  const plan = p.schedule(BLOCK, BLOCK);
+  const group = heads / kvHeads;
+  // D = rowsum(dO ∘ O), per (b, h, i)
+  const D = new Float64Array(batch * heads * nq);
+  for (let b = 0; b < batch; b++) {
+    for (let i = 0; i < nq; i++) {
+      for (let h = 0; h < heads; h++) {
+        const off = ((b * nq + i) * heads + h) * d;
+        let sum = 0;
+        for (let x = 0; x < d; x++) sum += dO[off + x] * o[off + x];
+        D[(b * heads + h) * nq + i] = sum;
+      }
+    }
+  }
+  const dq = new Float64Array(q.length), dk = new Float32Array(k.length);
+  const dv = new Float32Array(v.length);
+  const dkAcc = new Float64Array(BLOCK * d), dvAcc = new Float64Array(BLOCK * d);
+  for (let b = 0; b < batch; b++) {
+    for (let kh = 0; kh < kvHeads; kh++) {
+      for (let c = 0; c < plan.colBlocks; c++) {
+        const j0 = c * BLOCK, cols = Math.min(BLOCK, nk - j0);
+        dkAcc.fill(0);
+        dvAcc.fill(0);
+        for (let h = kh * group; h < (kh + 1) * group; h++) {
+          const slice = p.slice(b, h), list = slice * plan.colBlocks + c;
+          for (let t = plan.colPtr[list]; t < plan.colPtr[list + 1]; t++) {
+            const r = plan.colTiles[t] >>> 1, partial = (plan.colTiles[t] & 1) === 1;
+            const i0 = r * BLOCK, rows = Math.min(BLOCK, nq - i0);
+            for (let ii = 0; ii < rows; ii++) {
+              const i = i0 + ii, row = (b * heads + h) * nq + i;
+              const rowLse = lse[row];
+              if (rowLse === -Infinity) continue; // row sees no key: zero gradients
+              const qo = ((b * nq + i) * heads + h) * d;
+              for (let jj = 0; jj < cols; jj++) {
+                const j = j0 + jj;
+                if (partial && masked(plan.bounds, slice * nk + j, i)) continue;
+                const ko = ((b * nk + j) * kvHeads + kh) * d;
+                let dot = 0, dP = 0;
+                for (let x = 0; x < d; x++) {
+                  dot += q[qo + x] * k[ko + x];
+                  dP += dO[qo + x] * v[ko + x];
+                }
+                const P = Math.exp(dot * scale - rowLse);
+                const dS = P * (dP - D[row]) * scale;
+                for (let x = 0; x < d; x++) {
+                  dvAcc[jj * d + x] += P * dO[qo + x];
+                  dkAcc[jj * d + x] += dS * q[qo + x];
+                  dq[qo + x] += dS * k[ko + x];
+                }
+              }
+            }
+          }
+        }
+        for (let jj = 0; jj < cols; jj++) {
+          const ko = ((b * nk + j0 + jj) * kvHeads + kh) * d;
+          for (let x = 0; x < d; x++) {
+            dk[ko + x] = dkAcc[jj * d + x];
+            dv[ko + x] = dvAcc[jj * d + x];
+          }
+        }
+      }
+    }
+  }
+  const dt = saved.q.dtype;
+  return {
+    dq: fromFloat32(Float32Array.from(dq), saved.q.shape, dt),
+    dk: fromFloat32(dk, saved.k.shape, dt),
+    dv: fromFloat32(dv, saved.v.shape, dt),
+  };
+}
+
+/** Whether row i of canonical column `col` (slice · Nk + j) is masked. */
+function masked(bounds: Int32Array, col: number, i: number): boolean {
+  const o = col * BOUNDS_PER_COLUMN;
+  return (i >= bounds[o] && i < bounds[o + 1]) || (i >= bounds[o + 2] && i < bounds[o + 3]);
+}
