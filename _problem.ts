@@ -13,7 +13,7 @@ import type {
 } from "./attention.ts";
 import { checkMask, type FlashMask, flashMask, maskSlice } from "./masks/flashmask.ts";
 import { type Schedule, schedule } from "./masks/schedule.ts";
-import { checkShape, type DType, type Tensor } from "./tensor.ts";
+import { checkShape, type DType, type GpuTensor, isGpuTensor, type Tensor } from "./tensor.ts";
 
 /** Largest head dimension any backend supports. */
 export const MAX_HEAD_DIM = 256;
@@ -45,12 +45,28 @@ export interface Backend {
 }
 
 /** Checks that a value is a well-formed Tensor; `name` is used in errors. */
-export function checkTensor(t: unknown, name: string): asserts t is Tensor {
+export function checkTensor(t: unknown, name: string): asserts t is Tensor | GpuTensor {
   if (typeof t !== "object" || t === null) throw new TypeError(`${name} must be a Tensor`);
   const x = t as Record<string, unknown>;
   const shape = checkShape(x.shape, `${name}.shape`);
   if (x.dtype !== "f32" && x.dtype !== "f16") {
     throw new TypeError(`${name}.dtype must be "f32" or "f16", got ${JSON.stringify(x.dtype)}`);
+  }
+  if (isGpuTensor(t)) {
+    const buf = t.buffer as unknown;
+    if (typeof GPUBuffer === "undefined" || !(buf instanceof GPUBuffer)) {
+      throw new TypeError(`${name}.buffer must be a GPUBuffer`);
+    }
+    const need = shape[0] * shape[1] * shape[2] * shape[3] * (x.dtype === "f16" ? 2 : 4);
+    if (buf.size < need) {
+      throw new RangeError(
+        `${name}.buffer.size is ${buf.size} bytes; shape [${shape}] needs ${need}`,
+      );
+    }
+    if ((buf.usage & 0x80) === 0) {
+      throw new TypeError(`${name}.buffer needs GPUBufferUsage.STORAGE`);
+    }
+    return;
   }
   const want = x.dtype === "f32" ? Float32Array : Uint16Array;
   if (!(x.data instanceof want)) {

@@ -24,6 +24,7 @@ import { type Backend, checkFinite, checkProblem, checkTensor, MAX_HEAD_DIM } fr
 import type { FlashMask } from "./masks/flashmask.ts";
 import type { Tensor } from "./tensor.ts";
 import * as tiled from "./tiled.ts";
+import { gpuBackend } from "./gpu/backend.ts";
 
 export { MAX_HEAD_DIM };
 
@@ -181,6 +182,7 @@ function backendFor(options: AttentionOptions): Backend {
     case "auto":
       return jsBackend;
     case "webgpu":
+      return gpuBackend;
     case "wasm":
       throw new Error(`backend "${name}" is not available in this version; use backend: "js"`);
   }

@@ -28,6 +28,26 @@ export interface Tensor {
   readonly dtype: DType;
 }
 
+/**
+ * A tensor that lives in a WebGPU buffer (row-major, same layout as {@linkcode Tensor}), so
+ * that calls on the WebGPU backend can be chained without read-backs. The buffer needs
+ * `GPUBufferUsage.STORAGE` (and `COPY_SRC` to be read back) and at least
+ * `elements × bytesPerElement` bytes; it must belong to the device of {@linkcode gpuDevice}.
+ */
+export interface GpuTensor {
+  /** The data, row-major; binary16 when `dtype` is `"f16"`. */
+  readonly buffer: GPUBuffer;
+  /** `[batch, seqLen, heads, headDim]`. */
+  readonly shape: Shape4;
+  /** Element type. */
+  readonly dtype: DType;
+}
+
+/** Whether `t` is a {@linkcode GpuTensor} (has a `buffer` instead of `data`). */
+export function isGpuTensor(t: unknown): t is GpuTensor {
+  return typeof t === "object" && t !== null && "buffer" in t && !("data" in t);
+}
+
 const SHAPE_NAMES = ["batch", "seqLen", "heads", "headDim"] as const;
 
 /**

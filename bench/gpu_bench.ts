@@ -1,0 +1,188 @@
+/**
+ * GPU kernel benchmark: times the WebGPU kernels with timestamp queries over many dispatches
+ * per submission (no upload or read-back in the timed region) and prints useful TFLOP/s:
+ * 4·B·H·Nq·Nk·d·visibleFraction for the forward pass, ×2.5 for the backward pass.
+ *
+ * Example (the issue's headline shape):
+ *   deno run -A bench/gpu_bench.ts --seq 16384 --heads 16 --dim 128 --dtype f32 --masks full
+ *
+ * `--sweep "rm,cn,dn,kc,kv;..."` times several forward configurations in one run.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { checkProblem } from "../_problem.ts";
+import { exampleMask, MASK_NAMES, type MaskName } from "../masks/examples.ts";
+import { toF16 } from "../tensor.ts";
+import {
+  type ForwardBuffers,
+  planForward,
+  requireGpu,
+  setGpuTuning,
+  storage,
+  upload,
+} from "../gpu/backend.ts";
+import type { ForwardConfig } from "../gpu/forward_wgsl.ts";
+import type { GpuContext } from "../gpu/device.ts";
+
+const USAGE =
+  `usage: deno run -A bench/gpu_bench.ts [--seq N] [--batch B] [--heads H] [--kv-heads HK]
+  [--dim D] [--dtype f32|f16] [--masks a,b|all] [--reps R] [--pass fwd|bwd|both]
+  [--sweep "rm,cn,dn,kc,kv;..."] [--no-subgroups] [--json FILE]`;
+
+interface Row {
+  mask: string;
+  config: string;
+  pass: string;
+  seq: number;
+  ms: number;
+  tflops: number;
+  density: number;
+  visible: number;
+}
+
+function randomData(n: number, dtype: "f32" | "f16"): Float32Array | Uint16Array {
+  const x = new Float32Array(n);
+  let s = 12345;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    x[i] = (s / 4294967296) * 2 - 1;
+  }
+  return dtype === "f16" ? toF16(x) : x;
+}
+
+/** Median time in ms of `reps` back-to-back encodings, measured with timestamp queries. */
+async function timeKernel(
+  ctx: GpuContext,
+  encode: (pass: GPUComputePassEncoder) => void,
+  reps: number,
+): Promise<number> {
+  const { device } = ctx;
+  const qs = device.createQuerySet({ type: "timestamp", count: 2 });
+  const resolve = device.createBuffer({ size: 16, usage: 0x200 | 0x4 }); // QUERY_RESOLVE | COPY_SRC
+  const read = device.createBuffer({ size: 16, usage: 0x1 | 0x8 });
+  const samples: number[] = [];
+  for (let trial = 0; trial < 4; trial++) {
+    const enc = device.createCommandEncoder();
+    const pass = enc.beginComputePass({
+      timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
+    });
+    for (let r = 0; r < reps; r++) encode(pass);
+    pass.end();
+    enc.resolveQuerySet(qs, 0, 2, resolve, 0);
+    enc.copyBufferToBuffer(resolve, 0, read, 0, 16);
+    device.queue.submit([enc.finish()]);
+    await read.mapAsync(1);
+    const t = new BigUint64Array(read.getMappedRange().slice(0));
+    read.unmap();
+    if (trial > 0) samples.push(Number(t[1] - t[0]) / 1e6 / reps); // trial 0 warms up
+  }
+  qs.destroy();
+  resolve.destroy();
+  read.destroy();
+  return samples.sort((a, b) => a - b)[Math.floor(samples.length / 2)];
+}
+
+if (import.meta.main) {
+  const { values: a } = parseArgs({
+    args: Deno.args,
+    options: {
+      seq: { type: "string", default: "4096" },
+      batch: { type: "string", default: "1" },
+      heads: { type: "string", default: "16" },
+      "kv-heads": { type: "string" },
+      dim: { type: "string", default: "128" },
+      dtype: { type: "string", default: "f32" },
+      masks: { type: "string", default: "full" },
+      reps: { type: "string", default: "10" },
+      pass: { type: "string", default: "fwd" },
+      sweep: { type: "string" },
+      "no-subgroups": { type: "boolean" },
+      json: { type: "string" },
+      help: { type: "boolean" },
+    },
+  });
+  if (a.help) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
+  const ctx = await requireGpu();
+  const seqs = a.seq!.split(",").map(Number);
+  const batch = Number(a.batch), heads = Number(a.heads);
+  const kvHeads = Number(a["kv-heads"] ?? heads), d = Number(a.dim);
+  const dtype = a.dtype as "f32" | "f16";
+  const masks = (a.masks === "all" ? MASK_NAMES.join(",") : a.masks!).split(",") as MaskName[];
+  const reps = Number(a.reps);
+  const sweep: (Partial<ForwardConfig> | undefined)[] = a.sweep
+    ? a.sweep.split(";").map((s) => {
+      const [rm, cn, dn, kc, kv] = s.split(",").map(Number);
+      return { rm, cn, dn, kc, kv };
+    })
+    : [undefined];
+  console.error(
+    `device: ${ctx.name}; f16 ${ctx.f16}; subgroups ${ctx.subgroups}; timestamps ${ctx.timestamps}`,
+  );
+  const rows: Row[] = [];
+  for (const n of seqs) {
+    const qn = batch * n * heads * d, kn = batch * n * kvHeads * d;
+    const bytes = dtype === "f16" ? 2 : 4;
+    const buf: ForwardBuffers = {
+      q: upload(ctx, randomData(qn, dtype), "q"),
+      k: upload(ctx, randomData(kn, dtype), "k"),
+      v: upload(ctx, randomData(kn, dtype), "v"),
+      out: storage(ctx, qn * bytes, "out"),
+      lse: storage(ctx, batch * heads * n * 4, "lse"),
+    };
+    const shape = (h: number) => [batch, n, h, d] as const;
+    for (const name of masks) {
+      const mask = exampleMask(name, n).mask;
+      const p = checkProblem({
+        q: { buffer: buf.q, shape: shape(heads), dtype },
+        k: { buffer: buf.k, shape: shape(kvHeads), dtype },
+        v: { buffer: buf.v, shape: shape(kvHeads), dtype },
+      }, { mask });
+      for (const cfg of sweep) {
+        setGpuTuning({ noSubgroups: a["no-subgroups"], forward: cfg });
+        let plan;
+        try {
+          plan = await planForward(ctx, p, buf, dtype);
+        } catch (e) {
+          console.error(`config ${JSON.stringify(cfg)}: ${(e as Error).message.split("\n")[0]}`);
+          continue;
+        }
+        const ms = await timeKernel(ctx, (pass) => plan.encode(pass), reps);
+        const useful = 4 * batch * heads * n * n * d * plan.schedule.visibleFraction;
+        const c = plan.cfg;
+        rows.push({
+          mask: name,
+          config: `rm${c.rm} cn${c.cn} dn${c.dn} kc${c.kc} kv${c.kv}${c.subgroups ? " sg" : ""}`,
+          pass: "fwd",
+          seq: n,
+          ms,
+          tflops: useful / ms / 1e9,
+          density: plan.schedule.density,
+          visible: plan.schedule.visibleFraction,
+        });
+        plan.destroy();
+        const r = rows[rows.length - 1];
+        console.error(
+          `${r.mask} N=${n} ${r.config}: ${ms.toFixed(3)} ms ${r.tflops.toFixed(2)} TFLOP/s`,
+        );
+      }
+    }
+    for (const b of Object.values(buf)) b.destroy();
+  }
+  if (a.json) await Deno.writeTextFile(a.json, JSON.stringify({ device: ctx.name, rows }, null, 2));
+  console.log(`device ${ctx.name}, B=${batch} H=${heads} Hk=${kvHeads} d=${d} ${dtype}`);
+  console.log(
+    "pass  mask                 N       config                       ms     TFLOP/s  density",
+  );
+  for (const r of rows) {
+    console.log(
+      `${r.pass.padEnd(5)} ${r.mask.padEnd(20)} ${String(r.seq).padEnd(7)} ${r.config.padEnd(26)} ${
+        r.ms.toFixed(3).padStart(9)
+      } ${r.tflops.toFixed(2).padStart(8)}  ${r.density.toFixed(3)}`,
+    );
+  }
+}
