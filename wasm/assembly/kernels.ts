@@ -14,7 +14,7 @@
 // item (b, key head, chunk) walks, for each column block c ≡ chunk (mod nChunks), the colTiles of
 // every query head of the group. Scores are kept transposed, Sᵀ[j][i] (Bc × Br): lanes hold four
 // query rows, so row max/sum of the online softmax are plain vector ops. GEMMs use 6×2 register
-// blocking (6 rows of A broadcast, 2 vectors of B: 12 f32x4 accumulators).
+// blocking (6 rows of A broadcast, 2 vectors of B: 12 f32x4 accumulators), k unrolled by 2.
 //
 // Invariants: skipped tiles are never touched (they are not in the lists); full tiles do no mask
 // work; partial tiles test each element against its column's canonical bounds
@@ -93,11 +93,12 @@ const P_IN_F16: i32 = 56; // inputs are binary16
   return f32x4.add(f32x4.mul(a, b), c);
 }
 
-// exp2 on [-127, ~1]: 2^n · p(f), n = round(x), f = x − n ∈ [−½, ½], Cephes exp2f polynomial
+// exp2 on [-127, ~2^22]: 2^n · p(f), n = round(x), f = x − n ∈ [−½, ½], Cephes exp2f polynomial
 // (relative error ≈ 1.7e-7). x ≤ −127 (including −∞) gives exactly 0. The constants arrive as
 // arguments so that callers hoist them out of their loops (V8 rematerialises v128 constants).
 
 const EXP2_LO: f32 = -127.0;
+const EXP2_MAGIC: f32 = 12582912.0; // 1.5 · 2^23
 const EXP2_C0: f32 = 1.535336188319500e-4;
 const EXP2_C1: f32 = 1.339887440266574e-3;
 const EXP2_C2: f32 = 9.618437357674640e-3;
@@ -108,6 +109,7 @@ const EXP2_C5: f32 = 6.931472028550421e-1;
 @inline function exp2v(
   x: v128,
   lo: v128,
+  magic: v128,
   c0: v128,
   c1: v128,
   c2: v128,
@@ -118,7 +120,10 @@ const EXP2_C5: f32 = 6.931472028550421e-1;
   bias: v128,
 ): v128 {
   const y = f32x4.max(x, lo);
-  const n = f32x4.nearest(y);
+  // round to nearest even by adding 1.5·2^23: t's low mantissa bits then hold n (cheaper than
+  // nearest + trunc_sat, which V8 expands into a fix-up sequence)
+  const t = f32x4.add(y, magic);
+  const n = f32x4.sub(t, magic);
   const f = f32x4.sub(y, n);
   let p = madd(c0, f, c1);
   p = madd(p, f, c2);
@@ -126,7 +131,7 @@ const EXP2_C5: f32 = 6.931472028550421e-1;
   p = madd(p, f, c4);
   p = madd(p, f, c5);
   p = madd(p, f, one);
-  const e = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), bias), 23);
+  const e = i32x4.shl(i32x4.add(t, bias), 23);
   return f32x4.mul(p, e);
 }
 
@@ -250,9 +255,43 @@ function gemmNN(
   const a1 = a0 + la, a2 = a1 + la, a3 = a2 + la, a4 = a3 + la, a5 = a4 + la;
   let off: usize = 0;
   const end = <usize>K << 2;
-  while (off < end) {
-    const b0 = v128.load(b), b1 = v128.load(b, 16);
-    let x = v128.load32_splat(a0 + off);
+  let b0: v128, b1: v128, x: v128;
+  // two k steps per iteration (+10% over one on this machine), then the odd one
+  while (off + 8 <= end) {
+    b0 = v128.load(b); b1 = v128.load(b, 16);
+    x = v128.load32_splat(a0 + off);
+    c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
+    x = v128.load32_splat(a1 + off);
+    c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
+    x = v128.load32_splat(a2 + off);
+    c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
+    x = v128.load32_splat(a3 + off);
+    c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
+    x = v128.load32_splat(a4 + off);
+    c40 = madd(x, b0, c40); c41 = madd(x, b1, c41);
+    x = v128.load32_splat(a5 + off);
+    c50 = madd(x, b0, c50); c51 = madd(x, b1, c51);
+    off += 4;
+    b += lb;
+    b0 = v128.load(b); b1 = v128.load(b, 16);
+    x = v128.load32_splat(a0 + off);
+    c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
+    x = v128.load32_splat(a1 + off);
+    c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
+    x = v128.load32_splat(a2 + off);
+    c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
+    x = v128.load32_splat(a3 + off);
+    c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
+    x = v128.load32_splat(a4 + off);
+    c40 = madd(x, b0, c40); c41 = madd(x, b1, c41);
+    x = v128.load32_splat(a5 + off);
+    c50 = madd(x, b0, c50); c51 = madd(x, b1, c51);
+    off += 4;
+    b += lb;
+  }
+  if (off < end) {
+    b0 = v128.load(b); b1 = v128.load(b, 16);
+    x = v128.load32_splat(a0 + off);
     c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
     x = v128.load32_splat(a1 + off);
     c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
@@ -356,9 +395,44 @@ function gemmTN(
     s = v128.load32_splat(al, 16); c40 = f32x4.mul(c40, s); c41 = f32x4.mul(c41, s);
     s = v128.load32_splat(al, 20); c50 = f32x4.mul(c50, s); c51 = f32x4.mul(c51, s);
   }
-  for (let k = 0; k < K; k++) {
-    const b0 = v128.load(b), b1 = v128.load(b, 16);
-    let x = v128.load32_splat(a);
+  let b0: v128, b1: v128, x: v128;
+  let k = 0;
+  // two k steps per iteration (+10% over one on this machine), then the odd one
+  for (; k + 2 <= K; k += 2) {
+    b0 = v128.load(b); b1 = v128.load(b, 16);
+    x = v128.load32_splat(a);
+    c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
+    x = v128.load32_splat(a, 4);
+    c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
+    x = v128.load32_splat(a, 8);
+    c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
+    x = v128.load32_splat(a, 12);
+    c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
+    x = v128.load32_splat(a, 16);
+    c40 = madd(x, b0, c40); c41 = madd(x, b1, c41);
+    x = v128.load32_splat(a, 20);
+    c50 = madd(x, b0, c50); c51 = madd(x, b1, c51);
+    a += la;
+    b += lb;
+    b0 = v128.load(b); b1 = v128.load(b, 16);
+    x = v128.load32_splat(a);
+    c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
+    x = v128.load32_splat(a, 4);
+    c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
+    x = v128.load32_splat(a, 8);
+    c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
+    x = v128.load32_splat(a, 12);
+    c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
+    x = v128.load32_splat(a, 16);
+    c40 = madd(x, b0, c40); c41 = madd(x, b1, c41);
+    x = v128.load32_splat(a, 20);
+    c50 = madd(x, b0, c50); c51 = madd(x, b1, c51);
+    a += la;
+    b += lb;
+  }
+  if (k < K) {
+    b0 = v128.load(b); b1 = v128.load(b, 16);
+    x = v128.load32_splat(a);
     c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
     x = v128.load32_splat(a, 4);
     c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
@@ -452,7 +526,8 @@ function maskTile(S: usize, ls: usize, cols: i32, rowsPad: i32, i0: i32, bnd: us
  * Pᵀ = 2^(Sᵀ − m_new). Rows whose max is still −∞ use 0 in its place, so P = alpha = 0.
  */
 function softmaxTile(S: usize, ls: usize, cols: i32, rowsPad: i32, M: usize, L: usize, AL: usize): void {
-  const lo = f32x4.splat(EXP2_LO), c0 = f32x4.splat(EXP2_C0), c1 = f32x4.splat(EXP2_C1);
+  const lo = f32x4.splat(EXP2_LO), magic = f32x4.splat(EXP2_MAGIC);
+  const c0 = f32x4.splat(EXP2_C0), c1 = f32x4.splat(EXP2_C1);
   const c2 = f32x4.splat(EXP2_C2), c3 = f32x4.splat(EXP2_C3), c4 = f32x4.splat(EXP2_C4);
   const c5 = f32x4.splat(EXP2_C5), one = f32x4.splat(1.0), bias = i32x4.splat(127);
   const negInf = f32x4.splat(-Infinity);
@@ -468,11 +543,11 @@ function softmaxTile(S: usize, ls: usize, cols: i32, rowsPad: i32, M: usize, L: 
     const mOld = v128.load(M + go);
     const mNew = f32x4.max(mOld, mx);
     const mUse = v128.bitselect(zero, mNew, f32x4.eq(mNew, negInf));
-    const alpha = exp2v(f32x4.sub(mOld, mUse), lo, c0, c1, c2, c3, c4, c5, one, bias);
+    const alpha = exp2v(f32x4.sub(mOld, mUse), lo, magic, c0, c1, c2, c3, c4, c5, one, bias);
     let sum = zero;
     a = S + go;
     for (let j = 0; j < cols; j++) {
-      const pv = exp2v(f32x4.sub(v128.load(a), mUse), lo, c0, c1, c2, c3, c4, c5, one, bias);
+      const pv = exp2v(f32x4.sub(v128.load(a), mUse), lo, magic, c0, c1, c2, c3, c4, c5, one, bias);
       v128.store(a, pv);
       sum = f32x4.add(sum, pv);
       a += ls;
@@ -669,7 +744,8 @@ function dsTile(
   i0: i32,
   bnd: usize,
 ): void {
-  const lo = f32x4.splat(EXP2_LO), c0 = f32x4.splat(EXP2_C0), c1 = f32x4.splat(EXP2_C1);
+  const lo = f32x4.splat(EXP2_LO), magic = f32x4.splat(EXP2_MAGIC);
+  const c0 = f32x4.splat(EXP2_C0), c1 = f32x4.splat(EXP2_C1);
   const c2 = f32x4.splat(EXP2_C2), c3 = f32x4.splat(EXP2_C3), c4 = f32x4.splat(EXP2_C4);
   const c5 = f32x4.splat(EXP2_C5), one = f32x4.splat(1.0), bias = i32x4.splat(127);
   const zero = f32x4.splat(0);
@@ -688,7 +764,7 @@ function dsTile(
           v128.and(i32x4.ge_s(iv, lts), i32x4.lt_s(iv, lte)),
           v128.and(i32x4.ge_s(iv, uts), i32x4.lt_s(iv, ute)),
         );
-        let pv = exp2v(f32x4.sub(v128.load(s + go), v128.load(lse2 + go)), lo, c0, c1, c2, c3, c4, c5, one, bias);
+        let pv = exp2v(f32x4.sub(v128.load(s + go), v128.load(lse2 + go)), lo, magic, c0, c1, c2, c3, c4, c5, one, bias);
         pv = v128.bitselect(zero, pv, hit);
         v128.store(s + go, pv);
         v128.store(dp + go, f32x4.mul(pv, f32x4.sub(v128.load(dp + go), v128.load(Dv + go))));
@@ -697,7 +773,7 @@ function dsTile(
     } else {
       for (let g = 0; g < rowsPad; g += 4) {
         const go = <usize>g << 2;
-        const pv = exp2v(f32x4.sub(v128.load(s + go), v128.load(lse2 + go)), lo, c0, c1, c2, c3, c4, c5, one, bias);
+        const pv = exp2v(f32x4.sub(v128.load(s + go), v128.load(lse2 + go)), lo, magic, c0, c1, c2, c3, c4, c5, one, bias);
         v128.store(s + go, pv);
         v128.store(dp + go, f32x4.mul(pv, f32x4.sub(v128.load(dp + go), v128.load(Dv + go))));
       }
