@@ -36,6 +36,8 @@ export interface Problem {
   schedule(blockRows: number, blockCols: number): Schedule;
   /** Mask slice used by query head h of batch b. */
   slice(b: number, h: number): number;
+  /** `options.threads`: most threads a backend may use (undefined: its default). */
+  readonly threads?: number;
 }
 
 /** A backend: forward and backward on validated problems. */
@@ -143,6 +145,10 @@ export function checkProblem(
       `options.backend must be "auto", "webgpu", "wasm" or "js", got ${JSON.stringify(backend)}`,
     );
   }
+  const threads = options.threads;
+  if (threads !== undefined && (!Number.isSafeInteger(threads) || threads < 1 || threads > 1024)) {
+    throw new RangeError(`options.threads must be an integer from 1 to 1024, got ${threads}`);
+  }
   if (options.causal !== undefined && typeof options.causal !== "boolean") {
     throw new TypeError(`options.causal must be a boolean, got ${options.causal}`);
   }
@@ -171,6 +177,7 @@ export function checkProblem(
     mask,
     schedule: (blockRows, blockCols) => schedule(mask, { nq, nk, blockRows, blockCols }),
     slice: (b, h) => maskSlice(mask, b, h, heads),
+    threads,
   };
 }
 

@@ -25,6 +25,7 @@ import type { FlashMask } from "./masks/flashmask.ts";
 import type { Tensor } from "./tensor.ts";
 import * as tiled from "./tiled.ts";
 import { gpuBackend } from "./gpu/backend.ts";
+import { wasmBackend } from "./wasm/backend.ts";
 
 export { MAX_HEAD_DIM };
 
@@ -40,12 +41,18 @@ export interface AttentionOptions {
   /** Score scale; default `1 / sqrt(headDim)`. */
   scale?: number;
   /**
-   * `auto` (default): WebGPU when an adapter exists, else WASM. `js` is the plain TypeScript
-   * tiled implementation, the readable specification of the algorithm.
+   * `auto` (default): WebGPU when an adapter exists, else WASM (for now always WASM). `wasm`:
+   * AssemblyScript SIMD kernels on worker threads. `js` is the plain TypeScript tiled
+   * implementation, the readable specification of the algorithm.
    */
   backend?: BackendName;
   /** Reject NaN or Infinity in host inputs with a RangeError (default true). */
   checkFinite?: boolean;
+  /**
+   * Most threads the WASM backend may use (default `navigator.hardwareConcurrency`); small
+   * problems use fewer. Results are bitwise the same for any thread count.
+   */
+  threads?: number;
 }
 
 /** Result of {@linkcode attention}. */
@@ -179,11 +186,11 @@ function backendFor(options: AttentionOptions): Backend {
   const name = options.backend ?? "auto";
   switch (name) {
     case "js":
-    case "auto":
       return jsBackend;
     case "webgpu":
       return gpuBackend;
     case "wasm":
-      throw new Error(`backend "${name}" is not available in this version; use backend: "js"`);
+    case "auto":
+      return wasmBackend;
   }
 }

@@ -1,0 +1,221 @@
+/**
+ * The WASM backend's performance report against the issue's targets: GEMM micro-kernel ceiling,
+ * forward and backward (B=1, H=8, N=2048, d=64, f32, no mask) on one and two threads,
+ * onnxruntime-web's WASM backend on the same shape, the twelve mask types at N=4096 against
+ * dense time × schedule density, and native onnxruntime-node with a dense additive mask.
+ *
+ * The machine this runs on may be shared, so every measurement is taken in interleaved rounds
+ * (each round times every contender once, back to back) and the report gives medians of the
+ * per-round values and of the per-round ratios. Useful flops: 4·B·H·Nq·Nk·d·visibleFraction
+ * forward, ×2.5 backward.
+ *
+ * Run: `deno run -A bench/wasm_report.ts [--rounds 5] [--mask-rounds 3] [--skip-node]`
+ * (onnxruntime-node: install with ONNXRUNTIME_NODE_INSTALL=skip; needs --allow-ffi, given by -A).
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import {
+  attention,
+  attentionBackward,
+  exampleMask,
+  MASK_NAMES,
+  type MaskName,
+  schedule,
+  toDense,
+} from "../mod.ts";
+import { BLOCK_COLS, BLOCK_ROWS } from "../wasm/backend.ts";
+import { engine } from "../wasm/_runtime.ts";
+import {
+  GEMM_FLOPS_PER_REP,
+  gemmBaseline,
+  ortNode,
+  ortWeb,
+  type Peer,
+  randomInput,
+} from "./_peers.ts";
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const fmt = (x: number, digits = 1) => x.toFixed(digits);
+const verdict = (ok: boolean) => ok ? "met" : "NOT met";
+
+async function time(fn: () => Promise<unknown> | unknown): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return performance.now() - t0;
+}
+
+async function main() {
+  const { values: a } = parseArgs({
+    args: Deno.args,
+    options: {
+      rounds: { type: "string", default: "5" },
+      "mask-rounds": { type: "string", default: "3" },
+      "mask-heads": { type: "string", default: "4" },
+      "skip-node": { type: "boolean", default: false },
+      "skip-masks": { type: "boolean", default: false },
+    },
+  });
+  const rounds = Number(a.rounds), maskRounds = Number(a["mask-rounds"]);
+  const eng = engine();
+  const cpu = (await Deno.readTextFile("/proc/cpuinfo").catch(() => "")).match(
+    /model name\s*:\s*(.*)/,
+  )?.[1] ?? "unknown CPU";
+  const load = () => Deno.loadavg().map((x) => x.toFixed(2)).join(" ");
+  console.log(`# WASM backend report`);
+  console.log(
+    `${cpu}, ${navigator.hardwareConcurrency} threads; Deno ${Deno.version.deno}, V8 ${Deno.version.v8}; ` +
+      `kernels: ${eng.relaxed ? "relaxed SIMD" : "plain SIMD"}; tiles ${BLOCK_ROWS}x${BLOCK_COLS}`,
+  );
+  console.log(`load average at start: ${load()}\n`);
+
+  // ---- dense shape -------------------------------------------------------------------------
+  const [B, N, H, D] = [1, 2048, 8, 64];
+  const q = randomInput(B, N, H, D, 1), k = randomInput(B, N, H, D, 2);
+  const v = randomInput(B, N, H, D, 3), dOut = randomInput(B, N, H, D, 4);
+  const F = 4 * B * H * N * N * D;
+  const { out, lse } = await attention(q, k, v, { backend: "wasm", threads: 1 });
+  await attention(q, k, v, { backend: "wasm", threads: 2 });
+  const web1 = await ortWeb(q, k, v, 1);
+  await web1.run();
+  let node1: Peer | undefined, node2: Peer | undefined;
+  if (!a["skip-node"]) {
+    node1 = await ortNode(q, k, v, 1);
+    node2 = await ortNode(q, k, v, 2);
+    await node1.run();
+    await node2.run();
+  }
+  const reps = Math.round(F / GEMM_FLOPS_PER_REP / 4);
+  gemmBaseline(reps);
+  const rows: Record<string, number[]> = {};
+  const add = (name: string, gflops: number) => (rows[name] ??= []).push(gflops);
+  for (let r = 0; r < rounds; r++) {
+    add("gemm", F / 4 / gemmBaseline(reps) / 1e6);
+    add("fwd1", F / await time(() => attention(q, k, v, { backend: "wasm", threads: 1 })) / 1e6);
+    add("fwd2", F / await time(() => attention(q, k, v, { backend: "wasm", threads: 2 })) / 1e6);
+    const saved = { q, k, v, out, lse, dOut };
+    add(
+      "bwd1",
+      2.5 * F / await time(() => attentionBackward(saved, { backend: "wasm", threads: 1 })) / 1e6,
+    );
+    add(
+      "bwd2",
+      2.5 * F / await time(() => attentionBackward(saved, { backend: "wasm", threads: 2 })) / 1e6,
+    );
+    add("web1", F / await time(() => web1.run()) / 1e6);
+    if (node1 && node2) {
+      add("node1", F / await time(() => node1.run()) / 1e6);
+      add("node2", F / await time(() => node2.run()) / 1e6);
+    }
+    add("gemm", F / 4 / gemmBaseline(reps) / 1e6);
+  }
+  // per-round ratios (each round's gemm = mean of its two gemm runs)
+  const gemmRound = (r: number) => (rows.gemm[2 * r] + rows.gemm[2 * r + 1]) / 2;
+  const ratio = (x: string, y: string | ((r: number) => number)) =>
+    median(
+      rows[x].map((val, r) => val / (typeof y === "string" ? rows[y][r] : y(r))),
+    );
+  console.log(`## B=${B} H=${H} N=${N} d=${D}, f32, no mask: median of ${rounds} rounds (GFLOP/s)`);
+  console.log("| contender | GFLOP/s | ratio | target |");
+  console.log("| --- | ---: | ---: | --- |");
+  const g = median(rows.gemm);
+  console.log(`| GEMM micro-kernel (1 thread) | ${fmt(g)} | 1 | the ceiling |`);
+  const rf = ratio("fwd1", gemmRound), rb = ratio("bwd1", gemmRound);
+  const r2 = ratio("fwd2", "fwd1"), rb2 = ratio("bwd2", "bwd1"), rw = ratio("fwd1", "web1");
+  console.log(
+    `| wasm forward, 1 thread | ${fmt(median(rows.fwd1))} | ${fmt(rf, 2)} of GEMM | ≥ 0.75: ${
+      verdict(rf >= 0.75)
+    } |`,
+  );
+  console.log(
+    `| wasm backward, 1 thread | ${fmt(median(rows.bwd1))} | ${fmt(rb, 2)} of GEMM | ≥ 0.50: ${
+      verdict(rb >= 0.5)
+    } |`,
+  );
+  console.log(
+    `| wasm forward, 2 threads | ${fmt(median(rows.fwd2))} | ${fmt(r2, 2)}× 1 thread | ≥ 1.8: ${
+      verdict(r2 >= 1.8)
+    } |`,
+  );
+  console.log(
+    `| wasm backward, 2 threads | ${fmt(median(rows.bwd2))} | ${fmt(rb2, 2)}× 1 thread | — |`,
+  );
+  console.log(
+    `| ${web1.name} | ${fmt(median(rows.web1))} | wasm 1 thread is ${fmt(rw, 2)}× | ≥ 1.5: ${
+      verdict(rw >= 1.5)
+    } |`,
+  );
+  if (node1 && node2) {
+    console.log(`| ${node1.name} | ${fmt(median(rows.node1))} | — | reference |`);
+    console.log(`| ${node2.name} | ${fmt(median(rows.node2))} | — | reference |`);
+  }
+  console.log(`\nload average now: ${load()}\n`);
+  if (a["skip-masks"]) return;
+
+  // ---- mask types at N = 4096 ----------------------------------------------------------------
+  const [MN, MH] = [4096, Number(a["mask-heads"])];
+  const mq = randomInput(1, MN, MH, D, 5), mk = randomInput(1, MN, MH, D, 6);
+  const mv = randomInput(1, MN, MH, D, 7);
+  const masks = MASK_NAMES.map((name) => exampleMask(name, MN).mask);
+  const peers = new Map<MaskName, Peer>();
+  if (!a["skip-node"]) {
+    for (const name of ["causalDocument", "slidingWindow"] as MaskName[]) {
+      const dense = toDense(masks[MASK_NAMES.indexOf(name)], { nq: MN });
+      peers.set(name, await ortNode(mq, mk, mv, 2, dense));
+    }
+  }
+  for (const mask of masks) await attention(mq, mk, mv, { backend: "wasm", mask });
+  for (const p of peers.values()) await p.run();
+  const mt: number[][] = MASK_NAMES.map(() => []);
+  const pt = new Map<MaskName, number[]>();
+  for (let r = 0; r < maskRounds; r++) {
+    for (let m = 0; m < masks.length; m++) {
+      mt[m].push(await time(() => attention(mq, mk, mv, { backend: "wasm", mask: masks[m] })));
+    }
+    for (const [name, p] of peers) {
+      const t = await time(() => p.run());
+      pt.set(name, [...(pt.get(name) ?? []), t]);
+    }
+  }
+  const threads = navigator.hardwareConcurrency;
+  console.log(
+    `## Mask types, B=1 H=${MH} N=${MN} d=${D}, f32, forward, ${threads} threads: median of ` +
+      `${maskRounds} rounds`,
+  );
+  console.log(
+    "| mask | visible | density | time ms | GFLOP/s | dense × density ms | ratio | ≤ 1.2 | onnxruntime-node dense mask ms |",
+  );
+  console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |");
+  const dense = median(mt[0]);
+  for (let m = 0; m < masks.length; m++) {
+    const name = MASK_NAMES[m];
+    const plan = schedule(masks[m], {
+      nq: MN,
+      nk: MN,
+      blockRows: BLOCK_ROWS,
+      blockCols: BLOCK_COLS,
+    });
+    const t = median(mt[m]), predicted = dense * plan.density;
+    const flops = 4 * MH * MN * MN * D * plan.visibleFraction;
+    const peer = pt.get(name);
+    const peerText = peer
+      ? `${fmt(median(peer))} (wasm ${fmt(median(peer) / t, 2)}× faster: ${
+        verdict(t < median(peer))
+      })`
+      : "";
+    console.log(
+      `| ${name} | ${fmt(plan.visibleFraction, 3)} | ${fmt(plan.density, 3)} | ${fmt(t)} | ${
+        fmt(flops / t / 1e6)
+      } | ${fmt(predicted)} | ${fmt(t / predicted, 2)} | ${
+        verdict(t <= 1.2 * predicted)
+      } | ${peerText} |`,
+    );
+  }
+  console.log(`\nload average at end: ${load()}`);
+}
+
+if (import.meta.main) await main();

@@ -1,0 +1,152 @@
+import assert from "node:assert/strict";
+import {
+  attention,
+  attentionBackward,
+  type AttentionOptions,
+  exampleMask,
+  stack,
+  type Tensor,
+  tensor,
+} from "../mod.ts";
+import { tuning } from "../wasm/backend.ts";
+import { engine } from "../wasm/_runtime.ts";
+import { type Case, checkCase, checkMaskedRows, randomMask, standardCases } from "./_cases.ts";
+import { randomTensor, rng } from "./_util.ts";
+
+// Run even tiny problems on the requested number of threads, so threads: 2 really uses workers.
+tuning.flopsPerThread = 0;
+
+const one = { batch: 1, heads: 1, kvHeads: 1, dtype: "f32" } as const;
+
+for (const threads of [1, 2]) {
+  const opt: AttentionOptions = { backend: "wasm", threads };
+  for (const c of standardCases({ large: threads === 1 })) {
+    Deno.test(`wasm backend (${threads} thread): ${c.name}`, () => checkCase(c, opt));
+  }
+  Deno.test(`wasm backend (${threads} thread): fully masked rows`, () => checkMaskedRows(opt));
+}
+
+// The issue's size sweep: head dims at seq 97 (GQA, causal document), seq lengths at d = 64.
+const sweep: Case[] = [
+  ...[1, 8, 59, 64, 96, 128, 256].map((d): Case => ({
+    ...one,
+    heads: 2,
+    name: `head dim ${d}, seq 97, causal document, GQA 2:1`,
+    nq: 97,
+    nk: 97,
+    d,
+    mask: exampleMask("causalDocument", 97).mask,
+  })),
+  ...[1, 17, 97].map((n): Case => ({
+    ...one,
+    name: `seq ${n}, d 64, sliding window`,
+    nq: n,
+    nk: n,
+    d: 64,
+    mask: exampleMask("slidingWindow", n).mask,
+  })),
+  { ...one, name: "seq 1025, d 64, causal", nq: 1025, nk: 1025, d: 64, causal: true },
+  { ...one, name: "seq 1025 x 17 (Nq > Nk), d 32, random FlashMask", nq: 1025, nk: 17, d: 32 },
+  { ...one, name: "seq 17 x 1025 (Nq < Nk), d 32, causal", nq: 17, nk: 1025, d: 32, causal: true },
+];
+sweep[sweep.length - 2].mask = randomMask(rng(5), 1025, 17, [1, 1]);
+for (const c of sweep) {
+  Deno.test(`wasm backend sweep: ${c.name}`, () => checkCase(c, { backend: "wasm", threads: 2 }));
+}
+
+/** Runs forward and backward and returns every output as raw bits. */
+async function bits(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  dOut: Tensor,
+  options: AttentionOptions,
+): Promise<Uint32Array[]> {
+  const { out, lse } = await attention(q, k, v, options);
+  const g = await attentionBackward({ q, k, v, out, lse, dOut }, options);
+  const u = (x: Float32Array | Uint16Array) => new Uint32Array(Float32Array.from(x).buffer);
+  return [u(out.data), u(lse), u(g.dq.data), u(g.dk.data), u(g.dv.data)];
+}
+
+Deno.test("wasm backend: same input gives the same bits for 1, 2 and 3 threads", async () => {
+  const rand = rng(11);
+  // 2 batches × 2 key heads: 8 dQ chunks, so dQ really is summed from partials.
+  const [B, n, H, Hk, d] = [2, 300, 4, 2, 40];
+  const q = randomTensor(rand, [B, n, H, d]), dOut = randomTensor(rand, [B, n, H, d]);
+  const k = randomTensor(rand, [B, n, Hk, d]), v = randomTensor(rand, [B, n, Hk, d]);
+  const mask = stack([[exampleMask("causalDocument", n).mask, exampleMask("document", n).mask], [
+    exampleMask("slidingWindow", n).mask,
+    exampleMask("qkSparse", n).mask,
+  ]]);
+  const ref = await bits(q, k, v, dOut, { backend: "wasm", threads: 1, mask });
+  for (const threads of [2, 3]) {
+    const got = await bits(q, k, v, dOut, { backend: "wasm", threads, mask });
+    ["out", "lse", "dq", "dk", "dv"].forEach((name, i) =>
+      assert.deepEqual(got[i], ref[i], `${name} with ${threads} threads`)
+    );
+  }
+  assert.ok(engine().workers >= 3, "three workers ran");
+});
+
+Deno.test("wasm backend: 1,000 calls keep memory flat", async () => {
+  const rand = rng(12);
+  const shape = [1, 128, 4, 32] as const;
+  const [q, k, v, dOut] = [0, 1, 2, 3].map(() => randomTensor(rand, shape));
+  const run = (i: number) => {
+    const options: AttentionOptions = { backend: "wasm", threads: 1 + (i % 2), causal: true };
+    return attention(q, k, v, options).then(({ out, lse }) =>
+      i % 4 === 0 ? attentionBackward({ q, k, v, out, lse, dOut }, options) : undefined
+    );
+  };
+  for (let i = 0; i < 20; i++) await run(i); // warm up: memory, workers, JIT
+  const wasmBytes = engine().bytes, workers = engine().workers;
+  const rss0 = Deno.memoryUsage().rss;
+  for (let i = 0; i < 1000; i++) await run(i);
+  assert.equal(engine().bytes, wasmBytes, "wasm memory did not grow");
+  assert.equal(engine().workers, workers, "no new workers");
+  // Each call moves ~0.3 MB in and out; a leak of that per call would be ~300 MB.
+  const grown = (Deno.memoryUsage().rss - rss0) / 2 ** 20;
+  assert.ok(grown < 64, `resident memory grew by ${grown.toFixed(1)} MiB over 1,000 calls`);
+});
+
+Deno.test("wasm backend: inputs beyond a 4 GiB wasm memory are a RangeError before computing", async () => {
+  // A q of 2^30 f32 elements (4 GiB) without allocating it: only its length is looked at.
+  const huge = (shape: [number, number, number, number]) => {
+    const n = shape[0] * shape[1] * shape[2] * shape[3];
+    const data = new Proxy(new Float32Array(1), {
+      get: (t, key) => key === "length" ? n : Reflect.get(t, key),
+    });
+    return { data, shape, dtype: "f32" } as Tensor;
+  };
+  const q = huge([1, 65536, 64, 256]);
+  const k = huge([1, 16, 64, 256]);
+  for (
+    const call of [
+      () => attention(q, k, k, { backend: "wasm", checkFinite: false }),
+      () =>
+        attentionBackward({ q, k, v: k, out: q, lse: new Float32Array(64 * 65536), dOut: q }, {
+          backend: "wasm",
+          checkFinite: false,
+        }),
+    ]
+  ) {
+    await assert.rejects(call, (e: Error) => {
+      assert.ok(e instanceof RangeError, `${e.constructor.name}: ${e.message}`);
+      assert.match(e.message, /GiB of WASM memory.*4 GiB/);
+      return true;
+    });
+  }
+  const small = tensor(new Float32Array(8), [1, 1, 1, 8]);
+  const { out } = await attention(small, small, small, { backend: "wasm" });
+  assert.equal(out.data.length, 8, "the backend still works afterwards");
+});
+
+Deno.test("wasm backend: options.threads is validated", async () => {
+  const t = tensor(new Float32Array(8).fill(0.5), [1, 1, 1, 8]);
+  for (const threads of [0, -1, 1.5, NaN, 2000]) {
+    await assert.rejects(
+      () => attention(t, t, t, { backend: "wasm", threads }),
+      /options\.threads/,
+    );
+  }
+});

@@ -1,0 +1,909 @@
+// FlashAttention-2 forward and backward kernels for the WASM backend (AssemblyScript, v128 f32x4).
+//
+// What it computes: exactly what tiled.ts specifies. Forward: out = softmax(q kᵀ·scale + mask) v
+// and lse (natural log) per (batch, query head, row). Backward: D = rowsum(dO∘O), P recomputed
+// from lse, dS = P∘(dP − D), dQ = dS·K·scale, dK = dSᵀ·Q·scale, dV = Pᵀ·dO.
+//
+// Shapes: host tensors are [B, N, H, d] row-major ("user layout"); the pack kernel copies them into
+// head-major "packed" rows [B, H, N, dp] (dp = d rounded up to a multiple of 4, zero padded) so a
+// tile's rows are contiguous. lse is [B, Hq, Nq]. Outputs are written in the user layout, f32 or
+// binary16 bits.
+//
+// Tiling: Br query rows × Bc key columns per tile (Br a multiple of 8), driven by the shared
+// block schedule: the forward item (b, h, row block) walks rowTiles of its mask slice, the backward
+// item (b, key head, chunk) walks, for each column block c ≡ chunk (mod nChunks), the colTiles of
+// every query head of the group. Scores are kept transposed, Sᵀ[j][i] (Bc × Br): lanes hold four
+// query rows, so row max/sum of the online softmax are plain vector ops. GEMMs use 6×2 register
+// blocking (6 rows of A broadcast, 2 vectors of B: 12 f32x4 accumulators), k unrolled by 2.
+//
+// Invariants: skipped tiles are never touched (they are not in the lists); full tiles do no mask
+// work; partial tiles test each element against its column's canonical bounds
+// [lts, lte) ∪ [uts, ute) and nothing else (no mask semantics are derived here). Scores are in
+// log2 units (q is pre-scaled by scale·log2 e) so exp is exp2. A row that sees nothing keeps
+// m = −∞, l = 0 and gets out 0, lse −∞; in the backward pass its lse2 is +∞, so P = 0 exactly.
+// Every output element is produced by exactly one work item, in a fixed order, so results do not
+// depend on the thread count: dQ is accumulated per chunk into its own partial buffer (the chunk
+// count depends on the problem only) and the partials are summed in chunk order by `bwdReduce`.
+// Nothing is allocated here: every buffer is laid out by wasm/backend.ts in the shared memory,
+// addressed through the parameter block `p` (slot numbers below match wasm/_layout.ts).
+
+// ---- parameter block slots (i32 index) -------------------------------------------------------
+const P_B: i32 = 0;
+const P_NQ: i32 = 1;
+const P_NK: i32 = 2;
+const P_H: i32 = 3;
+const P_HK: i32 = 4;
+const P_D: i32 = 5;
+const P_DP: i32 = 6;
+const P_BR: i32 = 7;
+const P_BC: i32 = 8;
+const P_ROW_BLOCKS: i32 = 9;
+const P_COL_BLOCKS: i32 = 10;
+const P_SCALE: i32 = 11; // f32
+const P_SCALE2: i32 = 12; // f32, scale · log2(e)
+const P_F16: i32 = 13; // outputs are binary16
+const P_BOUNDS: i32 = 14;
+const P_TILE_PTR: i32 = 15;
+const P_TILES: i32 = 16;
+const P_SLICE_OF: i32 = 17; // i32 per (b, h): mask slice
+const P_Q: i32 = 18; // packed
+const P_K: i32 = 19;
+const P_V: i32 = 20;
+const P_OUT: i32 = 21; // forward: out (user layout); backward: packed O
+const P_LSE: i32 = 22; // [B, H, Nq] f32
+const P_SCRATCH: i32 = 23;
+const P_SCRATCH_BYTES: i32 = 24;
+const P_DO: i32 = 25; // packed dO
+const P_QT: i32 = 26; // backward: per (b, h, row block) qᵀ·scale2, dp × Br
+const P_DOT: i32 = 27; // backward: per (b, h, row block) dOᵀ, dp × Br
+const P_DD: i32 = 28; // backward: D, [B, H, nqPad]
+const P_LSE2: i32 = 29; // backward: lse · log2 e (+∞ for rows that see nothing), [B, H, nqPad]
+const P_DQ_PART: i32 = 30; // backward: [nChunks, B, H, nqPad, dp]
+const P_CHUNKS: i32 = 31;
+const P_DK: i32 = 32; // user layout outputs
+const P_DV: i32 = 33;
+const P_DQ: i32 = 34;
+const P_NPACK: i32 = 35; // pack: number of tensors
+const P_PACK: i32 = 36; // pack: 4 slots per tensor: src, dst, seq, heads
+const P_IN_F16: i32 = 56; // inputs are binary16
+
+@inline function pi(p: usize, slot: i32): i32 {
+  return load<i32>(p + (<usize>slot << 2));
+}
+
+@inline function pu(p: usize, slot: i32): usize {
+  return <usize>load<u32>(p + (<usize>slot << 2));
+}
+
+@inline function pf(p: usize, slot: i32): f32 {
+  return load<f32>(p + (<usize>slot << 2));
+}
+
+/** Takes the next work item index, or −1 when all are taken. */
+@inline function nextItem(counter: usize, items: usize, nItems: i32): i32 {
+  const idx = atomic.add<i32>(counter, 1);
+  return idx < nItems ? load<i32>(items + (<usize>idx << 2)) : -1;
+}
+
+// ---- arithmetic helpers ----------------------------------------------------------------------
+
+/** a·b + c: fused (relaxed SIMD) when the build enables it, else multiply then add. */
+@inline function madd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  return f32x4.add(f32x4.mul(a, b), c);
+}
+
+// exp2 on [-127, ~2^22]: 2^n · p(f), n = round(x), f = x − n ∈ [−½, ½], Cephes exp2f polynomial
+// (relative error ≈ 1.7e-7). x ≤ −127 (including −∞) gives exactly 0. The constants arrive as
+// arguments so that callers hoist them out of their loops (V8 rematerialises v128 constants).
+
+const EXP2_LO: f32 = -127.0;
+const EXP2_MAGIC: f32 = 12582912.0; // 1.5 · 2^23
+const EXP2_C0: f32 = 1.535336188319500e-4;
+const EXP2_C1: f32 = 1.339887440266574e-3;
+const EXP2_C2: f32 = 9.618437357674640e-3;
+const EXP2_C3: f32 = 5.550332471162809e-2;
+const EXP2_C4: f32 = 2.402264791363012e-1;
+const EXP2_C5: f32 = 6.931472028550421e-1;
+
+@inline function exp2v(
+  x: v128,
+  lo: v128,
+  magic: v128,
+  c0: v128,
+  c1: v128,
+  c2: v128,
+  c3: v128,
+  c4: v128,
+  c5: v128,
+  one: v128,
+  bias: v128,
+): v128 {
+  const y = f32x4.max(x, lo);
+  // round to nearest even by adding 1.5·2^23: t's low mantissa bits then hold n (cheaper than
+  // nearest + trunc_sat, which V8 expands into a fix-up sequence)
+  const t = f32x4.add(y, magic);
+  const n = f32x4.sub(t, magic);
+  const f = f32x4.sub(y, n);
+  let p = madd(c0, f, c1);
+  p = madd(p, f, c2);
+  p = madd(p, f, c3);
+  p = madd(p, f, c4);
+  p = madd(p, f, c5);
+  p = madd(p, f, one);
+  const e = i32x4.shl(i32x4.add(t, bias), 23);
+  return f32x4.mul(p, e);
+}
+
+/**
+ * Natural log of a positive finite x (here the softmax sum l ≥ 1 in practice), to f64 accuracy
+ * far beyond the f32 result: x = 2^e·m with m ∈ [√½, √2), ln m = 2·atanh(s), s = (m − 1)/(m + 1),
+ * |s| ≤ 0.172, series to s^19. Written out so the module carries no lookup tables.
+ */
+function ln(x: f64): f64 {
+  const bits = reinterpret<u64>(x);
+  let e = <i32>((bits >> 52) & 0x7ff) - 1023;
+  let m = reinterpret<f64>((bits & 0x000fffffffffffff) | 0x3ff0000000000000);
+  if (e == -1023) return ln(x * 4503599627370496.0) - 36.04365338911715; // subnormal: ·2^52
+  if (m > 1.4142135623730951) {
+    m *= 0.5;
+    e++;
+  }
+  const s = (m - 1) / (m + 1), s2 = s * s;
+  let t = 1.0 / 19;
+  t = t * s2 + 1.0 / 17;
+  t = t * s2 + 1.0 / 15;
+  t = t * s2 + 1.0 / 13;
+  t = t * s2 + 1.0 / 11;
+  t = t * s2 + 1.0 / 9;
+  t = t * s2 + 1.0 / 7;
+  t = t * s2 + 1.0 / 5;
+  t = t * s2 + 1.0 / 3;
+  t = t * s2 + 1.0;
+  return <f64>e * Math.LN2 + 2 * s * t;
+}
+
+/** binary16 bits → f32 (exact). */
+@inline function h2f(h: u32): f32 {
+  const sign = (h & 0x8000) << 16;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e == 0) {
+    const v = <f32>m * 5.9604644775390625e-8; // m · 2^-24
+    return sign ? -v : v;
+  }
+  if (e == 31) return reinterpret<f32>(sign | 0x7f800000 | (m << 13));
+  return reinterpret<f32>(sign | ((e + 112) << 23) | (m << 13));
+}
+
+/** f32 → binary16 bits, round to nearest even (as tensor.ts f16Bits). */
+function f2h(x: f32): u32 {
+  const b = reinterpret<u32>(x);
+  const sign = (b >> 16) & 0x8000;
+  const exp = (b >> 23) & 0xff;
+  const mant = b & 0x7fffff;
+  if (exp == 0xff) return sign | 0x7c00 | (mant != 0 ? 0x200 : 0);
+  const e = <i32>exp - 112;
+  if (e >= 31) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    const m24 = mant | 0x800000;
+    const shift = <u32>(14 - e);
+    const half = <u32>1 << (shift - 1);
+    const rem = m24 & ((<u32>1 << shift) - 1);
+    let m = m24 >> shift;
+    if (rem > half || (rem == half && (m & 1) == 1)) m++;
+    return sign | m;
+  }
+  const rem = mant & 0x1fff;
+  let h = sign | (<u32>e << 10) | (mant >> 13);
+  if (rem > 0x1000 || (rem == 0x1000 && (h & 1) == 1)) h++;
+  return h;
+}
+
+/** Stores one output value (f32, or binary16 bits when f16) at element index `idx` of `base`. */
+@inline function storeOut(base: usize, idx: usize, v: f32, f16: bool): void {
+  if (f16) store<u16>(base + (idx << 1), <u16>f2h(v));
+  else store<f32>(base + (idx << 2), v);
+}
+
+// ---- GEMM micro-kernels ----------------------------------------------------------------------
+// All matrices are f32, row-major, strides in bytes. N is counted in 4-lane vectors.
+
+/**
+ * NN: C[m][n] (+)= Σ_k A[m][k]·B[k][n] for m < M, n < 4·NV, k < K. A's elements are broadcast
+ * (6 rows at a time), B's rows are loaded as vectors (2 at a time). `acc` false: C is overwritten.
+ */
+function gemmNN(
+  A: usize,
+  la: usize,
+  Bm: usize,
+  lb: usize,
+  C: usize,
+  lc: usize,
+  M: i32,
+  NV: i32,
+  K: i32,
+  acc: bool,
+): void {
+  let m = 0;
+  for (; m + 6 <= M; m += 6) {
+    const a = A + <usize>m * la;
+    const c = C + <usize>m * lc;
+    let n = 0;
+    for (; n + 2 <= NV; n += 2) nn6x2(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, acc);
+    if (n < NV) nn6x1(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, acc);
+  }
+  for (; m < M; m++) {
+    const a = A + <usize>m * la;
+    const c = C + <usize>m * lc;
+    for (let n = 0; n < NV; n++) nn1x1(a, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), K, acc);
+  }
+}
+
+@inline function nn6x2(a0: usize, la: usize, b: usize, lb: usize, c: usize, lc: usize, K: i32, acc: bool): void {
+  let c00 = f32x4.splat(0), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  let c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  if (acc) {
+    c00 = v128.load(c); c01 = v128.load(c, 16);
+    c10 = v128.load(c + lc); c11 = v128.load(c + lc, 16);
+    c20 = v128.load(c + 2 * lc); c21 = v128.load(c + 2 * lc, 16);
+    c30 = v128.load(c + 3 * lc); c31 = v128.load(c + 3 * lc, 16);
+    c40 = v128.load(c + 4 * lc); c41 = v128.load(c + 4 * lc, 16);
+    c50 = v128.load(c + 5 * lc); c51 = v128.load(c + 5 * lc, 16);
+  }
+  const a1 = a0 + la, a2 = a1 + la, a3 = a2 + la, a4 = a3 + la, a5 = a4 + la;
+  let off: usize = 0;
+  const end = <usize>K << 2;
+  let b0: v128, b1: v128, x: v128;
+  // two k steps per iteration (+10% over one on this machine), then the odd one
+  while (off + 8 <= end) {
+    b0 = v128.load(b); b1 = v128.load(b, 16);
+    x = v128.load32_splat(a0 + off);
+    c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
+    x = v128.load32_splat(a1 + off);
+    c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
+    x = v128.load32_splat(a2 + off);
+    c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
+    x = v128.load32_splat(a3 + off);
+    c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
+    x = v128.load32_splat(a4 + off);
+    c40 = madd(x, b0, c40); c41 = madd(x, b1, c41);
+    x = v128.load32_splat(a5 + off);
+    c50 = madd(x, b0, c50); c51 = madd(x, b1, c51);
+    off += 4;
+    b += lb;
+    b0 = v128.load(b); b1 = v128.load(b, 16);
+    x = v128.load32_splat(a0 + off);
+    c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
+    x = v128.load32_splat(a1 + off);
+    c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
+    x = v128.load32_splat(a2 + off);
+    c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
+    x = v128.load32_splat(a3 + off);
+    c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
+    x = v128.load32_splat(a4 + off);
+    c40 = madd(x, b0, c40); c41 = madd(x, b1, c41);
+    x = v128.load32_splat(a5 + off);
+    c50 = madd(x, b0, c50); c51 = madd(x, b1, c51);
+    off += 4;
+    b += lb;
+  }
+  if (off < end) {
+    b0 = v128.load(b); b1 = v128.load(b, 16);
+    x = v128.load32_splat(a0 + off);
+    c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
+    x = v128.load32_splat(a1 + off);
+    c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
+    x = v128.load32_splat(a2 + off);
+    c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
+    x = v128.load32_splat(a3 + off);
+    c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
+    x = v128.load32_splat(a4 + off);
+    c40 = madd(x, b0, c40); c41 = madd(x, b1, c41);
+    x = v128.load32_splat(a5 + off);
+    c50 = madd(x, b0, c50); c51 = madd(x, b1, c51);
+    off += 4;
+    b += lb;
+  }
+  v128.store(c, c00); v128.store(c, c01, 16);
+  v128.store(c + lc, c10); v128.store(c + lc, c11, 16);
+  v128.store(c + 2 * lc, c20); v128.store(c + 2 * lc, c21, 16);
+  v128.store(c + 3 * lc, c30); v128.store(c + 3 * lc, c31, 16);
+  v128.store(c + 4 * lc, c40); v128.store(c + 4 * lc, c41, 16);
+  v128.store(c + 5 * lc, c50); v128.store(c + 5 * lc, c51, 16);
+}
+
+@inline function nn6x1(a0: usize, la: usize, b: usize, lb: usize, c: usize, lc: usize, K: i32, acc: bool): void {
+  let c0 = f32x4.splat(0), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
+  if (acc) {
+    c0 = v128.load(c); c1 = v128.load(c + lc); c2 = v128.load(c + 2 * lc);
+    c3 = v128.load(c + 3 * lc); c4 = v128.load(c + 4 * lc); c5 = v128.load(c + 5 * lc);
+  }
+  const a1 = a0 + la, a2 = a1 + la, a3 = a2 + la, a4 = a3 + la, a5 = a4 + la;
+  let off: usize = 0;
+  const end = <usize>K << 2;
+  while (off < end) {
+    const b0 = v128.load(b);
+    c0 = madd(v128.load32_splat(a0 + off), b0, c0);
+    c1 = madd(v128.load32_splat(a1 + off), b0, c1);
+    c2 = madd(v128.load32_splat(a2 + off), b0, c2);
+    c3 = madd(v128.load32_splat(a3 + off), b0, c3);
+    c4 = madd(v128.load32_splat(a4 + off), b0, c4);
+    c5 = madd(v128.load32_splat(a5 + off), b0, c5);
+    off += 4;
+    b += lb;
+  }
+  v128.store(c, c0); v128.store(c + lc, c1); v128.store(c + 2 * lc, c2);
+  v128.store(c + 3 * lc, c3); v128.store(c + 4 * lc, c4); v128.store(c + 5 * lc, c5);
+}
+
+@inline function nn1x1(a: usize, b: usize, lb: usize, c: usize, K: i32, acc: bool): void {
+  let c0 = acc ? v128.load(c) : f32x4.splat(0);
+  for (let k = 0; k < K; k++) {
+    c0 = madd(v128.load32_splat(a + (<usize>k << 2)), v128.load(b), c0);
+    b += lb;
+  }
+  v128.store(c, c0);
+}
+
+/**
+ * TN: C[m][n] = C[m][n]·alpha[m] + Σ_k A[k][m]·B[k][n] for m < M, n < 4·NV, k < K: A is stored
+ * transposed (k-major), so the 6 broadcast elements of a step are adjacent. `alpha` 0: no scaling.
+ */
+function gemmTN(
+  A: usize,
+  la: usize,
+  Bm: usize,
+  lb: usize,
+  C: usize,
+  lc: usize,
+  M: i32,
+  NV: i32,
+  K: i32,
+  alpha: usize,
+): void {
+  let m = 0;
+  for (; m + 6 <= M; m += 6) {
+    const a = A + (<usize>m << 2);
+    const c = C + <usize>m * lc;
+    const al = alpha ? alpha + (<usize>m << 2) : 0;
+    let n = 0;
+    for (; n + 2 <= NV; n += 2) tn6x2(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, al);
+    if (n < NV) tn6x1(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, al);
+  }
+  for (; m < M; m++) {
+    const a = A + (<usize>m << 2);
+    const c = C + <usize>m * lc;
+    const al = alpha ? alpha + (<usize>m << 2) : 0;
+    for (let n = 0; n < NV; n++) tn1x1(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), K, al);
+  }
+}
+
+@inline function tn6x2(a: usize, la: usize, b: usize, lb: usize, c: usize, lc: usize, K: i32, al: usize): void {
+  let c00 = v128.load(c), c01 = v128.load(c, 16);
+  let c10 = v128.load(c + lc), c11 = v128.load(c + lc, 16);
+  let c20 = v128.load(c + 2 * lc), c21 = v128.load(c + 2 * lc, 16);
+  let c30 = v128.load(c + 3 * lc), c31 = v128.load(c + 3 * lc, 16);
+  let c40 = v128.load(c + 4 * lc), c41 = v128.load(c + 4 * lc, 16);
+  let c50 = v128.load(c + 5 * lc), c51 = v128.load(c + 5 * lc, 16);
+  if (al) {
+    let s = v128.load32_splat(al); c00 = f32x4.mul(c00, s); c01 = f32x4.mul(c01, s);
+    s = v128.load32_splat(al, 4); c10 = f32x4.mul(c10, s); c11 = f32x4.mul(c11, s);
+    s = v128.load32_splat(al, 8); c20 = f32x4.mul(c20, s); c21 = f32x4.mul(c21, s);
+    s = v128.load32_splat(al, 12); c30 = f32x4.mul(c30, s); c31 = f32x4.mul(c31, s);
+    s = v128.load32_splat(al, 16); c40 = f32x4.mul(c40, s); c41 = f32x4.mul(c41, s);
+    s = v128.load32_splat(al, 20); c50 = f32x4.mul(c50, s); c51 = f32x4.mul(c51, s);
+  }
+  let b0: v128, b1: v128, x: v128;
+  let k = 0;
+  // two k steps per iteration (+10% over one on this machine), then the odd one
+  for (; k + 2 <= K; k += 2) {
+    b0 = v128.load(b); b1 = v128.load(b, 16);
+    x = v128.load32_splat(a);
+    c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
+    x = v128.load32_splat(a, 4);
+    c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
+    x = v128.load32_splat(a, 8);
+    c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
+    x = v128.load32_splat(a, 12);
+    c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
+    x = v128.load32_splat(a, 16);
+    c40 = madd(x, b0, c40); c41 = madd(x, b1, c41);
+    x = v128.load32_splat(a, 20);
+    c50 = madd(x, b0, c50); c51 = madd(x, b1, c51);
+    a += la;
+    b += lb;
+    b0 = v128.load(b); b1 = v128.load(b, 16);
+    x = v128.load32_splat(a);
+    c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
+    x = v128.load32_splat(a, 4);
+    c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
+    x = v128.load32_splat(a, 8);
+    c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
+    x = v128.load32_splat(a, 12);
+    c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
+    x = v128.load32_splat(a, 16);
+    c40 = madd(x, b0, c40); c41 = madd(x, b1, c41);
+    x = v128.load32_splat(a, 20);
+    c50 = madd(x, b0, c50); c51 = madd(x, b1, c51);
+    a += la;
+    b += lb;
+  }
+  if (k < K) {
+    b0 = v128.load(b); b1 = v128.load(b, 16);
+    x = v128.load32_splat(a);
+    c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
+    x = v128.load32_splat(a, 4);
+    c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
+    x = v128.load32_splat(a, 8);
+    c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
+    x = v128.load32_splat(a, 12);
+    c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
+    x = v128.load32_splat(a, 16);
+    c40 = madd(x, b0, c40); c41 = madd(x, b1, c41);
+    x = v128.load32_splat(a, 20);
+    c50 = madd(x, b0, c50); c51 = madd(x, b1, c51);
+    a += la;
+    b += lb;
+  }
+  v128.store(c, c00); v128.store(c, c01, 16);
+  v128.store(c + lc, c10); v128.store(c + lc, c11, 16);
+  v128.store(c + 2 * lc, c20); v128.store(c + 2 * lc, c21, 16);
+  v128.store(c + 3 * lc, c30); v128.store(c + 3 * lc, c31, 16);
+  v128.store(c + 4 * lc, c40); v128.store(c + 4 * lc, c41, 16);
+  v128.store(c + 5 * lc, c50); v128.store(c + 5 * lc, c51, 16);
+}
+
+@inline function tn6x1(a: usize, la: usize, b: usize, lb: usize, c: usize, lc: usize, K: i32, al: usize): void {
+  let c0 = v128.load(c), c1 = v128.load(c + lc), c2 = v128.load(c + 2 * lc);
+  let c3 = v128.load(c + 3 * lc), c4 = v128.load(c + 4 * lc), c5 = v128.load(c + 5 * lc);
+  if (al) {
+    c0 = f32x4.mul(c0, v128.load32_splat(al));
+    c1 = f32x4.mul(c1, v128.load32_splat(al, 4));
+    c2 = f32x4.mul(c2, v128.load32_splat(al, 8));
+    c3 = f32x4.mul(c3, v128.load32_splat(al, 12));
+    c4 = f32x4.mul(c4, v128.load32_splat(al, 16));
+    c5 = f32x4.mul(c5, v128.load32_splat(al, 20));
+  }
+  for (let k = 0; k < K; k++) {
+    const b0 = v128.load(b);
+    c0 = madd(v128.load32_splat(a), b0, c0);
+    c1 = madd(v128.load32_splat(a, 4), b0, c1);
+    c2 = madd(v128.load32_splat(a, 8), b0, c2);
+    c3 = madd(v128.load32_splat(a, 12), b0, c3);
+    c4 = madd(v128.load32_splat(a, 16), b0, c4);
+    c5 = madd(v128.load32_splat(a, 20), b0, c5);
+    a += la;
+    b += lb;
+  }
+  v128.store(c, c0); v128.store(c + lc, c1); v128.store(c + 2 * lc, c2);
+  v128.store(c + 3 * lc, c3); v128.store(c + 4 * lc, c4); v128.store(c + 5 * lc, c5);
+}
+
+@inline function tn1x1(a: usize, la: usize, b: usize, lb: usize, c: usize, K: i32, al: usize): void {
+  let c0 = v128.load(c);
+  if (al) c0 = f32x4.mul(c0, v128.load32_splat(al));
+  for (let k = 0; k < K; k++) {
+    c0 = madd(v128.load32_splat(a), v128.load(b), c0);
+    a += la;
+    b += lb;
+  }
+  v128.store(c, c0);
+}
+
+// ---- mask and softmax on a transposed score tile ---------------------------------------------
+
+/**
+ * Partial tile: sets Sᵀ[j][i] to −∞ where row i0 + i is inside column j's masked runs
+ * [lts, lte) ∪ [uts, ute) (bounds at `bnd`, 4 × i32 per column).
+ */
+function maskTile(S: usize, ls: usize, cols: i32, rowsPad: i32, i0: i32, bnd: usize): void {
+  const negInf = f32x4.splat(-Infinity);
+  const base = i32x4.add(i32x4.splat(i0), i32x4(0, 1, 2, 3));
+  const four = i32x4.splat(4);
+  for (let j = 0; j < cols; j++) {
+    const o = bnd + (<usize>j << 4);
+    const lts = v128.load32_splat(o), lte = v128.load32_splat(o, 4);
+    const uts = v128.load32_splat(o, 8), ute = v128.load32_splat(o, 12);
+    let iv = base;
+    const row = S + <usize>j * ls;
+    for (let g = 0; g < rowsPad; g += 4) {
+      const hit = v128.or(
+        v128.and(i32x4.ge_s(iv, lts), i32x4.lt_s(iv, lte)),
+        v128.and(i32x4.ge_s(iv, uts), i32x4.lt_s(iv, ute)),
+      );
+      const a = row + (<usize>g << 2);
+      v128.store(a, v128.bitselect(negInf, v128.load(a), hit));
+      iv = i32x4.add(iv, four);
+    }
+  }
+}
+
+/**
+ * Online softmax step on Sᵀ (cols × rowsPad, log2 units): per row, new max m, rescale factor
+ * alpha = 2^(m_old − m_new) (stored at AL), l = l·alpha + Σ_j P, and Sᵀ replaced by
+ * Pᵀ = 2^(Sᵀ − m_new). Rows whose max is still −∞ use 0 in its place, so P = alpha = 0.
+ */
+function softmaxTile(S: usize, ls: usize, cols: i32, rowsPad: i32, M: usize, L: usize, AL: usize): void {
+  const lo = f32x4.splat(EXP2_LO), magic = f32x4.splat(EXP2_MAGIC);
+  const c0 = f32x4.splat(EXP2_C0), c1 = f32x4.splat(EXP2_C1);
+  const c2 = f32x4.splat(EXP2_C2), c3 = f32x4.splat(EXP2_C3), c4 = f32x4.splat(EXP2_C4);
+  const c5 = f32x4.splat(EXP2_C5), one = f32x4.splat(1.0), bias = i32x4.splat(127);
+  const negInf = f32x4.splat(-Infinity);
+  const zero = f32x4.splat(0);
+  for (let g = 0; g < rowsPad; g += 4) {
+    const go = <usize>g << 2;
+    let mx = negInf;
+    let a = S + go;
+    for (let j = 0; j < cols; j++) {
+      mx = f32x4.max(mx, v128.load(a));
+      a += ls;
+    }
+    const mOld = v128.load(M + go);
+    const mNew = f32x4.max(mOld, mx);
+    const mUse = v128.bitselect(zero, mNew, f32x4.eq(mNew, negInf));
+    const alpha = exp2v(f32x4.sub(mOld, mUse), lo, magic, c0, c1, c2, c3, c4, c5, one, bias);
+    let sum = zero;
+    a = S + go;
+    for (let j = 0; j < cols; j++) {
+      const pv = exp2v(f32x4.sub(v128.load(a), mUse), lo, magic, c0, c1, c2, c3, c4, c5, one, bias);
+      v128.store(a, pv);
+      sum = f32x4.add(sum, pv);
+      a += ls;
+    }
+    v128.store(L + go, madd(v128.load(L + go), alpha, sum));
+    v128.store(M + go, mNew);
+    v128.store(AL + go, alpha);
+  }
+}
+
+
+// ---- pack: user layout [B, N, H, d] (f32 or binary16) → packed [B, H, N, dp] f32 ------------
+
+/** Work item t·B·H + b·H + h (over the tensors of the descriptor table) packs one head. */
+export function pack(p: usize, tid: i32, counter: usize, items: usize, nItems: i32): void {
+  const B = pi(p, P_B), d = pi(p, P_D), dp = pi(p, P_DP), f16 = pi(p, P_IN_F16) != 0;
+  const n = pi(p, P_NPACK);
+  for (let it = nextItem(counter, items, nItems); it >= 0; it = nextItem(counter, items, nItems)) {
+    let t = 0, rest = it;
+    for (; t < n; t++) {
+      const cnt = B * pi(p, P_PACK + 4 * t + 3);
+      if (rest < cnt) break;
+      rest -= cnt;
+    }
+    const src = pu(p, P_PACK + 4 * t), dst = pu(p, P_PACK + 4 * t + 1);
+    const seq = pi(p, P_PACK + 4 * t + 2), heads = pi(p, P_PACK + 4 * t + 3);
+    const b = rest / heads, h = rest % heads;
+    const rowStride = <usize>heads * d;
+    let s = <usize>(b * seq * heads + h) * d; // element index of (b, 0, h, 0)
+    let o = dst + (<usize>(b * heads + h) * seq * dp << 2);
+    for (let r = 0; r < seq; r++) {
+      if (f16) {
+        for (let x = 0; x < d; x++) store<f32>(o + (<usize>x << 2), h2f(load<u16>(src + ((s + x) << 1))));
+      } else {
+        let x = 0;
+        for (; x + 4 <= d; x += 4) v128.store(o + (<usize>x << 2), v128.load(src + ((s + x) << 2)));
+        for (; x < d; x++) store<f32>(o + (<usize>x << 2), load<f32>(src + ((s + x) << 2)));
+      }
+      for (let x = d; x < dp; x++) store<f32>(o + (<usize>x << 2), 0);
+      s += rowStride;
+      o += <usize>dp << 2;
+    }
+  }
+}
+
+// ---- forward -----------------------------------------------------------------------------------
+
+/**
+ * Forward work item b·H·rowBlocks + h·rowBlocks + r: rows [r·Br, r·Br + Br) of query head h,
+ * batch b. Writes those rows of out (user layout) and lse.
+ */
+export function forward(p: usize, tid: i32, counter: usize, items: usize, nItems: i32): void {
+  const nq = pi(p, P_NQ), nk = pi(p, P_NK), H = pi(p, P_H), Hk = pi(p, P_HK);
+  const d = pi(p, P_D), dp = pi(p, P_DP), Br = pi(p, P_BR), Bc = pi(p, P_BC);
+  const rowBlocks = pi(p, P_ROW_BLOCKS), scale2 = pf(p, P_SCALE2), f16 = pi(p, P_F16) != 0;
+  const bounds = pu(p, P_BOUNDS), tilePtr = pu(p, P_TILE_PTR), tiles = pu(p, P_TILES);
+  const sliceOf = pu(p, P_SLICE_OF);
+  const qp = pu(p, P_Q), kp = pu(p, P_K), vp = pu(p, P_V), outp = pu(p, P_OUT), lsep = pu(p, P_LSE);
+  const group = H / Hk;
+  const ls = <usize>Br << 2; // row stride of Qᵀ and Sᵀ (bytes)
+  const ld = <usize>dp << 2; // row stride of packed rows and of O (bytes)
+  const QT = pu(p, P_SCRATCH) + <usize>tid * pu(p, P_SCRATCH_BYTES);
+  const ST = QT + <usize>dp * ls;
+  const O = ST + <usize>Bc * ls;
+  const M = O + <usize>Br * ld;
+  const L = M + ls;
+  const AL = L + ls;
+  const negInf = f32x4.splat(-Infinity), zero = f32x4.splat(0);
+  for (let it = nextItem(counter, items, nItems); it >= 0; it = nextItem(counter, items, nItems)) {
+    const r = it % rowBlocks, bh = it / rowBlocks, h = bh % H, b = bh / H;
+    const kh = h / group, slice = load<i32>(sliceOf + (<usize>bh << 2));
+    const i0 = r * Br, rows = min(Br, nq - i0), rowsPad = (rows + 7) & ~7;
+    // Qᵀ · scale · log2 e, zero in padded rows
+    const q = qp + (<usize>(bh * nq + i0) * ld);
+    for (let x = 0; x < dp; x++) {
+      const dst = QT + <usize>x * ls;
+      for (let i = 0; i < rows; i++) {
+        store<f32>(dst + (<usize>i << 2), load<f32>(q + <usize>i * ld + (<usize>x << 2)) * scale2);
+      }
+      for (let i = rows; i < rowsPad; i++) store<f32>(dst + (<usize>i << 2), 0);
+    }
+    for (let g = 0; g < rowsPad; g += 4) {
+      v128.store(M + (<usize>g << 2), negInf);
+      v128.store(L + (<usize>g << 2), zero);
+    }
+    memory.fill(O, 0, <usize>rowsPad * ld);
+    const kb = kp + <usize>(b * Hk + kh) * nk * ld;
+    const vb = vp + <usize>(b * Hk + kh) * nk * ld;
+    const list = slice * rowBlocks + r;
+    const t1 = load<u32>(tilePtr + (<usize>(list + 1) << 2));
+    for (let t = load<u32>(tilePtr + (<usize>list << 2)); t < t1; t++) {
+      const e = load<u32>(tiles + (<usize>t << 2));
+      const j0 = <i32>(e >> 1) * Bc, cols = min(Bc, nk - j0);
+      gemmNN(kb + <usize>j0 * ld, ld, QT, ls, ST, ls, cols, rowsPad >> 2, dp, false);
+      if (e & 1) maskTile(ST, ls, cols, rowsPad, i0, bounds + (<usize>(slice * nk + j0) << 4));
+      softmaxTile(ST, ls, cols, rowsPad, M, L, AL);
+      gemmTN(ST, ls, vb + <usize>j0 * ld, ld, O, ld, rowsPad, dp >> 2, cols, AL);
+    }
+    // out = O / l (0 when the row saw nothing); lse = m·ln 2 + ln l
+    for (let i = 0; i < rows; i++) {
+      const l = load<f32>(L + (<usize>i << 2)), m = load<f32>(M + (<usize>i << 2));
+      const row = O + <usize>i * ld;
+      const oi = <usize>((b * nq + i0 + i) * H + h) * d;
+      if (l > 0) {
+        if (!f16 && (d & 3) == 0) {
+          const lv = f32x4.splat(l);
+          for (let x = 0; x < d; x += 4) {
+            v128.store(outp + ((oi + x) << 2), f32x4.div(v128.load(row + (<usize>x << 2)), lv));
+          }
+        } else {
+          for (let x = 0; x < d; x++) storeOut(outp, oi + x, load<f32>(row + (<usize>x << 2)) / l, f16);
+        }
+        store<f32>(lsep + (<usize>(bh * nq + i0 + i) << 2), <f32>(<f64>m * Math.LN2 + ln(<f64>l)));
+      } else {
+        for (let x = 0; x < d; x++) storeOut(outp, oi + x, 0, f16);
+        store<f32>(lsep + (<usize>(bh * nq + i0 + i) << 2), -Infinity);
+      }
+    }
+  }
+}
+
+// ---- backward ----------------------------------------------------------------------------------
+
+/**
+ * Backward preparation, work item b·H·rowBlocks + h·rowBlocks + r: Qᵀ·scale2 and dOᵀ of the row
+ * block (dp × Br, zero padded), D = rowsum(dO∘O), lse2 = lse·log2 e (+∞ for rows that see nothing
+ * and for padding), and zeroed dQ partial rows of every chunk.
+ */
+export function bwdPrep(p: usize, tid: i32, counter: usize, items: usize, nItems: i32): void {
+  const B = pi(p, P_B), nq = pi(p, P_NQ), H = pi(p, P_H), dp = pi(p, P_DP), Br = pi(p, P_BR);
+  const rowBlocks = pi(p, P_ROW_BLOCKS), scale2 = pf(p, P_SCALE2), chunks = pi(p, P_CHUNKS);
+  const qp = pu(p, P_Q), op = pu(p, P_OUT), dop = pu(p, P_DO), lsep = pu(p, P_LSE);
+  const qtp = pu(p, P_QT), dotp = pu(p, P_DOT), Dp = pu(p, P_DD), lse2p = pu(p, P_LSE2);
+  const dqp = pu(p, P_DQ_PART);
+  const nqPad = rowBlocks * Br;
+  const ls = <usize>Br << 2, ld = <usize>dp << 2;
+  for (let it = nextItem(counter, items, nItems); it >= 0; it = nextItem(counter, items, nItems)) {
+    const r = it % rowBlocks, bh = it / rowBlocks;
+    const i0 = r * Br, rows = min(Br, nq - i0);
+    const q = qp + <usize>(bh * nq + i0) * ld;
+    const dO = dop + <usize>(bh * nq + i0) * ld;
+    const o = op + <usize>(bh * nq + i0) * ld;
+    const qt = qtp + <usize>it * dp * ls;
+    const dot = dotp + <usize>it * dp * ls;
+    for (let x = 0; x < dp; x++) {
+      const xo = <usize>x << 2;
+      for (let i = 0; i < rows; i++) {
+        store<f32>(qt + <usize>x * ls + (<usize>i << 2), load<f32>(q + <usize>i * ld + xo) * scale2);
+        store<f32>(dot + <usize>x * ls + (<usize>i << 2), load<f32>(dO + <usize>i * ld + xo));
+      }
+      for (let i = rows; i < Br; i++) {
+        store<f32>(qt + <usize>x * ls + (<usize>i << 2), 0);
+        store<f32>(dot + <usize>x * ls + (<usize>i << 2), 0);
+      }
+    }
+    const rowBase = <usize>(bh * nqPad + i0) << 2;
+    for (let i = 0; i < Br; i++) {
+      let dsum: f32 = 0;
+      let l2: f32 = Infinity;
+      if (i < rows) {
+        // Summed in the order and with the operation the dPᵀ GEMM uses (sequential in x, madd),
+        // so that a row whose softmax is one-hot gets dP − D = 0 exactly, as in exact arithmetic.
+        let acc = f32x4.splat(0);
+        const orow = o + <usize>i * ld, drow = dO + <usize>i * ld;
+        for (let x = 0; x < dp; x++) {
+          acc = madd(v128.load32_splat(orow + (<usize>x << 2)), v128.load32_splat(drow + (<usize>x << 2)), acc);
+        }
+        dsum = f32x4.extract_lane(acc, 0);
+        const lse = load<f32>(lsep + (<usize>(bh * nq + i0 + i) << 2));
+        if (lse != -Infinity) l2 = <f32>(<f64>lse * Math.LOG2E);
+      }
+      store<f32>(Dp + rowBase + (<usize>i << 2), dsum);
+      store<f32>(lse2p + rowBase + (<usize>i << 2), l2);
+    }
+    for (let k = 0; k < chunks; k++) {
+      memory.fill(dqp + (<usize>((k * B * H + bh) * nqPad + i0) * ld), 0, <usize>Br * ld);
+    }
+  }
+}
+
+/**
+ * Recomputes Pᵀ = 2^(Sᵀ − lse2) (0 where masked, for partial tiles) into S and
+ * dSᵀ = Pᵀ∘(dPᵀ − D) into DP.
+ */
+function dsTile(
+  S: usize,
+  DP: usize,
+  ls: usize,
+  cols: i32,
+  rowsPad: i32,
+  lse2: usize,
+  Dv: usize,
+  partial: bool,
+  i0: i32,
+  bnd: usize,
+): void {
+  const lo = f32x4.splat(EXP2_LO), magic = f32x4.splat(EXP2_MAGIC);
+  const c0 = f32x4.splat(EXP2_C0), c1 = f32x4.splat(EXP2_C1);
+  const c2 = f32x4.splat(EXP2_C2), c3 = f32x4.splat(EXP2_C3), c4 = f32x4.splat(EXP2_C4);
+  const c5 = f32x4.splat(EXP2_C5), one = f32x4.splat(1.0), bias = i32x4.splat(127);
+  const zero = f32x4.splat(0);
+  const base = i32x4.add(i32x4.splat(i0), i32x4(0, 1, 2, 3));
+  const four = i32x4.splat(4);
+  for (let j = 0; j < cols; j++) {
+    const s = S + <usize>j * ls, dp = DP + <usize>j * ls;
+    if (partial) {
+      const o = bnd + (<usize>j << 4);
+      const lts = v128.load32_splat(o), lte = v128.load32_splat(o, 4);
+      const uts = v128.load32_splat(o, 8), ute = v128.load32_splat(o, 12);
+      let iv = base;
+      for (let g = 0; g < rowsPad; g += 4) {
+        const go = <usize>g << 2;
+        const hit = v128.or(
+          v128.and(i32x4.ge_s(iv, lts), i32x4.lt_s(iv, lte)),
+          v128.and(i32x4.ge_s(iv, uts), i32x4.lt_s(iv, ute)),
+        );
+        let pv = exp2v(f32x4.sub(v128.load(s + go), v128.load(lse2 + go)), lo, magic, c0, c1, c2, c3, c4, c5, one, bias);
+        pv = v128.bitselect(zero, pv, hit);
+        v128.store(s + go, pv);
+        v128.store(dp + go, f32x4.mul(pv, f32x4.sub(v128.load(dp + go), v128.load(Dv + go))));
+        iv = i32x4.add(iv, four);
+      }
+    } else {
+      for (let g = 0; g < rowsPad; g += 4) {
+        const go = <usize>g << 2;
+        const pv = exp2v(f32x4.sub(v128.load(s + go), v128.load(lse2 + go)), lo, magic, c0, c1, c2, c3, c4, c5, one, bias);
+        v128.store(s + go, pv);
+        v128.store(dp + go, f32x4.mul(pv, f32x4.sub(v128.load(dp + go), v128.load(Dv + go))));
+      }
+    }
+  }
+}
+
+/**
+ * Backward work item (b·Hk + kh)·nChunks + k: the column blocks c ≡ k (mod nChunks) of key head
+ * kh, batch b. Owns those rows of dK and dV (accumulated over every query head of the group) and
+ * accumulates dQ into partial buffer k.
+ */
+export function backward(p: usize, tid: i32, counter: usize, items: usize, nItems: i32): void {
+  const B = pi(p, P_B), nq = pi(p, P_NQ), nk = pi(p, P_NK), H = pi(p, P_H), Hk = pi(p, P_HK);
+  const d = pi(p, P_D), dp = pi(p, P_DP), Br = pi(p, P_BR), Bc = pi(p, P_BC);
+  const rowBlocks = pi(p, P_ROW_BLOCKS), colBlocks = pi(p, P_COL_BLOCKS);
+  const scale = pf(p, P_SCALE), f16 = pi(p, P_F16) != 0, chunks = pi(p, P_CHUNKS);
+  const bounds = pu(p, P_BOUNDS), tilePtr = pu(p, P_TILE_PTR), tiles = pu(p, P_TILES);
+  const sliceOf = pu(p, P_SLICE_OF);
+  const qp = pu(p, P_Q), kp = pu(p, P_K), vp = pu(p, P_V), dop = pu(p, P_DO);
+  const qtp = pu(p, P_QT), dotp = pu(p, P_DOT), Dp = pu(p, P_DD), lse2p = pu(p, P_LSE2);
+  const dqp = pu(p, P_DQ_PART), dkp = pu(p, P_DK), dvp = pu(p, P_DV);
+  const group = H / Hk, nqPad = rowBlocks * Br;
+  const ls = <usize>Br << 2, ld = <usize>dp << 2;
+  const ST = pu(p, P_SCRATCH) + <usize>tid * pu(p, P_SCRATCH_BYTES);
+  const DPT = ST + <usize>Bc * ls;
+  const DK = DPT + <usize>Bc * ls;
+  const DV = DK + <usize>Bc * ld;
+  const sv = f32x4.splat(scale);
+  for (let it = nextItem(counter, items, nItems); it >= 0; it = nextItem(counter, items, nItems)) {
+    const k = it % chunks, bkh = it / chunks, kh = bkh % Hk, b = bkh / Hk;
+    const kb = kp + <usize>bkh * nk * ld, vb = vp + <usize>bkh * nk * ld;
+    for (let c = k; c < colBlocks; c += chunks) {
+      const j0 = c * Bc, cols = min(Bc, nk - j0);
+      memory.fill(DK, 0, <usize>cols * ld);
+      memory.fill(DV, 0, <usize>cols * ld);
+      const kc = kb + <usize>j0 * ld, vc = vb + <usize>j0 * ld;
+      for (let h = kh * group; h < (kh + 1) * group; h++) {
+        const bh = b * H + h;
+        const slice = load<i32>(sliceOf + (<usize>bh << 2));
+        const list = slice * colBlocks + c;
+        const bnd = bounds + (<usize>(slice * nk + j0) << 4);
+        const dq = dqp + <usize>((k * B * H + bh) * nqPad) * ld;
+        const t1 = load<u32>(tilePtr + (<usize>(list + 1) << 2));
+        for (let t = load<u32>(tilePtr + (<usize>list << 2)); t < t1; t++) {
+          const e = load<u32>(tiles + (<usize>t << 2));
+          const r = <i32>(e >> 1);
+          const i0 = r * Br, rows = min(Br, nq - i0), rowsPad = (rows + 7) & ~7;
+          const blk = <usize>(bh * rowBlocks + r) * dp * ls;
+          gemmNN(kc, ld, qtp + blk, ls, ST, ls, cols, rowsPad >> 2, dp, false);
+          gemmNN(vc, ld, dotp + blk, ls, DPT, ls, cols, rowsPad >> 2, dp, false);
+          const rb = <usize>(bh * nqPad + i0) << 2;
+          dsTile(ST, DPT, ls, cols, rowsPad, lse2p + rb, Dp + rb, (e & 1) != 0, i0, bnd);
+          const rowOff = <usize>(bh * nq + i0) * ld;
+          gemmNN(ST, ls, dop + rowOff, ld, DV, ld, cols, dp >> 2, rows, true);
+          gemmNN(DPT, ls, qp + rowOff, ld, DK, ld, cols, dp >> 2, rows, true);
+          gemmTN(DPT, ls, kc, ld, dq + <usize>i0 * ld, ld, rowsPad, dp >> 2, cols, 0);
+        }
+      }
+      for (let j = 0; j < cols; j++) {
+        const o = <usize>((b * nk + j0 + j) * Hk + kh) * d;
+        const dkr = DK + <usize>j * ld, dvr = DV + <usize>j * ld;
+        if (!f16 && (d & 3) == 0) {
+          for (let x = 0; x < d; x += 4) {
+            v128.store(dkp + ((o + x) << 2), f32x4.mul(v128.load(dkr + (<usize>x << 2)), sv));
+            v128.store(dvp + ((o + x) << 2), v128.load(dvr + (<usize>x << 2)));
+          }
+        } else {
+          for (let x = 0; x < d; x++) {
+            storeOut(dkp, o + x, load<f32>(dkr + (<usize>x << 2)) * scale, f16);
+            storeOut(dvp, o + x, load<f32>(dvr + (<usize>x << 2)), f16);
+          }
+        }
+      }
+    }
+  }
+}
+
+/**
+ * dQ reduction, work item b·H·rowBlocks + h·rowBlocks + r: dq = scale · Σ_k partial_k, summed in
+ * chunk order (so the bits do not depend on how the work was split), written in the user layout.
+ */
+export function bwdReduce(p: usize, tid: i32, counter: usize, items: usize, nItems: i32): void {
+  const B = pi(p, P_B), nq = pi(p, P_NQ), H = pi(p, P_H), d = pi(p, P_D), dp = pi(p, P_DP);
+  const Br = pi(p, P_BR), rowBlocks = pi(p, P_ROW_BLOCKS), chunks = pi(p, P_CHUNKS);
+  const scale = pf(p, P_SCALE), f16 = pi(p, P_F16) != 0;
+  const dqp = pu(p, P_DQ_PART), dqo = pu(p, P_DQ);
+  const nqPad = rowBlocks * Br, ld = <usize>dp << 2;
+  const part = <usize>B * H * nqPad * ld;
+  const sv = f32x4.splat(scale);
+  for (let it = nextItem(counter, items, nItems); it >= 0; it = nextItem(counter, items, nItems)) {
+    const r = it % rowBlocks, bh = it / rowBlocks, h = bh % H, b = bh / H;
+    const i0 = r * Br, rows = min(Br, nq - i0);
+    for (let i = 0; i < rows; i++) {
+      const src = dqp + <usize>(bh * nqPad + i0 + i) * ld;
+      const o = <usize>((b * nq + i0 + i) * H + h) * d;
+      for (let x = 0; x < dp; x += 4) {
+        let s = v128.load(src + (<usize>x << 2));
+        for (let k = 1; k < chunks; k++) s = f32x4.add(s, v128.load(src + <usize>k * part + (<usize>x << 2)));
+        s = f32x4.mul(s, sv);
+        if (!f16 && x + 4 <= d) {
+          v128.store(dqo + ((o + x) << 2), s);
+        } else {
+          const n = min(4, d - x);
+          if (n > 0) storeOut(dqo, o + x, f32x4.extract_lane(s, 0), f16);
+          if (n > 1) storeOut(dqo, o + x + 1, f32x4.extract_lane(s, 1), f16);
+          if (n > 2) storeOut(dqo, o + x + 2, f32x4.extract_lane(s, 2), f16);
+          if (n > 3) storeOut(dqo, o + x + 3, f32x4.extract_lane(s, 3), f16);
+        }
+      }
+    }
+  }
+}
+
+// ---- bench baseline ----------------------------------------------------------------------------
+
+/**
+ * The GEMM micro-kernel ceiling for the benchmarks: `reps` times C (M × 4·NV) = Aᵀ·B with
+ * A (K × M) and B (K × 4·NV) resident in cache, through the same 6×2 TN micro-kernel the
+ * attention kernels use. 2·M·4·NV·K·reps flops.
+ */
+export function gemmBench(A: usize, Bm: usize, C: usize, M: i32, NV: i32, K: i32, reps: i32): void {
+  for (let r = 0; r < reps; r++) {
+    gemmTN(A, <usize>M << 2, Bm, <usize>NV << 4, C, <usize>NV << 4, M, NV, K, 0);
+  }
+}
+
+/** Same with the NN micro-kernel: C (M × 4·NV) = A·B, A (M × K), B (K × 4·NV). */
+export function gemmBenchNN(A: usize, Bm: usize, C: usize, M: i32, NV: i32, K: i32, reps: i32): void {
+  for (let r = 0; r < reps; r++) {
+    gemmNN(A, <usize>K << 2, Bm, <usize>NV << 4, C, <usize>NV << 4, M, NV, K, true);
+  }
+}

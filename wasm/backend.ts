@@ -1,0 +1,379 @@
+/**
+ * The WASM SIMD backend (`backend: "wasm"`): lays the call out in the shared wasm memory, runs the
+ * AssemblyScript kernels of `wasm/assembly/kernels.ts` over the shared block schedule on one or
+ * more threads, and copies the results out.
+ *
+ * Forward: pack (q, k, v → head-major rows) → forward (items: batch × head × row block).
+ * Backward: pack (q, k, v, out, dOut) → bwdPrep (qᵀ, dOᵀ per row block, D, lse·log2 e) →
+ * backward (items: batch × key head × chunk of column blocks; each owns its dK/dV rows and a dQ
+ * partial buffer) → bwdReduce (dQ = scale · Σ partials in chunk order). The number of chunks
+ * depends on the problem only, so results are bitwise the same for any thread count.
+ *
+ * Memory beyond inputs and outputs is O(N): packed copies, per-row-block transposes, O(Nq) row
+ * statistics, a bounded number of dQ partials, and per-thread tile scratch. The memory is reused
+ * by every call and only grows; a call that would need more than 4 GiB is a RangeError before
+ * anything is computed.
+ *
+ * @module
+ */
+
+import type { AttentionResult, Gradients, SavedForBackward } from "../attention.ts";
+import type { Backend, Problem } from "../_problem.ts";
+import type { Schedule } from "../masks/schedule.ts";
+import type { Tensor } from "../tensor.ts";
+import { engine, HEAP_BASE, MAX_MEMORY_BYTES, type Phase } from "./_runtime.ts";
+
+/** Query rows per tile (a multiple of 8). */
+export const BLOCK_ROWS = 48;
+/** Key columns per tile. */
+export const BLOCK_COLS = 96;
+/** Most dQ partial buffers of the backward pass (chunks of column blocks). */
+export const MAX_CHUNKS = 8;
+/**
+ * Tuning knobs. `flopsPerThread`: below this many useful flops per thread, extra threads cost
+ * more (~0.1 ms per phase to message a worker) than they save; tests set it to 0 to run even tiny
+ * problems on workers.
+ */
+export const tuning = { flopsPerThread: 2e7 };
+
+// Parameter block slots; must match the P_* constants of wasm/assembly/kernels.ts.
+const P = {
+  B: 0,
+  NQ: 1,
+  NK: 2,
+  H: 3,
+  HK: 4,
+  D: 5,
+  DP: 6,
+  BR: 7,
+  BC: 8,
+  ROW_BLOCKS: 9,
+  COL_BLOCKS: 10,
+  SCALE: 11,
+  SCALE2: 12,
+  F16: 13,
+  BOUNDS: 14,
+  TILE_PTR: 15,
+  TILES: 16,
+  SLICE_OF: 17,
+  Q: 18,
+  K: 19,
+  V: 20,
+  OUT: 21,
+  LSE: 22,
+  SCRATCH: 23,
+  SCRATCH_BYTES: 24,
+  DO: 25,
+  QT: 26,
+  DOT: 27,
+  DD: 28,
+  LSE2: 29,
+  DQ_PART: 30,
+  CHUNKS: 31,
+  DK: 32,
+  DV: 33,
+  DQ: 34,
+  NPACK: 35,
+  PACK: 36,
+  IN_F16: 56,
+} as const;
+const PARAM_SLOTS = 64;
+
+/** A bump allocator over the wasm memory; offsets are 64-byte aligned. */
+class Layout {
+  end = HEAP_BASE;
+  take(bytes: number): number {
+    const at = this.end;
+    this.end = at + Math.ceil(Math.max(bytes, 1) / 64) * 64;
+    return at;
+  }
+}
+
+/** The thread count for a problem: the option (default: all cores), fewer for small problems. */
+export function threadsFor(p: Problem, flops: number, items: number): number {
+  const want = p.threads ?? (globalThis.navigator?.hardwareConcurrency || 1);
+  return Math.max(1, Math.min(want, items, Math.floor(flops / tuning.flopsPerThread)));
+}
+
+/** Number of dQ partials (column-block chunks) of the backward pass: a function of the problem. */
+export function chunksFor(p: Problem, colBlocks: number): number {
+  return Math.max(1, Math.min(MAX_CHUNKS, colBlocks, Math.ceil(32 / (p.batch * p.kvHeads))));
+}
+
+function tooBig(bytes: number, what: string): RangeError {
+  return new RangeError(
+    `${what} needs ${(bytes / 2 ** 30).toFixed(2)} GiB of WASM memory (inputs, outputs and ` +
+      `workspace), more than the 4 GiB one WebAssembly.Memory can hold; split the batch or heads, ` +
+      `or use another backend`,
+  );
+}
+
+/** Bytes a forward call needs, without the schedule (checked before scheduling). */
+export function forwardBytes(p: Problem): number {
+  const { batch: B, nq, nk, heads: H, kvHeads: Hk, headDim: d } = p;
+  const dp = Math.ceil(d / 4) * 4, eb = p.dtype === "f16" ? 2 : 4;
+  const nQ = B * nq * H, nK = B * nk * Hk;
+  return HEAP_BASE + (nQ + 2 * nK) * (d * eb + dp * 4) + nQ * d * eb + B * H * nq * 4;
+}
+
+/** Bytes a backward call needs, without the schedule (checked before scheduling). */
+export function backwardBytes(p: Problem): number {
+  const { batch: B, nq, nk, heads: H, kvHeads: Hk, headDim: d } = p;
+  const dp = Math.ceil(d / 4) * 4, eb = p.dtype === "f16" ? 2 : 4;
+  const nQ = B * nq * H, nK = B * nk * Hk;
+  const rb = Math.ceil(nq / BLOCK_ROWS), nqPad = rb * BLOCK_ROWS;
+  const chunks = chunksFor(p, Math.ceil(nk / BLOCK_COLS));
+  const rowsPad = B * H * nqPad;
+  return HEAP_BASE + (3 * nQ + 2 * nK) * (d * eb + dp * 4) + B * H * nq * 4 +
+    rowsPad * dp * 4 * (2 + chunks) + rowsPad * 8 + (nQ + 2 * nK) * d * eb;
+}
+
+function checkSize(bytes: number, what: string): void {
+  if (bytes > MAX_MEMORY_BYTES) throw tooBig(bytes, what);
+}
+
+/** Work item lists sorted by decreasing cost (largest first balances threads best). */
+function byCost(costs: Int32Array | number[]): Int32Array {
+  const idx = Array.from({ length: costs.length }, (_, i) => i);
+  idx.sort((a, b) => costs[b] - costs[a] || a - b);
+  return Int32Array.from(idx);
+}
+
+function sliceTable(p: Problem): Int32Array {
+  const t = new Int32Array(p.batch * p.heads);
+  for (let b = 0; b < p.batch; b++) {
+    for (let h = 0; h < p.heads; h++) t[b * p.heads + h] = p.slice(b, h);
+  }
+  return t;
+}
+
+/** Copies a tensor's raw data (f32 or binary16 bits) into the memory at `at`. */
+function put(
+  buf: ArrayBufferLike,
+  at: number,
+  t: Tensor | Float32Array | Int32Array | Uint32Array,
+) {
+  const data = "dtype" in t ? t.data : t;
+  const View = data.constructor as Float32ArrayConstructor;
+  new View(buf, at, data.length).set(data as Float32Array);
+}
+
+function take(
+  buf: ArrayBufferLike,
+  at: number,
+  n: number,
+  f16: boolean,
+): Float32Array | Uint16Array {
+  return f16 ? new Uint16Array(buf, at, n).slice() : new Float32Array(buf, at, n).slice();
+}
+
+async function forward(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<AttentionResult> {
+  checkSize(forwardBytes(p), "this attention call");
+  const plan = p.schedule(BLOCK_ROWS, BLOCK_COLS);
+  const eng = engine();
+  return await eng.exclusive(async () => {
+    const { batch: B, nq, nk, heads: H, kvHeads: Hk, headDim: d } = p;
+    const dp = Math.ceil(d / 4) * 4, f16 = p.dtype === "f16", eb = f16 ? 2 : 4;
+    const nQ = B * nq * H * d, nK = B * nk * Hk * d;
+    const flops = 4 * B * H * nq * nk * d * plan.density;
+    const fwdItems = B * H * plan.rowBlocks;
+    const threads = threadsFor(p, flops, fwdItems);
+    const L = new Layout();
+    const params = L.take(PARAM_SLOTS * 4), counters = L.take(64);
+    const sliceOf = L.take(B * H * 4);
+    const bounds = L.take(plan.bounds.byteLength);
+    const tilePtr = L.take(plan.rowPtr.byteLength), tiles = L.take(plan.rowTiles.byteLength);
+    const rawQ = L.take(nQ * eb), rawK = L.take(nK * eb), rawV = L.take(nK * eb);
+    const pq = L.take(B * H * nq * dp * 4), pk = L.take(B * Hk * nk * dp * 4);
+    const pv = L.take(B * Hk * nk * dp * 4);
+    const out = L.take(nQ * eb), lse = L.take(B * H * nq * 4);
+    const scratchBytes = Math.ceil(
+      ((dp + BLOCK_COLS + 3) * BLOCK_ROWS + BLOCK_ROWS * dp) * 4 / 64,
+    ) * 64;
+    const scratch = L.take(threads * scratchBytes);
+    const packOrder = Int32Array.from({ length: B * (H + 2 * Hk) }, (_, i) => i);
+    const packItems = L.take(packOrder.byteLength);
+    const fwdOrder = byCost(rowCosts(p, plan));
+    const items = L.take(fwdOrder.byteLength);
+    checkSize(L.end, "this attention call");
+    eng.ensure(L.end);
+
+    const buf = eng.memory.buffer;
+    const i32 = new Int32Array(buf, params, PARAM_SLOTS),
+      f32 = new Float32Array(buf, params, PARAM_SLOTS);
+    i32.fill(0);
+    i32.set([B, nq, nk, H, Hk, d, dp, BLOCK_ROWS, BLOCK_COLS, plan.rowBlocks, plan.colBlocks]);
+    f32[P.SCALE] = p.scale;
+    f32[P.SCALE2] = p.scale * Math.LOG2E;
+    i32[P.F16] = i32[P.IN_F16] = f16 ? 1 : 0;
+    i32[P.BOUNDS] = bounds;
+    i32[P.TILE_PTR] = tilePtr;
+    i32[P.TILES] = tiles;
+    i32[P.SLICE_OF] = sliceOf;
+    i32[P.Q] = pq;
+    i32[P.K] = pk;
+    i32[P.V] = pv;
+    i32[P.OUT] = out;
+    i32[P.LSE] = lse;
+    i32[P.SCRATCH] = scratch;
+    i32[P.SCRATCH_BYTES] = scratchBytes;
+    i32[P.NPACK] = 3;
+    i32.set([rawQ, pq, nq, H, rawK, pk, nk, Hk, rawV, pv, nk, Hk], P.PACK);
+    put(buf, sliceOf, sliceTable(p));
+    put(buf, bounds, plan.bounds);
+    put(buf, tilePtr, plan.rowPtr);
+    put(buf, tiles, plan.rowTiles);
+    put(buf, rawQ, q);
+    put(buf, rawK, k);
+    put(buf, rawV, v);
+    put(buf, packItems, packOrder);
+    put(buf, items, fwdOrder);
+    const phases: Phase[] = [
+      { fn: "pack", params, counter: counters, items: packItems, nItems: packOrder.length },
+      { fn: "forward", params, counter: counters + 4, items, nItems: fwdOrder.length },
+    ];
+    await eng.run(phases, threads);
+    const mem = eng.memory.buffer;
+    return {
+      out: { data: take(mem, out, nQ, f16), shape: q.shape, dtype: q.dtype },
+      lse: new Float32Array(mem, lse, B * H * nq).slice(),
+    };
+  });
+}
+
+/** Tiles per forward item (b, h, row block). */
+function rowCosts(p: Problem, plan: Schedule): Int32Array {
+  const c = new Int32Array(p.batch * p.heads * plan.rowBlocks);
+  for (let b = 0; b < p.batch; b++) {
+    for (let h = 0; h < p.heads; h++) {
+      const s = p.slice(b, h) * plan.rowBlocks;
+      for (let r = 0; r < plan.rowBlocks; r++) {
+        c[(b * p.heads + h) * plan.rowBlocks + r] = plan.rowPtr[s + r + 1] - plan.rowPtr[s + r] + 1;
+      }
+    }
+  }
+  return c;
+}
+
+async function backward(p: Problem, saved: SavedForBackward): Promise<Gradients> {
+  checkSize(backwardBytes(p), "this attentionBackward call");
+  const plan = p.schedule(BLOCK_ROWS, BLOCK_COLS);
+  const eng = engine();
+  return await eng.exclusive(async () => {
+    const { batch: B, nq, nk, heads: H, kvHeads: Hk, headDim: d } = p;
+    const dp = Math.ceil(d / 4) * 4, f16 = p.dtype === "f16", eb = f16 ? 2 : 4;
+    const nQ = B * nq * H * d, nK = B * nk * Hk * d;
+    const rb = plan.rowBlocks, nqPad = rb * BLOCK_ROWS;
+    const chunks = chunksFor(p, plan.colBlocks);
+    const group = H / Hk;
+    // backward items (b, kh, chunk), cost = tiles over the group's heads and the chunk's blocks
+    const costs = new Int32Array(B * Hk * chunks);
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < H; h++) {
+        const s = p.slice(b, h) * plan.colBlocks;
+        for (let c = 0; c < plan.colBlocks; c++) {
+          const item = (b * Hk + Math.floor(h / group)) * chunks + (c % chunks);
+          costs[item] += plan.colPtr[s + c + 1] - plan.colPtr[s + c] + 1;
+        }
+      }
+    }
+    const bwdOrder = byCost(costs);
+    const flops = 10 * B * H * nq * nk * d * plan.density;
+    const threads = threadsFor(p, flops, bwdOrder.length);
+    const L = new Layout();
+    const params = L.take(PARAM_SLOTS * 4), counters = L.take(64);
+    const sliceOf = L.take(B * H * 4);
+    const bounds = L.take(plan.bounds.byteLength);
+    const tilePtr = L.take(plan.colPtr.byteLength), tiles = L.take(plan.colTiles.byteLength);
+    const raw = [nQ, nK, nK, nQ, nQ].map((n) => L.take(n * eb)); // q, k, v, out, dOut
+    const packed = [[nq, H], [nk, Hk], [nk, Hk], [nq, H], [nq, H]].map(([n, h]) =>
+      L.take(B * h * n * dp * 4)
+    );
+    const lse = L.take(B * H * nq * 4);
+    const qt = L.take(B * H * rb * dp * BLOCK_ROWS * 4);
+    const dot = L.take(B * H * rb * dp * BLOCK_ROWS * 4);
+    const dd = L.take(B * H * nqPad * 4), lse2 = L.take(B * H * nqPad * 4);
+    const dqPart = L.take(chunks * B * H * nqPad * dp * 4);
+    const dk = L.take(nK * eb), dv = L.take(nK * eb), dq = L.take(nQ * eb);
+    const scratchBytes = Math.ceil((2 * BLOCK_COLS * BLOCK_ROWS + 2 * BLOCK_COLS * dp) * 4 / 64) *
+      64;
+    const scratch = L.take(threads * scratchBytes);
+    const packOrder = Int32Array.from({ length: B * (3 * H + 2 * Hk) }, (_, i) => i);
+    const packItems = L.take(packOrder.byteLength);
+    const rowOrder = Int32Array.from({ length: B * H * rb }, (_, i) => i);
+    const rowItems = L.take(rowOrder.byteLength);
+    const bwdItems = L.take(bwdOrder.byteLength);
+    checkSize(L.end, "this attentionBackward call");
+    eng.ensure(L.end);
+
+    const buf = eng.memory.buffer;
+    const i32 = new Int32Array(buf, params, PARAM_SLOTS),
+      f32 = new Float32Array(buf, params, PARAM_SLOTS);
+    i32.fill(0);
+    i32.set([B, nq, nk, H, Hk, d, dp, BLOCK_ROWS, BLOCK_COLS, rb, plan.colBlocks]);
+    f32[P.SCALE] = p.scale;
+    f32[P.SCALE2] = p.scale * Math.LOG2E;
+    i32[P.F16] = i32[P.IN_F16] = f16 ? 1 : 0;
+    i32[P.BOUNDS] = bounds;
+    i32[P.TILE_PTR] = tilePtr;
+    i32[P.TILES] = tiles;
+    i32[P.SLICE_OF] = sliceOf;
+    [i32[P.Q], i32[P.K], i32[P.V], i32[P.OUT], i32[P.DO]] = packed;
+    i32[P.LSE] = lse;
+    i32[P.SCRATCH] = scratch;
+    i32[P.SCRATCH_BYTES] = scratchBytes;
+    i32[P.QT] = qt;
+    i32[P.DOT] = dot;
+    i32[P.DD] = dd;
+    i32[P.LSE2] = lse2;
+    i32[P.DQ_PART] = dqPart;
+    i32[P.CHUNKS] = chunks;
+    i32[P.DK] = dk;
+    i32[P.DV] = dv;
+    i32[P.DQ] = dq;
+    i32[P.NPACK] = 5;
+    const seqHeads = [[nq, H], [nk, Hk], [nk, Hk], [nq, H], [nq, H]];
+    for (let t = 0; t < 5; t++) {
+      i32.set([raw[t], packed[t], seqHeads[t][0], seqHeads[t][1]], P.PACK + 4 * t);
+    }
+    put(buf, sliceOf, sliceTable(p));
+    put(buf, bounds, plan.bounds);
+    put(buf, tilePtr, plan.colPtr);
+    put(buf, tiles, plan.colTiles);
+    const { q, k, v, out, dOut } = saved;
+    [q, k, v, out, dOut].forEach((t, i) => put(buf, raw[i], t));
+    put(buf, lse, saved.lse);
+    put(buf, packItems, packOrder);
+    put(buf, rowItems, rowOrder);
+    put(buf, bwdItems, bwdOrder);
+    const phases: Phase[] = [
+      { fn: "pack", params, counter: counters, items: packItems, nItems: packOrder.length },
+      { fn: "bwdPrep", params, counter: counters + 4, items: rowItems, nItems: rowOrder.length },
+      { fn: "backward", params, counter: counters + 8, items: bwdItems, nItems: bwdOrder.length },
+      { fn: "bwdReduce", params, counter: counters + 12, items: rowItems, nItems: rowOrder.length },
+    ];
+    await eng.run(phases, threads);
+    const mem = eng.memory.buffer;
+    return {
+      dq: { data: take(mem, dq, nQ, f16), shape: q.shape, dtype: q.dtype },
+      dk: { data: take(mem, dk, nK, f16), shape: k.shape, dtype: k.dtype },
+      dv: { data: take(mem, dv, nK, f16), shape: v.shape, dtype: v.dtype },
+    };
+  });
+}
+
+/**
+ * The WASM SIMD backend: FlashAttention-2 forward and backward in AssemblyScript over the shared
+ * block schedule, on `options.threads` worker threads sharing one wasm memory.
+ *
+ * @example Through the public API
+ * ```ts
+ * import { attention, tensor } from "../mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const x = () => tensor(Float32Array.from({ length: 64 }, () => Math.random() - 0.5), [1, 8, 1, 8]);
+ * const { out } = await attention(x(), x(), x(), { backend: "wasm", causal: true });
+ * assert.deepEqual(out.shape, [1, 8, 1, 8]);
+ * ```
+ */
+export const wasmBackend: Backend = { forward, backward };
