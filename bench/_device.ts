@@ -8,7 +8,16 @@
 
 import { attention, type AttentionOptions, type BackendName } from "../attention.ts";
 import { tensor } from "../tensor.ts";
+import { BLOCK as JS_BLOCK } from "../tiled.ts";
 import denoJson from "../deno.json" with { type: "json" };
+
+/** Tile sizes of the backends whose tiles are known; others get 64×64 (`--tile` overrides). */
+const BACKEND_TILES: Record<string, [number, number]> = { js: [JS_BLOCK, JS_BLOCK] };
+
+/** The tile size a backend schedules with, when known; else 64×64. */
+export function backendTile(name: string): [number, number] {
+  return BACKEND_TILES[name] ?? [64, 64];
+}
 
 /** Whether a backend works here, and on what. */
 export interface BackendStatus {

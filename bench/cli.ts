@@ -11,11 +11,11 @@
  * @module
  */
 
-import { BLOCK as JS_BLOCK } from "../tiled.ts";
 import { exampleMask } from "../masks/examples.ts";
 import { BACKENDS, type BenchConfig, parseCli, USAGE, UsageError } from "./_args.ts";
 import {
   type BackendStatus,
+  backendTile,
   type MachineInfo,
   machineInfo,
   probeBackend,
@@ -39,9 +39,6 @@ import {
   type Shape,
 } from "./_run.ts";
 import { maskSvg } from "./_svg.ts";
-
-/** Tile sizes of the backends whose tiles are known; others default to 64×64 (`--tile` overrides). */
-const BACKEND_TILES: Record<string, [number, number]> = { js: [JS_BLOCK, JS_BLOCK] };
 
 /**
  * Runs the CLI with `args` and returns the exit code: 0 ok, 1 a check failed or the requested
@@ -123,7 +120,7 @@ async function run(config: BenchConfig, args: string[]): Promise<number> {
     return 1;
   }
   const names = chosen.map((s) => s.name);
-  const tileOf = (b: string) => config.tile ?? BACKEND_TILES[b] ?? [64, 64];
+  const tileOf = (b: string) => config.tile ?? backendTile(b);
   const passes = config.pass === "both" ? ["fwd", "bwd"] as const : [config.pass];
 
   if (config.picture) {
@@ -149,6 +146,25 @@ async function run(config: BenchConfig, args: string[]): Promise<number> {
   }
 
   const checks: CheckResult[] = [];
+  const results: Result[] = [];
+  // The report is rewritten after every table, so an interrupted run keeps what it measured.
+  const writeReport = async (last: boolean) => {
+    if (config.json === undefined) return;
+    const report: Report = {
+      schema: REPORT_SCHEMA,
+      date,
+      args,
+      config,
+      machine,
+      backends: statuses,
+      auto,
+      results,
+      checks,
+      elapsedSeconds: (performance.now() - started) / 1e3,
+    };
+    await Deno.writeTextFile(config.json, JSON.stringify(report, null, 2) + "\n");
+    if (last) console.error(`wrote ${config.json}`);
+  };
   if (config.check) {
     const shape = checkShape(shapeOf(config, config.seqs[0]));
     let i = 0;
@@ -164,7 +180,6 @@ async function run(config: BenchConfig, args: string[]): Promise<number> {
     progress.clear();
   }
 
-  const results: Result[] = [];
   if (config.reps > 0) {
     const total = names.length * config.seqs.length * passes.length;
     let t = 0;
@@ -187,6 +202,7 @@ async function run(config: BenchConfig, args: string[]): Promise<number> {
           results.push(...rs);
           const cs = checks.filter((c) => c.backend === backend && c.pass === pass);
           console.log(`\n${resultTable(rs, cs)}`);
+          await writeReport(false);
         }
       }
     }
@@ -205,22 +221,7 @@ async function run(config: BenchConfig, args: string[]): Promise<number> {
     }
   }
 
-  if (config.json !== undefined) {
-    const report: Report = {
-      schema: REPORT_SCHEMA,
-      date,
-      args,
-      config,
-      machine,
-      backends: statuses,
-      auto,
-      results,
-      checks,
-      elapsedSeconds: (performance.now() - started) / 1e3,
-    };
-    await Deno.writeTextFile(config.json, JSON.stringify(report, null, 2) + "\n");
-    console.error(`wrote ${config.json}`);
-  }
+  await writeReport(true);
   return checks.every((c) => c.ok) ? 0 : 1;
 }
 
