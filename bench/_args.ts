@@ -78,7 +78,7 @@ export const DEFAULTS = {
   batch: 1,
   heads: 4,
   dim: 64,
-  reps: 3,
+  reps: 5,
   warmup: 1,
   seed: 1,
 } as const;

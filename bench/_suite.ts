@@ -18,7 +18,9 @@ import { exampleMask, type MaskName } from "../masks/examples.ts";
 import { type Tensor, tensor, toF16, toFloat32 } from "../tensor.ts";
 import { BACKENDS } from "./_args.ts";
 import { backendOptions, type BackendStatus, probeBackend } from "./_device.ts";
-import { makeInputs, type Shape } from "./_run.ts";
+import { makeInputs, type Shape, warmUp } from "./_run.ts";
+
+export { warmUp };
 
 /** Iterations and warm-ups per bench: the kernels are slow enough that a few suffice. */
 export const ITERATIONS = { n: 5, warmup: 1 } as const;
@@ -44,22 +46,6 @@ export async function suiteBackend(): Promise<{ name: string | null; statuses: B
     await warmUp(ok.name);
   }
   return { name: ok?.name ?? null, statuses };
-}
-
-/**
- * Forward and backward calls before any bench, so that the first bench of a file (the
- * baseline) does not pay for JIT compilation that the later ones get for free.
- */
-export async function warmUp(backend: string): Promise<void> {
-  const shape: Shape = { batch: 1, seq: 128, heads: 2, kvHeads: 1, dim: 64, dtype: "f32" };
-  const { q, k, v, dOut } = makeInputs(shape, 2);
-  for (const m of ["full", "causal"] as const) {
-    const options = { ...backendOptions(backend), mask: exampleMask(m, shape.seq).mask };
-    for (let i = 0; i < 3; i++) {
-      const { out, lse } = await attention(q, k, v, options);
-      await attentionBackward({ q, k, v, out, lse, dOut }, options);
-    }
-  }
 }
 
 /** A label for a shape, used in group names. */

@@ -37,6 +37,7 @@ import {
   measure,
   type Result,
   type Shape,
+  warmUp,
 } from "./_run.ts";
 import { maskSvg } from "./_svg.ts";
 
@@ -184,6 +185,8 @@ async function run(config: BenchConfig, args: string[]): Promise<number> {
     const total = names.length * config.seqs.length * passes.length;
     let t = 0;
     for (const backend of names) {
+      progress.show(`warming up ${backend}`);
+      await warmUp(backend, config.threads);
       for (const seq of config.seqs) {
         for (const pass of passes) {
           t++;

@@ -37,6 +37,7 @@ import {
   type Result,
   type Shape,
   usefulFlops,
+  warmUp,
 } from "./_run.ts";
 
 /** The onnxruntime-web release compared against (pinned: results depend on it). */
@@ -165,6 +166,7 @@ that take threads.\n\n${USAGE}`);
       ` · ${machine.cpuModel ?? machine.arch} (${machine.logicalCpus} logical CPUs)`,
   );
   for (const s of chosen) console.log(`backend ${s.name}: ${s.device}`);
+  for (const s of chosen) await warmUp(s.name, config.threads);
 
   const results: Result[] = [];
   const ortName = `onnxruntime-web ${ort.env.versions.web} wasm ${ortThreads}t`;
