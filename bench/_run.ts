@@ -12,7 +12,7 @@
 import { attention, attentionBackward } from "../attention.ts";
 import { exampleMask, type MaskName } from "../masks/examples.ts";
 import type { FlashMask } from "../masks/flashmask.ts";
-import { schedule } from "../masks/schedule.ts";
+import { type Schedule, schedule } from "../masks/schedule.ts";
 import type { DType, Tensor } from "../tensor.ts";
 import { toFloat32 } from "../tensor.ts";
 import { referenceBackward, referenceForward } from "../tests/reference.ts";
@@ -136,16 +136,16 @@ export interface MeasureSpec {
 }
 
 /**
- * Times every mask of `spec` (and the full mask first, as the baseline), each `warmup`
- * untimed then `reps` timed calls on the same inputs.
+ * Times every mask of `spec` and the full mask (the baseline) on the same inputs: `warmup`
+ * untimed calls each, then `reps` rounds of one timed call per mask.
  */
 export async function measure(spec: MeasureSpec, progress: ProgressFn): Promise<Result[]> {
   const { shape, pass, backend, tile } = spec;
   const inputs = makeInputs(shape, spec.seed);
   const opts = backendOptions(backend, spec.threads);
   const order: MaskName[] = ["full", ...spec.masks.filter((m) => m !== "full")];
-  const results: Result[] = [];
-  let fullMs = NaN;
+  const label = `${backend} ${pass} N=${shape.seq}`;
+  const cases = [];
   for (const [idx, name] of order.entries()) {
     const ex = exampleMask(name, shape.seq, spec.seed);
     const plan = schedule(ex.mask, {
@@ -163,42 +163,80 @@ export async function measure(spec: MeasureSpec, progress: ProgressFn): Promise<
       const saved = { q: inputs.q, k: inputs.k, v: inputs.v, out, lse, dOut: inputs.dOut };
       call = () => attentionBackward(saved, options);
     }
-    const label = `${backend} ${pass} N=${shape.seq} ${name} (${idx + 1}/${order.length})`;
     for (let w = 0; w < spec.warmup; w++) {
-      progress(`${label} warm-up`);
+      progress(`${label} warm-up ${name} (${idx + 1}/${order.length})`);
       await call();
     }
-    const timesMs: number[] = [];
-    for (let r = 0; r < spec.reps; r++) {
-      progress(`${label} rep ${r + 1}/${spec.reps}`);
+    cases.push({ name, ex, plan, call, timesMs: [] as number[] });
+  }
+  // Rounds over all masks, so that a slow spell of a shared machine is spread over every mask
+  // rather than landing on one (the full-mask baseline would skew every speed-up).
+  for (let r = 0; r < spec.reps; r++) {
+    for (const [idx, c] of cases.entries()) {
+      progress(`${label} rep ${r + 1}/${spec.reps} ${c.name} (${idx + 1}/${cases.length})`);
       const t0 = performance.now();
-      await call();
-      timesMs.push(performance.now() - t0);
+      await c.call();
+      c.timesMs.push(performance.now() - t0);
     }
-    const med = median(timesMs);
-    if (name === "full") fullMs = med;
-    const flops = usefulFlops(shape, plan.visibleFraction, pass);
-    results.push({
+  }
+  const results: Result[] = [];
+  let fullMs = NaN;
+  for (const c of cases) {
+    const r = resultOf({
       backend,
       pass,
       shape,
-      mask: name,
-      maskArgs: ex.args,
-      baselineOnly: name === "full" && !spec.masks.includes("full"),
-      visibleFraction: plan.visibleFraction,
-      density: plan.density,
-      tiles: { ...plan.tiles },
+      mask: c.name,
+      maskArgs: c.ex.args,
+      baselineOnly: c.name === "full" && !spec.masks.includes("full"),
+      plan: c.plan,
       tile,
-      flops,
-      timesMs,
-      medianMs: med,
-      minMs: Math.min(...timesMs),
-      maxMs: Math.max(...timesMs),
-      flopsPerSecond: flops / (med / 1e3),
-      speedupVsFull: fullMs / med,
+      timesMs: c.timesMs,
+      fullMs,
     });
+    if (c.name === "full") {
+      fullMs = r.medianMs;
+      r.speedupVsFull = 1;
+    }
+    results.push(r);
   }
   return results;
+}
+
+/** Builds a {@linkcode Result} from timed calls; `fullMs` is the full mask's median time. */
+export function resultOf(o: {
+  backend: string;
+  pass: "fwd" | "bwd";
+  shape: Shape;
+  mask: MaskName;
+  maskArgs: unknown;
+  baselineOnly: boolean;
+  plan: Schedule;
+  tile: [number, number];
+  timesMs: number[];
+  fullMs: number;
+}): Result {
+  const med = median(o.timesMs);
+  const flops = usefulFlops(o.shape, o.plan.visibleFraction, o.pass);
+  return {
+    backend: o.backend,
+    pass: o.pass,
+    shape: o.shape,
+    mask: o.mask,
+    maskArgs: o.maskArgs,
+    baselineOnly: o.baselineOnly,
+    visibleFraction: o.plan.visibleFraction,
+    density: o.plan.density,
+    tiles: { ...o.plan.tiles },
+    tile: o.tile,
+    flops,
+    timesMs: o.timesMs,
+    medianMs: med,
+    minMs: Math.min(...o.timesMs),
+    maxMs: Math.max(...o.timesMs),
+    flopsPerSecond: flops / (med / 1e3),
+    speedupVsFull: o.fullMs / med,
+  };
 }
 
 /** The small shape `--check` uses: at most 100 tokens and 2 query heads, GQA kept. */

@@ -6,7 +6,8 @@
  * Mul(scale) → Add(mask) → Softmax → MatMul → Transpose, the mask an additive N×N input), so it
  * does the same work whatever the mask; this library skips masked tiles. Both take and return
  * `[B, N, H, d]` f32 arrays; both are timed end to end per call (session creation and
- * the dense mask are made once, untimed).
+ * the dense mask are made once, untimed), alternately, rep by rep, so that the load of a shared
+ * machine affects both alike.
  *
  * Run: `deno run -A bench/compare_cpu.ts [--seq 256,512] [--masks ...] [--threads T] [--json F]`
  * (the CLI's flags; forward, f32, Hk = Hq only). onnxruntime-web comes from npm on first run.
@@ -29,16 +30,7 @@ import {
 import { flopsUnit, ms, Progress, sig, table } from "./_format.ts";
 import { additiveMask, attentionModel } from "./_onnx.ts";
 import { type Report, REPORT_SCHEMA } from "./_report.ts";
-import {
-  errors,
-  makeInputs,
-  measure,
-  median,
-  type Result,
-  type Shape,
-  usefulFlops,
-  warmUp,
-} from "./_run.ts";
+import { errors, makeInputs, type Result, resultOf, type Shape, warmUp } from "./_run.ts";
 
 /** The onnxruntime-web release compared against (pinned: results depend on it). */
 export const ORT_SPECIFIER = "npm:onnxruntime-web@1.23.2";
@@ -192,92 +184,83 @@ that take threads.\n\n${USAGE}`);
       k: new ort.Tensor("float32", inputs.k.data as Float32Array, dims),
       v: new ort.Tensor("float32", inputs.v.data as Float32Array, dims),
     };
-    // onnxruntime-web: every mask, `warmup` untimed then `reps` timed runs.
-    const ortRows = new Map<MaskName, { times: number[]; out: Float32Array }>();
     const masks: MaskName[] = ["full", ...config.masks.filter((m) => m !== "full")];
-    for (const [i, name] of masks.entries()) {
-      const { mask } = exampleMask(name, seq, config.seed);
-      const feeds = {
-        ...feedsBase,
-        mask: new ort.Tensor("float32", additiveMask(toDense(mask)), [seq, seq]),
-      };
-      let out: Float32Array = new Float32Array(0);
-      for (let w = 0; w < config.warmup; w++) await session.run(feeds);
-      const times: number[] = [];
-      for (let r = 0; r < config.reps; r++) {
-        progress.show(
-          `ort N=${seq} ${name} (${i + 1}/${masks.length}) rep ${r + 1}/${config.reps}`,
-        );
-        const t = performance.now();
-        const res = await session.run(feeds);
-        times.push(performance.now() - t);
-        out = res.out.data as Float32Array;
-      }
-      ortRows.set(name, { times, out });
-    }
-    await session.release();
-    for (const [name, { times }] of ortRows) {
-      const plan = schedule(exampleMask(name, seq, config.seed).mask, {
-        nq: seq,
-        nk: seq,
-        blockRows: 64,
-        blockCols: 64,
-      });
-      const flops = usefulFlops(shape, plan.visibleFraction, "fwd");
-      const med = median(times);
-      results.push({
-        backend: ortName,
-        pass: "fwd",
-        shape,
-        mask: name,
-        maskArgs: exampleMask(name, seq, config.seed).args,
-        baselineOnly: name === "full" && !config.masks.includes("full"),
-        visibleFraction: plan.visibleFraction,
-        density: 1,
-        tiles: { full: 0, partial: 0, skipped: 0 },
-        tile: [seq, seq],
-        flops,
-        timesMs: times,
-        medianMs: med,
-        minMs: Math.min(...times),
-        maxMs: Math.max(...times),
-        flopsPerSecond: flops / (med / 1e3),
-        speedupVsFull: median(ortRows.get("full")!.times) / med,
-      });
-    }
-    // This library, on the same inputs.
     for (const s of chosen) {
-      const ours = await measure({
-        backend: s.name,
-        pass: "fwd",
-        shape,
-        masks: config.masks,
-        reps: config.reps,
-        warmup: config.warmup,
-        tile: config.tile ?? backendTile(s.name),
-        threads: config.threads,
-        seed: config.seed,
-      }, (what) => progress.show(what));
-      results.push(...ours);
+      const tile = config.tile ?? backendTile(s.name);
       const rows: SideBySide[] = [];
-      for (const r of ours) {
-        if (r.baselineOnly) continue;
-        const o = ortRows.get(r.mask)!;
-        const { mask } = exampleMask(r.mask, seq, config.seed);
-        const { out } = await attention(inputs.q, inputs.k, inputs.v, {
-          ...backendOptions(s.name, config.threads),
-          mask,
+      let oursFull = NaN, ortFull = NaN;
+      for (const [i, name] of masks.entries()) {
+        const ex = exampleMask(name, seq, config.seed);
+        const plan = schedule(ex.mask, {
+          nq: seq,
+          nk: seq,
+          blockRows: tile[0],
+          blockCols: tile[1],
         });
-        const ortMs = median(o.times);
+        const feeds = {
+          ...feedsBase,
+          mask: new ort.Tensor("float32", additiveMask(toDense(ex.mask)), [seq, seq]),
+        };
+        const options = { ...backendOptions(s.name, config.threads), mask: ex.mask };
+        const runOrt = async () => (await session.run(feeds)).out.data as Float32Array;
+        const runOurs = async () =>
+          (await attention(inputs.q, inputs.k, inputs.v, options)).out.data as Float32Array;
+        for (let w = 0; w < config.warmup; w++) {
+          await runOrt();
+          await runOurs();
+        }
+        // Alternate the two, swapping which goes first each rep, so that a slow spell of this
+        // shared machine hits both alike.
+        const ortTimes: number[] = [], oursTimes: number[] = [];
+        let ortOut: Float32Array = new Float32Array(0), oursOut: Float32Array = new Float32Array(0);
+        for (let r = 0; r < config.reps; r++) {
+          progress.show(`N=${seq} ${name} (${i + 1}/${masks.length}) rep ${r + 1}/${config.reps}`);
+          for (const which of r % 2 === 0 ? ["ort", "ours"] : ["ours", "ort"]) {
+            const t = performance.now();
+            const out = await (which === "ort" ? runOrt() : runOurs());
+            const dt = performance.now() - t;
+            if (which === "ort") [ortOut, ortTimes[r]] = [out, dt];
+            else [oursOut, oursTimes[r]] = [out, dt];
+          }
+        }
+        const common = {
+          pass: "fwd" as const,
+          shape,
+          mask: name,
+          maskArgs: ex.args,
+          baselineOnly: name === "full" && !config.masks.includes("full"),
+          plan,
+        };
+        const o = resultOf({
+          ...common,
+          backend: ortName,
+          tile: [seq, seq],
+          timesMs: ortTimes,
+          fullMs: ortFull,
+        });
+        const u = resultOf({
+          ...common,
+          backend: s.name,
+          tile,
+          timesMs: oursTimes,
+          fullMs: oursFull,
+        });
+        if (name === "full") {
+          [ortFull, oursFull] = [o.medianMs, u.medianMs];
+          o.speedupVsFull = u.speedupVsFull = 1;
+        }
+        o.density = 1; // dense: every tile computed
+        results.push(o, u);
+        if (common.baselineOnly) continue;
         rows.push({
-          mask: r.mask,
-          visibleFraction: r.visibleFraction,
-          oursMs: r.medianMs,
-          ortMs,
-          oursFlopsPerSecond: r.flopsPerSecond,
-          ortFlopsPerSecond: r.flops / (ortMs / 1e3),
-          speedup: ortMs / r.medianMs,
-          maxAbsDiff: errors(out.data as Float32Array, o.out).maxAbs,
+          mask: name,
+          visibleFraction: u.visibleFraction,
+          oursMs: u.medianMs,
+          ortMs: o.medianMs,
+          oursFlopsPerSecond: u.flopsPerSecond,
+          ortFlopsPerSecond: o.flopsPerSecond,
+          speedup: o.medianMs / u.medianMs,
+          maxAbsDiff: errors(oursOut, ortOut).maxAbs,
         });
       }
       progress.clear();
@@ -285,14 +268,15 @@ that take threads.\n\n${USAGE}`);
         `\n${
           sideBySideTable(
             `forward · B=${shape.batch} N=${seq} H=${shape.heads} d=${shape.dim} f32 · median of ` +
-              `${config.reps} · useful FLOP/s (visible elements only) · ort session created in ` +
-              `${ms(sessionMs)} ms (untimed)`,
+              `${config.reps}, runs alternated · useful FLOP/s (visible elements only) · ort ` +
+              `session created in ${ms(sessionMs)} ms (untimed)`,
             rows,
             s.name,
           )
         }`,
       );
     }
+    await session.release();
   }
   console.log(
     `\nspeed-up = onnxruntime-web median / ${chosen.map((s) => s.name).join(", ")} median ` +
