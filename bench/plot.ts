@@ -63,7 +63,9 @@ const DASHES = ["", "6 4", "2 3", "10 3 2 3"];
  * ```
  */
 export function plotSvg(series: Series[], title: string): string {
-  const W = 760, H = 440, L = 70, R = 230, T = 40, B = 50;
+  // The legend on the right is as wide as the longest label (about 7 px per character).
+  const R = 70 + 7 * Math.max(...series.map((s) => s.label.length), 10);
+  const W = 530 + R, H = 440, L = 70, T = 40, B = 50;
   const pw = W - L - R, ph = H - T - B;
   const all = series.flatMap((s) => s.points);
   if (all.length === 0) throw new RangeError("nothing to plot");
