@@ -21,7 +21,6 @@ Standalone:
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
@@ -236,7 +235,8 @@ def main():
                                                    (out_flex.float() - ref).abs().max())})
                     except Exception as e:  # noqa: BLE001
                         record(impl, "device", error=f"{type(e).__name__}: {e}"[:300])
-            del q, k, v, pinned
+            q = k = v = None  # free GPU memory before the next dtype or length
+            pinned = []
             torch.cuda.empty_cache()
         write_json()
 
