@@ -1,0 +1,143 @@
+/**
+ * Shared set-up of the `deno bench` suites (`bench/*_bench.ts`): which backend they time,
+ * problem shapes, inputs, and bench registration that skips unavailable backends with the
+ * reason printed.
+ *
+ * The backend is `FLASHMASK_BENCH_BACKEND` when set, else the first available of
+ * {@linkcode BACKENDS} (what `--backend auto` picks). Kernel groups time only the attention
+ * call on prepared inputs (`t.start()` / `t.end()` around it): mask schedule cached, tensors
+ * validated and ready. The library has no device-resident tensor API yet, so for a GPU backend
+ * that call still includes upload and readback. End-to-end groups also time building the mask
+ * and its schedule, making the tensors and reading the output back as f32.
+ *
+ * @module
+ */
+
+import { attention, attentionBackward } from "../attention.ts";
+import { exampleMask, type MaskName } from "../masks/examples.ts";
+import { type Tensor, tensor, toF16, toFloat32 } from "../tensor.ts";
+import { BACKENDS } from "./_args.ts";
+import { backendOptions, type BackendStatus, probeBackend } from "./_device.ts";
+import { makeInputs, type Shape, warmUp } from "./_run.ts";
+
+export { warmUp };
+
+/** Iterations and warm-ups per bench: the kernels are slow enough that a few suffice. */
+export const ITERATIONS = { n: 5, warmup: 1 } as const;
+
+function env(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined; // no --allow-env
+  }
+}
+
+/** The backend the suites time, and the status of every backend looked at. */
+export async function suiteBackend(): Promise<{ name: string | null; statuses: BackendStatus[] }> {
+  const wanted = env("FLASHMASK_BENCH_BACKEND");
+  const names = wanted ? [wanted] : [...BACKENDS];
+  const statuses: BackendStatus[] = [];
+  for (const n of names) statuses.push(await probeBackend(n));
+  const ok = statuses.find((s) => s.available);
+  if (!ok) {
+    for (const s of statuses) console.log(`skipping backend ${s.name}: ${s.reason}`);
+  } else {
+    await warmUp(ok.name);
+  }
+  return { name: ok?.name ?? null, statuses };
+}
+
+/** A label for a shape, used in group names. */
+export function shapeLabel(s: Shape): string {
+  return `B=${s.batch} N=${s.seq} Hq=${s.heads} Hk=${s.kvHeads} d=${s.dim} ${s.dtype}`;
+}
+
+/**
+ * Registers the forward (`pass: "fwd"`) or backward kernel bench of one mask type: prepared
+ * inputs, cached schedule; only the call is timed.
+ */
+export function benchKernel(o: {
+  backend: string | null;
+  pass: "fwd" | "bwd";
+  shape: Shape;
+  mask: MaskName;
+  group: string;
+  baseline?: boolean;
+  name?: string;
+}): void {
+  const name = o.name ?? o.mask;
+  if (o.backend === null) {
+    Deno.bench({ name, group: o.group, ignore: true, fn() {} });
+    return;
+  }
+  const backend = o.backend;
+  const { mask } = exampleMask(o.mask, o.shape.seq);
+  const options = { ...backendOptions(backend), mask };
+  const { q, k, v, dOut } = makeInputs(o.shape, 1);
+  let saved: Parameters<typeof attentionBackward>[0] | undefined;
+  Deno.bench({
+    name,
+    group: o.group,
+    baseline: o.baseline ?? false,
+    ...ITERATIONS,
+    async fn(t) {
+      if (o.pass === "fwd") {
+        t.start();
+        await attention(q, k, v, options);
+        t.end();
+        return;
+      }
+      if (!saved) {
+        const { out, lse } = await attention(q, k, v, options);
+        saved = { q, k, v, out, lse, dOut };
+      }
+      t.start();
+      await attentionBackward(saved, options);
+      t.end();
+    },
+  });
+}
+
+/**
+ * Registers an end-to-end forward bench: from plain Float32Arrays and the mask builder to the
+ * output read back as f32 (for f16 this includes the conversions both ways).
+ */
+export function benchEndToEnd(o: {
+  backend: string | null;
+  shape: Shape;
+  mask: MaskName;
+  group: string;
+  baseline?: boolean;
+}): void {
+  const name = `${o.mask} end-to-end`;
+  if (o.backend === null) {
+    Deno.bench({ name, group: o.group, ignore: true, fn() {} });
+    return;
+  }
+  const backend = o.backend, s = o.shape;
+  const raw = makeInputs({ ...s, dtype: "f32" }, 1);
+  const data = (t: Tensor) => t.data as Float32Array;
+  const make = (x: Float32Array, heads: number): Tensor => {
+    const shape = [s.batch, s.seq, heads, s.dim];
+    return s.dtype === "f16" ? tensor(toF16(x), shape, "f16") : tensor(x, shape);
+  };
+  let sink = 0;
+  Deno.bench({
+    name,
+    group: o.group,
+    baseline: o.baseline ?? false,
+    ...ITERATIONS,
+    async fn() {
+      const { mask } = exampleMask(o.mask, s.seq); // a new mask object: schedule not cached
+      const { out } = await attention(
+        make(data(raw.q), s.heads),
+        make(data(raw.k), s.kvHeads),
+        make(data(raw.v), s.kvHeads),
+        { ...backendOptions(backend), mask },
+      );
+      sink += toFloat32(out)[0];
+    },
+  });
+  if (Number.isNaN(sink)) console.log(sink); // keep the result observable
+}

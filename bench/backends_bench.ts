@@ -1,0 +1,48 @@
+/**
+ * `deno bench bench/backends_bench.ts`: every backend side by side on the same inputs, with
+ * the naive float64 reference (`tests/reference.ts`, O(N²) memory, no tiling) as the baseline.
+ * Backends that do not work here are listed as ignored, with the reason printed.
+ *
+ * @module
+ */
+
+import { exampleMask } from "../masks/examples.ts";
+import { referenceBackward, referenceForward } from "../tests/reference.ts";
+import { BACKENDS } from "./_args.ts";
+import { probeBackend } from "./_device.ts";
+import { makeInputs, type Shape } from "./_run.ts";
+import { benchKernel, ITERATIONS, shapeLabel, warmUp } from "./_suite.ts";
+
+const shape: Shape = { batch: 1, seq: 128, heads: 2, kvHeads: 2, dim: 64, dtype: "f32" };
+const statuses = [];
+for (const name of BACKENDS) statuses.push(await probeBackend(name));
+for (const s of statuses) {
+  if (!s.available) console.log(`skipping backend ${s.name}: ${s.reason}`);
+  else await warmUp(s.name);
+}
+
+for (const pass of ["fwd", "bwd"] as const) {
+  const group = `${pass === "fwd" ? "forward" : "backward"} causal ${shapeLabel(shape)}`;
+  const { q, k, v, dOut } = makeInputs(shape, 1);
+  const { mask } = exampleMask("causal", shape.seq);
+  Deno.bench({
+    name: "naive f64 reference",
+    group,
+    baseline: true,
+    ...ITERATIONS,
+    fn() {
+      if (pass === "fwd") referenceForward(q, k, v, { mask });
+      else referenceBackward(q, k, v, dOut, { mask });
+    },
+  });
+  for (const s of statuses) {
+    benchKernel({
+      backend: s.available ? s.name : null,
+      pass,
+      shape,
+      mask: "causal",
+      group,
+      name: s.name,
+    });
+  }
+}
