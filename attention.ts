@@ -22,14 +22,15 @@
 
 import { type Backend, checkFinite, checkProblem, checkTensor, MAX_HEAD_DIM } from "./_problem.ts";
 import type { FlashMask } from "./masks/flashmask.ts";
-import type { Tensor } from "./tensor.ts";
+import { type GpuTensor, isGpuTensor, type Tensor } from "./tensor.ts";
 import * as tiled from "./tiled.ts";
-import { gpuBackend } from "./gpu/backend.ts";
+import { type GpuArray, gpuBackend, gpuBackward, gpuForward } from "./gpu/backend.ts";
+import { gpuContext } from "./gpu/device.ts";
 import { wasmBackend } from "./wasm/backend.ts";
 
 export { MAX_HEAD_DIM };
 
-/** Which implementation computes: `auto` picks WebGPU when an adapter exists, else WASM. */
+/** Which implementation computes: `auto` picks WebGPU when a hardware adapter exists, else WASM. */
 export type BackendName = "auto" | "webgpu" | "wasm" | "js";
 
 /** Options of {@linkcode attention} and {@linkcode attentionBackward}. */
@@ -41,7 +42,7 @@ export interface AttentionOptions {
   /** Score scale; default `1 / sqrt(headDim)`. */
   scale?: number;
   /**
-   * `auto` (default): WebGPU when an adapter exists, else WASM (for now always WASM). `wasm`:
+   * `auto` (default): WebGPU when a hardware GPU adapter exists, else WASM. `wasm`:
    * AssemblyScript SIMD kernels on worker threads. `js` is the plain TypeScript tiled
    * implementation, the readable specification of the algorithm.
    */
@@ -79,6 +80,31 @@ export interface SavedForBackward {
   dOut: Tensor;
 }
 
+/** Result of {@linkcode attention} on GPU-resident inputs. */
+export interface GpuAttentionResult {
+  /** Attention output on the GPU, shape of q. */
+  out: GpuTensor;
+  /** Log-sum-exp `[batch, Hq, Nq]` (float32) on the GPU. */
+  lse: GpuArray;
+}
+
+/** What {@linkcode attentionBackward} needs when some tensors live on the GPU. */
+export interface GpuSavedForBackward {
+  q: Tensor | GpuTensor;
+  k: Tensor | GpuTensor;
+  v: Tensor | GpuTensor;
+  out: Tensor | GpuTensor;
+  lse: Float32Array | GpuArray;
+  dOut: Tensor | GpuTensor;
+}
+
+/** Gradients on the GPU. */
+export interface GpuGradients {
+  dq: GpuTensor;
+  dk: GpuTensor;
+  dv: GpuTensor;
+}
+
 /** Result of {@linkcode attentionBackward}: gradients with the shapes of q, k and v. */
 export interface Gradients {
   /** Gradient with respect to q. */
@@ -108,17 +134,32 @@ export interface Gradients {
  * assert.equal(lse.length, b * h * n);
  * ```
  */
-export async function attention(
+export function attention(
   q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  k: Tensor | GpuTensor,
+  v: Tensor | GpuTensor,
+  options?: AttentionOptions,
+): Promise<AttentionResult>;
+/** Attention on GPU-resident inputs (WebGPU backend): the results stay on the GPU. */
+export function attention(
+  q: GpuTensor,
+  k: GpuTensor | Tensor,
+  v: GpuTensor | Tensor,
+  options?: AttentionOptions,
+): Promise<GpuAttentionResult>;
+export async function attention(
+  q: Tensor | GpuTensor,
+  k: Tensor | GpuTensor,
+  v: Tensor | GpuTensor,
   options: AttentionOptions = {},
-): Promise<AttentionResult> {
+): Promise<AttentionResult | GpuAttentionResult> {
   const p = checkProblem({ q, k, v }, options);
-  if (options.checkFinite ?? true) {
-    for (const [name, t] of [["q", q], ["k", k], ["v", v]] as const) checkFinite(t, name);
+  checkHostFinite(options, [["q", q], ["k", k], ["v", v]]);
+  if (isGpuTensor(q) || isGpuTensor(k) || isGpuTensor(v)) {
+    requireWebGpu(options);
+    return await gpuForward(p, q, k, v, isGpuTensor(q));
   }
-  return await backendFor(options).forward(p, q, k, v);
+  return await run(options, (b) => b.forward(p, q, k as Tensor, v as Tensor));
 }
 
 /**
@@ -139,15 +180,24 @@ export async function attention(
  * assert.deepEqual([dq.shape, dk.shape, dv.shape], [shape, shape, shape]);
  * ```
  */
-export async function attentionBackward(
+export function attentionBackward(
   saved: SavedForBackward,
+  options?: AttentionOptions,
+): Promise<Gradients>;
+/** Gradients of attention on GPU-resident tensors (WebGPU backend): they stay on the GPU. */
+export function attentionBackward(
+  saved: GpuSavedForBackward,
+  options?: AttentionOptions,
+): Promise<GpuGradients>;
+export async function attentionBackward(
+  saved: SavedForBackward | GpuSavedForBackward,
   options: AttentionOptions = {},
-): Promise<Gradients> {
+): Promise<Gradients | GpuGradients> {
   if (typeof saved !== "object" || saved === null) {
     throw new TypeError("attentionBackward: saved must be an object { q, k, v, out, lse, dOut }");
   }
   const p = checkProblem(saved, options);
-  const { q, k, v, out, lse, dOut } = saved;
+  const { q, out, lse, dOut } = saved;
   for (const [name, t] of [["out", out], ["dOut", dOut]] as const) {
     checkTensor(t, name);
     if (t.dtype !== q.dtype) {
@@ -160,21 +210,30 @@ export async function attentionBackward(
     }
   }
   const lseLength = p.batch * p.heads * p.nq;
-  if (!(lse instanceof Float32Array)) throw new TypeError("lse must be a Float32Array");
-  if (lse.length !== lseLength) {
-    throw new RangeError(`lse.length is ${lse.length}; expected batch·Hq·Nq = ${lseLength}`);
-  }
-  if (options.checkFinite ?? true) {
-    for (const [name, t] of [["q", q], ["k", k], ["v", v], ["out", out], ["dOut", dOut]] as const) {
-      checkFinite(t, name);
+  if (isGpuArray(lse)) {
+    if (lse.length !== lseLength || lse.buffer.size < lseLength * 4) {
+      throw new RangeError(`lse.length is ${lse.length}; expected batch·Hq·Nq = ${lseLength}`);
     }
+  } else {
+    if (!(lse instanceof Float32Array)) throw new TypeError("lse must be a Float32Array");
+    if (lse.length !== lseLength) {
+      throw new RangeError(`lse.length is ${lse.length}; expected batch·Hq·Nq = ${lseLength}`);
+    }
+  }
+  const { k, v } = saved;
+  checkHostFinite(options, [["q", q], ["k", k], ["v", v], ["out", out], ["dOut", dOut]]);
+  if ((options.checkFinite ?? true) && lse instanceof Float32Array) {
     for (let i = 0; i < lse.length; i++) {
       if (Number.isNaN(lse[i]) || lse[i] === Infinity) {
         throw new RangeError(`lse[${i}] is ${lse[i]}; only finite values or -Infinity are valid`);
       }
     }
   }
-  return await backendFor(options).backward(p, saved);
+  if ([q, k, v, out, dOut].some(isGpuTensor) || isGpuArray(lse)) {
+    requireWebGpu(options);
+    return await gpuBackward(p, saved, isGpuTensor(q));
+  }
+  return await run(options, (b) => b.backward(p, saved as SavedForBackward));
 }
 
 const jsBackend: Backend = {
@@ -182,15 +241,47 @@ const jsBackend: Backend = {
   backward: (p, s) => Promise.resolve(tiled.backward(p, s)),
 };
 
-function backendFor(options: AttentionOptions): Backend {
+function isGpuArray(x: unknown): x is GpuArray {
+  return typeof x === "object" && x !== null && "buffer" in x && "length" in x &&
+    !ArrayBuffer.isView(x);
+}
+
+function checkHostFinite(options: AttentionOptions, tensors: [string, Tensor | GpuTensor][]) {
+  if (!(options.checkFinite ?? true)) return;
+  for (const [name, t] of tensors) if (!isGpuTensor(t)) checkFinite(t, name);
+}
+
+function requireWebGpu(options: AttentionOptions): void {
   const name = options.backend ?? "auto";
-  switch (name) {
-    case "js":
-      return jsBackend;
-    case "webgpu":
-      return gpuBackend;
-    case "wasm":
-    case "auto":
-      return wasmBackend;
+  if (name !== "auto" && name !== "webgpu") {
+    throw new TypeError(`GPU-resident tensors need backend "webgpu" (or "auto"), not "${name}"`);
+  }
+}
+
+let warnedFallback = false;
+
+/**
+ * Runs a call on the chosen backend. `auto` uses WebGPU when a hardware adapter exists (software
+ * rasterisers such as llvmpipe are slower than WASM), else WASM; if the GPU fails during the call
+ * (device lost, out of memory), it says so once and computes the call with WASM.
+ */
+async function run<T>(options: AttentionOptions, call: (b: Backend) => Promise<T>): Promise<T> {
+  const name = options.backend ?? "auto";
+  if (name === "js") return await call(jsBackend);
+  if (name === "wasm") return await call(wasmBackend);
+  if (name === "webgpu") return await call(gpuBackend);
+  const ctx = await gpuContext().catch(() => undefined);
+  if (!ctx || ctx.software) return await call(wasmBackend);
+  try {
+    return await call(gpuBackend);
+  } catch (e) {
+    if (e instanceof TypeError || e instanceof RangeError) throw e;
+    if (!warnedFallback) {
+      warnedFallback = true;
+      console.warn(
+        `attention: WebGPU failed (${(e as Error).message}); computing with WASM instead`,
+      );
+    }
+    return await call(wasmBackend);
   }
 }

@@ -34,8 +34,20 @@ export {
   type AttentionOptions,
   type AttentionResult,
   type BackendName,
+  type GpuAttentionResult,
+  type GpuGradients,
+  type GpuSavedForBackward,
   type Gradients,
   MAX_HEAD_DIM,
   type SavedForBackward,
 } from "./attention.ts";
 export * from "./masks/mod.ts";
+export {
+  fromGpu,
+  type GpuArray,
+  gpuDevice,
+  type GpuInfo,
+  gpuInfo,
+  readGpuArray,
+  toGpu,
+} from "./gpu/mod.ts";

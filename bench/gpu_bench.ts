@@ -16,7 +16,11 @@ import { checkProblem } from "../_problem.ts";
 import { exampleMask, MASK_NAMES, type MaskName } from "../masks/examples.ts";
 import { toF16 } from "../tensor.ts";
 import {
+  type BackwardBuffers,
+  backwardKernels,
   type ForwardBuffers,
+  forwardKernel,
+  planBackward,
   planForward,
   requireGpu,
   setGpuTuning,
@@ -24,12 +28,13 @@ import {
   upload,
 } from "../gpu/backend.ts";
 import type { ForwardConfig } from "../gpu/forward_wgsl.ts";
+import type { BackwardConfig } from "../gpu/backward_wgsl.ts";
 import type { GpuContext } from "../gpu/device.ts";
 
 const USAGE =
   `usage: deno run -A bench/gpu_bench.ts [--seq N] [--batch B] [--heads H] [--kv-heads HK]
   [--dim D] [--dtype f32|f16] [--masks a,b|all] [--reps R] [--pass fwd|bwd|both]
-  [--sweep "rm,cn,dn,kc,kv;..."] [--no-subgroups] [--json FILE]`;
+  [--sweep "fwd:rm,cn,dn,kc,kv;bwd:rm,cn,rn,cm,kc,kv;..."] [--no-subgroups] [--json FILE]`;
 
 interface Row {
   mask: string;
@@ -42,9 +47,17 @@ interface Row {
   visible: number;
 }
 
-function randomData(n: number, dtype: "f32" | "f16"): Float32Array | Uint16Array {
+function report(r: Row): void {
+  console.error(
+    `${r.pass} ${r.mask} N=${r.seq} ${r.config}: ${r.ms.toFixed(3)} ms ${
+      r.tflops.toFixed(2)
+    } TFLOP/s`,
+  );
+}
+
+function randomData(n: number, dtype: "f32" | "f16", seed: number): Float32Array | Uint16Array {
   const x = new Float32Array(n);
-  let s = 12345;
+  let s = seed * 7919 + 12345;
   for (let i = 0; i < n; i++) {
     s = (Math.imul(s, 1103515245) + 12345) >>> 0;
     x[i] = (s / 4294967296) * 2 - 1;
@@ -114,26 +127,42 @@ if (import.meta.main) {
   const dtype = a.dtype as "f32" | "f16";
   const masks = (a.masks === "all" ? MASK_NAMES.join(",") : a.masks!).split(",") as MaskName[];
   const reps = Number(a.reps);
-  const sweep: (Partial<ForwardConfig> | undefined)[] = a.sweep
-    ? a.sweep.split(";").map((s) => {
-      const [rm, cn, dn, kc, kv] = s.split(",").map(Number);
-      return { rm, cn, dn, kc, kv };
-    })
-    : [undefined];
+  // --sweep "fwd:rm,cn,dn,kc,kv;bwd:rm,cn,rn,cm,kc,kv;..." (each entry one configuration)
+  const sweep: ({ fwd?: Partial<ForwardConfig>; bwd?: Partial<BackwardConfig> } | undefined)[] =
+    a.sweep
+      ? a.sweep.split(";").map((s) => {
+        const [kind, list] = s.includes(":") ? s.split(":") : ["fwd", s];
+        const x = list.split(",").map(Number);
+        return kind === "bwd"
+          ? { bwd: { rm: x[0], cn: x[1], rn: x[2], cm: x[3], kc: x[4], kv: x[5] } }
+          : { fwd: { rm: x[0], cn: x[1], dn: x[2], kc: x[3], kv: x[4] } };
+      })
+      : [undefined];
   console.error(
     `device: ${ctx.name}; f16 ${ctx.f16}; subgroups ${ctx.subgroups}; timestamps ${ctx.timestamps}`,
   );
   const rows: Row[] = [];
+  const passes = a.pass === "both" ? ["fwd", "bwd"] : [a.pass!];
   for (const n of seqs) {
     const qn = batch * n * heads * d, kn = batch * n * kvHeads * d;
     const bytes = dtype === "f16" ? 2 : 4;
     const buf: ForwardBuffers = {
-      q: upload(ctx, randomData(qn, dtype), "q"),
-      k: upload(ctx, randomData(kn, dtype), "k"),
-      v: upload(ctx, randomData(kn, dtype), "v"),
+      q: upload(ctx, randomData(qn, dtype, 1), "q"),
+      k: upload(ctx, randomData(kn, dtype, 2), "k"),
+      v: upload(ctx, randomData(kn, dtype, 3), "v"),
       out: storage(ctx, qn * bytes, "out"),
       lse: storage(ctx, batch * heads * n * 4, "lse"),
     };
+    const bwd: BackwardBuffers | undefined = passes.includes("bwd")
+      ? {
+        ...buf,
+        dOut: upload(ctx, randomData(qn, dtype, 4), "dOut"),
+        stats: storage(ctx, batch * heads * n * 8, "stats"),
+        dq: storage(ctx, qn * bytes, "dq"),
+        dk: storage(ctx, kn * bytes, "dk"),
+        dv: storage(ctx, kn * bytes, "dv"),
+      }
+      : undefined;
     const shape = (h: number) => [batch, n, h, d] as const;
     for (const name of masks) {
       const mask = exampleMask(name, n).mask;
@@ -143,35 +172,53 @@ if (import.meta.main) {
         v: { buffer: buf.v, shape: shape(kvHeads), dtype },
       }, { mask });
       for (const cfg of sweep) {
-        setGpuTuning({ noSubgroups: a["no-subgroups"], forward: cfg });
-        let plan;
+        setGpuTuning({ noSubgroups: a["no-subgroups"], forward: cfg?.fwd, backward: cfg?.bwd });
         try {
-          plan = await planForward(ctx, p, buf, dtype);
+          const fk = await forwardKernel(ctx, p, dtype);
+          const fplan = planForward(ctx, p, buf, fk);
+          const useful = 4 * batch * heads * n * n * d * fk.schedule.visibleFraction;
+          const c = fk.cfg;
+          const fms = await timeKernel(ctx, (pass) => fplan.encode(pass), reps);
+          if (passes.includes("fwd")) {
+            rows.push({
+              mask: name,
+              config: `rm${c.rm} cn${c.cn} dn${c.dn} kc${c.kc} kv${c.kv}${
+                c.subgroups ? " sg" : ""
+              }`,
+              pass: "fwd",
+              seq: n,
+              ms: fms,
+              tflops: useful / fms / 1e9,
+              density: fk.schedule.density,
+              visible: fk.schedule.visibleFraction,
+            });
+            report(rows[rows.length - 1]);
+          }
+          fplan.destroy();
+          if (bwd) {
+            const bk = await backwardKernels(ctx, p, dtype);
+            const bplan = planBackward(ctx, p, bwd, bk);
+            const ms = await timeKernel(ctx, (pass) => bplan.encode(pass), reps);
+            const b = bk.cfg;
+            rows.push({
+              mask: name,
+              config: `rm${b.rm} cn${b.cn} rn${b.rn} cm${b.cm} kc${b.kc} kv${b.kv}`,
+              pass: "bwd",
+              seq: n,
+              ms,
+              tflops: 2.5 * useful / ms / 1e9,
+              density: bk.dkvSchedule.density,
+              visible: fk.schedule.visibleFraction,
+            });
+            report(rows[rows.length - 1]);
+            bplan.destroy();
+          }
         } catch (e) {
           console.error(`config ${JSON.stringify(cfg)}: ${(e as Error).message.split("\n")[0]}`);
-          continue;
         }
-        const ms = await timeKernel(ctx, (pass) => plan.encode(pass), reps);
-        const useful = 4 * batch * heads * n * n * d * plan.schedule.visibleFraction;
-        const c = plan.cfg;
-        rows.push({
-          mask: name,
-          config: `rm${c.rm} cn${c.cn} dn${c.dn} kc${c.kc} kv${c.kv}${c.subgroups ? " sg" : ""}`,
-          pass: "fwd",
-          seq: n,
-          ms,
-          tflops: useful / ms / 1e9,
-          density: plan.schedule.density,
-          visible: plan.schedule.visibleFraction,
-        });
-        plan.destroy();
-        const r = rows[rows.length - 1];
-        console.error(
-          `${r.mask} N=${n} ${r.config}: ${ms.toFixed(3)} ms ${r.tflops.toFixed(2)} TFLOP/s`,
-        );
       }
     }
-    for (const b of Object.values(buf)) b.destroy();
+    for (const x of new Set<GPUBuffer>(Object.values(bwd ?? buf))) x.destroy();
   }
   if (a.json) await Deno.writeTextFile(a.json, JSON.stringify({ device: ctx.name, rows }, null, 2));
   console.log(`device ${ctx.name}, B=${batch} H=${heads} Hk=${kvHeads} d=${d} ${dtype}`);

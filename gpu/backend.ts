@@ -1,6 +1,11 @@
 /**
  * The WebGPU backend: chooses kernel configurations for the adapter, uploads inputs and the
- * shared block schedule, dispatches the WGSL kernels and reads results back in one submission.
+ * shared block schedule, dispatches the WGSL kernels (split over batch chunks so that no
+ * binding exceeds the adapter's limits) and reads results back in one submission. Tensors may
+ * also stay on the GPU ({@linkcode GpuTensor}) so that calls chain without read-backs.
+ *
+ * Where a kernel is dispatched: {@linkcode planForward} (forward) and
+ * {@linkcode planBackward} (prep, dQ, dK/dV), both through `encodeChunks`.
  *
  * @module
  */
@@ -8,8 +13,18 @@
 import type { AttentionResult, Gradients, SavedForBackward } from "../attention.ts";
 import type { Backend, Problem } from "../_problem.ts";
 import type { Schedule } from "../masks/schedule.ts";
-import { fromFloat32, type Tensor, toF16, toFloat32 } from "../tensor.ts";
+import {
+  type DType,
+  fromFloat32,
+  type GpuTensor,
+  isGpuTensor,
+  type Shape4,
+  type Tensor,
+  toF16,
+  toFloat32,
+} from "../tensor.ts";
 import { type GpuContext, gpuContext, pipeline } from "./device.ts";
+import { fixedHeadDim } from "./_wgsl.ts";
 import {
   FLOAT_PARAMS,
   FORWARD_PARAMS,
@@ -18,13 +33,34 @@ import {
   forwardSharedBytes,
   forwardWgsl,
 } from "./forward_wgsl.ts";
+import {
+  BACKWARD_PARAMS,
+  type BackwardConfig,
+  backwardKey,
+  backwardSharedBytes,
+  dkvWgsl,
+  dqWgsl,
+  prepWgsl,
+} from "./backward_wgsl.ts";
 
-/** Options that tests use to pin a kernel variant. */
+/** A float32 array that lives in a GPU buffer (the lse of a GPU-resident forward pass). */
+export interface GpuArray {
+  /** The data. */
+  readonly buffer: GPUBuffer;
+  /** Number of float32 elements. */
+  readonly length: number;
+}
+
+/** Options that tests and benchmarks use to pin a kernel variant. */
 export interface GpuTuning {
   /** Force the workgroup-memory row reduction even when subgroups exist. */
   noSubgroups?: boolean;
   /** Override parts of the forward configuration. */
   forward?: Partial<ForwardConfig>;
+  /** Override parts of the backward configuration. */
+  backward?: Partial<BackwardConfig>;
+  /** Pretend the adapter's largest storage binding is this many bytes (tests of splitting). */
+  maxBindingBytes?: number;
 }
 
 let tuning: GpuTuning = {};
@@ -48,35 +84,76 @@ export async function requireGpu(): Promise<GpuContext> {
   return ctx;
 }
 
+function headDimWidth(headDim: number): number {
+  return headDim <= 64 ? 4 : headDim <= 128 ? 8 : headDim <= 192 ? 12 : 16;
+}
+
 /** The forward configuration for a head dimension on this adapter. */
 export function forwardConfig(
   ctx: GpuContext,
   headDim: number,
   dtype: "f32" | "f16",
 ): ForwardConfig {
-  const dn = headDim <= 64 ? 4 : headDim <= 128 ? 8 : headDim <= 192 ? 12 : 16;
+  const dn = headDimWidth(headDim);
   // Measured on an H100 (f32, d = 128, N = 16384): rm 8, cn 4 (128 × 64 tiles) 22.8 TFLOP/s;
   // rm 4 cn 4: 20.8; rm 8 cn 8 (kc 16, kv 16): 17.9; rm 4 cn 8: 15.0.
+  // Software rasterisers get the smallest tiles: their shader compilers take minutes on the
+  // fully unrolled large ones, and they are correctness tools, not fast.
+  const small = ctx.software;
   const cfg: ForwardConfig = {
     dtype,
-    headDim,
-    rm: dn <= 8 ? 8 : 4,
-    cn: dn <= 8 ? 4 : 8,
+    headDim: fixedHeadDim(headDim, dn),
+    rm: dn <= 8 && !small ? 8 : 4,
+    cn: dn <= 8 || small ? 4 : 8,
     dn,
-    kc: 16,
-    kv: 32,
+    kc: small ? 8 : 16,
+    kv: small ? 16 : 32,
     subgroups: ctx.subgroups && !tuning.noSubgroups,
     ...tuning.forward,
   };
   const limit = ctx.limits.maxComputeWorkgroupStorageSize;
   while (forwardSharedBytes(cfg) > limit) {
-    if (cfg.kv > 16) cfg.kv /= 2;
-    else if (cfg.kc > 8) cfg.kc /= 2;
+    if (cfg.kv > 16 && (16 * cfg.cn) % (cfg.kv / 2) === 0) cfg.kv /= 2;
+    else if (cfg.kc > 4) cfg.kc /= 2;
     else {throw new RangeError(
         `head dimension ${headDim} needs more workgroup memory than ${limit}`,
       );}
   }
   return cfg;
+}
+
+/** The backward configuration for a head dimension on this adapter. */
+export function backwardConfig(
+  ctx: GpuContext,
+  headDim: number,
+  dtype: "f32" | "f16",
+): BackwardConfig {
+  const dn = headDimWidth(headDim);
+  const small = ctx.software;
+  const cfg: BackwardConfig = {
+    dtype,
+    headDim: fixedHeadDim(headDim, dn),
+    rm: 4,
+    cn: dn <= 8 && !small ? 8 : 4,
+    rn: 4,
+    cm: 4,
+    dn,
+    kc: small ? 8 : 16,
+    kv: small ? 16 : 32,
+    split: false,
+    ...tuning.backward,
+  };
+  const limit = ctx.limits.maxComputeWorkgroupStorageSize;
+  for (;;) {
+    const need = backwardSharedBytes(cfg);
+    if (need.dq <= limit && need.dkv <= limit) return cfg;
+    if (cfg.kv > 16) cfg.kv /= 2;
+    else if (!cfg.split) cfg.split = true;
+    else if (cfg.kc > 4) cfg.kc /= 2;
+    else {throw new RangeError(
+        `head dimension ${headDim} needs more workgroup memory than ${limit}`,
+      );}
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -87,7 +164,7 @@ const STORAGE = 0x80, COPY_DST = 0x8, COPY_SRC = 0x4, UNIFORM = 0x40, MAP_READ =
 /** A storage buffer holding `data` (padded to 4 bytes). */
 export function upload(ctx: GpuContext, data: ArrayBufferView, label: string): GPUBuffer {
   const bytes = Math.max(4, Math.ceil(data.byteLength / 4) * 4);
-  const buf = ctx.device.createBuffer({ size: bytes, usage: STORAGE | COPY_DST | COPY_SRC, label });
+  const buf = createBuffer(ctx, bytes, STORAGE | COPY_DST | COPY_SRC, label);
   if (data.byteLength > 0) {
     const src = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     if (data.byteLength % 4 === 0) ctx.device.queue.writeBuffer(buf, 0, src);
@@ -102,11 +179,21 @@ export function upload(ctx: GpuContext, data: ArrayBufferView, label: string): G
 
 /** An uninitialised storage buffer of at least `bytes` (rounded up to 4). */
 export function storage(ctx: GpuContext, bytes: number, label: string): GPUBuffer {
-  return ctx.device.createBuffer({
-    size: Math.max(4, Math.ceil(bytes / 4) * 4),
-    usage: STORAGE | COPY_SRC | COPY_DST,
+  return createBuffer(
+    ctx,
+    Math.max(4, Math.ceil(bytes / 4) * 4),
+    STORAGE | COPY_SRC | COPY_DST,
     label,
-  });
+  );
+}
+
+function createBuffer(ctx: GpuContext, size: number, usage: number, label: string): GPUBuffer {
+  if (size > ctx.limits.maxBufferSize) {
+    throw new RangeError(
+      `${label} needs a ${size}-byte GPU buffer; this adapter's maxBufferSize is ${ctx.limits.maxBufferSize}`,
+    );
+  }
+  return ctx.device.createBuffer({ size, usage, label });
 }
 
 /** Uniform buffer of `fields` in order (u32, or f32 for the names in FLOAT_PARAMS). */
@@ -129,73 +216,153 @@ function uniforms(
   return buf;
 }
 
-interface ScheduleBuffers {
+/** The schedule on the GPU: rowPtr, rowTiles, colPtr, colTiles and the bounds, in one buffer. */
+interface ScheduleBuffer {
   ctx: GpuContext;
-  /** rowPtr, rowTiles, colPtr, colTiles back to back. */
-  lists: GPUBuffer;
+  buffer: GPUBuffer;
   rowTilesOff: number;
   colPtrOff: number;
   colTilesOff: number;
-  bounds: GPUBuffer;
+  boundsOff: number;
 }
 
-const scheduleBuffers = new WeakMap<Schedule, ScheduleBuffers>();
+const scheduleBuffers = new WeakMap<Schedule, ScheduleBuffer>();
 
-/** The schedule's lists and bounds on the GPU, uploaded once per schedule and device. */
-function scheduleOnGpu(ctx: GpuContext, plan: Schedule): ScheduleBuffers {
+/** The schedule on the GPU, uploaded once per schedule and device (cached). */
+function scheduleOnGpu(ctx: GpuContext, plan: Schedule): ScheduleBuffer {
   const hit = scheduleBuffers.get(plan);
   if (hit && hit.ctx === ctx && ctx.lost === undefined) return hit;
-  const lists = new Uint32Array(
-    plan.rowPtr.length + plan.rowTiles.length + plan.colPtr.length + plan.colTiles.length,
-  );
-  let o = 0;
-  for (const a of [plan.rowPtr, plan.rowTiles, plan.colPtr, plan.colTiles]) {
-    lists.set(a, o);
-    o += a.length;
+  const parts = [plan.rowPtr, plan.rowTiles, plan.colPtr, plan.colTiles, plan.bounds];
+  const offs: number[] = [];
+  let n = 0;
+  for (const a of parts) {
+    offs.push(n);
+    n += a.length;
   }
-  const sb: ScheduleBuffers = {
+  const all = new Uint32Array(n);
+  parts.forEach((a, i) => all.set(new Uint32Array(a.buffer, a.byteOffset, a.length), offs[i]));
+  const sb: ScheduleBuffer = {
     ctx,
-    lists: upload(ctx, lists, "schedule lists"),
-    rowTilesOff: plan.rowPtr.length,
-    colPtrOff: plan.rowPtr.length + plan.rowTiles.length,
-    colTilesOff: plan.rowPtr.length + plan.rowTiles.length + plan.colPtr.length,
-    bounds: upload(ctx, plan.bounds, "mask bounds"),
+    buffer: upload(ctx, all, "schedule"),
+    rowTilesOff: offs[1],
+    colPtrOff: offs[2],
+    colTilesOff: offs[3],
+    boundsOff: offs[4],
   };
   scheduleBuffers.set(plan, sb);
   return sb;
 }
 
-/** Host data in the storage type the kernels read (f16 only where the adapter has it). */
-function hostData(t: Tensor, dtype: "f32" | "f16"): Float32Array | Uint16Array {
-  if (dtype === t.dtype) return t.data;
-  return dtype === "f32" ? toFloat32(t) : toF16(t.data as Float32Array);
-}
-
-async function readBack(ctx: GpuContext, enc: GPUCommandEncoder, parts: [GPUBuffer, number][]) {
-  const total = parts.reduce((a, [, n]) => a + Math.ceil(n / 4) * 4, 0);
-  const staging = ctx.device.createBuffer({ size: Math.max(4, total), usage: MAP_READ | COPY_DST });
-  let off = 0;
-  for (const [buf, n] of parts) {
-    const bytes = Math.ceil(n / 4) * 4;
-    if (bytes > 0) enc.copyBufferToBuffer(buf, 0, staging, off, bytes);
-    off += bytes;
-  }
-  ctx.device.queue.submit([enc.finish()]);
-  await staging.mapAsync(MAP_READ);
-  const copy = staging.getMappedRange().slice(0);
-  staging.unmap();
-  staging.destroy();
-  const out: ArrayBuffer[] = [];
-  off = 0;
-  for (const [, n] of parts) {
-    out.push(copy.slice(off, off + n));
-    off += Math.ceil(n / 4) * 4;
-  }
-  return out;
-}
-
 // ---------------------------------------------------------------------------------------------
-// forward
+// dispatch over batch chunks
+
+/** One bound buffer: `perBatch` elements of `bytes` bytes for each batch entry. */
+interface Binding {
+  buffer: GPUBuffer;
+  perBatch: number;
+  bytes: number;
+  /** Uniform that receives the element offset of the chunk's first batch entry. */
+  offsetField?: string;
+}
+
+/** A compiled kernel bound to one problem, ready to be encoded any number of times. */
+export interface KernelPlan {
+  /** Records the kernel(s) into a compute pass. */
+  encode(pass: GPUComputePassEncoder): void;
+  /** Frees the uniform buffers. */
+  destroy(): void;
+}
+
+/**
+ * Splits the batch into chunks whose bindings each fit the adapter's largest storage binding,
+ * and prepares one bind group and uniform block per chunk. `bindings` are in binding order after
+ * the uniform block (binding 0); `extra` are bound whole (the schedule).
+ */
+function encodeChunks(
+  ctx: GpuContext,
+  pipe: GPUComputePipeline,
+  fields: readonly string[],
+  values: Record<string, number>,
+  batch: number,
+  bindings: Binding[],
+  workgroups: (batches: number) => [number, number, number],
+): KernelPlan {
+  const limit = Math.min(
+    tuning.maxBindingBytes ?? Infinity,
+    ctx.limits.maxStorageBufferBindingSize,
+  );
+  const align = ctx.limits.minStorageBufferOffsetAlignment;
+  const maxGroups = ctx.limits.maxComputeWorkgroupsPerDimension;
+  const range = (b: Binding, b0: number, b1: number) => {
+    if (b.perBatch === 0) return { offset: 0, size: b.buffer.size, elem: 0 };
+    const start = b0 * b.perBatch * b.bytes, end = b1 * b.perBatch * b.bytes;
+    const offset = Math.floor(start / align) * align;
+    const size = Math.min(b.buffer.size - offset, Math.ceil((end - offset) / 4) * 4);
+    return { offset, size: Math.max(4, size), elem: (start - offset) / b.bytes };
+  };
+  const groups: { bind: GPUBindGroup; ub: GPUBuffer; wg: [number, number, number] }[] = [];
+  for (let b0 = 0; b0 < batch;) {
+    // grow the chunk while every binding fits
+    let b1 = b0 + 1;
+    const fits = (e: number) =>
+      workgroups(e - b0).every((x) => x <= maxGroups) &&
+      bindings.every((b) => range(b, b0, e).size <= limit);
+    if (!fits(b1)) {
+      const big = bindings.find((b) => range(b, b0, b0 + 1).size > limit);
+      if (!big) {
+        throw new RangeError(
+          `one batch entry needs ${
+            workgroups(1)
+          } workgroups; this adapter allows ${maxGroups} per dimension`,
+        );
+      }
+      throw new RangeError(
+        `one batch entry of ${big.buffer.label} needs a ${
+          big.perBatch * big.bytes
+        }-byte binding; ` +
+          `this adapter allows ${limit} (maxStorageBufferBindingSize)`,
+      );
+    }
+    while (b1 < batch && fits(b1 + 1)) b1++;
+    const vals: Record<string, number> = { ...values, batchBase: b0 };
+    const entries: GPUBindGroupEntry[] = bindings.map((b, i) => {
+      const r = range(b, b0, b1);
+      if (b.offsetField) vals[b.offsetField] = r.elem;
+      else if (r.elem !== 0 || (b0 > 0 && b.perBatch > 0)) {
+        throw new Error(`internal: binding ${i + 1} needs an offset uniform`);
+      }
+      return { binding: i + 1, resource: { buffer: b.buffer, offset: r.offset, size: r.size } };
+    });
+    const ub = uniforms(ctx, fields, vals);
+    groups.push({
+      ub,
+      bind: ctx.device.createBindGroup({
+        layout: pipe.getBindGroupLayout(0),
+        entries: [{ binding: 0, resource: { buffer: ub } }, ...entries],
+      }),
+      wg: workgroups(b1 - b0),
+    });
+    b0 = b1;
+  }
+  return {
+    encode(pass) {
+      pass.setPipeline(pipe);
+      for (const g of groups) {
+        pass.setBindGroup(0, g.bind);
+        if (g.wg.every((x) => x > 0)) pass.dispatchWorkgroups(...g.wg);
+      }
+    },
+    destroy: () => groups.forEach((g) => g.ub.destroy()),
+  };
+}
+
+/** The schedule bound whole: per-batch size 0. */
+const whole = (buffer: GPUBuffer): Binding => ({ buffer, perBatch: 0, bytes: 4 });
+
+function maskUniforms(p: Problem) {
+  const [mb, mh] = p.mask.shape;
+  return { maskBatchStride: mb === 1 ? 0 : mh, maskHeadDiv: p.heads / mh };
+}
 
 /** Device buffers of one forward call. */
 export interface ForwardBuffers {
@@ -206,105 +373,460 @@ export interface ForwardBuffers {
   lse: GPUBuffer;
 }
 
-/** A compiled forward kernel bound to one problem, ready to be encoded any number of times. */
-export interface ForwardPlan {
+/** A compiled forward pass for one problem, with its configuration and schedule. */
+export interface ForwardPlan extends KernelPlan {
   cfg: ForwardConfig;
   schedule: Schedule;
-  /** Storage type on the device. */
-  dtype: "f32" | "f16";
-  /** Records one forward pass into `pass`. */
-  encode(pass: GPUComputePassEncoder): void;
-  /** Frees the uniform buffer. */
-  destroy(): void;
 }
 
-/** Prepares the forward kernel of problem `p` on buffers `b` (storage type `dtype`). */
-export async function planForward(
+/** The compiled forward kernel for a problem and its schedule. */
+export interface ForwardKernel {
+  cfg: ForwardConfig;
+  pipe: GPUComputePipeline;
+  schedule: Schedule;
+  dtype: "f32" | "f16";
+}
+
+/** Compiles (or finds) the forward kernel of problem `p` for storage type `dtype`. */
+export async function forwardKernel(
+  ctx: GpuContext,
+  p: Problem,
+  dtype: "f32" | "f16",
+): Promise<ForwardKernel> {
+  const cfg = forwardConfig(ctx, p.headDim, dtype);
+  const pipe = await pipeline(ctx, forwardKey(cfg), () => forwardWgsl(cfg));
+  return { cfg, pipe, schedule: p.schedule(16 * cfg.rm, 16 * cfg.cn), dtype };
+}
+
+/** Binds the forward kernel to buffers `b` (synchronous: no other task runs in between). */
+export function planForward(
   ctx: GpuContext,
   p: Problem,
   b: ForwardBuffers,
-  dtype: "f32" | "f16",
-): Promise<ForwardPlan> {
-  const cfg = forwardConfig(ctx, p.headDim, dtype);
-  const plan = p.schedule(16 * cfg.rm, 16 * cfg.cn);
-  const pipe = await pipeline(ctx, forwardKey(cfg), () => forwardWgsl(cfg));
+  kern: ForwardKernel,
+): ForwardPlan {
+  const { cfg, pipe, schedule: plan, dtype } = kern;
   const sb = scheduleOnGpu(ctx, plan);
-  const [mb, mh] = p.mask.shape;
-  const ub = uniforms(ctx, FORWARD_PARAMS, {
+  const bytes = dtype === "f16" ? 2 : 4;
+  const qn = p.nq * p.heads * p.headDim, kn = p.nk * p.kvHeads * p.headDim;
+  const kernel = encodeChunks(
+    ctx,
+    pipe,
+    FORWARD_PARAMS,
+    {
+      nq: p.nq,
+      nk: p.nk,
+      heads: p.heads,
+      kvHeads: p.kvHeads,
+      headDim: p.headDim,
+      rowBlocks: plan.rowBlocks,
+      ...maskUniforms(p),
+      tilesOff: sb.rowTilesOff,
+      boundsOff: sb.boundsOff,
+      qkScale: p.scale * Math.LOG2E,
+      negInf: -Infinity,
+    },
+    p.batch,
+    [
+      { buffer: b.q, perBatch: qn, bytes, offsetField: "qOff" },
+      { buffer: b.k, perBatch: kn, bytes, offsetField: "kOff" },
+      { buffer: b.v, perBatch: kn, bytes, offsetField: "kOff" },
+      { buffer: b.out, perBatch: qn, bytes, offsetField: "oOff" },
+      { buffer: b.lse, perBatch: p.heads * p.nq, bytes: 4, offsetField: "lseOff" },
+      whole(sb.buffer),
+    ],
+    (n) => [plan.rowBlocks, p.heads, n],
+  );
+  return { ...kernel, cfg, schedule: plan };
+}
+
+/** Device buffers of one backward call. */
+export interface BackwardBuffers {
+  q: GPUBuffer;
+  k: GPUBuffer;
+  v: GPUBuffer;
+  out: GPUBuffer;
+  dOut: GPUBuffer;
+  lse: GPUBuffer;
+  /** Scratch: (lse·log2 e, D) per query row, batch·Hq·Nq·8 bytes. */
+  stats: GPUBuffer;
+  dq: GPUBuffer;
+  dk: GPUBuffer;
+  dv: GPUBuffer;
+}
+
+/** A compiled backward pass (prep, dQ, dK/dV) for one problem. */
+export interface BackwardPlan extends KernelPlan {
+  cfg: BackwardConfig;
+  /** Schedule of the dQ kernel (row lists). */
+  dqSchedule: Schedule;
+  /** Schedule of the dK/dV kernel (column lists). */
+  dkvSchedule: Schedule;
+}
+
+/** The compiled backward kernels for a problem and their schedules. */
+export interface BackwardKernels {
+  cfg: BackwardConfig;
+  pipes: [prep: GPUComputePipeline, dq: GPUComputePipeline, dkv: GPUComputePipeline];
+  dqSchedule: Schedule;
+  dkvSchedule: Schedule;
+  dtype: "f32" | "f16";
+}
+
+/** Compiles (or finds) the backward kernels of problem `p` for storage type `dtype`. */
+export async function backwardKernels(
+  ctx: GpuContext,
+  p: Problem,
+  dtype: "f32" | "f16",
+): Promise<BackwardKernels> {
+  const cfg = backwardConfig(ctx, p.headDim, dtype);
+  const pipes = await Promise.all([
+    pipeline(ctx, backwardKey("prep", cfg), () => prepWgsl(cfg)),
+    pipeline(ctx, backwardKey("dq", cfg), () => dqWgsl(cfg)),
+    pipeline(ctx, backwardKey("dkv", cfg), () => dkvWgsl(cfg)),
+  ]);
+  return {
+    cfg,
+    pipes,
+    dqSchedule: p.schedule(16 * cfg.rm, 16 * cfg.cn),
+    dkvSchedule: p.schedule(16 * cfg.cm, 16 * cfg.rn),
+    dtype,
+  };
+}
+
+/** Binds the backward kernels to buffers `b` (synchronous). */
+export function planBackward(
+  ctx: GpuContext,
+  p: Problem,
+  b: BackwardBuffers,
+  kern: BackwardKernels,
+): BackwardPlan {
+  const { cfg, dtype, dqSchedule: dqPlan, dkvSchedule: kvPlan } = kern;
+  const [prepPipe, dqPipe, kvPipe] = kern.pipes;
+  const dqSb = scheduleOnGpu(ctx, dqPlan), kvSb = scheduleOnGpu(ctx, kvPlan);
+  const bytes = dtype === "f16" ? 2 : 4;
+  const qn = p.nq * p.heads * p.headDim, kn = p.nk * p.kvHeads * p.headDim;
+  const rows = p.heads * p.nq;
+  const base = {
     nq: p.nq,
     nk: p.nk,
     heads: p.heads,
     kvHeads: p.kvHeads,
-    rowBlocks: plan.rowBlocks,
-    maskBatchStride: mb === 1 ? 0 : mh,
-    maskHeadDiv: p.heads / mh,
-    tilesOff: sb.rowTilesOff,
-    batchBase: 0,
+    headDim: p.headDim,
+    ...maskUniforms(p),
+    qkScale: p.scale * Math.LOG2E,
+    scale: p.scale,
     qOff: 0,
     kOff: 0,
-    oOff: 0,
+    statsOff: 0,
     lseOff: 0,
-    qkScale: p.scale * Math.LOG2E,
-    negInf: -Infinity,
-  });
-  const bind = ctx.device.createBindGroup({
-    layout: pipe.getBindGroupLayout(0),
-    entries: [ub, b.q, b.k, b.v, b.out, b.lse, sb.lists, sb.bounds].map((buffer, binding) => ({
-      binding,
-      resource: { buffer },
-    })),
-  });
+  };
+  const q = { perBatch: qn, bytes, offsetField: "qOff" };
+  const k = { perBatch: kn, bytes, offsetField: "kOff" };
+  const stats = { buffer: b.stats, perBatch: rows, bytes: 8, offsetField: "statsOff" };
+  const prep = encodeChunks(
+    ctx,
+    prepPipe,
+    BACKWARD_PARAMS,
+    { ...base, rowBlocks: 0, colBlocks: 0, ptrOff: 0, tilesOff: 0, boundsOff: 0 },
+    p.batch,
+    [
+      { buffer: b.out, ...q },
+      { buffer: b.dOut, ...q },
+      { buffer: b.lse, perBatch: rows, bytes: 4, offsetField: "lseOff" },
+      stats,
+    ],
+    (n) => [Math.ceil(p.nq / 256), n * p.heads, 1],
+  );
+  const dq = encodeChunks(
+    ctx,
+    dqPipe,
+    BACKWARD_PARAMS,
+    {
+      ...base,
+      rowBlocks: dqPlan.rowBlocks,
+      colBlocks: dqPlan.colBlocks,
+      ptrOff: 0,
+      tilesOff: dqSb.rowTilesOff,
+      boundsOff: dqSb.boundsOff,
+    },
+    p.batch,
+    [
+      { buffer: b.q, ...q },
+      { buffer: b.k, ...k },
+      { buffer: b.v, ...k },
+      { buffer: b.dOut, ...q },
+      stats,
+      { buffer: b.dq, ...q },
+      whole(dqSb.buffer),
+    ],
+    (n) => [dqPlan.rowBlocks, p.heads, n],
+  );
+  const dkv = encodeChunks(
+    ctx,
+    kvPipe,
+    BACKWARD_PARAMS,
+    {
+      ...base,
+      rowBlocks: kvPlan.rowBlocks,
+      colBlocks: kvPlan.colBlocks,
+      ptrOff: kvSb.colPtrOff,
+      tilesOff: kvSb.colTilesOff,
+      boundsOff: kvSb.boundsOff,
+    },
+    p.batch,
+    [
+      { buffer: b.q, ...q },
+      { buffer: b.k, ...k },
+      { buffer: b.v, ...k },
+      { buffer: b.dOut, ...q },
+      stats,
+      { buffer: b.dk, ...k },
+      { buffer: b.dv, ...k },
+      whole(kvSb.buffer),
+    ],
+    (n) => [kvPlan.colBlocks, p.kvHeads, n],
+  );
   return {
     cfg,
-    schedule: plan,
-    dtype,
+    dqSchedule: dqPlan,
+    dkvSchedule: kvPlan,
     encode(pass) {
-      pass.setPipeline(pipe);
-      pass.setBindGroup(0, bind);
-      pass.dispatchWorkgroups(plan.rowBlocks, p.heads, p.batch);
+      prep.encode(pass);
+      dq.encode(pass);
+      dkv.encode(pass);
     },
-    destroy: () => ub.destroy(),
+    destroy() {
+      prep.destroy();
+      dq.destroy();
+      dkv.destroy();
+    },
   };
 }
 
-async function forward(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<AttentionResult> {
-  const ctx = await requireGpu();
-  const dtype = p.dtype === "f16" && ctx.f16 ? "f16" : "f32";
-  const bytesPer = dtype === "f16" ? 2 : 4;
-  const temps: GPUBuffer[] = [];
+// ---------------------------------------------------------------------------------------------
+// calls
+
+/** The storage type on this adapter: f16 tensors stay f16 when the adapter has shader-f16. */
+function deviceType(ctx: GpuContext, dtype: DType): "f32" | "f16" {
+  return dtype === "f16" && ctx.f16 ? "f16" : "f32";
+}
+
+/** A host or GPU tensor as a device buffer of `dtype` (uploading host data). */
+function onDevice(
+  ctx: GpuContext,
+  t: Tensor | GpuTensor,
+  dtype: "f32" | "f16",
+  name: string,
+  temps: GPUBuffer[],
+): GPUBuffer {
+  if (isGpuTensor(t)) {
+    if (t.dtype !== dtype) {
+      throw new TypeError(`${name} is an f16 GpuTensor but this adapter has no shader-f16`);
+    }
+    return t.buffer;
+  }
+  const data = t.dtype === dtype
+    ? t.data
+    : dtype === "f32"
+    ? toFloat32(t)
+    : toF16(t.data as Float32Array);
+  const buf = upload(ctx, data, name);
+  temps.push(buf);
+  return buf;
+}
+
+/**
+ * Runs `setup` (which creates buffers and returns the kernels to encode and the buffers to read)
+ * and submits it as one compute pass, all synchronously inside error scopes, so that concurrent
+ * calls cannot interleave with it; then reads back.
+ */
+async function submit(
+  ctx: GpuContext,
+  setup: () => { encode: (pass: GPUComputePassEncoder) => void; reads: [GPUBuffer, number][] },
+): Promise<ArrayBuffer[]> {
+  const { device } = ctx;
+  device.pushErrorScope("out-of-memory");
+  device.pushErrorScope("validation");
+  let reads: [GPUBuffer, number][] = [];
+  let staging: GPUBuffer | undefined;
+  let failure: unknown;
   try {
-    const b: ForwardBuffers = {
-      q: upload(ctx, hostData(q, dtype), "q"),
-      k: upload(ctx, hostData(k, dtype), "k"),
-      v: upload(ctx, hostData(v, dtype), "v"),
-      out: storage(ctx, q.data.length * bytesPer, "out"),
-      lse: storage(ctx, p.batch * p.heads * p.nq * 4, "lse"),
-    };
-    temps.push(b.q, b.k, b.v, b.out, b.lse);
-    const plan = await planForward(ctx, p, b, dtype);
-    const enc = ctx.device.createCommandEncoder();
+    const work = setup();
+    reads = work.reads;
+    const enc = device.createCommandEncoder();
     const pass = enc.beginComputePass();
-    plan.encode(pass);
+    work.encode(pass);
     pass.end();
-    const [outBytes, lseBytes] = await readBack(ctx, enc, [
-      [b.out, q.data.length * bytesPer],
-      [b.lse, p.batch * p.heads * p.nq * 4],
-    ]);
-    plan.destroy();
-    const lse = new Float32Array(lseBytes);
-    const outData = dtype === "f16" ? new Uint16Array(outBytes) : new Float32Array(outBytes);
-    const out = p.dtype === dtype
-      ? { data: outData, shape: q.shape, dtype: p.dtype }
-      : fromFloat32(outData as Float32Array, q.shape, p.dtype);
-    return { out, lse };
+    const total = reads.reduce((a, [, n]) => a + Math.ceil(n / 4) * 4, 0);
+    if (total > 0) staging = device.createBuffer({ size: total, usage: MAP_READ | COPY_DST });
+    let off = 0;
+    for (const [buf, n] of reads) {
+      const bytes = Math.ceil(n / 4) * 4;
+      enc.copyBufferToBuffer(buf, 0, staging!, off, bytes);
+      off += bytes;
+    }
+    device.queue.submit([enc.finish()]);
+  } catch (e) {
+    failure = e;
+  }
+  // pop both scopes before awaiting, so that no other call's scope is popped in between
+  const [validation, oom] = await Promise.all([device.popErrorScope(), device.popErrorScope()]);
+  if (oom || validation || failure) staging?.destroy();
+  if (oom) throw new Error(`WebGPU ran out of memory: ${oom.message}`);
+  if (validation) throw new Error(`WebGPU rejected the work: ${validation.message}`);
+  if (failure) throw failure;
+  if (!staging) {
+    await device.queue.onSubmittedWorkDone();
+    return [];
+  }
+  try {
+    await staging.mapAsync(MAP_READ);
+  } catch (e) {
+    throw new Error(
+      `WebGPU read-back failed${ctx.lost ? ` (device lost: ${ctx.lost})` : ""}: ${e}`,
+    );
+  }
+  const copy = staging.getMappedRange().slice(0);
+  staging.unmap();
+  staging.destroy();
+  const out: ArrayBuffer[] = [];
+  let off = 0;
+  for (const [, n] of reads) {
+    out.push(copy.slice(off, off + n));
+    off += Math.ceil(n / 4) * 4;
+  }
+  return out;
+}
+
+/** Wraps device bytes as a tensor of the problem's dtype. */
+function hostTensor(
+  bytes: ArrayBuffer,
+  shape: Shape4,
+  dtype: DType,
+  devType: "f32" | "f16",
+): Tensor {
+  const data = devType === "f16" ? new Uint16Array(bytes) : new Float32Array(bytes);
+  return dtype === devType
+    ? { data, shape, dtype }
+    : fromFloat32(data as Float32Array, shape, dtype);
+}
+
+/** Forward pass; GPU-resident outputs when `resident`. */
+export async function gpuForward(
+  p: Problem,
+  q: Tensor | GpuTensor,
+  k: Tensor | GpuTensor,
+  v: Tensor | GpuTensor,
+  resident: boolean,
+): Promise<AttentionResult | { out: GpuTensor; lse: GpuArray }> {
+  const ctx = await requireGpu();
+  const dt = deviceType(ctx, p.dtype);
+  const kern = await forwardKernel(ctx, p, dt);
+  const outBytes = p.batch * p.nq * p.heads * p.headDim * (dt === "f16" ? 2 : 4);
+  const lseLen = p.batch * p.heads * p.nq;
+  const temps: GPUBuffer[] = [];
+  let plan: ForwardPlan | undefined, b: ForwardBuffers | undefined;
+  try {
+    const [o, l] = await submit(ctx, () => {
+      b = {
+        q: onDevice(ctx, q, dt, "q", temps),
+        k: onDevice(ctx, k, dt, "k", temps),
+        v: onDevice(ctx, v, dt, "v", temps),
+        out: storage(ctx, outBytes, "out"),
+        lse: storage(ctx, lseLen * 4, "lse"),
+      };
+      if (!resident) temps.push(b.out, b.lse);
+      plan = planForward(ctx, p, b, kern);
+      return {
+        encode: plan.encode,
+        reads: resident ? [] : [[b.out, outBytes], [b.lse, lseLen * 4]],
+      };
+    });
+    const shape: Shape4 = [p.batch, p.nq, p.heads, p.headDim];
+    if (resident) {
+      return { out: { buffer: b!.out, shape, dtype: dt }, lse: { buffer: b!.lse, length: lseLen } };
+    }
+    return { out: hostTensor(o, shape, p.dtype, dt), lse: new Float32Array(l) };
+  } catch (e) {
+    if (resident && b) b.out.destroy(), b.lse.destroy();
+    throw e;
   } finally {
-    for (const b of temps) b.destroy();
+    plan?.destroy();
+    for (const t of temps) t.destroy();
   }
 }
 
-function backward(_p: Problem, _s: SavedForBackward): Promise<Gradients> {
-  return Promise.reject(new Error('backend "webgpu": backward is not implemented yet'));
+/** Backward pass; GPU-resident gradients when `resident`. */
+export async function gpuBackward(
+  p: Problem,
+  s: {
+    q: Tensor | GpuTensor;
+    k: Tensor | GpuTensor;
+    v: Tensor | GpuTensor;
+    out: Tensor | GpuTensor;
+    dOut: Tensor | GpuTensor;
+    lse: Float32Array | GpuArray;
+  },
+  resident: boolean,
+): Promise<Gradients | { dq: GpuTensor; dk: GpuTensor; dv: GpuTensor }> {
+  const ctx = await requireGpu();
+  const dt = deviceType(ctx, p.dtype);
+  const kern = await backwardKernels(ctx, p, dt);
+  const bytes = dt === "f16" ? 2 : 4;
+  const qBytes = p.batch * p.nq * p.heads * p.headDim * bytes;
+  const kBytes = p.batch * p.nk * p.kvHeads * p.headDim * bytes;
+  const temps: GPUBuffer[] = [];
+  let plan: BackwardPlan | undefined, b: BackwardBuffers | undefined;
+  try {
+    const got = await submit(ctx, () => {
+      const lse = s.lse instanceof Float32Array ? upload(ctx, s.lse, "lse") : s.lse.buffer;
+      if (s.lse instanceof Float32Array) temps.push(lse);
+      b = {
+        q: onDevice(ctx, s.q, dt, "q", temps),
+        k: onDevice(ctx, s.k, dt, "k", temps),
+        v: onDevice(ctx, s.v, dt, "v", temps),
+        out: onDevice(ctx, s.out, dt, "out", temps),
+        dOut: onDevice(ctx, s.dOut, dt, "dOut", temps),
+        lse,
+        stats: storage(ctx, p.batch * p.heads * p.nq * 8, "row stats"),
+        dq: storage(ctx, qBytes, "dq"),
+        dk: storage(ctx, kBytes, "dk"),
+        dv: storage(ctx, kBytes, "dv"),
+      };
+      temps.push(b.stats);
+      if (!resident) temps.push(b.dq, b.dk, b.dv);
+      plan = planBackward(ctx, p, b, kern);
+      return {
+        encode: plan.encode,
+        reads: resident ? [] : [[b.dq, qBytes], [b.dk, kBytes], [b.dv, kBytes]],
+      };
+    });
+    const qs: Shape4 = [p.batch, p.nq, p.heads, p.headDim];
+    const ks: Shape4 = [p.batch, p.nk, p.kvHeads, p.headDim];
+    if (resident) {
+      return {
+        dq: { buffer: b!.dq, shape: qs, dtype: dt },
+        dk: { buffer: b!.dk, shape: ks, dtype: dt },
+        dv: { buffer: b!.dv, shape: ks, dtype: dt },
+      };
+    }
+    return {
+      dq: hostTensor(got[0], qs, p.dtype, dt),
+      dk: hostTensor(got[1], ks, p.dtype, dt),
+      dv: hostTensor(got[2], ks, p.dtype, dt),
+    };
+  } catch (e) {
+    if (resident && b) b.dq.destroy(), b.dk.destroy(), b.dv.destroy();
+    throw e;
+  } finally {
+    plan?.destroy();
+    for (const t of temps) t.destroy();
+  }
 }
 
-/** The WebGPU backend. */
-export const gpuBackend: Backend = { forward, backward };
+/** The WebGPU backend for host tensors. */
+export const gpuBackend: Backend = {
+  forward: (p, q, k, v) => gpuForward(p, q, k, v, false) as Promise<AttentionResult>,
+  backward: (p, s: SavedForBackward) => gpuBackward(p, s, false) as Promise<Gradients>,
+};

@@ -22,6 +22,8 @@ export interface GpuContext {
   readonly timestamps: boolean;
   /** Subgroup operations are available with subgroups of at least 16 invocations. */
   readonly subgroups: boolean;
+  /** A software rasteriser (llvmpipe, lavapipe, SwiftShader): slower than the WASM backend. */
+  readonly software: boolean;
   readonly limits: GPUSupportedLimits;
   /** Set once the device is lost; the next call acquires a new device. */
   lost: string | undefined;
@@ -94,10 +96,14 @@ async function acquire(): Promise<GpuContext | undefined> {
     }
   }
   device ??= await adapter.requestDevice({ requiredFeatures: features, requiredLimits });
+  const name = adapter.info.description || adapter.info.device || adapter.info.vendor || "unknown";
   const ctx: GpuContext = {
     adapter,
     device,
-    name: adapter.info.description || adapter.info.device || adapter.info.vendor || "unknown",
+    name,
+    software:
+      (adapter.info as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter === true ||
+      /llvmpipe|lavapipe|swiftshader|software/i.test(name),
     f16: device.features.has("shader-f16"),
     timestamps: device.features.has("timestamp-query"),
     subgroups,

@@ -24,13 +24,29 @@
  * @module
  */
 
+import {
+  declareTile,
+  type Emit,
+  headDimExpr,
+  loadRows,
+  loadTransposed,
+  maskTile,
+  NEG_DECL,
+  paramsStruct,
+  product,
+  range,
+  storeColumns,
+  XYZW,
+  zeroTile,
+} from "./_wgsl.ts";
+
 /** Compile-time constants of one forward pipeline. */
 export interface ForwardConfig {
   /** Storage type of q, k, v, out. */
   dtype: "f32" | "f16";
-  /** Actual head dimension (loads and stores are guarded beyond it). */
+  /** Head dimension if it equals D = 16·DN (a constant), else 0: read from the uniforms. */
   headDim: number;
-  /** Score/output rows per invocation (BR = 16·RM). */
+  /** Score/output rows per invocation (BR = 16·RM); a multiple of 4. */
   rm: number;
   /** Keys per invocation (BC = 16·CN); a multiple of 4. */
   cn: number;
@@ -44,16 +60,18 @@ export interface ForwardConfig {
   subgroups: boolean;
 }
 
-/** Uniform block layout shared by the host code: field names in order (all 32-bit). */
+/** Uniform block of the forward kernel: field names in order (32-bit each). */
 export const FORWARD_PARAMS = [
   "nq",
   "nk",
   "heads",
   "kvHeads",
+  "headDim",
   "rowBlocks",
   "maskBatchStride",
   "maskHeadDiv",
   "tilesOff",
+  "boundsOff",
   "batchBase",
   "qOff",
   "kOff",
@@ -63,8 +81,8 @@ export const FORWARD_PARAMS = [
   "negInf",
 ] as const;
 
-/** Uniform fields of type f32 (the others are u32). */
-export const FLOAT_PARAMS: ReadonlySet<string> = new Set(["qkScale", "negInf"]);
+/** Uniform fields of type f32 (the others are u32), for every kernel. */
+export const FLOAT_PARAMS: ReadonlySet<string> = new Set(["qkScale", "negInf", "scale"]);
 
 /** Workgroup memory the kernel needs, in bytes. */
 export function forwardSharedBytes(c: ForwardConfig): number {
@@ -79,32 +97,24 @@ export function forwardKey(c: ForwardConfig): string {
   }`;
 }
 
-const range = (n: number) => Array.from({ length: n }, (_, i) => i);
-const XYZW = ["x", "y", "z", "w"];
-
 /** Generates the WGSL of the forward kernel. */
 export function forwardWgsl(c: ForwardConfig): string {
   const { rm, cn, dn, kc, kv } = c;
-  const br = 16 * rm, bc = 16 * cn, d = 16 * dn, hd = c.headDim;
+  const br = 16 * rm, bc = 16 * cn, d = 16 * dn, HD = headDimExpr(c.headDim);
   if (
-    rm % 4 || cn % 4 || dn % 4 || kv % 16 || bc % kv || (!c.subgroups && kc * (br + bc) < 16 * br)
-  ) {
-    throw new RangeError(`invalid forward config ${forwardKey(c)}`);
-  }
+    rm % 4 || cn % 4 || dn % 4 || kv % 16 || bc % kv || c.headDim > d ||
+    (!c.subgroups && kc * (br + bc) < 16 * br)
+  ) throw new RangeError(`invalid forward config ${forwardKey(c)}`);
   const T = c.dtype;
-  const nkc = Math.ceil(hd / kc); // d-chunks actually containing data
   const R4 = rm / 4, C4 = cn / 4, D4 = dn / 4;
   // workgroup memory regions, in vec4 units
   const qReg = 0, kReg = qReg + (kc * br) / 4, pReg = kReg + (kc * bc) / 4;
   const vReg = pReg + (kv * br) / 4, total4 = vReg + (kv * d) / 4;
   const L: string[] = [];
-  const emit = (s: string) => L.push(s);
+  const emit: Emit = (s) => L.push(s);
 
   if (T === "f16") emit("enable f16;");
-  emit(
-    `struct Params { ${
-      FORWARD_PARAMS.map((f) => `${f}: ${FLOAT_PARAMS.has(f) ? "f32" : "u32"}`).join(", ")
-    } }
+  emit(`${paramsStruct(FORWARD_PARAMS, FLOAT_PARAMS)}
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> q: array<${T}>;
 @group(0) @binding(2) var<storage, read> k: array<${T}>;
@@ -112,14 +122,11 @@ export function forwardWgsl(c: ForwardConfig): string {
 @group(0) @binding(4) var<storage, read_write> out: array<${T}>;
 @group(0) @binding(5) var<storage, read_write> lse: array<f32>;
 @group(0) @binding(6) var<storage, read> sched: array<u32>;
-@group(0) @binding(7) var<storage, read> bounds: array<vec4<i32>>;
 var<workgroup> sm: array<vec4<f32>, ${total4}>;
 var<workgroup> wsU: array<u32, 4>;
-// masked scores; finite so that exp2(NEG - m) is 0 without inf - inf (lse gets P.negInf)
-const NEG: f32 = -1e30;
-`,
-  );
-  emit(`@compute @workgroup_size(256)
+${NEG_DECL}
+
+@compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let tx = lid % 16u;
   let ty = lid / 16u;
@@ -130,14 +137,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let kh = h / (P.heads / P.kvHeads);
   let slice = b * P.maskBatchStride + h / P.maskHeadDiv;
   let row0 = rb * ${br}u;
-  let qStride = P.heads * ${hd}u;
-  let kStride = P.kvHeads * ${hd}u;
-  let qBase = P.qOff + (bl * P.nq * P.heads + h) * ${hd}u;
-  let kBase = P.kOff + (bl * P.nk * P.kvHeads + kh) * ${hd}u;
+  let qStride = P.heads * ${HD};
+  let kStride = P.kvHeads * ${HD};
+  let qBase = P.qOff + (bl * P.nq * P.heads + h) * ${HD};
+  let kBase = P.kOff + (bl * P.nk * P.kvHeads + kh) * ${HD};
+  let vBase = kBase;
+  let boundsBase = P.boundsOff + slice * P.nk * 4u;
   let myRow = i32(row0 + ty * ${rm}u);`);
   for (const i of range(rm)) emit(`  var m${i}: f32 = NEG;\n  var l${i}: f32 = 0.0;`);
-  for (const i of range(rm)) for (const j of range(D4)) emit(`  var o${i}_${j} = vec4<f32>(0.0);`);
-  for (const i of range(rm)) for (const j of range(C4)) emit(`  var s${i}_${j}: vec4<f32>;`);
+  declareTile(emit, "o", rm, D4);
+  declareTile(emit, "s", rm, C4);
   emit(`  if (lid == 0u) {
     let list = slice * P.rowBlocks + rb;
     wsU[0] = sched[list];
@@ -149,104 +158,67 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (lid == 0u) { wsU[2] = sched[P.tilesOff + t]; }
     let tile = workgroupUniformLoad(&wsU[2]);
     let col0 = (tile >> 1u) * ${bc}u;`);
-  for (const i of range(rm)) for (const j of range(C4)) emit(`    s${i}_${j} = vec4<f32>(0.0);`);
+  zeroTile(emit, "s", rm, C4);
 
   // ---- S = Q Kᵀ over d in chunks of KC
-  emit(`    for (var kc = 0u; kc < ${nkc}u; kc++) {
+  emit(`    for (var kc = 0u; kc < (${HD} + ${kc - 1}u) / ${kc}u; kc++) {
       let d0 = kc * ${kc}u;`);
-  // Q chunk: (br/4 row groups) x kc, one vec4 (4 rows, same column) per item
-  const qItems = (br / 4) * kc;
-  for (const u of range(Math.ceil(qItems / 256))) {
-    const guard = (u + 1) * 256 > qItems;
-    emit(`      {
-        let e = lid + ${u * 256}u;${guard ? `\n        if (e < ${qItems}u) {` : ""}
-        let kk = e % ${kc}u;
-        let r = (e / ${kc}u) * 4u;
-        let dcol = d0 + kk;
-        var x = vec4<f32>(0.0);
-        if (dcol < ${hd}u) {`);
-    for (const z of range(4)) {
-      emit(
-        `          if (row0 + r + ${z}u < P.nq) { x.${
-          XYZW[z]
-        } = f32(q[qBase + (row0 + r + ${z}u) * qStride + dcol]); }`,
-      );
-    }
-    emit(`        }
-        sm[${qReg}u + (kk * ${br}u + r) / 4u] = x * P.qkScale;${guard ? "\n        }" : ""}
-      }`);
-  }
-  // K chunk: keys (16 x cn), stored at position (key % 16)·cn + key / 16; a vec4 holds keys
-  // key0 + 16·{0,1,2,3} for the same column
-  const kItems = (bc / 4) * kc;
-  for (const u of range(Math.ceil(kItems / 256))) {
-    const guard = (u + 1) * 256 > kItems;
-    emit(`      {
-        let e = lid + ${u * 256}u;${guard ? `\n        if (e < ${kItems}u) {` : ""}
-        let kk = e % ${kc}u;
-        let g = e / ${kc}u;
-        let pos = g * 4u;
-        let key0 = col0 + (pos / ${cn}u) + 16u * (pos % ${cn}u);
-        let dcol = d0 + kk;
-        var x = vec4<f32>(0.0);
-        if (dcol < ${hd}u) {`);
-    for (const z of range(4)) {
-      emit(
-        `          if (key0 + ${16 * z}u < P.nk) { x.${XYZW[z]} = f32(k[kBase + (key0 + ${
-          16 * z
-        }u) * kStride + dcol]); }`,
-      );
-    }
-    emit(`        }
-        sm[${kReg}u + (kk * ${bc}u + pos) / 4u] = x;${guard ? "\n        }" : ""}
-      }`);
-  }
+  const src = (name: string, base: string, stride: string, first: string, limit: string) => ({
+    src: name,
+    base,
+    stride,
+    first,
+    limit,
+    headDim: HD,
+  });
+  loadTransposed(emit, src("q", "qBase", "qStride", "row0", "P.nq"), {
+    region: qReg,
+    rows: br,
+    kc,
+    d0: "d0",
+    perm: 0,
+    scale: "P.qkScale",
+  });
+  loadTransposed(emit, src("k", "kBase", "kStride", "col0", "P.nk"), {
+    region: kReg,
+    rows: bc,
+    kc,
+    d0: "d0",
+    perm: cn,
+  });
   emit(`      workgroupBarrier();`);
-  for (const kk of range(kc)) {
-    for (const i of range(R4)) {
-      emit(`      let a${kk}_${i} = sm[${qReg}u + ${(kk * br) / 4 + i}u + ty * ${R4}u];`);
-    }
-    for (const j of range(C4)) {
-      emit(`      let b${kk}_${j} = sm[${kReg}u + ${(kk * bc) / 4 + j}u + tx * ${C4}u];`);
-    }
-    for (const i of range(rm)) {
-      for (const j of range(C4)) {
-        emit(
-          `      s${i}_${j} = fma(vec4<f32>(a${kk}_${i >> 2}.${
-            XYZW[i & 3]
-          }), b${kk}_${j}, s${i}_${j});`,
-        );
-      }
-    }
-  }
+  product(emit, {
+    acc: "s",
+    rows: rm,
+    cols4: C4,
+    steps: kc,
+    tag: "s",
+    a: { region: qReg, stride: br / 4, owner: `ty * ${R4}u` },
+    b: { region: kReg, stride: bc / 4, owner: `tx * ${C4}u` },
+  });
   emit(`      workgroupBarrier();
     }`);
 
   // ---- mask: partial tiles and the ragged last column block
   emit(`    if ((tile & 1u) != 0u || col0 + ${bc}u > P.nk) {`);
-  for (const m of range(cn)) {
-    emit(`      {
-        let key = col0 + tx + ${16 * m}u;
-        let bd = bounds[slice * P.nk + min(key, P.nk - 1u)];
-        let oob = key >= P.nk;`);
-    for (const i of range(rm)) {
-      emit(
-        `        if (oob || (myRow + ${i} >= bd.x && myRow + ${i} < bd.y) || (myRow + ${i} >= bd.z && myRow + ${i} < bd.w)) { s${i}_${
-          m >> 2
-        }.${XYZW[m & 3]} = NEG; }`,
-      );
-    }
-    emit(`      }`);
-  }
+  maskTile(emit, {
+    acc: "s",
+    rows: rm,
+    cols: cn,
+    keyOfColumn: true,
+    key: (m) => `min(col0 + tx + ${16 * m}u, P.nk - 1u)`,
+    query: (i) => `(myRow + ${i})`,
+    oob: (_, m) => `col0 + tx + ${16 * m}u >= P.nk`,
+    boundsBase: "boundsBase",
+  });
   emit(`    }`);
 
   // ---- online softmax
   for (const i of range(rm)) {
     const parts = range(C4).map((j) => `s${i}_${j}`);
-    let e = parts[0];
-    for (const p of parts.slice(1)) e = `max(${e}, ${p})`;
+    const mx = parts.slice(1).reduce((e, p) => `max(${e}, ${p})`, parts[0]);
     emit(
-      `    var mx${i} = ${e};\n    var rmax${i} = max(max(mx${i}.x, mx${i}.y), max(mx${i}.z, mx${i}.w));`,
+      `    let mx${i} = ${mx};\n    var rmax${i} = max(max(mx${i}.x, mx${i}.y), max(mx${i}.z, mx${i}.w));`,
     );
   }
   emitRowReduce(emit, c, "rmax", "max", qReg);
@@ -267,56 +239,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
   // ---- O += P V, KV keys at a time
   for (const ch of range(bc / kv)) {
-    const m0 = (ch * kv) / 16, mcount = kv / 16;
-    // write P for keys tx + 16·m, m in [m0, m0 + mcount): Ps[(tx + 16·(m − m0))·br + row]
-    for (const mm of range(mcount)) {
-      const m = m0 + mm;
-      for (const i4 of range(R4)) {
-        const comp = range(4).map((z) => `s${4 * i4 + z}_${m >> 2}.${XYZW[m & 3]}`).join(", ");
-        emit(
-          `    sm[${pReg}u + (tx + ${16 * mm}u) * ${
-            br / 4
-          }u + ty * ${R4}u + ${i4}u] = vec4<f32>(${comp});`,
-        );
-      }
-    }
-    // V chunk: kv keys x d, vec4 over 4 consecutive columns
-    const vItems = (kv * d) / 4;
-    for (const u of range(Math.ceil(vItems / 256))) {
-      const guard = (u + 1) * 256 > vItems;
-      emit(`    {
-      let e = lid + ${u * 256}u;${guard ? `\n      if (e < ${vItems}u) {` : ""}
-      let kl = e / ${d / 4}u;
-      let dc = (e % ${d / 4}u) * 4u;
-      let key = col0 + ${ch * kv}u + kl;
-      var x = vec4<f32>(0.0);
-      if (key < P.nk) {
-        let base = kBase + key * kStride + dc;`);
-      for (const z of range(4)) {
-        emit(`        if (dc + ${z}u < ${hd}u) { x.${XYZW[z]} = f32(v[base + ${z}u]); }`);
-      }
-      emit(`      }
-      sm[${vReg}u + e] = x;${guard ? "\n      }" : ""}
-    }`);
-    }
+    storeColumns(emit, {
+      acc: "s",
+      rows: rm,
+      first: (ch * kv) / 16,
+      count: kv / 16,
+      region: pReg,
+      R: br,
+      owner: `ty * ${R4}u`,
+    });
+    loadRows(emit, src("v", "vBase", "kStride", `col0 + ${ch * kv}u`, "P.nk"), {
+      region: vReg,
+      count: kv,
+      d,
+    });
     emit(`    workgroupBarrier();`);
-    for (const kk of range(kv)) {
-      for (const i4 of range(R4)) {
-        emit(`    let p${ch}_${kk}_${i4} = sm[${pReg}u + ${(kk * br) / 4 + i4}u + ty * ${R4}u];`);
-      }
-      for (const j of range(D4)) {
-        emit(`    let w${ch}_${kk}_${j} = sm[${vReg}u + ${(kk * d) / 4 + j}u + tx * ${D4}u];`);
-      }
-      for (const i of range(rm)) {
-        for (const j of range(D4)) {
-          emit(
-            `    o${i}_${j} = fma(vec4<f32>(p${ch}_${kk}_${i >> 2}.${
-              XYZW[i & 3]
-            }), w${ch}_${kk}_${j}, o${i}_${j});`,
-          );
-        }
-      }
-    }
+    product(emit, {
+      acc: "o",
+      rows: rm,
+      cols4: D4,
+      steps: kv,
+      tag: `p${ch}`,
+      a: { region: pReg, stride: br / 4, owner: `ty * ${R4}u` },
+      b: { region: vReg, stride: d / 4, owner: `tx * ${D4}u` },
+    });
     emit(`    workgroupBarrier();`);
   }
   emit(`  }`); // tile loop
@@ -330,16 +276,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (row < P.nq) {
       let seen = lsum${i} > 0.0;
       let inv = select(0.0, 1.0 / lsum${i}, seen);
-      let ob = P.oOff + (bl * P.nq * P.heads + h) * ${hd}u + row * qStride;`);
-    for (const j of range(D4)) {
-      emit(`      {
-        let val = o${i}_${j} * inv;
-        let dc = tx * ${dn}u + ${4 * j}u;`);
-      for (const z of range(4)) {
-        emit(`        if (dc + ${z}u < ${hd}u) { out[ob + dc + ${z}u] = ${T}(val.${XYZW[z]}); }`);
-      }
-      emit(`      }`);
-    }
+      let ob = P.oOff + (bl * P.nq * P.heads + h) * ${HD} + row * qStride;`);
+    storeRow(emit, { acc: "o", i, cols4: D4, dn, hd: HD, dst: "out", base: "ob", T, scale: "inv" });
     emit(`      if (tx == 0u) {
         lse[P.lseOff + (bl * P.heads + h) * P.nq + row] = select(P.negInf, (m${i} + log2(lsum${i})) * 0.69314718055994531, seen);
       }
@@ -350,12 +288,42 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   return L.join("\n");
 }
 
+/** Writes register row i (columns tx·DN ..) scaled by `scale` to `dst[base + column]`. */
+export function storeRow(
+  emit: Emit,
+  o: {
+    acc: string;
+    i: number;
+    cols4: number;
+    dn: number;
+    hd: string;
+    dst: string;
+    base: string;
+    T: string;
+    scale: string;
+  },
+): void {
+  for (const j of range(o.cols4)) {
+    emit(`      {
+        let val = ${o.acc}${o.i}_${j} * ${o.scale};
+        let dc = tx * ${o.dn}u + ${4 * j}u;`);
+    for (const z of range(4)) {
+      emit(
+        `        if (dc + ${z}u < ${o.hd}) { ${o.dst}[${o.base} + dc + ${z}u] = ${o.T}(val.${
+          XYZW[z]
+        }); }`,
+      );
+    }
+    emit(`      }`);
+  }
+}
+
 /**
  * Reduces per-invocation row values `${name}i` (i < RM) over the 16 invocations that share
  * the rows (same ty), with subgroup shuffles or through workgroup memory at `region`.
  */
 function emitRowReduce(
-  emit: (s: string) => void,
+  emit: Emit,
   c: ForwardConfig,
   name: string,
   op: "max" | "+",

@@ -4,8 +4,9 @@
  * memory, for tests only.
  *
  * `referenceForward` / `referenceBackward` compute in float64. With `round: Math.fround` the
- * same code is a plain float32 computation (every operation rounded to f32), which tests use
- * as the rounding baseline their tolerances are derived from.
+ * same code is a plain float32 computation (every operation rounded to f32; the backward
+ * recomputes P from the float32 lse in base 2, as the kernels do), which tests use as the
+ * rounding baseline their tolerances are derived from.
  *
  * @module
  */
@@ -106,6 +107,16 @@ function scores(
   return row;
 }
 
+/**
+ * The float32 backward's P: recomputed from the float32 lse in the base-2 form every fast
+ * kernel uses (scores pre-scaled by scale·log2 e, P = 2^(s₂ − lse·log2 e)), so the rounding of
+ * lse and of the rescaled scores, |lse|·2^-24 each, is part of the baseline error.
+ */
+function recomputedP(row: (number | null)[], lse: number, scale: number, f: Round): number[] {
+  const toLog2 = f(Math.LOG2E), s2Scale = f(scale * Math.LOG2E), lse2 = f(f(lse) * toLog2);
+  return row.map((s) => s === null ? 0 : f(2 ** f(f((s / scale) * s2Scale) - lse2)));
+}
+
 /** Softmax probabilities of a score row (null → 0) and its log-sum-exp. */
 function softmax(row: (number | null)[], f: Round): { p: number[]; lse: number } {
   let m = -Infinity;
@@ -166,7 +177,10 @@ export function referenceBackward(
     for (let h = 0; h < heads; h++) {
       const kh = Math.floor((h * kvHeads) / heads);
       for (let i = 0; i < nq; i++) {
-        const { p } = softmax(scores(q, k, D, opt, b, h, i, f), f);
+        const row = scores(q, k, D, opt, b, h, i, f);
+        let { p, lse } = softmax(row, f);
+        // A float32 backward recomputes P from the float32 lse, as FlashAttention's does.
+        if (f !== exact && lse !== -Infinity) p = recomputedP(row, lse, scale, f);
         const qo = ((b * nq + i) * heads + h) * d;
         const dP = new Float64Array(nk);
         let Di = 0;

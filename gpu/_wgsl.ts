@@ -1,0 +1,252 @@
+/**
+ * Emitters of the unrolled WGSL pieces that the forward and backward kernels share.
+ *
+ * Every kernel runs 256 invocations as a 16 × 16 grid (ty = lid / 16, tx = lid % 16) and keeps
+ * its tiles in one `var<workgroup> sm: array<vec4<f32>, N>`, addressed in vec4 units. Register
+ * tiles are named vec4 variables `${acc}${i}_${j}`: row i (0 ≤ i < rows) and columns
+ * 4j .. 4j+3. Indices into `sm` are a thread-dependent base plus compile-time constants.
+ *
+ * @module
+ */
+
+/** Adds one line of WGSL. */
+export type Emit = (line: string) => void;
+
+/** 0 .. n−1. */
+export const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+
+/** Vector component names. */
+export const XYZW = ["x", "y", "z", "w"] as const;
+
+/** Component c of register column m: `${acc}${i}_${m >> 2}.xyzw[m & 3]`. */
+export function reg(acc: string, i: number, m: number): string {
+  return `${acc}${i}_${m >> 2}.${XYZW[m & 3]}`;
+}
+
+/** Declares a rows × (cols4·4) register tile initialised to zero. */
+export function declareTile(emit: Emit, acc: string, rows: number, cols4: number): void {
+  for (const i of range(rows)) {
+    for (const j of range(cols4)) emit(`  var ${acc}${i}_${j} = vec4<f32>(0.0);`);
+  }
+}
+
+/** Sets a register tile to zero. */
+export function zeroTile(emit: Emit, acc: string, rows: number, cols4: number): void {
+  for (const i of range(rows)) {
+    for (const j of range(cols4)) emit(`    ${acc}${i}_${j} = vec4<f32>(0.0);`);
+  }
+}
+
+/** Where one tensor chunk comes from: `src[base + row·stride + column]`, rows < limit. */
+export interface Source {
+  /** Storage array name. */
+  src: string;
+  /** Element offset of row 0, column 0 (WGSL expression). */
+  base: string;
+  /** Elements between rows (WGSL expression). */
+  stride: string;
+  /** Index of the tile's first row (WGSL expression, u32). */
+  first: string;
+  /** Rows at or beyond this are read as 0 (WGSL expression, u32). */
+  limit: string;
+  /** Columns at or beyond the head dimension (WGSL expression, u32) are read as 0. */
+  headDim: string;
+}
+
+/**
+ * Loads columns `d0 .. d0+kc` of a tile's R rows into `sm` transposed: element (row, kk) goes to
+ * position `kk·R + pos`, 4 positions per vec4. With `perm = 0`, pos = row (invocation ty reads
+ * its rows ty·RM.. as vec4s); with `perm = c`, pos = (row % 16)·c + row / 16, so that
+ * invocation tx reads rows tx + 16·m (m < c) as vec4s.
+ */
+export function loadTransposed(
+  emit: Emit,
+  s: Source,
+  o: { region: number; rows: number; kc: number; d0: string; perm: number; scale?: string },
+): void {
+  const items = (o.rows / 4) * o.kc;
+  for (const u of range(Math.ceil(items / 256))) {
+    const guard = (u + 1) * 256 > items;
+    emit(`      {
+        let e = lid + ${u * 256}u;${guard ? `\n        if (e < ${items}u) {` : ""}
+        let kk = e % ${o.kc}u;
+        let pos = (e / ${o.kc}u) * 4u;
+        let r0 = ${s.first} + ${o.perm ? `pos / ${o.perm}u + 16u * (pos % ${o.perm}u)` : "pos"};
+        let dcol = ${o.d0} + kk;
+        var x = vec4<f32>(0.0);
+        if (dcol < ${s.headDim}) {`);
+    for (const z of range(4)) {
+      const row = `r0 + ${o.perm ? 16 * z : z}u`;
+      emit(
+        `          if (${row} < ${s.limit}) { x.${
+          XYZW[z]
+        } = f32(${s.src}[${s.base} + (${row}) * ${s.stride} + dcol]); }`,
+      );
+    }
+    emit(`        }
+        sm[${o.region}u + (kk * ${o.rows}u + pos) / 4u] = x${o.scale ? ` * ${o.scale}` : ""};${
+      guard ? "\n        }" : ""
+    }
+      }`);
+  }
+}
+
+/**
+ * Loads `count` rows starting at `s.first` (all D padded columns) into `sm` row-major:
+ * element (row, col) at `region·4 + row·D + col`.
+ */
+export function loadRows(
+  emit: Emit,
+  s: Source,
+  o: { region: number; count: number; d: number; scale?: string },
+): void {
+  const items = (o.count * o.d) / 4;
+  for (const u of range(Math.ceil(items / 256))) {
+    const guard = (u + 1) * 256 > items;
+    emit(`    {
+      let e = lid + ${u * 256}u;${guard ? `\n      if (e < ${items}u) {` : ""}
+      let row = ${s.first} + e / ${o.d / 4}u;
+      let dc = (e % ${o.d / 4}u) * 4u;
+      var x = vec4<f32>(0.0);
+      if (row < ${s.limit}) {
+        let base = ${s.base} + row * ${s.stride} + dc;`);
+    for (const z of range(4)) {
+      emit(
+        `        if (dc + ${z}u < ${s.headDim}) { x.${XYZW[z]} = f32(${s.src}[base + ${z}u]); }`,
+      );
+    }
+    emit(`      }
+      sm[${o.region}u + e] = x${o.scale ? ` * ${o.scale}` : ""};${guard ? "\n      }" : ""}
+    }`);
+  }
+}
+
+/**
+ * acc(i, ·) += A[kk][row i] · B[kk][cols] for kk < steps, fully unrolled: A at
+ * `sm[a.region + kk·a.stride + a.owner + i/4]` (vec4 over 4 rows), B at
+ * `sm[b.region + kk·b.stride + b.owner + j]`.
+ */
+export function product(
+  emit: Emit,
+  o: {
+    acc: string;
+    rows: number;
+    cols4: number;
+    steps: number;
+    tag: string;
+    a: { region: number; stride: number; owner: string };
+    b: { region: number; stride: number; owner: string };
+  },
+): void {
+  for (const kk of range(o.steps)) {
+    const A = `${o.tag}a${kk}_`, B = `${o.tag}b${kk}_`;
+    for (const i4 of range(o.rows / 4)) {
+      emit(`      let ${A}${i4} = sm[${o.a.region + kk * o.a.stride + i4}u + ${o.a.owner}];`);
+    }
+    for (const j of range(o.cols4)) {
+      emit(`      let ${B}${j} = sm[${o.b.region + kk * o.b.stride + j}u + ${o.b.owner}];`);
+    }
+    for (const i of range(o.rows)) {
+      for (const j of range(o.cols4)) {
+        emit(
+          `      ${o.acc}${i}_${j} = fma(vec4<f32>(${A}${i >> 2}.${
+            XYZW[i & 3]
+          }), ${B}${j}, ${o.acc}${i}_${j});`,
+        );
+      }
+    }
+  }
+}
+
+/**
+ * Stores register columns m = first .. first+count of tile `acc` transposed into `sm`:
+ * column m of the owner's rows goes to `sm[region + (tx + 16·(m − first))·R/4 + owner + i/4]`,
+ * a vec4 over 4 rows (R rows in total per stored column).
+ */
+export function storeColumns(
+  emit: Emit,
+  o: {
+    acc: string;
+    rows: number;
+    first: number;
+    count: number;
+    region: number;
+    R: number;
+    owner: string;
+  },
+): void {
+  for (const mm of range(o.count)) {
+    const m = o.first + mm;
+    for (const i4 of range(o.rows / 4)) {
+      const v = range(4).map((z) => reg(o.acc, 4 * i4 + z, m)).join(", ");
+      emit(
+        `    sm[${o.region}u + (tx + ${16 * mm}u) * ${
+          o.R / 4
+        }u + ${o.owner} + ${i4}u] = vec4<f32>(${v});`,
+      );
+    }
+  }
+}
+
+/**
+ * Masks a register tile: element (i, m) is set to NEG when its query is masked for its key by
+ * the key's canonical bounds `[lts, lte) ∪ [uts, ute)` (read from the schedule buffer at
+ * `boundsBase + key·4`), or when `oob(i, m)` holds. `keyOfColumn` says whether the key varies
+ * with the column m (forward, dQ) or with the row i (dK/dV).
+ */
+export function maskTile(
+  emit: Emit,
+  o: {
+    acc: string;
+    rows: number;
+    cols: number;
+    keyOfColumn: boolean;
+    key: (idx: number) => string;
+    query: (i: number, m: number) => string;
+    oob: (i: number, m: number) => string;
+    boundsBase: string;
+  },
+): void {
+  const outer = o.keyOfColumn ? o.cols : o.rows, inner = o.keyOfColumn ? o.rows : o.cols;
+  for (const a of range(outer)) {
+    emit(`      {
+        let key = ${o.key(a)};
+        let bo = ${o.boundsBase} + key * 4u;
+        let bd = vec4<i32>(bitcast<i32>(sched[bo]), bitcast<i32>(sched[bo + 1u]), bitcast<i32>(sched[bo + 2u]), bitcast<i32>(sched[bo + 3u]));`);
+    for (const b of range(inner)) {
+      const [i, m] = o.keyOfColumn ? [b, a] : [a, b];
+      const q = o.query(i, m);
+      emit(
+        `        if (${
+          o.oob(i, m)
+        } || (${q} >= bd.x && ${q} < bd.y) || (${q} >= bd.z && ${q} < bd.w)) { ${
+          reg(o.acc, i, m)
+        } = NEG; }`,
+      );
+    }
+    emit(`      }`);
+  }
+}
+
+/** WGSL declarations of a uniform struct from field names (f32 for the `floats`). */
+export function paramsStruct(fields: readonly string[], floats: ReadonlySet<string>): string {
+  return `struct Params { ${
+    fields.map((f) => `${f}: ${floats.has(f) ? "f32" : "u32"}`).join(", ")
+  } }`;
+}
+
+/**
+ * The head dimension as WGSL: a constant when it fills the padded width D = 16·dn (then every
+ * guard folds away), otherwise the uniform `P.headDim` (so one pipeline serves every smaller d).
+ */
+export function headDimExpr(headDim: number): string {
+  return headDim > 0 ? `${headDim}u` : "P.headDim";
+}
+
+/** The pipeline's compile-time head dimension: d when d = 16·dn, else 0 (read at run time). */
+export function fixedHeadDim(headDim: number, dn: number): number {
+  return headDim === 16 * dn ? headDim : 0;
+}
+
+/** Masked scores: finite, so that exp2(NEG − m) is 0 without inf − inf. */
+export const NEG_DECL = "const NEG: f32 = -1e30;";

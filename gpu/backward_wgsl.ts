@@ -1,0 +1,554 @@
+/**
+ * WGSL FlashAttention-2 backward kernels, generated from TypeScript. Deterministic: no float
+ * atomics; every output element is written by exactly one workgroup.
+ *
+ * - `prep`: per query row, `stats = (lse·log2(e), D)` with `D = rowsum(dO ∘ O)`; a row whose
+ *   lse is −∞ gets +1e30 so that P = exp2(s − lse₂) is 0 there.
+ * - `dq`: one workgroup per (query row block, head, batch), over the row block's scheduled
+ *   column blocks: S = Q Kᵀ and dP = dO Vᵀ (both over d in chunks of KC), P = exp2(S − lse₂),
+ *   dS = P ∘ (dP − D), then dQ += dS K (keys KV at a time); dQ·scale is written once.
+ *   Invocation (ty, tx) owns rows ty·RM.. and keys tx + 16·m as in the forward kernel.
+ * - `dkv`: one workgroup per (key column block, key head, batch), over every query head of the
+ *   GQA group and the column block's scheduled row blocks: Sᵀ = K Qᵀ and dPᵀ = V dOᵀ, then
+ *   dV += Pᵀ dO and dK += dSᵀ Q (query rows KV at a time); invocation (ty, tx) owns keys ty·RN..
+ *   and queries tx + 16·m. dK·scale and dV are written once.
+ *
+ * Shapes as in the forward kernel: q, dO, dq `[B, Nq, Hq, d]`; k, v, dk, dv `[B, Nk, Hk, d]`;
+ * lse `[B, Hq, Nq]`. Workgroup memory of the two phases of a tile (the S/dP products and the
+ * dQ or dK/dV products) is shared: barriers separate them. Full tiles do no mask work; partial
+ * tiles and ragged edge tiles test each element against the key's canonical bounds.
+ *
+ * @module
+ */
+
+import {
+  declareTile,
+  type Emit,
+  headDimExpr,
+  loadRows,
+  loadTransposed,
+  maskTile,
+  NEG_DECL,
+  paramsStruct,
+  product,
+  range,
+  type Source,
+  storeColumns,
+  zeroTile,
+} from "./_wgsl.ts";
+import { FLOAT_PARAMS, storeRow } from "./forward_wgsl.ts";
+
+/** Compile-time constants of the backward pipelines. */
+export interface BackwardConfig {
+  /** Storage type of q, k, v, out, dOut and the gradients. */
+  dtype: "f32" | "f16";
+  /** Head dimension if it equals D = 16·DN (a constant), else 0: read from the uniforms. */
+  headDim: number;
+  /** dQ kernel: rows per invocation (BR = 16·RM). */
+  rm: number;
+  /** dQ kernel: keys per invocation (BC = 16·CN). */
+  cn: number;
+  /** dK/dV kernel: keys per invocation (BC = 16·RN). */
+  rn: number;
+  /** dK/dV kernel: query rows per invocation (BR = 16·CM). */
+  cm: number;
+  /** Output columns per invocation (D = 16·DN). */
+  dn: number;
+  /** Head-dimension chunk of the S and dP products. */
+  kc: number;
+  /** Key chunk of the dQ product, query chunk of the dK/dV products (a multiple of 16). */
+  kv: number;
+  /**
+   * dK/dV kernel: do dV += Pᵀ dO and dK += dSᵀ Q one after the other through the same
+   * workgroup memory (for adapters with little of it), instead of together.
+   */
+  split: boolean;
+}
+
+/** Uniform block of the backward kernels (32-bit each). */
+export const BACKWARD_PARAMS = [
+  "nq",
+  "nk",
+  "heads",
+  "kvHeads",
+  "headDim",
+  "rowBlocks",
+  "colBlocks",
+  "maskBatchStride",
+  "maskHeadDiv",
+  "ptrOff",
+  "tilesOff",
+  "boundsOff",
+  "batchBase",
+  "qOff",
+  "kOff",
+  "statsOff",
+  "lseOff",
+  "qkScale",
+  "scale",
+] as const;
+
+/** A stable key of every compile-time constant, per kernel. */
+export function backwardKey(kind: "prep" | "dq" | "dkv", c: BackwardConfig): string {
+  return `bwd-${kind}:${c.dtype}:d${c.headDim}:rm${c.rm}:cn${c.cn}:rn${c.rn}:cm${c.cm}:dn${c.dn}:kc${c.kc}:kv${c.kv}${
+    c.split ? ":split" : ""
+  }`;
+}
+
+/** Workgroup memory of the dq and dkv kernels, in bytes. */
+export function backwardSharedBytes(c: BackwardConfig): { dq: number; dkv: number } {
+  const d = 16 * c.dn;
+  const dqBr = 16 * c.rm, dqBc = 16 * c.cn, kvBc = 16 * c.rn, kvBr = 16 * c.cm;
+  return {
+    dq: 4 * Math.max(2 * c.kc * (dqBr + dqBc), c.kv * (dqBr + d)) + 16,
+    dkv: 4 * Math.max(2 * c.kc * (kvBc + kvBr), c.kv * (2 * kvBc + (c.split ? 1 : 2) * d)) + 16,
+  };
+}
+
+function header(c: BackwardConfig, bindings: [string, string, boolean][]): string {
+  const T = c.dtype;
+  return `${T === "f16" ? "enable f16;\n" : ""}${paramsStruct(BACKWARD_PARAMS, FLOAT_PARAMS)}
+@group(0) @binding(0) var<uniform> P: Params;
+${
+    bindings.map(([name, type, rw], i) =>
+      `@group(0) @binding(${i + 1}) var<storage, ${rw ? "read_write" : "read"}> ${name}: array<${
+        type === "T" ? T : type
+      }>;`
+    ).join("\n")
+  }
+${NEG_DECL}
+`;
+}
+
+/** The prep kernel: stats[row] = (lse·log2 e, rowsum(dO ∘ O)), 256 rows per workgroup. */
+export function prepWgsl(c: BackwardConfig): string {
+  const HD = headDimExpr(c.headDim);
+  return `${
+    header(c, [["o", "T", false], ["dout", "T", false], ["lse", "f32", false], [
+      "stats",
+      "vec2<f32>",
+      true,
+    ]])
+  }
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  // one invocation per (b, h, i) row in lse order; x indexes rows of one batch entry
+  let bh = gid.y;
+  let i = gid.x;
+  if (i >= P.nq) { return; }
+  let bl = bh / P.heads;
+  let h = bh % P.heads;
+  let base = P.qOff + ((bl * P.nq + i) * P.heads + h) * ${HD};
+  var acc = 0.0;
+  for (var x = 0u; x < ${HD}; x++) {
+    acc = fma(f32(dout[base + x]), f32(o[base + x]), acc);
+  }
+  let l = lse[P.lseOff + bh * P.nq + i];
+  let l2 = select(l * 1.4426950408889634, 1e30, l < -3.0e38); // -inf: the row sees no key
+  stats[P.statsOff + bh * P.nq + i] = vec2<f32>(l2, acc);
+}`;
+}
+
+const src = (
+  name: string,
+  base: string,
+  stride: string,
+  first: string,
+  limit: string,
+  headDim: string,
+): Source => ({ src: name, base, stride, first, limit, headDim });
+
+/** The dQ kernel. */
+export function dqWgsl(c: BackwardConfig): string {
+  const { rm, cn, dn, kc, kv } = c;
+  const br = 16 * rm, bc = 16 * cn, d = 16 * dn, HD = headDimExpr(c.headDim);
+  if (rm % 4 || cn % 4 || dn % 4 || kv % 16 || bc % kv || c.headDim > d) {
+    throw new RangeError(`invalid dq config ${backwardKey("dq", c)}`);
+  }
+  const R4 = rm / 4, C4 = cn / 4, D4 = dn / 4;
+  // phase 1: Qs, dOs (kc × br), Ks, Vs (kc × bc); phase 2: dSs (kv × br), Krows (kv × d)
+  const qReg = 0, oReg = qReg + (kc * br) / 4, kReg = oReg + (kc * br) / 4;
+  const vReg = kReg + (kc * bc) / 4;
+  const sReg = 0, krReg = (kv * br) / 4;
+  const total4 = Math.max(vReg + (kc * bc) / 4, krReg + (kv * d) / 4);
+  const L: string[] = [];
+  const emit: Emit = (s) => L.push(s);
+  emit(header(c, [
+    ["q", "T", false],
+    ["k", "T", false],
+    ["v", "T", false],
+    ["dout", "T", false],
+    ["stats", "vec2<f32>", false],
+    ["dq", "T", true],
+    ["sched", "u32", false],
+  ]));
+  emit(`var<workgroup> sm: array<vec4<f32>, ${total4}>;
+var<workgroup> wsU: array<u32, 4>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let tx = lid % 16u;
+  let ty = lid / 16u;
+  let rb = wid.x;
+  let h = wid.y;
+  let bl = wid.z;
+  let b = P.batchBase + bl;
+  let kh = h / (P.heads / P.kvHeads);
+  let slice = b * P.maskBatchStride + h / P.maskHeadDiv;
+  let row0 = rb * ${br}u;
+  let qStride = P.heads * ${HD};
+  let kStride = P.kvHeads * ${HD};
+  let qBase = P.qOff + (bl * P.nq * P.heads + h) * ${HD};
+  let kBase = P.kOff + (bl * P.nk * P.kvHeads + kh) * ${HD};
+  let boundsBase = P.boundsOff + slice * P.nk * 4u;
+  let myRow = i32(row0 + ty * ${rm}u);`);
+  for (const i of range(rm)) {
+    emit(
+      `  let st${i} = stats[P.statsOff + (bl * P.heads + h) * P.nq + min(row0 + ty * ${rm}u + ${i}u, P.nq - 1u)];`,
+    );
+  }
+  declareTile(emit, "g", rm, D4);
+  declareTile(emit, "s", rm, C4);
+  declareTile(emit, "dp", rm, C4);
+  emit(`  if (lid == 0u) {
+    let list = slice * P.rowBlocks + rb;
+    wsU[0] = sched[list];
+    wsU[1] = sched[list + 1u];
+  }
+  let tStart = workgroupUniformLoad(&wsU[0]);
+  let tEnd = workgroupUniformLoad(&wsU[1]);
+  for (var t = tStart; t < tEnd; t++) {
+    if (lid == 0u) { wsU[2] = sched[P.tilesOff + t]; }
+    let tile = workgroupUniformLoad(&wsU[2]);
+    let col0 = (tile >> 1u) * ${bc}u;`);
+  zeroTile(emit, "s", rm, C4);
+  zeroTile(emit, "dp", rm, C4);
+  emit(`    for (var kc = 0u; kc < (${HD} + ${kc - 1}u) / ${kc}u; kc++) {
+      let d0 = kc * ${kc}u;`);
+  const common = { kc, d0: "d0" };
+  loadTransposed(emit, src("q", "qBase", "qStride", "row0", "P.nq", HD), {
+    ...common,
+    region: qReg,
+    rows: br,
+    perm: 0,
+    scale: "P.qkScale",
+  });
+  loadTransposed(emit, src("dout", "qBase", "qStride", "row0", "P.nq", HD), {
+    ...common,
+    region: oReg,
+    rows: br,
+    perm: 0,
+  });
+  loadTransposed(emit, src("k", "kBase", "kStride", "col0", "P.nk", HD), {
+    ...common,
+    region: kReg,
+    rows: bc,
+    perm: cn,
+  });
+  loadTransposed(emit, src("v", "kBase", "kStride", "col0", "P.nk", HD), {
+    ...common,
+    region: vReg,
+    rows: bc,
+    perm: cn,
+  });
+  emit(`      workgroupBarrier();`);
+  const rowsA = (region: number) => ({ region, stride: br / 4, owner: `ty * ${R4}u` });
+  const colsB = (region: number) => ({ region, stride: bc / 4, owner: `tx * ${C4}u` });
+  product(emit, {
+    acc: "s",
+    rows: rm,
+    cols4: C4,
+    steps: kc,
+    tag: "s",
+    a: rowsA(qReg),
+    b: colsB(kReg),
+  });
+  product(emit, {
+    acc: "dp",
+    rows: rm,
+    cols4: C4,
+    steps: kc,
+    tag: "d",
+    a: rowsA(oReg),
+    b: colsB(vReg),
+  });
+  emit(`      workgroupBarrier();
+    }`);
+  emit(`    if ((tile & 1u) != 0u || col0 + ${bc}u > P.nk) {`);
+  maskTile(emit, {
+    acc: "s",
+    rows: rm,
+    cols: cn,
+    keyOfColumn: true,
+    key: (m) => `min(col0 + tx + ${16 * m}u, P.nk - 1u)`,
+    query: (i) => `(myRow + ${i})`,
+    oob: (_, m) => `col0 + tx + ${16 * m}u >= P.nk`,
+    boundsBase: "boundsBase",
+  });
+  emit(`    }`);
+  // dS = exp2(S − lse₂) ∘ (dP − D), kept in s
+  for (const i of range(rm)) {
+    for (const j of range(C4)) {
+      emit(
+        `    s${i}_${j} = exp2(s${i}_${j} - vec4<f32>(st${i}.x)) * (dp${i}_${j} - vec4<f32>(st${i}.y));`,
+      );
+    }
+  }
+  for (const ch of range(bc / kv)) {
+    storeColumns(emit, {
+      acc: "s",
+      rows: rm,
+      first: (ch * kv) / 16,
+      count: kv / 16,
+      region: sReg,
+      R: br,
+      owner: `ty * ${R4}u`,
+    });
+    loadRows(emit, src("k", "kBase", "kStride", `col0 + ${ch * kv}u`, "P.nk", HD), {
+      region: krReg,
+      count: kv,
+      d,
+    });
+    emit(`    workgroupBarrier();`);
+    product(emit, {
+      acc: "g",
+      rows: rm,
+      cols4: D4,
+      steps: kv,
+      tag: `g${ch}`,
+      a: { region: sReg, stride: br / 4, owner: `ty * ${R4}u` },
+      b: { region: krReg, stride: d / 4, owner: `tx * ${D4}u` },
+    });
+    emit(`    workgroupBarrier();`);
+  }
+  emit(`  }`);
+  for (const i of range(rm)) {
+    emit(`  {
+    let row = row0 + ty * ${rm}u + ${i}u;
+    if (row < P.nq) {
+      let ob = qBase + row * qStride;`);
+    storeRow(emit, {
+      acc: "g",
+      i,
+      cols4: D4,
+      dn,
+      hd: HD,
+      dst: "dq",
+      base: "ob",
+      T: c.dtype,
+      scale: "P.scale",
+    });
+    emit(`    }
+  }`);
+  }
+  emit(`}`);
+  return L.join("\n");
+}
+
+/** The dK/dV kernel. */
+export function dkvWgsl(c: BackwardConfig): string {
+  const { rn, cm, dn, kc, kv } = c;
+  const bc = 16 * rn, br = 16 * cm, d = 16 * dn, HD = headDimExpr(c.headDim);
+  if (rn % 4 || cm % 4 || dn % 4 || kv % 16 || br % kv || c.headDim > d) {
+    throw new RangeError(`invalid dkv config ${backwardKey("dkv", c)}`);
+  }
+  const N4 = rn / 4, M4 = cm / 4, D4 = dn / 4;
+  // phase 1: Ks, Vs (kc × bc), Qs, dOs (kc × br, permuted); phase 2: Ps, dSs (kv × bc),
+  // dO rows, Q rows (kv × d)
+  const kReg = 0, vReg = (kc * bc) / 4, qReg = vReg + (kc * bc) / 4, oReg = qReg + (kc * br) / 4;
+  const pReg = 0, sReg = (kv * bc) / 4, orReg = sReg + (kv * bc) / 4;
+  const qrReg = c.split ? orReg : orReg + (kv * d) / 4;
+  const total4 = Math.max(oReg + (kc * br) / 4, qrReg + (kv * d) / 4);
+  const L: string[] = [];
+  const emit: Emit = (s) => L.push(s);
+  emit(header(c, [
+    ["q", "T", false],
+    ["k", "T", false],
+    ["v", "T", false],
+    ["dout", "T", false],
+    ["stats", "vec2<f32>", false],
+    ["dk", "T", true],
+    ["dv", "T", true],
+    ["sched", "u32", false],
+  ]));
+  emit(`var<workgroup> sm: array<vec4<f32>, ${total4}>;
+var<workgroup> wsU: array<u32, 4>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let tx = lid % 16u;
+  let ty = lid / 16u;
+  let cb = wid.x;
+  let kh = wid.y;
+  let bl = wid.z;
+  let b = P.batchBase + bl;
+  let group = P.heads / P.kvHeads;
+  let col0 = cb * ${bc}u;
+  let qStride = P.heads * ${HD};
+  let kStride = P.kvHeads * ${HD};
+  let kBase = P.kOff + (bl * P.nk * P.kvHeads + kh) * ${HD};
+  let myKey = col0 + ty * ${rn}u;`);
+  declareTile(emit, "gk", rn, D4);
+  declareTile(emit, "gv", rn, D4);
+  declareTile(emit, "s", rn, M4);
+  declareTile(emit, "dp", rn, M4);
+  emit(`  for (var h = kh * group; h < (kh + 1u) * group; h++) {
+    let slice = b * P.maskBatchStride + h / P.maskHeadDiv;
+    let qBase = P.qOff + (bl * P.nq * P.heads + h) * ${HD};
+    let statsBase = P.statsOff + (bl * P.heads + h) * P.nq;
+    let boundsBase = P.boundsOff + slice * P.nk * 4u;
+    if (lid == 0u) {
+      let list = P.ptrOff + slice * P.colBlocks + cb;
+      wsU[0] = sched[list];
+      wsU[1] = sched[list + 1u];
+    }
+    let tStart = workgroupUniformLoad(&wsU[0]);
+    let tEnd = workgroupUniformLoad(&wsU[1]);
+    for (var t = tStart; t < tEnd; t++) {
+      if (lid == 0u) { wsU[2] = sched[P.tilesOff + t]; }
+      let tile = workgroupUniformLoad(&wsU[2]);
+      let row0 = (tile >> 1u) * ${br}u;`);
+  zeroTile(emit, "s", rn, M4);
+  zeroTile(emit, "dp", rn, M4);
+  emit(`      for (var kc = 0u; kc < (${HD} + ${kc - 1}u) / ${kc}u; kc++) {
+        let d0 = kc * ${kc}u;`);
+  const common = { kc, d0: "d0" };
+  loadTransposed(emit, src("k", "kBase", "kStride", "col0", "P.nk", HD), {
+    ...common,
+    region: kReg,
+    rows: bc,
+    perm: 0,
+    scale: "P.qkScale",
+  });
+  loadTransposed(emit, src("v", "kBase", "kStride", "col0", "P.nk", HD), {
+    ...common,
+    region: vReg,
+    rows: bc,
+    perm: 0,
+  });
+  loadTransposed(emit, src("q", "qBase", "qStride", "row0", "P.nq", HD), {
+    ...common,
+    region: qReg,
+    rows: br,
+    perm: cm,
+  });
+  loadTransposed(emit, src("dout", "qBase", "qStride", "row0", "P.nq", HD), {
+    ...common,
+    region: oReg,
+    rows: br,
+    perm: cm,
+  });
+  emit(`        workgroupBarrier();`);
+  const keysA = (region: number) => ({ region, stride: bc / 4, owner: `ty * ${N4}u` });
+  const rowsB = (region: number) => ({ region, stride: br / 4, owner: `tx * ${M4}u` });
+  product(emit, {
+    acc: "s",
+    rows: rn,
+    cols4: M4,
+    steps: kc,
+    tag: "s",
+    a: keysA(kReg),
+    b: rowsB(qReg),
+  });
+  product(emit, {
+    acc: "dp",
+    rows: rn,
+    cols4: M4,
+    steps: kc,
+    tag: "d",
+    a: keysA(vReg),
+    b: rowsB(oReg),
+  });
+  emit(`        workgroupBarrier();
+      }`);
+  // per owned query row tx + 16·m: its stats
+  for (const m of range(cm)) {
+    emit(`      let st${m} = stats[statsBase + min(row0 + tx + ${16 * m}u, P.nq - 1u)];`);
+  }
+  emit(`      if ((tile & 1u) != 0u || row0 + ${br}u > P.nq) {`);
+  maskTile(emit, {
+    acc: "s",
+    rows: rn,
+    cols: cm,
+    keyOfColumn: false,
+    key: (i) => `min(myKey + ${i}u, P.nk - 1u)`,
+    query: (_, m) => `i32(row0 + tx + ${16 * m}u)`,
+    oob: (_, m) => `row0 + tx + ${16 * m}u >= P.nq`,
+    boundsBase: "boundsBase",
+  });
+  emit(`      }`);
+  // Pᵀ = exp2(Sᵀ − lse₂) (kept in s), dSᵀ = Pᵀ ∘ (dPᵀ − D) (kept in dp)
+  for (const j of range(M4)) {
+    const l2 = `vec4<f32>(${range(4).map((z) => `st${4 * j + z}.x`).join(", ")})`;
+    const dd = `vec4<f32>(${range(4).map((z) => `st${4 * j + z}.y`).join(", ")})`;
+    emit(`      let l2_${j} = ${l2};\n      let dd_${j} = ${dd};`);
+    for (const i of range(rn)) {
+      emit(`      s${i}_${j} = exp2(s${i}_${j} - l2_${j});
+      dp${i}_${j} = s${i}_${j} * (dp${i}_${j} - dd_${j});`);
+    }
+  }
+  for (const ch of range(br / kv)) {
+    const part = { rows: rn, first: (ch * kv) / 16, count: kv / 16, R: bc, owner: `ty * ${N4}u` };
+    storeColumns(emit, { acc: "s", region: pReg, ...part });
+    storeColumns(emit, { acc: "dp", region: sReg, ...part });
+    const rows = (name: string, region: number) =>
+      loadRows(emit, src(name, "qBase", "qStride", `row0 + ${ch * kv}u`, "P.nq", HD), {
+        region,
+        count: kv,
+        d,
+      });
+    const pA = (region: number) => ({ region, stride: bc / 4, owner: `ty * ${N4}u` });
+    const dB = (region: number) => ({ region, stride: d / 4, owner: `tx * ${D4}u` });
+    const grad = (acc: string, tag: string, a: number, b: number) =>
+      product(emit, { acc, rows: rn, cols4: D4, steps: kv, tag, a: pA(a), b: dB(b) });
+    rows("dout", orReg);
+    if (c.split) { // dV then dK through the same rows region
+      emit(`      workgroupBarrier();`);
+      grad("gv", `v${ch}`, pReg, orReg);
+      emit(`      workgroupBarrier();`);
+      rows("q", qrReg);
+      emit(`      workgroupBarrier();`);
+      grad("gk", `k${ch}`, sReg, qrReg);
+    } else {
+      rows("q", qrReg);
+      emit(`      workgroupBarrier();`);
+      grad("gv", `v${ch}`, pReg, orReg);
+      grad("gk", `k${ch}`, sReg, qrReg);
+    }
+    emit(`      workgroupBarrier();`);
+  }
+  emit(`    }
+  }`);
+  for (const i of range(rn)) {
+    emit(`  {
+    let key = myKey + ${i}u;
+    if (key < P.nk) {
+      let ob = kBase + key * kStride;`);
+    storeRow(emit, {
+      acc: "gk",
+      i,
+      cols4: D4,
+      dn,
+      hd: HD,
+      dst: "dk",
+      base: "ob",
+      T: c.dtype,
+      scale: "P.scale",
+    });
+    storeRow(emit, {
+      acc: "gv",
+      i,
+      cols4: D4,
+      dn,
+      hd: HD,
+      dst: "dv",
+      base: "ob",
+      T: c.dtype,
+      scale: "1.0",
+    });
+    emit(`    }
+  }`);
+  }
+  emit(`}`);
+  return L.join("\n");
+}

@@ -1,0 +1,163 @@
+/**
+ * WebGPU backend tests: the standard suite against the float64 reference, kernel variants,
+ * GPU-resident tensors, batch splitting under small binding limits, determinism.
+ *
+ * They run on whatever adapter exists. On a software rasteriser (lavapipe/llvmpipe in CI) each
+ * kernel variant takes tens of seconds to compile, so only head dims ≤ 64 run there (one
+ * pipeline set per dtype); on a hardware GPU, or with GPU_TESTS=full, every case runs. With no
+ * adapter at all, every test is reported as ignored and the reason is printed.
+ */
+
+import assert from "node:assert/strict";
+import {
+  attention,
+  attentionBackward,
+  causalDocument,
+  exampleMask,
+  fromGpu,
+  gpuInfo,
+  readGpuArray,
+  stack,
+  toGpu,
+} from "../mod.ts";
+import { setGpuTuning } from "../gpu/backend.ts";
+import { type Case, checkCase, checkMaskedRows, standardCases } from "./_cases.ts";
+import { randomTensor, rng } from "./_util.ts";
+
+const info = await gpuInfo();
+if (!info) {
+  console.log(
+    "WebGPU tests ignored: navigator.gpu.requestAdapter() found no adapter on this machine",
+  );
+} else {
+  console.log(`WebGPU tests on ${info.name} (f16 ${info.f16}, subgroups ${info.subgroups})`);
+}
+const full = info !== undefined && (!info.software || Deno.env.get("GPU_TESTS") === "full");
+const ignore = info === undefined;
+
+const cases: Case[] = standardCases({ large: full }).filter((c) => full || c.d <= 64);
+for (const c of cases) {
+  Deno.test({ name: `webgpu: ${c.name}`, ignore, fn: () => checkCase(c, { backend: "webgpu" }) });
+}
+
+Deno.test({
+  name: "webgpu: fully masked rows give 0, -Infinity and zero gradients",
+  ignore,
+  fn: () => checkMaskedRows({ backend: "webgpu" }),
+});
+
+Deno.test({
+  name: "webgpu: the workgroup-memory row reduction (no subgroups) matches the reference",
+  ignore: ignore || !info?.subgroups,
+  async fn() {
+    const old = setGpuTuning({ noSubgroups: true });
+    try {
+      for (
+        const c of cases.filter((c) =>
+          /causal n=97|GQA|f16 causal|random FlashMask #1/.test(c.name)
+        )
+      ) {
+        await checkCase(c, { backend: "webgpu" });
+      }
+    } finally {
+      setGpuTuning(old);
+    }
+  },
+});
+
+/** A small problem with a per-batch mask, its inputs and gradients seed. */
+function problem(seed: number, dtype: "f32" | "f16" = "f32") {
+  const rand = rng(seed);
+  const [b, n, h, hk, d] = [3, 45, 4, 2, 23]; // rows of 23 floats: unaligned batch offsets
+  const mask = stack([[exampleMask("causalDocument", n, 1).mask], [
+    exampleMask("document", n, 2).mask,
+  ], [
+    exampleMask("slidingWindow", n, 3).mask,
+  ]]);
+  return {
+    q: randomTensor(rand, [b, n, h, d], dtype),
+    k: randomTensor(rand, [b, n, hk, d], dtype),
+    v: randomTensor(rand, [b, n, hk, d], dtype),
+    dOut: randomTensor(rand, [b, n, h, d], dtype),
+    mask,
+  };
+}
+
+Deno.test({
+  name: "webgpu: GPU-resident tensors give the same bits as host tensors, forward and backward",
+  ignore,
+  async fn() {
+    const { q, k, v, dOut, mask } = problem(1);
+    const host = await attention(q, k, v, { mask, backend: "webgpu" });
+    const hg = await attentionBackward({ q, k, v, ...host, dOut }, { mask, backend: "webgpu" });
+    const [gq, gk, gv, gdo] = await Promise.all([q, k, v, dOut].map(toGpu));
+    const dev = await attention(gq, gk, gv, { mask });
+    assert.deepEqual((await fromGpu(dev.out)).data, host.out.data);
+    assert.deepEqual(await readGpuArray(dev.lse), host.lse);
+    const dg = await attentionBackward({ q: gq, k: gk, v: gv, ...dev, dOut: gdo }, { mask });
+    assert.deepEqual((await fromGpu(dg.dq)).data, hg.dq.data);
+    assert.deepEqual((await fromGpu(dg.dk)).data, hg.dk.data);
+    assert.deepEqual((await fromGpu(dg.dv)).data, hg.dv.data);
+    // mixing host and GPU inputs works; the result lives where q does
+    const mixed = await attention(q, gk, v, { mask, backend: "webgpu" });
+    assert.deepEqual(mixed.out.data, host.out.data);
+    await assert.rejects(
+      () => attention(gq, gk, gv, { mask, backend: "wasm" }),
+      /need backend "webgpu"/,
+    );
+    for (const t of [gq, gk, gv, gdo, dev.out, dg.dq, dg.dk, dg.dv]) t.buffer.destroy();
+    dev.lse.buffer.destroy();
+  },
+});
+
+Deno.test({
+  name: "webgpu: dispatches split over batch chunks under a small binding limit give the same bits",
+  ignore,
+  async fn() {
+    const { q, k, v, dOut, mask } = problem(2);
+    const whole = await attention(q, k, v, { mask, backend: "webgpu" });
+    const wg = await attentionBackward({ q, k, v, ...whole, dOut }, { mask, backend: "webgpu" });
+    // one batch entry of q is 45·4·23·4 = 16560 bytes: force one batch entry per dispatch
+    const old = setGpuTuning({ maxBindingBytes: 20000 });
+    try {
+      const split = await attention(q, k, v, { mask, backend: "webgpu" });
+      assert.deepEqual(split.out.data, whole.out.data);
+      assert.deepEqual(split.lse, whole.lse);
+      const sg = await attentionBackward({ q, k, v, ...split, dOut }, { mask, backend: "webgpu" });
+      assert.deepEqual([sg.dq.data, sg.dk.data, sg.dv.data], [wg.dq.data, wg.dk.data, wg.dv.data]);
+      setGpuTuning({ maxBindingBytes: 1000 });
+      await assert.rejects(
+        () => attention(q, k, v, { mask, backend: "webgpu" }),
+        /one batch entry of q needs a 16560-byte binding; this adapter allows 1000/,
+      );
+    } finally {
+      setGpuTuning(old);
+    }
+  },
+});
+
+Deno.test({
+  name: "webgpu: same inputs give bit-identical outputs and gradients",
+  ignore,
+  async fn() {
+    const { q, k, v, dOut } = problem(3, info?.f16 ? "f16" : "f32");
+    const mask = causalDocument([20, 25]);
+    const a = await attention(q, k, v, { mask, backend: "webgpu" });
+    const b = await attention(q, k, v, { mask, backend: "webgpu" });
+    assert.deepEqual(b.out.data, a.out.data);
+    const ga = await attentionBackward({ q, k, v, ...a, dOut }, { mask, backend: "webgpu" });
+    const gb = await attentionBackward({ q, k, v, ...a, dOut }, { mask, backend: "webgpu" });
+    assert.deepEqual([gb.dq.data, gb.dk.data, gb.dv.data], [ga.dq.data, ga.dk.data, ga.dv.data]);
+  },
+});
+
+Deno.test({
+  name: "auto uses WebGPU only on a hardware adapter (software rasterisers are slower than WASM)",
+  ignore,
+  async fn() {
+    const { q, k, v, mask } = problem(4);
+    const auto = await attention(q, k, v, { mask });
+    const want = await attention(q, k, v, { mask, backend: info!.software ? "wasm" : "webgpu" });
+    assert.deepEqual(auto.out.data, want.out.data);
+  },
+});
