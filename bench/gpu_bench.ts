@@ -20,6 +20,7 @@ import {
   backwardKernels,
   type ForwardBuffers,
   forwardKernel,
+  gpuMemoryStats,
   planBackward,
   planForward,
   requireGpu,
@@ -222,6 +223,11 @@ if (import.meta.main) {
   }
   if (a.json) await Deno.writeTextFile(a.json, JSON.stringify({ device: ctx.name, rows }, null, 2));
   console.log(`device ${ctx.name}, B=${batch} H=${heads} Hk=${kvHeads} d=${d} ${dtype}`);
+  console.log(
+    `largest GPU buffer: ${gpuMemoryStats.largestLabel}, ${
+      (gpuMemoryStats.largestBytes / 2 ** 20).toFixed(1)
+    } MiB`,
+  );
   console.log(
     "pass  mask                 N       config                       ms     TFLOP/s  density",
   );
