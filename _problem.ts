@@ -11,7 +11,16 @@ import type {
   Gradients,
   SavedForBackward,
 } from "./attention.ts";
-import { checkMask, type FlashMask, flashMask, maskSlice } from "./masks/flashmask.ts";
+import {
+  checkMask,
+  type FlashMask,
+  flashMask,
+  type MaskDims,
+  maskSlice,
+} from "./masks/flashmask.ts";
+import { type BlockMask, checkBlockMask, sliceLike } from "./masks/block_mask.ts";
+import { kvCache, localWindow, varlen } from "./masks/builders.ts";
+import { checkDropout, type Dropout } from "./masks/dropout.ts";
 import { type Schedule, schedule } from "./masks/schedule.ts";
 import { checkShape, type DType, type GpuTensor, isGpuTensor, type Tensor } from "./tensor.ts";
 
@@ -38,12 +47,39 @@ export interface Problem {
   slice(b: number, h: number): number;
   /** `options.threads`: most threads a backend may use (undefined: its default). */
   readonly threads?: number;
+  /** Scores are capped as `softcap·tanh(s·scale / softcap)` (undefined: no cap). */
+  readonly softcap?: number;
+  /** Dropout on P (undefined when off or p = 0). */
+  readonly dropout?: Dropout;
+  /** The block-sparse mask, if any (already applied by `schedule`). */
+  readonly blockMask?: BlockMask;
 }
 
 /** A backend: forward and backward on validated problems. */
 export interface Backend {
+  /** Its name, for messages. */
+  readonly name: string;
+  /** The options of issue-6 kind it implements (the others make it refuse the call). */
+  readonly features: ReadonlySet<Feature>;
   forward(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<AttentionResult>;
   backward(p: Problem, saved: SavedForBackward): Promise<Gradients>;
+}
+
+/** Options that need kernel support (the mask-like ones become FlashMasks and need none). */
+export type Feature = "softcap" | "dropout" | "blockMask";
+
+/** The features a problem uses. */
+export function featuresOf(p: Problem): Feature[] {
+  const f: Feature[] = [];
+  if (p.softcap !== undefined) f.push("softcap");
+  if (p.dropout !== undefined) f.push("dropout");
+  if (p.blockMask !== undefined) f.push("blockMask");
+  return f;
+}
+
+/** The first feature of `p` that backend `b` lacks, if any. */
+export function missingFeature(b: Backend, p: Problem): Feature | undefined {
+  return featuresOf(p).find((f) => !b.features.has(f));
 }
 
 /** Checks that a value is a well-formed Tensor; `name` is used in errors. */
@@ -152,19 +188,18 @@ export function checkProblem(
   if (options.causal !== undefined && typeof options.causal !== "boolean") {
     throw new TypeError(`options.causal must be a boolean, got ${options.causal}`);
   }
-  let mask: FlashMask;
-  if (options.mask !== undefined) {
-    checkMask(options.mask, { batch, heads, kvHeads, nq, nk }, "options.mask");
-    if (options.causal !== undefined && options.causal !== options.mask.causal) {
-      throw new TypeError(
-        `options.causal is ${options.causal} but options.mask.causal is ${options.mask.causal}; ` +
-          "a FlashMask carries its own causal flag",
-      );
-    }
-    mask = options.mask;
-  } else {
-    mask = plainMask(nq, nk, options.causal ?? false);
+  const mask = resolveMask(options, { batch, heads, kvHeads, nq, nk });
+  const bm = options.blockMask;
+  if (bm !== undefined) checkBlockMask(bm, { batch, heads, kvHeads, nq, nk });
+  const effective = bm ? sliceLike(mask, bm) : mask;
+  const softcap = options.softcap;
+  if (
+    softcap !== undefined && !(typeof softcap === "number" && softcap > 0 && softcap < Infinity)
+  ) {
+    throw new RangeError(`options.softcap must be a positive finite number, got ${softcap}`);
   }
+  if (options.dropout !== undefined) checkDropout(options.dropout);
+  const dropout = options.dropout && options.dropout.p > 0 ? { ...options.dropout } : undefined;
   return {
     batch,
     nq,
@@ -174,11 +209,90 @@ export function checkProblem(
     headDim,
     scale,
     dtype: q.dtype,
-    mask,
-    schedule: (blockRows, blockCols) => schedule(mask, { nq, nk, blockRows, blockCols }),
-    slice: (b, h) => maskSlice(mask, b, h, heads),
+    mask: effective,
+    schedule: (blockRows, blockCols) =>
+      schedule(effective, { nq, nk, blockRows, blockCols, blockMask: bm }),
+    slice: (b, h) => maskSlice(effective, b, h, heads),
     threads,
+    softcap,
+    dropout,
+    blockMask: bm,
   };
+}
+
+const builtMasks = new Map<string, FlashMask>();
+
+/** A mask built from options, cached by its arguments so that its schedule is computed once. */
+function built(key: string, make: () => FlashMask): FlashMask {
+  let m = builtMasks.get(key);
+  if (!m) {
+    if (builtMasks.size > 64) builtMasks.clear();
+    builtMasks.set(key, m = make());
+  }
+  return m;
+}
+
+/**
+ * The FlashMask in force: `mask`, or one built from `windowSize`, `cuSeqlens` or `kvLength`
+ * (with `causal`), or plain full / causal. A window with a FlashMask is an error, as in FlashMask.
+ */
+function resolveMask(options: AttentionOptions, dims: MaskDims): FlashMask {
+  const { batch, nq, nk } = dims;
+  if (options.causal !== undefined && typeof options.causal !== "boolean") {
+    throw new TypeError(`options.causal must be a boolean, got ${options.causal}`);
+  }
+  const causal = options.causal ?? false;
+  const given = (["mask", "cuSeqlens", "kvLength"] as const).filter((k) =>
+    options[k] !== undefined
+  );
+  if (given.length > 1) {
+    throw new TypeError(`options.${given[0]} and options.${given[1]} cannot be combined`);
+  }
+  const win = options.windowSize;
+  if (options.mask !== undefined) {
+    if (win !== undefined) {
+      throw new TypeError(
+        "options.windowSize cannot be combined with options.mask (as in FlashMask): " +
+          "build the window into the mask (localWindow, slidingWindow, globalSlidingWindow)",
+      );
+    }
+    checkMask(options.mask, dims, "options.mask");
+    if (options.causal !== undefined && options.causal !== options.mask.causal) {
+      throw new TypeError(
+        `options.causal is ${options.causal} but options.mask.causal is ${options.mask.causal}; ` +
+          "a FlashMask carries its own causal flag",
+      );
+    }
+    return options.mask;
+  }
+  const w = win === undefined ? "" : `${win[0]},${win[1]}`;
+  if (options.cuSeqlens !== undefined) {
+    const cu = options.cuSeqlens;
+    const total = cu?.[cu.length - 1];
+    if (batch !== 1 || nq !== nk || total !== nq) {
+      throw new RangeError(
+        `options.cuSeqlens packs sequences into batch 1 with Nq = Nk = cuSeqlens[last]; got batch ${batch}, Nq ${nq}, Nk ${nk}, cuSeqlens[last] ${total}`,
+      );
+    }
+    return built(
+      `cu:${causal}:${w}:${Array.from(cu).join(",")}`,
+      () => varlen(cu, { causal, windowSize: win }),
+    );
+  }
+  if (options.kvLength !== undefined) {
+    const kl = options.kvLength;
+    if (kl?.length !== batch) {
+      throw new RangeError(`options.kvLength must hold ${batch} lengths (one per batch entry)`);
+    }
+    return built(
+      `kv:${nq}:${nk}:${causal}:${w}:${Array.from(kl).join(",")}`,
+      () => kvCache(kl, nq, nk, { causal, windowSize: win }),
+    );
+  }
+  if (win !== undefined) {
+    return built(`win:${nq}:${nk}:${causal}:${w}`, () => localWindow(nq, nk, win, { causal }));
+  }
+  return plainMask(nq, nk, causal);
 }
 
 /** Throws a RangeError naming the first NaN or infinite element of a host tensor. */

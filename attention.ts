@@ -20,8 +20,19 @@
  * @module
  */
 
-import { type Backend, checkFinite, checkProblem, checkTensor, MAX_HEAD_DIM } from "./_problem.ts";
+import {
+  type Backend,
+  checkFinite,
+  checkProblem,
+  checkTensor,
+  MAX_HEAD_DIM,
+  missingFeature,
+  type Problem,
+} from "./_problem.ts";
 import type { FlashMask } from "./masks/flashmask.ts";
+import type { BlockMask } from "./masks/block_mask.ts";
+import type { WindowSize } from "./masks/builders.ts";
+import type { Dropout } from "./masks/dropout.ts";
 import { type GpuTensor, isGpuTensor, type Tensor } from "./tensor.ts";
 import * as tiled from "./tiled.ts";
 import { type GpuArray, gpuBackend, gpuBackward, gpuForward } from "./gpu/backend.ts";
@@ -49,6 +60,38 @@ export interface AttentionOptions {
   backend?: BackendName;
   /** Reject NaN or Infinity in host inputs with a RangeError (default true). */
   checkFinite?: boolean;
+  /**
+   * FlashAttention's local attention `[left, right]` (-1: unbounded), bottom-right aligned:
+   * query i sees key j iff `i + Nk − Nq − left <= j <= i + Nk − Nq + right` (right capped at 0
+   * when `causal`). Converted to a FlashMask, so tiles outside the window are skipped. With
+   * `mask` it is an error (as in FlashMask): build the window into the mask instead.
+   */
+  windowSize?: WindowSize;
+  /**
+   * Packed variable-length sequences (`cu_seqlens` of `flash_attn_varlen_func`): with batch 1 and
+   * Nq = Nk = `cuSeqlens[last]`, builds the document (causal: causal-document) mask, so packed
+   * sequences cost no padding.
+   */
+  cuSeqlens?: ArrayLike<number>;
+  /**
+   * Valid keys per batch entry of a ragged KV cache (`cache_seqlens`): keys at or beyond
+   * `kvLength[b]` are masked, and causal / window alignment is bottom-right against each entry's
+   * own length.
+   */
+  kvLength?: ArrayLike<number>;
+  /** Score cap: `s ← softcap · tanh(s · scale / softcap)` before the softmax. */
+  softcap?: number;
+  /**
+   * Dropout on the attention probabilities, with a counter-based generator keyed by `seed` and
+   * the element position: every backend drops the same elements; pass the same option to
+   * {@linkcode attentionBackward}, which regenerates the mask.
+   */
+  dropout?: Dropout;
+  /**
+   * Block-sparse mask over (row block, column block) tiles, combined with the FlashMask: both
+   * must allow a tile for it to be computed.
+   */
+  blockMask?: BlockMask;
   /**
    * Most threads the WASM backend may use (default `navigator.hardwareConcurrency`); small
    * problems use fewer. Results are bitwise the same for any thread count.
@@ -157,9 +200,10 @@ export async function attention(
   checkHostFinite(options, [["q", q], ["k", k], ["v", v]]);
   if (isGpuTensor(q) || isGpuTensor(k) || isGpuTensor(v)) {
     requireWebGpu(options);
+    checkFeatures(gpuBackend, p);
     return await gpuForward(p, q, k, v, isGpuTensor(q));
   }
-  return await run(options, (b) => b.forward(p, q, k as Tensor, v as Tensor));
+  return await run(options, p, (b) => b.forward(p, q, k as Tensor, v as Tensor));
 }
 
 /**
@@ -231,15 +275,28 @@ export async function attentionBackward(
   }
   if ([q, k, v, out, dOut].some(isGpuTensor) || isGpuArray(lse)) {
     requireWebGpu(options);
+    checkFeatures(gpuBackend, p);
     return await gpuBackward(p, saved, isGpuTensor(q));
   }
-  return await run(options, (b) => b.backward(p, saved as SavedForBackward));
+  return await run(options, p, (b) => b.backward(p, saved as SavedForBackward));
 }
 
 const jsBackend: Backend = {
+  name: "js",
+  features: new Set(["softcap", "dropout", "blockMask"]),
   forward: (p, q, k, v) => Promise.resolve(tiled.forward(p, q, k, v)),
   backward: (p, s) => Promise.resolve(tiled.backward(p, s)),
 };
+
+/** Throws if backend `b` lacks an option the problem uses. */
+function checkFeatures(b: Backend, p: Problem): void {
+  const f = missingFeature(b, p);
+  if (f) {
+    throw new TypeError(
+      `backend "${b.name}" does not implement options.${f} yet; use backend "js" (or "auto")`,
+    );
+  }
+}
 
 function isGpuArray(x: unknown): x is GpuArray {
   return typeof x === "object" && x !== null && "buffer" in x && "length" in x &&
@@ -265,13 +322,21 @@ let warnedFallback = false;
  * rasterisers such as llvmpipe are slower than WASM), else WASM; if the GPU fails during the call
  * (device lost, out of memory), it says so once and computes the call with WASM.
  */
-async function run<T>(options: AttentionOptions, call: (b: Backend) => Promise<T>): Promise<T> {
+async function run<T>(
+  options: AttentionOptions,
+  p: Problem,
+  call: (b: Backend) => Promise<T>,
+): Promise<T> {
   const name = options.backend ?? "auto";
-  if (name === "js") return await call(jsBackend);
-  if (name === "wasm") return await call(wasmBackend);
-  if (name === "webgpu") return await call(gpuBackend);
+  if (name !== "auto") {
+    const b = { js: jsBackend, wasm: wasmBackend, webgpu: gpuBackend }[name];
+    checkFeatures(b, p);
+    return await call(b);
+  }
+  // auto: the fastest backend that implements every option used
+  const cpu = missingFeature(wasmBackend, p) ? jsBackend : wasmBackend;
   const ctx = await gpuContext().catch(() => undefined);
-  if (!ctx || ctx.software) return await call(wasmBackend);
+  if (!ctx || ctx.software || missingFeature(gpuBackend, p)) return await call(cpu);
   try {
     return await call(gpuBackend);
   } catch (e) {
@@ -279,9 +344,9 @@ async function run<T>(options: AttentionOptions, call: (b: Backend) => Promise<T
     if (!warnedFallback) {
       warnedFallback = true;
       console.warn(
-        `attention: WebGPU failed (${(e as Error).message}); computing with WASM instead`,
+        `attention: WebGPU failed (${(e as Error).message}); computing with ${cpu.name} instead`,
       );
     }
-    return await call(wasmBackend);
+    return await call(cpu);
   }
 }

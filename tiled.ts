@@ -11,6 +11,9 @@
  * group, recompute `P = exp(s - lse)` and accumulate dK, dV (owned by this column block) and dQ.
  * Invariants: skipped tiles are never read; full tiles do no mask test; partial tiles test each
  * element against its column's canonical bounds `[lts, lte) ∪ [uts, ute)`.
+ * Options: softcap caps each score (`c·tanh(s·scale/c)`, derivative `scale·(1 − tanh²)` in the
+ * backward); dropout scales kept probabilities by 1/(1 − p) in O and dV, and the lse is that of
+ * the undropped scores (FlashAttention's convention).
  * Arithmetic is float64 (JavaScript numbers); results are rounded to the output dtype.
  *
  * @module
@@ -19,6 +22,7 @@
 import type { AttentionResult, Gradients, SavedForBackward } from "./attention.ts";
 import type { Problem } from "./_problem.ts";
 import { BOUNDS_PER_COLUMN } from "./masks/flashmask.ts";
+import { dropoutKeeps } from "./masks/dropout.ts";
 import { fromFloat32, toFloat32 } from "./tensor.ts";
 import type { Tensor } from "./tensor.ts";
 
@@ -27,7 +31,7 @@ export const BLOCK = 32;
 
 /** Forward pass: out and lse. */
 export function forward(p: Problem, qt: Tensor, kt: Tensor, vt: Tensor): AttentionResult {
-  const { batch, nq, nk, heads, kvHeads, headDim: d, scale } = p;
+  const { batch, nq, nk, heads, kvHeads, headDim: d } = p;
   const q = toFloat32(qt), k = toFloat32(kt), v = toFloat32(vt);
   const plan = p.schedule(BLOCK, BLOCK);
   const out = new Float32Array(q.length);
@@ -59,7 +63,7 @@ export function forward(p: Problem, qt: Tensor, kt: Tensor, vt: Tensor): Attenti
               const ko = ((b * nk + j) * kvHeads + kh) * d;
               let dot = 0;
               for (let x = 0; x < d; x++) dot += q[qo + x] * k[ko + x];
-              s[jj] = dot * scale;
+              s[jj] = score(p, dot);
               if (s[jj] > rowMax) rowMax = s[jj];
             }
             if (rowMax === -Infinity) continue; // this row sees nothing in this tile
@@ -72,9 +76,11 @@ export function forward(p: Problem, qt: Tensor, kt: Tensor, vt: Tensor): Attenti
             for (let jj = 0; jj < cols; jj++) {
               const pj = Math.exp(s[jj] - mNew);
               if (pj === 0) continue;
-              l[ii] += pj;
+              l[ii] += pj; // the lse is that of the scores before dropout
+              const w = pj * keepScale(p, b, h, i, j0 + jj);
+              if (w === 0) continue;
               const vo = ((b * nk + j0 + jj) * kvHeads + kh) * d;
-              for (let x = 0; x < d; x++) acc[ao + x] += pj * v[vo + x];
+              for (let x = 0; x < d; x++) acc[ao + x] += w * v[vo + x];
             }
           }
         }
@@ -92,7 +98,7 @@ export function forward(p: Problem, qt: Tensor, kt: Tensor, vt: Tensor): Attenti
 
 /** Backward pass: dq, dk, dv by recomputation from lse. */
 export function backward(p: Problem, saved: SavedForBackward): Gradients {
-  const { batch, nq, nk, heads, kvHeads, headDim: d, scale } = p;
+  const { batch, nq, nk, heads, kvHeads, headDim: d } = p;
   const q = toFloat32(saved.q), k = toFloat32(saved.k), v = toFloat32(saved.v);
   const o = toFloat32(saved.out), dO = toFloat32(saved.dOut), lse = saved.lse;
   const plan = p.schedule(BLOCK, BLOCK);
@@ -137,10 +143,11 @@ export function backward(p: Problem, saved: SavedForBackward): Gradients {
                   dot += q[qo + x] * k[ko + x];
                   dP += dO[qo + x] * v[ko + x];
                 }
-                const P = Math.exp(dot * scale - rowLse);
-                const dS = P * (dP - D[row]) * scale;
+                const P = Math.exp(score(p, dot) - rowLse);
+                const keep = keepScale(p, b, h, i, j);
+                const dS = P * (dP * keep - D[row]) * scoreSlope(p, dot);
                 for (let x = 0; x < d; x++) {
-                  dvAcc[jj * d + x] += P * dO[qo + x];
+                  dvAcc[jj * d + x] += P * keep * dO[qo + x];
                   dkAcc[jj * d + x] += dS * q[qo + x];
                   dq[qo + x] += dS * k[ko + x];
                 }
@@ -164,6 +171,24 @@ export function backward(p: Problem, saved: SavedForBackward): Gradients {
     dk: fromFloat32(dk, saved.k.shape, dt),
     dv: fromFloat32(dv, saved.v.shape, dt),
   };
+}
+
+/** The score of a dot product: `dot·scale`, or `c·tanh(dot·scale / c)` with softcap c. */
+function score(p: Problem, dot: number): number {
+  return p.softcap ? p.softcap * Math.tanh((dot * p.scale) / p.softcap) : dot * p.scale;
+}
+
+/** d score / d dot: `scale`, or `scale·(1 − tanh²(dot·scale / c))` with softcap c. */
+function scoreSlope(p: Problem, dot: number): number {
+  if (!p.softcap) return p.scale;
+  const t = Math.tanh((dot * p.scale) / p.softcap);
+  return p.scale * (1 - t * t);
+}
+
+/** The dropout factor of element (b, h, i, j): 0 if dropped, 1 / (1 − p) if kept, 1 without dropout. */
+function keepScale(p: Problem, b: number, h: number, i: number, j: number): number {
+  if (!p.dropout) return 1;
+  return dropoutKeeps(p.dropout, b, h, i, j) ? 1 / (1 - p.dropout.p) : 0;
 }
 
 /** Whether row i of canonical column `col` (slice · Nk + j) is masked. */

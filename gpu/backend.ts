@@ -836,6 +836,8 @@ export async function gpuBackward(
 
 /** The WebGPU backend for host tensors. */
 export const gpuBackend: Backend = {
+  name: "webgpu",
+  features: new Set(["blockMask"]),
   forward: (p, q, k, v) => gpuForward(p, q, k, v, false) as Promise<AttentionResult>,
   backward: (p, s: SavedForBackward) => gpuBackward(p, s, false) as Promise<Gradients>,
 };

@@ -22,17 +22,21 @@ import {
 function fromRuns(
   nq: number,
   nk: number,
-  runs: (j: number) => [lts: number, lte: number, uts: number, ute: number],
+  runs: (j: number, batch: number) => [lts: number, lte: number, uts: number, ute: number],
+  batch = 1,
 ): FlashMask {
-  const b = new Int32Array(nk * BOUNDS_PER_COLUMN);
-  for (let j = 0; j < nk; j++) {
-    const [lts, lte, uts, ute] = runs(j);
-    b[j * 4] = clamp(lts, nq);
-    b[j * 4 + 1] = clamp(lte, nq);
-    b[j * 4 + 2] = clamp(uts, nq);
-    b[j * 4 + 3] = clamp(ute, nq);
+  const b = new Int32Array(batch * nk * BOUNDS_PER_COLUMN);
+  for (let s = 0; s < batch; s++) {
+    for (let j = 0; j < nk; j++) {
+      const [lts, lte, uts, ute] = runs(j, s);
+      const o = (s * nk + j) * 4;
+      b[o] = clamp(lts, nq);
+      b[o + 1] = clamp(lte, nq);
+      b[o + 2] = clamp(uts, nq);
+      b[o + 3] = clamp(ute, nq);
+    }
   }
-  return compactMask(b, [1, 1, nk], nq);
+  return compactMask(b, [batch, 1, nk], nq);
 }
 
 /** Array check that does not narrow the static type (so readonly element types survive). */
@@ -506,4 +510,157 @@ export function stack(
   const all = new Int32Array(masks.length * heads * nk * BOUNDS_PER_COLUMN);
   masks.flat().forEach((m, s) => all.set(maskBounds(m, nq), s * nk * BOUNDS_PER_COLUMN));
   return compactMask(all, [masks.length, heads, nk], nq);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sequence layouts of FlashAttention's API, as FlashMasks (what the `windowSize`, `cuSeqlens`
+// and `kvLength` options of attention() build).
+
+/** FlashAttention's `window_size`: `[left, right]`, -1 meaning unbounded. */
+export type WindowSize = readonly [left: number, right: number];
+
+function checkWindow(w: unknown, what: string): [number, number] {
+  if (!isList(w) || (w as number[]).length !== 2) {
+    throw new RangeError(`${what} must be [left, right]`);
+  }
+  const [l, r] = w as number[];
+  for (const [x, name] of [[l, "left"], [r, "right"]] as const) {
+    if (!Number.isSafeInteger(x) || x < -1) {
+      throw new RangeError(`${what} ${name} must be an integer >= -1 (-1: unbounded), got ${x}`);
+    }
+  }
+  return [l, r];
+}
+
+/** Masked runs of key column j for a window/causal constraint at offset `off` = Nk − Nq. */
+function windowRuns(
+  j: number,
+  off: number,
+  left: number,
+  right: number,
+  causal: boolean,
+): [number, number, number, number] {
+  // visible rows i: j - off - right <= i <= j - off + left (and i >= j - off when causal)
+  const r = causal ? 0 : right; // causal caps the right side at the diagonal
+  const ute = r < 0 ? 0 : j - off - r;
+  const lts = left < 0 ? Infinity : j - off + left + 1;
+  return [lts, Infinity, 0, ute];
+}
+
+/**
+ * FlashAttention's local attention (`window_size`), bottom-right aligned: query i sees key j iff
+ * `i + (nk − nq) − left <= j <= i + (nk − nq) + right`, with -1 for an unbounded side; with
+ * `causal`, also `j <= i + (nk − nq)`.
+ *
+ * @example A window of 2 keys back and 1 ahead
+ * ```ts
+ * import { localWindow, toDense } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const d = toDense(localWindow(5, 5, [2, 1]));
+ * assert.deepEqual(Array.from(d.subarray(10, 15)), [1, 1, 1, 1, 0]); // row 2 sees keys 0..3
+ * ```
+ */
+export function localWindow(
+  nq: number,
+  nk: number,
+  windowSize: WindowSize,
+  options: { causal?: boolean } = {},
+): FlashMask {
+  checkLength(nq, "localWindow: nq");
+  checkLength(nk, "localWindow: nk");
+  const [left, right] = checkWindow(windowSize, "localWindow: windowSize");
+  return fromRuns(nq, nk, (j) => windowRuns(j, nk - nq, left, right, options.causal ?? false));
+}
+
+/**
+ * Packed variable-length sequences, as `cu_seqlens` of `flash_attn_varlen_func`: sequence s holds
+ * positions `[cuSeqlens[s], cuSeqlens[s + 1])`; a document mask (causal: causal document; with a
+ * window, within each sequence), so packed sequences cost no padding and their cross-sequence
+ * tiles are skipped.
+ *
+ * @example
+ * ```ts
+ * import { causalDocument, toDense, varlen } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(toDense(varlen([0, 3, 8], { causal: true })), toDense(causalDocument([3, 5])));
+ * ```
+ */
+export function varlen(
+  cuSeqlens: ArrayLike<number>,
+  options: { causal?: boolean; windowSize?: WindowSize } = {},
+): FlashMask {
+  if (!cuSeqlens || typeof cuSeqlens.length !== "number" || cuSeqlens.length < 2) {
+    throw new RangeError("cuSeqlens must hold at least 2 cumulative lengths [0, ..., N]");
+  }
+  if (cuSeqlens[0] !== 0) throw new RangeError(`cuSeqlens[0] must be 0, got ${cuSeqlens[0]}`);
+  for (let s = 1; s < cuSeqlens.length; s++) {
+    if (!Number.isSafeInteger(cuSeqlens[s]) || cuSeqlens[s] <= cuSeqlens[s - 1]) {
+      throw new RangeError(
+        `cuSeqlens[${s}] = ${cuSeqlens[s]} must be an integer greater than cuSeqlens[${s - 1}] = ${
+          cuSeqlens[s - 1]
+        }`,
+      );
+    }
+  }
+  const n = cuSeqlens[cuSeqlens.length - 1];
+  const [left, right] = options.windowSize
+    ? checkWindow(options.windowSize, "varlen: windowSize")
+    : [-1, -1];
+  const start = new Int32Array(n), end = new Int32Array(n);
+  for (let s = 1; s < cuSeqlens.length; s++) {
+    start.fill(cuSeqlens[s - 1], cuSeqlens[s - 1], cuSeqlens[s]);
+    end.fill(cuSeqlens[s], cuSeqlens[s - 1], cuSeqlens[s]);
+  }
+  return fromRuns(n, n, (j) => {
+    const [lts, , , ute] = windowRuns(j, 0, left, right, options.causal ?? false);
+    return [Math.min(lts, end[j]), n, 0, Math.max(ute, start[j])];
+  });
+}
+
+/**
+ * A ragged KV cache: batch entry b holds `kvLength[b]` valid keys (the rest of the Nk slots are
+ * masked for every query); causal and window alignment are bottom-right against each entry's own
+ * length, as in `flash_attn_with_kvcache`: query i sees key j iff `j < kvLength[b]` and, when
+ * causal, `j <= i + (kvLength[b] − nq)`. Shape `[batch, 1, nk, C]`.
+ *
+ * @example Two cache entries of 3 and 5 valid keys, one new query each
+ * ```ts
+ * import { kvCache, toDense } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const m = kvCache([3, 5], 1, 6, { causal: true });
+ * assert.deepEqual(Array.from(toDense(m, { batch: 0, nq: 1 })), [1, 1, 1, 0, 0, 0]);
+ * assert.deepEqual(Array.from(toDense(m, { batch: 1, nq: 1 })), [1, 1, 1, 1, 1, 0]);
+ * ```
+ */
+export function kvCache(
+  kvLength: ArrayLike<number>,
+  nq: number,
+  nk: number,
+  options: { causal?: boolean; windowSize?: WindowSize } = {},
+): FlashMask {
+  checkLength(nq, "kvCache: nq");
+  checkLength(nk, "kvCache: nk");
+  if (!kvLength || typeof kvLength.length !== "number" || kvLength.length < 1) {
+    throw new RangeError("kvLength must hold one length per batch entry");
+  }
+  for (let b = 0; b < kvLength.length; b++) {
+    const len = kvLength[b];
+    if (!Number.isSafeInteger(len) || len < 0 || len > nk) {
+      throw new RangeError(`kvLength[${b}] = ${len} must be an integer in [0, ${nk}] (Nk)`);
+    }
+  }
+  const [left, right] = options.windowSize
+    ? checkWindow(options.windowSize, "kvCache: windowSize")
+    : [-1, -1];
+  const causalFlag = options.causal ?? false;
+  return fromRuns(
+    nq,
+    nk,
+    (j, b) =>
+      j >= kvLength[b] ? [0, nq, 0, 0] : windowRuns(j, kvLength[b] - nq, left, right, causalFlag),
+    kvLength.length,
+  );
 }

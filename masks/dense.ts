@@ -5,7 +5,13 @@
  * @module
  */
 
-import { BOUNDS_PER_COLUMN, checkMask, type FlashMask, maskBounds } from "./flashmask.ts";
+import {
+  BOUNDS_PER_COLUMN,
+  checkMask,
+  type FlashMask,
+  maskBounds,
+  visibleRows,
+} from "./flashmask.ts";
 import { classifyTile, schedule, TILE_FULL, TILE_SKIPPED } from "./schedule.ts";
 
 /** Which slice of a mask to look at, and the query length. */
@@ -112,12 +118,7 @@ export function maskPicture(mask: FlashMask, options: PictureOptions = {}): stri
   return grid(nq, nk, max, (r0, r1, c0, c1) => {
     let visible = 0;
     for (let j = c0; j < c1; j++) {
-      const o = (s * nk + j) * BOUNDS_PER_COLUMN;
-      const lts = bounds[o], lte = bounds[o + 1], uts = bounds[o + 2], ute = bounds[o + 3];
-      const lo = Math.max(0, Math.min(lte, r1) - Math.max(lts, r0));
-      const up = Math.max(0, Math.min(ute, r1) - Math.max(uts, r0));
-      const both = Math.max(0, Math.min(lte, ute, r1) - Math.max(lts, uts, r0));
-      visible += r1 - r0 - (lo + up - both);
+      visible += visibleRows(bounds, (s * nk + j) * BOUNDS_PER_COLUMN, r0, r1);
     }
     return visible === (r1 - r0) * (c1 - c0) ? "█" : visible === 0 ? "░" : "▒";
   });

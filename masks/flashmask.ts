@@ -257,6 +257,15 @@ export function maskBounds(mask: FlashMask, nq: number): Int32Array {
   return out;
 }
 
+/** Visible rows of `[r0, r1)` in the canonical column at `bounds[o .. o+4)`. */
+export function visibleRows(bounds: Int32Array, o: number, r0: number, r1: number): number {
+  const lts = bounds[o], lte = bounds[o + 1], uts = bounds[o + 2], ute = bounds[o + 3];
+  const lo = Math.max(0, Math.min(lte, r1) - Math.max(lts, r0));
+  const up = Math.max(0, Math.min(ute, r1) - Math.max(uts, r0));
+  const both = Math.max(0, Math.min(lte, ute, r1) - Math.max(lts, uts, r0));
+  return r1 - r0 - (lo + up - both);
+}
+
 /**
  * The mask slice used by query head `h` of batch `b`: slices are `maskBatch × maskHeads`,
  * a mask batch of 1 broadcasts, and mask head = `floor(h / (Hq / maskHeads))`.

@@ -34,6 +34,8 @@ export {
   type FromDenseOptions,
   full,
   globalSlidingWindow,
+  kvCache,
+  localWindow,
   type PrefixDocument,
   prefixLmCausal,
   prefixLmDocument,
@@ -43,6 +45,8 @@ export {
   shareQuestion,
   slidingWindow,
   stack,
+  varlen,
+  type WindowSize,
 } from "./builders.ts";
 export { maskPicture, type PictureOptions, type SliceOptions, toDense } from "./dense.ts";
 export {
@@ -56,3 +60,18 @@ export {
   visibleFraction,
 } from "./schedule.ts";
 export { type ExampleMask, exampleMask, MASK_NAMES, type MaskName } from "./examples.ts";
+export {
+  checkDropout,
+  type Dropout,
+  dropoutKeeps,
+  dropoutKey,
+  dropoutThreshold,
+  philox4x32,
+} from "./dropout.ts";
+export {
+  BLOCK_MASK_GRANULE,
+  type BlockMask,
+  blockMask,
+  checkBlockMask,
+  sliceLike,
+} from "./block_mask.ts";

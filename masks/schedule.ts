@@ -19,12 +19,14 @@
  * @module
  */
 
+import { type BlockMask, checkBlockMask } from "./block_mask.ts";
 import {
   BOUNDS_PER_COLUMN,
   checkMask,
   checkMaskStructure,
   type FlashMask,
   maskBounds,
+  visibleRows,
 } from "./flashmask.ts";
 
 /** Class of a tile. */
@@ -44,6 +46,11 @@ export interface ScheduleOptions {
   blockRows: number;
   /** Columns per tile (Bc). */
   blockCols: number;
+  /**
+   * Block-sparse mask: tiles inside its zero blocks are skipped. Its block sizes must be
+   * multiples of the tile sizes, and the mask must have the slices of {@linkcode sliceLike}.
+   */
+  blockMask?: BlockMask;
 }
 
 /** The block schedule of one mask at one tile size; built by {@linkcode schedule}. */
@@ -102,7 +109,10 @@ export function classifyTile(blockBounds: Int32Array, o: number, r0: number, r1:
   return TILE_PARTIAL;
 }
 
-const cache = new WeakMap<FlashMask, { copy: Int32Array; plans: Map<string, Schedule> }>();
+const cache = new WeakMap<
+  FlashMask,
+  { copy: Int32Array; plans: Map<string, { plan: Schedule; blocks?: Uint8Array }> }
+>();
 
 /**
  * The block schedule of `mask` for tiles of `blockRows × blockCols`. Validates the mask
@@ -128,22 +138,41 @@ export function schedule(mask: FlashMask, options: ScheduleOptions): Schedule {
     }
   }
   checkMaskStructure(mask, "mask");
-  const key = `${nq},${nk},${blockRows},${blockCols}`;
+  const bm = options.blockMask;
+  const key = `${nq},${nk},${blockRows},${blockCols},${bm ? blockMaskId(bm) : ""}`;
   let entry = cache.get(mask);
   if (entry && !sameData(entry.copy, mask.startEndRowIndices)) entry = undefined;
   const hit = entry?.plans.get(key);
-  if (hit) return hit;
-  checkMask(mask, { batch: mask.shape[0], heads: mask.shape[1], kvHeads: mask.shape[1], nq, nk });
+  if (hit && (!bm || sameData(hit.blocks!, bm.data))) return hit.plan;
+  const [mb, mh] = mask.shape;
+  checkMask(mask, { batch: mb, heads: mh, kvHeads: mh, nq, nk });
+  if (bm) {
+    checkBlockMask(bm, { batch: mb, heads: mh, kvHeads: mh, nq, nk }, "blockMask");
+    if (bm.blockRows % blockRows || bm.blockCols % blockCols) {
+      throw new RangeError(
+        `blockMask blocks of ${bm.blockRows} × ${bm.blockCols} are not multiples of this kernel's ${blockRows} × ${blockCols} tiles`,
+      );
+    }
+  }
   if (!entry) {
     entry = { copy: mask.startEndRowIndices.slice(), plans: new Map() };
     cache.set(mask, entry);
   }
-  const plan = buildSchedule(mask, nq, nk, blockRows, blockCols);
-  entry.plans.set(key, plan);
+  const plan = buildSchedule(mask, nq, nk, blockRows, blockCols, bm);
+  entry.plans.set(key, { plan, blocks: bm?.data.slice() });
   return plan;
 }
 
-function sameData(a: Int32Array, b: Int32Array): boolean {
+const blockMaskIds = new WeakMap<BlockMask, number>();
+let nextBlockMaskId = 1;
+
+function blockMaskId(bm: BlockMask): number {
+  let id = blockMaskIds.get(bm);
+  if (id === undefined) blockMaskIds.set(bm, id = nextBlockMaskId++);
+  return id;
+}
+
+function sameData(a: Int32Array | Uint8Array, b: Int32Array | Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
@@ -155,8 +184,18 @@ function buildSchedule(
   nk: number,
   br: number,
   bc: number,
+  bm?: BlockMask,
 ): Schedule {
   const slices = mask.shape[0] * mask.shape[1];
+  // Block mask: slice s = b·heads + h reads block-mask slice (b or 0, h scaled to its heads).
+  const allowed = (s: number, r: number, c: number) => {
+    if (!bm) return true;
+    const [bb, bh, rb, cb] = bm.shape, heads = mask.shape[1];
+    const b = Math.floor(s / heads), h = s % heads;
+    const bs = (bb === 1 ? 0 : b) * bh + Math.floor((h * bh) / heads);
+    const row = Math.floor((r * br) / bm.blockRows), col = Math.floor((c * bc) / bm.blockCols);
+    return bm.data[(bs * rb + row) * cb + col] !== 0;
+  };
   const tr = Math.ceil(nq / br), tc = Math.ceil(nk / bc);
   const bounds = maskBounds(mask, nq);
 
@@ -189,7 +228,7 @@ function buildSchedule(
     for (let r = 0; r < tr; r++) {
       const r0 = r * br, r1 = Math.min(nq, r0 + br);
       for (let c = 0; c < tc; c++) {
-        const k = classifyTile(blockBounds, (s * tc + c) * 8, r0, r1);
+        const k = allowed(s, r, c) ? classifyTile(blockBounds, (s * tc + c) * 8, r0, r1) : 0;
         cls[(s * tr + r) * tc + c] = k;
         if (k === TILE_SKIPPED) continue;
         if (k === TILE_FULL) full++;
@@ -233,21 +272,42 @@ function buildSchedule(
     colTiles,
     tiles: { full, partial, skipped: total - full - partial },
     density: (full + partial) / total,
-    visibleFraction: boundsVisibleFraction(bounds, nq),
+    visibleFraction: bm
+      ? blockVisibleFraction(bounds, nq, nk, br, bc, allowed)
+      : boundsVisibleFraction(bounds, nq),
   };
+}
+
+/** Exact visible fraction under a block mask: per column, rows of allowed tiles only. */
+function blockVisibleFraction(
+  bounds: Int32Array,
+  nq: number,
+  nk: number,
+  br: number,
+  bc: number,
+  allowed: (s: number, r: number, c: number) => boolean,
+): number {
+  const slices = bounds.length / (nk * BOUNDS_PER_COLUMN), tr = Math.ceil(nq / br);
+  let visible = 0;
+  for (let s = 0; s < slices; s++) {
+    for (let j = 0; j < nk; j++) {
+      const o = (s * nk + j) * BOUNDS_PER_COLUMN;
+      for (let r = 0; r < tr; r++) {
+        if (allowed(s, r, Math.floor(j / bc))) {
+          visible += visibleRows(bounds, o, r * br, Math.min(nq, (r + 1) * br));
+        }
+      }
+    }
+  }
+  return visible / (slices * nq * nk);
 }
 
 /** Exact fraction of visible elements of canonical bounds (all slices and columns). */
 export function boundsVisibleFraction(bounds: Int32Array, nq: number): number {
-  let masked = 0;
+  let visible = 0;
   const cols = bounds.length / BOUNDS_PER_COLUMN;
-  for (let x = 0; x < cols; x++) {
-    const o = x * BOUNDS_PER_COLUMN;
-    const lts = bounds[o], lte = bounds[o + 1], uts = bounds[o + 2], ute = bounds[o + 3];
-    const overlap = Math.max(0, Math.min(lte, ute) - Math.max(lts, uts));
-    masked += Math.max(0, lte - lts) + Math.max(0, ute - uts) - overlap;
-  }
-  return 1 - masked / (cols * nq);
+  for (let x = 0; x < cols; x++) visible += visibleRows(bounds, x * BOUNDS_PER_COLUMN, 0, nq);
+  return visible / (cols * nq);
 }
 
 /**

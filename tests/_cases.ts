@@ -11,6 +11,9 @@ import {
   attention,
   attentionBackward,
   type AttentionOptions,
+  type BlockMask,
+  blockMask,
+  type Dropout,
   type DType,
   exampleMask,
   type FlashMask,
@@ -35,6 +38,12 @@ export interface Case {
   mask?: FlashMask;
   causal?: boolean;
   scale?: number;
+  windowSize?: [number, number];
+  cuSeqlens?: number[];
+  kvLength?: number[];
+  blockMask?: BlockMask;
+  softcap?: number;
+  dropout?: Dropout;
   /** Standard deviation of q and k entries (default 1). */
   sigma?: number;
   /** Skip the backward check. */
@@ -189,6 +198,117 @@ export function standardCases(options: { large?: boolean } = {}): Case[] {
   return cases;
 }
 
+/**
+ * Cases of the options beyond plain masks (issue 6): local windows, packed sequences, ragged KV
+ * caches, block-sparse masks, softcap and dropout, each forward and backward.
+ */
+export function featureCases(): Case[] {
+  const one = { batch: 1, heads: 2, kvHeads: 1, dtype: "f32" as DType, d: 16 };
+  const rand = rng(17);
+  const blocks = (b: number, h: number, r: number, c: number) =>
+    blockMask(
+      Uint8Array.from({ length: b * h * r * c }, () => (rand() < 0.6 ? 1 : 0)),
+      [b, h, r, c],
+      { blockRows: 128, blockCols: 128 },
+    );
+  return [
+    { ...one, name: "windowSize [5, 3]", nq: 40, nk: 40, windowSize: [5, 3] },
+    {
+      ...one,
+      name: "windowSize [7, -1] causal, Nq < Nk",
+      nq: 23,
+      nk: 50,
+      windowSize: [7, -1],
+      causal: true,
+    },
+    { ...one, name: "windowSize [-1, 2], Nq > Nk", nq: 45, nk: 30, windowSize: [-1, 2] },
+    {
+      ...one,
+      name: "cuSeqlens causal",
+      nq: 50,
+      nk: 50,
+      heads: 1,
+      cuSeqlens: [0, 7, 30, 31, 50],
+      causal: true,
+    },
+    {
+      ...one,
+      name: "cuSeqlens with a window",
+      nq: 50,
+      nk: 50,
+      heads: 1,
+      cuSeqlens: [0, 20, 50],
+      windowSize: [4, 0],
+    },
+    {
+      ...one,
+      name: "kvLength causal, 3 new queries",
+      batch: 3,
+      nq: 3,
+      nk: 37,
+      kvLength: [37, 10, 0],
+      causal: true,
+    },
+    {
+      ...one,
+      name: "kvLength window",
+      batch: 2,
+      nq: 5,
+      nk: 29,
+      kvLength: [29, 13],
+      windowSize: [6, 0],
+    },
+    {
+      ...one,
+      name: "blockMask 128 x 128",
+      heads: 2,
+      kvHeads: 2,
+      nq: 300,
+      nk: 260,
+      blockMask: blocks(1, 2, 3, 3),
+    },
+    {
+      ...one,
+      name: "blockMask with a causal document mask, per batch",
+      batch: 2,
+      nq: 260,
+      nk: 260,
+      d: 8,
+      mask: exampleMask("causalDocument", 260, 5).mask,
+      blockMask: blocks(2, 1, 3, 3),
+    },
+    { ...one, name: "softcap 2", nq: 33, nk: 33, softcap: 2, causal: true, sigma: 3 },
+    {
+      ...one,
+      name: "softcap 30 with a mask",
+      nq: 40,
+      nk: 40,
+      softcap: 30,
+      mask: exampleMask("document", 40).mask,
+    },
+    { ...one, name: "dropout 0.2", nq: 37, nk: 37, dropout: { p: 0.2, seed: 42 } },
+    {
+      ...one,
+      name: "dropout 0.5 causal GQA",
+      heads: 4,
+      kvHeads: 2,
+      nq: 29,
+      nk: 29,
+      dropout: { p: 0.5, seed: 2 ** 40 + 7 },
+      causal: true,
+    },
+    {
+      ...one,
+      name: "dropout with softcap and a window",
+      nq: 31,
+      nk: 31,
+      dropout: { p: 0.1, seed: 3 },
+      softcap: 5,
+      windowSize: [6, 6],
+    },
+  ];
+}
+
 /** Runs one case through `attention` / `attentionBackward` and checks it against the reference. */
 export async function checkCase(c: Case, extra: AttentionOptions, seed = 1): Promise<void> {
   const rand = rng(seed);
@@ -198,7 +318,17 @@ export async function checkCase(c: Case, extra: AttentionOptions, seed = 1): Pro
   const v = randomTensor(rand, [c.batch, c.nk, c.kvHeads, c.d], c.dtype);
   const dOut = randomTensor(rand, [c.batch, c.nq, c.heads, c.d], c.dtype);
   const copies = [q, k, v, dOut].map((t) => t.data.slice());
-  const opt = { mask: c.mask, causal: c.causal, scale: c.scale };
+  const opt = {
+    mask: c.mask,
+    causal: c.causal,
+    scale: c.scale,
+    windowSize: c.windowSize,
+    cuSeqlens: c.cuSeqlens,
+    kvLength: c.kvLength,
+    blockMask: c.blockMask,
+    softcap: c.softcap,
+    dropout: c.dropout,
+  };
   const options: AttentionOptions = { ...opt, ...extra };
 
   const { out, lse } = await attention(q, k, v, options);

@@ -8,6 +8,8 @@ import {
   flashMask,
   fromDense,
   globalSlidingWindow,
+  kvCache,
+  localWindow,
   MASK_NAMES,
   maskPicture,
   prefixLmDocument,
@@ -17,6 +19,7 @@ import {
   slidingWindow,
   stack,
   toDense,
+  varlen,
 } from "../mod.ts";
 import { evictionRows } from "../masks/builders.ts";
 import { definition, denseOf } from "./mask_predicates.ts";
@@ -28,7 +31,7 @@ const SIZES = [1, 2, 17, 64, 97];
 /** The dense matrix of a raw mask read through the reference's layout table. */
 function referenceDense(mask: FlashMask, nq: number, b = 0, h = 0, heads = 1): Uint8Array {
   const nk = mask.shape[2];
-  return denseOf((i, j) => referenceAllowed(mask, false, b, h, heads, i, j, nq, nk), nq, nk);
+  return denseOf((i, j) => referenceAllowed({ mask }, b, h, heads, i, j, nq, nk), nq, nk);
 }
 
 Deno.test("every builder matches its definition (toDense and the reference layout table)", () => {
@@ -252,4 +255,41 @@ Deno.test("maskPicture draws elements, downsampled cells and tile classes", () =
     blocks: { blockRows: 32, blockCols: 32 },
   });
   assert.equal(blocks, "▓░░░\n█▓░░\n░░▓░\n░░█▓");
+});
+
+Deno.test("localWindow, varlen and kvCache match FlashAttention's definitions", () => {
+  for (const [nq, nk] of [[9, 9], [4, 11], [11, 4]]) {
+    for (const w of [[2, 1], [0, 0], [3, -1], [-1, 2], [-1, -1]] as [number, number][]) {
+      for (const c of [false, true]) {
+        const off = nk - nq;
+        const want = denseOf(
+          (i, j) =>
+            (w[0] < 0 || j >= i + off - w[0]) &&
+            (c ? j <= i + off : w[1] < 0 || j <= i + off + w[1]),
+          nq,
+          nk,
+        );
+        const m = localWindow(nq, nk, w, { causal: c });
+        assert.deepEqual(toDense(m, { nq }), want, `${nq}x${nk} window ${w} causal ${c}`);
+      }
+    }
+  }
+  const cu = [0, 3, 4, 9];
+  const seq = (x: number) => cu.findIndex((e, s) => s > 0 && x < e) - 1;
+  assert.deepEqual(
+    toDense(varlen(cu, { causal: true, windowSize: [1, -1] })),
+    denseOf((i, j) => seq(i) === seq(j) && j <= i && j >= i - 1, 9, 9),
+  );
+  const lens = [6, 2, 0];
+  const m = kvCache(lens, 3, 6, { causal: true });
+  lens.forEach((len, b) =>
+    assert.deepEqual(
+      toDense(m, { batch: b, nq: 3 }),
+      denseOf((i, j) => j < len && j <= i + len - 3, 3, 6),
+      `kv entry ${b}`,
+    )
+  );
+  assert.throws(() => localWindow(4, 4, [-2, 0]), /left must be an integer >= -1/);
+  assert.throws(() => varlen([0, 3, 3]), /cuSeqlens\[2\] = 3 must be an integer greater than/);
+  assert.throws(() => kvCache([7], 1, 6), /kvLength\[0\] = 7 must be an integer in \[0, 6\]/);
 });

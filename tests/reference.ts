@@ -1,6 +1,7 @@
 /**
- * The naive attention reference, written independently of the scheduler and of the canonical
- * mask bounds: the mask semantics are read straight from the FlashMask layouts. O(Nq·Nk)
+ * The naive attention reference, written independently of the scheduler, of the canonical mask
+ * bounds and of the mask builders: the mask semantics are read straight from the FlashMask
+ * layout table and the option definitions (window, cuSeqlens, kvLength, block mask). O(Nq·Nk)
  * memory, for tests only.
  *
  * `referenceForward` / `referenceBackward` compute in float64. With `round: Math.fround` the
@@ -11,6 +12,9 @@
  * @module
  */
 
+import type { BlockMask } from "../masks/block_mask.ts";
+import type { Dropout } from "../masks/dropout.ts";
+import { dropoutKeeps } from "../masks/dropout.ts";
 import type { FlashMask } from "../masks/flashmask.ts";
 import { f16Bits, f16Value, type Tensor, toFloat32 } from "../tensor.ts";
 
@@ -19,12 +23,17 @@ export interface ReferenceOptions {
   mask?: FlashMask;
   causal?: boolean;
   scale?: number;
+  windowSize?: readonly [number, number];
+  cuSeqlens?: ArrayLike<number>;
+  kvLength?: ArrayLike<number>;
+  blockMask?: BlockMask;
+  softcap?: number;
+  dropout?: Dropout;
 }
 
-/** Whether query i of head h, batch b may see key j, from the FlashMask layout table. */
+/** Whether query i of head h (of `heads`), batch b may see key j, by definition. */
 export function referenceAllowed(
-  mask: FlashMask | undefined,
-  causalOnly: boolean,
+  opt: ReferenceOptions,
   b: number,
   h: number,
   heads: number,
@@ -33,7 +42,45 @@ export function referenceAllowed(
   nq: number,
   nk: number,
 ): boolean {
-  if (!mask) return !causalOnly || j <= i + (nk - nq);
+  const bm = opt.blockMask;
+  if (bm) {
+    const [bb, bh, rb, cb] = bm.shape;
+    const s = (bb === 1 ? 0 : b) * bh + Math.floor((h * bh) / heads);
+    const r = Math.floor(i / bm.blockRows), c = Math.floor(j / bm.blockCols);
+    if (bm.data[(s * rb + r) * cb + c] === 0) return false;
+  }
+  if (opt.mask) return flashMaskAllows(opt.mask, b, h, heads, i, j, nq, nk);
+  let off = nk - nq;
+  if (opt.kvLength) {
+    if (j >= opt.kvLength[b]) return false;
+    off = opt.kvLength[b] - nq;
+  }
+  if (opt.cuSeqlens) {
+    const seq = (x: number) => {
+      let s = 0;
+      while (opt.cuSeqlens![s + 1] <= x) s++;
+      return s;
+    };
+    if (seq(i) !== seq(j)) return false;
+  }
+  const [left, right] = opt.windowSize ?? [-1, -1];
+  if (opt.causal && j > i + off) return false;
+  if (left >= 0 && j < i + off - left) return false;
+  if (right >= 0 && j > i + off + right) return false;
+  return true;
+}
+
+/** The FlashMask layout table (see masks/flashmask.ts), read from the raw layout. */
+function flashMaskAllows(
+  mask: FlashMask,
+  b: number,
+  h: number,
+  heads: number,
+  i: number,
+  j: number,
+  nq: number,
+  nk: number,
+): boolean {
   const [mb, mh, , c] = mask.shape;
   const s = (mb === 1 ? 0 : b) * mh + Math.floor((h * mh) / heads);
   const x = mask.startEndRowIndices, o = (s * nk + j) * c;
@@ -77,8 +124,8 @@ export function roundTo(x: Float64Array, dtype: "f32" | "f16"): Float64Array {
   return x.map((v) => dtype === "f16" ? f16Value(f16Bits(v)) : Math.fround(v));
 }
 
-/** Per (b, h, i): scaled scores of the visible keys, or null for masked ones. */
-function scores(
+/** Per (b, h, i): the dot products q·k of the visible keys, or null for masked ones. */
+function dots(
   q: Float32Array,
   k: Float32Array,
   D: Dims,
@@ -88,11 +135,11 @@ function scores(
   i: number,
   f: Round,
 ): (number | null)[] {
-  const { nq, nk, heads, kvHeads, d, scale } = D;
+  const { nq, nk, heads, kvHeads, d } = D;
   const kh = Math.floor((h * kvHeads) / heads);
   const row: (number | null)[] = [];
   for (let j = 0; j < nk; j++) {
-    if (!referenceAllowed(opt.mask, opt.causal ?? false, b, h, heads, i, j, nq, nk)) {
+    if (!referenceAllowed(opt, b, h, heads, i, j, nq, nk)) {
       row.push(null);
       continue;
     }
@@ -102,19 +149,15 @@ function scores(
         dot + f(q[((b * nq + i) * heads + h) * d + x] * k[((b * nk + j) * kvHeads + kh) * d + x]),
       );
     }
-    row.push(f(dot * f(scale)));
+    row.push(dot);
   }
   return row;
 }
 
-/**
- * The float32 backward's P: recomputed from the float32 lse in the base-2 form every fast
- * kernel uses (scores pre-scaled by scale·log2 e, P = 2^(s₂ − lse·log2 e)), so the rounding of
- * lse and of the rescaled scores, |lse|·2^-24 each, is part of the baseline error.
- */
-function recomputedP(row: (number | null)[], lse: number, scale: number, f: Round): number[] {
-  const toLog2 = f(Math.LOG2E), s2Scale = f(scale * Math.LOG2E), lse2 = f(f(lse) * toLog2);
-  return row.map((s) => s === null ? 0 : f(2 ** f(f((s / scale) * s2Scale) - lse2)));
+/** The score of a dot product: dot·scale, capped as c·tanh(dot·scale/c) with softcap c. */
+function score(dot: number, scale: number, opt: ReferenceOptions, f: Round): number {
+  const s = f(dot * f(scale));
+  return opt.softcap ? f(f(opt.softcap) * f(Math.tanh(f(s / f(opt.softcap))))) : s;
 }
 
 /** Softmax probabilities of a score row (null → 0) and its log-sum-exp. */
@@ -128,6 +171,22 @@ function softmax(row: (number | null)[], f: Round): { p: number[]; lse: number }
   return { p: e.map((x) => f(x / l)), lse: f(m + f(Math.log(l))) };
 }
 
+/**
+ * The float32 backward's P: recomputed from the float32 lse in the base-2 form every fast kernel
+ * uses (P = 2^(s·log2 e − lse·log2 e)), so the rounding of lse and of the rescaled scores,
+ * |lse|·2^-24 each, is part of the baseline error.
+ */
+function recomputedP(scores: (number | null)[], lse: number, f: Round): number[] {
+  const toLog2 = f(Math.LOG2E), lse2 = f(f(lse) * toLog2);
+  return scores.map((s) => s === null ? 0 : f(2 ** f(f(s * toLog2) - lse2)));
+}
+
+/** Dropout factor of element (b, h, i, j): 0 or 1 / (1 − p); 1 without dropout. */
+function keep(opt: ReferenceOptions, b: number, h: number, i: number, j: number): number {
+  if (!opt.dropout || opt.dropout.p === 0) return 1;
+  return dropoutKeeps(opt.dropout, b, h, i, j) ? 1 / (1 - opt.dropout.p) : 0;
+}
+
 /** Naive forward: out `[B, Nq, Hq, d]` and lse `[B, Hq, Nq]`. */
 export function referenceForward(
   qt: Tensor,
@@ -137,19 +196,23 @@ export function referenceForward(
   f: Round = exact,
 ): { out: Float64Array; lse: Float64Array } {
   const D = dims(qt, kt, opt.scale);
-  const { batch, nq, nk, heads, kvHeads, d } = D;
+  const { batch, nq, nk, heads, kvHeads, d, scale } = D;
   const q = toFloat32(qt), k = toFloat32(kt), v = toFloat32(vt);
   const out = new Float64Array(q.length), lse = new Float64Array(batch * heads * nq);
   for (let b = 0; b < batch; b++) {
     for (let h = 0; h < heads; h++) {
       const kh = Math.floor((h * kvHeads) / heads);
       for (let i = 0; i < nq; i++) {
-        const { p, lse: l } = softmax(scores(q, k, D, opt, b, h, i, f), f);
+        const row = dots(q, k, D, opt, b, h, i, f).map((x) =>
+          x === null ? null : score(x, scale, opt, f)
+        );
+        const { p, lse: l } = softmax(row, f);
         lse[(b * heads + h) * nq + i] = l;
+        const pd = p.map((x, j) => x === 0 ? 0 : f(x * keep(opt, b, h, i, j)));
         for (let x = 0; x < d; x++) {
           let acc = 0;
           for (let j = 0; j < nk; j++) {
-            if (p[j] !== 0) acc = f(acc + f(p[j] * v[((b * nk + j) * kvHeads + kh) * d + x]));
+            if (pd[j] !== 0) acc = f(acc + f(pd[j] * v[((b * nk + j) * kvHeads + kh) * d + x]));
           }
           out[((b * nq + i) * heads + h) * d + x] = acc;
         }
@@ -177,27 +240,36 @@ export function referenceBackward(
     for (let h = 0; h < heads; h++) {
       const kh = Math.floor((h * kvHeads) / heads);
       for (let i = 0; i < nq; i++) {
-        const row = scores(q, k, D, opt, b, h, i, f);
+        const dot = dots(q, k, D, opt, b, h, i, f);
+        const row = dot.map((x) => x === null ? null : score(x, scale, opt, f));
         let { p, lse } = softmax(row, f);
         // A float32 backward recomputes P from the float32 lse, as FlashAttention's does.
-        if (f !== exact && lse !== -Infinity) p = recomputedP(row, lse, scale, f);
+        if (f !== exact && lse !== -Infinity) p = recomputedP(row, lse, f);
         const qo = ((b * nq + i) * heads + h) * d;
-        const dP = new Float64Array(nk);
+        const dP = new Float64Array(nk), z = new Float64Array(nk);
         let Di = 0;
         for (let j = 0; j < nk; j++) {
           if (p[j] === 0) continue;
+          z[j] = keep(opt, b, h, i, j);
           const vo = ((b * nk + j) * kvHeads + kh) * d;
           let s = 0;
           for (let x = 0; x < d; x++) s = f(s + f(dO[qo + x] * v[vo + x]));
-          dP[j] = s;
-          Di = f(Di + f(p[j] * s));
+          dP[j] = f(s * z[j]); // gradient through the dropped probabilities
+          Di = f(Di + f(p[j] * dP[j]));
         }
         for (let j = 0; j < nk; j++) {
           if (p[j] === 0) continue;
           const ko = ((b * nk + j) * kvHeads + kh) * d;
-          const dS = f(f(p[j] * f(dP[j] - Di)) * f(scale));
+          // d score / d dot: scale, times 1 − tanh² of the capped argument with softcap
+          let slope = f(scale);
+          if (opt.softcap) {
+            const t = f(Math.tanh(f(f(dot[j]! * f(scale)) / f(opt.softcap))));
+            slope = f(slope * f(1 - f(t * t)));
+          }
+          const dS = f(f(p[j] * f(dP[j] - Di)) * slope);
+          const pd = f(p[j] * z[j]);
           for (let x = 0; x < d; x++) {
-            dv[ko + x] = f(dv[ko + x] + f(p[j] * dO[qo + x]));
+            dv[ko + x] = f(dv[ko + x] + f(pd * dO[qo + x]));
             dk[ko + x] = f(dk[ko + x] + f(dS * q[qo + x]));
             dq[qo + x] = f(dq[qo + x] + f(dS * k[ko + x]));
           }

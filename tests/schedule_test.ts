@@ -58,7 +58,7 @@ function checkSchedule(mask: FlashMask, nq: number, nk: number, br: number, bc: 
         let vis = 0, msk = 0;
         for (let i = r * br; i < Math.min(nq, (r + 1) * br); i++) {
           for (let j = c * bc; j < Math.min(nk, (c + 1) * bc); j++) {
-            if (referenceAllowed(mask, false, b, h, mh, i, j, nq, nk)) vis++;
+            if (referenceAllowed({ mask }, b, h, mh, i, j, nq, nk)) vis++;
             else msk++;
           }
         }

@@ -169,3 +169,62 @@ Deno.test("attentionBackward validates out, dOut and lse", async () => {
   await assert.rejects(() => call({ lse: nanLse }), /lse\[5\] is NaN/);
   await assert.rejects(() => attentionBackward(null as never), /saved must be an object/);
 });
+
+Deno.test("attention rejects bad issue-6 options before computing", async () => {
+  const m = causal(5);
+  await rejects(
+    [q, k, v, { mask: m, windowSize: [2, 0] }],
+    TypeError,
+    /windowSize cannot be combined with options.mask/,
+  );
+  await rejects(
+    [q, k, v, { windowSize: [2] as never }],
+    RangeError,
+    /windowSize must be \[left, right\]/,
+  );
+  await rejects(
+    [q, k, v, { cuSeqlens: [0, 6] }],
+    RangeError,
+    /cuSeqlens packs sequences into batch 1/,
+  );
+  await rejects([q, k, v, { kvLength: [5] }], RangeError, /kvLength must hold 2 lengths/);
+  await rejects(
+    [q, k, v, { kvLength: [5, 6] }],
+    RangeError,
+    /kvLength\[1\] = 6 must be an integer in \[0, 5\]/,
+  );
+  await rejects(
+    [q, k, v, { mask: m, kvLength: [5, 5] }],
+    TypeError,
+    /options.mask and options.kvLength cannot be combined/,
+  );
+  await rejects(
+    [q, k, v, { softcap: 0 }],
+    RangeError,
+    /options.softcap must be a positive finite number/,
+  );
+  await rejects(
+    [q, k, v, { dropout: { p: 1, seed: 0 } }],
+    RangeError,
+    /options.dropout.p must be a number in \[0, 1\)/,
+  );
+  await rejects([q, k, v, { dropout: { p: 0.1, seed: -1 } }], RangeError, /options.dropout.seed/);
+  const bm = { data: new Uint8Array(1), shape: [1, 1, 1, 1], blockRows: 64, blockCols: 128 };
+  await rejects(
+    [q, k, v, { blockMask: bm as never }],
+    RangeError,
+    /blockRows must be a positive multiple of 128/,
+  );
+  const bm2 = { ...bm, blockRows: 128, shape: [1, 1, 2, 1], data: new Uint8Array(2) };
+  await rejects(
+    [q, k, v, { blockMask: bm2 as never }],
+    RangeError,
+    /blockMask.shape\[2..3\] is \[2, 1\]; .* need \[1, 1\]/,
+  );
+  // a backend without an option refuses it instead of ignoring it
+  await rejects(
+    [q, k, v, { softcap: 5, backend: "wasm" }],
+    TypeError,
+    /backend "wasm" does not implement options.softcap/,
+  );
+});

@@ -376,4 +376,4 @@ async function backward(p: Problem, saved: SavedForBackward): Promise<Gradients>
  * assert.deepEqual(out.shape, [1, 8, 1, 8]);
  * ```
  */
-export const wasmBackend: Backend = { forward, backward };
+export const wasmBackend: Backend = { name: "wasm", features: new Set(), forward, backward };

@@ -1,0 +1,45 @@
+import assert from "node:assert/strict";
+import { dropoutKeeps, dropoutThreshold, philox4x32 } from "../mod.ts";
+
+Deno.test("Philox4x32-10 matches the Random123 known-answer vectors", () => {
+  const kat: [[number, number, number, number], [number, number], number[]][] = [
+    [[0, 0, 0, 0], [0, 0], [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]],
+    [[0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff], [0xffffffff, 0xffffffff], [
+      0x408f276d,
+      0x41c83b0e,
+      0xa20bc7c6,
+      0x6d5451fd,
+    ]],
+    [[0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0], [
+      0xd16cfe09,
+      0x94fdcceb,
+      0x5001e420,
+      0x24126ea1,
+    ]],
+  ];
+  for (const [ctr, key, want] of kat) assert.deepEqual(Array.from(philox4x32(ctr, key)), want);
+});
+
+Deno.test("dropout keeps about 1 - p of the elements, independently of position", () => {
+  for (const p of [0.1, 0.5, 0.9]) {
+    let kept = 0;
+    const n = 40000;
+    for (let x = 0; x < n; x++) {
+      if (dropoutKeeps({ p, seed: 123 }, x % 3, x % 5, x >> 8, x & 255)) kept++;
+    }
+    // binomial: 5 standard deviations
+    const sd = Math.sqrt(n * p * (1 - p));
+    assert.ok(Math.abs(kept - n * (1 - p)) < 5 * sd, `p = ${p}: kept ${kept} of ${n}`);
+  }
+  assert.equal(dropoutThreshold(0), 0);
+  assert.equal(dropoutThreshold(0.999999999999), 0xffffffff);
+  // different seeds give different masks
+  let same = 0;
+  for (let j = 0; j < 1000; j++) {
+    if (
+      dropoutKeeps({ p: 0.5, seed: 1 }, 0, 0, 0, j) ===
+        dropoutKeeps({ p: 0.5, seed: 2 }, 0, 0, 0, j)
+    ) same++;
+  }
+  assert.ok(same > 400 && same < 600);
+});
