@@ -250,3 +250,81 @@ export function fixedHeadDim(headDim: number, dn: number): number {
 
 /** Masked scores: finite, so that exp2(NEG − m) is 0 without inf − inf. */
 export const NEG_DECL = "const NEG: f32 = -1e30;";
+
+/** Uniform fields of the score options (softcap, dropout), shared by every kernel. */
+export const OPTION_PARAMS = [
+  "softcap2",
+  "dropThreshold",
+  "dropScale",
+  "seedLo",
+  "seedHi",
+] as const;
+
+/** Uniform fields of type f32 among {@linkcode OPTION_PARAMS}. */
+export const OPTION_FLOATS = ["softcap2", "dropScale"] as const;
+
+/** Uniform values of the score options: softcap in log2 units, dropout threshold, scale, key. */
+export function optionValues(
+  softcap: number | undefined,
+  dropout: { p: number; seed: number } | undefined,
+  threshold: (p: number) => number,
+): Record<(typeof OPTION_PARAMS)[number], number> {
+  return {
+    softcap2: (softcap ?? 0) * Math.LOG2E,
+    dropThreshold: dropout ? threshold(dropout.p) : 0,
+    dropScale: dropout ? 1 / (1 - dropout.p) : 1,
+    seedLo: dropout ? dropout.seed % 2 ** 32 >>> 0 : 0,
+    seedHi: dropout ? Math.floor(dropout.seed / 2 ** 32) >>> 0 : 0,
+  };
+}
+
+/**
+ * WGSL of dropout's generator, the same function as masks/dropout.ts: Philox4x32-10 with
+ * counter (j >> 2, i, h, b) and key (seedLo, seedHi); `keep(b, h, i, j)` is 0 when word j & 3 is
+ * below the threshold, else 1 / (1 − p).
+ */
+export function dropoutWgsl(): string {
+  const rounds = range(10).map((r) =>
+    `${r > 0 ? "  k = k + vec2<u32>(0x9E3779B9u, 0xBB67AE85u);\n" : ""}` +
+    `  p0 = mulhilo(0xD2511F53u, x.x);\n  p1 = mulhilo(0xCD9E8D57u, x.z);\n` +
+    `  x = vec4<u32>(p1.x ^ x.y ^ k.x, p1.y, p0.x ^ x.w ^ k.y, p0.y);`
+  ).join("\n");
+  return `
+fn mulhilo(a: u32, b: u32) -> vec2<u32> {
+  let a0 = a & 0xffffu; let a1 = a >> 16u; let b0 = b & 0xffffu; let b1 = b >> 16u;
+  let m1 = a1 * b0; let m2 = a0 * b1;
+  let mid = ((a0 * b0) >> 16u) + (m1 & 0xffffu) + (m2 & 0xffffu);
+  return vec2<u32>(a1 * b1 + (m1 >> 16u) + (m2 >> 16u) + (mid >> 16u), a * b);
+}
+fn keep(b: u32, h: u32, i: u32, j: u32) -> f32 {
+  var x = vec4<u32>(j >> 2u, i, h, b);
+  var k = vec2<u32>(P.seedLo, P.seedHi);
+  var p0: vec2<u32>;
+  var p1: vec2<u32>;
+${rounds}
+  let w = j & 3u;
+  let word = select(select(x.w, x.z, w == 2u), select(x.y, x.x, w == 0u), w < 2u);
+  return select(P.dropScale, 0.0, word < P.dropThreshold);
+}
+`;
+}
+
+/**
+ * Caps a register tile of log2-domain scores: s ← C·tanh(s / C) with C = softcap·log2 e.
+ */
+export function capTile(emit: Emit, acc: string, rows: number, cols4: number): void {
+  for (const i of range(rows)) {
+    for (const j of range(cols4)) {
+      emit(`    ${acc}${i}_${j} = P.softcap2 * tanh(${acc}${i}_${j} / P.softcap2);`);
+    }
+  }
+}
+
+/**
+ * The softcap slope 1 − tanh² of a capped log2-domain score (its value clamped to [−1, 1], so
+ * that masked scores give 0, not inf).
+ */
+export function capSlope(x: string): string {
+  const t = `clamp(${x} / P.softcap2, vec4<f32>(-1.0), vec4<f32>(1.0))`;
+  return `(vec4<f32>(1.0) - ${t} * ${t})`;
+}

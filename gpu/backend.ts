@@ -24,7 +24,8 @@ import {
   toFloat32,
 } from "../tensor.ts";
 import { type GpuContext, gpuContext, pipeline } from "./device.ts";
-import { fixedHeadDim } from "./_wgsl.ts";
+import { fixedHeadDim, optionValues } from "./_wgsl.ts";
+import { dropoutThreshold } from "../masks/dropout.ts";
 import {
   FLOAT_PARAMS,
   FORWARD_PARAMS,
@@ -93,6 +94,7 @@ export function forwardConfig(
   ctx: GpuContext,
   headDim: number,
   dtype: "f32" | "f16",
+  score: { softcap?: number; dropout?: unknown } = {},
 ): ForwardConfig {
   const dn = headDimWidth(headDim);
   // Measured on an H100 (f32, d = 128, N = 16384): rm 8, cn 4 (128 × 64 tiles) 22.8 TFLOP/s;
@@ -110,6 +112,8 @@ export function forwardConfig(
     kv: small ? 16 : 32,
     subgroups: ctx.subgroups && !tuning.noSubgroups,
     ...tuning.forward,
+    softcap: score.softcap !== undefined,
+    dropout: score.dropout !== undefined,
   };
   const limit = ctx.limits.maxComputeWorkgroupStorageSize;
   while (forwardSharedBytes(cfg) > limit) {
@@ -127,6 +131,7 @@ export function backwardConfig(
   ctx: GpuContext,
   headDim: number,
   dtype: "f32" | "f16",
+  score: { softcap?: number; dropout?: unknown } = {},
 ): BackwardConfig {
   const dn = headDimWidth(headDim);
   // Measured on an H100 (f32, d = 128, N = 16384, useful TFLOP/s): rm 4 cn 4 rn 4 cm 4: 13.3;
@@ -144,6 +149,8 @@ export function backwardConfig(
     kv: small ? 16 : 32,
     split: false,
     ...tuning.backward,
+    softcap: score.softcap !== undefined,
+    dropout: score.dropout !== undefined,
   };
   const limit = ctx.limits.maxComputeWorkgroupStorageSize;
   for (;;) {
@@ -402,7 +409,7 @@ export async function forwardKernel(
   p: Problem,
   dtype: "f32" | "f16",
 ): Promise<ForwardKernel> {
-  const cfg = forwardConfig(ctx, p.headDim, dtype);
+  const cfg = forwardConfig(ctx, p.headDim, dtype, p);
   const pipe = await pipeline(ctx, forwardKey(cfg), () => forwardWgsl(cfg));
   return { cfg, pipe, schedule: p.schedule(16 * cfg.rm, 16 * cfg.cn), dtype };
 }
@@ -434,6 +441,7 @@ export function planForward(
       boundsOff: sb.boundsOff,
       qkScale: p.scale * Math.LOG2E,
       negInf: -Infinity,
+      ...optionValues(p.softcap, p.dropout, dropoutThreshold),
     },
     p.batch,
     [
@@ -488,7 +496,7 @@ export async function backwardKernels(
   p: Problem,
   dtype: "f32" | "f16",
 ): Promise<BackwardKernels> {
-  const cfg = backwardConfig(ctx, p.headDim, dtype);
+  const cfg = backwardConfig(ctx, p.headDim, dtype, p);
   const pipes = await Promise.all([
     pipeline(ctx, backwardKey("prep", cfg), () => prepWgsl(cfg)),
     pipeline(ctx, backwardKey("dq", cfg), () => dqWgsl(cfg)),
@@ -525,6 +533,7 @@ export function planBackward(
     ...maskUniforms(p),
     qkScale: p.scale * Math.LOG2E,
     scale: p.scale,
+    ...optionValues(p.softcap, p.dropout, dropoutThreshold),
     qOff: 0,
     kOff: 0,
     statsOff: 0,
@@ -837,7 +846,7 @@ export async function gpuBackward(
 /** The WebGPU backend for host tensors. */
 export const gpuBackend: Backend = {
   name: "webgpu",
-  features: new Set(["blockMask"]),
+  features: new Set(["blockMask", "softcap", "dropout"]),
   forward: (p, q, k, v) => gpuForward(p, q, k, v, false) as Promise<AttentionResult>,
   backward: (p, s: SavedForBackward) => gpuBackward(p, s, false) as Promise<Gradients>,
 };

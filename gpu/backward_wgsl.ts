@@ -22,16 +22,21 @@
  */
 
 import {
+  capSlope,
+  capTile,
   declareTile,
+  dropoutWgsl,
   type Emit,
   headDimExpr,
   loadRows,
   loadTransposed,
   maskTile,
   NEG_DECL,
+  OPTION_PARAMS,
   paramsStruct,
   product,
   range,
+  reg,
   type Source,
   storeColumns,
   zeroTile,
@@ -58,6 +63,10 @@ export interface BackwardConfig {
   kc: number;
   /** Key chunk of the dQ product, query chunk of the dK/dV products (a multiple of 16). */
   kv: number;
+  /** Cap scores (value in the uniforms). */
+  softcap: boolean;
+  /** Drop probabilities (threshold and key in the uniforms). */
+  dropout: boolean;
   /**
    * dK/dV kernel: do dV += Pᵀ dO and dK += dSᵀ Q one after the other through the same
    * workgroup memory (for adapters with little of it), instead of together.
@@ -86,13 +95,13 @@ export const BACKWARD_PARAMS = [
   "lseOff",
   "qkScale",
   "scale",
+  ...OPTION_PARAMS,
 ] as const;
 
 /** A stable key of every compile-time constant, per kernel. */
 export function backwardKey(kind: "prep" | "dq" | "dkv", c: BackwardConfig): string {
-  return `bwd-${kind}:${c.dtype}:d${c.headDim}:rm${c.rm}:cn${c.cn}:rn${c.rn}:cm${c.cm}:dn${c.dn}:kc${c.kc}:kv${c.kv}${
-    c.split ? ":split" : ""
-  }`;
+  const flags = `${c.split ? ":split" : ""}${c.softcap ? ":cap" : ""}${c.dropout ? ":drop" : ""}`;
+  return `bwd-${kind}:${c.dtype}:d${c.headDim}:rm${c.rm}:cn${c.cn}:rn${c.rn}:cm${c.cm}:dn${c.dn}:kc${c.kc}:kv${c.kv}${flags}`;
 }
 
 /** Workgroup memory of the dq and dkv kernels, in bytes. */
@@ -117,7 +126,7 @@ ${
     ).join("\n")
   }
 ${NEG_DECL}
-`;
+${c.dropout ? dropoutWgsl() : ""}`;
 }
 
 /** The prep kernel: stats[row] = (lse·log2 e, rowsum(dO ∘ O)), 256 rows per workgroup. */
@@ -274,6 +283,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   });
   emit(`      workgroupBarrier();
     }`);
+  if (c.softcap) capTile(emit, "s", rm, C4);
   emit(`    if ((tile & 1u) != 0u || col0 + ${bc}u > P.nk) {`);
   maskTile(emit, {
     acc: "s",
@@ -286,11 +296,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     boundsBase: "boundsBase",
   });
   emit(`    }`);
-  // dS = exp2(S − lse₂) ∘ (dP − D), kept in s
+  // dS = exp2(S − lse₂) ∘ (dP·Z − D) (· softcap slope), kept in s; Z is the dropout factor
+  if (c.dropout) {
+    for (const i of range(rm)) {
+      for (const m of range(cn)) {
+        emit(
+          `    ${reg("dp", i, m)} = ${
+            reg("dp", i, m)
+          } * keep(b, h, row0 + ty * ${rm}u + ${i}u, col0 + tx + ${16 * m}u);`,
+        );
+      }
+    }
+  }
   for (const i of range(rm)) {
     for (const j of range(C4)) {
+      const slope = c.softcap ? ` * ${capSlope(`s${i}_${j}`)}` : "";
       emit(
-        `    s${i}_${j} = exp2(s${i}_${j} - vec4<f32>(st${i}.x)) * (dp${i}_${j} - vec4<f32>(st${i}.y));`,
+        `    s${i}_${j} = exp2(s${i}_${j} - vec4<f32>(st${i}.x)) * (dp${i}_${j} - vec4<f32>(st${i}.y))${slope};`,
       );
     }
   }
@@ -465,6 +487,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (const m of range(cm)) {
     emit(`      let st${m} = stats[statsBase + min(row0 + tx + ${16 * m}u, P.nq - 1u)];`);
   }
+  if (c.softcap) capTile(emit, "s", rn, M4);
   emit(`      if ((tile & 1u) != 0u || row0 + ${br}u > P.nq) {`);
   maskTile(emit, {
     acc: "s",
@@ -477,14 +500,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     boundsBase: "boundsBase",
   });
   emit(`      }`);
-  // Pᵀ = exp2(Sᵀ − lse₂) (kept in s), dSᵀ = Pᵀ ∘ (dPᵀ − D) (kept in dp)
+  // Pᵀ = exp2(Sᵀ − lse₂); dSᵀ = Pᵀ ∘ (dPᵀ·Z − D) (· softcap slope), kept in dp; Pᵀ·Z kept in s
   for (const j of range(M4)) {
     const l2 = `vec4<f32>(${range(4).map((z) => `st${4 * j + z}.x`).join(", ")})`;
     const dd = `vec4<f32>(${range(4).map((z) => `st${4 * j + z}.y`).join(", ")})`;
     emit(`      let l2_${j} = ${l2};\n      let dd_${j} = ${dd};`);
     for (const i of range(rn)) {
-      emit(`      s${i}_${j} = exp2(s${i}_${j} - l2_${j});
-      dp${i}_${j} = s${i}_${j} * (dp${i}_${j} - dd_${j});`);
+      const slope = c.softcap ? ` * ${capSlope(`s${i}_${j}`)}` : "";
+      if (c.dropout) {
+        const z = range(4).map((w) => `keep(b, h, row0 + tx + ${16 * (4 * j + w)}u, myKey + ${i}u)`)
+          .join(", ");
+        emit(`      let z${i}_${j} = vec4<f32>(${z});`);
+      }
+      const zz = c.dropout ? ` * z${i}_${j}` : "";
+      emit(`      let e${i}_${j} = exp2(s${i}_${j} - l2_${j});
+      dp${i}_${j} = e${i}_${j} * (dp${i}_${j}${zz} - dd_${j})${slope};
+      s${i}_${j} = e${i}_${j}${zz};`);
     }
   }
   for (const ch of range(br / kv)) {

@@ -126,14 +126,17 @@ export async function pipeline(
   const hit = ctx.pipelines.get(key);
   if (hit) return hit;
   const { device } = ctx;
+  // scope only the synchronous module creation, popped before any await, so that concurrent
+  // calls cannot pop each other's scopes; pipeline errors reject the async creation instead
   device.pushErrorScope("validation");
   const module = device.createShaderModule({ code: code(), label: key });
-  const p = await device.createComputePipelineAsync({
+  const created = device.createComputePipelineAsync({
     layout: "auto",
     compute: { module, entryPoint: "main" },
     label: key,
   }).catch((e) => e as Error);
-  const err = await device.popErrorScope();
+  const scope = device.popErrorScope();
+  const [p, err] = await Promise.all([created, scope]);
   if (p instanceof Error || err) {
     const info = await module.getCompilationInfo();
     const msgs = info.messages.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join("\n");

@@ -25,16 +25,21 @@
  */
 
 import {
+  capTile,
   declareTile,
+  dropoutWgsl,
   type Emit,
   headDimExpr,
   loadRows,
   loadTransposed,
   maskTile,
   NEG_DECL,
+  OPTION_FLOATS,
+  OPTION_PARAMS,
   paramsStruct,
   product,
   range,
+  reg,
   storeColumns,
   XYZW,
   zeroTile,
@@ -58,6 +63,10 @@ export interface ForwardConfig {
   kv: number;
   /** Reduce rows with subgroup shuffles (subgroups of ≥ 16) instead of workgroup memory. */
   subgroups: boolean;
+  /** Cap scores (value in the uniforms). */
+  softcap: boolean;
+  /** Drop probabilities (threshold and key in the uniforms). */
+  dropout: boolean;
 }
 
 /** Uniform block of the forward kernel: field names in order (32-bit each). */
@@ -79,10 +88,16 @@ export const FORWARD_PARAMS = [
   "lseOff",
   "qkScale",
   "negInf",
+  ...OPTION_PARAMS,
 ] as const;
 
 /** Uniform fields of type f32 (the others are u32), for every kernel. */
-export const FLOAT_PARAMS: ReadonlySet<string> = new Set(["qkScale", "negInf", "scale"]);
+export const FLOAT_PARAMS: ReadonlySet<string> = new Set([
+  "qkScale",
+  "negInf",
+  "scale",
+  ...OPTION_FLOATS,
+]);
 
 /** Workgroup memory the kernel needs, in bytes. */
 export function forwardSharedBytes(c: ForwardConfig): number {
@@ -94,7 +109,7 @@ export function forwardSharedBytes(c: ForwardConfig): number {
 export function forwardKey(c: ForwardConfig): string {
   return `fwd:${c.dtype}:d${c.headDim}:rm${c.rm}:cn${c.cn}:dn${c.dn}:kc${c.kc}:kv${c.kv}:sg${
     c.subgroups ? 1 : 0
-  }`;
+  }${c.softcap ? ":cap" : ""}${c.dropout ? ":drop" : ""}`;
 }
 
 /** Generates the WGSL of the forward kernel. */
@@ -125,7 +140,7 @@ export function forwardWgsl(c: ForwardConfig): string {
 var<workgroup> sm: array<vec4<f32>, ${total4}>;
 var<workgroup> wsU: array<u32, 4>;
 ${NEG_DECL}
-
+${c.dropout ? dropoutWgsl() : ""}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let tx = lid % 16u;
@@ -199,6 +214,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   emit(`      workgroupBarrier();
     }`);
 
+  if (c.softcap) capTile(emit, "s", rm, C4);
+
   // ---- mask: partial tiles and the ragged last column block
   emit(`    if ((tile & 1u) != 0u || col0 + ${bc}u > P.nk) {`);
   maskTile(emit, {
@@ -233,6 +250,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (const j of range(C4)) {
       emit(`      s${i}_${j} = exp2(s${i}_${j} - vec4<f32>(mUse));
       l${i} = l${i} + dot(s${i}_${j}, vec4<f32>(1.0));`);
+    }
+    if (c.dropout) { // after the row sum: the lse is that of the undropped scores
+      for (const m of range(cn)) {
+        emit(
+          `      ${reg("s", i, m)} = ${
+            reg("s", i, m)
+          } * keep(b, h, row0 + ty * ${rm}u + ${i}u, col0 + tx + ${16 * m}u);`,
+        );
+      }
     }
     emit(`    }`);
   }

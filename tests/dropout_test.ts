@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { dropoutKeeps, dropoutThreshold, philox4x32 } from "../mod.ts";
+import {
+  attention,
+  type BackendName,
+  dropoutKeeps,
+  dropoutThreshold,
+  gpuInfo,
+  philox4x32,
+  tensor,
+} from "../mod.ts";
 
 Deno.test("Philox4x32-10 matches the Random123 known-answer vectors", () => {
   const kat: [[number, number, number, number], [number, number], number[]][] = [
@@ -42,4 +50,37 @@ Deno.test("dropout keeps about 1 - p of the elements, independently of position"
     ) same++;
   }
   assert.ok(same > 400 && same < 600);
+});
+
+Deno.test("every backend that implements dropout drops exactly the same elements", async () => {
+  // v = one-hot rows, so out[i] = (P ∘ Z / (1 − p))[i, :] shows which elements were dropped
+  const [nq, nk, h] = [33, 20, 3];
+  const v = new Float32Array(nk * h * nk);
+  for (let j = 0; j < nk; j++) for (let x = 0; x < h; x++) v[(j * h + x) * nk + j] = 1;
+  const rand = (n: number) =>
+    Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898) * 0.5);
+  const q = tensor(rand(nq * h * nk), [1, nq, h, nk]),
+    k = tensor(rand(nk * h * nk), [1, nk, h, nk]);
+  const dropout = { p: 0.3, seed: 99 };
+  const backends: BackendName[] = ["js"];
+  if (await gpuInfo()) backends.push("webgpu");
+  backends.push("wasm");
+  const patterns: string[] = [];
+  for (const backend of backends) {
+    try {
+      const { out } = await attention(q, k, tensor(v, [1, nk, h, nk]), { dropout, backend });
+      patterns.push(Array.from(out.data, (x) => (x === 0 ? "0" : "1")).join(""));
+    } catch (e) {
+      if (!(e instanceof TypeError && /does not implement options.dropout/.test(e.message))) {
+        throw e;
+      }
+      console.log(`dropout not yet implemented by backend ${backend}`);
+    }
+  }
+  const want = Array.from({ length: nq * h * nk }, (_, x) => {
+    const j = x % nk, hh = Math.floor(x / nk) % h, i = Math.floor(x / (nk * h));
+    return dropoutKeeps(dropout, 0, hh, i, j) ? "1" : "0";
+  }).join("");
+  for (const [i, p] of patterns.entries()) assert.equal(p, want, `backend ${backends[i]}`);
+  assert.ok(patterns.length >= 1);
 });

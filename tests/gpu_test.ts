@@ -21,7 +21,7 @@ import {
   toGpu,
 } from "../mod.ts";
 import { setGpuTuning } from "../gpu/backend.ts";
-import { type Case, checkCase, checkMaskedRows, standardCases } from "./_cases.ts";
+import { type Case, checkCase, checkMaskedRows, featureCases, standardCases } from "./_cases.ts";
 import { randomTensor, rng } from "./_util.ts";
 
 const info = await gpuInfo();
@@ -36,7 +36,7 @@ const full = info !== undefined && (!info.software || Deno.env.get("GPU_TESTS") 
 const ignore = info === undefined;
 
 const cases: Case[] = standardCases({ large: full }).filter((c) => full || c.d <= 64);
-for (const c of cases) {
+for (const c of [...cases, ...featureCases()]) {
   Deno.test({ name: `webgpu: ${c.name}`, ignore, fn: () => checkCase(c, { backend: "webgpu" }) });
 }
 
