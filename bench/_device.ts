@@ -16,6 +16,7 @@ import { tensor } from "../tensor.ts";
 import { BLOCK as JS_BLOCK } from "../tiled.ts";
 import { BLOCK_COLS as WASM_BLOCK_COLS, BLOCK_ROWS as WASM_BLOCK_ROWS } from "../wasm/backend.ts";
 import denoJson from "../deno.json" with { type: "json" };
+import { BACKENDS } from "./_args.ts";
 
 /**
  * The tile (query rows × key columns) each backend schedules its forward pass with, by head
@@ -184,21 +185,38 @@ export interface BackendChoice {
 }
 
 /**
- * Probes the backends `choice` names (`auto`, `all` or one of `names`) and picks the ones to
- * time. For `auto` the library decides: a probe call with `backend: "auto"` is matched, by the
- * bits of its output, with the probe of each concrete backend, so the bench reports (and times)
- * exactly what `auto` runs on this machine, without restating the library's rule.
+ * Probes the backends `choice` names (`auto`, `all` or one backend; `names` are the concrete
+ * backends to look at, default {@linkcode BACKENDS}) and picks the ones to time, showing what it
+ * probes on `progress` and clearing it at the end. For `auto` the library decides: a probe call
+ * with `backend: "auto"` is matched, by the bits of its output, with the probe of each concrete
+ * backend, so the bench reports (and times) exactly what `auto` runs on this machine, without
+ * restating the library's rule.
  */
 export async function chooseBackends(
   choice: string,
-  names: readonly string[],
-  threads?: number,
-  progress?: (what: string) => void,
+  options: {
+    names?: readonly string[];
+    threads?: number;
+    progress?: { show(what: string): void; clear(): void };
+  } = {},
 ): Promise<BackendChoice> {
+  const { names = BACKENDS, threads, progress } = options;
   const probe = (n: string) => {
-    progress?.(`probing backend ${n}`);
+    progress?.show(`probing backend ${n}`);
     return probeBackend(n, threads);
   };
+  try {
+    return await choose(choice, names, probe);
+  } finally {
+    progress?.clear();
+  }
+}
+
+async function choose(
+  choice: string,
+  names: readonly string[],
+  probe: (name: string) => Promise<BackendStatus>,
+): Promise<BackendChoice> {
   const statuses: BackendStatus[] = [];
   for (const n of choice === "auto" || choice === "all" ? names : [choice]) {
     statuses.push(await probe(n));

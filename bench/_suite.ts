@@ -16,7 +16,6 @@
 import { attention, attentionBackward } from "../attention.ts";
 import { exampleMask, type MaskName } from "../masks/examples.ts";
 import { type Tensor, tensor, toF16, toFloat32 } from "../tensor.ts";
-import { BACKENDS } from "./_args.ts";
 import { backendOptions, type BackendStatus, chooseBackends, supports } from "./_device.ts";
 import { makeInputs, type Shape, warmUp } from "./_run.ts";
 
@@ -42,7 +41,6 @@ export async function suiteBackend(
 ): Promise<{ name: string | null; statuses: BackendStatus[] }> {
   const { statuses, chosen, error } = await chooseBackends(
     env("FLASHMASK_BENCH_BACKEND") ?? "auto",
-    BACKENDS,
   );
   const s = chosen[0];
   if (error !== undefined) console.log(`skipping: ${error}`);

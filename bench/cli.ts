@@ -12,7 +12,7 @@
  */
 
 import { exampleMask } from "../masks/examples.ts";
-import { BACKENDS, type BenchConfig, parseCli, USAGE, UsageError } from "./_args.ts";
+import { type BenchConfig, parseCli, USAGE, UsageError } from "./_args.ts";
 import {
   type BackendStatus,
   backendTile,
@@ -90,13 +90,10 @@ async function run(config: BenchConfig, args: string[]): Promise<number> {
   const machine = machineInfo();
 
   // Which backends: probe the candidates (a tiny call each); `auto` is what the library picks.
-  const { statuses, chosen, auto, error } = await chooseBackends(
-    config.backend,
-    BACKENDS,
-    config.threads,
-    (what) => progress.show(what),
-  );
-  progress.clear();
+  const { statuses, chosen, auto, error } = await chooseBackends(config.backend, {
+    threads: config.threads,
+    progress,
+  });
   console.log(header(machine, config, statuses, auto));
   if (error !== undefined) {
     console.error(`error: ${error}`);

@@ -19,7 +19,7 @@ import { attention } from "../attention.ts";
 import { toDense } from "../masks/dense.ts";
 import { exampleMask, type MaskName } from "../masks/examples.ts";
 import { schedule } from "../masks/schedule.ts";
-import { BACKENDS, type BenchConfig, parseCli, USAGE, UsageError } from "./_args.ts";
+import { type BenchConfig, parseCli, USAGE, UsageError } from "./_args.ts";
 import { backendOptions, backendTile, chooseBackends, machineInfo } from "./_device.ts";
 import { flopsUnit, ms, Progress, sig, table } from "./_format.ts";
 import { additiveMask, attentionModel } from "./_onnx.ts";
@@ -104,13 +104,10 @@ that take threads.\n\n${USAGE}`);
   }
   const started = performance.now(), date = new Date().toISOString();
   const progress = new Progress();
-  const { statuses, chosen, auto, error } = await chooseBackends(
-    config.backend,
-    BACKENDS,
-    config.threads,
-    (what) => progress.show(what),
-  );
-  progress.clear();
+  const { statuses, chosen, auto, error } = await chooseBackends(config.backend, {
+    threads: config.threads,
+    progress,
+  });
   if (error !== undefined) {
     console.error(`error: ${error}`);
     return 1;

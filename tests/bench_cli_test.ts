@@ -263,7 +263,7 @@ Deno.test("cli: --reps 0 --picture draws without timing; an unavailable backend 
 });
 
 Deno.test("cli: the default backend is the library's auto, with that backend's tile", async () => {
-  const { auto } = await chooseBackends("auto", BACKENDS);
+  const { auto } = await chooseBackends("auto");
   assert.ok(auto !== undefined);
   const r = await cli(["--masks=causal", "--seq=64", "--heads=1", "--dim=16", "--reps=1"]);
   assert.equal(r.code, 0, r.stderr);
@@ -276,7 +276,7 @@ Deno.test({
   name: "chooseBackends: auto is recognised by its output bits, which tell backends apart",
   sanitizeResources: false, // a WebGPU device, when there is one, stays open for the process
   async fn() {
-    const c = await chooseBackends("auto", BACKENDS);
+    const c = await chooseBackends("auto");
     assert.equal(c.error, undefined);
     assert.deepEqual(c.chosen.map((s) => s.name), [c.auto]);
     const available = c.statuses.filter((s) => s.available);
@@ -291,8 +291,8 @@ Deno.test({
       new Uint32Array((await attention(q, k, v, { backend, mask })).out.data.buffer);
     assert.deepEqual(await bits("auto"), await bits(c.auto as BackendName));
     // A backend named directly is taken as is; an unknown one is an error, not a crash.
-    assert.deepEqual((await chooseBackends("js", BACKENDS)).chosen.map((s) => s.name), ["js"]);
-    const bad = await chooseBackends("nope", BACKENDS);
+    assert.deepEqual((await chooseBackends("js")).chosen.map((s) => s.name), ["js"]);
+    const bad = await chooseBackends("nope");
     assert.deepEqual(bad.chosen, []);
     assert.match(bad.error ?? "", /backend nope is not available/);
   },
