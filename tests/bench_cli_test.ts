@@ -272,30 +272,26 @@ Deno.test("cli: the default backend is the library's auto, with that backend's t
   assert.match(r.stdout, new RegExp(`\n${auto} · forward · B=1 N=64 .* tiles ${rows}×${cols} `));
 });
 
-Deno.test({
-  name: "chooseBackends: auto is recognised by its output bits, which tell backends apart",
-  sanitizeResources: false, // a WebGPU device, when there is one, stays open for the process
-  async fn() {
-    const c = await chooseBackends("auto");
-    assert.equal(c.error, undefined);
-    assert.deepEqual(c.chosen.map((s) => s.name), [c.auto]);
-    const available = c.statuses.filter((s) => s.available);
-    assert.ok(available.some((s) => s.name === "js"), "js always works");
-    const prints = available.map((s) => s.fingerprint);
-    assert.equal(new Set(prints).size, prints.length, `distinct fingerprints: ${prints}`);
-    // On other inputs too, auto computes the very bits of the backend it was recognised as.
-    const shape = { batch: 1, seq: 50, heads: 2, kvHeads: 1, dim: 24, dtype: "f32" } as const;
-    const { q, k, v } = makeInputs(shape, 9);
-    const mask = exampleMask("slidingWindow", 50).mask;
-    const bits = async (backend: BackendName) =>
-      new Uint32Array((await attention(q, k, v, { backend, mask })).out.data.buffer);
-    assert.deepEqual(await bits("auto"), await bits(c.auto as BackendName));
-    // A backend named directly is taken as is; an unknown one is an error, not a crash.
-    assert.deepEqual((await chooseBackends("js")).chosen.map((s) => s.name), ["js"]);
-    const bad = await chooseBackends("nope");
-    assert.deepEqual(bad.chosen, []);
-    assert.match(bad.error ?? "", /backend nope is not available/);
-  },
+Deno.test("chooseBackends: auto is recognised by its output bits, which tell backends apart", async () => {
+  const c = await chooseBackends("auto");
+  assert.equal(c.error, undefined);
+  assert.deepEqual(c.chosen.map((s) => s.name), [c.auto]);
+  const available = c.statuses.filter((s) => s.available);
+  assert.ok(available.some((s) => s.name === "js"), "js always works");
+  const prints = available.map((s) => s.fingerprint);
+  assert.equal(new Set(prints).size, prints.length, `distinct fingerprints: ${prints}`);
+  // On other inputs too, auto computes the very bits of the backend it was recognised as.
+  const shape = { batch: 1, seq: 50, heads: 2, kvHeads: 1, dim: 24, dtype: "f32" } as const;
+  const { q, k, v } = makeInputs(shape, 9);
+  const mask = exampleMask("slidingWindow", 50).mask;
+  const bits = async (backend: BackendName) =>
+    new Uint32Array((await attention(q, k, v, { backend, mask })).out.data.buffer);
+  assert.deepEqual(await bits("auto"), await bits(c.auto as BackendName));
+  // A backend named directly is taken as is; an unknown one is an error, not a crash.
+  assert.deepEqual((await chooseBackends("js")).chosen.map((s) => s.name), ["js"]);
+  const bad = await chooseBackends("nope");
+  assert.deepEqual(bad.chosen, []);
+  assert.match(bad.error ?? "", /backend nope is not available/);
 });
 
 Deno.test("backendTile: the tile each backend schedules with", () => {
