@@ -12,13 +12,13 @@ import type { DType } from "../tensor.ts";
 import { MASK_NAMES, type MaskName } from "../masks/examples.ts";
 
 /**
- * Concrete backends, in the order `auto` tries them (WebGPU when it works, else WASM, else the
- * plain TypeScript backend). Names are data: a backend that lands later is picked up by the
- * availability probe, nothing else in the CLI changes.
+ * Concrete backends, in the order the bench lists and times them. Which one `auto` stands for is
+ * the library's choice, found by probing (see `chooseBackends` in `_device.ts`). Names are data:
+ * a backend that lands later is picked up by the availability probe.
  */
 export const BACKENDS = ["webgpu", "wasm", "js"] as const;
 
-/** Values of `--backend`: a concrete backend, `auto` (the first available) or `all`. */
+/** Values of `--backend`: a concrete backend, `auto` (the library's choice) or `all`. */
 export const BACKEND_CHOICES = ["auto", ...BACKENDS, "all"] as const;
 
 /** Which passes to time. */
@@ -91,8 +91,9 @@ pass and sequence length: visible fraction, tile density, time (median, min-max)
 FLOP/s (4·B·Hq·N²·d·visible forward, ×2.5 backward) and the speed-up over the full mask.
 
 options:
-  --backend NAME     auto | ${BACKENDS.join(" | ")} | all   (default auto: the first that works
-                     of ${BACKENDS.join(", ")}; all: every available one, unavailable ones listed)
+  --backend NAME     auto | ${BACKENDS.join(" | ")} | all   (default auto: whichever backend
+                     the library's own "auto" runs here, named in the header; all: every
+                     available one, unavailable ones listed; a pass a backend lacks is skipped)
   --masks A,B,...    mask types (default: all twelve): ${MASK_NAMES.join(", ")}
   --seq N[,N...]     sequence lengths Nq = Nk (default ${DEFAULTS.seq})
   --batch B          batch size (default ${DEFAULTS.batch})
@@ -104,7 +105,7 @@ options:
   --reps R           timed repetitions (default ${DEFAULTS.reps}; 0: time nothing)
   --warmup W         untimed calls first (default ${DEFAULTS.warmup})
   --threads T        threads for backends that take them (wasm)
-  --tile R[xC]       tile size for density and pictures (default: the backend's, else 64)
+  --tile R[xC]       tile size for density and pictures (default: the backend's own tile)
   --seed S           seed of inputs and mask parameters (default ${DEFAULTS.seed})
   --check            compare each backend with the float64 reference on a small shape first
   --picture          print each mask as a picture: elements, and tiles █ full ▓ partial ░ skipped

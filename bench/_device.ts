@@ -6,27 +6,72 @@
  * @module
  */
 
-import { attention, type AttentionOptions, type BackendName } from "../attention.ts";
+import {
+  attention,
+  attentionBackward,
+  type AttentionOptions,
+  type BackendName,
+} from "../attention.ts";
 import { tensor } from "../tensor.ts";
 import { BLOCK as JS_BLOCK } from "../tiled.ts";
+import { BLOCK_COLS as WASM_BLOCK_COLS, BLOCK_ROWS as WASM_BLOCK_ROWS } from "../wasm/backend.ts";
 import denoJson from "../deno.json" with { type: "json" };
+import { BACKENDS } from "./_args.ts";
 
-/** Tile sizes of the backends whose tiles are known; others get 64×64 (`--tile` overrides). */
-const BACKEND_TILES: Record<string, [number, number]> = { js: [JS_BLOCK, JS_BLOCK] };
+/**
+ * The tile (query rows × key columns) each backend schedules its forward pass with, by head
+ * dimension: the one place the bench knows them, used for the tile density column, the pictures
+ * and the SVGs (`--tile` overrides it).
+ *
+ * - `js`: `BLOCK` × `BLOCK` of `tiled.ts` (32 × 32).
+ * - `wasm`: `BLOCK_ROWS` × `BLOCK_COLS` of `wasm/backend.ts` (48 × 96).
+ * - `webgpu`: 16·rm × 16·cn of the forward configuration that `forwardConfig` in
+ *   `gpu/backend.ts` chooses: 128 × 64 for head dims up to 128, 64 × 128 above. Written out here
+ *   rather than imported, so that the bench does not load the WebGPU backend's internals; keep it
+ *   in step with `forwardConfig`.
+ *
+ * A backend missing from the table is scheduled at 64 × 64 for the density column.
+ */
+export const BACKEND_TILES: Readonly<Record<string, (headDim: number) => [number, number]>> = {
+  js: () => [JS_BLOCK, JS_BLOCK],
+  wasm: () => [WASM_BLOCK_ROWS, WASM_BLOCK_COLS],
+  webgpu: (headDim) => (headDim <= 128 ? [128, 64] : [64, 128]),
+};
 
-/** The tile size a backend schedules with, when known; else 64×64. */
-export function backendTile(name: string): [number, number] {
-  return BACKEND_TILES[name] ?? [64, 64];
+/**
+ * The tile `backend` schedules with at head dimension `headDim` ({@linkcode BACKEND_TILES}),
+ * 64 × 64 for a backend not in the table.
+ *
+ * @example
+ * ```ts
+ * import { backendTile } from "./_device.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(backendTile("wasm", 64), [48, 96]);
+ * assert.deepEqual(backendTile("webgpu", 256), [64, 128]);
+ * ```
+ */
+export function backendTile(backend: string, headDim: number): [number, number] {
+  return BACKEND_TILES[backend]?.(headDim) ?? [64, 64];
 }
 
 /** Whether a backend works here, and on what. */
 export interface BackendStatus {
   /** Backend name, as passed to `attention`'s `backend` option. */
   name: string;
-  /** The probe call succeeded. */
+  /** The forward probe call succeeded. */
   available: boolean;
-  /** Why not, when not available: the error of the probe call. */
+  /** Why not, when not available: the error of the forward probe call. */
   reason?: string;
+  /** The backward probe call succeeded too. */
+  backward: boolean;
+  /** Why not, when the forward pass works but the backward pass does not. */
+  backwardReason?: string;
+  /**
+   * Hash of the bits of the forward probe's output. Two names with the same fingerprint ran the
+   * same code: that is how the bench tells which backend the library's `auto` picked.
+   */
+  fingerprint?: string;
   /** One line for people: adapter and features, or SIMD and threads. */
   device: string;
   /** The same as data, for the JSON report. */
@@ -55,37 +100,150 @@ export function backendOptions(backend: string, threads?: number): BenchOptions 
   return o;
 }
 
+/** The probe problem: B=1, N=24, H=2, d=16, fixed pseudo-random f32 values. */
+function probeInput(seed: number) {
+  let x = seed;
+  const data = Float32Array.from({ length: 24 * 2 * 16 }, () => {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    return x / 2 ** 32 - 0.5;
+  });
+  return tensor(data, [1, 24, 2, 16]);
+}
+
+/** FNV-1a over the bytes of `data`, as 8 hex digits. */
+function fingerprintOf(data: Float32Array | Uint16Array): string {
+  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  let h = 0x811c9dc5;
+  for (const b of bytes) h = Math.imul(h ^ b, 0x01000193);
+  return (h >>> 0).toString(16).padStart(8, "0");
+}
+
+function message(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
 /**
- * Tries a tiny attention call on `name` and describes the device behind it. Never throws: a
- * backend that fails is reported as unavailable with the error message.
+ * Runs a small causal forward call and its backward call on `name` (a backend, or `auto`) and
+ * describes the device behind it. Never throws: a backend whose forward call fails is reported
+ * as unavailable, one whose backward call fails as forward-only, with the error messages.
  */
 export async function probeBackend(name: string, threads?: number): Promise<BackendStatus> {
-  if (name === "webgpu") quietVulkanLoader();
-  const details: Record<string, unknown> = {};
-  let available = true, reason: string | undefined;
+  if (name === "webgpu" || name === "auto") quietVulkanLoader();
+  const status: BackendStatus = {
+    name,
+    available: false,
+    backward: false,
+    device: "",
+    details: {},
+  };
+  const [q, k, v, dOut] = [1, 2, 3, 4].map(probeInput);
+  const options = { ...backendOptions(name, threads), causal: true };
   try {
-    const x = tensor(Float32Array.from({ length: 16 }, (_, i) => (i % 5) / 5 - 0.4), [1, 2, 1, 8]);
-    const { out } = await attention(x, x, x, { ...backendOptions(name, threads), causal: true });
+    const { out, lse } = await attention(q, k, v, options);
     if (!out.data.every((y) => Number.isFinite(y))) throw new Error("probe gave non-finite output");
+    status.available = true;
+    status.fingerprint = fingerprintOf(out.data);
+    try {
+      await attentionBackward({ q, k, v, out, lse, dOut }, options);
+      status.backward = true;
+    } catch (e) {
+      status.backwardReason = message(e);
+    }
   } catch (e) {
-    available = false;
-    reason = e instanceof Error ? e.message : String(e);
+    status.reason = message(e);
   }
-  let device: string;
+  const details = status.details;
   if (name === "webgpu") {
     Object.assign(details, await webgpuInfo());
-    device = describeWebgpu(details);
+    status.device = describeWebgpu(details);
   } else if (name === "wasm") {
     Object.assign(details, wasmInfo(), threads === undefined ? {} : { threadsRequested: threads });
-    device = describeWasm(details);
+    status.device = describeWasm(details);
   } else if (name === "js") {
     details.arithmetic = "float64";
     details.threads = 1;
-    device = "plain TypeScript (float64 arithmetic, one thread)";
-  } else {
-    device = "";
+    status.device = "plain TypeScript (float64 arithmetic, one thread)";
   }
-  return { name, available, reason, device, details };
+  return status;
+}
+
+/** Whether `status`'s backend can run `pass`. */
+export function supports(status: BackendStatus, pass: "fwd" | "bwd"): boolean {
+  return pass === "fwd" ? status.available : status.backward;
+}
+
+/** The backends a run is made with, and what was found on the way. */
+export interface BackendChoice {
+  /** Every concrete backend probed, available or not. */
+  statuses: BackendStatus[];
+  /** The backends to time (available ones only). */
+  chosen: BackendStatus[];
+  /** With `auto`: the backend the library's `auto` ran, when recognised. */
+  auto?: string;
+  /** Why nothing can be timed, when `chosen` is empty. */
+  error?: string;
+}
+
+/**
+ * Probes the backends `choice` names (`auto`, `all` or one backend; `names` are the concrete
+ * backends to look at, default {@linkcode BACKENDS}) and picks the ones to time, showing what it
+ * probes on `progress` and clearing it at the end. For `auto` the library decides: a probe call
+ * with `backend: "auto"` is matched, by the bits of its output, with the probe of each concrete
+ * backend, so the bench reports (and times) exactly what `auto` runs on this machine, without
+ * restating the library's rule.
+ */
+export async function chooseBackends(
+  choice: string,
+  options: {
+    names?: readonly string[];
+    threads?: number;
+    progress?: { show(what: string): void; clear(): void };
+  } = {},
+): Promise<BackendChoice> {
+  const { names = BACKENDS, threads, progress } = options;
+  const probe = (n: string) => {
+    progress?.show(`probing backend ${n}`);
+    return probeBackend(n, threads);
+  };
+  try {
+    return await choose(choice, names, probe);
+  } finally {
+    progress?.clear();
+  }
+}
+
+async function choose(
+  choice: string,
+  names: readonly string[],
+  probe: (name: string) => Promise<BackendStatus>,
+): Promise<BackendChoice> {
+  const statuses: BackendStatus[] = [];
+  for (const n of choice === "auto" || choice === "all" ? names : [choice]) {
+    statuses.push(await probe(n));
+  }
+  if (choice === "all") {
+    const chosen = statuses.filter((s) => s.available);
+    return { statuses, chosen, error: chosen.length ? undefined : "no backend works here" };
+  }
+  if (choice !== "auto") {
+    const s = statuses[0];
+    return s.available
+      ? { statuses, chosen: [s] }
+      : { statuses, chosen: [], error: `backend ${s.name} is not available: ${s.reason}` };
+  }
+  const a = await probe("auto");
+  if (!a.available) {
+    return { statuses, chosen: [], error: `backend auto is not available: ${a.reason}` };
+  }
+  const s = statuses.find((s) => s.available && s.fingerprint === a.fingerprint);
+  if (!s) {
+    return {
+      statuses,
+      chosen: [],
+      error: `backend auto ran, but its output matches none of ${names.join(", ")}`,
+    };
+  }
+  return { statuses, chosen: [s], auto: s.name };
 }
 
 /**
@@ -147,71 +305,23 @@ function describeWebgpu(d: Record<string, unknown>): string {
     `timestamp-query ${yes(d.timestampQuery)}`;
 }
 
-// (func (result v128) v128.const i32x4 0 0 0 0)
-const SIMD_MODULE = new Uint8Array([
-  0,
-  97,
-  115,
-  109,
-  1,
-  0,
-  0,
-  0,
-  1,
-  5,
-  1,
-  96,
-  0,
-  1,
-  123,
-  3,
-  2,
-  1,
-  0,
-  10,
-  22,
-  1,
-  20,
-  0,
-  253,
-  12,
-  ...new Array(16).fill(0),
-  11,
-]);
-// (func (result v128) (i32x4.relaxed_trunc_f32x4_s (v128.const i32x4 0 0 0 0)))
-const RELAXED_SIMD_MODULE = new Uint8Array([
-  0,
-  97,
-  115,
-  109,
-  1,
-  0,
-  0,
-  0,
-  1,
-  5,
-  1,
-  96,
-  0,
-  1,
-  123,
-  3,
-  2,
-  1,
-  0,
-  10,
-  25,
-  1,
-  23,
-  0,
-  253,
-  12,
-  ...new Array(16).fill(0),
-  253,
-  129,
-  2,
-  11,
-]);
+/**
+ * A module with one function `() -> v128` whose body is `body` (without the final `end`): it
+ * validates only where the runtime knows every instruction in `body`.
+ */
+function v128Module(body: number[]): Uint8Array<ArrayBuffer> {
+  const code = [0, ...body, 0x0b]; // no locals, body, end
+  return Uint8Array.of(
+    ...[0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0], // "\0asm", version 1
+    ...[1, 5, 1, 0x60, 0, 1, 0x7b], // type section: one type, () -> v128
+    ...[3, 2, 1, 0], // function section: one function of type 0
+    ...[10, code.length + 2, 1, code.length, ...code], // code section: one body
+  );
+}
+const V128_CONST_0 = [0xfd, 12, ...new Array(16).fill(0)]; // v128.const i32x4 0 0 0 0
+const SIMD_MODULE = v128Module(V128_CONST_0);
+// i32x4.relaxed_trunc_f32x4_s (v128.const 0)
+const RELAXED_SIMD_MODULE = v128Module([...V128_CONST_0, 0xfd, 0x81, 0x02]);
 
 /** WASM features the runtime validates, and the threads it could use. */
 export function wasmInfo(): Record<string, unknown> {
@@ -263,9 +373,4 @@ export function machineInfo(): MachineInfo {
       typescript: Deno.version.typescript,
     },
   };
-}
-
-/** The backend `auto` stands for: the first available one in `order`, or undefined. */
-export function resolveAuto(statuses: BackendStatus[]): BackendStatus | undefined {
-  return statuses.find((s) => s.available);
 }

@@ -1,7 +1,12 @@
 /**
- * Shared setup of the WASM benchmarks: random inputs, the GEMM micro-kernel baseline, and the
- * peer implementations (onnxruntime-web's WASM backend, native onnxruntime-node) on graphs built in
- * code by `bench/_onnx.ts`.
+ * What the benchmarks compare this library with: onnxruntime-web's WASM backend and native
+ * onnxruntime-node running the ONNX graphs of `bench/_onnx.ts`, behind one {@linkcode Peer}
+ * interface (session created once, inputs set once, `run()` timed); and the WASM backend's GEMM
+ * micro-kernel baseline.
+ *
+ * Users: `bench/compare_cpu.ts` (onnxruntime-web on this library's layout, with the mask),
+ * `bench/wasm_report.ts` and `bench/wasm_bench.ts` (onnxruntime-web on head-major inputs,
+ * onnxruntime-node's fused MultiHeadAttention).
  *
  * onnxruntime-node needs `ONNXRUNTIME_NODE_INSTALL=skip` when npm installs it (its CPU binaries
  * ship in the package) and `--allow-ffi` at run time.
@@ -9,19 +14,150 @@
  * @module
  */
 
-import { type Tensor, tensor } from "../mod.ts";
+import type { Tensor } from "../tensor.ts";
 import { engine } from "../wasm/_runtime.ts";
-import { matmulSoftmaxGraph, mhaGraph } from "./_onnx.ts";
+import { additiveMask, matmulSoftmaxModel, mhaModel } from "./_onnx.ts";
 
-/** A random `[b, n, h, d]` f32 tensor with entries in [-0.5, 0.5). */
-export function randomInput(b: number, n: number, h: number, d: number, seed = 1): Tensor {
-  let s = seed >>> 0;
-  const data = new Float32Array(b * n * h * d);
-  for (let i = 0; i < data.length; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    data[i] = s / 2 ** 32 - 0.5;
+/** A model loaded into an onnxruntime session, with its inputs; `run()` is what gets timed. */
+export interface Peer {
+  /** For tables: runtime, graph and threads. */
+  name: string;
+  /** The runtime's package version. */
+  version: string;
+  /** Sets (or replaces) the f32 input `input`; not timed. */
+  setInput(input: string, data: Float32Array, dims: number[]): void;
+  /** Runs the model once on the current inputs; resolves to the output `out`. */
+  run(): Promise<Float32Array>;
+  /** Frees the session. */
+  release(): Promise<void>;
+}
+
+/** The part of the onnxruntime-web and onnxruntime-node APIs used here (the same in both). */
+interface Runtime {
+  Tensor: new (type: "float32", data: Float32Array, dims: readonly number[]) => unknown;
+  InferenceSession: {
+    create(model: Uint8Array, options: Record<string, unknown>): Promise<Session>;
+  };
+}
+interface Session {
+  run(feeds: Record<string, never>): Promise<Record<string, { data: unknown }>>;
+  release(): Promise<void>;
+}
+
+async function peer(
+  ort: Runtime,
+  model: Uint8Array,
+  options: Record<string, unknown>,
+  name: string,
+  version: string,
+): Promise<Peer> {
+  const session = await ort.InferenceSession.create(model, options);
+  const feeds: Record<string, unknown> = {};
+  return {
+    name,
+    version,
+    setInput(input, data, dims) {
+      feeds[input] = new ort.Tensor("float32", data, dims);
+    },
+    async run() {
+      return (await session.run(feeds as Record<string, never>)).out.data as Float32Array;
+    },
+    release: () => session.release(),
+  };
+}
+
+let webThreads: number | undefined;
+
+/** The version of onnxruntime-web the benches load. */
+export async function ortWebVersion(): Promise<string> {
+  const ort = await import("onnxruntime-web");
+  return ort.env.versions.web ?? ort.env.versions.common;
+}
+
+/**
+ * An onnxruntime-web session of `model` on its WASM execution provider with `threads` threads.
+ * onnxruntime-web reads its thread count once, when the first session starts its WASM module, so
+ * every session of a process must ask for the same count.
+ */
+export async function ortWebPeer(model: Uint8Array, threads: number, graph: string): Promise<Peer> {
+  const ort = await import("onnxruntime-web");
+  if (webThreads !== undefined && webThreads !== threads) {
+    throw new RangeError(
+      `onnxruntime-web already runs with ${webThreads} threads in this process; ${threads} asked`,
+    );
   }
-  return tensor(data, [b, n, h, d]);
+  webThreads = threads;
+  ort.env.wasm.numThreads = threads;
+  ort.env.logLevel = "error";
+  const version = await ortWebVersion();
+  const name = `onnxruntime-web ${version} wasm ${graph} (${threads} thread${plural(threads)})`;
+  return await peer(ort, model, { executionProviders: ["wasm"] }, name, version);
+}
+
+/** A native onnxruntime-node (CPU) session of `model` with `threads` intra-op threads. */
+export async function ortNodePeer(
+  model: Uint8Array,
+  threads: number,
+  graph: string,
+): Promise<Peer> {
+  const ort = await import("onnxruntime-node");
+  const version = ort.env.versions.node ?? ort.env.versions.common;
+  const name = `onnxruntime-node ${version} ${graph} (${threads} thread${plural(threads)})`;
+  const options = { intraOpNumThreads: threads, interOpNumThreads: 1, logSeverityLevel: 3 };
+  return await peer(ort, model, options, name, version);
+}
+
+const plural = (n: number) => (n === 1 ? "" : "s");
+
+/** Head-major copies `[H, N, d]` (times `scale`), or `[H, d, N]` when `transpose`, of batch 0. */
+function headMajor(t: Tensor, scale: number, transpose: boolean): Float32Array {
+  const [, n, h, d] = t.shape;
+  const src = t.data as Float32Array, out = new Float32Array(n * h * d);
+  for (let i = 0; i < n; i++) {
+    for (let hh = 0; hh < h; hh++) {
+      for (let x = 0; x < d; x++) {
+        const v = src[(i * h + hh) * d + x] * scale;
+        out[transpose ? (hh * d + x) * n + i : (hh * n + i) * d + x] = v;
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * onnxruntime-web (WASM backend) on `matmulSoftmaxModel`: forward attention of batch 0 of q, k, v
+ * (f32 `[1, N, H, d]`), no mask. It gets its preferred layout for free: q pre-scaled, k
+ * pre-transposed, both prepared here, not timed.
+ */
+export async function ortWeb(q: Tensor, k: Tensor, v: Tensor, threads: number): Promise<Peer> {
+  const [, n, h, d] = q.shape;
+  const p = await ortWebPeer(matmulSoftmaxModel(h, n, d), threads, "MatMul-Softmax-MatMul");
+  p.setInput("q", headMajor(q, 1 / Math.sqrt(d), false), [h, n, d]);
+  p.setInput("kT", headMajor(k, 1, true), [h, d, n]);
+  p.setInput("v", headMajor(v, 1, false), [h, n, d]);
+  return p;
+}
+
+/**
+ * Native onnxruntime-node on `mhaModel` (com.microsoft MultiHeadAttention) on f32 q, k, v
+ * `[B, N, H, d]`, with `allowed` (when given: a dense `[N, N]` 0/1 matrix, `toDense` of a mask)
+ * as an additive attention bias: 0 where visible, −∞ where masked.
+ */
+export async function ortNode(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  threads: number,
+  allowed?: Uint8Array,
+): Promise<Peer> {
+  const [b, n, h, d] = q.shape;
+  const graph = `MHA${allowed ? " + dense mask" : ""}`;
+  const p = await ortNodePeer(mhaModel(b, n, h, d, allowed !== undefined), threads, graph);
+  for (const [input, t] of [["q", q], ["k", k], ["v", v]] as const) {
+    p.setInput(input, t.data as Float32Array, [b, n, h * d]);
+  }
+  if (allowed) p.setInput("bias", additiveMask(allowed), [1, 1, n, n]);
+  return p;
 }
 
 // The micro-kernel baseline: C (48 × 64) += Aᵀ·B with K = 64, all in L1, repeated.
@@ -44,87 +180,4 @@ export function gemmBaseline(reps: number): number {
   const t0 = performance.now();
   eng.exports.gemmBench(a, b, c, GM, GNV, GK, reps);
   return performance.now() - t0;
-}
-
-/** Head-major copies `[H, N, d]` (q scaled by 1/√d) and kᵀ `[H, d, N]` for the ONNX MatMul graph. */
-function headMajor(t: Tensor, scale: number, transpose: boolean): Float32Array {
-  const [, n, h, d] = t.shape;
-  const src = t.data as Float32Array, out = new Float32Array(src.length);
-  for (let i = 0; i < n; i++) {
-    for (let hh = 0; hh < h; hh++) {
-      for (let x = 0; x < d; x++) {
-        const v = src[(i * h + hh) * d + x] * scale;
-        out[transpose ? (hh * d + x) * n + i : (hh * n + i) * d + x] = v;
-      }
-    }
-  }
-  return out;
-}
-
-/** A peer that runs forward attention on fixed inputs; `run()` resolves when done. */
-export interface Peer {
-  name: string;
-  run(): Promise<void>;
-}
-
-/**
- * onnxruntime-web (WASM backend), MatMul → Softmax → MatMul on head-major inputs, batch 1, no
- * mask. It gets its preferred layout for free: q pre-scaled, k pre-transposed (not timed).
- */
-export async function ortWeb(q: Tensor, k: Tensor, v: Tensor, threads: number): Promise<Peer> {
-  const ort = await import("onnxruntime-web");
-  ort.env.wasm.numThreads = threads;
-  ort.env.logLevel = "error";
-  const [, n, h, d] = q.shape;
-  const session = await ort.InferenceSession.create(matmulSoftmaxGraph(h, n, d), {
-    executionProviders: ["wasm"],
-  });
-  const feeds = {
-    q: new ort.Tensor("float32", headMajor(q, 1 / Math.sqrt(d), false), [h, n, d]),
-    kT: new ort.Tensor("float32", headMajor(k, 1, true), [h, d, n]),
-    v: new ort.Tensor("float32", headMajor(v, 1, false), [h, n, d]),
-  };
-  return {
-    name: `onnxruntime-web wasm (${threads} thread)`,
-    run: async () => {
-      await session.run(feeds);
-    },
-  };
-}
-
-/**
- * Native onnxruntime-node, com.microsoft MultiHeadAttention on `[B, N, H·d]`, with `mask` (when
- * given) as a dense additive `[1, 1, N, N]` attention bias: 0 where visible, −∞ where masked.
- */
-export async function ortNode(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
-  threads: number,
-  mask?: Uint8Array,
-): Promise<Peer> {
-  const ort = await import("onnxruntime-node");
-  const [b, n, h, d] = q.shape;
-  const session = await ort.InferenceSession.create(mhaGraph(b, n, h, d, mask !== undefined), {
-    intraOpNumThreads: threads,
-    interOpNumThreads: 1,
-    logSeverityLevel: 3,
-  });
-  const shape = [b, n, h * d];
-  const feeds: Record<string, InstanceType<typeof ort.Tensor>> = {
-    q: new ort.Tensor("float32", q.data as Float32Array, shape),
-    k: new ort.Tensor("float32", k.data as Float32Array, shape),
-    v: new ort.Tensor("float32", v.data as Float32Array, shape),
-  };
-  if (mask) {
-    const bias = new Float32Array(n * n);
-    for (let i = 0; i < bias.length; i++) bias[i] = mask[i] ? 0 : -Infinity;
-    feeds.bias = new ort.Tensor("float32", bias, [1, 1, n, n]);
-  }
-  return {
-    name: `onnxruntime-node MHA${mask ? " + dense mask" : ""} (${threads} thread)`,
-    run: async () => {
-      await session.run(feeds);
-    },
-  };
 }

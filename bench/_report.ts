@@ -33,6 +33,23 @@ export interface Report {
 }
 
 /**
+ * Writes a report to `file` as indented JSON: `fields`, the schema, and the seconds elapsed since
+ * `started` (a `performance.now()` time).
+ */
+export async function writeReport(
+  file: string,
+  fields: Omit<Report, "schema" | "elapsedSeconds">,
+  started: number,
+): Promise<void> {
+  const report: Report = {
+    schema: REPORT_SCHEMA,
+    ...fields,
+    elapsedSeconds: (performance.now() - started) / 1e3,
+  };
+  await Deno.writeTextFile(file, JSON.stringify(report, null, 2) + "\n");
+}
+
+/**
  * Parses and validates a report; throws a RangeError naming the first bad field.
  *
  * @example

@@ -104,19 +104,31 @@ export function makeInputs(shape: Shape, seed: number): {
 }
 
 /**
- * Forward and backward calls before any bench, so that the first measurement (the full-mask
- * baseline) does not pay for JIT compilation that the later ones get for free.
+ * Forward (and, unless `passes` leaves it out, backward) calls before any bench, so that the
+ * first measurement (the full-mask baseline) does not pay for JIT compilation that the later ones
+ * get for free.
  */
-export async function warmUp(backend: string, threads?: number): Promise<void> {
+export async function warmUp(
+  backend: string,
+  threads?: number,
+  passes: readonly ("fwd" | "bwd")[] = ["fwd", "bwd"],
+): Promise<void> {
   const shape: Shape = { batch: 1, seq: 128, heads: 2, kvHeads: 1, dim: 64, dtype: "f32" };
   const { q, k, v, dOut } = makeInputs(shape, 2);
   for (const m of ["full", "causal"] as const) {
     const options = { ...backendOptions(backend, threads), mask: exampleMask(m, shape.seq).mask };
     for (let i = 0; i < 3; i++) {
       const { out, lse } = await attention(q, k, v, options);
-      await attentionBackward({ q, k, v, out, lse, dOut }, options);
+      if (passes.includes("bwd")) await attentionBackward({ q, k, v, out, lse, dOut }, options);
     }
   }
+}
+
+/** Milliseconds `fn` takes, awaited. */
+export async function timeMs(fn: () => unknown): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return performance.now() - t0;
 }
 
 /** What {@linkcode measure} reports while it runs. */
@@ -174,9 +186,7 @@ export async function measure(spec: MeasureSpec, progress: ProgressFn): Promise<
   for (let r = 0; r < spec.reps; r++) {
     for (const [idx, c] of cases.entries()) {
       progress(`${label} rep ${r + 1}/${spec.reps} ${c.name} (${idx + 1}/${cases.length})`);
-      const t0 = performance.now();
-      await c.call();
-      c.timesMs.push(performance.now() - t0);
+      c.timesMs.push(await timeMs(c.call));
     }
   }
   const results: Result[] = [];
@@ -203,39 +213,32 @@ export async function measure(spec: MeasureSpec, progress: ProgressFn): Promise<
   return results;
 }
 
-/** Builds a {@linkcode Result} from timed calls; `fullMs` is the full mask's median time. */
-export function resultOf(o: {
-  backend: string;
-  pass: "fwd" | "bwd";
-  shape: Shape;
-  mask: MaskName;
-  maskArgs: unknown;
-  baselineOnly: boolean;
-  plan: Schedule;
-  tile: [number, number];
-  timesMs: number[];
-  fullMs: number;
-}): Result {
-  const med = median(o.timesMs);
-  const flops = usefulFlops(o.shape, o.plan.visibleFraction, o.pass);
+/**
+ * Builds a {@linkcode Result} from timed calls: `plan` is the mask's schedule at `tile`, `fullMs`
+ * the full mask's median time (same backend, pass and shape).
+ */
+export function resultOf(
+  o: Pick<Result, "backend" | "pass" | "shape" | "mask" | "maskArgs" | "baselineOnly" | "tile"> & {
+    plan: Schedule;
+    timesMs: number[];
+    fullMs: number;
+  },
+): Result {
+  const { plan, timesMs, fullMs, ...what } = o;
+  const med = median(timesMs);
+  const flops = usefulFlops(o.shape, plan.visibleFraction, o.pass);
   return {
-    backend: o.backend,
-    pass: o.pass,
-    shape: o.shape,
-    mask: o.mask,
-    maskArgs: o.maskArgs,
-    baselineOnly: o.baselineOnly,
-    visibleFraction: o.plan.visibleFraction,
-    density: o.plan.density,
-    tiles: { ...o.plan.tiles },
-    tile: o.tile,
+    ...what,
+    visibleFraction: plan.visibleFraction,
+    density: plan.density,
+    tiles: { ...plan.tiles },
     flops,
-    timesMs: o.timesMs,
+    timesMs,
     medianMs: med,
-    minMs: Math.min(...o.timesMs),
-    maxMs: Math.max(...o.timesMs),
+    minMs: Math.min(...timesMs),
+    maxMs: Math.max(...timesMs),
     flopsPerSecond: flops / (med / 1e3),
-    speedupVsFull: o.fullMs / med,
+    speedupVsFull: fullMs / med,
   };
 }
 

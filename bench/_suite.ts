@@ -3,8 +3,8 @@
  * problem shapes, inputs, and bench registration that skips unavailable backends with the
  * reason printed.
  *
- * The backend is `FLASHMASK_BENCH_BACKEND` when set, else the first available of
- * {@linkcode BACKENDS} (what `--backend auto` picks). Kernel groups time only the attention
+ * The backend is `FLASHMASK_BENCH_BACKEND` when set, else the one the library's `auto` picks
+ * (recognised as in the bench CLI). Kernel groups time only the attention
  * call on prepared inputs (`t.start()` / `t.end()` around it): mask schedule cached, tensors
  * validated and ready. The library has no device-resident tensor API yet, so for a GPU backend
  * that call still includes upload and readback. End-to-end groups also time building the mask
@@ -16,8 +16,7 @@
 import { attention, attentionBackward } from "../attention.ts";
 import { exampleMask, type MaskName } from "../masks/examples.ts";
 import { type Tensor, tensor, toF16, toFloat32 } from "../tensor.ts";
-import { BACKENDS } from "./_args.ts";
-import { backendOptions, type BackendStatus, probeBackend } from "./_device.ts";
+import { backendOptions, type BackendStatus, chooseBackends, supports } from "./_device.ts";
 import { makeInputs, type Shape, warmUp } from "./_run.ts";
 
 export { warmUp };
@@ -33,19 +32,24 @@ function env(name: string): string | undefined {
   }
 }
 
-/** The backend the suites time, and the status of every backend looked at. */
-export async function suiteBackend(): Promise<{ name: string | null; statuses: BackendStatus[] }> {
-  const wanted = env("FLASHMASK_BENCH_BACKEND");
-  const names = wanted ? [wanted] : [...BACKENDS];
-  const statuses: BackendStatus[] = [];
-  for (const n of names) statuses.push(await probeBackend(n));
-  const ok = statuses.find((s) => s.available);
-  if (!ok) {
-    for (const s of statuses) console.log(`skipping backend ${s.name}: ${s.reason}`);
-  } else {
-    await warmUp(ok.name);
+/**
+ * The backend the suites time (null when none can run `pass`), and the status of every backend
+ * looked at; reasons for skipping are printed.
+ */
+export async function suiteBackend(
+  pass: "fwd" | "bwd" = "fwd",
+): Promise<{ name: string | null; statuses: BackendStatus[] }> {
+  const { statuses, chosen, error } = await chooseBackends(
+    env("FLASHMASK_BENCH_BACKEND") ?? "auto",
+  );
+  const s = chosen[0];
+  if (error !== undefined) console.log(`skipping: ${error}`);
+  else if (!supports(s, pass)) console.log(`skipping backend ${s.name}: ${s.backwardReason}`);
+  else {
+    await warmUp(s.name, undefined, [pass]);
+    return { name: s.name, statuses };
   }
-  return { name: ok?.name ?? null, statuses };
+  return { name: null, statuses };
 }
 
 /** A label for a shape, used in group names. */

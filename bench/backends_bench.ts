@@ -9,7 +9,7 @@
 import { exampleMask } from "../masks/examples.ts";
 import { referenceBackward, referenceForward } from "../tests/reference.ts";
 import { BACKENDS } from "./_args.ts";
-import { probeBackend } from "./_device.ts";
+import { probeBackend, supports } from "./_device.ts";
 import { makeInputs, type Shape } from "./_run.ts";
 import { benchKernel, ITERATIONS, shapeLabel, warmUp } from "./_suite.ts";
 
@@ -18,7 +18,8 @@ const statuses = [];
 for (const name of BACKENDS) statuses.push(await probeBackend(name));
 for (const s of statuses) {
   if (!s.available) console.log(`skipping backend ${s.name}: ${s.reason}`);
-  else await warmUp(s.name);
+  else if (!s.backward) console.log(`skipping backend ${s.name} backward: ${s.backwardReason}`);
+  if (s.available) await warmUp(s.name, undefined, s.backward ? ["fwd", "bwd"] : ["fwd"]);
 }
 
 for (const pass of ["fwd", "bwd"] as const) {
@@ -37,7 +38,7 @@ for (const pass of ["fwd", "bwd"] as const) {
   });
   for (const s of statuses) {
     benchKernel({
-      backend: s.available ? s.name : null,
+      backend: supports(s, pass) ? s.name : null,
       pass,
       shape,
       mask: "causal",

@@ -10,7 +10,7 @@ import { MASK_NAMES } from "../masks/examples.ts";
 import type { Shape } from "./_run.ts";
 import { benchKernel, shapeLabel, suiteBackend } from "./_suite.ts";
 
-const { name: backend } = await suiteBackend();
+const { name: backend } = await suiteBackend("bwd");
 const shape: Shape = { batch: 1, seq: 256, heads: 2, kvHeads: 2, dim: 64, dtype: "f32" };
 
 const group = `backward ${backend} ${shapeLabel(shape)}`;

@@ -12,14 +12,14 @@
  */
 
 import { exampleMask } from "../masks/examples.ts";
-import { BACKENDS, type BenchConfig, parseCli, USAGE, UsageError } from "./_args.ts";
+import { type BenchConfig, parseCli, USAGE, UsageError } from "./_args.ts";
 import {
   type BackendStatus,
   backendTile,
+  chooseBackends,
   type MachineInfo,
   machineInfo,
-  probeBackend,
-  resolveAuto,
+  supports,
 } from "./_device.ts";
 import {
   checkTable,
@@ -29,7 +29,7 @@ import {
   Progress,
   resultTable,
 } from "./_format.ts";
-import { compareReports, parseReport, type Report, REPORT_SCHEMA } from "./_report.ts";
+import { compareReports, parseReport, type Report, writeReport } from "./_report.ts";
 import {
   checkMask,
   type CheckResult,
@@ -89,40 +89,30 @@ async function run(config: BenchConfig, args: string[]): Promise<number> {
   const progress = new Progress();
   const machine = machineInfo();
 
-  // Which backends: probe the candidates (a tiny call each) and keep the available ones.
-  const candidates = config.backend === "auto" || config.backend === "all"
-    ? [...BACKENDS]
-    : [config.backend];
-  const statuses: BackendStatus[] = [];
-  for (const name of candidates) {
-    progress.show(`probing backend ${name}`);
-    statuses.push(await probeBackend(name, config.threads));
-  }
-  progress.clear();
-  let chosen: BackendStatus[];
-  let auto: string | undefined;
-  if (config.backend === "auto") {
-    const s = resolveAuto(statuses);
-    chosen = s ? [s] : [];
-    auto = s?.name;
-  } else if (config.backend === "all") {
-    chosen = statuses.filter((s) => s.available);
-  } else {
-    chosen = statuses;
-  }
+  // Which backends: probe the candidates (a tiny call each); `auto` is what the library picks.
+  const { statuses, chosen, auto, error } = await chooseBackends(config.backend, {
+    threads: config.threads,
+    progress,
+  });
   console.log(header(machine, config, statuses, auto));
-  const missing = chosen.find((s) => !s.available);
-  if (chosen.length === 0 || missing) {
-    console.error(
-      `error: ${
-        missing ? `backend ${missing.name} is not available: ${missing.reason}` : "no backend works"
-      }`,
-    );
+  if (error !== undefined) {
+    console.error(`error: ${error}`);
     return 1;
   }
   const names = chosen.map((s) => s.name);
-  const tileOf = (b: string) => config.tile ?? backendTile(b);
+  const tileOf = (b: string) => config.tile ?? backendTile(b, config.dim);
   const passes = config.pass === "both" ? ["fwd", "bwd"] as const : [config.pass];
+  // (backend, pass) pairs the backend cannot run are left out and said so; that fails the run
+  // unless --backend all asked for whatever works.
+  let skipped = 0;
+  const passesOf = (s: BackendStatus) =>
+    passes.filter((pass) => {
+      if (supports(s, pass)) return true;
+      console.error(`backend ${s.name} cannot run the ${pass} pass (${s.backwardReason}): skipped`);
+      skipped++;
+      return false;
+    });
+  const runs = chosen.map((s) => ({ backend: s.name, passes: passesOf(s) }));
 
   if (config.picture) {
     console.log(`\n${PICTURE_LEGEND}`);
@@ -149,10 +139,9 @@ async function run(config: BenchConfig, args: string[]): Promise<number> {
   const checks: CheckResult[] = [];
   const results: Result[] = [];
   // The report is rewritten after every table, so an interrupted run keeps what it measured.
-  const writeReport = async (last: boolean) => {
+  const report = async (last: boolean) => {
     if (config.json === undefined) return;
-    const report: Report = {
-      schema: REPORT_SCHEMA,
+    await writeReport(config.json, {
       date,
       args,
       config,
@@ -161,16 +150,14 @@ async function run(config: BenchConfig, args: string[]): Promise<number> {
       auto,
       results,
       checks,
-      elapsedSeconds: (performance.now() - started) / 1e3,
-    };
-    await Deno.writeTextFile(config.json, JSON.stringify(report, null, 2) + "\n");
+    }, started);
     if (last) console.error(`wrote ${config.json}`);
   };
   if (config.check) {
     const shape = checkShape(shapeOf(config, config.seqs[0]));
     let i = 0;
-    const total = names.length * passes.length * config.masks.length;
-    for (const backend of names) {
+    const total = runs.reduce((n, r) => n + r.passes.length, 0) * config.masks.length;
+    for (const { backend, passes } of runs) {
       for (const pass of passes) {
         for (const m of config.masks) {
           progress.show(`[check ${++i}/${total}] ${backend} ${pass} ${m} N=${shape.seq}`);
@@ -182,11 +169,11 @@ async function run(config: BenchConfig, args: string[]): Promise<number> {
   }
 
   if (config.reps > 0) {
-    const total = names.length * config.seqs.length * passes.length;
+    const total = runs.reduce((n, r) => n + r.passes.length, 0) * config.seqs.length;
     let t = 0;
-    for (const backend of names) {
+    for (const { backend, passes } of runs) {
       progress.show(`warming up ${backend}`);
-      await warmUp(backend, config.threads);
+      await warmUp(backend, config.threads, passes);
       for (const seq of config.seqs) {
         for (const pass of passes) {
           t++;
@@ -205,7 +192,7 @@ async function run(config: BenchConfig, args: string[]): Promise<number> {
           results.push(...rs);
           const cs = checks.filter((c) => c.backend === backend && c.pass === pass);
           console.log(`\n${resultTable(rs, cs)}`);
-          await writeReport(false);
+          await report(false);
         }
       }
     }
@@ -224,8 +211,8 @@ async function run(config: BenchConfig, args: string[]): Promise<number> {
     }
   }
 
-  await writeReport(true);
-  return checks.every((c) => c.ok) ? 0 : 1;
+  await report(true);
+  return checks.every((c) => c.ok) && (skipped === 0 || config.backend === "all") ? 0 : 1;
 }
 
 function shapeOf(c: BenchConfig, seq: number): Shape {
@@ -249,16 +236,21 @@ function header(
     `flashmask-attention ${m.versions.library} bench · Deno ${m.versions.deno} · ${m.os} ` +
     `${m.arch} · ${m.cpuModel ?? "CPU model unknown"} (${m.logicalCpus} logical CPUs)`,
   ];
+  const state = (s: BackendStatus) =>
+    !s.available
+      ? `not available (${s.reason})`
+      : s.backward
+      ? "available"
+      : `available, forward only (${s.backwardReason})`;
   if (c.backend === "auto") {
     const s = statuses.find((s) => s.name === auto);
-    lines.push(`backend: auto → ${s ? `${s.name}: ${s.device}` : "none available"}`);
+    lines.push(
+      `backend: auto → ${s ? `${s.name} (the library's choice): ${s.device}` : "not recognised"}`,
+    );
   } else lines.push(`backend: ${c.backend}`);
   for (const s of statuses) {
     if (c.backend === "auto" && s.name === auto) continue;
-    lines.push(
-      `  ${s.name}: ${s.available ? "available" : `not available (${s.reason})`}` +
-        (s.device ? `; ${s.device}` : ""),
-    );
+    lines.push(`  ${s.name}: ${state(s)}${s.device ? `; ${s.device}` : ""}`);
   }
   return lines.join("\n");
 }

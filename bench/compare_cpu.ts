@@ -19,38 +19,13 @@ import { attention } from "../attention.ts";
 import { toDense } from "../masks/dense.ts";
 import { exampleMask, type MaskName } from "../masks/examples.ts";
 import { schedule } from "../masks/schedule.ts";
-import { BACKENDS, type BenchConfig, parseCli, USAGE, UsageError } from "./_args.ts";
-import {
-  backendOptions,
-  type BackendStatus,
-  backendTile,
-  machineInfo,
-  probeBackend,
-} from "./_device.ts";
+import { type BenchConfig, parseCli, USAGE, UsageError } from "./_args.ts";
+import { backendOptions, backendTile, chooseBackends, machineInfo } from "./_device.ts";
 import { flopsUnit, ms, Progress, sig, table } from "./_format.ts";
-import { additiveMask, attentionModel } from "./_onnx_dense.ts";
-import { type Report, REPORT_SCHEMA } from "./_report.ts";
-import { errors, makeInputs, type Result, resultOf, type Shape, warmUp } from "./_run.ts";
-
-/** The onnxruntime-web release compared against (pinned: results depend on it). */
-export const ORT_SPECIFIER = "npm:onnxruntime-web@1.23.2";
-
-/** The parts of onnxruntime-web used here. */
-interface Ort {
-  env: {
-    logLevel?: string;
-    wasm: { numThreads?: number; simd?: boolean };
-    versions: Record<string, string>;
-  };
-  Tensor: new (type: "float32", data: Float32Array, dims: number[]) => unknown;
-  InferenceSession: {
-    create(model: Uint8Array, options: { executionProviders: string[] }): Promise<OrtSession>;
-  };
-}
-interface OrtSession {
-  run(feeds: Record<string, unknown>): Promise<Record<string, { data: unknown }>>;
-  release(): Promise<void>;
-}
+import { additiveMask, attentionModel } from "./_onnx.ts";
+import { ortWebPeer, ortWebVersion } from "./_peers.ts";
+import { writeReport } from "./_report.ts";
+import { errors, makeInputs, type Result, resultOf, type Shape, timeMs, warmUp } from "./_run.ts";
 
 /** One row of the side-by-side table. */
 export interface SideBySide {
@@ -129,39 +104,32 @@ that take threads.\n\n${USAGE}`);
   }
   const started = performance.now(), date = new Date().toISOString();
   const progress = new Progress();
-  const candidates = config.backend === "auto" || config.backend === "all"
-    ? [...BACKENDS]
-    : [config.backend];
-  const statuses: BackendStatus[] = [];
-  for (const n of candidates) statuses.push(await probeBackend(n, config.threads));
-  const chosen = config.backend === "all"
-    ? statuses.filter((s) => s.available)
-    : [statuses.find((s) => s.available)].filter((s): s is BackendStatus => s !== undefined);
-  if (
-    chosen.length === 0 || (config.backend !== "auto" && config.backend !== "all" &&
-      !statuses[0].available)
-  ) {
-    console.error(`error: no backend available: ${statuses.map((s) => `${s.name}: ${s.reason}`)}`);
+  const { statuses, chosen, auto, error } = await chooseBackends(config.backend, {
+    threads: config.threads,
+    progress,
+  });
+  if (error !== undefined) {
+    console.error(`error: ${error}`);
     return 1;
   }
 
-  progress.show(`loading ${ORT_SPECIFIER}`);
-  const ort = (await import(ORT_SPECIFIER)) as Ort;
+  progress.show("loading onnxruntime-web");
+  const ortVersion = await ortWebVersion();
   const ortThreads = config.threads ?? 1;
-  ort.env.wasm.numThreads = ortThreads;
-  ort.env.logLevel = "error";
   const machine = machineInfo();
   progress.clear();
   console.log(
-    `this library ${machine.versions.library} vs onnxruntime-web ${ort.env.versions.web} ` +
+    `this library ${machine.versions.library} vs onnxruntime-web ${ortVersion} ` +
       `(WASM, ${ortThreads} thread${ortThreads === 1 ? "" : "s"}) · Deno ${machine.versions.deno}` +
       ` · ${machine.cpuModel ?? machine.arch} (${machine.logicalCpus} logical CPUs)`,
   );
-  for (const s of chosen) console.log(`backend ${s.name}: ${s.device}`);
-  for (const s of chosen) await warmUp(s.name, config.threads);
+  for (const s of chosen) {
+    console.log(`backend ${s.name}${s.name === auto ? " (auto)" : ""}: ${s.device}`);
+  }
+  for (const s of chosen) await warmUp(s.name, config.threads, ["fwd"]);
 
   const results: Result[] = [];
-  const ortName = `onnxruntime-web ${ort.env.versions.web} wasm ${ortThreads}t`;
+  const ortName = `onnxruntime-web ${ortVersion} wasm ${ortThreads}t`;
   for (const seq of config.seqs) {
     const shape: Shape = {
       batch: config.batch,
@@ -174,19 +142,16 @@ that take threads.\n\n${USAGE}`);
     const dims = [shape.batch, seq, shape.heads, shape.dim];
     const inputs = makeInputs(shape, config.seed);
     const t0 = performance.now();
-    const session = await ort.InferenceSession.create(
+    const ort = await ortWebPeer(
       attentionModel({ batch: shape.batch, seq, heads: shape.heads, dim: shape.dim }),
-      { executionProviders: ["wasm"] },
+      ortThreads,
+      "dense attention",
     );
     const sessionMs = performance.now() - t0;
-    const feedsBase = {
-      q: new ort.Tensor("float32", inputs.q.data as Float32Array, dims),
-      k: new ort.Tensor("float32", inputs.k.data as Float32Array, dims),
-      v: new ort.Tensor("float32", inputs.v.data as Float32Array, dims),
-    };
+    for (const x of ["q", "k", "v"] as const) ort.setInput(x, inputs[x].data as Float32Array, dims);
     const masks: MaskName[] = ["full", ...config.masks.filter((m) => m !== "full")];
     for (const s of chosen) {
-      const tile = config.tile ?? backendTile(s.name);
+      const tile = config.tile ?? backendTile(s.name, shape.dim);
       const rows: SideBySide[] = [];
       let oursFull = NaN, ortFull = NaN;
       for (const [i, name] of masks.entries()) {
@@ -197,16 +162,12 @@ that take threads.\n\n${USAGE}`);
           blockRows: tile[0],
           blockCols: tile[1],
         });
-        const feeds = {
-          ...feedsBase,
-          mask: new ort.Tensor("float32", additiveMask(toDense(ex.mask)), [seq, seq]),
-        };
+        ort.setInput("mask", additiveMask(toDense(ex.mask)), [seq, seq]);
         const options = { ...backendOptions(s.name, config.threads), mask: ex.mask };
-        const runOrt = async () => (await session.run(feeds)).out.data as Float32Array;
         const runOurs = async () =>
           (await attention(inputs.q, inputs.k, inputs.v, options)).out.data as Float32Array;
         for (let w = 0; w < config.warmup; w++) {
-          await runOrt();
+          await ort.run();
           await runOurs();
         }
         // Alternate the two, swapping which goes first each rep, so that a slow spell of this
@@ -216,11 +177,8 @@ that take threads.\n\n${USAGE}`);
         for (let r = 0; r < config.reps; r++) {
           progress.show(`N=${seq} ${name} (${i + 1}/${masks.length}) rep ${r + 1}/${config.reps}`);
           for (const which of r % 2 === 0 ? ["ort", "ours"] : ["ours", "ort"]) {
-            const t = performance.now();
-            const out = await (which === "ort" ? runOrt() : runOurs());
-            const dt = performance.now() - t;
-            if (which === "ort") [ortOut, ortTimes[r]] = [out, dt];
-            else [oursOut, oursTimes[r]] = [out, dt];
+            if (which === "ort") ortTimes[r] = await timeMs(async () => ortOut = await ort.run());
+            else oursTimes[r] = await timeMs(async () => oursOut = await runOurs());
           }
         }
         const common = {
@@ -276,15 +234,14 @@ that take threads.\n\n${USAGE}`);
         }`,
       );
     }
-    await session.release();
+    await ort.release();
   }
   console.log(
     `\nspeed-up = onnxruntime-web median / ${chosen.map((s) => s.name).join(", ")} median ` +
       "(>1: this library faster); max |diff| = largest |ours − onnxruntime-web| over the output",
   );
   if (config.json !== undefined) {
-    const report: Report = {
-      schema: REPORT_SCHEMA,
+    await writeReport(config.json, {
       date,
       args,
       config,
@@ -292,14 +249,14 @@ that take threads.\n\n${USAGE}`);
       backends: [...statuses, {
         name: ortName,
         available: true,
-        device: `onnxruntime-web ${ort.env.versions.web} WASM backend, ${ortThreads} threads`,
-        details: { versions: ort.env.versions, threads: ortThreads },
+        backward: false,
+        device: `onnxruntime-web ${ortVersion} WASM backend, ${ortThreads} threads`,
+        details: { version: ortVersion, threads: ortThreads },
       }],
+      auto,
       results,
       checks: [],
-      elapsedSeconds: (performance.now() - started) / 1e3,
-    };
-    await Deno.writeTextFile(config.json, JSON.stringify(report, null, 2) + "\n");
+    }, started);
     console.error(`wrote ${config.json}`);
   }
   return 0;

@@ -98,32 +98,33 @@ def main():
             return True
         return False
 
-    def time_cuda(fn):
+    def timed(fn, one_ms):
+        """`args.warmup` untimed calls of fn, then `args.reps` times in ms, each from one_ms(fn)."""
         for _ in range(args.warmup):
             fn()
         torch.cuda.synchronize()
-        times = []
-        for _ in range(args.reps):
-            s = torch.cuda.Event(enable_timing=True)
-            e = torch.cuda.Event(enable_timing=True)
-            s.record()
-            fn()
-            e.record()
-            torch.cuda.synchronize()
-            times.append(s.elapsed_time(e))
-        return times
+        return [one_ms(fn) for _ in range(args.reps)]
+
+    def cuda_event_ms(fn):
+        s = torch.cuda.Event(enable_timing=True)
+        e = torch.cuda.Event(enable_timing=True)
+        s.record()
+        fn()
+        e.record()
+        torch.cuda.synchronize()
+        return s.elapsed_time(e)
+
+    def wall_ms(fn):
+        t = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        return (time.perf_counter() - t) * 1e3
+
+    def time_cuda(fn):
+        return timed(fn, cuda_event_ms)
 
     def time_wall(fn):
-        for _ in range(args.warmup):
-            fn()
-        torch.cuda.synchronize()
-        times = []
-        for _ in range(args.reps):
-            t = time.perf_counter()
-            fn()
-            torch.cuda.synchronize()
-            times.append((time.perf_counter() - t) * 1e3)
-        return times
+        return timed(fn, wall_ms)
 
     def write_json():
         """Writes what is measured so far (after every length, so a killed run keeps it)."""

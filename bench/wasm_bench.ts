@@ -11,11 +11,18 @@
  */
 
 import { attention, attentionBackward } from "../mod.ts";
-import { GEMM_FLOPS_PER_REP, gemmBaseline, ortWeb, randomInput } from "./_peers.ts";
+import { GEMM_FLOPS_PER_REP, gemmBaseline, ortWeb } from "./_peers.ts";
+import { makeInputs } from "./_run.ts";
 
 const [B, N, H, D] = [1, 2048, 8, 64];
-const q = randomInput(B, N, H, D, 1), k = randomInput(B, N, H, D, 2);
-const v = randomInput(B, N, H, D, 3), dOut = randomInput(B, N, H, D, 4);
+const { q, k, v, dOut } = makeInputs({
+  batch: B,
+  seq: N,
+  heads: H,
+  kvHeads: H,
+  dim: D,
+  dtype: "f32",
+}, 1);
 const { out, lse } = await attention(q, k, v, { backend: "wasm", threads: 1 });
 const fwdFlops = 4 * B * H * N * N * D;
 const web1 = await ortWeb(q, k, v, 1);

@@ -27,27 +27,11 @@ import {
 } from "../mod.ts";
 import { BLOCK_COLS, BLOCK_ROWS } from "../wasm/backend.ts";
 import { engine } from "../wasm/_runtime.ts";
-import {
-  GEMM_FLOPS_PER_REP,
-  gemmBaseline,
-  ortNode,
-  ortWeb,
-  type Peer,
-  randomInput,
-} from "./_peers.ts";
+import { GEMM_FLOPS_PER_REP, gemmBaseline, ortNode, ortWeb, type Peer } from "./_peers.ts";
+import { makeInputs, median, timeMs as time } from "./_run.ts";
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const fmt = (x: number, digits = 1) => x.toFixed(digits);
 const verdict = (ok: boolean) => ok ? "met" : "NOT met";
-
-async function time(fn: () => Promise<unknown> | unknown): Promise<number> {
-  const t0 = performance.now();
-  await fn();
-  return performance.now() - t0;
-}
 
 async function main() {
   const { values: a } = parseArgs({
@@ -75,8 +59,10 @@ async function main() {
 
   // ---- dense shape -------------------------------------------------------------------------
   const [B, N, H, D] = [1, 2048, 8, 64];
-  const q = randomInput(B, N, H, D, 1), k = randomInput(B, N, H, D, 2);
-  const v = randomInput(B, N, H, D, 3), dOut = randomInput(B, N, H, D, 4);
+  const { q, k, v, dOut } = makeInputs(
+    { batch: B, seq: N, heads: H, kvHeads: H, dim: D, dtype: "f32" },
+    1,
+  );
   const F = 4 * B * H * N * N * D;
   const { out, lse } = await attention(q, k, v, { backend: "wasm", threads: 1 });
   await attention(q, k, v, { backend: "wasm", threads: 2 });
@@ -158,8 +144,10 @@ async function main() {
 
   // ---- mask types at N = 4096 ----------------------------------------------------------------
   const [MN, MH] = [4096, Number(a["mask-heads"])];
-  const mq = randomInput(1, MN, MH, D, 5), mk = randomInput(1, MN, MH, D, 6);
-  const mv = randomInput(1, MN, MH, D, 7);
+  const { q: mq, k: mk, v: mv } = makeInputs(
+    { batch: 1, seq: MN, heads: MH, kvHeads: MH, dim: D, dtype: "f32" },
+    5,
+  );
   const masks = MASK_NAMES.map((name) => exampleMask(name, MN).mask);
   const peers = new Map<MaskName, Peer>();
   if (!a["skip-node"]) {

@@ -8,12 +8,17 @@
 
 import assert from "node:assert/strict";
 import { causal } from "../masks/builders.ts";
-import { MASK_NAMES } from "../masks/examples.ts";
 import { BACKENDS, DEFAULTS, parseCli, UsageError } from "../bench/_args.ts";
 import { flopsUnit, picturePanel, resultTable, sig, table } from "../bench/_format.ts";
-import { compareReports, parseReport, type Report } from "../bench/_report.ts";
-import { errors, median, type Result, usefulFlops } from "../bench/_run.ts";
+import { compareReports, parseReport } from "../bench/_report.ts";
+import { errors, makeInputs, median, usefulFlops } from "../bench/_run.ts";
 import { maskSvg, SVG_COLORS } from "../bench/_svg.ts";
+import { fakeReport, fakeResult } from "./_bench_util.ts";
+import { attention, type BackendName } from "../attention.ts";
+import { exampleMask, MASK_NAMES } from "../masks/examples.ts";
+import { BLOCK as JS_BLOCK } from "../tiled.ts";
+import { BLOCK_COLS as WASM_COLS, BLOCK_ROWS as WASM_ROWS } from "../wasm/backend.ts";
+import { backendTile, chooseBackends } from "../bench/_device.ts";
 
 const CLI = new URL("../bench/cli.ts", import.meta.url).pathname;
 
@@ -235,67 +240,86 @@ Deno.test("cli: --reps 0 --picture draws without timing; an unavailable backend 
   assert.ok(r.stdout.includes("causal (N=64): visible 0.508, tiles 32×32: 1 full, 2 partial"));
   assert.ok(r.stdout.includes("▓░"), "tile picture");
   assert.ok(!r.stdout.includes("median"), "nothing timed");
-  const probe = await cli(["--backend=webgpu", "--masks=causal", "--seq=32", "--reps=1"]);
-  if (probe.code === 1) {
+  // WebGPU: not available, forward only (its backward pass skipped: exit 1), or complete.
+  const probe = await cli([
+    "--backend=webgpu",
+    "--masks=causal",
+    "--seq=32",
+    "--reps=1",
+    "--pass=both",
+  ]);
+  if (/webgpu: not available/.test(probe.stdout)) {
+    assert.equal(probe.code, 1);
     assert.match(probe.stderr, /backend webgpu is not available: /);
+  } else if (/webgpu: available, forward only/.test(probe.stdout)) {
+    assert.equal(probe.code, 1);
+    assert.match(probe.stdout, /webgpu · forward · .* tiles 128×64/);
+    assert.ok(!probe.stdout.includes("webgpu · backward"));
+    assert.match(probe.stderr, /backend webgpu cannot run the bwd pass \(.+\): skipped/);
   } else {
-    assert.equal(probe.code, 0, probe.stderr); // the WebGPU backend has landed and works here
+    assert.equal(probe.code, 0, probe.stderr);
+    assert.match(probe.stdout, /webgpu · backward/);
   }
 });
 
-function fakeResult(backend: string, mask: string, medianMs: number, seq = 64): Result {
-  return {
-    backend,
-    pass: "fwd",
-    shape: { batch: 1, seq, heads: 1, kvHeads: 1, dim: 16, dtype: "f32" },
-    mask: mask as Result["mask"],
-    maskArgs: [],
-    baselineOnly: false,
-    visibleFraction: 1,
-    density: 1,
-    tiles: { full: 4, partial: 0, skipped: 0 },
-    tile: [32, 32],
-    flops: 1e9,
-    timesMs: [medianMs],
-    medianMs,
-    minMs: medianMs,
-    maxMs: medianMs,
-    flopsPerSecond: 1e12 / medianMs,
-    speedupVsFull: 1,
-  };
-}
+Deno.test("cli: the default backend is the library's auto, with that backend's tile", async () => {
+  const { auto } = await chooseBackends("auto");
+  assert.ok(auto !== undefined);
+  const r = await cli(["--masks=causal", "--seq=64", "--heads=1", "--dim=16", "--reps=1"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, new RegExp(`\nbackend: auto → ${auto} \\(the library's choice\\): `));
+  const [rows, cols] = backendTile(auto, 16);
+  assert.match(r.stdout, new RegExp(`\n${auto} · forward · B=1 N=64 .* tiles ${rows}×${cols} `));
+});
 
-function fakeReport(results: Result[]): Report {
-  return parseReport(
-    JSON.stringify({
-      schema: "flashmask-bench/1",
-      date: "2026-11-22T00:00:00.000Z",
-      args: [],
-      config: {},
-      machine: {},
-      backends: [],
-      results,
-      checks: [],
-      elapsedSeconds: 0,
-    }),
-    "fake",
-  );
-}
+Deno.test("chooseBackends: auto is recognised by its output bits, which tell backends apart", async () => {
+  const c = await chooseBackends("auto");
+  assert.equal(c.error, undefined);
+  assert.deepEqual(c.chosen.map((s) => s.name), [c.auto]);
+  const available = c.statuses.filter((s) => s.available);
+  assert.ok(available.some((s) => s.name === "js"), "js always works");
+  const prints = available.map((s) => s.fingerprint);
+  assert.equal(new Set(prints).size, prints.length, `distinct fingerprints: ${prints}`);
+  // On other inputs too, auto computes the very bits of the backend it was recognised as.
+  const shape = { batch: 1, seq: 50, heads: 2, kvHeads: 1, dim: 24, dtype: "f32" } as const;
+  const { q, k, v } = makeInputs(shape, 9);
+  const mask = exampleMask("slidingWindow", 50).mask;
+  const bits = async (backend: BackendName) =>
+    new Uint32Array((await attention(q, k, v, { backend, mask })).out.data.buffer);
+  assert.deepEqual(await bits("auto"), await bits(c.auto as BackendName));
+  // A backend named directly is taken as is; an unknown one is an error, not a crash.
+  assert.deepEqual((await chooseBackends("js")).chosen.map((s) => s.name), ["js"]);
+  const bad = await chooseBackends("nope");
+  assert.deepEqual(bad.chosen, []);
+  assert.match(bad.error ?? "", /backend nope is not available/);
+});
+
+Deno.test("backendTile: the tile each backend schedules with", () => {
+  assert.deepEqual(backendTile("js", 64), [JS_BLOCK, JS_BLOCK]);
+  assert.deepEqual(backendTile("wasm", 64), [WASM_ROWS, WASM_COLS]);
+  assert.deepEqual(backendTile("wasm", 256), [48, 96]);
+  assert.deepEqual(backendTile("webgpu", 128), [128, 64]);
+  assert.deepEqual(backendTile("webgpu", 129), [64, 128]);
+  assert.deepEqual(backendTile("later", 64), [64, 64]);
+});
+
+const fake = (backend: string, mask: string, medianMs: number, seq = 64) =>
+  fakeResult({ backend, mask, medianMs, shape: { seq } });
 
 Deno.test("compareReports: matches by pass, shape and mask; backend only when several", () => {
-  const a = fakeReport([fakeResult("js", "full", 10), fakeResult("js", "causal", 6)]);
-  const b = fakeReport([fakeResult("wasm", "full", 2), fakeResult("wasm", "causal", 4)]);
+  const a = fakeReport([fake("js", "full", 10), fake("js", "causal", 6)]);
+  const b = fakeReport([fake("wasm", "full", 2), fake("wasm", "causal", 4)]);
   const c = compareReports(a, b);
   assert.deepEqual(c.rows.map((r) => [r.mask, r.speedup]), [["full", 5], ["causal", 1.5]]);
   assert.ok(Math.abs(c.geomean - Math.sqrt(7.5)) < 1e-12);
   // Several backends in one report: rows must also agree on the backend.
-  const multi = fakeReport([fakeResult("js", "full", 10), fakeResult("wasm", "full", 1)]);
+  const multi = fakeReport([fake("js", "full", 10), fake("wasm", "full", 1)]);
   const m = compareReports(multi, b);
   assert.deepEqual(m.rows.map((r) => [r.key.split(" ")[0], r.speedup]), [["wasm", 0.5]]);
   assert.equal(m.onlyA.length, 1);
   assert.equal(m.onlyB.length, 1);
   // Different shapes never match.
-  const n = compareReports(a, fakeReport([fakeResult("js", "full", 1, 128)]));
+  const n = compareReports(a, fakeReport([fake("js", "full", 1, 128)]));
   assert.equal(n.rows.length, 0);
   assert.ok(Number.isNaN(n.geomean));
 });
@@ -303,7 +327,7 @@ Deno.test("compareReports: matches by pass, shape and mask; backend only when se
 Deno.test("parseReport: rejects what is not a report", () => {
   assert.throws(() => parseReport("not json", "x"), /x: not JSON/);
   assert.throws(() => parseReport('{"schema":"other"}', "x"), /schema/);
-  const r = JSON.parse(JSON.stringify(fakeReport([fakeResult("js", "full", 1)])));
+  const r = JSON.parse(JSON.stringify(fakeReport([fake("js", "full", 1)])));
   r.results[0].medianMs = "fast";
   assert.throws(() => parseReport(JSON.stringify(r), "x"), /results\[0\]\.medianMs/);
 });
@@ -316,7 +340,7 @@ Deno.test("formatting: units, significant digits, tables", () => {
   assert.equal(sig(123.45), "123");
   assert.equal(sig(1.5), "1.50");
   assert.equal(table(["a", "bb"], [["xyz", "1"]]), "a    bb\n---  --\nxyz   1");
-  const t = resultTable([fakeResult("js", "full", 2), fakeResult("js", "causal", 1)]);
+  const t = resultTable([fake("js", "full", 2), fake("js", "causal", 1)]);
   assert.match(t, /^js · forward · B=1 N=64 Hq=1 Hk=1 d=16 f32 · tiles 32×32 · median of 1/);
   assert.match(t, /TFLOP\/s/);
   assert.match(t, /\ncausal .* 1\.00 {4}1\.00×$/);

@@ -1,22 +1,27 @@
 /**
- * Tests of the comparison tools under bench/: the hand-written ONNX graph (decoded back from
- * its protobuf bytes), the mask export read by torch_compare.py, the GPU table and the plot.
+ * Tests of the comparison tools under bench/: the ONNX models (decoded back from their protobuf
+ * bytes, and run in onnxruntime-web and onnxruntime-node against the float64 reference), the
+ * mask export read by torch_compare.py, the GPU table and the plot.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
-import { MASK_NAMES } from "../masks/examples.ts";
-import { additiveMask, attentionModel } from "../bench/_onnx_dense.ts";
+import { toDense } from "../masks/dense.ts";
+import { exampleMask, MASK_NAMES } from "../masks/examples.ts";
+import { additiveMask, attentionModel, matmulSoftmaxModel, mhaModel } from "../bench/_onnx.ts";
+import { ortNode, ortWeb, ortWebPeer } from "../bench/_peers.ts";
 import { exportMasks } from "../bench/export_masks.ts";
 import { gpuTable, type TorchReport } from "../bench/gpu_table.ts";
 import { niceCeil, plotSvg, seriesOf } from "../bench/plot.ts";
-import { parseReport, type Report } from "../bench/_report.ts";
-import type { Result } from "../bench/_run.ts";
+import { makeInputs, type Result } from "../bench/_run.ts";
+import { referenceForward } from "./reference.ts";
+import { relErr } from "./_util.ts";
+import { fakeReport, fakeResult } from "./_bench_util.ts";
 
 type Field = { n: number; wire: number; value: number | Uint8Array };
 
-/** Decodes one protobuf message into its fields (varint and length-delimited only). */
+/** Decodes one protobuf message into its fields (varint, length-delimited and 32-bit). */
 function decode(buf: Uint8Array): Field[] {
   const out: Field[] = [];
   let i = 0;
@@ -36,6 +41,9 @@ function decode(buf: Uint8Array): Field[] {
       const len = varint();
       out.push({ n, wire, value: buf.subarray(i, i + len) });
       i += len;
+    } else if (wire === 5) {
+      out.push({ n, wire, value: buf.subarray(i, i + 4) });
+      i += 4;
     } else throw new Error(`unexpected wire type ${wire}`);
   }
   assert.equal(i, buf.length, "message ends on a field boundary");
@@ -43,56 +51,141 @@ function decode(buf: Uint8Array): Field[] {
 }
 const text = (v: number | Uint8Array) => new TextDecoder().decode(v as Uint8Array);
 const get = (fs: Field[], n: number) => fs.filter((f) => f.n === n);
+const sub = (f: Field) => decode(f.value as Uint8Array);
+
+/** A decoded ModelProto: opsets, graph nodes (op, domain, inputs, outputs, attributes), io. */
+function readModel(bytes: Uint8Array) {
+  const model = decode(bytes);
+  assert.equal(get(model, 1)[0].value, 8, "ir_version");
+  const opsets = get(model, 8).map(sub).map((
+    o,
+  ) => [text(get(o, 1)[0]?.value ?? new Uint8Array()), get(o, 2)[0].value]);
+  const graph = sub(get(model, 7)[0]);
+  const nodes = get(graph, 1).map(sub).map((nd) => ({
+    op: text(get(nd, 4)[0].value),
+    domain: get(nd, 7).length ? text(get(nd, 7)[0].value) : "",
+    inputs: get(nd, 1).map((f) => text(f.value)),
+    outputs: get(nd, 2).map((f) => text(f.value)),
+    attrs: new Map(get(nd, 5).map(sub).map((a) => [text(get(a, 1)[0].value), a])),
+  }));
+  const valueInfo = (f: Field): [string, number[]] => {
+    const vi = sub(f);
+    const tensor = sub(get(sub(get(vi, 2)[0]), 1)[0]);
+    assert.equal(get(tensor, 1)[0].value, 1, "FLOAT");
+    const dims = get(sub(get(tensor, 2)[0]), 1).map((d) => get(sub(d), 1)[0].value as number);
+    return [text(get(vi, 1)[0].value), dims];
+  };
+  // Every node input is a graph input, an initializer, an earlier node's output, or absent ("").
+  const known = new Set(["", ...get(graph, 11).map((f) => valueInfo(f)[0])]);
+  for (const init of get(graph, 5)) known.add(text(get(sub(init), 8)[0].value));
+  for (const nd of nodes) {
+    for (const x of nd.inputs) assert.ok(known.has(x), `input ${x} of ${nd.op} is defined`);
+    for (const o of nd.outputs) known.add(o);
+  }
+  return {
+    opsets,
+    graph,
+    nodes,
+    inputs: get(graph, 11).map(valueInfo),
+    output: valueInfo(get(graph, 12)[0]),
+  };
+}
 
 Deno.test("attentionModel: a valid ONNX ModelProto with the expected graph", () => {
-  const model = decode(attentionModel({ batch: 2, seq: 8, heads: 3, dim: 16 }));
-  assert.equal(get(model, 1)[0].value, 8, "ir_version");
-  const opset = decode(get(model, 8)[0].value as Uint8Array);
-  assert.equal(get(opset, 2)[0].value, 17, "opset version");
-  const graph = decode(get(model, 7)[0].value as Uint8Array);
-  const nodes = get(graph, 1).map((f) => decode(f.value as Uint8Array));
-  assert.deepEqual(
-    nodes.map((nd) => text(get(nd, 4)[0].value)),
-    [
-      "Transpose",
-      "Transpose",
-      "Transpose",
-      "MatMul",
-      "Mul",
-      "Add",
-      "Softmax",
-      "MatMul",
-      "Transpose",
-    ],
-  );
-  // Every node input is a graph input, the initializer, or an earlier node's output.
-  const known = new Set(["q", "k", "v", "mask", "scale"]);
-  for (const nd of nodes) {
-    for (const inp of get(nd, 1)) assert.ok(known.has(text(inp.value)), text(inp.value));
-    for (const o of get(nd, 2)) known.add(text(o.value));
-  }
-  assert.ok(known.has("out"));
+  const m = readModel(attentionModel({ batch: 2, seq: 8, heads: 3, dim: 16 }));
+  assert.deepEqual(m.opsets, [["", 17]]);
+  assert.deepEqual(m.nodes.map((nd) => nd.op), [
+    "Transpose",
+    "Transpose",
+    "Transpose",
+    "MatMul",
+    "Mul",
+    "Add",
+    "Softmax",
+    "MatMul",
+    "Transpose",
+  ]);
+  assert.deepEqual(m.inputs, [["q", [2, 8, 3, 16]], ["k", [2, 8, 3, 16]], ["v", [2, 8, 3, 16]], [
+    "mask",
+    [8, 8],
+  ]]);
+  assert.deepEqual(m.output, ["out", [2, 8, 3, 16]]);
+  // Transpose perms (INTS attributes, type 7).
+  const perm = (i: number) => get(m.nodes[i].attrs.get("perm")!, 8).map((f) => f.value);
+  assert.deepEqual([perm(0), perm(1), perm(8)], [[0, 2, 1, 3], [0, 2, 3, 1], [0, 2, 1, 3]]);
+  assert.equal(get(m.nodes[1].attrs.get("perm")!, 20)[0].value, 7);
   // The scale initializer: a float scalar 1/sqrt(16) in raw_data.
-  const init = decode(get(graph, 5)[0].value as Uint8Array);
+  const init = decode(get(m.graph, 5)[0].value as Uint8Array);
   assert.equal(text(get(init, 8)[0].value), "scale");
   const raw = get(init, 9)[0].value as Uint8Array;
   assert.equal(new Float32Array(raw.slice().buffer)[0], 0.25);
-  // Input shapes: q is [2, 8, 3, 16], mask [8, 8].
-  const dims = (vi: Field) => {
-    const type = decode(get(decode(vi.value as Uint8Array), 2)[0].value as Uint8Array);
-    const tensor = decode(get(type, 1)[0].value as Uint8Array);
-    assert.equal(get(tensor, 1)[0].value, 1, "FLOAT");
-    const shape = decode(get(tensor, 2)[0].value as Uint8Array);
-    return get(shape, 1).map((d) => get(decode(d.value as Uint8Array), 1)[0].value);
-  };
-  const inputs = get(graph, 11);
-  assert.deepEqual(dims(inputs[0]), [2, 8, 3, 16]);
-  assert.deepEqual(dims(inputs[3]), [8, 8]);
-  assert.deepEqual(dims(get(graph, 12)[0]), [2, 8, 3, 16]);
   // Softmax axis -1 is a 10-byte two's-complement varint.
-  const softmax = nodes[6], attr = decode(get(softmax, 5)[0].value as Uint8Array);
-  assert.equal(get(attr, 3)[0].value, 2 ** 64 - 1);
+  assert.equal(get(m.nodes[6].attrs.get("axis")!, 3)[0].value, 2 ** 64 - 1);
   assert.deepEqual(Array.from(additiveMask(new Uint8Array([1, 0]))), [0, -Infinity]);
+});
+
+Deno.test("matmulSoftmaxModel and mhaModel: the expected graphs", () => {
+  const a = readModel(matmulSoftmaxModel(2, 8, 4));
+  assert.deepEqual(a.nodes.map((nd) => nd.op), ["MatMul", "Softmax", "MatMul"]);
+  assert.deepEqual(a.inputs, [["q", [2, 8, 4]], ["kT", [2, 4, 8]], ["v", [2, 8, 4]]]);
+  assert.deepEqual(a.output, ["out", [2, 8, 4]]);
+  for (const mask of [false, true]) {
+    const m = readModel(mhaModel(1, 8, 2, 16, mask));
+    assert.deepEqual(m.opsets, [["", 17], ["com.microsoft", 1]]);
+    assert.equal(m.nodes.length, 1);
+    const mha = m.nodes[0];
+    assert.deepEqual([mha.op, mha.domain], ["MultiHeadAttention", "com.microsoft"]);
+    // attention_bias is the 6th input; the 4th and 5th (bias, key_padding_mask) are absent.
+    assert.deepEqual(mha.inputs, mask ? ["q", "k", "v", "", "", "bias"] : ["q", "k", "v"]);
+    assert.equal(get(mha.attrs.get("num_heads")!, 3)[0].value, 2);
+    const scale = get(mha.attrs.get("scale")!, 2)[0].value as Uint8Array;
+    assert.equal(new DataView(scale.slice().buffer).getFloat32(0, true), 0.25);
+    assert.deepEqual(m.inputs.map(([n]) => n), mask ? ["q", "k", "v", "bias"] : ["q", "k", "v"]);
+    if (mask) assert.deepEqual(m.inputs[3][1], [1, 1, 8, 8]);
+    assert.deepEqual(m.output, ["out", [1, 8, 32]]);
+  }
+});
+
+Deno.test("the ONNX models run in onnxruntime and match the float64 reference", async () => {
+  const [n, h, d] = [40, 2, 16];
+  const { q, k, v } = makeInputs(
+    { batch: 1, seq: n, heads: h, kvHeads: h, dim: d, dtype: "f32" },
+    3,
+  );
+  const { mask } = exampleMask("causalDocument", n);
+  const ref = referenceForward(q, k, v, { mask }).out;
+  const refDense = referenceForward(q, k, v).out;
+  const close = (what: string, x: ArrayLike<number>, r: ArrayLike<number>) => {
+    const e = relErr(x, r);
+    assert.ok(e <= 1e-5, `${what}: relative error ${e}`);
+  };
+
+  // onnxruntime-web, this library's layout, the mask as an additive input.
+  const web = await ortWebPeer(attentionModel({ batch: 1, seq: n, heads: h, dim: d }), 1, "t");
+  for (const [x, t] of [["q", q], ["k", k], ["v", v]] as const) {
+    web.setInput(x, t.data as Float32Array, [1, n, h, d]);
+  }
+  web.setInput("mask", additiveMask(toDense(mask)), [n, n]);
+  close("attentionModel (onnxruntime-web)", await web.run(), ref);
+  await web.release();
+
+  // onnxruntime-web, head-major prepared inputs, no mask: out is [H, N, d].
+  const hm = await ortWeb(q, k, v, 1);
+  const outHm = await hm.run(), out = new Float32Array(outHm.length);
+  for (let hh = 0; hh < h; hh++) {
+    for (let i = 0; i < n; i++) {
+      for (let x = 0; x < d; x++) out[(i * h + hh) * d + x] = outHm[(hh * n + i) * d + x];
+    }
+  }
+  close("matmulSoftmaxModel (onnxruntime-web)", out, refDense);
+  await hm.release();
+
+  // onnxruntime-node, fused MultiHeadAttention, with and without the dense mask.
+  for (const allowed of [toDense(mask), undefined]) {
+    const p = await ortNode(q, k, v, 1, allowed);
+    close(p.name, await p.run(), allowed ? ref : refDense);
+    await p.release();
+  }
 });
 
 Deno.test("exportMasks: bounds reproduce the independent mask definitions", () => {
@@ -114,50 +207,17 @@ Deno.test("exportMasks: bounds reproduce the independent mask definitions", () =
   assert.deepEqual(JSON.parse(JSON.stringify(e)), e);
 });
 
-function result(
-  backend: string,
-  mask: string,
-  seq: number,
-  dtype: "f32" | "f16",
-  tf: number,
-): Result {
-  return {
+const result = (backend: string, mask: string, seq: number, dtype: "f32" | "f16", tf: number) =>
+  fakeResult({
     backend,
-    pass: "fwd",
-    shape: { batch: 1, seq, heads: 16, kvHeads: 16, dim: 64, dtype },
-    mask: mask as Result["mask"],
-    maskArgs: [],
-    baselineOnly: false,
+    mask,
+    shape: { seq, heads: 16, kvHeads: 16, dim: 64, dtype },
     visibleFraction: 0.5,
     density: 0.6,
-    tiles: { full: 1, partial: 1, skipped: 1 },
     tile: [64, 64],
-    flops: tf * 1e12 * 1e-3,
-    timesMs: [1],
-    medianMs: 1,
-    minMs: 1,
-    maxMs: 1,
-    flopsPerSecond: tf * 1e12,
-    speedupVsFull: 1,
-  };
-}
-
-function report(results: Result[]): Report {
-  return parseReport(
-    JSON.stringify({
-      schema: "flashmask-bench/1",
-      date: "2026-11-22T00:00:00Z",
-      args: [],
-      config: { dtype: results[0].shape.dtype },
-      machine: {},
-      backends: [],
-      results,
-      checks: [],
-      elapsedSeconds: 1,
-    }),
-    "r",
-  );
-}
+    flops: tf * 1e9, // in the 1 ms median time: tf TFLOP/s
+  });
+const report = (results: Result[]) => fakeReport(results, { dtype: results[0].shape.dtype });
 
 Deno.test("gpuTable: pairs f32 with f32 and f16 with bf16, ratios ours / theirs", () => {
   const torchRow = (impl: string, mode: string, mask: string, dtype: string, tflops: number) => ({

@@ -30,6 +30,17 @@ export const HEAP_BASE = PAGE_BYTES;
 /** A kernel export: `(params, tid, counter, items, nItems)`. */
 type KernelFn = (p: number, tid: number, counter: number, items: number, nItems: number) => void;
 
+/** A GEMM micro-kernel bench export: `(a, b, c, m, nv, k, reps)`. */
+type GemmBenchFn = (
+  a: number,
+  b: number,
+  c: number,
+  m: number,
+  nv: number,
+  k: number,
+  reps: number,
+) => void;
+
 /** The exports of the kernel module. */
 export interface KernelExports {
   pack: KernelFn;
@@ -37,26 +48,10 @@ export interface KernelExports {
   bwdPrep: KernelFn;
   backward: KernelFn;
   bwdReduce: KernelFn;
-  /** `(a, b, c, m, nv, k, reps)`: the GEMM micro-kernel ceiling (bench baseline). */
-  gemmBench: (
-    a: number,
-    b: number,
-    c: number,
-    m: number,
-    nv: number,
-    k: number,
-    reps: number,
-  ) => void;
+  /** The GEMM micro-kernel ceiling (bench baseline), through the TN micro-kernel. */
+  gemmBench: GemmBenchFn;
   /** Same through the NN micro-kernel. */
-  gemmBenchNN: (
-    a: number,
-    b: number,
-    c: number,
-    m: number,
-    nv: number,
-    k: number,
-    reps: number,
-  ) => void;
+  gemmBenchNN: GemmBenchFn;
 }
 
 /** Name of a phase kernel. */

@@ -167,6 +167,83 @@ function take(
   return f16 ? new Uint16Array(buf, at, n).slice() : new Float32Array(buf, at, n).slice();
 }
 
+/**
+ * What a forward and a backward call lay out alike, at the start of the memory: the parameter
+ * block, the phase counters, the schedule in the call's direction (forward: tiles by row block,
+ * backward: by column block), and each tensor to pack, raw as given and then packed head-major.
+ */
+interface Frame {
+  params: number;
+  counters: number;
+  sliceOf: number;
+  bounds: number;
+  tilePtr: number;
+  tiles: number;
+  /** Raw tensors (f32 or binary16), in the order of `packs`. */
+  raw: number[];
+  /** Their packed head-major f32 copies, rows padded to a multiple of 4. */
+  packed: number[];
+  /** What goes there: the tile pointers and tile list of the schedule, and the pack spec. */
+  ptr: Uint32Array;
+  list: Uint32Array;
+  packs: PackSpec;
+}
+
+/** `[sequence length, heads]` of each tensor the `pack` phase packs. */
+type PackSpec = [number, number][];
+
+function takeFrame(
+  L: Layout,
+  p: Problem,
+  plan: Schedule,
+  ptr: Uint32Array,
+  list: Uint32Array,
+  packs: PackSpec,
+): Frame {
+  const dp = Math.ceil(p.headDim / 4) * 4, eb = p.dtype === "f16" ? 2 : 4;
+  const params = L.take(PARAM_SLOTS * 4), counters = L.take(64);
+  const sliceOf = L.take(p.batch * p.heads * 4);
+  const bounds = L.take(plan.bounds.byteLength);
+  const tilePtr = L.take(ptr.byteLength), tiles = L.take(list.byteLength);
+  const raw = packs.map(([n, h]) => L.take(p.batch * n * h * p.headDim * eb));
+  const packed = packs.map(([n, h]) => L.take(p.batch * h * n * dp * 4));
+  return { params, counters, sliceOf, bounds, tilePtr, tiles, raw, packed, ptr, list, packs };
+}
+
+/**
+ * Writes the shared part of a call into the memory: the problem and frame slots of the parameter
+ * block (the rest zeroed), the schedule, and the raw tensors. Returns the parameter block as i32.
+ */
+function writeFrame(
+  buf: ArrayBufferLike,
+  f: Frame,
+  p: Problem,
+  plan: Schedule,
+  tensors: Tensor[],
+): Int32Array {
+  const { batch: B, nq, nk, heads: H, kvHeads: Hk, headDim: d } = p;
+  const i32 = new Int32Array(buf, f.params, PARAM_SLOTS);
+  const f32 = new Float32Array(buf, f.params, PARAM_SLOTS);
+  i32.fill(0);
+  i32.set([B, nq, nk, H, Hk, d, Math.ceil(d / 4) * 4, BLOCK_ROWS, BLOCK_COLS]);
+  i32.set([plan.rowBlocks, plan.colBlocks], P.ROW_BLOCKS);
+  f32[P.SCALE] = p.scale;
+  f32[P.SCALE2] = p.scale * Math.LOG2E;
+  i32[P.F16] = i32[P.IN_F16] = p.dtype === "f16" ? 1 : 0;
+  i32[P.BOUNDS] = f.bounds;
+  i32[P.TILE_PTR] = f.tilePtr;
+  i32[P.TILES] = f.tiles;
+  i32[P.SLICE_OF] = f.sliceOf;
+  i32[P.NPACK] = f.packs.length;
+  f.packs.forEach(([n, h], t) => i32.set([f.raw[t], f.packed[t], n, h], P.PACK + 4 * t));
+  put(buf, f.sliceOf, sliceTable(p));
+  put(buf, f.bounds, plan.bounds);
+  put(buf, f.tilePtr, f.ptr);
+  put(buf, f.tiles, f.list);
+  tensors.forEach((t, i) => put(buf, f.raw[i], t));
+  return i32;
+}
+
 async function forward(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<AttentionResult> {
   checkSize(forwardBytes(p), "this attention call");
   const plan = p.schedule(BLOCK_ROWS, BLOCK_COLS);
@@ -174,18 +251,13 @@ async function forward(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<Att
   return await eng.exclusive(async () => {
     const { batch: B, nq, nk, heads: H, kvHeads: Hk, headDim: d } = p;
     const dp = Math.ceil(d / 4) * 4, f16 = p.dtype === "f16", eb = f16 ? 2 : 4;
-    const nQ = B * nq * H * d, nK = B * nk * Hk * d;
+    const nQ = B * nq * H * d;
     const flops = 4 * B * H * nq * nk * d * plan.density;
     const fwdItems = B * H * plan.rowBlocks;
     const threads = threadsFor(p, flops, fwdItems);
     const L = new Layout();
-    const params = L.take(PARAM_SLOTS * 4), counters = L.take(64);
-    const sliceOf = L.take(B * H * 4);
-    const bounds = L.take(plan.bounds.byteLength);
-    const tilePtr = L.take(plan.rowPtr.byteLength), tiles = L.take(plan.rowTiles.byteLength);
-    const rawQ = L.take(nQ * eb), rawK = L.take(nK * eb), rawV = L.take(nK * eb);
-    const pq = L.take(B * H * nq * dp * 4), pk = L.take(B * Hk * nk * dp * 4);
-    const pv = L.take(B * Hk * nk * dp * 4);
+    const f = takeFrame(L, p, plan, plan.rowPtr, plan.rowTiles, [[nq, H], [nk, Hk], [nk, Hk]]);
+    const { params, counters } = f;
     const out = L.take(nQ * eb), lse = L.take(B * H * nq * 4);
     const scratchBytes = Math.ceil(
       ((dp + BLOCK_COLS + 3) * BLOCK_ROWS + BLOCK_ROWS * dp) * 4 / 64,
@@ -199,33 +271,12 @@ async function forward(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<Att
     eng.ensure(L.end);
 
     const buf = eng.memory.buffer;
-    const i32 = new Int32Array(buf, params, PARAM_SLOTS),
-      f32 = new Float32Array(buf, params, PARAM_SLOTS);
-    i32.fill(0);
-    i32.set([B, nq, nk, H, Hk, d, dp, BLOCK_ROWS, BLOCK_COLS, plan.rowBlocks, plan.colBlocks]);
-    f32[P.SCALE] = p.scale;
-    f32[P.SCALE2] = p.scale * Math.LOG2E;
-    i32[P.F16] = i32[P.IN_F16] = f16 ? 1 : 0;
-    i32[P.BOUNDS] = bounds;
-    i32[P.TILE_PTR] = tilePtr;
-    i32[P.TILES] = tiles;
-    i32[P.SLICE_OF] = sliceOf;
-    i32[P.Q] = pq;
-    i32[P.K] = pk;
-    i32[P.V] = pv;
+    const i32 = writeFrame(buf, f, p, plan, [q, k, v]);
+    [i32[P.Q], i32[P.K], i32[P.V]] = f.packed;
     i32[P.OUT] = out;
     i32[P.LSE] = lse;
     i32[P.SCRATCH] = scratch;
     i32[P.SCRATCH_BYTES] = scratchBytes;
-    i32[P.NPACK] = 3;
-    i32.set([rawQ, pq, nq, H, rawK, pk, nk, Hk, rawV, pv, nk, Hk], P.PACK);
-    put(buf, sliceOf, sliceTable(p));
-    put(buf, bounds, plan.bounds);
-    put(buf, tilePtr, plan.rowPtr);
-    put(buf, tiles, plan.rowTiles);
-    put(buf, rawQ, q);
-    put(buf, rawK, k);
-    put(buf, rawV, v);
     put(buf, packItems, packOrder);
     put(buf, items, fwdOrder);
     const phases: Phase[] = [
@@ -280,15 +331,10 @@ async function backward(p: Problem, saved: SavedForBackward): Promise<Gradients>
     const bwdOrder = byCost(costs);
     const flops = 10 * B * H * nq * nk * d * plan.density;
     const threads = threadsFor(p, flops, bwdOrder.length);
+    const packs: PackSpec = [[nq, H], [nk, Hk], [nk, Hk], [nq, H], [nq, H]]; // q, k, v, out, dOut
     const L = new Layout();
-    const params = L.take(PARAM_SLOTS * 4), counters = L.take(64);
-    const sliceOf = L.take(B * H * 4);
-    const bounds = L.take(plan.bounds.byteLength);
-    const tilePtr = L.take(plan.colPtr.byteLength), tiles = L.take(plan.colTiles.byteLength);
-    const raw = [nQ, nK, nK, nQ, nQ].map((n) => L.take(n * eb)); // q, k, v, out, dOut
-    const packed = [[nq, H], [nk, Hk], [nk, Hk], [nq, H], [nq, H]].map(([n, h]) =>
-      L.take(B * h * n * dp * 4)
-    );
+    const f = takeFrame(L, p, plan, plan.colPtr, plan.colTiles, packs);
+    const { params, counters } = f;
     const lse = L.take(B * H * nq * 4);
     const qt = L.take(B * H * rb * dp * BLOCK_ROWS * 4);
     const dot = L.take(B * H * rb * dp * BLOCK_ROWS * 4);
@@ -307,18 +353,9 @@ async function backward(p: Problem, saved: SavedForBackward): Promise<Gradients>
     eng.ensure(L.end);
 
     const buf = eng.memory.buffer;
-    const i32 = new Int32Array(buf, params, PARAM_SLOTS),
-      f32 = new Float32Array(buf, params, PARAM_SLOTS);
-    i32.fill(0);
-    i32.set([B, nq, nk, H, Hk, d, dp, BLOCK_ROWS, BLOCK_COLS, rb, plan.colBlocks]);
-    f32[P.SCALE] = p.scale;
-    f32[P.SCALE2] = p.scale * Math.LOG2E;
-    i32[P.F16] = i32[P.IN_F16] = f16 ? 1 : 0;
-    i32[P.BOUNDS] = bounds;
-    i32[P.TILE_PTR] = tilePtr;
-    i32[P.TILES] = tiles;
-    i32[P.SLICE_OF] = sliceOf;
-    [i32[P.Q], i32[P.K], i32[P.V], i32[P.OUT], i32[P.DO]] = packed;
+    const { q, k, v, out, dOut } = saved;
+    const i32 = writeFrame(buf, f, p, plan, [q, k, v, out, dOut]);
+    [i32[P.Q], i32[P.K], i32[P.V], i32[P.OUT], i32[P.DO]] = f.packed;
     i32[P.LSE] = lse;
     i32[P.SCRATCH] = scratch;
     i32[P.SCRATCH_BYTES] = scratchBytes;
@@ -331,17 +368,6 @@ async function backward(p: Problem, saved: SavedForBackward): Promise<Gradients>
     i32[P.DK] = dk;
     i32[P.DV] = dv;
     i32[P.DQ] = dq;
-    i32[P.NPACK] = 5;
-    const seqHeads = [[nq, H], [nk, Hk], [nk, Hk], [nq, H], [nq, H]];
-    for (let t = 0; t < 5; t++) {
-      i32.set([raw[t], packed[t], seqHeads[t][0], seqHeads[t][1]], P.PACK + 4 * t);
-    }
-    put(buf, sliceOf, sliceTable(p));
-    put(buf, bounds, plan.bounds);
-    put(buf, tilePtr, plan.colPtr);
-    put(buf, tiles, plan.colTiles);
-    const { q, k, v, out, dOut } = saved;
-    [q, k, v, out, dOut].forEach((t, i) => put(buf, raw[i], t));
     put(buf, lse, saved.lse);
     put(buf, packItems, packOrder);
     put(buf, rowItems, rowOrder);
