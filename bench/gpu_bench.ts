@@ -37,7 +37,21 @@ const USAGE =
   [--dim D] [--dtype f32|f16] [--masks a,b|all] [--reps R] [--pass fwd|bwd|both]
   [--sweep "fwd:rm,cn,dn,kc,kv;bwd:rm,cn,rn,cm,kc,kv;..."] [--no-subgroups] [--json FILE]`;
 
-interface Row {
+/** Schema tag of the `--json` report. */
+export const GPU_BENCH_SCHEMA = "flashmask-gpu-bench/1";
+
+/** The `--json` report: kernel times (timestamp queries) per mask, length and pass. */
+export interface GpuBenchReport {
+  schema: typeof GPU_BENCH_SCHEMA;
+  date: string;
+  args: string[];
+  device: string;
+  shape: { batch: number; heads: number; kvHeads: number; dim: number; dtype: "f32" | "f16" };
+  rows: GpuBenchRow[];
+}
+
+/** One timed kernel: median ms over the timed passes and useful TFLOP/s. */
+export interface GpuBenchRow {
   mask: string;
   config: string;
   pass: string;
@@ -48,7 +62,7 @@ interface Row {
   visible: number;
 }
 
-function report(r: Row): void {
+function report(r: GpuBenchRow): void {
   console.error(
     `${r.pass} ${r.mask} N=${r.seq} ${r.config}: ${r.ms.toFixed(3)} ms ${
       r.tflops.toFixed(2)
@@ -142,7 +156,7 @@ if (import.meta.main) {
   console.error(
     `device: ${ctx.name}; f16 ${ctx.f16}; subgroups ${ctx.subgroups}; timestamps ${ctx.timestamps}`,
   );
-  const rows: Row[] = [];
+  const rows: GpuBenchRow[] = [];
   const passes = a.pass === "both" ? ["fwd", "bwd"] : [a.pass!];
   for (const n of seqs) {
     const qn = batch * n * heads * d, kn = batch * n * kvHeads * d;
@@ -221,7 +235,17 @@ if (import.meta.main) {
     }
     for (const x of new Set<GPUBuffer>(Object.values(bwd ?? buf))) x.destroy();
   }
-  if (a.json) await Deno.writeTextFile(a.json, JSON.stringify({ device: ctx.name, rows }, null, 2));
+  if (a.json) {
+    const report: GpuBenchReport = {
+      schema: GPU_BENCH_SCHEMA,
+      date: new Date().toISOString(),
+      args: Deno.args,
+      device: ctx.name,
+      shape: { batch, heads, kvHeads, dim: d, dtype },
+      rows,
+    };
+    await Deno.writeTextFile(a.json, JSON.stringify(report, null, 2));
+  }
   console.log(`device ${ctx.name}, B=${batch} H=${heads} Hk=${kvHeads} d=${d} ${dtype}`);
   console.log(
     `largest GPU buffer: ${gpuMemoryStats.largestLabel}, ${

@@ -9,7 +9,7 @@
 # Environment (all optional): DENO (deno binary), PYTHON (python3 with torch + CUDA), OUT (log
 # folder; default bench/out/gpu-<time>), SEQS (default 1024,2048,4096,8192), HEADS (16),
 # DIM (64), BATCH (1), REPS (10), BACKEND (this library's backend; default webgpu). Each step
-# has a time limit (90 s, 90 s, 280 s), so the whole run stays under about 8 minutes; a step
+# has a time limit (60 s twice, 50 s twice, 240 s), so the whole run stays under 8 minutes; a step
 # that fails or times out is reported, and the table shows what exists.
 # Full logs: $OUT/env.txt, deno_f32.{txt,log,json}, deno_f16.*, torch.{txt,log,json}, table.txt.
 set -uo pipefail
@@ -42,8 +42,8 @@ if ! "$DENO" run -A bench/export_masks.ts --seq "$SEQS" --out "$OUT/masks.json";
 fi
 
 for dt in f32 f16; do
-  log "this library, $BACKEND, $dt (limit 90 s; progress in $OUT/deno_$dt.log)"
-  timeout 90 "$DENO" run -A bench/cli.ts --backend "$BACKEND" --seq "$SEQS" --batch "$BATCH" \
+  log "this library, $BACKEND, $dt (limit 60 s; progress in $OUT/deno_$dt.log)"
+  timeout 60 "$DENO" run -A bench/cli.ts --backend "$BACKEND" --seq "$SEQS" --batch "$BATCH" \
     --heads "$HEADS" --dim "$DIM" --dtype "$dt" --reps "$REPS" --check \
     --json "$OUT/deno_$dt.json" >"$OUT/deno_$dt.txt" 2>"$OUT/deno_$dt.log"
   rc=$?
@@ -54,9 +54,16 @@ for dt in f32 f16; do
   esac
 done
 
-log "PyTorch (limit 280 s; progress in $OUT/torch.log)"
-timeout 280 "$PYTHON" bench/torch_compare.py --masks "$OUT/masks.json" --dtypes f32,bf16 \
-  --batch "$BATCH" --heads "$HEADS" --dim "$DIM" --reps "$REPS" --budget-s 220 \
+for dt in f32 f16; do
+  log "this library's kernels, $dt, timestamp queries (limit 50 s; $OUT/kernels_$dt.log)"
+  timeout 50 "$DENO" run -A bench/gpu_bench.ts --seq "$SEQS" --batch "$BATCH" --heads "$HEADS" \
+    --dim "$DIM" --dtype "$dt" --masks all --reps 5 --json "$OUT/kernels_$dt.json" \
+    >"$OUT/kernels_$dt.txt" 2>"$OUT/kernels_$dt.log" || log "gpu_bench $dt failed; see $OUT/kernels_$dt.log"
+done
+
+log "PyTorch (limit 240 s; progress in $OUT/torch.log)"
+timeout 240 "$PYTHON" bench/torch_compare.py --masks "$OUT/masks.json" --dtypes f32,bf16 \
+  --batch "$BATCH" --heads "$HEADS" --dim "$DIM" --reps "$REPS" --budget-s 200 \
   --json "$OUT/torch.json" >"$OUT/torch.txt" 2>"$OUT/torch.log"
 rc=$?
 [ $rc -eq 0 ] || log "torch_compare.py exited with $rc; see $OUT/torch.{txt,log}"
@@ -65,4 +72,5 @@ echo
 head -4 "$OUT/deno_f32.txt" 2>/dev/null
 echo
 "$DENO" run -A bench/gpu_table.ts --out "$OUT/table.txt" \
-  "$OUT/deno_f32.json" "$OUT/deno_f16.json" "$OUT/torch.json"
+  "$OUT/deno_f32.json" "$OUT/deno_f16.json" "$OUT/kernels_f32.json" "$OUT/kernels_f16.json" \
+  "$OUT/torch.json"

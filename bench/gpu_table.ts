@@ -12,6 +12,7 @@
  * @module
  */
 
+import { GPU_BENCH_SCHEMA, type GpuBenchReport } from "./gpu_bench.ts";
 import { parseArgs } from "node:util";
 import { MASK_NAMES } from "../masks/examples.ts";
 import { table } from "./_format.ts";
@@ -72,7 +73,11 @@ function ratio(a: number | undefined, b: number | undefined): string {
  * The combined table. `ours` are bench CLI reports (any backend; the column is named after
  * it), `torch` the PyTorch results.
  */
-export function gpuTable(ours: Report[], torch: TorchReport | null): string {
+export function gpuTable(
+  ours: Report[],
+  torch: TorchReport | null,
+  kernels: GpuBenchReport[] = [],
+): string {
   const lines: string[] = [];
   const backends = [...new Set(ours.flatMap((r) => r.results.map((x) => x.backend)))];
   const oursName = backends.join("+") || "ours";
@@ -119,22 +124,29 @@ export function gpuTable(ours: Report[], torch: TorchReport | null): string {
           ?.tflops;
       if (!o && !tRows.some((r) => r.mask === mask)) continue;
       const ot = o ? o.flopsPerSecond / 1e12 : undefined;
+      const kt = kernels.filter((rep) =>
+        rep.shape.dtype === odtype && rep.shape.batch === s.batch && rep.shape.heads === s.heads &&
+        rep.shape.dim === s.dim
+      ).flatMap((rep) => rep.rows).find((r) => r.mask === mask && r.seq === n && r.pass === "fwd")
+        ?.tflops;
       const sdpa = ["flash", "efficient", "math"].map((i) => t(i, "device")).filter((
         x,
       ): x is number => x !== undefined);
       rows.push([
         mask,
+        fmt(kt),
         fmt(ot),
         ...COLUMNS.map(([i, m]) => fmt(t(i, m))),
         ratio(ot, t("flex", "end-to-end")),
-        ratio(ot, t("flex", "device")),
-        ratio(ot, sdpa.length ? Math.max(...sdpa) : undefined),
+        ratio(kt, t("flex", "device")),
+        ratio(kt, sdpa.length ? Math.max(...sdpa) : undefined),
       ]);
     }
     lines.push(
       table(
         [
           "mask",
+          `${oursName} (kernel)`,
           `${oursName} (e2e)`,
           "flex",
           "flex e2e",
@@ -152,9 +164,11 @@ export function gpuTable(ours: Report[], torch: TorchReport | null): string {
   }
   if (lines.length === 0) lines.push("no results to show");
   lines.push(
-    `${oursName} (e2e): bench CLI, host arrays in and out, wall time per call. flex / sdpa: ` +
-      "CUDA-event time on GPU-resident tensors; flex e2e adds host→device copies and readback. " +
-      "÷ columns: ours / theirs (>1: ours faster). sdpa flash takes no mask: full and causal only.",
+    `${oursName} (kernel): bench/gpu_bench.ts, timestamp queries around back-to-back dispatches ` +
+      `on GPU-resident tensors; ${oursName} (e2e): bench CLI, host arrays in and out, wall time ` +
+      "per call. flex / sdpa: CUDA-event time on GPU-resident tensors; flex e2e adds host→device " +
+      "copies and readback. ÷ columns: ours / theirs (>1: ours faster): e2e against flex e2e, " +
+      "kernel against flex and the best SDPA. sdpa flash takes no mask: full and causal only.",
   );
   if (torch) {
     lines.push(`torch ${torch.torch}, CUDA ${torch.cuda}, ${torch.device}`);
@@ -188,6 +202,7 @@ if (import.meta.main) {
     allowPositionals: true,
   });
   const ours: Report[] = [];
+  const kernels: GpuBenchReport[] = [];
   let torch: TorchReport | null = null;
   const missing: string[] = [];
   for (const file of positionals) {
@@ -200,9 +215,10 @@ if (import.meta.main) {
     }
     const json = JSON.parse(text);
     if (json.schema === "flashmask-torch/1") torch = json as TorchReport;
+    else if (json.schema === GPU_BENCH_SCHEMA) kernels.push(json as GpuBenchReport);
     else ours.push(parseReport(text, file));
   }
-  const out = gpuTable(ours, torch) +
+  const out = gpuTable(ours, torch, kernels) +
     (missing.length ? `\nmissing (that step failed; see its log): ${missing.join(", ")}` : "");
   if (values.out) await Deno.writeTextFile(values.out, out + "\n");
   console.log(out);

@@ -13,6 +13,7 @@ import { additiveMask, attentionModel, matmulSoftmaxModel, mhaModel } from "../b
 import { ortNode, ortWeb, ortWebPeer } from "../bench/_peers.ts";
 import { exportMasks } from "../bench/export_masks.ts";
 import { gpuTable, type TorchReport } from "../bench/gpu_table.ts";
+import { GPU_BENCH_SCHEMA, type GpuBenchReport } from "../bench/gpu_bench.ts";
 import { niceCeil, plotSvg, seriesOf } from "../bench/plot.ts";
 import { makeInputs, type Result } from "../bench/_run.ts";
 import { referenceForward } from "./reference.ts";
@@ -248,6 +249,23 @@ Deno.test("gpuTable: pairs f32 with f32 and f16 with bf16, ratios ours / theirs"
     checks: [{ mask: "causal", n: 1024, dtype: "f32", vs: "efficient", maxAbsDiff: 1e-6 }],
     skipped: [],
   } as TorchReport;
+  const kernel = (dtype: "f32" | "f16", tflops: number): GpuBenchReport => ({
+    schema: GPU_BENCH_SCHEMA,
+    date: "2026-11-22T00:00:00Z",
+    args: [],
+    device: "H100",
+    shape: { batch: 1, heads: 16, kvHeads: 16, dim: 64, dtype },
+    rows: [{
+      mask: "causal",
+      config: "",
+      pass: "fwd",
+      seq: 1024,
+      ms: 1,
+      tflops,
+      density: 0.5,
+      visible: 0.5,
+    }],
+  });
   const t = gpuTable(
     [
       report([result("webgpu", "causal", 1024, "f32", 8)]),
@@ -256,15 +274,18 @@ Deno.test("gpuTable: pairs f32 with f32 and f16 with bf16, ratios ours / theirs"
       ]),
     ],
     torch,
+    [kernel("f32", 16), kernel("f16", 60)],
   );
   const lines = t.split("\n");
   const f32 = lines.findIndex((l) => l.startsWith("N=1024 · webgpu f32 vs torch f32"));
   const bf16 = lines.findIndex((l) => l.startsWith("N=1024 · webgpu f16 vs torch bf16"));
   assert.ok(f32 >= 0 && bf16 > f32, t);
   const row = lines.slice(f32).find((l) => l.startsWith("causal"))!.split(/\s+/);
-  // mask, ours, flex, flex e2e, flash, eff, math, ÷flex e2e, ÷flex, ÷best sdpa
+  // mask, ours kernel, ours e2e, flex, flex e2e, flash, eff, math, ÷flex e2e (e2e), ÷flex and
+  // ÷best sdpa (kernel)
   assert.deepEqual(row, [
     "causal",
+    "16.0",
     "8.00",
     "20.0",
     "4.00",
@@ -272,12 +293,13 @@ Deno.test("gpuTable: pairs f32 with f32 and f16 with bf16, ratios ours / theirs"
     "10.0",
     "—",
     "2.00×",
-    "0.40×",
     "0.80×",
+    "1.60×",
   ]);
   const rowBf16 = lines.slice(bf16).find((l) => l.startsWith("causal"))!.split(/\s+/);
-  assert.equal(rowBf16[1], "50.0");
-  assert.equal(rowBf16[8], "0.50×");
+  assert.equal(rowBf16[1], "60.0");
+  assert.equal(rowBf16[2], "50.0");
+  assert.equal(rowBf16[9], "0.60×");
   assert.match(t, /1 flex-vs-sdpa comparisons, 0 above tolerance/);
   assert.ok(!t.includes("No available kernel"), "flash f32 errors are expected, not listed");
 });
