@@ -8,6 +8,7 @@
  * @module
  */
 
+import { GPU_BENCH_SCHEMA, type GpuBenchReport } from "./gpu_bench.ts";
 import { parseArgs } from "node:util";
 import { flopsUnit } from "./_format.ts";
 import { parseReport, type Report } from "./_report.ts";
@@ -25,21 +26,34 @@ export interface Series {
  * The series of the reports: for each (backend and dtype, mask) among `masks` and pass `pass`,
  * the throughput at each length (the best of the reports when a length appears twice).
  */
-export function seriesOf(reports: Report[], masks: string[], pass: "fwd" | "bwd"): Series[] {
+export function seriesOf(
+  reports: (Report | GpuBenchReport)[],
+  masks: string[],
+  pass: "fwd" | "bwd",
+): Series[] {
   const map = new Map<string, Series>();
+  const add = (backend: string, mask: string, n: number, flopsPerSecond: number) => {
+    const key = `${backend}\u0000${mask}`;
+    let s = map.get(key);
+    if (!s) {
+      s = { label: `${backend} · ${mask}`, backend, mask, points: [] };
+      map.set(key, s);
+    }
+    const p = s.points.find((p) => p.n === n);
+    if (p) p.flopsPerSecond = Math.max(p.flopsPerSecond, flopsPerSecond);
+    else s.points.push({ n, flopsPerSecond });
+  };
   for (const rep of reports) {
+    if ("rows" in rep) { // kernel times from bench/gpu_bench.ts
+      for (const r of rep.rows) {
+        if (r.pass !== pass || !masks.includes(r.mask)) continue;
+        add(`webgpu kernel ${rep.shape.dtype}`, r.mask, r.seq, r.tflops * 1e12);
+      }
+      continue;
+    }
     for (const r of rep.results) {
       if (r.pass !== pass || !masks.includes(r.mask)) continue;
-      const backend = `${r.backend} ${r.shape.dtype}`;
-      const key = `${backend}\u0000${r.mask}`;
-      let s = map.get(key);
-      if (!s) {
-        s = { label: `${backend} · ${r.mask}`, backend, mask: r.mask, points: [] };
-        map.set(key, s);
-      }
-      const p = s.points.find((p) => p.n === r.shape.seq);
-      if (p) p.flopsPerSecond = Math.max(p.flopsPerSecond, r.flopsPerSecond);
-      else s.points.push({ n: r.shape.seq, flopsPerSecond: r.flopsPerSecond });
+      add(`${r.backend} ${r.shape.dtype}`, r.mask, r.shape.seq, r.flopsPerSecond);
     }
   }
   for (const s of map.values()) s.points.sort((a, b) => a.n - b.n);
@@ -166,12 +180,16 @@ if (import.meta.main) {
   if (!v.out || parsed.positionals.length === 0 || (v.pass && !["fwd", "bwd"].includes(v.pass))) {
     console.error(
       "usage: deno run -A bench/plot.ts --out FILE.svg [--masks full,causal] [--pass fwd|bwd] " +
-        "[--title T] REPORT.json...",
+        "[--title T] REPORT.json... (bench CLI --json or bench/gpu_bench.ts --json reports)",
     );
     Deno.exit(2);
   }
   const reports = await Promise.all(
-    parsed.positionals.map(async (f) => parseReport(await Deno.readTextFile(f), f)),
+    parsed.positionals.map(async (f) => {
+      const text = await Deno.readTextFile(f);
+      const json = JSON.parse(text);
+      return json.schema === GPU_BENCH_SCHEMA ? json as GpuBenchReport : parseReport(text, f);
+    }),
   );
   const pass = (v.pass ?? "fwd") as "fwd" | "bwd";
   const series = seriesOf(reports, (v.masks ?? "full,causal").split(","), pass);

@@ -304,6 +304,32 @@ Deno.test("gpuTable: pairs f32 with f32 and f16 with bf16, ratios ours / theirs"
   assert.ok(!t.includes("No available kernel"), "flash f32 errors are expected, not listed");
 });
 
+Deno.test("plot: kernel reports of bench/gpu_bench.ts become their own series", () => {
+  const rep: GpuBenchReport = {
+    schema: GPU_BENCH_SCHEMA,
+    date: "",
+    args: [],
+    device: "H100",
+    shape: { batch: 1, heads: 16, kvHeads: 16, dim: 64, dtype: "f16" },
+    rows: [1024, 2048].map((seq, i) => ({
+      mask: "full",
+      config: "",
+      pass: "fwd",
+      seq,
+      ms: 1,
+      tflops: 10 + i,
+      density: 1,
+      visible: 1,
+    })),
+  };
+  const s = seriesOf([rep], ["full"], "fwd");
+  assert.deepEqual(s.map((x) => x.label), ["webgpu kernel f16 · full"]);
+  assert.deepEqual(s[0].points, [{ n: 1024, flopsPerSecond: 10e12 }, {
+    n: 2048,
+    flopsPerSecond: 11e12,
+  }]);
+});
+
 Deno.test("plot: series per backend, dtype and mask; well-formed SVG", () => {
   const reports = [
     report([result("js", "full", 128, "f32", 1e-3), result("js", "causal", 128, "f32", 2e-3)]),
