@@ -42,6 +42,7 @@ export {
   type SavedForBackward,
 } from "./attention.ts";
 export * from "./masks/mod.ts";
+export { mergeAttention } from "./merge.ts";
 export {
   fromGpu,
   type GpuArray,

@@ -367,3 +367,37 @@ function causalRest(
   }
   return s < e ? [s, e] : [nq, nq];
 }
+
+/**
+ * The mask of keys `[start, end)` only, as seen by the same `nq` queries: what one rank of a
+ * sequence-parallel (ring / context-parallel) computation applies to its key shard. Exact: key j
+ * of the result masks the same query rows as key `start + j` of `mask` (including the causal
+ * part, which is aligned to the whole key range). O(size of the shard).
+ *
+ * @example The second half of a causal mask over 8 keys
+ * ```ts
+ * import { causal, sliceKeys, toDense } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const shard = sliceKeys(causal(8), 4, 8, 8);
+ * assert.deepEqual(Array.from(toDense(shard, { nq: 8 }).subarray(20, 24)), [1, 1, 0, 0]); // row 5
+ * ```
+ */
+export function sliceKeys(mask: FlashMask, start: number, end: number, nq: number): FlashMask {
+  checkMaskStructure(mask);
+  const [mb, mh, nk] = mask.shape;
+  if (
+    !Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end > nk ||
+    start >= end
+  ) {
+    throw new RangeError(`sliceKeys: need 0 <= start < end <= ${nk}, got [${start}, ${end})`);
+  }
+  checkMaskIndices(mask, nq);
+  const all = maskBounds(mask, nq), n = end - start;
+  const out = new Int32Array(mb * mh * n * BOUNDS_PER_COLUMN);
+  for (let s = 0; s < mb * mh; s++) {
+    const from = (s * nk + start) * BOUNDS_PER_COLUMN;
+    out.set(all.subarray(from, from + n * BOUNDS_PER_COLUMN), s * n * BOUNDS_PER_COLUMN);
+  }
+  return compactMask(out, [mb, mh, n], nq);
+}

@@ -23,6 +23,7 @@ export {
   flashMask,
   maskBounds,
   type MaskDims,
+  sliceKeys,
 } from "./flashmask.ts";
 export {
   causal,
