@@ -18,10 +18,13 @@ import { toF16 } from "../tensor.ts";
 import {
   type BackwardBuffers,
   backwardKernels,
+  decodeKernels,
+  decodeScratch,
   type ForwardBuffers,
   forwardKernel,
   gpuMemoryStats,
   planBackward,
+  planDecode,
   planForward,
   requireGpu,
   setGpuTuning,
@@ -35,7 +38,8 @@ import type { GpuContext } from "../gpu/device.ts";
 const USAGE =
   `usage: deno run -A bench/gpu_bench.ts [--seq N] [--batch B] [--heads H] [--kv-heads HK]
   [--dim D] [--dtype f32|f16] [--masks a,b|all] [--reps R] [--pass fwd|bwd|both]
-  [--sweep "fwd:rm,cn,dn,kc,kv;bwd:rm,cn,rn,cm,kc,kv;..."] [--no-subgroups] [--json FILE]`;
+  [--sweep "fwd:rm,cn,dn,kc,kv;bwd:rm,cn,rn,cm,kc,kv;..."] [--no-subgroups] [--json FILE]
+  [--nq Q: decoding, Q queries against --seq keys] [--copy-bw: measure copy bandwidth]`;
 
 /** Schema tag of the `--json` report. */
 export const GPU_BENCH_SCHEMA = "flashmask-gpu-bench/1";
@@ -52,6 +56,8 @@ export interface GpuBenchReport {
 
 /** One timed kernel: median ms over the timed passes and useful TFLOP/s. */
 export interface GpuBenchRow {
+  /** Decoding only: bytes of K and V read once, over the time (GB/s). */
+  gbps?: number;
   mask: string;
   config: string;
   pass: string;
@@ -63,6 +69,7 @@ export interface GpuBenchRow {
 }
 
 function report(r: GpuBenchRow): void {
+  if (r.gbps) console.error(`  K and V read at ${r.gbps.toFixed(0)} GB/s`);
   console.error(
     `${r.pass} ${r.mask} N=${r.seq} ${r.config}: ${r.ms.toFixed(3)} ms ${
       r.tflops.toFixed(2)
@@ -112,6 +119,101 @@ async function timeKernel(
   return samples.sort((a, b) => a - b)[Math.floor(samples.length / 2)];
 }
 
+/**
+ * Device-to-device copy bandwidth (bytes read + written per second, GB/s) of a vec4 copy
+ * kernel over 1 GiB, timed with timestamp queries: the bound decoding is measured against.
+ */
+export async function copyBandwidth(ctx: GpuContext): Promise<number> {
+  const n4 = 2 ** 26; // vec4<u32> elements: 1 GiB
+  const src = storage(ctx, n4 * 16, "copy src"), dst = storage(ctx, n4 * 16, "copy dst");
+  const module = ctx.device.createShaderModule({
+    code: `@group(0) @binding(0) var<storage, read> a: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read_write> b: array<vec4<u32>>;
+@compute @workgroup_size(256) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let i = g.x + g.y * 65535u * 256u;
+  if (i < arrayLength(&a)) { b[i] = a[i]; }
+}`,
+  });
+  const pipe = ctx.device.createComputePipeline({
+    layout: "auto",
+    compute: { module, entryPoint: "main" },
+  });
+  const bind = ctx.device.createBindGroup({
+    layout: pipe.getBindGroupLayout(0),
+    entries: [{ binding: 0, resource: { buffer: src } }, { binding: 1, resource: { buffer: dst } }],
+  });
+  const groups = n4 / 256;
+  const ms = await timeKernel(ctx, (pass) => {
+    pass.setPipeline(pipe);
+    pass.setBindGroup(0, bind);
+    pass.dispatchWorkgroups(65535, Math.ceil(groups / 65535));
+  }, 5);
+  src.destroy();
+  dst.destroy();
+  return (2 * n4 * 16) / ms / 1e6;
+}
+
+/** Times the split-KV decoding kernels: nq queries against nk keys, no mask and causal. */
+async function benchDecode(
+  ctx: GpuContext,
+  o: {
+    batch: number;
+    nq: number;
+    nk: number;
+    heads: number;
+    kvHeads: number;
+    d: number;
+    dtype: "f32" | "f16";
+    reps: number;
+  },
+): Promise<GpuBenchRow[]> {
+  const { batch, nq, nk, heads, kvHeads, d, dtype } = o;
+  const bytes = dtype === "f16" ? 2 : 4;
+  const qn = batch * nq * heads * d, kn = batch * nk * kvHeads * d;
+  const buf = {
+    q: upload(ctx, randomData(qn, dtype, 1), "q"),
+    k: upload(ctx, randomData(kn, dtype, 2), "k"),
+    v: upload(ctx, randomData(kn, dtype, 3), "v"),
+    out: storage(ctx, qn * bytes, "out"),
+    lse: storage(ctx, batch * heads * nq * 4, "lse"),
+  };
+  const rows: GpuBenchRow[] = [];
+  for (const causal of [false, true]) {
+    const p = checkProblem({
+      q: { buffer: buf.q, shape: [batch, nq, heads, d], dtype },
+      k: { buffer: buf.k, shape: [batch, nk, kvHeads, d], dtype },
+      v: { buffer: buf.v, shape: [batch, nk, kvHeads, d], dtype },
+    }, { causal });
+    setGpuTuning({ decode: true });
+    const kern = await decodeKernels(ctx, p, dtype);
+    const [partBytes, plseBytes] = decodeScratch(p, kern);
+    const part = storage(ctx, partBytes * batch, "part"),
+      plse = storage(ctx, plseBytes * batch, "plse");
+    const plan = planDecode(ctx, p, { ...buf, part, plse }, kern);
+    const ms = await timeKernel(ctx, (pass) => plan.encode(pass), o.reps);
+    plan.destroy();
+    part.destroy();
+    plse.destroy();
+    const useful = 4 * batch * heads * nq * nk * d * kern.schedule.visibleFraction;
+    const kvBytes = 2 * kn * bytes;
+    rows.push({
+      mask: causal ? "causal" : "full",
+      config: `decode r${kern.cfg.rows} cw${kern.cfg.cw} splits ${kern.splits} nq ${nq}`,
+      pass: "fwd",
+      seq: nk,
+      ms,
+      tflops: useful / ms / 1e9,
+      density: kern.schedule.density,
+      visible: kern.schedule.visibleFraction,
+      gbps: kvBytes / ms / 1e6,
+    });
+    report(rows[rows.length - 1]);
+  }
+  setGpuTuning({});
+  for (const x of Object.values(buf)) x.destroy();
+  return rows;
+}
+
 if (import.meta.main) {
   const { values: a } = parseArgs({
     args: Deno.args,
@@ -126,6 +228,8 @@ if (import.meta.main) {
       reps: { type: "string", default: "10" },
       pass: { type: "string", default: "fwd" },
       sweep: { type: "string" },
+      nq: { type: "string" },
+      "copy-bw": { type: "boolean" },
       "no-subgroups": { type: "boolean" },
       json: { type: "string" },
       help: { type: "boolean" },
@@ -158,7 +262,28 @@ if (import.meta.main) {
   );
   const rows: GpuBenchRow[] = [];
   const passes = a.pass === "both" ? ["fwd", "bwd"] : [a.pass!];
-  for (const n of seqs) {
+  if (a["copy-bw"]) {
+    console.log(
+      `device-to-device copy: ${(await copyBandwidth(ctx)).toFixed(0)} GB/s (read + write)`,
+    );
+  }
+  if (a.nq) {
+    for (const n of seqs) {
+      rows.push(
+        ...await benchDecode(ctx, {
+          batch,
+          nq: Number(a.nq),
+          nk: n,
+          heads,
+          kvHeads,
+          d,
+          dtype,
+          reps,
+        }),
+      );
+    }
+  }
+  for (const n of a.nq ? [] : seqs) {
     const qn = batch * n * heads * d, kn = batch * n * kvHeads * d;
     const bytes = dtype === "f16" ? 2 : 4;
     const buf: ForwardBuffers = {
@@ -259,7 +384,9 @@ if (import.meta.main) {
     console.log(
       `${r.pass.padEnd(5)} ${r.mask.padEnd(20)} ${String(r.seq).padEnd(7)} ${r.config.padEnd(26)} ${
         r.ms.toFixed(3).padStart(9)
-      } ${r.tflops.toFixed(2).padStart(8)}  ${r.density.toFixed(3)}`,
+      } ${r.tflops.toFixed(2).padStart(8)}  ${r.density.toFixed(3)}${
+        r.gbps ? `  K+V ${r.gbps.toFixed(0)} GB/s` : ""
+      }`,
     );
   }
 }

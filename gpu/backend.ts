@@ -35,6 +35,15 @@ import {
   forwardWgsl,
 } from "./forward_wgsl.ts";
 import {
+  combineWgsl,
+  DECODE_MAX_NQ,
+  DECODE_PARAMS,
+  DECODE_TILE,
+  type DecodeConfig,
+  decodeKey,
+  decodeWgsl,
+} from "./decode_wgsl.ts";
+import {
   BACKWARD_PARAMS,
   type BackwardConfig,
   backwardKey,
@@ -62,6 +71,10 @@ export interface GpuTuning {
   backward?: Partial<BackwardConfig>;
   /** Pretend the adapter's largest storage binding is this many bytes (tests of splitting). */
   maxBindingBytes?: number;
+  /** Force (true) or forbid (false) the split-KV decoding kernels; default: Nq ≤ 16, Nk ≥ 512. */
+  decode?: boolean;
+  /** Key splits of the decoding kernel (default: about 256 workgroups). */
+  splits?: number;
 }
 
 let tuning: GpuTuning = {};
@@ -730,6 +743,148 @@ function hostTensor(
     : fromFloat32(data as Float32Array, shape, dtype);
 }
 
+// ---------------------------------------------------------------------------------------------
+// split-KV decoding
+
+/** Whether problem `p` takes the split-KV decoding kernels (few queries, long keys). */
+export function usesDecode(p: Problem): boolean {
+  if (tuning.decode !== undefined) return tuning.decode && p.nq <= DECODE_MAX_NQ && !p.blockMask;
+  return p.nq <= DECODE_MAX_NQ && p.nk >= 512 && p.blockMask === undefined;
+}
+
+/** The compiled decoding kernels and their sizes. */
+export interface DecodeKernels {
+  cfg: DecodeConfig;
+  pipes: [decode: GPUComputePipeline, combine: GPUComputePipeline];
+  schedule: Schedule;
+  dtype: "f32" | "f16";
+  rowsTotal: number;
+  chunks: number;
+  splits: number;
+  tilesPerSplit: number;
+}
+
+/** Compiles (or finds) the decoding kernels of problem `p`. */
+export async function decodeKernels(
+  ctx: GpuContext,
+  p: Problem,
+  dtype: "f32" | "f16",
+): Promise<DecodeKernels> {
+  const group = p.heads / p.kvHeads, mh = p.mask.shape[1];
+  const rowsTotal = group * p.nq;
+  let cw = 1;
+  while (cw * 4 < p.headDim) cw *= 2;
+  const rows = rowsTotal <= 4 ? 4 : rowsTotal <= 8 ? 8 : 16;
+  const cfg: DecodeConfig = {
+    dtype,
+    headDim: p.headDim === 4 * cw ? p.headDim : 0,
+    cw,
+    rows,
+    shared: mh <= p.kvHeads, // every query head of a GQA group uses one mask slice
+    vec: p.headDim % 4 === 0,
+    softcap: p.softcap !== undefined,
+    dropout: p.dropout !== undefined,
+  };
+  const chunks = Math.ceil(rowsTotal / rows);
+  const tiles = Math.ceil(p.nk / DECODE_TILE);
+  const want = tuning.splits ?? Math.ceil(256 / (p.kvHeads * chunks * p.batch));
+  const tilesPerSplit = Math.ceil(tiles / Math.max(1, Math.min(tiles, want)));
+  const pipes = await Promise.all([
+    pipeline(ctx, decodeKey("decode", cfg), () => decodeWgsl(cfg)),
+    pipeline(ctx, decodeKey("combine", cfg), () => combineWgsl(cfg)),
+  ]);
+  return {
+    cfg,
+    pipes,
+    schedule: p.schedule(DECODE_MAX_NQ, DECODE_TILE),
+    dtype,
+    rowsTotal,
+    chunks,
+    splits: Math.ceil(tiles / tilesPerSplit),
+    tilesPerSplit,
+  };
+}
+
+/** Scratch bytes of the decoding partials, per batch entry: [outputs, lses]. */
+export function decodeScratch(p: Problem, kern: DecodeKernels): [number, number] {
+  const n = p.kvHeads * kern.chunks * kern.splits * kern.cfg.rows;
+  return [n * kern.cfg.cw * 16, n * 4];
+}
+
+/** Binds the decoding kernels to buffers (synchronous). */
+export function planDecode(
+  ctx: GpuContext,
+  p: Problem,
+  b: ForwardBuffers & { part: GPUBuffer; plse: GPUBuffer },
+  kern: DecodeKernels,
+): KernelPlan {
+  const sb = scheduleOnGpu(ctx, kern.schedule);
+  const bytes = kern.dtype === "f16" ? 2 : 4;
+  const qn = p.nq * p.heads * p.headDim, kn = p.nk * p.kvHeads * p.headDim;
+  const [partBytes, plseBytes] = decodeScratch(p, kern);
+  const values = {
+    nq: p.nq,
+    nk: p.nk,
+    heads: p.heads,
+    kvHeads: p.kvHeads,
+    headDim: p.headDim,
+    rowsTotal: kern.rowsTotal,
+    chunks: kern.chunks,
+    splits: kern.splits,
+    tilesPerSplit: kern.tilesPerSplit,
+    ...maskUniforms(p),
+    rowBlocks: kern.schedule.rowBlocks,
+    tilesOff: sb.rowTilesOff,
+    boundsOff: sb.boundsOff,
+    qkScale: p.scale * Math.LOG2E,
+    negInf: -Infinity,
+    ...optionValues(p.softcap, p.dropout, dropoutThreshold),
+  };
+  const part = { buffer: b.part, perBatch: partBytes / 16, bytes: 16, offsetField: "partOff" };
+  const plse = { buffer: b.plse, perBatch: plseBytes / 4, bytes: 4, offsetField: "plseOff" };
+  const defaults = { qOff: 0, kOff: 0, oOff: 0, lseOff: 0, partOff: 0, plseOff: 0 };
+  const decode = encodeChunks(
+    ctx,
+    kern.pipes[0],
+    DECODE_PARAMS,
+    { ...values, ...defaults },
+    p.batch,
+    [
+      { buffer: b.q, perBatch: qn, bytes, offsetField: "qOff" },
+      { buffer: b.k, perBatch: kn, bytes, offsetField: "kOff" },
+      { buffer: b.v, perBatch: kn, bytes, offsetField: "kOff" },
+      whole(sb.buffer),
+      part,
+      plse,
+    ],
+    (n) => [kern.splits, p.kvHeads * kern.chunks, n],
+  );
+  const combine = encodeChunks(
+    ctx,
+    kern.pipes[1],
+    DECODE_PARAMS,
+    { ...values, ...defaults },
+    p.batch,
+    [
+      part,
+      plse,
+      { buffer: b.out, perBatch: qn, bytes, offsetField: "oOff" },
+      { buffer: b.lse, perBatch: p.heads * p.nq, bytes: 4, offsetField: "lseOff" },
+    ],
+    (n) => [Math.ceil((p.heads * p.nq * kern.cfg.cw) / 256), n, 1],
+  );
+  return {
+    encode(pass) {
+      decode.encode(pass);
+      combine.encode(pass);
+    },
+    destroy() {
+      decode.destroy();
+      combine.destroy();
+    },
+  };
+}
+
 /** Forward pass; GPU-resident outputs when `resident`. */
 export async function gpuForward(
   p: Problem,
@@ -740,11 +895,12 @@ export async function gpuForward(
 ): Promise<AttentionResult | { out: GpuTensor; lse: GpuArray }> {
   const ctx = await requireGpu();
   const dt = deviceType(ctx, p.dtype);
-  const kern = await forwardKernel(ctx, p, dt);
+  const dec = usesDecode(p) ? await decodeKernels(ctx, p, dt) : undefined;
+  const kern = dec ? undefined : await forwardKernel(ctx, p, dt);
   const outBytes = p.batch * p.nq * p.heads * p.headDim * (dt === "f16" ? 2 : 4);
   const lseLen = p.batch * p.heads * p.nq;
   const temps: GPUBuffer[] = [];
-  let plan: ForwardPlan | undefined, b: ForwardBuffers | undefined;
+  let plan: KernelPlan | undefined, b: ForwardBuffers | undefined;
   try {
     const [o, l] = await submit(ctx, () => {
       b = {
@@ -755,7 +911,13 @@ export async function gpuForward(
         lse: storage(ctx, lseLen * 4, "lse"),
       };
       if (!resident) temps.push(b.out, b.lse);
-      plan = planForward(ctx, p, b, kern);
+      if (dec) {
+        const [partBytes, plseBytes] = decodeScratch(p, dec);
+        const part = storage(ctx, partBytes * p.batch, "decode partial outputs");
+        const plse = storage(ctx, plseBytes * p.batch, "decode partial lse");
+        temps.push(part, plse);
+        plan = planDecode(ctx, p, { ...b, part, plse }, dec);
+      } else plan = planForward(ctx, p, b, kern!);
       return {
         encode: plan.encode,
         reads: resident ? [] : [[b.out, outBytes], [b.lse, lseLen * 4]],

@@ -309,6 +309,64 @@ export function featureCases(): Case[] {
   ];
 }
 
+/**
+ * Decoding shapes (few queries against a long cache, issue 6): single and multiple queries, GQA,
+ * ragged caches, per-query-head masks, the score options, odd head dims and f16.
+ */
+export function decodeCases(): Case[] {
+  const one = { batch: 1, heads: 8, kvHeads: 2, dtype: "f32" as DType, d: 64 };
+  const rand = rng(23);
+  return [
+    { ...one, name: "decode 1 query, 1025 keys, GQA 4", nq: 1, nk: 1025 },
+    { ...one, name: "decode 3 queries causal, 300 keys", nq: 3, nk: 300, causal: true },
+    {
+      ...one,
+      name: "decode 16 queries, 17 keys, d 59",
+      nq: 16,
+      nk: 17,
+      d: 59,
+      heads: 2,
+      kvHeads: 1,
+    },
+    { ...one, name: "decode 1 key", nq: 2, nk: 1, heads: 2, kvHeads: 2, d: 8 },
+    {
+      ...one,
+      name: "decode ragged kvLength causal",
+      batch: 3,
+      nq: 2,
+      nk: 700,
+      kvLength: [700, 260, 0],
+      causal: true,
+    },
+    {
+      ...one,
+      name: "decode per-query-head mask",
+      heads: 4,
+      kvHeads: 2,
+      nq: 4,
+      nk: 520,
+      mask: randomMask(rand, 4, 520, [1, 4]),
+    },
+    {
+      ...one,
+      name: "decode softcap and dropout",
+      nq: 2,
+      nk: 600,
+      softcap: 10,
+      dropout: { p: 0.25, seed: 5 },
+    },
+    {
+      ...one,
+      name: "decode f16 window",
+      dtype: "f16",
+      nq: 1,
+      nk: 800,
+      windowSize: [200, 0],
+      causal: true,
+    },
+  ];
+}
+
 /** Runs one case through `attention` / `attentionBackward` and checks it against the reference. */
 export async function checkCase(c: Case, extra: AttentionOptions, seed = 1): Promise<void> {
   const rand = rng(seed);

@@ -21,7 +21,14 @@ import {
   toGpu,
 } from "../mod.ts";
 import { setGpuTuning } from "../gpu/backend.ts";
-import { type Case, checkCase, checkMaskedRows, featureCases, standardCases } from "./_cases.ts";
+import {
+  type Case,
+  checkCase,
+  checkMaskedRows,
+  decodeCases,
+  featureCases,
+  standardCases,
+} from "./_cases.ts";
 import { randomTensor, rng } from "./_util.ts";
 
 const info = await gpuInfo();
@@ -38,6 +45,21 @@ const ignore = info === undefined;
 const cases: Case[] = standardCases({ large: full }).filter((c) => full || c.d <= 64);
 for (const c of [...cases, ...featureCases()]) {
   Deno.test({ name: `webgpu: ${c.name}`, ignore, fn: () => checkCase(c, { backend: "webgpu" }) });
+}
+
+for (const c of decodeCases()) {
+  Deno.test({
+    name: `webgpu: ${c.name} (split-KV decoding, 3 splits)`,
+    ignore,
+    async fn() {
+      const old = setGpuTuning({ decode: true, splits: 3 });
+      try {
+        await checkCase(c, { backend: "webgpu" });
+      } finally {
+        setGpuTuning(old);
+      }
+    },
+  });
 }
 
 Deno.test({

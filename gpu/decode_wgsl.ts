@@ -1,0 +1,369 @@
+/**
+ * WGSL split-KV decoding (flash-decoding): attention of a few queries (Nq ≤ 16) against a long
+ * key/value cache, memory-bound, so the keys are split across workgroups and every key and value
+ * is read from memory once.
+ *
+ * - `decode`: one workgroup per (key split, key head · row chunk, batch). Its R rows are the
+ *   (query head of the GQA group, query) pairs of one key head, so K and V are read once for the
+ *   whole group. Keys come in tiles of 256: in phase 1 invocation t computes the R scores of key
+ *   col0 + t against the queries (held in workgroup memory, pre-scaled by scale·log2 e), testing
+ *   each against its key's canonical bounds (partial tiles only) and skipping the K row when every
+ *   row masks it; the row max and sum of the tile are reduced in workgroup memory and the online
+ *   softmax rescales O; in phase 2 invocation (group g, column c) accumulates O[r][c] over the
+ *   tile's keys g, g + G₂, … (V read once, coalesced). At the end the groups' O are summed and the
+ *   split's normalised output and natural-log lse are written to a partials buffer.
+ * - `combine`: per (batch, query head, query, vec4 column), merges the splits:
+ *   lse = log Σ exp(lseₛ), out = Σ exp(lseₛ − lse)·oₛ; rows no split sees get 0 and −∞.
+ *
+ * Shapes: q `[B, Nq, Hq, d]`, k/v `[B, Nk, Hk, d]`, partials `[B, Hk, chunks, splits, R, D]` f32
+ * and `[B, Hk, chunks, splits, R]` f32, out like q, lse `[B, Hq, Nq]`. D = 4·CW with CW a power of
+ * two ≥ d/4 (the vec4 columns one group covers). With a shared mask slice for the whole group, the
+ * split walks the schedule's tile list of the single row block (skipped tiles are never read).
+ *
+ * @module
+ */
+
+import { dropoutWgsl, type Emit, headDimExpr, NEG_DECL, paramsStruct } from "./_wgsl.ts";
+import { FLOAT_PARAMS } from "./forward_wgsl.ts";
+import { OPTION_PARAMS } from "./_wgsl.ts";
+
+/** Keys per tile (one per invocation in phase 1). */
+export const DECODE_TILE = 256;
+/** Query rows of the schedule's single row block (Nq ≤ this). */
+export const DECODE_MAX_NQ = 16;
+
+/** Compile-time constants of the decoding kernels. */
+export interface DecodeConfig {
+  dtype: "f32" | "f16";
+  /** Head dimension if it fills D exactly (a constant), else 0 (read from the uniforms). */
+  headDim: number;
+  /** vec4 columns per group (a power of two); D = 4·cw. */
+  cw: number;
+  /** Rows per workgroup: 4, 8 or 16. */
+  rows: number;
+  /** All rows of a workgroup share one mask slice: walk the tile list, load bounds once. */
+  shared: boolean;
+  /** d % 4 == 0: K and V are read as vec4 (8 or 16 bytes per load). */
+  vec: boolean;
+  softcap: boolean;
+  dropout: boolean;
+}
+
+/** Uniform block of the decoding kernels. */
+export const DECODE_PARAMS = [
+  "nq",
+  "nk",
+  "heads",
+  "kvHeads",
+  "headDim",
+  "rowsTotal",
+  "chunks",
+  "splits",
+  "tilesPerSplit",
+  "maskBatchStride",
+  "maskHeadDiv",
+  "rowBlocks",
+  "tilesOff",
+  "boundsOff",
+  "batchBase",
+  "qOff",
+  "kOff",
+  "oOff",
+  "lseOff",
+  "partOff",
+  "plseOff",
+  "qkScale",
+  "negInf",
+  ...OPTION_PARAMS,
+] as const;
+
+/** Pipeline keys. */
+export function decodeKey(kind: "decode" | "combine", c: DecodeConfig): string {
+  return `${kind}:${c.dtype}:d${c.headDim}:cw${c.cw}:r${c.rows}${c.shared ? ":shared" : ""}${
+    c.vec ? ":vec" : ""
+  }${c.softcap ? ":cap" : ""}${c.dropout ? ":drop" : ""}`;
+}
+
+function header(c: DecodeConfig, bindings: [string, string, boolean][]): string {
+  return `${c.dtype === "f16" ? "enable f16;\n" : ""}${paramsStruct(DECODE_PARAMS, FLOAT_PARAMS)}
+@group(0) @binding(0) var<uniform> P: Params;
+${
+    bindings.map(([name, type, rw], i) =>
+      `@group(0) @binding(${i + 1}) var<storage, ${rw ? "read_write" : "read"}> ${name}: array<${
+        type === "T" ? c.dtype : type
+      }>;`
+    ).join("\n")
+  }
+${NEG_DECL}
+`;
+}
+
+/** The decoding kernel. */
+export function decodeWgsl(c: DecodeConfig): string {
+  const R = c.rows, CW = c.cw, G2 = 256 / CW, HD = headDimExpr(c.headDim), TK = DECODE_TILE;
+  const L: string[] = [];
+  const emit: Emit = (s) => L.push(s);
+  const kvType = c.vec ? `vec4<${c.dtype}>` : "T";
+  emit(header(c, [
+    ["q", "T", false],
+    ["k", kvType, false],
+    ["v", kvType, false],
+    ["sched", "u32", false],
+    ["part", "vec4<f32>", true],
+    ["plse", "f32", true],
+  ]));
+  if (c.dropout) emit(dropoutWgsl());
+  emit(`
+var<workgroup> qs: array<vec4<f32>, ${R * CW}>;
+var<workgroup> sc: array<f32, ${R * TK}>;
+${c.dropout ? `var<workgroup> zs: array<f32, ${R * TK}>;` : ""}
+var<workgroup> red: array<vec4<f32>, 256>;
+var<workgroup> rowM: array<f32, ${R}>;
+var<workgroup> rowA: array<f32, ${R}>;
+var<workgroup> rowL: array<f32, ${R}>;
+var<workgroup> wsU: array<u32, 4>;
+
+${
+    ["k", "v"].map((name) =>
+      c.vec
+        ? `fn load_${name}(base: u32, x: u32) -> vec4<f32> {
+  return select(vec4<f32>(0.0), vec4<f32>(${name}[(base + x) / 4u]), x < ${HD});
+}`
+        : `fn load_${name}(base: u32, x: u32) -> vec4<f32> {
+  var r = vec4<f32>(0.0);
+  for (var z = 0u; z < 4u; z++) { if (x + z < ${HD}) { r[z] = f32(${name}[base + x + z]); } }
+  return r;
+}`
+    ).join("\n")
+  }
+
+/** Whether query i is masked for key j by the bounds at bo. */
+fn masked(bo: u32, i: u32) -> bool {
+  let x = i32(i);
+  let lo = x >= bitcast<i32>(sched[bo]) && x < bitcast<i32>(sched[bo + 1u]);
+  let up = x >= bitcast<i32>(sched[bo + 2u]) && x < bitcast<i32>(sched[bo + 3u]);
+  return lo || up;
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let split = wid.x;
+  let kh = wid.y / P.chunks;
+  let chunk = wid.y % P.chunks;
+  let bl = wid.z;
+  let b = P.batchBase + bl;
+  let group = P.heads / P.kvHeads;
+  let kStride = P.kvHeads * ${HD};
+  let kBase = P.kOff + (bl * P.nk * P.kvHeads + kh) * ${HD};
+  let cw = t % ${CW}u;   // phase 2: vec4 column
+  let g = t / ${CW}u;    // phase 2: key group
+  // rows of this workgroup: (query head, query) pairs of key head kh
+  var hq: array<u32, ${R}>;
+  var qi: array<u32, ${R}>;
+  var ok: array<bool, ${R}>;
+  var bo: array<u32, ${R}>; // bounds offset of each row's mask slice
+  for (var r = 0u; r < ${R}u; r++) {
+    let rr = chunk * ${R}u + r;
+    ok[r] = rr < P.rowsTotal;
+    let rc = min(rr, P.rowsTotal - 1u);
+    hq[r] = kh * group + rc / P.nq;
+    qi[r] = rc % P.nq;
+    bo[r] = P.boundsOff + (b * P.maskBatchStride + hq[r] / P.maskHeadDiv) * P.nk * 4u;
+  }
+  // queries into workgroup memory, pre-scaled
+  for (var e = t; e < ${R * CW}u; e += 256u) {
+    let r = e / ${CW}u;
+    let x = (e % ${CW}u) * 4u;
+    var val = vec4<f32>(0.0);
+    if (ok[r]) {
+      let base = P.qOff + ((bl * P.nq + qi[r]) * P.heads + hq[r]) * ${HD};
+      for (var z = 0u; z < 4u; z++) {
+        if (x + z < ${HD}) { val[z] = f32(q[base + x + z]); }
+      }
+    }
+    qs[e] = val * P.qkScale;
+  }
+  if (t < ${R}u) { rowM[t] = NEG; rowL[t] = 0.0; }
+  var o: array<vec4<f32>, ${R}>;
+  for (var r = 0u; r < ${R}u; r++) { o[r] = vec4<f32>(0.0); }
+
+  // the tiles of this split: [first, last) of the tile list (shared slice) or of all tiles
+  let tileLo = split * P.tilesPerSplit;
+  let tileHi = min(tileLo + P.tilesPerSplit, (P.nk + ${TK - 1}u) / ${TK}u);
+  if (t == 0u) {`);
+  if (c.shared) {
+    emit(`    let list = (b * P.maskBatchStride + hq[0] / P.maskHeadDiv) * P.rowBlocks;
+    // binary search: first entry with column block >= tileLo, then >= tileHi
+    var lo = sched[list];
+    var hi = sched[list + 1u];
+    var a = lo; var z = hi;
+    while (a < z) { let m = (a + z) / 2u; if ((sched[P.tilesOff + m] >> 1u) < tileLo) { a = m + 1u; } else { z = m; } }
+    let first = a;
+    z = hi;
+    while (a < z) { let m = (a + z) / 2u; if ((sched[P.tilesOff + m] >> 1u) < tileHi) { a = m + 1u; } else { z = m; } }
+    wsU[0] = first;
+    wsU[1] = a;`);
+  } else {
+    emit(`    wsU[0] = tileLo;
+    wsU[1] = max(tileLo, tileHi);`);
+  }
+  emit(`  }
+  let tFirst = workgroupUniformLoad(&wsU[0]);
+  let tLast = workgroupUniformLoad(&wsU[1]);
+  for (var it = tFirst; it < tLast; it++) {`);
+  if (c.shared) {
+    emit(`    if (t == 0u) { wsU[2] = sched[P.tilesOff + it]; }
+    let entry = workgroupUniformLoad(&wsU[2]);
+    let col0 = (entry >> 1u) * ${TK}u;
+    let partial = (entry & 1u) != 0u;`);
+  } else {
+    emit(`    let col0 = it * ${TK}u;
+    let partial = true;`);
+  }
+  emit(`    // ---- phase 1: scores of key col0 + t for every row
+    {
+      let j = col0 + t;
+      var m: array<bool, ${R}>;
+      var any = false;
+      for (var r = 0u; r < ${R}u; r++) {
+        m[r] = !ok[r] || j >= P.nk;
+        if (partial && !m[r]) { m[r] = masked(bo[r] + min(j, P.nk - 1u) * 4u, qi[r]); }
+        any = any || !m[r];
+      }
+      var acc: array<f32, ${R}>;
+      for (var r = 0u; r < ${R}u; r++) { acc[r] = 0.0; }
+      if (any) {
+        let base = kBase + j * kStride;
+        for (var x4 = 0u; x4 < ${CW}u; x4++) {
+          let x = x4 * 4u;
+          let kv = load_k(base, x);
+          for (var r = 0u; r < ${R}u; r++) { acc[r] = acc[r] + dot(qs[r * ${CW}u + x4], kv); }
+        }
+      }
+      for (var r = 0u; r < ${R}u; r++) {
+        var s = acc[r];${c.softcap ? "\n        s = P.softcap2 * tanh(s / P.softcap2);" : ""}
+        sc[r * ${TK}u + t] = select(s, NEG, m[r]);${
+    c.dropout ? `\n        zs[r * ${TK}u + t] = select(keep(b, hq[r], qi[r], j), 0.0, m[r]);` : ""
+  }
+      }
+    }
+    workgroupBarrier();
+    // ---- row max and sum of the tile: ${256 / R} invocations per row, ${R} keys each
+    {
+      let r = t / ${256 / R}u;
+      let part = t % ${256 / R}u;
+      var mx = NEG;
+      for (var u = 0u; u < ${R}u; u++) { mx = max(mx, sc[r * ${TK}u + part + u * ${256 / R}u]); }
+      red[t] = vec4<f32>(mx, 0.0, 0.0, 0.0);
+    }
+    workgroupBarrier();
+    if (t < ${R}u) {
+      var mx = NEG;
+      for (var u = 0u; u < ${256 / R}u; u++) { mx = max(mx, red[t * ${256 / R}u + u].x); }
+      let mOld = rowM[t];
+      let mNew = max(mOld, mx);
+      let mUse = select(mNew, 0.0, mNew == NEG);
+      rowA[t] = exp2(mOld - mUse);
+      rowM[t] = mNew;
+      red[t] = vec4<f32>(mUse, 0.0, 0.0, 0.0);
+    }
+    workgroupBarrier();
+    {
+      let r = t / ${256 / R}u;
+      let part = t % ${256 / R}u;
+      let mUse = red[r].x;
+      var sum = 0.0;
+      for (var u = 0u; u < ${R}u; u++) {
+        let idx = r * ${TK}u + part + u * ${256 / R}u;
+        let p = exp2(sc[idx] - mUse);
+        sum = sum + p;
+        sc[idx] = p${c.dropout ? " * zs[idx]" : ""};
+      }
+      workgroupBarrier();
+      red[t] = vec4<f32>(sum, 0.0, 0.0, 0.0);
+    }
+    workgroupBarrier();
+    if (t < ${R}u) {
+      var sum = 0.0;
+      for (var u = 0u; u < ${256 / R}u; u++) { sum = sum + red[t * ${256 / R}u + u].x; }
+      rowL[t] = rowL[t] * rowA[t] + sum;
+    }
+    // ---- phase 2: O[r][cw] += P[r][j] · V[j][cw] over keys g, g + ${G2}, … of the tile
+    for (var r = 0u; r < ${R}u; r++) { o[r] = o[r] * rowA[r]; }
+    for (var u = g; u < ${TK}u; u += ${G2}u) {
+      let j = col0 + u;
+      if (j < P.nk) {
+        let vv = load_v(kBase + j * kStride, cw * 4u);
+        for (var r = 0u; r < ${R}u; r++) { o[r] = fma(vec4<f32>(sc[r * ${TK}u + u]), vv, o[r]); }
+      }
+    }
+    workgroupBarrier();
+  }
+  // ---- the groups' O summed; normalised partial output and lse of this split
+  let slot = ((bl * P.kvHeads + kh) * P.chunks + chunk) * P.splits + split;
+  for (var r = 0u; r < ${R}u; r++) {
+    red[t] = o[r];
+    workgroupBarrier();
+    if (g == 0u) {
+      var sum = vec4<f32>(0.0);
+      for (var gg = 0u; gg < ${G2}u; gg++) { sum = sum + red[gg * ${CW}u + cw]; }
+      let l = rowL[r];
+      part[P.partOff + (slot * ${R}u + r) * ${CW}u + cw] = select(vec4<f32>(0.0), sum / l, l > 0.0);
+    }
+    workgroupBarrier();
+  }
+  if (t < ${R}u) {
+    let l = rowL[t];
+    plse[P.plseOff + slot * ${R}u + t] = select(P.negInf, (rowM[t] + log2(l)) * 0.69314718055994531, l > 0.0);
+  }
+}`);
+  return L.join("\n");
+}
+
+/** The combining kernel: one invocation per (batch, query head, query, vec4 column). */
+export function combineWgsl(c: DecodeConfig): string {
+  const R = c.rows, CW = c.cw, HD = headDimExpr(c.headDim);
+  return `${
+    header(c, [["part", "vec4<f32>", false], ["plse", "f32", false], ["out", "T", true], [
+      "lse",
+      "f32",
+      true,
+    ]])
+  }
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let e = gid.x;
+  let cw = e % ${CW}u;
+  let row = e / ${CW}u;                    // (b, hq, i) in lse order
+  let bl = gid.y;
+  if (row >= P.heads * P.nq) { return; }
+  let hq = row / P.nq;
+  let i = row % P.nq;
+  let group = P.heads / P.kvHeads;
+  let kh = hq / group;
+  let rr = (hq - kh * group) * P.nq + i;
+  let chunk = rr / ${R}u;
+  let r = rr % ${R}u;
+  let slot0 = ((bl * P.kvHeads + kh) * P.chunks + chunk) * P.splits;
+  var m = NEG;
+  for (var s = 0u; s < P.splits; s++) { m = max(m, plse[P.plseOff + (slot0 + s) * ${R}u + r]); }
+  var acc = vec4<f32>(0.0);
+  var sum = 0.0;
+  if (m > NEG) {
+    for (var s = 0u; s < P.splits; s++) {
+      let w = exp(plse[P.plseOff + (slot0 + s) * ${R}u + r] - m);
+      sum = sum + w;
+      acc = fma(vec4<f32>(w), part[P.partOff + ((slot0 + s) * ${R}u + r) * ${CW}u + cw], acc);
+    }
+  }
+  let seen = sum > 0.0;
+  let val = select(vec4<f32>(0.0), acc / sum, seen);
+  let ob = P.oOff + ((bl * P.nq + i) * P.heads + hq) * ${HD} + cw * 4u;
+  for (var z = 0u; z < 4u; z++) {
+    if (cw * 4u + z < ${HD}) { out[ob + z] = ${c.dtype}(val[z]); }
+  }
+  if (cw == 0u) {
+    lse[P.lseOff + (bl * P.heads + hq) * P.nq + i] = select(P.negInf, m + log(sum), seen);
+  }
+}`;
+}
