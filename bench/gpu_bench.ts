@@ -39,7 +39,7 @@ const USAGE =
   `usage: deno run -A bench/gpu_bench.ts [--seq N] [--batch B] [--heads H] [--kv-heads HK]
   [--dim D] [--dtype f32|f16] [--masks a,b|all] [--reps R] [--pass fwd|bwd|both]
   [--sweep "fwd:rm,cn,dn,kc,kv;bwd:rm,cn,rn,cm,kc,kv;..."] [--no-subgroups] [--json FILE]
-  [--nq Q: decoding, Q queries against --seq keys] [--copy-bw: measure copy bandwidth]`;
+  [--nq Q: decoding, Q queries against --seq keys] [--splits S,S...] [--copy-bw]`;
 
 /** Schema tag of the `--json` report. */
 export const GPU_BENCH_SCHEMA = "flashmask-gpu-bench/1";
@@ -165,6 +165,7 @@ async function benchDecode(
     d: number;
     dtype: "f32" | "f16";
     reps: number;
+    splits?: number;
   },
 ): Promise<GpuBenchRow[]> {
   const { batch, nq, nk, heads, kvHeads, d, dtype } = o;
@@ -184,7 +185,7 @@ async function benchDecode(
       k: { buffer: buf.k, shape: [batch, nk, kvHeads, d], dtype },
       v: { buffer: buf.v, shape: [batch, nk, kvHeads, d], dtype },
     }, { causal });
-    setGpuTuning({ decode: true });
+    setGpuTuning({ decode: true, splits: o.splits });
     const kern = await decodeKernels(ctx, p, dtype);
     const [partBytes, plseBytes] = decodeScratch(p, kern);
     const part = storage(ctx, partBytes * batch, "part"),
@@ -229,6 +230,7 @@ if (import.meta.main) {
       pass: { type: "string", default: "fwd" },
       sweep: { type: "string" },
       nq: { type: "string" },
+      splits: { type: "string" },
       "copy-bw": { type: "boolean" },
       "no-subgroups": { type: "boolean" },
       json: { type: "string" },

@@ -101,48 +101,59 @@ ${NEG_DECL}
 /** The decoding kernel. */
 export function decodeWgsl(c: DecodeConfig): string {
   const R = c.rows, CW = c.cw, G2 = 256 / CW, HD = headDimExpr(c.headDim), TK = DECODE_TILE;
+  const TP = 256 / R; // invocations per row in the tile reductions
+  const rows = Array.from({ length: R }, (_, r) => r);
+  const each = (f: (r: number) => string, sep = "\n") => rows.map(f).join(sep);
+  // f16 keys with d % 8 == 0 are read 16 bytes (8 halves) at a time
+  const wide = c.vec && c.dtype === "f16" && (c.headDim === 0 ? false : c.headDim % 8 === 0);
   const L: string[] = [];
   const emit: Emit = (s) => L.push(s);
-  const kvType = c.vec ? `vec4<${c.dtype}>` : "T";
   emit(header(c, [
     ["q", "T", false],
-    ["k", kvType, false],
-    ["v", kvType, false],
+    ["k", wide ? "vec4<u32>" : c.vec ? `vec4<${c.dtype}>` : "T", false],
+    ["v", c.vec ? `vec4<${c.dtype}>` : "T", false],
     ["sched", "u32", false],
     ["part", "vec4<f32>", true],
     ["plse", "f32", true],
   ]));
   if (c.dropout) emit(dropoutWgsl());
+  const loadV = c.vec
+    ? `select(vec4<f32>(0.0), vec4<f32>(v[(base + x) / 4u]), x < ${HD})`
+    : `vec4<f32>(${
+      [0, 1, 2, 3].map((z) => `select(0.0, f32(v[base + x + ${z}u]), x + ${z}u < ${HD})`).join(", ")
+    })`;
   emit(`
 var<workgroup> qs: array<vec4<f32>, ${R * CW}>;
 var<workgroup> sc: array<f32, ${R * TK}>;
 ${c.dropout ? `var<workgroup> zs: array<f32, ${R * TK}>;` : ""}
-var<workgroup> red: array<vec4<f32>, 256>;
+var<workgroup> red: array<f32, 256>;
+var<workgroup> red4: array<vec4<f32>, 256>;
 var<workgroup> rowM: array<f32, ${R}>;
 var<workgroup> rowA: array<f32, ${R}>;
 var<workgroup> rowL: array<f32, ${R}>;
 var<workgroup> wsU: array<u32, 4>;
 
-${
-    ["k", "v"].map((name) =>
-      c.vec
-        ? `fn load_${name}(base: u32, x: u32) -> vec4<f32> {
-  return select(vec4<f32>(0.0), vec4<f32>(${name}[(base + x) / 4u]), x < ${HD});
-}`
-        : `fn load_${name}(base: u32, x: u32) -> vec4<f32> {
-  var r = vec4<f32>(0.0);
-  for (var z = 0u; z < 4u; z++) { if (x + z < ${HD}) { r[z] = f32(${name}[base + x + z]); } }
-  return r;
-}`
-    ).join("\n")
-  }
+fn load_v(base: u32, x: u32) -> vec4<f32> { return ${loadV}; }
 
-/** Whether query i is masked for key j by the bounds at bo. */
+/** Whether query i is masked by the key bounds at bo. */
 fn masked(bo: u32, i: u32) -> bool {
   let x = i32(i);
   let lo = x >= bitcast<i32>(sched[bo]) && x < bitcast<i32>(sched[bo + 1u]);
   let up = x >= bitcast<i32>(sched[bo + 2u]) && x < bitcast<i32>(sched[bo + 3u]);
   return lo || up;
+}
+
+/** Tree reduction (max or sum) of red[] within each row's ${TP} invocations. */
+fn reduceRows(t: u32, isMax: bool) {
+  for (var stride = ${TP / 2}u; stride > 0u; stride = stride / 2u) {
+    workgroupBarrier();
+    if (t % ${TP}u < stride) {
+      let a = red[t];
+      let b = red[t + stride];
+      red[t] = select(a + b, max(a, b), isMax);
+    }
+  }
+  workgroupBarrier();
 }
 
 @compute @workgroup_size(256)
@@ -158,25 +169,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let cw = t % ${CW}u;   // phase 2: vec4 column
   let g = t / ${CW}u;    // phase 2: key group
   // rows of this workgroup: (query head, query) pairs of key head kh
-  var hq: array<u32, ${R}>;
-  var qi: array<u32, ${R}>;
-  var ok: array<bool, ${R}>;
-  var bo: array<u32, ${R}>; // bounds offset of each row's mask slice
-  for (var r = 0u; r < ${R}u; r++) {
-    let rr = chunk * ${R}u + r;
-    ok[r] = rr < P.rowsTotal;
-    let rc = min(rr, P.rowsTotal - 1u);
-    hq[r] = kh * group + rc / P.nq;
-    qi[r] = rc % P.nq;
-    bo[r] = P.boundsOff + (b * P.maskBatchStride + hq[r] / P.maskHeadDiv) * P.nk * 4u;
+${
+    each((r) =>
+      `  let ok${r} = chunk * ${R}u + ${r}u < P.rowsTotal;
+  let rc${r} = min(chunk * ${R}u + ${r}u, P.rowsTotal - 1u);
+  let hq${r} = kh * group + rc${r} / P.nq;
+  let qi${r} = rc${r} % P.nq;
+  let bo${r} = P.boundsOff + (b * P.maskBatchStride + hq${r} / P.maskHeadDiv) * P.nk * 4u;`
+    )
   }
   // queries into workgroup memory, pre-scaled
   for (var e = t; e < ${R * CW}u; e += 256u) {
     let r = e / ${CW}u;
     let x = (e % ${CW}u) * 4u;
+    let rr = chunk * ${R}u + r;
     var val = vec4<f32>(0.0);
-    if (ok[r]) {
-      let base = P.qOff + ((bl * P.nq + qi[r]) * P.heads + hq[r]) * ${HD};
+    if (rr < P.rowsTotal) {
+      let base = P.qOff + ((bl * P.nq + rr % P.nq) * P.heads + kh * group + rr / P.nq) * ${HD};
       for (var z = 0u; z < 4u; z++) {
         if (x + z < ${HD}) { val[z] = f32(q[base + x + z]); }
       }
@@ -184,29 +193,54 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     qs[e] = val * P.qkScale;
   }
   if (t < ${R}u) { rowM[t] = NEG; rowL[t] = 0.0; }
-  var o: array<vec4<f32>, ${R}>;
-  for (var r = 0u; r < ${R}u; r++) { o[r] = vec4<f32>(0.0); }
+${each((r) => `  var o${r} = vec4<f32>(0.0);`)}
 
   // the tiles of this split: [first, last) of the tile list (shared slice) or of all tiles
   let tileLo = split * P.tilesPerSplit;
   let tileHi = min(tileLo + P.tilesPerSplit, (P.nk + ${TK - 1}u) / ${TK}u);
   if (t == 0u) {`);
   if (c.shared) {
-    emit(`    let list = (b * P.maskBatchStride + hq[0] / P.maskHeadDiv) * P.rowBlocks;
+    emit(`    let list = (b * P.maskBatchStride + hq0 / P.maskHeadDiv) * P.rowBlocks;
     // binary search: first entry with column block >= tileLo, then >= tileHi
-    var lo = sched[list];
-    var hi = sched[list + 1u];
-    var a = lo; var z = hi;
-    while (a < z) { let m = (a + z) / 2u; if ((sched[P.tilesOff + m] >> 1u) < tileLo) { a = m + 1u; } else { z = m; } }
+    var a = sched[list];
+    let hi = sched[list + 1u];
+    var z = hi;
+    while (a < z) { let mid = (a + z) / 2u; if ((sched[P.tilesOff + mid] >> 1u) < tileLo) { a = mid + 1u; } else { z = mid; } }
     let first = a;
     z = hi;
-    while (a < z) { let m = (a + z) / 2u; if ((sched[P.tilesOff + m] >> 1u) < tileHi) { a = m + 1u; } else { z = m; } }
+    while (a < z) { let mid = (a + z) / 2u; if ((sched[P.tilesOff + mid] >> 1u) < tileHi) { a = mid + 1u; } else { z = mid; } }
     wsU[0] = first;
     wsU[1] = a;`);
   } else {
     emit(`    wsU[0] = tileLo;
     wsU[1] = max(tileLo, tileHi);`);
   }
+  const dot = wide
+    ? `for (var x8 = 0u; x8 < ${CW / 2}u; x8++) {
+          let w = k[(base + x8 * 8u) / 8u];
+          let lo = vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
+          let hi = vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w));
+${
+      each((r) =>
+        `          acc${r} = acc${r} + dot(qs[${r * CW}u + 2u * x8], lo) + dot(qs[${
+          r * CW
+        }u + 2u * x8 + 1u], hi);`
+      )
+    }
+        }`
+    : `for (var x4 = 0u; x4 < ${CW}u; x4++) {
+          let x = x4 * 4u;
+          let kv = ${
+      c.vec
+        ? `select(vec4<f32>(0.0), vec4<f32>(k[(base + x) / 4u]), x < ${HD})`
+        : `vec4<f32>(${
+          [0, 1, 2, 3].map((z) => `select(0.0, f32(k[base + x + ${z}u]), x + ${z}u < ${HD})`).join(
+            ", ",
+          )
+        })`
+    };
+${each((r) => `          acc${r} = acc${r} + dot(qs[${r * CW}u + x4], kv);`)}
+        }`;
   emit(`  }
   let tFirst = workgroupUniformLoad(&wsU[0]);
   let tLast = workgroupUniformLoad(&wsU[1]);
@@ -223,94 +257,88 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   emit(`    // ---- phase 1: scores of key col0 + t for every row
     {
       let j = col0 + t;
-      var m: array<bool, ${R}>;
-      var any = false;
-      for (var r = 0u; r < ${R}u; r++) {
-        m[r] = !ok[r] || j >= P.nk;
-        if (partial && !m[r]) { m[r] = masked(bo[r] + min(j, P.nk - 1u) * 4u, qi[r]); }
-        any = any || !m[r];
-      }
-      var acc: array<f32, ${R}>;
-      for (var r = 0u; r < ${R}u; r++) { acc[r] = 0.0; }
-      if (any) {
-        let base = kBase + j * kStride;
-        for (var x4 = 0u; x4 < ${CW}u; x4++) {
-          let x = x4 * 4u;
-          let kv = load_k(base, x);
-          for (var r = 0u; r < ${R}u; r++) { acc[r] = acc[r] + dot(qs[r * ${CW}u + x4], kv); }
-        }
-      }
-      for (var r = 0u; r < ${R}u; r++) {
-        var s = acc[r];${c.softcap ? "\n        s = P.softcap2 * tanh(s / P.softcap2);" : ""}
-        sc[r * ${TK}u + t] = select(s, NEG, m[r]);${
-    c.dropout ? `\n        zs[r * ${TK}u + t] = select(keep(b, hq[r], qi[r], j), 0.0, m[r]);` : ""
+      let jc = min(j, P.nk - 1u) * 4u;
+${
+    each((r) =>
+      `      var m${r} = !ok${r} || j >= P.nk;
+      if (partial && !m${r}) { m${r} = masked(bo${r} + jc, qi${r}); }
+      var acc${r} = 0.0;`
+    )
   }
+      if (${each((r) => `!m${r}`, " || ")}) {
+        let base = kBase + j * kStride;
+        ${dot}
       }
+${
+    each((r) =>
+      `      sc[${r * TK}u + t] = select(${
+        c.softcap ? `P.softcap2 * tanh(acc${r} / P.softcap2)` : `acc${r}`
+      }, NEG, m${r});${
+        c.dropout
+          ? `
+      zs[${r * TK}u + t] = select(keep(b, hq${r}, qi${r}, j), 0.0, m${r});`
+          : ""
+      }`
+    )
+  }
     }
     workgroupBarrier();
-    // ---- row max and sum of the tile: ${256 / R} invocations per row, ${R} keys each
+    // ---- row max and sum of the tile: ${TP} invocations per row, ${R} keys each, then a tree
+    let tr = t / ${TP}u;
+    let tp = t % ${TP}u;
     {
-      let r = t / ${256 / R}u;
-      let part = t % ${256 / R}u;
       var mx = NEG;
-      for (var u = 0u; u < ${R}u; u++) { mx = max(mx, sc[r * ${TK}u + part + u * ${256 / R}u]); }
-      red[t] = vec4<f32>(mx, 0.0, 0.0, 0.0);
+      for (var u = 0u; u < ${R}u; u++) { mx = max(mx, sc[tr * ${TK}u + tp + u * ${TP}u]); }
+      red[t] = mx;
     }
-    workgroupBarrier();
-    if (t < ${R}u) {
-      var mx = NEG;
-      for (var u = 0u; u < ${256 / R}u; u++) { mx = max(mx, red[t * ${256 / R}u + u].x); }
-      let mOld = rowM[t];
-      let mNew = max(mOld, mx);
+    reduceRows(t, true);
+    if (tp == 0u) {
+      let mOld = rowM[tr];
+      let mNew = max(mOld, red[t]);
       let mUse = select(mNew, 0.0, mNew == NEG);
-      rowA[t] = exp2(mOld - mUse);
-      rowM[t] = mNew;
-      red[t] = vec4<f32>(mUse, 0.0, 0.0, 0.0);
+      rowA[tr] = exp2(mOld - mUse);
+      rowM[tr] = mNew;
+      red4[tr] = vec4<f32>(mUse);
     }
     workgroupBarrier();
     {
-      let r = t / ${256 / R}u;
-      let part = t % ${256 / R}u;
-      let mUse = red[r].x;
+      let mUse = red4[tr].x;
       var sum = 0.0;
       for (var u = 0u; u < ${R}u; u++) {
-        let idx = r * ${TK}u + part + u * ${256 / R}u;
+        let idx = tr * ${TK}u + tp + u * ${TP}u;
         let p = exp2(sc[idx] - mUse);
         sum = sum + p;
         sc[idx] = p${c.dropout ? " * zs[idx]" : ""};
       }
-      workgroupBarrier();
-      red[t] = vec4<f32>(sum, 0.0, 0.0, 0.0);
+      red[t] = sum;
     }
-    workgroupBarrier();
-    if (t < ${R}u) {
-      var sum = 0.0;
-      for (var u = 0u; u < ${256 / R}u; u++) { sum = sum + red[t * ${256 / R}u + u].x; }
-      rowL[t] = rowL[t] * rowA[t] + sum;
-    }
+    reduceRows(t, false);
+    if (tp == 0u) { rowL[tr] = rowL[tr] * rowA[tr] + red[t]; }
     // ---- phase 2: O[r][cw] += P[r][j] · V[j][cw] over keys g, g + ${G2}, … of the tile
-    for (var r = 0u; r < ${R}u; r++) { o[r] = o[r] * rowA[r]; }
+${each((r) => `    o${r} = o${r} * rowA[${r}u];`)}
     for (var u = g; u < ${TK}u; u += ${G2}u) {
       let j = col0 + u;
       if (j < P.nk) {
         let vv = load_v(kBase + j * kStride, cw * 4u);
-        for (var r = 0u; r < ${R}u; r++) { o[r] = fma(vec4<f32>(sc[r * ${TK}u + u]), vv, o[r]); }
+${each((r) => `        o${r} = fma(vec4<f32>(sc[${r * TK}u + u]), vv, o${r});`)}
       }
     }
     workgroupBarrier();
   }
   // ---- the groups' O summed; normalised partial output and lse of this split
   let slot = ((bl * P.kvHeads + kh) * P.chunks + chunk) * P.splits + split;
-  for (var r = 0u; r < ${R}u; r++) {
-    red[t] = o[r];
-    workgroupBarrier();
-    if (g == 0u) {
-      var sum = vec4<f32>(0.0);
-      for (var gg = 0u; gg < ${G2}u; gg++) { sum = sum + red[gg * ${CW}u + cw]; }
-      let l = rowL[r];
-      part[P.partOff + (slot * ${R}u + r) * ${CW}u + cw] = select(vec4<f32>(0.0), sum / l, l > 0.0);
-    }
-    workgroupBarrier();
+${
+    each((r) =>
+      `  red4[t] = o${r};
+  workgroupBarrier();
+  if (g == 0u) {
+    var sum = vec4<f32>(0.0);
+    for (var gg = 0u; gg < ${G2}u; gg++) { sum = sum + red4[gg * ${CW}u + cw]; }
+    let l = rowL[${r}u];
+    part[P.partOff + (slot * ${R}u + ${r}u) * ${CW}u + cw] = select(vec4<f32>(0.0), sum / l, l > 0.0);
+  }
+  workgroupBarrier();`
+    )
   }
   if (t < ${R}u) {
     let l = rowL[t];
