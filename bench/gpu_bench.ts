@@ -98,12 +98,14 @@ async function timeKernel(
   const resolve = device.createBuffer({ size: 16, usage: 0x200 | 0x4 }); // QUERY_RESOLVE | COPY_SRC
   const read = device.createBuffer({ size: 16, usage: 0x1 | 0x8 });
   const samples: number[] = [];
-  for (let trial = 0; trial < 4; trial++) {
+  // warm-up passes first (at least ~200 ms of work, so that the clocks have ramped up)
+  let warm = 0, n = reps;
+  for (let trial = 0; trial < 4 + warm; trial++) {
     const enc = device.createCommandEncoder();
     const pass = enc.beginComputePass({
       timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
     });
-    for (let r = 0; r < reps; r++) encode(pass);
+    for (let r = 0; r < n; r++) encode(pass);
     pass.end();
     enc.resolveQuerySet(qs, 0, 2, resolve, 0);
     enc.copyBufferToBuffer(resolve, 0, read, 0, 16);
@@ -111,7 +113,14 @@ async function timeKernel(
     await read.mapAsync(1);
     const t = new BigUint64Array(read.getMappedRange().slice(0));
     read.unmap();
-    if (trial > 0) samples.push(Number(t[1] - t[0]) / 1e6 / reps); // trial 0 warms up
+    const ms = Number(t[1] - t[0]) / 1e6;
+    if (trial === 0 && ms < 200 && warm < 20) {
+      warm++; // another warm-up pass, and enough repetitions for ≥ 50 ms per timed pass
+      n = Math.max(reps, Math.ceil((50 * n) / Math.max(ms, 1e-3)));
+      trial--;
+      continue;
+    }
+    if (trial > 0) samples.push(ms / n);
   }
   qs.destroy();
   resolve.destroy();
@@ -271,18 +280,10 @@ if (import.meta.main) {
   }
   if (a.nq) {
     for (const n of seqs) {
-      rows.push(
-        ...await benchDecode(ctx, {
-          batch,
-          nq: Number(a.nq),
-          nk: n,
-          heads,
-          kvHeads,
-          d,
-          dtype,
-          reps,
-        }),
-      );
+      for (const sp of (a.splits ?? "0").split(",").map(Number)) {
+        const o = { batch, nq: Number(a.nq), nk: n, heads, kvHeads, d, dtype, reps };
+        rows.push(...await benchDecode(ctx, { ...o, splits: sp || undefined }));
+      }
     }
   }
   for (const n of a.nq ? [] : seqs) {
