@@ -6,16 +6,18 @@
  * The backend is `FLASHMASK_BENCH_BACKEND` when set, else the one the library's `auto` picks
  * (recognised as in the bench CLI). Kernel groups time only the attention
  * call on prepared inputs (`t.start()` / `t.end()` around it): mask schedule cached, tensors
- * validated and ready. The library has no device-resident tensor API yet, so for a GPU backend
- * that call still includes upload and readback. End-to-end groups also time building the mask
- * and its schedule, making the tensors and reading the output back as f32.
+ * validated and ready; for the WebGPU backend the tensors live on the GPU (`toGpu`) and so do
+ * the results, so no upload or read-back is timed (the call still waits for the GPU to finish).
+ * End-to-end groups also time building the mask and its schedule, making the host tensors and
+ * reading the output back as f32.
  *
  * @module
  */
 
 import { attention, attentionBackward } from "../attention.ts";
 import { exampleMask, type MaskName } from "../masks/examples.ts";
-import { type Tensor, tensor, toF16, toFloat32 } from "../tensor.ts";
+import { type GpuTensor, type Tensor, tensor, toF16, toFloat32 } from "../tensor.ts";
+import { type GpuArray, toGpu } from "../gpu/mod.ts";
 import { backendOptions, type BackendStatus, chooseBackends, supports } from "./_device.ts";
 import { makeInputs, type Shape, warmUp } from "./_run.ts";
 
@@ -78,30 +80,58 @@ export function benchKernel(o: {
   const backend = o.backend;
   const { mask } = exampleMask(o.mask, o.shape.seq);
   const options = { ...backendOptions(backend), mask };
-  const { q, k, v, dOut } = makeInputs(o.shape, 1);
-  let saved: Parameters<typeof attentionBackward>[0] | undefined;
+  const host = makeInputs(o.shape, 1);
+  const gpu = backend === "webgpu";
+  let inputs: { q: AnyTensor; k: AnyTensor; v: AnyTensor; dOut: AnyTensor } | undefined;
+  let saved: { out: AnyTensor; lse: Float32Array | GpuArray } | undefined;
+  /** Frees GPU-resident results (they are new buffers on every call). */
+  const free = (...xs: unknown[]) => {
+    for (const x of xs) {
+      if (gpu && x && typeof x === "object" && "buffer" in x) {
+        (x as { buffer: GPUBuffer }).buffer.destroy();
+      }
+    }
+  };
   Deno.bench({
     name,
     group: o.group,
     baseline: o.baseline ?? false,
     ...ITERATIONS,
     async fn(t) {
+      if (!inputs) {
+        inputs = gpu
+          ? {
+            q: await toGpu(host.q),
+            k: await toGpu(host.k),
+            v: await toGpu(host.v),
+            dOut: await toGpu(host.dOut),
+          }
+          : host;
+      }
+      const { q, k, v, dOut } = inputs;
+      const call = attention as (
+        ...a: unknown[]
+      ) => Promise<{ out: AnyTensor; lse: Float32Array | GpuArray }>;
       if (o.pass === "fwd") {
         t.start();
-        await attention(q, k, v, options);
+        const r = await call(q, k, v, options);
         t.end();
+        free(r.out, r.lse);
         return;
       }
-      if (!saved) {
-        const { out, lse } = await attention(q, k, v, options);
-        saved = { q, k, v, out, lse, dOut };
-      }
+      saved ??= await call(q, k, v, options);
+      const backward = attentionBackward as (
+        ...a: unknown[]
+      ) => Promise<{ dq: AnyTensor; dk: AnyTensor; dv: AnyTensor }>;
       t.start();
-      await attentionBackward(saved, options);
+      const g = await backward({ q, k, v, ...saved, dOut }, options);
       t.end();
+      free(g.dq, g.dk, g.dv);
     },
   });
 }
+
+type AnyTensor = Tensor | GpuTensor;
 
 /**
  * Registers an end-to-end forward bench: from plain Float32Arrays and the mask builder to the
