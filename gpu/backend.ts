@@ -23,7 +23,14 @@ import {
   toF16,
   toFloat32,
 } from "../tensor.ts";
-import { type GpuContext, gpuContext, pipeline } from "./device.ts";
+import {
+  deviceLostError,
+  type GpuContext,
+  gpuContext,
+  lostWithin,
+  pipeline,
+  unlessLost,
+} from "./device.ts";
 import { fixedHeadDim, optionValues } from "./_wgsl.ts";
 import { dropoutThreshold } from "../masks/dropout.ts";
 import {
@@ -75,6 +82,8 @@ export interface GpuTuning {
   decode?: boolean;
   /** Key splits of the decoding kernel (default: about 256 workgroups). */
   splits?: number;
+  /** Called right after a call's work is submitted (fault-injection tests: lose the device). */
+  afterSubmit?: (device: GPUDevice) => void;
 }
 
 let tuning: GpuTuning = {};
@@ -86,9 +95,17 @@ export function setGpuTuning(t: GpuTuning): GpuTuning {
   return old;
 }
 
-/** The GPU context, or an Error saying that WebGPU cannot be used. */
+/** The GPU context, or an Error saying that WebGPU cannot be used and what to use instead. */
 export async function requireGpu(): Promise<GpuContext> {
-  const ctx = await gpuContext();
+  let ctx: GpuContext | undefined;
+  try {
+    ctx = await gpuContext();
+  } catch (e) {
+    throw new Error(
+      `backend "webgpu": WebGPU could not be initialised (${(e as Error)?.message ?? e}); ` +
+        'use backend: "wasm" (or "auto", which falls back to it)',
+    );
+  }
   if (!ctx) {
     throw new Error(
       'backend "webgpu": no WebGPU adapter was found on this machine; use backend: "wasm" ' +
@@ -212,7 +229,87 @@ export function storage(ctx: GpuContext, bytes: number, label: string): GPUBuffe
 /** The largest GPU buffer this process has created, for memory reports (no N² buffer exists). */
 export const gpuMemoryStats = { largestBytes: 0, largestLabel: "" };
 
-function createBuffer(ctx: GpuContext, size: number, usage: number, label: string): GPUBuffer {
+/** What the library knows of a buffer it created. */
+interface OwnedBuffer {
+  ctx: GpuContext;
+  bytes: number;
+  destroyed: boolean;
+}
+
+/**
+ * Buffers the library created (inputs it uploads, outputs, schedules, uniforms, staging): their
+ * device, size, and whether `destroy()` was called (their `destroy` is wrapped to record it).
+ */
+const owned = new WeakMap<GPUBuffer, OwnedBuffer>();
+/** Live (created, not destroyed) library buffers per context. */
+const live = new Map<GpuContext, { buffers: number; bytes: number }>();
+
+/**
+ * Library-created GPU buffers not yet destroyed, on devices not lost (the buffers of a lost
+ * device are gone with it): GPU-resident outputs the caller holds, the cached block schedules
+ * (at most {@linkcode MAX_SCHEDULE_BUFFERS} per device), and the buffers of calls in flight. Soak runs and
+ * tests check that it stays flat.
+ */
+export function gpuStats(): GpuStats {
+  let liveBuffers = 0, liveBytes = 0, cachedSchedules = 0;
+  for (const [ctx, n] of live) {
+    if (ctx.lost !== undefined) {
+      live.delete(ctx);
+      continue;
+    }
+    liveBuffers += n.buffers;
+    liveBytes += n.bytes;
+    cachedSchedules += scheduleBuffers.get(ctx)?.size ?? 0;
+  }
+  return { liveBuffers, liveBytes, cachedSchedules, submits };
+}
+
+/** What {@linkcode gpuStats} reports. */
+export interface GpuStats {
+  /** Library-created buffers not destroyed, on devices not lost. */
+  liveBuffers: number;
+  /** Their bytes. */
+  liveBytes: number;
+  /** How many of them are cached block schedules. */
+  cachedSchedules: number;
+  /** Submissions of kernel work so far (tests check that rejected calls submit nothing). */
+  submits: number;
+}
+
+let submits = 0;
+
+/** Creates a buffer on the context's device, registered as the library's. */
+function tracked(ctx: GpuContext, desc: GPUBufferDescriptor): GPUBuffer {
+  const buf = ctx.device.createBuffer(desc);
+  const rec: OwnedBuffer = { ctx, bytes: desc.size, destroyed: false };
+  owned.set(buf, rec);
+  let n = live.get(ctx);
+  if (!n) live.set(ctx, n = { buffers: 0, bytes: 0 });
+  n.buffers++;
+  n.bytes += desc.size;
+  const destroy = buf.destroy.bind(buf);
+  Object.defineProperty(buf, "destroy", {
+    configurable: true,
+    writable: true,
+    value: () => {
+      if (!rec.destroyed) {
+        rec.destroyed = true;
+        n.buffers--;
+        n.bytes -= desc.size;
+      }
+      destroy();
+    },
+  });
+  return buf;
+}
+
+/** A registered buffer of `size` bytes; a RangeError beyond the adapter's maxBufferSize. */
+export function createBuffer(
+  ctx: GpuContext,
+  size: number,
+  usage: number,
+  label: string,
+): GPUBuffer {
   if (size > gpuMemoryStats.largestBytes) {
     gpuMemoryStats.largestBytes = size;
     gpuMemoryStats.largestLabel = label;
@@ -222,7 +319,75 @@ function createBuffer(ctx: GpuContext, size: number, usage: number, label: strin
       `${label} needs a ${size}-byte GPU buffer; this adapter's maxBufferSize is ${ctx.limits.maxBufferSize}`,
     );
   }
-  return ctx.device.createBuffer({ size, usage, label });
+  return tracked(ctx, { size, usage, label });
+}
+
+const probeLayouts = new WeakMap<GpuContext, GPUBindGroupLayout>();
+
+/**
+ * Checks, before anything is dispatched, that GPU-resident inputs can be used on the library's
+ * device: each buffer the library created is known (its device, whether it was destroyed); any
+ * other buffer is bound once in a validation error scope (a ~15 µs probe), whose error says
+ * whether it belongs to another device or was destroyed.
+ *
+ * @throws {TypeError} for a buffer of another device (or of a lost one), naming the tensor.
+ * @throws {Error} for a destroyed buffer, naming the tensor.
+ */
+export async function checkGpuBuffers(
+  ctx: GpuContext,
+  buffers: [name: string, buffer: GPUBuffer][],
+): Promise<void> {
+  const probes: [string, Promise<GPUError | null>][] = [];
+  for (const [name, buf] of buffers) {
+    if ((buf.usage & STORAGE) === 0) {
+      throw new TypeError(`${name}.buffer needs GPUBufferUsage.STORAGE`);
+    }
+    const rec = owned.get(buf);
+    if (rec?.destroyed) throw destroyedError(name);
+    if (rec && rec.ctx.device !== ctx.device) {
+      throw new TypeError(
+        `${name}.buffer was created on a GPU device that has since been lost or replaced ` +
+          `(${
+            rec.ctx.lost ?? "not the library's current device"
+          }); upload the tensor again (toGpu)`,
+      );
+    }
+    if (rec) continue;
+    let layout = probeLayouts.get(ctx);
+    if (!layout) {
+      layout = ctx.device.createBindGroupLayout({
+        entries: [{ binding: 0, visibility: 4, buffer: { type: "read-only-storage" } }],
+      });
+      probeLayouts.set(ctx, layout);
+    }
+    ctx.device.pushErrorScope("validation");
+    ctx.device.createBindGroup({
+      layout,
+      entries: [{ binding: 0, resource: { buffer: buf, size: Math.min(4, buf.size) } }],
+    });
+    probes.push([name, ctx.device.popErrorScope()]);
+  }
+  if (probes.length === 0) return;
+  const errors = await unlessLost(
+    ctx,
+    Promise.all(probes.map(([, p]) => p)),
+    "the check of GPU tensors",
+  );
+  errors.forEach((e, i) => {
+    if (!e) return;
+    const name = probes[i][0];
+    if (/destroy/i.test(e.message)) throw destroyedError(name);
+    throw new TypeError(
+      `${name}.buffer cannot be used on the library's GPUDevice: it belongs to another device ` +
+        `(create GPU tensors with toGpu, or buffers on gpuDevice()). WebGPU said: ${e.message}`,
+    );
+  });
+}
+
+function destroyedError(name: string): Error {
+  return new Error(
+    `${name}.buffer has been destroyed (GPUBuffer.destroy()); a destroyed buffer cannot be read`,
+  );
 }
 
 /** Uniform buffer of `fields` in order (u32, or f32 for the names in FLOAT_PARAMS). */
@@ -240,7 +405,7 @@ function uniforms(
     if (FLOAT_PARAMS.has(name)) f[i] = x;
     else u[i] = x;
   });
-  const buf = ctx.device.createBuffer({ size: ab.byteLength, usage: UNIFORM | COPY_DST });
+  const buf = tracked(ctx, { size: ab.byteLength, usage: UNIFORM | COPY_DST });
   ctx.device.queue.writeBuffer(buf, 0, ab);
   return buf;
 }
@@ -255,12 +420,29 @@ interface ScheduleBuffer {
   boundsOff: number;
 }
 
-const scheduleBuffers = new WeakMap<Schedule, ScheduleBuffer>();
+/**
+ * Most schedules kept on the GPU per device. A mask that changes every call (a new mask per
+ * training step) must not leave one buffer per call behind: the garbage collector does not see
+ * GPU memory, so cached schedule buffers are evicted and destroyed, least recently used first.
+ */
+export const MAX_SCHEDULE_BUFFERS = 32;
 
-/** The schedule on the GPU, uploaded once per schedule and device (cached). */
+const scheduleBuffers = new WeakMap<GpuContext, Map<Schedule, ScheduleBuffer>>();
+
+/**
+ * The schedule on the GPU, uploaded once per schedule and device (cached, least recently used
+ * evicted). Eviction happens while binding another call; calls bind and submit synchronously, so
+ * an evicted buffer is never bound afterwards, and work already submitted keeps it alive.
+ */
 function scheduleOnGpu(ctx: GpuContext, plan: Schedule): ScheduleBuffer {
-  const hit = scheduleBuffers.get(plan);
-  if (hit && hit.ctx === ctx && ctx.lost === undefined) return hit;
+  let cache = scheduleBuffers.get(ctx);
+  if (!cache) scheduleBuffers.set(ctx, cache = new Map());
+  const hit = cache.get(plan);
+  if (hit) {
+    cache.delete(plan); // most recently used last
+    cache.set(plan, hit);
+    return hit;
+  }
   const parts = [plan.rowPtr, plan.rowTiles, plan.colPtr, plan.colTiles, plan.bounds];
   const offs: number[] = [];
   let n = 0;
@@ -278,7 +460,12 @@ function scheduleOnGpu(ctx: GpuContext, plan: Schedule): ScheduleBuffer {
     colTilesOff: offs[3],
     boundsOff: offs[4],
   };
-  scheduleBuffers.set(plan, sb);
+  cache.set(plan, sb);
+  for (const [old, b] of cache) {
+    if (cache.size <= MAX_SCHEDULE_BUFFERS) break;
+    cache.delete(old);
+    b.buffer.destroy();
+  }
   return sb;
 }
 
@@ -677,6 +864,7 @@ async function submit(
   setup: () => { encode: (pass: GPUComputePassEncoder) => void; reads: [GPUBuffer, number][] },
 ): Promise<ArrayBuffer[]> {
   const { device } = ctx;
+  if (ctx.lost !== undefined) throw deviceLostError(ctx, "the submission of the kernels");
   device.pushErrorScope("out-of-memory");
   device.pushErrorScope("validation");
   let reads: [GPUBuffer, number][] = [];
@@ -698,25 +886,36 @@ async function submit(
       off += bytes;
     }
     device.queue.submit([enc.finish()]);
+    submits++;
+    tuning.afterSubmit?.(device);
   } catch (e) {
     failure = e;
   }
   // pop both scopes before awaiting, so that no other call's scope is popped in between
-  const [validation, oom] = await Promise.all([device.popErrorScope(), device.popErrorScope()]);
+  const scopes = Promise.all([device.popErrorScope(), device.popErrorScope()]);
+  let validation: GPUError | null, oom: GPUError | null;
+  try {
+    [validation, oom] = await unlessLost(ctx, scopes, "the submission of the kernels");
+  } catch (e) {
+    staging?.destroy();
+    throw e;
+  }
   if (oom || validation || failure) staging?.destroy();
   if (oom) throw new Error(`WebGPU ran out of memory: ${oom.message}`);
   if (validation) throw new Error(`WebGPU rejected the work: ${validation.message}`);
   if (failure) throw failure;
   if (!staging) {
-    await device.queue.onSubmittedWorkDone();
+    await unlessLost(ctx, device.queue.onSubmittedWorkDone(), "the kernels");
     return [];
   }
   try {
-    await staging.mapAsync(MAP_READ);
+    await unlessLost(ctx, staging.mapAsync(MAP_READ), "the read-back");
   } catch (e) {
-    throw new Error(
-      `WebGPU read-back failed${ctx.lost ? ` (device lost: ${ctx.lost})` : ""}: ${e}`,
-    );
+    staging.destroy();
+    // Deno reports some losses only after the failed map: give the notice a moment to arrive
+    await lostWithin(ctx, 50);
+    if (ctx.lost !== undefined) throw deviceLostError(ctx, "the read-back");
+    throw new Error(`WebGPU read-back failed: ${(e as Error)?.message ?? e}`);
   }
   const copy = staging.getMappedRange().slice(0);
   staging.unmap();
@@ -728,6 +927,11 @@ async function submit(
     off += Math.ceil(n / 4) * 4;
   }
   return out;
+}
+
+/** The buffers of the GPU-resident tensors among `ts`, with their names. */
+function residentBuffers(ts: [string, Tensor | GpuTensor][]): [string, GPUBuffer][] {
+  return ts.filter(([, t]) => isGpuTensor(t)).map(([n, t]) => [n, (t as GpuTensor).buffer]);
 }
 
 /** Wraps device bytes as a tensor of the problem's dtype. */
@@ -896,6 +1100,7 @@ export async function gpuForward(
   resident: boolean,
 ): Promise<AttentionResult | { out: GpuTensor; lse: GpuArray }> {
   const ctx = await requireGpu();
+  await checkGpuBuffers(ctx, residentBuffers([["q", q], ["k", k], ["v", v]]));
   const dt = deviceType(ctx, p.dtype);
   const dec = usesDecode(p) ? await decodeKernels(ctx, p, dt) : undefined;
   const kern = dec ? undefined : await forwardKernel(ctx, p, dt);
@@ -953,6 +1158,12 @@ export async function gpuBackward(
   resident: boolean,
 ): Promise<Gradients | { dq: GpuTensor; dk: GpuTensor; dv: GpuTensor }> {
   const ctx = await requireGpu();
+  const named = residentBuffers([["q", s.q], ["k", s.k], ["v", s.v], ["out", s.out], [
+    "dOut",
+    s.dOut,
+  ]]);
+  if (!(s.lse instanceof Float32Array)) named.push(["lse", s.lse.buffer]);
+  await checkGpuBuffers(ctx, named);
   const dt = deviceType(ctx, p.dtype);
   const kern = await backwardKernels(ctx, p, dt);
   const bytes = dt === "f16" ? 2 : 4;

@@ -7,6 +7,12 @@
  * so it is probed by asking for it; the kernels use subgroup shuffles only when the adapter's
  * subgroups are at least 16 wide, and work without them.
  *
+ * Device loss: the context records a lost device (`lost`, and the `whenLost` promise that every
+ * pending wait of a call races against, so that no call waits forever on a dead device), and the
+ * next call acquires a new device. Deno reports `device.lost` only some time after
+ * `device.destroy()`, so the library's device has its `destroy` wrapped to record the loss at
+ * once.
+ *
  * @module
  */
 
@@ -27,11 +33,75 @@ export interface GpuContext {
   readonly limits: GPUSupportedLimits;
   /** Set once the device is lost; the next call acquires a new device. */
   lost: string | undefined;
+  /** Called once when the device is lost (see {@linkcode unlessLost}). */
+  readonly lostWaiters: Set<() => void>;
   /** Compiled pipelines by key. */
   readonly pipelines: Map<string, GPUComputePipeline>;
+  /** Pipelines being compiled, by key (concurrent calls share one compilation). */
+  readonly compiling: Map<string, Promise<GPUComputePipeline>>;
 }
 
 let current: Promise<GpuContext | undefined> | undefined;
+
+/** Where adapters come from: `navigator.gpu.requestAdapter` unless a test replaces it. */
+export type AdapterSource = (options: GPURequestAdapterOptions) => Promise<GPUAdapter | null>;
+
+const defaultSource: AdapterSource = (options) =>
+  hasWebGpu() ? navigator.gpu.requestAdapter(options) : Promise.resolve(null);
+let adapterSource: AdapterSource = defaultSource;
+
+/**
+ * Replaces how the adapter is found (undefined: the default), for tests of the no-adapter and
+ * failed-initialisation paths; drops the current context so that the next call uses the new
+ * source. Returns the previous source. Internal: not exported from `mod.ts`.
+ */
+export function setAdapterSource(source: AdapterSource | undefined): AdapterSource {
+  const old = adapterSource;
+  adapterSource = source ?? defaultSource;
+  current = undefined;
+  return old;
+}
+
+/** The Error of a call that was pending when the device was lost. */
+export function deviceLostError(ctx: GpuContext, during: string): Error {
+  return new Error(
+    `WebGPU device lost during ${during} (${ctx.lost ?? "device lost"}); nothing was returned, ` +
+      "and the next call creates a new device (GPU tensors of the lost device must be uploaded again)",
+  );
+}
+
+/**
+ * Waits for `p`, or rejects with {@linkcode deviceLostError} as soon as the device is lost, so
+ * that a dead device never leaves a call waiting.
+ */
+export function unlessLost<T>(ctx: GpuContext, p: Promise<T>, during: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const lost = () => {
+      p.catch(() => {}); // it settles later on the dead device, or never; nobody waits for it
+      reject(deviceLostError(ctx, during));
+    };
+    if (ctx.lost !== undefined) return lost();
+    ctx.lostWaiters.add(lost);
+    p.then(
+      (x) => (ctx.lostWaiters.delete(lost), resolve(x)),
+      (e) => (ctx.lostWaiters.delete(lost), reject(e)),
+    );
+  });
+}
+
+/** Resolves after `ms` milliseconds or as soon as the device is lost, whichever is first. */
+export function lostWithin(ctx: GpuContext, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (ctx.lost !== undefined) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      ctx.lostWaiters.delete(done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    ctx.lostWaiters.add(done);
+  });
+}
 
 /** Whether WebGPU exists in this runtime at all. */
 export function hasWebGpu(): boolean {
@@ -60,8 +130,7 @@ export function gpuContext(): Promise<GpuContext | undefined> {
 }
 
 async function acquire(): Promise<GpuContext | undefined> {
-  if (!hasWebGpu()) return undefined;
-  const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+  const adapter = await adapterSource({ powerPreference: "high-performance" });
   if (!adapter) return undefined;
   const requiredLimits: Record<string, number> = {};
   const lim = adapter.limits as unknown as Record<string, number>;
@@ -109,10 +178,26 @@ async function acquire(): Promise<GpuContext | undefined> {
     subgroups,
     limits: device.limits,
     lost: undefined,
+    lostWaiters: new Set(),
     pipelines: new Map(),
+    compiling: new Map(),
   };
-  device.lost.then((info) => {
-    ctx.lost = info.message || info.reason || "device lost";
+  const lose = (reason: string) => {
+    if (ctx.lost !== undefined) return;
+    ctx.lost = reason;
+    for (const f of [...ctx.lostWaiters]) f();
+    ctx.lostWaiters.clear();
+  };
+  device.lost.then((info) => lose(info.message || info.reason || "device lost"));
+  // Deno resolves device.lost only a while after destroy(): record the loss at once.
+  const destroy = device.destroy.bind(device);
+  Object.defineProperty(device, "destroy", {
+    configurable: true,
+    writable: true,
+    value: () => {
+      lose("the device was destroyed (GPUDevice.destroy())");
+      destroy();
+    },
   });
   return ctx;
 }
@@ -125,6 +210,19 @@ export async function pipeline(
 ): Promise<GPUComputePipeline> {
   const hit = ctx.pipelines.get(key);
   if (hit) return hit;
+  let pending = ctx.compiling.get(key);
+  if (!pending) {
+    pending = compile(ctx, key, code).finally(() => ctx.compiling.delete(key));
+    ctx.compiling.set(key, pending);
+  }
+  return await unlessLost(ctx, pending, `the compilation of ${key}`);
+}
+
+async function compile(
+  ctx: GpuContext,
+  key: string,
+  code: () => string,
+): Promise<GPUComputePipeline> {
   const { device } = ctx;
   // scope only the synchronous module creation, popped before any await, so that concurrent
   // calls cannot pop each other's scopes; pipeline errors reject the async creation instead
@@ -137,6 +235,7 @@ export async function pipeline(
   }).catch((e) => e as Error);
   const scope = device.popErrorScope();
   const [p, err] = await Promise.all([created, scope]);
+  if (ctx.lost !== undefined) throw deviceLostError(ctx, `the compilation of ${key}`);
   if (p instanceof Error || err) {
     const info = await module.getCompilationInfo();
     const msgs = info.messages.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join("\n");

@@ -21,8 +21,8 @@
 
 import { checkTensor } from "../_problem.ts";
 import type { GpuTensor, Tensor } from "../tensor.ts";
-import { type GpuArray, requireGpu, upload } from "./backend.ts";
-import { gpuContext } from "./device.ts";
+import { checkGpuBuffers, createBuffer, type GpuArray, requireGpu, upload } from "./backend.ts";
+import { gpuContext, unlessLost } from "./device.ts";
 
 export type { GpuArray };
 
@@ -113,7 +113,7 @@ export async function toGpu(t: Tensor): Promise<GpuTensor> {
 export async function fromGpu(t: GpuTensor): Promise<Tensor> {
   checkTensor(t, "t");
   const n = t.shape[0] * t.shape[1] * t.shape[2] * t.shape[3];
-  const bytes = await readBuffer(t.buffer, n * (t.dtype === "f16" ? 2 : 4));
+  const bytes = await readBuffer(t.buffer, n * (t.dtype === "f16" ? 2 : 4), "t");
   return {
     data: t.dtype === "f16" ? new Uint16Array(bytes) : new Float32Array(bytes),
     shape: t.shape,
@@ -136,19 +136,26 @@ export async function fromGpu(t: GpuTensor): Promise<Tensor> {
  * ```
  */
 export async function readGpuArray(a: GpuArray): Promise<Float32Array> {
-  return new Float32Array(await readBuffer(a.buffer, a.length * 4));
+  return new Float32Array(await readBuffer(a.buffer, a.length * 4, "a"));
 }
 
-async function readBuffer(buffer: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
+async function readBuffer(buffer: GPUBuffer, bytes: number, name: string): Promise<ArrayBuffer> {
   const ctx = await requireGpu();
+  await checkGpuBuffers(ctx, [[name, buffer]]);
   const size = Math.ceil(bytes / 4) * 4;
-  const staging = ctx.device.createBuffer({ size: Math.max(4, size), usage: 0x1 | 0x8 });
-  const enc = ctx.device.createCommandEncoder();
-  if (size > 0) enc.copyBufferToBuffer(buffer, 0, staging, 0, size);
-  ctx.device.queue.submit([enc.finish()]);
-  await staging.mapAsync(0x1);
-  const out = staging.getMappedRange().slice(0, bytes);
-  staging.unmap();
-  staging.destroy();
-  return out;
+  const staging = createBuffer(ctx, Math.max(4, size), 0x1 | 0x8, "read-back");
+  try {
+    ctx.device.pushErrorScope("validation");
+    const enc = ctx.device.createCommandEncoder();
+    if (size > 0) enc.copyBufferToBuffer(buffer, 0, staging, 0, size);
+    ctx.device.queue.submit([enc.finish()]);
+    const err = await unlessLost(ctx, ctx.device.popErrorScope(), "a read-back");
+    if (err) throw new Error(`WebGPU rejected the read-back of ${name}: ${err.message}`);
+    await unlessLost(ctx, staging.mapAsync(0x1), "a read-back");
+    const out = staging.getMappedRange().slice(0, bytes);
+    staging.unmap();
+    return out;
+  } finally {
+    staging.destroy();
+  }
 }
