@@ -94,6 +94,17 @@ parentPort.on("message", (m) => {
 interface PoolWorker {
   worker: Worker;
   pending?: { resolve: () => void; reject: (e: Error) => void };
+  /** Set when the thread has exited or failed; it is out of the pool. */
+  dead?: string;
+}
+
+/** Internal hooks for fault-injection tests. */
+export interface EngineHooks {
+  /**
+   * Called after a phase's messages have been posted to the workers, with the workers of the
+   * call (tests terminate one here to simulate a thread that dies during a call).
+   */
+  afterPost?: (phase: PhaseName, workers: Worker[]) => void;
 }
 
 /** The loaded kernels, their memory and the worker pool. One per process (see {@linkcode engine}). */
@@ -106,6 +117,10 @@ export class Engine {
   readonly exports: KernelExports;
   #workers: PoolWorker[] = [];
   #lock: Promise<unknown> = Promise.resolve();
+  /** Fault-injection hooks (tests only). */
+  hooks: EngineHooks = {};
+  /** Phases run so far (a statistic: tests check that rejected calls compute nothing). */
+  phasesRun = 0;
 
   constructor(options: { forceSimd?: boolean } = {}) {
     const relaxed = decode(KERNELS_RELAXED);
@@ -152,12 +167,20 @@ export class Engine {
     return run;
   }
 
-  /** Runs the phases in order on `threads` threads (1: the calling thread, synchronously). */
+  /**
+   * Runs the phases in order on `threads` threads (1: the calling thread, synchronously).
+   *
+   * If a worker thread dies or fails during a phase, the call fails with an Error once every
+   * other thread of the phase has finished with the shared memory (so the next call cannot be
+   * overwritten by a straggler); the dead thread leaves the pool and the next call starts a new
+   * one.
+   */
   async run(phases: Phase[], threads: number): Promise<void> {
     const i32 = new Int32Array(this.memory.buffer);
     if (threads <= 1) {
       for (const ph of phases) {
         i32[ph.counter >> 2] = 0;
+        this.phasesRun++;
         this.exports[ph.fn](ph.params, 0, ph.counter, ph.items, ph.nItems);
       }
       return;
@@ -167,18 +190,42 @@ export class Engine {
     try {
       for (const ph of phases) {
         Atomics.store(i32, ph.counter >> 2, 0);
-        await Promise.all(pool.map((w, tid) => this.#send(w, { ...ph, tid })));
+        this.phasesRun++;
+        const sent = pool.map((w, tid) => this.#send(w, { ...ph, tid }));
+        this.hooks.afterPost?.(ph.fn, pool.map((w) => w.worker));
+        const settled = await Promise.allSettled(sent);
+        const failed = settled.find((x) => x.status === "rejected");
+        if (failed) {
+          const why = (failed as PromiseRejectedResult).reason;
+          throw new Error(
+            `WASM backend: a worker thread failed during the ${ph.fn} phase ` +
+              `(${why?.message ?? why}); the call was abandoned and nothing was returned; ` +
+              "the next call starts a new thread",
+          );
+        }
       }
     } finally {
-      for (const w of pool) w.worker.unref();
+      for (const w of pool) if (!w.dead) w.worker.unref();
     }
   }
 
   #send(w: PoolWorker, msg: unknown): Promise<void> {
+    if (w.dead) return Promise.reject(new Error(w.dead));
     return new Promise<void>((resolve, reject) => {
       w.pending = { resolve, reject };
       w.worker.postMessage(msg);
     });
+  }
+
+  /** Takes a thread out of the pool for good, failing the phase it was running. */
+  #retire(w: PoolWorker, why: string): void {
+    if (w.dead) return;
+    w.dead = why;
+    this.#workers = this.#workers.filter((x) => x !== w);
+    const p = w.pending;
+    w.pending = undefined;
+    p?.reject(new Error(why));
+    w.worker.terminate().catch(() => {});
   }
 
   async #pool(n: number): Promise<PoolWorker[]> {
@@ -192,21 +239,20 @@ export class Engine {
         if (m === null) p?.resolve();
         else p?.reject(new Error(`WASM backend worker failed: ${m}`));
       });
-      w.worker.on("error", (e: Error) => {
-        const p = w.pending;
-        w.pending = undefined;
-        this.#workers = this.#workers.filter((x) => x !== w);
-        p?.reject(e);
-      });
+      w.worker.on("error", (e: Error) => this.#retire(w, `worker error: ${e?.message ?? e}`));
+      w.worker.on("exit", (code: number) => this.#retire(w, `worker exited with code ${code}`));
       this.#workers.push(w);
       w.worker.ref();
       fresh.push(this.#send(w, { module: this.module, memory: this.memory }));
     }
     try {
       await Promise.all(fresh);
+    } catch (e) {
+      throw new Error(`WASM backend: a worker thread failed to start (${(e as Error).message})`);
     } finally {
       for (const w of this.#workers) w.worker.unref();
     }
+    // (fewer than n only if one died since it started: items are shared out, fewer threads do)
     return this.#workers.slice(0, n);
   }
 
@@ -214,6 +260,7 @@ export class Engine {
   async terminate(): Promise<void> {
     const ws = this.#workers;
     this.#workers = [];
+    for (const w of ws) w.dead = "the pool was terminated";
     await Promise.all(ws.map((w) => w.worker.terminate()));
   }
 }

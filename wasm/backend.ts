@@ -92,7 +92,9 @@ class Layout {
 /** The thread count for a problem: the option (default: all cores), fewer for small problems. */
 export function threadsFor(p: Problem, flops: number, items: number): number {
   const want = p.threads ?? (globalThis.navigator?.hardwareConcurrency || 1);
-  return Math.max(1, Math.min(want, items, Math.floor(flops / tuning.flopsPerThread)));
+  // (flopsPerThread 0, as tests set it, with flops 0, a fully masked call, would be 0/0 = NaN)
+  const byWork = tuning.flopsPerThread > 0 ? Math.floor(flops / tuning.flopsPerThread) : want;
+  return Math.max(1, Math.min(want, items, byWork));
 }
 
 /** Number of dQ partials (column-block chunks) of the backward pass: a function of the problem. */
