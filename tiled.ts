@@ -143,7 +143,9 @@ export function backward(p: Problem, saved: SavedForBackward): Gradients {
                   dot += q[qo + x] * k[ko + x];
                   dP += dO[qo + x] * v[ko + x];
                 }
-                const P = Math.exp(score(p, dot) - rowLse);
+                // P ≤ 1 always; at huge scores (|s| ~ 1e10) the float32 lse is off by hundreds
+                // and exp would overflow: clamp, so that gradients stay finite
+                const P = Math.exp(Math.min(score(p, dot) - rowLse, 0));
                 const keep = keepScale(p, b, h, i, j);
                 const dS = P * (dP * keep - D[row]) * scoreSlope(p, dot);
                 for (let x = 0; x < d; x++) {

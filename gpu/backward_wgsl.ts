@@ -296,7 +296,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     boundsBase: "boundsBase",
   });
   emit(`    }`);
-  // dS = exp2(S − lse₂) ∘ (dP·Z − D) (· softcap slope), kept in s; Z is the dropout factor
+  // dS = exp2(S − lse₂) ∘ (dP·Z − D) (· softcap slope), kept in s; Z is the dropout factor.
+  // S − lse₂ is clamped at 0 (P ≤ 1): at huge scores (~1e10) the float32 lse is off by hundreds
+  // and exp2 would overflow to Infinity, and Infinity · 0 to NaN.
   if (c.dropout) {
     for (const i of range(rm)) {
       for (const m of range(cn)) {
@@ -312,7 +314,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (const j of range(C4)) {
       const slope = c.softcap ? ` * ${capSlope(`s${i}_${j}`)}` : "";
       emit(
-        `    s${i}_${j} = exp2(s${i}_${j} - vec4<f32>(st${i}.x)) * (dp${i}_${j} - vec4<f32>(st${i}.y))${slope};`,
+        `    s${i}_${j} = exp2(min(s${i}_${j} - vec4<f32>(st${i}.x), vec4<f32>(0.0))) * (dp${i}_${j} - vec4<f32>(st${i}.y))${slope};`,
       );
     }
   }
@@ -513,7 +515,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         emit(`      let z${i}_${j} = vec4<f32>(${z});`);
       }
       const zz = c.dropout ? ` * z${i}_${j}` : "";
-      emit(`      let e${i}_${j} = exp2(s${i}_${j} - l2_${j});
+      emit(`      let e${i}_${j} = exp2(min(s${i}_${j} - l2_${j}, vec4<f32>(0.0)));
       dp${i}_${j} = e${i}_${j} * (dp${i}_${j}${zz} - dd_${j})${slope};
       s${i}_${j} = e${i}_${j}${zz};`);
     }

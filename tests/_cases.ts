@@ -23,7 +23,7 @@ import {
   type Tensor,
 } from "../mod.ts";
 import { referenceBackward, referenceForward, roundTo } from "./reference.ts";
-import { assertClose, randomTensor, rng } from "./_util.ts";
+import { assertClose, randomTensor, rng, values } from "./_util.ts";
 
 /** One attention problem. */
 export interface Case {
@@ -46,8 +46,17 @@ export interface Case {
   dropout?: Dropout;
   /** Standard deviation of q and k entries (default 1). */
   sigma?: number;
+  /** Makes q, k, v and dOut (default: normal entries, q and k with `sigma`). */
+  inputs?: (rand: () => number) => [q: Tensor, k: Tensor, v: Tensor, dOut: Tensor];
   /** Skip the backward check. */
   forwardOnly?: boolean;
+  /**
+   * Ill-conditioned (huge scores): compare with 8× the error of a plain float32 computation, or
+   * with the error that scores known to float32 precision imply (P = exp(s − lse) is off by
+   * about |s|·2^-24 relative: the bound is 16·2^-24·max|s|), whichever is larger, and without
+   * the absolute caps of 1e-5 (f32) and 3e-3 (f16), which float32 itself cannot meet.
+   */
+  uncapped?: boolean;
 }
 
 /** A random valid FlashMask of a random layout with `slices` = [batch, heads]. */
@@ -367,15 +376,36 @@ export function decodeCases(): Case[] {
   ];
 }
 
-/** Runs one case through `attention` / `attentionBackward` and checks it against the reference. */
-export async function checkCase(c: Case, extra: AttentionOptions, seed = 1): Promise<void> {
+/** A case's inputs, options and float64 references, computed once for any number of backends. */
+export interface PreparedCase {
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  dOut: Tensor;
+  /** The case's attention options (no backend). */
+  opt: AttentionOptions;
+  /** Reference forward (float64) and its plain float32 baseline. */
+  forward: {
+    ref: { out: Float64Array; lse: Float64Array };
+    f32: { out: Float64Array; lse: Float64Array };
+  };
+  /** Reference gradients (float64) and the float32 baseline (undefined: forward only). */
+  backward?: {
+    ref: { dq: Float64Array; dk: Float64Array; dv: Float64Array };
+    f32: { dq: Float64Array; dk: Float64Array; dv: Float64Array };
+  };
+}
+
+/** Draws a case's inputs (seeded) and computes its references. */
+export function prepareCase(c: Case, seed = 1): PreparedCase {
   const rand = rng(seed);
   const sigma = c.sigma ?? 1;
-  const q = randomTensor(rand, [c.batch, c.nq, c.heads, c.d], c.dtype, sigma);
-  const k = randomTensor(rand, [c.batch, c.nk, c.kvHeads, c.d], c.dtype, sigma);
-  const v = randomTensor(rand, [c.batch, c.nk, c.kvHeads, c.d], c.dtype);
-  const dOut = randomTensor(rand, [c.batch, c.nq, c.heads, c.d], c.dtype);
-  const copies = [q, k, v, dOut].map((t) => t.data.slice());
+  const [q, k, v, dOut] = c.inputs?.(rand) ?? [
+    randomTensor(rand, [c.batch, c.nq, c.heads, c.d], c.dtype, sigma),
+    randomTensor(rand, [c.batch, c.nk, c.kvHeads, c.d], c.dtype, sigma),
+    randomTensor(rand, [c.batch, c.nk, c.kvHeads, c.d], c.dtype),
+    randomTensor(rand, [c.batch, c.nq, c.heads, c.d], c.dtype),
+  ];
   const opt = {
     mask: c.mask,
     causal: c.causal,
@@ -387,20 +417,48 @@ export async function checkCase(c: Case, extra: AttentionOptions, seed = 1): Pro
     softcap: c.softcap,
     dropout: c.dropout,
   };
-  const options: AttentionOptions = { ...opt, ...extra };
+  return {
+    q,
+    k,
+    v,
+    dOut,
+    opt,
+    forward: {
+      ref: referenceForward(q, k, v, opt),
+      f32: referenceForward(q, k, v, opt, Math.fround),
+    },
+    backward: c.forwardOnly ? undefined : {
+      ref: referenceBackward(q, k, v, dOut, opt),
+      f32: referenceBackward(q, k, v, dOut, opt, Math.fround),
+    },
+  };
+}
 
+/**
+ * Runs a prepared case through `attention` / `attentionBackward` with `extra` options (the
+ * backend) and checks it against the reference; returns the results.
+ */
+export async function checkPrepared(
+  c: Case,
+  pc: PreparedCase,
+  extra: AttentionOptions,
+): Promise<{ out: Tensor; lse: Float32Array; dq?: Tensor; dk?: Tensor; dv?: Tensor }> {
+  const { q, k, v, dOut, opt } = pc;
+  const copies = [q, k, v, dOut].map((t) => t.data.slice());
+  const options: AttentionOptions = { ...opt, ...extra };
   const { out, lse } = await attention(q, k, v, options);
-  const ref = referenceForward(q, k, v, opt);
-  const f32 = referenceForward(q, k, v, opt, Math.fround);
-  const od = { dtype: c.dtype };
+  const { ref, f32 } = pc.forward;
+  const od = c.uncapped
+    ? { dtype: c.dtype, cap: Infinity, floor: 16 * 2 ** -24 * maxScore(q, k, opt.scale) }
+    : { dtype: c.dtype };
   assert.equal(out.dtype, c.dtype);
   assert.deepEqual(out.shape, q.shape);
   assertClose(`${c.name}: out`, out, ref.out, roundTo(f32.out, c.dtype), od);
-  assertClose(`${c.name}: lse`, lse, ref.lse, f32.lse, { dtype: "f32" });
-  if (!c.forwardOnly) {
+  assertClose(`${c.name}: lse`, lse, ref.lse, f32.lse, { ...od, dtype: "f32" });
+  let grads: { dq: Tensor; dk: Tensor; dv: Tensor } | undefined;
+  if (pc.backward) {
     const g = await attentionBackward({ q, k, v, out, lse, dOut }, options);
-    const rg = referenceBackward(q, k, v, dOut, opt);
-    const fg = referenceBackward(q, k, v, dOut, opt, Math.fround);
+    const { ref: rg, f32: fg } = pc.backward;
     for (
       const [name, t, r, f] of [
         ["dq", g.dq, rg.dq, fg.dq],
@@ -409,35 +467,128 @@ export async function checkCase(c: Case, extra: AttentionOptions, seed = 1): Pro
       ] as const
     ) {
       assert.equal(t.dtype, c.dtype);
+      assert.deepEqual(t.shape, name === "dq" ? q.shape : k.shape);
       assertClose(`${c.name}: ${name}`, t, r, roundTo(f, c.dtype), od);
     }
+    grads = g;
   }
   [q, k, v, dOut].forEach((t: Tensor, i) =>
     assert.deepEqual(t.data, copies[i], "inputs unchanged")
   );
+  return { out, lse, ...grads };
 }
 
-/** Checks that rows that see no key give out 0, lse -Infinity and zero gradients. */
-export async function checkMaskedRows(extra: AttentionOptions): Promise<void> {
-  const rand = rng(3);
-  const n = 9, d = 8;
-  const mask = flashMask(new Int32Array(n * 4).map((_, i) => [2, 5, 0, 0][i % 4]), [1, 1, n, 4], {
-    causal: false,
-  });
-  const [q, k, v, dOut] = [0, 1, 2, 3].map(() => randomTensor(rand, [1, n, 1, d]));
-  const { out, lse } = await attention(q, k, v, { mask, ...extra });
-  const g = await attentionBackward({ q, k, v, out, lse, dOut }, { mask, ...extra });
-  for (let i = 0; i < n; i++) {
-    const hidden = i >= 2 && i < 5;
-    assert.equal(lse[i] === -Infinity, hidden, `row ${i} lse`);
-    for (let x = 0; x < d; x++) {
-      if (hidden) {
-        assert.equal(out.data[i * d + x], 0, `row ${i} out`);
-        assert.equal(g.dq.data[i * d + x], 0, `row ${i} dq`);
+/** The largest |q·k|·scale over all query and key pairs (masked or not). */
+function maxScore(q: Tensor, k: Tensor, scale?: number): number {
+  const [B, nq, H, d] = q.shape, [, nk, Hk] = k.shape;
+  const a = values(q), b = values(k);
+  let m = 0;
+  for (let bb = 0; bb < B; bb++) {
+    for (let h = 0; h < H; h++) {
+      const kh = Math.floor((h * Hk) / H);
+      for (let i = 0; i < nq; i++) {
+        for (let j = 0; j < nk; j++) {
+          let dot = 0;
+          for (let x = 0; x < d; x++) {
+            dot += a[((bb * nq + i) * H + h) * d + x] * b[((bb * nk + j) * Hk + kh) * d + x];
+          }
+          m = Math.max(m, Math.abs(dot));
+        }
       }
     }
   }
-  for (const t of [out, g.dq, g.dk, g.dv]) {
-    assert.ok((t.data as Float32Array).every(Number.isFinite), "no NaN or Infinity");
+  return m * (scale ?? 1 / Math.sqrt(d));
+}
+
+/** Runs one case through `attention` / `attentionBackward` and checks it against the reference. */
+export async function checkCase(c: Case, extra: AttentionOptions, seed = 1): Promise<void> {
+  await checkPrepared(c, prepareCase(c, seed), extra);
+}
+
+/**
+ * Checks that rows that see no key give out 0, lse -Infinity and zero gradients, and that
+ * nothing is NaN or infinite: a few hidden rows (f32), hidden rows across tile boundaries with
+ * GQA (f16), a call in which every row is hidden, and the hidden rows again with softcap and
+ * dropout where the backend implements them (it refuses them with a TypeError otherwise).
+ */
+export async function checkMaskedRows(extra: AttentionOptions): Promise<void> {
+  const variants: {
+    name: string;
+    n: number;
+    heads: number;
+    kvHeads: number;
+    d: number;
+    dtype: DType;
+    hidden: [number, number];
+    options?: AttentionOptions;
+  }[] = [
+    { name: "rows 2..4", n: 9, heads: 1, kvHeads: 1, d: 8, dtype: "f32", hidden: [2, 5] },
+    {
+      name: "rows 40..69 (across tiles), GQA, f16",
+      n: 100,
+      heads: 4,
+      kvHeads: 2,
+      d: 24,
+      dtype: "f16",
+      hidden: [40, 70],
+    },
+    { name: "every row", n: 21, heads: 2, kvHeads: 1, d: 8, dtype: "f32", hidden: [0, 21] },
+    {
+      name: "rows 3..9 with softcap and dropout",
+      n: 30,
+      heads: 2,
+      kvHeads: 1,
+      d: 8,
+      dtype: "f32",
+      hidden: [3, 10],
+      options: { softcap: 3, dropout: { p: 0.3, seed: 9 } },
+    },
+  ];
+  const rand = rng(3);
+  for (const t of variants) {
+    const { n, d, hidden: [h0, h1] } = t;
+    const what = `fully masked ${t.name}`;
+    // non-causal, 4 columns: every column masks rows [h0, h1)
+    const mask = flashMask(
+      new Int32Array(n * 4).map((_, i) => [h0, h1, 0, 0][i % 4]),
+      [1, 1, n, 4],
+      { causal: false },
+    );
+    const q = randomTensor(rand, [1, n, t.heads, d], t.dtype);
+    const dOut = randomTensor(rand, [1, n, t.heads, d], t.dtype);
+    const k = randomTensor(rand, [1, n, t.kvHeads, d], t.dtype);
+    const v = randomTensor(rand, [1, n, t.kvHeads, d], t.dtype);
+    const options = { ...t.options, mask, ...extra };
+    let res;
+    try {
+      res = await attention(q, k, v, options);
+    } catch (e) {
+      if (e instanceof TypeError && /does not implement options\./.test(e.message)) continue;
+      throw e;
+    }
+    const { out, lse } = res;
+    const g = await attentionBackward({ q, k, v, out, lse, dOut }, options);
+    const [o, dq] = [out, g.dq].map(values);
+    for (let i = 0; i < n; i++) {
+      const isHidden = i >= h0 && i < h1;
+      for (let h = 0; h < t.heads; h++) {
+        assert.equal(lse[h * n + i] === -Infinity, isHidden, `${what}: row ${i} head ${h} lse`);
+        if (!isHidden) continue;
+        for (let x = 0; x < d; x++) {
+          const at = (i * t.heads + h) * d + x;
+          assert.ok(o[at] === 0, `${what}: row ${i} out is ${o[at]}`);
+          assert.ok(dq[at] === 0, `${what}: row ${i} dq is ${dq[at]}`);
+        }
+      }
+    }
+    for (const [name, x] of [["out", out], ["dq", g.dq], ["dk", g.dk], ["dv", g.dv]] as const) {
+      const vals = values(x);
+      for (let i = 0; i < vals.length; i++) {
+        assert.ok(Number.isFinite(vals[i]), `${what}: ${name}[${i}] is ${vals[i]}`);
+      }
+      if (h0 === 0 && h1 === n) {
+        assert.ok(Array.prototype.every.call(vals, (y: number) => y === 0), `${what}: ${name} 0`);
+      }
+    }
   }
 }

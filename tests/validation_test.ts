@@ -11,28 +11,61 @@ import {
   toF16,
 } from "../mod.ts";
 import { randomTensor, rng } from "./_util.ts";
+import { engine } from "../wasm/_runtime.ts";
+import { gpuStats } from "../gpu/backend.ts";
 
 const rand = rng(1);
 const q = randomTensor(rand, [2, 6, 4, 8]);
 const k = randomTensor(rand, [2, 5, 2, 8]);
 const v = randomTensor(rand, [2, 5, 2, 8]);
 
-/** Asserts that attention rejects the call with `type` and a message matching `re`. */
+/** Copies of the data of the tensors among `xs`, to check later that nothing changed them. */
+function snapshot(xs: unknown[]): () => void {
+  const ts = xs.filter((x): x is Tensor =>
+    typeof x === "object" && x !== null && "data" in x && ArrayBuffer.isView(x.data)
+  );
+  const copies = ts.map((t) => t.data.slice());
+  const runs = engine().phasesRun, submits = gpuStats().submits;
+  return () => {
+    ts.forEach((t, i) => assert.deepEqual(t.data, copies[i], "inputs unchanged"));
+    assert.equal(engine().phasesRun, runs, "nothing computed on the WASM backend");
+    assert.equal(gpuStats().submits, submits, "nothing submitted to the GPU");
+  };
+}
+
+/** Asserts that `call` is rejected with `type` and a message matching `re`, computing nothing. */
+async function rejectsCall(
+  call: () => Promise<unknown>,
+  inputs: unknown[],
+  type: ErrorConstructor,
+  re: RegExp,
+) {
+  const unchanged = snapshot(inputs);
+  await assert.rejects(call, (e: Error) => {
+    assert.ok(
+      e instanceof type,
+      `expected ${type.name}, got ${e.constructor.name}: ${e.message}`,
+    );
+    assert.match(e.message, re);
+    return true;
+  });
+  unchanged();
+}
+
+/**
+ * Asserts that attention rejects the call with `type` and a message matching `re`, before
+ * anything is computed (on the default backend), leaving its inputs as they were.
+ */
 async function rejects(
   args: [unknown, unknown, unknown, AttentionOptions?],
   type: ErrorConstructor,
   re: RegExp,
 ) {
-  await assert.rejects(
+  await rejectsCall(
     () => attention(...(args as [Tensor, Tensor, Tensor, AttentionOptions?])),
-    (e: Error) => {
-      assert.ok(
-        e instanceof type,
-        `expected ${type.name}, got ${e.constructor.name}: ${e.message}`,
-      );
-      assert.match(e.message, re);
-      return true;
-    },
+    args.slice(0, 3),
+    type,
+    re,
   );
 }
 
@@ -81,6 +114,17 @@ Deno.test("attention rejects mismatched sizes and dtypes", async () => {
     /v.shape .* must equal k.shape/,
   );
   await rejects(
+    [q, k, randomTensor(rand, [2, 5, 1, 8])],
+    RangeError,
+    /^v.shape \[2,5,1,8\] must equal k.shape \[2,5,2,8\]/,
+  );
+  await rejects([q, k, randomTensor(rand, [2, 5, 2, 8], "f16")], TypeError, /^v.dtype is f16/);
+  await rejects(
+    [randomTensor(rand, [2, 6, 4, 8], "f16"), k, v],
+    TypeError,
+    /^k.dtype is f32 but q.dtype is f16/,
+  );
+  await rejects(
     [q, randomTensor(rand, [2, 5, 3, 8]), randomTensor(rand, [2, 5, 3, 8])],
     RangeError,
     /multiple of k.shape\[2\]/,
@@ -120,6 +164,28 @@ Deno.test("attention rejects masks that do not fit the call", async () => {
     RangeError,
     /startEndRowIndices\[0\] \(batch 0, head 0, key 0, LTS\) = 7 is outside \[0, 6\]/,
   );
+  // start > end: LTS > LTE (causal, 2 columns) and UTS > UTE (4 columns)
+  const lte = flashMask(new Int32Array(10).fill(3).fill(4, 6, 7), [1, 1, 5, 2], { causal: true });
+  await rejects(
+    [q, k, v, { mask: lte }],
+    RangeError,
+    /^options.mask.startEndRowIndices\[6\] \(batch 0, head 0, key 3, LTS\) = 4 is greater than LTE = 3/,
+  );
+  const ute = new Int32Array(2 * 4 * 5).fill(0);
+  ute.set([6, 6, 5, 2], 4 * 5 + 4 * 2); // batch 1, key 2: [LTS, LTE) empty, UTS 5 > UTE 2
+  await rejects(
+    [q, k, v, { mask: flashMask(ute, [2, 1, 5, 4], { causal: false }) }],
+    RangeError,
+    /^options.mask.startEndRowIndices\[30\] \(batch 1, head 0, key 2, UTS\) = 5 is greater than UTE = 2/,
+  );
+  // negative index
+  await rejects(
+    [q, k, v, {
+      mask: flashMask(new Int32Array([0, 0, -1, 0, 0]), [1, 1, 5, 1], { causal: true }),
+    }],
+    RangeError,
+    /^options.mask.startEndRowIndices\[2\] \(batch 0, head 0, key 2, LTS\) = -1 is outside \[0, 6\]/,
+  );
   await rejects(
     [q, k, v, { mask: m5, causal: false }],
     TypeError,
@@ -148,6 +214,55 @@ Deno.test("attention rejects NaN and Infinity, naming the tensor and the positio
   await rejects([qh, kh, vh], RangeError, /k.data\[17\]/);
   // checkFinite: false lets it through (the caller takes responsibility)
   await attention({ ...q, data: bad }, k, v, { checkFinite: false, backend: "js" });
+});
+
+Deno.test("attentionBackward rejects bad out, dOut and lse with the error type, naming them", async () => {
+  const { out, lse } = await attention(q, k, v, { backend: "js" });
+  const dOut = randomTensor(rand, [2, 6, 4, 8]);
+  const call = (s: Record<string, unknown>, type: ErrorConstructor, re: RegExp) => {
+    const saved = { q, k, v, out, lse, dOut, ...s };
+    return rejectsCall(
+      () => attentionBackward(saved as never, { backend: "wasm" }),
+      Object.values(saved),
+      type,
+      re,
+    );
+  };
+  const f16 = (t: Tensor) => tensor(toF16(t.data as Float32Array), t.shape, "f16");
+  await call({ out: f16(out) }, TypeError, /^out.dtype is f16 but q.dtype is f32/);
+  await call({ dOut: f16(dOut) }, TypeError, /^dOut.dtype is f16 but q.dtype is f32/);
+  await call({ out: { ...out, data: new Float32Array(5) } }, RangeError, /^out.data.length is 5/);
+  await call({ dOut: null }, TypeError, /^dOut must be a Tensor/);
+  await call({ out: randomTensor(rand, [2, 5, 4, 8]) }, RangeError, /^out.shape .* must equal q/);
+  await call({ lse: new Float32Array(47) }, RangeError, /^lse.length is 47; expected .* 48/);
+  await call({ lse: new Float64Array(48) }, TypeError, /^lse must be a Float32Array/);
+  const badOut = out.data.slice() as Float32Array;
+  badOut[40] = Infinity; // batch 0, row 1, head 1, dim 0
+  await call(
+    { out: { ...out, data: badOut } },
+    RangeError,
+    /^out.data\[40\] \(batch 0, row 1, head 1, dim 0\) is not finite/,
+  );
+  const badDo = dOut.data.slice() as Float32Array;
+  badDo[badDo.length - 1] = -Infinity;
+  await call(
+    { dOut: { ...dOut, data: badDo } },
+    RangeError,
+    /^dOut.data\[383\] \(batch 1, row 5, head 3, dim 7\)/,
+  );
+  const badLse = lse.slice();
+  badLse[47] = Infinity;
+  await call({ lse: badLse }, RangeError, /^lse\[47\] is Infinity/);
+  // -Infinity is a valid lse (a row that sees no key)
+  badLse[47] = -Infinity;
+  await attentionBackward({ q, k, v, out, lse: badLse, dOut }, { backend: "js" });
+  const badV = v.data.slice() as Float32Array;
+  badV[3] = NaN;
+  await call(
+    { v: { ...v, data: badV } },
+    RangeError,
+    /^v.data\[3\] \(batch 0, row 0, head 0, dim 3\)/,
+  );
 });
 
 Deno.test("attentionBackward validates out, dOut and lse", async () => {

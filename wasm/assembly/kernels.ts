@@ -730,7 +730,8 @@ export function bwdPrep(p: usize, tid: i32, counter: usize, items: usize, nItems
 
 /**
  * Recomputes Pᵀ = 2^(Sᵀ − lse2) (0 where masked, for partial tiles) into S and
- * dSᵀ = Pᵀ∘(dPᵀ − D) into DP.
+ * dSᵀ = Pᵀ∘(dPᵀ − D) into DP. Sᵀ − lse2 is clamped at 0 (P ≤ 1): at huge scores (~1e10) the
+ * float32 lse is off by hundreds, and exp2v is only valid below 128.
  */
 function dsTile(
   S: usize,
@@ -764,7 +765,7 @@ function dsTile(
           v128.and(i32x4.ge_s(iv, lts), i32x4.lt_s(iv, lte)),
           v128.and(i32x4.ge_s(iv, uts), i32x4.lt_s(iv, ute)),
         );
-        let pv = exp2v(f32x4.sub(v128.load(s + go), v128.load(lse2 + go)), lo, magic, c0, c1, c2, c3, c4, c5, one, bias);
+        let pv = exp2v(f32x4.min(f32x4.sub(v128.load(s + go), v128.load(lse2 + go)), zero), lo, magic, c0, c1, c2, c3, c4, c5, one, bias);
         pv = v128.bitselect(zero, pv, hit);
         v128.store(s + go, pv);
         v128.store(dp + go, f32x4.mul(pv, f32x4.sub(v128.load(dp + go), v128.load(Dv + go))));
@@ -773,7 +774,7 @@ function dsTile(
     } else {
       for (let g = 0; g < rowsPad; g += 4) {
         const go = <usize>g << 2;
-        const pv = exp2v(f32x4.sub(v128.load(s + go), v128.load(lse2 + go)), lo, magic, c0, c1, c2, c3, c4, c5, one, bias);
+        const pv = exp2v(f32x4.min(f32x4.sub(v128.load(s + go), v128.load(lse2 + go)), zero), lo, magic, c0, c1, c2, c3, c4, c5, one, bias);
         v128.store(s + go, pv);
         v128.store(dp + go, f32x4.mul(pv, f32x4.sub(v128.load(dp + go), v128.load(Dv + go))));
       }
