@@ -310,12 +310,34 @@ ${rounds}
 }
 
 /**
- * Caps a register tile of log2-domain scores: s ← C·tanh(s / C) with C = softcap·log2 e.
+ * WGSL of `tanhAcc` (vec4) and `tanhAcc1` (f32), the tanh of the softcap. The builtin may be
+ * computed from exponentials with cancellation near 0 (llvmpipe's has a relative error of 1.5e-5
+ * at x ≈ 0.002, where a large softcap puts most scores); these use a Taylor polynomial below 0.3
+ * (truncation < 6e-8) and (1 − e^−2|x|) / (1 + e^−2|x|) above: about 3e-7 everywhere.
+ */
+export function softcapWgsl(): string {
+  const body = (zero: string) => `
+  let a = abs(v);
+  let z = v * v;
+  let poly = v * (1.0 + z * (-1.0 / 3.0 + z * (2.0 / 15.0 + z * (-17.0 / 315.0 + z * (62.0 / 2835.0)))));
+  let e = exp(-2.0 * a);
+  return select(sign(v) * (1.0 - e) / (1.0 + e), poly, a < ${zero});`;
+  return `
+fn tanhAcc(v: vec4<f32>) -> vec4<f32> {${body("vec4<f32>(0.3)")}
+}
+fn tanhAcc1(v: f32) -> f32 {${body("0.3")}
+}
+`;
+}
+
+/**
+ * Caps a register tile of log2-domain scores: s ← C·tanh(s / C) with C = softcap·log2 e (the
+ * kernel includes {@linkcode softcapWgsl}).
  */
 export function capTile(emit: Emit, acc: string, rows: number, cols4: number): void {
   for (const i of range(rows)) {
     for (const j of range(cols4)) {
-      emit(`    ${acc}${i}_${j} = P.softcap2 * tanh(${acc}${i}_${j} / P.softcap2);`);
+      emit(`    ${acc}${i}_${j} = P.softcap2 * tanhAcc(${acc}${i}_${j} / P.softcap2);`);
     }
   }
 }

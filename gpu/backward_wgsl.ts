@@ -37,6 +37,7 @@ import {
   product,
   range,
   reg,
+  softcapWgsl,
   type Source,
   storeColumns,
   zeroTile,
@@ -126,7 +127,7 @@ ${
     ).join("\n")
   }
 ${NEG_DECL}
-${c.dropout ? dropoutWgsl() : ""}`;
+${c.dropout ? dropoutWgsl() : ""}${c.softcap ? softcapWgsl() : ""}`;
 }
 
 /** The prep kernel: stats[row] = (lse·log2 e, rowsum(dO ∘ O)), 256 rows per workgroup. */

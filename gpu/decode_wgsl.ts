@@ -23,7 +23,14 @@
  * @module
  */
 
-import { dropoutWgsl, type Emit, headDimExpr, NEG_DECL, paramsStruct } from "./_wgsl.ts";
+import {
+  dropoutWgsl,
+  type Emit,
+  headDimExpr,
+  NEG_DECL,
+  paramsStruct,
+  softcapWgsl,
+} from "./_wgsl.ts";
 import { FLOAT_PARAMS } from "./forward_wgsl.ts";
 import { OPTION_PARAMS } from "./_wgsl.ts";
 
@@ -117,6 +124,7 @@ export function decodeWgsl(c: DecodeConfig): string {
     ["plse", "f32", true],
   ]));
   if (c.dropout) emit(dropoutWgsl());
+  if (c.softcap) emit(softcapWgsl());
   const loadV = c.vec
     ? `select(vec4<f32>(0.0), vec4<f32>(v[(base + x) / 4u]), x < ${HD})`
     : `vec4<f32>(${
@@ -272,7 +280,7 @@ ${
 ${
     each((r) =>
       `      sc[${r * TK}u + t] = select(${
-        c.softcap ? `P.softcap2 * tanh(acc${r} / P.softcap2)` : `acc${r}`
+        c.softcap ? `P.softcap2 * tanhAcc1(acc${r} / P.softcap2)` : `acc${r}`
       }, NEG, m${r});${
         c.dropout
           ? `

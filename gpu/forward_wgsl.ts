@@ -40,6 +40,7 @@ import {
   product,
   range,
   reg,
+  softcapWgsl,
   storeColumns,
   XYZW,
   zeroTile,
@@ -140,7 +141,7 @@ export function forwardWgsl(c: ForwardConfig): string {
 var<workgroup> sm: array<vec4<f32>, ${total4}>;
 var<workgroup> wsU: array<u32, 4>;
 ${NEG_DECL}
-${c.dropout ? dropoutWgsl() : ""}
+${c.dropout ? dropoutWgsl() : ""}${c.softcap ? softcapWgsl() : ""}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let tx = lid % 16u;

@@ -147,7 +147,11 @@ export function schedule(mask: FlashMask, options: ScheduleOptions): Schedule {
   const [mb, mh] = mask.shape;
   checkMask(mask, { batch: mb, heads: mh, kvHeads: mh, nq, nk });
   if (bm) {
-    checkBlockMask(bm, { batch: mb, heads: mh, kvHeads: mh, nq, nk }, "blockMask");
+    // The mask is the call's effective one (sliceLike): its heads are the larger of the two,
+    // and the block mask's (1, Hk or Hq of the call) divide them.
+    const bh = (bm as unknown as { shape?: readonly number[] }).shape?.[1] ?? 0;
+    const kvHeads = bh > 0 && mh % bh === 0 ? bh : mh;
+    checkBlockMask(bm, { batch: mb, heads: mh, kvHeads, nq, nk }, "blockMask");
     if (bm.blockRows % blockRows || bm.blockCols % blockCols) {
       throw new RangeError(
         `blockMask blocks of ${bm.blockRows} × ${bm.blockCols} are not multiples of this kernel's ${blockRows} × ${blockCols} tiles`,
