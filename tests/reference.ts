@@ -6,8 +6,9 @@
  *
  * `referenceForward` / `referenceBackward` compute in float64. With `round: Math.fround` the
  * same code is a plain float32 computation (every operation rounded to f32; the backward
- * recomputes P from the float32 lse in base 2, as the kernels do), which tests use as the
- * rounding baseline their tolerances are derived from.
+ * recomputes P from the float32 lse in base 2 and D = rowsum(dO ∘ out) from the output as saved,
+ * rounded to its dtype, as the kernels do), which tests use as the rounding baseline their
+ * tolerances are derived from.
  *
  * @module
  */
@@ -230,10 +231,17 @@ export function referenceBackward(
   dOt: Tensor,
   opt: ReferenceOptions = {},
   f: Round = exact,
+  out?: Float64Array,
 ): { dq: Float64Array; dk: Float64Array; dv: Float64Array } {
   const D = dims(qt, kt, opt.scale);
   const { batch, nq, nk, heads, kvHeads, d, scale } = D;
   const q = toFloat32(qt), k = toFloat32(kt), v = toFloat32(vt), dO = toFloat32(dOt);
+  // A float32 backward gets `out` as saved, rounded to the output dtype, and computes
+  // D = rowsum(dO ∘ out) from it, as FlashAttention's does (exactly: D = Σ P·dP). `out`: the
+  // float32 forward's, if the caller has it.
+  const saved = f === exact
+    ? undefined
+    : roundTo(out ?? referenceForward(qt, kt, vt, opt, f).out, qt.dtype);
   const dq = new Float64Array(q.length), dk = new Float64Array(k.length);
   const dv = new Float64Array(v.length);
   for (let b = 0; b < batch; b++) {
@@ -255,8 +263,9 @@ export function referenceBackward(
           let s = 0;
           for (let x = 0; x < d; x++) s = f(s + f(dO[qo + x] * v[vo + x]));
           dP[j] = f(s * z[j]); // gradient through the dropped probabilities
-          Di = f(Di + f(p[j] * dP[j]));
+          if (!saved) Di += p[j] * dP[j];
         }
+        if (saved) { for (let x = 0; x < d; x++) Di = f(Di + f(dO[qo + x] * saved[qo + x])); }
         for (let j = 0; j < nk; j++) {
           if (p[j] === 0) continue;
           const ko = ((b * nk + j) * kvHeads + kh) * d;
@@ -278,4 +287,23 @@ export function referenceBackward(
     }
   }
   return { dq, dk, dv };
+}
+
+/** `t` with its head dimension reversed (the same problem, summed in another order). */
+export function reverseHeadDim(t: Tensor): Tensor {
+  const d = t.shape[3], src = t.data;
+  const data = new (src.constructor as Float32ArrayConstructor)(src.length);
+  for (let r = 0; r < src.length; r += d) {
+    for (let x = 0; x < d; x++) data[r + x] = src[r + d - 1 - x];
+  }
+  return { data, shape: t.shape, dtype: t.dtype } as Tensor;
+}
+
+/** An array of rows of `d` with each row reversed (undoes {@linkcode reverseHeadDim}). */
+export function reverseRows(a: Float64Array, d: number): Float64Array {
+  const out = new Float64Array(a.length);
+  for (let r = 0; r < a.length; r += d) {
+    for (let x = 0; x < d; x++) out[r + x] = a[r + d - 1 - x];
+  }
+  return out;
 }

@@ -1,0 +1,19 @@
+/**
+ * The short CI budget of the seeded property test (tests/fuzz.ts): the cases of seeds 1..60
+ * (FUZZ_START and FUZZ_CASES override), each on every available backend against the float64
+ * reference, forward and backward. A failure names its seed; `deno task fuzz --seed S` replays
+ * it, and `deno task fuzz --minutes N` runs the long budget.
+ */
+
+import { drawCase, failureReport, runCase, targets } from "./fuzz.ts";
+
+const start = Number(Deno.env.get("FUZZ_START") ?? 1);
+const count = Number(Deno.env.get("FUZZ_CASES") ?? 60);
+const ts = await targets();
+
+for (let seed = start; seed < start + count; seed++) {
+  Deno.test(drawCase(seed).name, async () => {
+    const r = await runCase(seed, ts);
+    if (r.failed.length) throw new Error(failureReport(r));
+  });
+}
