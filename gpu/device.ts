@@ -7,11 +7,10 @@
  * so it is probed by asking for it; the kernels use subgroup shuffles only when the adapter's
  * subgroups are at least 16 wide, and work without them.
  *
- * Device loss: the context records a lost device (`lost`, and the `whenLost` promise that every
- * pending wait of a call races against, so that no call waits forever on a dead device), and the
- * next call acquires a new device. Deno reports `device.lost` only some time after
- * `device.destroy()`, so the library's device has its `destroy` wrapped to record the loss at
- * once.
+ * Device loss: the context records a lost device (`lost`) and wakes every pending wait of a call
+ * ({@linkcode unlessLost}), so that no call waits forever on a dead device; the next call
+ * acquires a new device. Deno reports `device.lost` only some time after `device.destroy()`, so
+ * the library's device has its `destroy` wrapped to record the loss at once.
  *
  * @module
  */

@@ -146,10 +146,15 @@ async function readBuffer(buffer: GPUBuffer, bytes: number, name: string): Promi
   const staging = createBuffer(ctx, Math.max(4, size), 0x1 | 0x8, "read-back");
   try {
     ctx.device.pushErrorScope("validation");
-    const enc = ctx.device.createCommandEncoder();
-    if (size > 0) enc.copyBufferToBuffer(buffer, 0, staging, 0, size);
-    ctx.device.queue.submit([enc.finish()]);
-    const err = await unlessLost(ctx, ctx.device.popErrorScope(), "a read-back");
+    let scope;
+    try {
+      const enc = ctx.device.createCommandEncoder();
+      if (size > 0) enc.copyBufferToBuffer(buffer, 0, staging, 0, size);
+      ctx.device.queue.submit([enc.finish()]);
+    } finally {
+      scope = ctx.device.popErrorScope(); // popped before any await (concurrent calls)
+    }
+    const err = await unlessLost(ctx, scope, "a read-back");
     if (err) throw new Error(`WebGPU rejected the read-back of ${name}: ${err.message}`);
     await unlessLost(ctx, staging.mapAsync(0x1), "a read-back");
     const out = staging.getMappedRange().slice(0, bytes);
