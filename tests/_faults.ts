@@ -116,7 +116,7 @@ export async function concurrentCalls(
   options: (i: number) => AttentionOptions,
   count = 100,
 ): Promise<void> {
-  const problems = smallProblems(count, 78);
+  const problems = smallProblems(count, 77);
   const copies = problems.map((s) => [s.q, s.k, s.v, s.dOut].map((t) => t.data.slice()));
   const together = await within(
     Promise.all(problems.map((s, i) => runBits(s, options(i)))),
