@@ -23,8 +23,10 @@ import {
   type Tensor,
 } from "../mod.ts";
 import {
+  type Magnitudes,
   referenceBackward,
   referenceForward,
+  referenceMagnitudes,
   reverseHeadDim,
   reverseRows,
   roundTo,
@@ -427,14 +429,17 @@ export interface PreparedCase {
     f32: { dq: Float64Array; dk: Float64Array; dv: Float64Array };
     f32r?: { dq: Float64Array; dk: Float64Array; dv: Float64Array };
   };
+  /** Rounding-error magnitudes of the outputs (with `thorough`; see referenceMagnitudes). */
+  magnitudes?: Magnitudes;
 }
 
 /**
- * Draws a case's inputs (seeded) and computes its references. With `orders: 2` the float32
- * baseline is also computed with the head dimension reversed (another summation order of every
- * dot product), so that a baseline that is lucky in one order does not set the tolerance.
+ * Draws a case's inputs (seeded) and computes its references. With `thorough` (the fuzzer) the
+ * float32 baseline is also computed with the head dimension reversed (another summation order
+ * of every dot product), and the outputs' rounding-error magnitudes are computed, so that
+ * neither a baseline that is lucky in one order nor outputs that cancel set too tight a bound.
  */
-export function prepareCase(c: Case, seed = 1, options: { orders?: 1 | 2 } = {}): PreparedCase {
+export function prepareCase(c: Case, seed = 1, options: { thorough?: boolean } = {}): PreparedCase {
   const rand = rng(seed);
   const sigma = c.sigma ?? 1;
   const [q, k, v, dOut] = c.inputs?.(rand) ?? [
@@ -467,7 +472,8 @@ export function prepareCase(c: Case, seed = 1, options: { orders?: 1 | 2 } = {})
       f32: referenceBackward(q, k, v, dOut, opt, Math.fround, f32.out),
     },
   };
-  if (options.orders === 2) {
+  if (options.thorough) {
+    pc.magnitudes = referenceMagnitudes(q, k, v, dOut, opt);
     const [rq, rk, rv, rdo] = [q, k, v, dOut].map(reverseHeadDim);
     const fr = referenceForward(rq, rk, rv, opt, Math.fround);
     pc.forward.f32r = { out: reverseRows(fr.out, c.d), lse: fr.lse };
@@ -511,31 +517,34 @@ export async function checkPrepared(
     : { dtype: c.dtype, floor };
   assert.equal(out.dtype, c.dtype);
   assert.deepEqual(out.shape, q.shape);
-  const more = (x: Float64Array | undefined, round = true) =>
-    x ? { baselines: [round ? roundTo(x, c.dtype) : x] } : {};
+  const mg = pc.magnitudes;
+  const more = (x: Float64Array | undefined, m: Float64Array | undefined, round = true) => ({
+    ...(x ? { baselines: [round ? roundTo(x, c.dtype) : x] } : {}),
+    ...(m ? { magnitudes: m } : {}),
+  });
   assertClose(`${c.name}: out`, out, ref.out, roundTo(f32.out, c.dtype), {
     ...od,
-    ...more(f32r?.out),
+    ...more(f32r?.out, mg?.out),
   });
   assertClose(`${c.name}: lse`, lse, ref.lse, f32.lse, {
     ...od,
     dtype: "f32",
-    ...more(f32r?.lse, false),
+    ...more(f32r?.lse, mg?.lse, false),
   });
   let grads: { dq: Tensor; dk: Tensor; dv: Tensor } | undefined;
   if (pc.backward) {
     const g = await attentionBackward({ q, k, v, out, lse, dOut }, options);
     const { ref: rg, f32: fg, f32r: fr } = pc.backward;
     for (
-      const [name, t, r, f, f2] of [
-        ["dq", g.dq, rg.dq, fg.dq, fr?.dq],
-        ["dk", g.dk, rg.dk, fg.dk, fr?.dk],
-        ["dv", g.dv, rg.dv, fg.dv, fr?.dv],
+      const [name, t, r, f, f2, m] of [
+        ["dq", g.dq, rg.dq, fg.dq, fr?.dq, mg?.dq],
+        ["dk", g.dk, rg.dk, fg.dk, fr?.dk, mg?.dk],
+        ["dv", g.dv, rg.dv, fg.dv, fr?.dv, mg?.dv],
       ] as const
     ) {
       assert.equal(t.dtype, c.dtype);
       assert.deepEqual(t.shape, name === "dq" ? q.shape : k.shape);
-      assertClose(`${c.name}: ${name}`, t, r, roundTo(f, c.dtype), { ...od, ...more(f2) });
+      assertClose(`${c.name}: ${name}`, t, r, roundTo(f, c.dtype), { ...od, ...more(f2, m) });
     }
     grads = g;
   }

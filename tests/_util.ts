@@ -93,6 +93,13 @@ export function assertClose(
     floor?: number;
     /** More plain float32 computations (other summation orders): the worst one counts. */
     baselines?: (Tensor | ArrayLike<number>)[];
+    /**
+     * First-order rounding-error magnitudes of the outputs (`referenceMagnitudes`): the bound is
+     * at least one float32 unit roundoff of them, relative to the reference, whatever the cap
+     * (about the level of 8× a plain computation's error on typical problems; it matters where
+     * the outputs cancel, which a plain computation in one summation order may not show).
+     */
+    magnitudes?: ArrayLike<number>;
   } = {},
 ): { err: number; base: number } {
   const err = relErr(values(actual), ref);
@@ -104,9 +111,19 @@ export function assertClose(
   const factor = options.factor ?? 8;
   // The cap applies to problems a plain float32 computation solves within it; where even that
   // misses it (ill-conditioned gradients, or outputs that cancel to ~0), 8× its error is the bound.
-  const bound = base > cap
+  let bound = base > cap
     ? factor * base
     : Math.min(cap, Math.max(factor * base, options.floor ?? 2 ** -21));
+  if (options.magnitudes) {
+    let m = 0, r = 0;
+    for (let i = 0; i < ref.length; i++) {
+      if (!Number.isFinite(ref[i])) continue;
+      m += options.magnitudes[i] ** 2;
+      r += ref[i] ** 2;
+    }
+    const cond = 2 ** -24 * Math.sqrt(m) / (r === 0 ? 1 : Math.sqrt(r));
+    bound = Math.max(bound, cond);
+  }
   assert.ok(
     err <= bound,
     `${what}: relative error ${err.toExponential(2)} exceeds ${bound.toExponential(2)} ` +

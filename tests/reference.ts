@@ -307,3 +307,103 @@ export function reverseRows(a: Float64Array, d: number): Float64Array {
   }
   return out;
 }
+
+/** Per-output magnitudes of the rounding errors of a float32 computation (see below). */
+export interface Magnitudes {
+  out: Float64Array;
+  lse: Float64Array;
+  dq: Float64Array;
+  dk: Float64Array;
+  dv: Float64Array;
+}
+
+/**
+ * First-order magnitudes of the rounding errors of any float32 computation of attention, in
+ * units of the float32 unit roundoff: what each output's error is when every operation that
+ * forms it errs by one unit relative, whatever the order of the sums. A score s = scale·q·k errs
+ * by about scale·Σ|q||k|, the lse by the P-weighted score errors plus |lse|, so P = exp(s − lse)
+ * by P·(both); out and dV carry those errors of P times |v| or |dO|, dS = P(dP − D) those of P
+ * times |dP − D| plus P times the magnitudes of dP and D, and dQ, dK those of dS times |k|,
+ * |q|. Where an output cancels (a sum of terms of both signs that is nearly 0, a gradient of a
+ * nearly one-hot softmax), its error relative to its own size is this magnitude over its size,
+ * which a plain float32 computation in one summation order may happen not to show.
+ */
+export function referenceMagnitudes(
+  qt: Tensor,
+  kt: Tensor,
+  vt: Tensor,
+  dOt: Tensor,
+  opt: ReferenceOptions = {},
+): Magnitudes {
+  const D = dims(qt, kt, opt.scale);
+  const { batch, nq, nk, heads, kvHeads, d, scale } = D;
+  const q = toFloat32(qt), k = toFloat32(kt), v = toFloat32(vt), dO = toFloat32(dOt);
+  const m: Magnitudes = {
+    out: new Float64Array(q.length),
+    lse: new Float64Array(batch * heads * nq),
+    dq: new Float64Array(q.length),
+    dk: new Float64Array(k.length),
+    dv: new Float64Array(v.length),
+  };
+  const { out: o } = referenceForward(qt, kt, vt, opt);
+  for (let b = 0; b < batch; b++) {
+    for (let h = 0; h < heads; h++) {
+      const kh = Math.floor((h * kvHeads) / heads);
+      for (let i = 0; i < nq; i++) {
+        const qo = ((b * nq + i) * heads + h) * d;
+        const dot = dots(q, k, D, opt, b, h, i, exact);
+        const row = dot.map((x) => x === null ? null : score(x, scale, opt, exact));
+        const { p, lse } = softmax(row, exact);
+        if (lse === -Infinity) continue;
+        // score errors: scale·Σ|q||k| (the softcap's tanh has slope ≤ 1) plus the score itself
+        const es = dot.map((x, j) => {
+          if (x === null) return 0;
+          const ko = ((b * nk + j) * kvHeads + kh) * d;
+          let a = 0;
+          for (let y = 0; y < d; y++) a += Math.abs(q[qo + y] * k[ko + y]);
+          return scale * a + Math.abs(row[j]!);
+        });
+        let el = Math.abs(lse);
+        for (let j = 0; j < nk; j++) el += p[j] * es[j];
+        m.lse[(b * heads + h) * nq + i] = el;
+        let Di = 0, mD = 0;
+        const z = new Float64Array(nk), dP = new Float64Array(nk), mP = new Float64Array(nk);
+        for (let j = 0; j < nk; j++) {
+          if (p[j] === 0) continue;
+          z[j] = keep(opt, b, h, i, j);
+          const vo = ((b * nk + j) * kvHeads + kh) * d;
+          let s = 0, a = 0;
+          for (let y = 0; y < d; y++) {
+            s += dO[qo + y] * v[vo + y];
+            a += Math.abs(dO[qo + y] * v[vo + y]);
+          }
+          dP[j] = s * z[j];
+          mP[j] = a * z[j];
+        }
+        for (let y = 0; y < d; y++) {
+          Di += dO[qo + y] * o[qo + y];
+          mD += Math.abs(dO[qo + y] * o[qo + y]);
+        }
+        for (let j = 0; j < nk; j++) {
+          if (p[j] === 0) continue;
+          const ko = ((b * nk + j) * kvHeads + kh) * d;
+          const eP = p[j] * (1 + es[j] + el); // P's own rounding, and its exponent's
+          let slope = scale;
+          if (opt.softcap) {
+            const t = Math.tanh((dot[j]! * scale) / opt.softcap);
+            slope *= 1 - t * t;
+          }
+          const edS = (eP * Math.abs(dP[j] - Di) + p[j] * (mP[j] + mD)) * slope;
+          const dS = p[j] * (dP[j] - Di) * slope;
+          for (let y = 0; y < d; y++) {
+            m.out[qo + y] += eP * z[j] * Math.abs(v[ko + y]);
+            m.dv[ko + y] += eP * z[j] * Math.abs(dO[qo + y]);
+            m.dq[qo + y] += edS * Math.abs(k[ko + y]) + Math.abs(dS * k[ko + y]);
+            m.dk[ko + y] += edS * Math.abs(q[qo + y]) + Math.abs(dS * q[qo + y]);
+          }
+        }
+      }
+    }
+  }
+  return m;
+}
