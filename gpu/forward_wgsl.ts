@@ -40,6 +40,7 @@ import {
   product,
   range,
   reg,
+  rowBlockPrologue,
   storeColumns,
   XYZW,
   zeroTile,
@@ -143,22 +144,8 @@ ${NEG_DECL}
 ${c.dropout ? dropoutWgsl() : ""}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let tx = lid % 16u;
-  let ty = lid / 16u;
-  let rb = wid.x;
-  let h = wid.y;
-  let bl = wid.z;
-  let b = P.batchBase + bl;
-  let kh = h / (P.heads / P.kvHeads);
-  let slice = b * P.maskBatchStride + h / P.maskHeadDiv;
-  let row0 = rb * ${br}u;
-  let qStride = P.heads * ${HD};
-  let kStride = P.kvHeads * ${HD};
-  let qBase = P.qOff + (bl * P.nq * P.heads + h) * ${HD};
-  let kBase = P.kOff + (bl * P.nk * P.kvHeads + kh) * ${HD};
-  let vBase = kBase;
-  let boundsBase = P.boundsOff + slice * P.nk * 4u;
-  let myRow = i32(row0 + ty * ${rm}u);`);
+${rowBlockPrologue(br, rm, HD)}
+  let vBase = kBase;`);
   for (const i of range(rm)) emit(`  var m${i}: f32 = NEG;\n  var l${i}: f32 = 0.0;`);
   declareTile(emit, "o", rm, D4);
   declareTile(emit, "s", rm, C4);
