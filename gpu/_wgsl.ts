@@ -422,3 +422,34 @@ export function rowBlockPrologue(br: number, rm: number, headDim: string): strin
   let boundsBase = P.boundsOff + slice * P.nk * 4u;
   let myRow = i32(row0 + ty * ${rm}u);`;
 }
+
+/** The query side (q and dO rows) or key side (k and v rows) of {@linkcode scoresAndDp}. */
+export function side(
+  which: "queries" | "keys",
+  o: { rows: number; perm: number; regions: [number, number]; owned: number; owner: string },
+): ProductSide {
+  return which === "queries"
+    ? { names: ["q", "dout"], base: "qBase", stride: "qStride", first: "row0", limit: "P.nq", ...o }
+    : { names: ["k", "v"], base: "kBase", stride: "kStride", first: "col0", limit: "P.nk", ...o };
+}
+
+/**
+ * Opens the loop over a schedule list: entries `[sched[list], sched[list + 1])` of the tiles at
+ * `tilesOff`, read through workgroup memory so that every invocation agrees (barriers inside
+ * the loop need uniform control flow); `${block} = (entry >> 1)·size` is the tile's first row
+ * or key and `tile` the entry (bit 0: partial).
+ */
+export function tileLoop(list: string, block: string, size: number, indent: string): string {
+  const i = indent;
+  return `${i}if (lid == 0u) {
+${i}  let list = ${list};
+${i}  wsU[0] = sched[list];
+${i}  wsU[1] = sched[list + 1u];
+${i}}
+${i}let tStart = workgroupUniformLoad(&wsU[0]);
+${i}let tEnd = workgroupUniformLoad(&wsU[1]);
+${i}for (var t = tStart; t < tEnd; t++) {
+${i}  if (lid == 0u) { wsU[2] = sched[P.tilesOff + t]; }
+${i}  let tile = workgroupUniformLoad(&wsU[2]);
+${i}  let ${block} = (tile >> 1u) * ${size}u;`;
+}

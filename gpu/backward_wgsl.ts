@@ -38,8 +38,10 @@ import {
   reg,
   rowBlockPrologue,
   scoresAndDp,
+  side,
   type Source,
   storeColumns,
+  tileLoop,
   zeroTile,
 } from "./_wgsl.ts";
 import { FLOAT_PARAMS, storeRow } from "./forward_wgsl.ts";
@@ -206,44 +208,18 @@ ${rowBlockPrologue(br, rm, HD)}`);
   declareTile(emit, "g", rm, D4);
   declareTile(emit, "s", rm, C4);
   declareTile(emit, "dp", rm, C4);
-  emit(`  if (lid == 0u) {
-    let list = slice * P.rowBlocks + rb;
-    wsU[0] = sched[list];
-    wsU[1] = sched[list + 1u];
-  }
-  let tStart = workgroupUniformLoad(&wsU[0]);
-  let tEnd = workgroupUniformLoad(&wsU[1]);
-  for (var t = tStart; t < tEnd; t++) {
-    if (lid == 0u) { wsU[2] = sched[P.tilesOff + t]; }
-    let tile = workgroupUniformLoad(&wsU[2]);
-    let col0 = (tile >> 1u) * ${bc}u;`);
+  emit(tileLoop("slice * P.rowBlocks + rb", "col0", bc, "  "));
   zeroTile(emit, "s", rm, C4);
   zeroTile(emit, "dp", rm, C4);
   scoresAndDp(emit, {
-    a: {
-      names: ["q", "dout"],
-      base: "qBase",
-      stride: "qStride",
-      first: "row0",
-      limit: "P.nq",
+    a: side("queries", {
       rows: br,
       perm: 0,
       regions: [qReg, oReg],
       owned: rm,
       owner: `ty * ${R4}u`,
-    },
-    b: {
-      names: ["k", "v"],
-      base: "kBase",
-      stride: "kStride",
-      first: "col0",
-      limit: "P.nk",
-      rows: bc,
-      perm: cn,
-      regions: [kReg, vReg],
-      owned: cn,
-      owner: `tx * ${C4}u`,
-    },
+    }),
+    b: side("keys", { rows: bc, perm: cn, regions: [kReg, vReg], owned: cn, owner: `tx * ${C4}u` }),
     kc,
     headDim: HD,
     indent: "    ",
@@ -384,44 +360,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let qBase = P.qOff + (bl * P.nq * P.heads + h) * ${HD};
     let statsBase = P.statsOff + (bl * P.heads + h) * P.nq;
     let boundsBase = P.boundsOff + slice * P.nk * 4u;
-    if (lid == 0u) {
-      let list = P.ptrOff + slice * P.colBlocks + cb;
-      wsU[0] = sched[list];
-      wsU[1] = sched[list + 1u];
-    }
-    let tStart = workgroupUniformLoad(&wsU[0]);
-    let tEnd = workgroupUniformLoad(&wsU[1]);
-    for (var t = tStart; t < tEnd; t++) {
-      if (lid == 0u) { wsU[2] = sched[P.tilesOff + t]; }
-      let tile = workgroupUniformLoad(&wsU[2]);
-      let row0 = (tile >> 1u) * ${br}u;`);
+${tileLoop("P.ptrOff + slice * P.colBlocks + cb", "row0", br, "    ")}`);
   zeroTile(emit, "s", rn, M4);
   zeroTile(emit, "dp", rn, M4);
   scoresAndDp(emit, {
-    a: {
-      names: ["k", "v"],
-      base: "kBase",
-      stride: "kStride",
-      first: "col0",
-      limit: "P.nk",
-      rows: bc,
-      perm: 0,
-      regions: [kReg, vReg],
-      owned: rn,
-      owner: `ty * ${N4}u`,
-    },
-    b: {
-      names: ["q", "dout"],
-      base: "qBase",
-      stride: "qStride",
-      first: "row0",
-      limit: "P.nq",
+    a: side("keys", { rows: bc, perm: 0, regions: [kReg, vReg], owned: rn, owner: `ty * ${N4}u` }),
+    b: side("queries", {
       rows: br,
       perm: cm,
       regions: [qReg, oReg],
       owned: cm,
       owner: `tx * ${M4}u`,
-    },
+    }),
     kc,
     headDim: HD,
     indent: "      ",

@@ -42,6 +42,7 @@ import {
   reg,
   rowBlockPrologue,
   storeColumns,
+  tileLoop,
   XYZW,
   zeroTile,
 } from "./_wgsl.ts";
@@ -149,17 +150,7 @@ ${rowBlockPrologue(br, rm, HD)}
   for (const i of range(rm)) emit(`  var m${i}: f32 = NEG;\n  var l${i}: f32 = 0.0;`);
   declareTile(emit, "o", rm, D4);
   declareTile(emit, "s", rm, C4);
-  emit(`  if (lid == 0u) {
-    let list = slice * P.rowBlocks + rb;
-    wsU[0] = sched[list];
-    wsU[1] = sched[list + 1u];
-  }
-  let tStart = workgroupUniformLoad(&wsU[0]);
-  let tEnd = workgroupUniformLoad(&wsU[1]);
-  for (var t = tStart; t < tEnd; t++) {
-    if (lid == 0u) { wsU[2] = sched[P.tilesOff + t]; }
-    let tile = workgroupUniformLoad(&wsU[2]);
-    let col0 = (tile >> 1u) * ${bc}u;`);
+  emit(tileLoop("slice * P.rowBlocks + rb", "col0", bc, "  "));
   zeroTile(emit, "s", rm, C4);
 
   // ---- S = Q Kᵀ over d in chunks of KC
