@@ -350,3 +350,128 @@ export function capSlope(x: string): string {
   const t = `clamp(${x} / P.softcap2, vec4<f32>(-1.0), vec4<f32>(1.0))`;
   return `(vec4<f32>(1.0) - ${t} * ${t})`;
 }
+
+/** One side of the two products of a backward tile: two tensors loaded alike. */
+export interface ProductSide {
+  /** The tensors (storage array names), the first pre-scaled by scale·log2 e. */
+  names: [string, string];
+  /** Element offset and row stride of their rows (WGSL). */
+  base: string;
+  stride: string;
+  /** First row of the tile and the row limit (WGSL). */
+  first: string;
+  limit: string;
+  /** Rows in the tile, and the `perm` layout of {@linkcode loadTransposed} (0: rows). */
+  rows: number;
+  perm: number;
+  /** Workgroup-memory regions of the two tensors. */
+  regions: [number, number];
+  /** Register rows (for the A side) or columns/4 (for the B side) an invocation owns. */
+  owned: number;
+  /** The owner offset expression in vec4 units. */
+  owner: string;
+}
+
+/**
+ * The first phase of a backward tile: over the head dimension in chunks of `kc`, loads
+ * `a.names[i]` and `b.names[i]` chunks and accumulates `s += A₀ ⊗ B₀` (scores, A₀ pre-scaled) and
+ * `dp += A₁ ⊗ B₁` (dP). The dQ kernel puts queries on the A side, the dK/dV kernel keys.
+ */
+export function scoresAndDp(
+  emit: Emit,
+  o: { a: ProductSide; b: ProductSide; kc: number; headDim: string; indent: string },
+): void {
+  const { a, b, kc } = o;
+  emit(`${o.indent}for (var kc = 0u; kc < (${o.headDim} + ${kc - 1}u) / ${kc}u; kc++) {
+${o.indent}  let d0 = kc * ${kc}u;`);
+  for (const side of [a, b]) {
+    side.names.forEach((name, i) =>
+      loadTransposed(
+        emit,
+        {
+          src: name,
+          base: side.base,
+          stride: side.stride,
+          first: side.first,
+          limit: side.limit,
+          headDim: o.headDim,
+        },
+        {
+          region: side.regions[i],
+          rows: side.rows,
+          kc,
+          d0: "d0",
+          perm: side.perm,
+          scale: side === a && i === 0 ? "P.qkScale" : undefined,
+        },
+      )
+    );
+  }
+  emit(`${o.indent}  workgroupBarrier();`);
+  ["s", "dp"].forEach((acc, i) =>
+    product(emit, {
+      acc,
+      rows: a.owned,
+      cols4: b.owned / 4,
+      steps: kc,
+      tag: acc === "s" ? "s" : "d",
+      a: { region: a.regions[i], stride: a.rows / 4, owner: a.owner },
+      b: { region: b.regions[i], stride: b.rows / 4, owner: b.owner },
+    })
+  );
+  emit(`${o.indent}  workgroupBarrier();
+${o.indent}}`);
+}
+
+/**
+ * The opening of a kernel with one workgroup per (query row block, head, batch): its indices,
+ * the row and key strides, the element offsets of its q rows and k rows, and its mask slice.
+ */
+export function rowBlockPrologue(br: number, rm: number, headDim: string): string {
+  return `  let tx = lid % 16u;
+  let ty = lid / 16u;
+  let rb = wid.x;
+  let h = wid.y;
+  let bl = wid.z;
+  let b = P.batchBase + bl;
+  let kh = h / (P.heads / P.kvHeads);
+  let slice = b * P.maskBatchStride + h / P.maskHeadDiv;
+  let row0 = rb * ${br}u;
+  let qStride = P.heads * ${headDim};
+  let kStride = P.kvHeads * ${headDim};
+  let qBase = P.qOff + (bl * P.nq * P.heads + h) * ${headDim};
+  let kBase = P.kOff + (bl * P.nk * P.kvHeads + kh) * ${headDim};
+  let boundsBase = P.boundsOff + slice * P.nk * 4u;
+  let myRow = i32(row0 + ty * ${rm}u);`;
+}
+
+/** The query side (q and dO rows) or key side (k and v rows) of {@linkcode scoresAndDp}. */
+export function side(
+  which: "queries" | "keys",
+  o: { rows: number; perm: number; regions: [number, number]; owned: number; owner: string },
+): ProductSide {
+  return which === "queries"
+    ? { names: ["q", "dout"], base: "qBase", stride: "qStride", first: "row0", limit: "P.nq", ...o }
+    : { names: ["k", "v"], base: "kBase", stride: "kStride", first: "col0", limit: "P.nk", ...o };
+}
+
+/**
+ * Opens the loop over a schedule list: entries `[sched[list], sched[list + 1])` of the tiles at
+ * `tilesOff`, read through workgroup memory so that every invocation agrees (barriers inside
+ * the loop need uniform control flow); `${block} = (entry >> 1)·size` is the tile's first row
+ * or key and `tile` the entry (bit 0: partial).
+ */
+export function tileLoop(list: string, block: string, size: number, indent: string): string {
+  const i = indent;
+  return `${i}if (lid == 0u) {
+${i}  let list = ${list};
+${i}  wsU[0] = sched[list];
+${i}  wsU[1] = sched[list + 1u];
+${i}}
+${i}let tStart = workgroupUniformLoad(&wsU[0]);
+${i}let tEnd = workgroupUniformLoad(&wsU[1]);
+${i}for (var t = tStart; t < tEnd; t++) {
+${i}  if (lid == 0u) { wsU[2] = sched[P.tilesOff + t]; }
+${i}  let tile = workgroupUniformLoad(&wsU[2]);
+${i}  let ${block} = (tile >> 1u) * ${size}u;`;
+}

@@ -145,13 +145,28 @@ export function forwardConfig(
     softcap: score.softcap !== undefined,
     dropout: score.dropout !== undefined,
   };
+  return fitShared(ctx, cfg, () => forwardSharedBytes(cfg), headDim, [
+    () => cfg.kv > 16 && (16 * cfg.cn) % (cfg.kv / 2) === 0 && (cfg.kv /= 2) > 0,
+    () => cfg.kc > 4 && (cfg.kc /= 2) > 0,
+  ]);
+}
+
+/**
+ * Shrinks a configuration until its workgroup memory (`need()`) fits the adapter: each step
+ * makes one change and says whether it could; the first that can is taken, then `need` again.
+ */
+function fitShared<T>(
+  ctx: GpuContext,
+  cfg: T,
+  need: () => number,
+  headDim: number,
+  steps: (() => boolean)[],
+): T {
   const limit = ctx.limits.maxComputeWorkgroupStorageSize;
-  while (forwardSharedBytes(cfg) > limit) {
-    if (cfg.kv > 16 && (16 * cfg.cn) % (cfg.kv / 2) === 0) cfg.kv /= 2;
-    else if (cfg.kc > 4) cfg.kc /= 2;
-    else {throw new RangeError(
-        `head dimension ${headDim} needs more workgroup memory than ${limit}`,
-      );}
+  while (need() > limit) {
+    if (!steps.some((step) => step())) {
+      throw new RangeError(`head dimension ${headDim} needs more workgroup memory than ${limit}`);
+    }
   }
   return cfg;
 }
@@ -182,17 +197,15 @@ export function backwardConfig(
     softcap: score.softcap !== undefined,
     dropout: score.dropout !== undefined,
   };
-  const limit = ctx.limits.maxComputeWorkgroupStorageSize;
-  for (;;) {
-    const need = backwardSharedBytes(cfg);
-    if (need.dq <= limit && need.dkv <= limit) return cfg;
-    if (cfg.kv > 16) cfg.kv /= 2;
-    else if (!cfg.split) cfg.split = true;
-    else if (cfg.kc > 4) cfg.kc /= 2;
-    else {throw new RangeError(
-        `head dimension ${headDim} needs more workgroup memory than ${limit}`,
-      );}
-  }
+  const need = () => {
+    const b = backwardSharedBytes(cfg);
+    return Math.max(b.dq, b.dkv);
+  };
+  return fitShared(ctx, cfg, need, headDim, [
+    () => cfg.kv > 16 && (cfg.kv /= 2) > 0,
+    () => !cfg.split && (cfg.split = true),
+    () => cfg.kc > 4 && (cfg.kc /= 2) > 0,
+  ]);
 }
 
 // ---------------------------------------------------------------------------------------------

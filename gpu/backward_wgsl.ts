@@ -29,7 +29,6 @@ import {
   type Emit,
   headDimExpr,
   loadRows,
-  loadTransposed,
   maskTile,
   NEG_DECL,
   OPTION_PARAMS,
@@ -37,9 +36,13 @@ import {
   product,
   range,
   reg,
+  rowBlockPrologue,
+  scoresAndDp,
+  side,
   softcapWgsl,
   type Source,
   storeColumns,
+  tileLoop,
   zeroTile,
 } from "./_wgsl.ts";
 import { FLOAT_PARAMS, storeRow } from "./forward_wgsl.ts";
@@ -197,21 +200,7 @@ var<workgroup> wsU: array<u32, 4>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let tx = lid % 16u;
-  let ty = lid / 16u;
-  let rb = wid.x;
-  let h = wid.y;
-  let bl = wid.z;
-  let b = P.batchBase + bl;
-  let kh = h / (P.heads / P.kvHeads);
-  let slice = b * P.maskBatchStride + h / P.maskHeadDiv;
-  let row0 = rb * ${br}u;
-  let qStride = P.heads * ${HD};
-  let kStride = P.kvHeads * ${HD};
-  let qBase = P.qOff + (bl * P.nq * P.heads + h) * ${HD};
-  let kBase = P.kOff + (bl * P.nk * P.kvHeads + kh) * ${HD};
-  let boundsBase = P.boundsOff + slice * P.nk * 4u;
-  let myRow = i32(row0 + ty * ${rm}u);`);
+${rowBlockPrologue(br, rm, HD)}`);
   for (const i of range(rm)) {
     emit(
       `  let st${i} = stats[P.statsOff + (bl * P.heads + h) * P.nq + min(row0 + ty * ${rm}u + ${i}u, P.nq - 1u)];`,
@@ -220,70 +209,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   declareTile(emit, "g", rm, D4);
   declareTile(emit, "s", rm, C4);
   declareTile(emit, "dp", rm, C4);
-  emit(`  if (lid == 0u) {
-    let list = slice * P.rowBlocks + rb;
-    wsU[0] = sched[list];
-    wsU[1] = sched[list + 1u];
-  }
-  let tStart = workgroupUniformLoad(&wsU[0]);
-  let tEnd = workgroupUniformLoad(&wsU[1]);
-  for (var t = tStart; t < tEnd; t++) {
-    if (lid == 0u) { wsU[2] = sched[P.tilesOff + t]; }
-    let tile = workgroupUniformLoad(&wsU[2]);
-    let col0 = (tile >> 1u) * ${bc}u;`);
+  emit(tileLoop("slice * P.rowBlocks + rb", "col0", bc, "  "));
   zeroTile(emit, "s", rm, C4);
   zeroTile(emit, "dp", rm, C4);
-  emit(`    for (var kc = 0u; kc < (${HD} + ${kc - 1}u) / ${kc}u; kc++) {
-      let d0 = kc * ${kc}u;`);
-  const common = { kc, d0: "d0" };
-  loadTransposed(emit, src("q", "qBase", "qStride", "row0", "P.nq", HD), {
-    ...common,
-    region: qReg,
-    rows: br,
-    perm: 0,
-    scale: "P.qkScale",
+  scoresAndDp(emit, {
+    a: side("queries", {
+      rows: br,
+      perm: 0,
+      regions: [qReg, oReg],
+      owned: rm,
+      owner: `ty * ${R4}u`,
+    }),
+    b: side("keys", { rows: bc, perm: cn, regions: [kReg, vReg], owned: cn, owner: `tx * ${C4}u` }),
+    kc,
+    headDim: HD,
+    indent: "    ",
   });
-  loadTransposed(emit, src("dout", "qBase", "qStride", "row0", "P.nq", HD), {
-    ...common,
-    region: oReg,
-    rows: br,
-    perm: 0,
-  });
-  loadTransposed(emit, src("k", "kBase", "kStride", "col0", "P.nk", HD), {
-    ...common,
-    region: kReg,
-    rows: bc,
-    perm: cn,
-  });
-  loadTransposed(emit, src("v", "kBase", "kStride", "col0", "P.nk", HD), {
-    ...common,
-    region: vReg,
-    rows: bc,
-    perm: cn,
-  });
-  emit(`      workgroupBarrier();`);
-  const rowsA = (region: number) => ({ region, stride: br / 4, owner: `ty * ${R4}u` });
-  const colsB = (region: number) => ({ region, stride: bc / 4, owner: `tx * ${C4}u` });
-  product(emit, {
-    acc: "s",
-    rows: rm,
-    cols4: C4,
-    steps: kc,
-    tag: "s",
-    a: rowsA(qReg),
-    b: colsB(kReg),
-  });
-  product(emit, {
-    acc: "dp",
-    rows: rm,
-    cols4: C4,
-    steps: kc,
-    tag: "d",
-    a: rowsA(oReg),
-    b: colsB(vReg),
-  });
-  emit(`      workgroupBarrier();
-    }`);
   if (c.softcap) capTile(emit, "s", rm, C4);
   emit(`    if ((tile & 1u) != 0u || col0 + ${bc}u > P.nk) {`);
   maskTile(emit, {
@@ -422,70 +363,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let qBase = P.qOff + (bl * P.nq * P.heads + h) * ${HD};
     let statsBase = P.statsOff + (bl * P.heads + h) * P.nq;
     let boundsBase = P.boundsOff + slice * P.nk * 4u;
-    if (lid == 0u) {
-      let list = P.ptrOff + slice * P.colBlocks + cb;
-      wsU[0] = sched[list];
-      wsU[1] = sched[list + 1u];
-    }
-    let tStart = workgroupUniformLoad(&wsU[0]);
-    let tEnd = workgroupUniformLoad(&wsU[1]);
-    for (var t = tStart; t < tEnd; t++) {
-      if (lid == 0u) { wsU[2] = sched[P.tilesOff + t]; }
-      let tile = workgroupUniformLoad(&wsU[2]);
-      let row0 = (tile >> 1u) * ${br}u;`);
+${tileLoop("P.ptrOff + slice * P.colBlocks + cb", "row0", br, "    ")}`);
   zeroTile(emit, "s", rn, M4);
   zeroTile(emit, "dp", rn, M4);
-  emit(`      for (var kc = 0u; kc < (${HD} + ${kc - 1}u) / ${kc}u; kc++) {
-        let d0 = kc * ${kc}u;`);
-  const common = { kc, d0: "d0" };
-  loadTransposed(emit, src("k", "kBase", "kStride", "col0", "P.nk", HD), {
-    ...common,
-    region: kReg,
-    rows: bc,
-    perm: 0,
-    scale: "P.qkScale",
+  scoresAndDp(emit, {
+    a: side("keys", { rows: bc, perm: 0, regions: [kReg, vReg], owned: rn, owner: `ty * ${N4}u` }),
+    b: side("queries", {
+      rows: br,
+      perm: cm,
+      regions: [qReg, oReg],
+      owned: cm,
+      owner: `tx * ${M4}u`,
+    }),
+    kc,
+    headDim: HD,
+    indent: "      ",
   });
-  loadTransposed(emit, src("v", "kBase", "kStride", "col0", "P.nk", HD), {
-    ...common,
-    region: vReg,
-    rows: bc,
-    perm: 0,
-  });
-  loadTransposed(emit, src("q", "qBase", "qStride", "row0", "P.nq", HD), {
-    ...common,
-    region: qReg,
-    rows: br,
-    perm: cm,
-  });
-  loadTransposed(emit, src("dout", "qBase", "qStride", "row0", "P.nq", HD), {
-    ...common,
-    region: oReg,
-    rows: br,
-    perm: cm,
-  });
-  emit(`        workgroupBarrier();`);
-  const keysA = (region: number) => ({ region, stride: bc / 4, owner: `ty * ${N4}u` });
-  const rowsB = (region: number) => ({ region, stride: br / 4, owner: `tx * ${M4}u` });
-  product(emit, {
-    acc: "s",
-    rows: rn,
-    cols4: M4,
-    steps: kc,
-    tag: "s",
-    a: keysA(kReg),
-    b: rowsB(qReg),
-  });
-  product(emit, {
-    acc: "dp",
-    rows: rn,
-    cols4: M4,
-    steps: kc,
-    tag: "d",
-    a: keysA(vReg),
-    b: rowsB(oReg),
-  });
-  emit(`        workgroupBarrier();
-      }`);
   // per owned query row tx + 16·m: its stats
   for (const m of range(cm)) {
     emit(`      let st${m} = stats[statsBase + min(row0 + tx + ${16 * m}u, P.nq - 1u)];`);

@@ -40,8 +40,10 @@ import {
   product,
   range,
   reg,
+  rowBlockPrologue,
   softcapWgsl,
   storeColumns,
+  tileLoop,
   XYZW,
   zeroTile,
 } from "./_wgsl.ts";
@@ -144,36 +146,12 @@ ${NEG_DECL}
 ${c.dropout ? dropoutWgsl() : ""}${c.softcap ? softcapWgsl() : ""}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let tx = lid % 16u;
-  let ty = lid / 16u;
-  let rb = wid.x;
-  let h = wid.y;
-  let bl = wid.z;
-  let b = P.batchBase + bl;
-  let kh = h / (P.heads / P.kvHeads);
-  let slice = b * P.maskBatchStride + h / P.maskHeadDiv;
-  let row0 = rb * ${br}u;
-  let qStride = P.heads * ${HD};
-  let kStride = P.kvHeads * ${HD};
-  let qBase = P.qOff + (bl * P.nq * P.heads + h) * ${HD};
-  let kBase = P.kOff + (bl * P.nk * P.kvHeads + kh) * ${HD};
-  let vBase = kBase;
-  let boundsBase = P.boundsOff + slice * P.nk * 4u;
-  let myRow = i32(row0 + ty * ${rm}u);`);
+${rowBlockPrologue(br, rm, HD)}
+  let vBase = kBase;`);
   for (const i of range(rm)) emit(`  var m${i}: f32 = NEG;\n  var l${i}: f32 = 0.0;`);
   declareTile(emit, "o", rm, D4);
   declareTile(emit, "s", rm, C4);
-  emit(`  if (lid == 0u) {
-    let list = slice * P.rowBlocks + rb;
-    wsU[0] = sched[list];
-    wsU[1] = sched[list + 1u];
-  }
-  let tStart = workgroupUniformLoad(&wsU[0]);
-  let tEnd = workgroupUniformLoad(&wsU[1]);
-  for (var t = tStart; t < tEnd; t++) {
-    if (lid == 0u) { wsU[2] = sched[P.tilesOff + t]; }
-    let tile = workgroupUniformLoad(&wsU[2]);
-    let col0 = (tile >> 1u) * ${bc}u;`);
+  emit(tileLoop("slice * P.rowBlocks + rb", "col0", bc, "  "));
   zeroTile(emit, "s", rm, C4);
 
   // ---- S = Q Kᵀ over d in chunks of KC
