@@ -48,6 +48,12 @@ export interface KernelExports {
   bwdPrep: KernelFn;
   backward: KernelFn;
   bwdReduce: KernelFn;
+  decode: KernelFn;
+  decodeCombine: KernelFn;
+  /** Test hook: Philox4x32-10 of four counters (layout in wasm/assembly/kernels.ts). */
+  philoxAt: (io: number) => void;
+  /** Test hook: the softcap's f32x4 tanh, in place on `n` floats. */
+  tanhAt: (io: number, n: number) => void;
   /** The GEMM micro-kernel ceiling (bench baseline), through the TN micro-kernel. */
   gemmBench: GemmBenchFn;
   /** Same through the NN micro-kernel. */
@@ -55,7 +61,14 @@ export interface KernelExports {
 }
 
 /** Name of a phase kernel. */
-export type PhaseName = "pack" | "forward" | "bwdPrep" | "backward" | "bwdReduce";
+export type PhaseName =
+  | "pack"
+  | "forward"
+  | "bwdPrep"
+  | "backward"
+  | "bwdReduce"
+  | "decode"
+  | "decodeCombine";
 
 /** One phase: a kernel over `nItems` items listed at `items`, taking them from `counter`. */
 export interface Phase {

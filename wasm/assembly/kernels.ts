@@ -1,20 +1,29 @@
-// FlashAttention-2 forward and backward kernels for the WASM backend (AssemblyScript, v128 f32x4).
+// FlashAttention-2 forward and backward kernels, and split-KV decoding, for the WASM backend
+// (AssemblyScript, v128 f32x4).
 //
 // What it computes: exactly what tiled.ts specifies. Forward: out = softmax(q kᵀ·scale + mask) v
 // and lse (natural log) per (batch, query head, row). Backward: D = rowsum(dO∘O), P recomputed
-// from lse, dS = P∘(dP − D), dQ = dS·K·scale, dK = dSᵀ·Q·scale, dV = Pᵀ·dO.
+// from lse, dS = P∘(dP − D), dQ = dS·K·scale, dK = dSᵀ·Q·scale, dV = Pᵀ·dO. Options: softcap
+// (score ← c·tanh(score / c) before the softmax; dS multiplied by 1 − tanh²) and dropout (P∘Z in
+// O and dV, Z = 1/(1 − p) or 0 from Philox4x32-10 at (b, h, i, j) as masks/dropout.ts; l and lse
+// are those of the undropped P; dS = P∘(dP∘Z − D)). Block masks need no kernel work: the host
+// picks tiles that divide the blocks and the schedule skips the zero blocks' tiles.
 //
 // Shapes: host tensors are [B, N, H, d] row-major ("user layout"); the pack kernel copies them into
 // head-major "packed" rows [B, H, N, dp] (dp = d rounded up to a multiple of 4, zero padded) so a
 // tile's rows are contiguous. lse is [B, Hq, Nq]. Outputs are written in the user layout, f32 or
-// binary16 bits.
+// binary16 bits. Decoding reads q, k, v in place in the user layout (no pack phase).
 //
-// Tiling: Br query rows × Bc key columns per tile (Br a multiple of 8), driven by the shared
-// block schedule: the forward item (b, h, row block) walks rowTiles of its mask slice, the backward
-// item (b, key head, chunk) walks, for each column block c ≡ chunk (mod nChunks), the colTiles of
-// every query head of the group. Scores are kept transposed, Sᵀ[j][i] (Bc × Br): lanes hold four
-// query rows, so row max/sum of the online softmax are plain vector ops. GEMMs use 6×2 register
-// blocking (6 rows of A broadcast, 2 vectors of B: 12 f32x4 accumulators), k unrolled by 2.
+// Tiling: Br query rows × Bc key columns per tile (Br a multiple of 8, Bc of 4; both in the
+// parameter block), driven by the shared block schedule: the forward item (b, h, row block) walks
+// rowTiles of its mask slice, the backward item (b, key head, chunk) walks, for each column block
+// c ≡ chunk (mod nChunks), the colTiles of every query head of the group. Scores are kept
+// transposed, Sᵀ[j][r] (Bc × Br): lanes hold four query rows, so row max/sum of the online
+// softmax are plain vector ops, and one Philox call (4 words for 4 aligned keys of one row, over
+// 4 lanes = rows) covers a 4 × 4 block. GEMMs use 6×2 register blocking (6 rows of A broadcast,
+// 2 vectors of B: 12 f32x4 accumulators), a 4-row block for the remainder of M. Decode item
+// (row group, split): the rows (h, i) of the query heads of one key head that share a mask
+// slice, against one contiguous run of that slice's tiles; `decodeCombine` merges the runs.
 //
 // Invariants: skipped tiles are never touched (they are not in the lists); full tiles do no mask
 // work; partial tiles test each element against its column's canonical bounds
@@ -23,9 +32,10 @@
 // m = −∞, l = 0 and gets out 0, lse −∞; in the backward pass its lse2 is +∞, so P = 0 exactly.
 // Every output element is produced by exactly one work item, in a fixed order, so results do not
 // depend on the thread count: dQ is accumulated per chunk into its own partial buffer (the chunk
-// count depends on the problem only) and the partials are summed in chunk order by `bwdReduce`.
+// count depends on the problem only) and the partials are summed in chunk order by `bwdReduce`;
+// decode splits (their number depends on the problem only) are merged in split order.
 // Nothing is allocated here: every buffer is laid out by wasm/backend.ts in the shared memory,
-// addressed through the parameter block `p` (slot numbers below match wasm/_layout.ts).
+// addressed through the parameter block `p` (slot numbers below match the P table there).
 
 // ---- parameter block slots (i32 index) -------------------------------------------------------
 const P_B: i32 = 0;
@@ -66,6 +76,17 @@ const P_DQ: i32 = 34;
 const P_NPACK: i32 = 35; // pack: number of tensors
 const P_PACK: i32 = 36; // pack: 4 slots per tensor: src, dst, seq, heads
 const P_IN_F16: i32 = 56; // inputs are binary16
+const P_SOFTCAP2: i32 = 57; // f32: softcap · log2 e (0: no softcap)
+const P_DROP: i32 = 58; // dropout on
+const P_DROP_THR: i32 = 59; // u32: a Philox word below this drops its element
+const P_DROP_SCALE: i32 = 60; // f32: 1 / (1 − p)
+const P_SEED_LO: i32 = 61; // u32: Philox key word 0
+const P_SEED_HI: i32 = 62; // u32: Philox key word 1
+const P_GROUPS: i32 = 63; // decode: row groups, 4 × i32 each: b, key head, first head, heads
+const P_SPLITS: i32 = 64; // decode: key splits per row group
+const P_ROWS_MAX: i32 = 65; // decode: most rows of a group, rounded up to 4
+const P_PART: i32 = 66; // decode: per item, O (ROWS_MAX × dp), then m and l (ROWS_MAX each)
+const P_KV_DIRECT: i32 = 67; // decode: K and V are read in place (f32 and d % 4 == 0)
 
 @inline function pi(p: usize, slot: i32): i32 {
   return load<i32>(p + (<usize>slot << 2));
@@ -207,6 +228,123 @@ function f2h(x: f32): u32 {
   else store<f32>(base + (idx << 2), v);
 }
 
+/** Four binary16 values at `ptr` → f32x4, exactly (subnormals, infinities and NaN included). */
+@inline function h2f4(ptr: usize): v128 {
+  const h = v128.load16x4_u(ptr);
+  const em = v128.and(h, i32x4.splat(0x7fff));
+  const bits = i32x4.shl(em, 13);
+  // ·2^112 re-biases the exponent; f16 subnormals become f32 normals exactly
+  const v = f32x4.mul(bits, f32x4.splat(5.192296858534828e33));
+  const special = i32x4.ge_u(em, i32x4.splat(0x7c00));
+  const r = v128.bitselect(v128.or(bits, i32x4.splat(0x7f800000)), v, special);
+  return v128.or(r, i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16));
+}
+
+// tanh on f32x4 for the softcap: |x| < 0.625: odd Taylor series to x^17 (f32 Horner, ≈1 ulp);
+// else 1 − 2/(e^{2|x|} + 1) with exp2v (≤ 3 units of 2^-24 relative, checked in
+// tests/wasm_test.ts); the sign is restored at the end, and 2|x|·log2 e is capped at 64 (tanh is
+// 1 in f32 long before).
+const TANH_C1: f32 = -0.3333333333333333;
+const TANH_C2: f32 = 0.13333333333333333;
+const TANH_C3: f32 = -0.05396825396825397;
+const TANH_C4: f32 = 0.021869488536155203;
+const TANH_C5: f32 = -0.008863235529902197;
+const TANH_C6: f32 = 0.003592128036572481;
+const TANH_C7: f32 = -0.0014558343870513183;
+const TANH_C8: f32 = 0.0005900274409455859;
+
+@inline function tanhv(x: v128): v128 {
+  const sign = v128.and(x, i32x4.splat(0x80000000));
+  const a = f32x4.abs(x);
+  const x2 = f32x4.mul(a, a);
+  let p = madd(f32x4.splat(TANH_C8), x2, f32x4.splat(TANH_C7));
+  p = madd(p, x2, f32x4.splat(TANH_C6));
+  p = madd(p, x2, f32x4.splat(TANH_C5));
+  p = madd(p, x2, f32x4.splat(TANH_C4));
+  p = madd(p, x2, f32x4.splat(TANH_C3));
+  p = madd(p, x2, f32x4.splat(TANH_C2));
+  p = madd(p, x2, f32x4.splat(TANH_C1));
+  const small = madd(a, f32x4.mul(p, x2), a);
+  const y = f32x4.min(f32x4.mul(a, f32x4.splat(2.8853900817779268)), f32x4.splat(64));
+  const e = exp2v(
+    y,
+    f32x4.splat(EXP2_LO),
+    f32x4.splat(EXP2_MAGIC),
+    f32x4.splat(EXP2_C0),
+    f32x4.splat(EXP2_C1),
+    f32x4.splat(EXP2_C2),
+    f32x4.splat(EXP2_C3),
+    f32x4.splat(EXP2_C4),
+    f32x4.splat(EXP2_C5),
+    f32x4.splat(1.0),
+    i32x4.splat(127),
+  );
+  const one = f32x4.splat(1.0);
+  const large = f32x4.sub(one, f32x4.div(f32x4.splat(2.0), f32x4.add(e, one)));
+  const r = v128.bitselect(small, large, f32x4.lt(a, f32x4.splat(0.625)));
+  return v128.or(r, sign);
+}
+
+// Philox4x32-10 (Salmon et al., SC'11; masks/dropout.ts is the reference) on four counters at
+// once, lane by lane: the 32×32 → 64-bit products are exact u64 multiplies (i64x2.extmul), their
+// high and low words split by shuffles. Dropout counts element (b, h, i, j) as
+// [j >>> 2, i, h, b] with key [seed mod 2^32, floor(seed / 2^32)] and keeps it iff word j & 3 is
+// at least the threshold round(p · 2^32).
+const PHILOX_M0: u32 = 0xd2511f53;
+const PHILOX_M1: u32 = 0xcd9e8d57;
+const PHILOX_W0: u32 = 0x9e3779b9;
+const PHILOX_W1: u32 = 0xbb67ae85;
+
+/** Philox4x32-10 of counters (c0, c1, c2, c3) lane-wise, key (k0, k1); the 4 words go to `out`. */
+function philox(c0: v128, c1: v128, c2: v128, c3: v128, k0: u32, k1: u32, out: usize): void {
+  const m0 = i32x4.splat(PHILOX_M0), m1 = i32x4.splat(PHILOX_M1);
+  for (let r = 0; r < 10; r++) {
+    const a0 = i64x2.extmul_low_i32x4_u(c0, m0), a1 = i64x2.extmul_high_i32x4_u(c0, m0);
+    const b0 = i64x2.extmul_low_i32x4_u(c2, m1), b1 = i64x2.extmul_high_i32x4_u(c2, m1);
+    const hi0 = i32x4.shuffle(a0, a1, 1, 3, 5, 7), lo0 = i32x4.shuffle(a0, a1, 0, 2, 4, 6);
+    const hi1 = i32x4.shuffle(b0, b1, 1, 3, 5, 7), lo1 = i32x4.shuffle(b0, b1, 0, 2, 4, 6);
+    c0 = v128.xor(v128.xor(hi1, c1), i32x4.splat(k0));
+    c1 = lo1;
+    c2 = v128.xor(v128.xor(hi0, c3), i32x4.splat(k1));
+    c3 = lo0;
+    k0 += PHILOX_W0;
+    k1 += PHILOX_W1;
+  }
+  v128.store(out, c0);
+  v128.store(out, c1, 16);
+  v128.store(out, c2, 32);
+  v128.store(out, c3, 48);
+}
+
+/** Dropout factor of each lane: `scale` where the Philox word is ≥ the threshold, else 0. */
+@inline function keepFactor(word: v128, thr: v128, scale: v128): v128 {
+  return v128.and(i32x4.ge_u(word, thr), scale);
+}
+
+/**
+ * Test hook: Philox4x32-10 of four counters, lane l being (c0[l], c1[l], c2[l], c3[l]) with
+ * c_k = 4 × u32 at io + 16k, key 2 × u32 at io + 64; word w of lane l goes to io + 80 + 16w + 4l.
+ */
+export function philoxAt(io: usize): void {
+  philox(
+    v128.load(io),
+    v128.load(io, 16),
+    v128.load(io, 32),
+    v128.load(io, 48),
+    load<u32>(io, 64),
+    load<u32>(io, 68),
+    io + 80,
+  );
+}
+
+/** Test hook: x ← tanh(x) (the softcap's tanhv) for n f32 at `io`, n a multiple of 4. */
+export function tanhAt(io: usize, n: i32): void {
+  for (let x = 0; x < n; x += 4) {
+    const a = io + (<usize>x << 2);
+    v128.store(a, tanhv(v128.load(a)));
+  }
+}
+
 // ---- GEMM micro-kernels ----------------------------------------------------------------------
 // All matrices are f32, row-major, strides in bytes. N is counted in 4-lane vectors.
 
@@ -233,6 +371,14 @@ function gemmNN(
     let n = 0;
     for (; n + 2 <= NV; n += 2) nn6x2(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, acc);
     if (n < NV) nn6x1(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, acc);
+  }
+  if (m + 4 <= M) {
+    const a = A + <usize>m * la;
+    const c = C + <usize>m * lc;
+    let n = 0;
+    for (; n + 2 <= NV; n += 2) nn4x2(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, acc);
+    if (n < NV) nn4x1(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, acc);
+    m += 4;
   }
   for (; m < M; m++) {
     const a = A + <usize>m * la;
@@ -338,6 +484,56 @@ function gemmNN(
   v128.store(c + 3 * lc, c3); v128.store(c + 4 * lc, c4); v128.store(c + 5 * lc, c5);
 }
 
+@inline function nn4x2(a0: usize, la: usize, b: usize, lb: usize, c: usize, lc: usize, K: i32, acc: bool): void {
+  let c00 = f32x4.splat(0), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+  if (acc) {
+    c00 = v128.load(c); c01 = v128.load(c, 16);
+    c10 = v128.load(c + lc); c11 = v128.load(c + lc, 16);
+    c20 = v128.load(c + 2 * lc); c21 = v128.load(c + 2 * lc, 16);
+    c30 = v128.load(c + 3 * lc); c31 = v128.load(c + 3 * lc, 16);
+  }
+  const a1 = a0 + la, a2 = a1 + la, a3 = a2 + la;
+  let off: usize = 0;
+  const end = <usize>K << 2;
+  while (off < end) {
+    const b0 = v128.load(b), b1 = v128.load(b, 16);
+    let x = v128.load32_splat(a0 + off);
+    c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
+    x = v128.load32_splat(a1 + off);
+    c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
+    x = v128.load32_splat(a2 + off);
+    c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
+    x = v128.load32_splat(a3 + off);
+    c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
+    off += 4;
+    b += lb;
+  }
+  v128.store(c, c00); v128.store(c, c01, 16);
+  v128.store(c + lc, c10); v128.store(c + lc, c11, 16);
+  v128.store(c + 2 * lc, c20); v128.store(c + 2 * lc, c21, 16);
+  v128.store(c + 3 * lc, c30); v128.store(c + 3 * lc, c31, 16);
+}
+
+@inline function nn4x1(a0: usize, la: usize, b: usize, lb: usize, c: usize, lc: usize, K: i32, acc: bool): void {
+  let c0 = f32x4.splat(0), c1 = c0, c2 = c0, c3 = c0;
+  if (acc) {
+    c0 = v128.load(c); c1 = v128.load(c + lc); c2 = v128.load(c + 2 * lc); c3 = v128.load(c + 3 * lc);
+  }
+  const a1 = a0 + la, a2 = a1 + la, a3 = a2 + la;
+  let off: usize = 0;
+  const end = <usize>K << 2;
+  while (off < end) {
+    const b0 = v128.load(b);
+    c0 = madd(v128.load32_splat(a0 + off), b0, c0);
+    c1 = madd(v128.load32_splat(a1 + off), b0, c1);
+    c2 = madd(v128.load32_splat(a2 + off), b0, c2);
+    c3 = madd(v128.load32_splat(a3 + off), b0, c3);
+    off += 4;
+    b += lb;
+  }
+  v128.store(c, c0); v128.store(c + lc, c1); v128.store(c + 2 * lc, c2); v128.store(c + 3 * lc, c3);
+}
+
 @inline function nn1x1(a: usize, b: usize, lb: usize, c: usize, K: i32, acc: bool): void {
   let c0 = acc ? v128.load(c) : f32x4.splat(0);
   for (let k = 0; k < K; k++) {
@@ -371,6 +567,15 @@ function gemmTN(
     let n = 0;
     for (; n + 2 <= NV; n += 2) tn6x2(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, al);
     if (n < NV) tn6x1(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, al);
+  }
+  if (m + 4 <= M) {
+    const a = A + (<usize>m << 2);
+    const c = C + <usize>m * lc;
+    const al = alpha ? alpha + (<usize>m << 2) : 0;
+    let n = 0;
+    for (; n + 2 <= NV; n += 2) tn4x2(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, al);
+    if (n < NV) tn4x1(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, al);
+    m += 4;
   }
   for (; m < M; m++) {
     const a = A + (<usize>m << 2);
@@ -481,6 +686,56 @@ function gemmTN(
   v128.store(c + 3 * lc, c3); v128.store(c + 4 * lc, c4); v128.store(c + 5 * lc, c5);
 }
 
+@inline function tn4x2(a: usize, la: usize, b: usize, lb: usize, c: usize, lc: usize, K: i32, al: usize): void {
+  let c00 = v128.load(c), c01 = v128.load(c, 16);
+  let c10 = v128.load(c + lc), c11 = v128.load(c + lc, 16);
+  let c20 = v128.load(c + 2 * lc), c21 = v128.load(c + 2 * lc, 16);
+  let c30 = v128.load(c + 3 * lc), c31 = v128.load(c + 3 * lc, 16);
+  if (al) {
+    let s = v128.load32_splat(al); c00 = f32x4.mul(c00, s); c01 = f32x4.mul(c01, s);
+    s = v128.load32_splat(al, 4); c10 = f32x4.mul(c10, s); c11 = f32x4.mul(c11, s);
+    s = v128.load32_splat(al, 8); c20 = f32x4.mul(c20, s); c21 = f32x4.mul(c21, s);
+    s = v128.load32_splat(al, 12); c30 = f32x4.mul(c30, s); c31 = f32x4.mul(c31, s);
+  }
+  for (let k = 0; k < K; k++) {
+    const b0 = v128.load(b), b1 = v128.load(b, 16);
+    let x = v128.load32_splat(a);
+    c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
+    x = v128.load32_splat(a, 4);
+    c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
+    x = v128.load32_splat(a, 8);
+    c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
+    x = v128.load32_splat(a, 12);
+    c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
+    a += la;
+    b += lb;
+  }
+  v128.store(c, c00); v128.store(c, c01, 16);
+  v128.store(c + lc, c10); v128.store(c + lc, c11, 16);
+  v128.store(c + 2 * lc, c20); v128.store(c + 2 * lc, c21, 16);
+  v128.store(c + 3 * lc, c30); v128.store(c + 3 * lc, c31, 16);
+}
+
+@inline function tn4x1(a: usize, la: usize, b: usize, lb: usize, c: usize, lc: usize, K: i32, al: usize): void {
+  let c0 = v128.load(c), c1 = v128.load(c + lc), c2 = v128.load(c + 2 * lc), c3 = v128.load(c + 3 * lc);
+  if (al) {
+    c0 = f32x4.mul(c0, v128.load32_splat(al));
+    c1 = f32x4.mul(c1, v128.load32_splat(al, 4));
+    c2 = f32x4.mul(c2, v128.load32_splat(al, 8));
+    c3 = f32x4.mul(c3, v128.load32_splat(al, 12));
+  }
+  for (let k = 0; k < K; k++) {
+    const b0 = v128.load(b);
+    c0 = madd(v128.load32_splat(a), b0, c0);
+    c1 = madd(v128.load32_splat(a, 4), b0, c1);
+    c2 = madd(v128.load32_splat(a, 8), b0, c2);
+    c3 = madd(v128.load32_splat(a, 12), b0, c3);
+    a += la;
+    b += lb;
+  }
+  v128.store(c, c0); v128.store(c + lc, c1); v128.store(c + 2 * lc, c2); v128.store(c + 3 * lc, c3);
+}
+
 @inline function tn1x1(a: usize, la: usize, b: usize, lb: usize, c: usize, K: i32, al: usize): void {
   let c0 = v128.load(c);
   if (al) c0 = f32x4.mul(c0, v128.load32_splat(al));
@@ -495,27 +750,70 @@ function gemmTN(
 // ---- mask and softmax on a transposed score tile ---------------------------------------------
 
 /**
- * Partial tile: sets Sᵀ[j][i] to −∞ where row i0 + i is inside column j's masked runs
- * [lts, lte) ∪ [uts, ute) (bounds at `bnd`, 4 × i32 per column).
+ * Partial tile: sets Sᵀ[j][r] to −∞ where query row RI[r] is inside column j's masked runs
+ * [lts, lte) ∪ [uts, ute) (bounds at `bnd`, 4 × i32 per column; RI: i32 per tile row).
  */
-function maskTile(S: usize, ls: usize, cols: i32, rowsPad: i32, i0: i32, bnd: usize): void {
+function maskTile(S: usize, ls: usize, cols: i32, rowsPad: i32, RI: usize, bnd: usize): void {
   const negInf = f32x4.splat(-Infinity);
-  const base = i32x4.add(i32x4.splat(i0), i32x4(0, 1, 2, 3));
-  const four = i32x4.splat(4);
   for (let j = 0; j < cols; j++) {
     const o = bnd + (<usize>j << 4);
     const lts = v128.load32_splat(o), lte = v128.load32_splat(o, 4);
     const uts = v128.load32_splat(o, 8), ute = v128.load32_splat(o, 12);
-    let iv = base;
     const row = S + <usize>j * ls;
     for (let g = 0; g < rowsPad; g += 4) {
+      const go = <usize>g << 2;
+      const iv = v128.load(RI + go);
       const hit = v128.or(
         v128.and(i32x4.ge_s(iv, lts), i32x4.lt_s(iv, lte)),
         v128.and(i32x4.ge_s(iv, uts), i32x4.lt_s(iv, ute)),
       );
+      v128.store(row + go, v128.bitselect(negInf, v128.load(row + go), hit));
+    }
+  }
+}
+
+/** Softcap on a log2-domain score tile: Sᵀ ← C·tanh(Sᵀ / C), C = softcap · log2 e. */
+function capTile(S: usize, ls: usize, cols: i32, rowsPad: i32, cap: f32): void {
+  const c = f32x4.splat(cap), inv = f32x4.splat(<f32>1.0 / cap);
+  for (let j = 0; j < cols; j++) {
+    const row = S + <usize>j * ls;
+    for (let g = 0; g < rowsPad; g += 4) {
       const a = row + (<usize>g << 2);
-      v128.store(a, v128.bitselect(negInf, v128.load(a), hit));
-      iv = i32x4.add(iv, four);
+      v128.store(a, f32x4.mul(c, tanhv(f32x4.mul(v128.load(a), inv))));
+    }
+  }
+}
+
+/**
+ * Dropout on a probability tile: Pᵀ[j][r] ← Pᵀ[j][r] · Z, Z = 1/(1 − p) or 0 by the Philox word
+ * of (batch b, head RH[r], row RI[r], key j0 + j). One Philox call covers 4 rows × 4 aligned keys
+ * (j0 is a multiple of 4; the keys past `cols` in the last group are rows of scratch, unused).
+ */
+function dropTile(
+  S: usize,
+  ls: usize,
+  cols: i32,
+  rowsPad: i32,
+  RI: usize,
+  RH: usize,
+  b: i32,
+  j0: i32,
+  p: usize,
+  PH: usize,
+): void {
+  const thr = i32x4.splat(pi(p, P_DROP_THR)), scale = f32x4.splat(pf(p, P_DROP_SCALE));
+  const k0 = <u32>pi(p, P_SEED_LO), k1 = <u32>pi(p, P_SEED_HI);
+  const bv = i32x4.splat(b);
+  for (let j = 0; j < cols; j += 4) {
+    const cv = i32x4.splat((j0 + j) >>> 2);
+    const row = S + <usize>j * ls;
+    for (let g = 0; g < rowsPad; g += 4) {
+      const go = <usize>g << 2;
+      philox(cv, v128.load(RI + go), v128.load(RH + go), bv, k0, k1, PH);
+      for (let w = 0; w < 4; w++) {
+        const a = row + <usize>w * ls + go;
+        v128.store(a, f32x4.mul(v128.load(a), keepFactor(v128.load(PH + (<usize>w << 4)), thr, scale)));
+      }
     }
   }
 }
@@ -606,6 +904,7 @@ export function forward(p: usize, tid: i32, counter: usize, items: usize, nItems
   const bounds = pu(p, P_BOUNDS), tilePtr = pu(p, P_TILE_PTR), tiles = pu(p, P_TILES);
   const sliceOf = pu(p, P_SLICE_OF);
   const qp = pu(p, P_Q), kp = pu(p, P_K), vp = pu(p, P_V), outp = pu(p, P_OUT), lsep = pu(p, P_LSE);
+  const cap = pf(p, P_SOFTCAP2), drop = pi(p, P_DROP) != 0;
   const group = H / Hk;
   const ls = <usize>Br << 2; // row stride of Qᵀ and Sᵀ (bytes)
   const ld = <usize>dp << 2; // row stride of packed rows and of O (bytes)
@@ -615,6 +914,9 @@ export function forward(p: usize, tid: i32, counter: usize, items: usize, nItems
   const M = O + <usize>Br * ld;
   const L = M + ls;
   const AL = L + ls;
+  const RI = AL + ls;
+  const RH = RI + ls;
+  const PH = RH + ls;
   const negInf = f32x4.splat(-Infinity), zero = f32x4.splat(0);
   for (let it = nextItem(counter, items, nItems); it >= 0; it = nextItem(counter, items, nItems)) {
     const r = it % rowBlocks, bh = it / rowBlocks, h = bh % H, b = bh / H;
@@ -633,6 +935,10 @@ export function forward(p: usize, tid: i32, counter: usize, items: usize, nItems
       v128.store(M + (<usize>g << 2), negInf);
       v128.store(L + (<usize>g << 2), zero);
     }
+    for (let i = 0; i < rowsPad; i++) {
+      store<i32>(RI + (<usize>i << 2), i0 + i);
+      store<i32>(RH + (<usize>i << 2), h);
+    }
     memory.fill(O, 0, <usize>rowsPad * ld);
     const kb = kp + <usize>(b * Hk + kh) * nk * ld;
     const vb = vp + <usize>(b * Hk + kh) * nk * ld;
@@ -642,30 +948,39 @@ export function forward(p: usize, tid: i32, counter: usize, items: usize, nItems
       const e = load<u32>(tiles + (<usize>t << 2));
       const j0 = <i32>(e >> 1) * Bc, cols = min(Bc, nk - j0);
       gemmNN(kb + <usize>j0 * ld, ld, QT, ls, ST, ls, cols, rowsPad >> 2, dp, false);
-      if (e & 1) maskTile(ST, ls, cols, rowsPad, i0, bounds + (<usize>(slice * nk + j0) << 4));
+      if (cap != 0) capTile(ST, ls, cols, rowsPad, cap);
+      if (e & 1) maskTile(ST, ls, cols, rowsPad, RI, bounds + (<usize>(slice * nk + j0) << 4));
       softmaxTile(ST, ls, cols, rowsPad, M, L, AL);
+      if (drop) dropTile(ST, ls, cols, rowsPad, RI, RH, b, j0, p, PH);
       gemmTN(ST, ls, vb + <usize>j0 * ld, ld, O, ld, rowsPad, dp >> 2, cols, AL);
     }
     // out = O / l (0 when the row saw nothing); lse = m·ln 2 + ln l
     for (let i = 0; i < rows; i++) {
-      const l = load<f32>(L + (<usize>i << 2)), m = load<f32>(M + (<usize>i << 2));
-      const row = O + <usize>i * ld;
       const oi = <usize>((b * nq + i0 + i) * H + h) * d;
-      if (l > 0) {
-        if (!f16 && (d & 3) == 0) {
-          const lv = f32x4.splat(l);
-          for (let x = 0; x < d; x += 4) {
-            v128.store(outp + ((oi + x) << 2), f32x4.div(v128.load(row + (<usize>x << 2)), lv));
-          }
-        } else {
-          for (let x = 0; x < d; x++) storeOut(outp, oi + x, load<f32>(row + (<usize>x << 2)) / l, f16);
-        }
-        store<f32>(lsep + (<usize>(bh * nq + i0 + i) << 2), <f32>(<f64>m * Math.LN2 + ln(<f64>l)));
-      } else {
-        for (let x = 0; x < d; x++) storeOut(outp, oi + x, 0, f16);
-        store<f32>(lsep + (<usize>(bh * nq + i0 + i) << 2), -Infinity);
-      }
+      finishRow(O + <usize>i * ld, M + (<usize>i << 2), L + (<usize>i << 2), outp, oi, d, f16, lsep + (<usize>(bh * nq + i0 + i) << 2));
     }
+  }
+}
+
+/**
+ * Writes one finished row: out = O / l in the user layout at element `oi` (0 when l = 0: the row
+ * saw nothing) and lse = m·ln 2 + ln l (−∞ when l = 0).
+ */
+function finishRow(row: usize, m: usize, l: usize, outp: usize, oi: usize, d: i32, f16: bool, lse: usize): void {
+  const lv = load<f32>(l), mv = load<f32>(m);
+  if (lv > 0) {
+    if (!f16 && (d & 3) == 0) {
+      const lvv = f32x4.splat(lv);
+      for (let x = 0; x < d; x += 4) {
+        v128.store(outp + ((oi + x) << 2), f32x4.div(v128.load(row + (<usize>x << 2)), lvv));
+      }
+    } else {
+      for (let x = 0; x < d; x++) storeOut(outp, oi + x, load<f32>(row + (<usize>x << 2)) / lv, f16);
+    }
+    store<f32>(lse, <f32>(<f64>mv * Math.LN2 + ln(<f64>lv)));
+  } else {
+    for (let x = 0; x < d; x++) storeOut(outp, oi + x, 0, f16);
+    store<f32>(lse, -Infinity);
   }
 }
 
@@ -782,6 +1097,87 @@ function dsTile(
 }
 
 /**
+ * dsTile with the options: softcap (Sᵀ ← C·tanh(Sᵀ/C) before the exp, dSᵀ multiplied by the
+ * slope 1 − tanh²) and dropout (S ← Pᵀ∘Z for dV, dSᵀ = Pᵀ∘(dPᵀ∘Z − D), Z regenerated by Philox for
+ * batch b, head h, rows i0 + r, keys j0 + j). Works on 4 keys × 4 rows at a time (one Philox call).
+ */
+function dsTileOpt(
+  S: usize,
+  DP: usize,
+  ls: usize,
+  cols: i32,
+  rowsPad: i32,
+  lse2: usize,
+  Dv: usize,
+  partial: bool,
+  i0: i32,
+  bnd: usize,
+  p: usize,
+  b: i32,
+  h: i32,
+  j0: i32,
+  PH: usize,
+): void {
+  const cap = pf(p, P_SOFTCAP2), drop = pi(p, P_DROP) != 0;
+  const capv = f32x4.splat(cap), inv = f32x4.splat(cap != 0 ? <f32>1.0 / cap : 0);
+  const thr = i32x4.splat(pi(p, P_DROP_THR)), dscale = f32x4.splat(pf(p, P_DROP_SCALE));
+  const k0 = <u32>pi(p, P_SEED_LO), k1 = <u32>pi(p, P_SEED_HI);
+  const bv = i32x4.splat(b), hv = i32x4.splat(h);
+  const zero = f32x4.splat(0), one = f32x4.splat(1);
+  for (let j4 = 0; j4 < cols; j4 += 4) {
+    const cv = i32x4.splat((j0 + j4) >>> 2);
+    for (let g = 0; g < rowsPad; g += 4) {
+      const go = <usize>g << 2;
+      const iv = i32x4.add(i32x4.splat(i0 + g), i32x4(0, 1, 2, 3));
+      if (drop) philox(cv, iv, hv, bv, k0, k1, PH);
+      const l2 = v128.load(lse2 + go), dd = v128.load(Dv + go);
+      const wn = min(4, cols - j4);
+      for (let w = 0; w < wn; w++) {
+        const j = j4 + w;
+        const sa = S + <usize>j * ls + go, da = DP + <usize>j * ls + go;
+        let sv = v128.load(sa);
+        let slope = one;
+        if (cap != 0) {
+          const t = tanhv(f32x4.mul(sv, inv));
+          sv = f32x4.mul(capv, t);
+          slope = f32x4.sub(one, f32x4.mul(t, t));
+        }
+        let pv = exp2v(
+          f32x4.sub(sv, l2),
+          f32x4.splat(EXP2_LO),
+          f32x4.splat(EXP2_MAGIC),
+          f32x4.splat(EXP2_C0),
+          f32x4.splat(EXP2_C1),
+          f32x4.splat(EXP2_C2),
+          f32x4.splat(EXP2_C3),
+          f32x4.splat(EXP2_C4),
+          f32x4.splat(EXP2_C5),
+          one,
+          i32x4.splat(127),
+        );
+        if (partial) {
+          const o = bnd + (<usize>j << 4);
+          const hit = v128.or(
+            v128.and(i32x4.ge_s(iv, v128.load32_splat(o)), i32x4.lt_s(iv, v128.load32_splat(o, 4))),
+            v128.and(i32x4.ge_s(iv, v128.load32_splat(o, 8)), i32x4.lt_s(iv, v128.load32_splat(o, 12))),
+          );
+          pv = v128.bitselect(zero, pv, hit);
+        }
+        let dpv = v128.load(da);
+        if (drop) {
+          const z = keepFactor(v128.load(PH + (<usize>w << 4)), thr, dscale);
+          dpv = f32x4.mul(dpv, z);
+          v128.store(sa, f32x4.mul(pv, z));
+        } else {
+          v128.store(sa, pv);
+        }
+        v128.store(da, f32x4.mul(f32x4.mul(pv, f32x4.sub(dpv, dd)), slope));
+      }
+    }
+  }
+}
+
+/**
  * Backward work item (b·Hk + kh)·nChunks + k: the column blocks c ≡ k (mod nChunks) of key head
  * kh, batch b. Owns those rows of dK and dV (accumulated over every query head of the group) and
  * accumulates dQ into partial buffer k.
@@ -802,6 +1198,8 @@ export function backward(p: usize, tid: i32, counter: usize, items: usize, nItem
   const DPT = ST + <usize>Bc * ls;
   const DK = DPT + <usize>Bc * ls;
   const DV = DK + <usize>Bc * ld;
+  const PH = DV + <usize>Bc * ld;
+  const opts = pf(p, P_SOFTCAP2) != 0 || pi(p, P_DROP) != 0;
   const sv = f32x4.splat(scale);
   for (let it = nextItem(counter, items, nItems); it >= 0; it = nextItem(counter, items, nItems)) {
     const k = it % chunks, bkh = it / chunks, kh = bkh % Hk, b = bkh / Hk;
@@ -826,7 +1224,11 @@ export function backward(p: usize, tid: i32, counter: usize, items: usize, nItem
           gemmNN(kc, ld, qtp + blk, ls, ST, ls, cols, rowsPad >> 2, dp, false);
           gemmNN(vc, ld, dotp + blk, ls, DPT, ls, cols, rowsPad >> 2, dp, false);
           const rb = <usize>(bh * nqPad + i0) << 2;
-          dsTile(ST, DPT, ls, cols, rowsPad, lse2p + rb, Dp + rb, (e & 1) != 0, i0, bnd);
+          if (opts) {
+            dsTileOpt(ST, DPT, ls, cols, rowsPad, lse2p + rb, Dp + rb, (e & 1) != 0, i0, bnd, p, b, h, j0, PH);
+          } else {
+            dsTile(ST, DPT, ls, cols, rowsPad, lse2p + rb, Dp + rb, (e & 1) != 0, i0, bnd);
+          }
           const rowOff = <usize>(bh * nq + i0) * ld;
           gemmNN(ST, ls, dop + rowOff, ld, DV, ld, cols, dp >> 2, rows, true);
           gemmNN(DPT, ls, qp + rowOff, ld, DK, ld, cols, dp >> 2, rows, true);
@@ -884,6 +1286,170 @@ export function bwdReduce(p: usize, tid: i32, counter: usize, items: usize, nIte
           if (n > 3) storeOut(dqo, o + x + 3, f32x4.extract_lane(s, 3), f16);
         }
       }
+    }
+  }
+}
+
+// ---- decoding (split-KV, flash-decoding) --------------------------------------------------------
+
+/**
+ * Copies `cols` rows of `d` values (f32, or binary16 converted) with row stride `src` bytes into a
+ * packed f32 panel (dp floats a row, zero padded).
+ */
+function loadPanel(src: usize, ls: usize, cols: i32, d: i32, dp: i32, f16: bool, dst: usize): void {
+  const ld = <usize>dp << 2;
+  for (let j = 0; j < cols; j++) {
+    const s = src + <usize>j * ls, o = dst + <usize>j * ld;
+    let x = 0;
+    if (f16) {
+      for (; x + 4 <= d; x += 4) v128.store(o + (<usize>x << 2), h2f4(s + (<usize>x << 1)));
+      for (; x < d; x++) store<f32>(o + (<usize>x << 2), h2f(load<u16>(s + (<usize>x << 1))));
+    } else {
+      for (; x + 4 <= d; x += 4) v128.store(o + (<usize>x << 2), v128.load(s + (<usize>x << 2)));
+      for (; x < d; x++) store<f32>(o + (<usize>x << 2), load<f32>(s + (<usize>x << 2)));
+    }
+    for (; x < dp; x++) store<f32>(o + (<usize>x << 2), 0);
+  }
+}
+
+/**
+ * Decode work item g·splits + s: split s of the keys of row group g. A row group is the query
+ * rows (h, i), h in [h0, h0 + nh) (heads of one key head sharing one mask slice), i < Nq, in
+ * row r = (h − h0)·Nq + i, so K and V are read once for the whole group. The group's tile list
+ * (the schedule's row block 0; Br ≥ Nq) is cut into `splits` contiguous runs of tiles; run s is
+ * computed with the forward's online softmax into the item's partial: unnormalised O, m (log2
+ * units) and l per row, left for `decodeCombine`. q, k and v are read in place in the user
+ * layout (K and V through a packed f32 panel per tile, unless f32 with d % 4 == 0).
+ */
+export function decode(p: usize, tid: i32, counter: usize, items: usize, nItems: i32): void {
+  const nq = pi(p, P_NQ), nk = pi(p, P_NK), H = pi(p, P_H), Hk = pi(p, P_HK);
+  const d = pi(p, P_D), dp = pi(p, P_DP), Bc = pi(p, P_BC);
+  const scale2 = pf(p, P_SCALE2), f16 = pi(p, P_IN_F16) != 0;
+  const bounds = pu(p, P_BOUNDS), tilePtr = pu(p, P_TILE_PTR), tiles = pu(p, P_TILES);
+  const sliceOf = pu(p, P_SLICE_OF), rowBlocks = pi(p, P_ROW_BLOCKS);
+  const qp = pu(p, P_Q), kp = pu(p, P_K), vp = pu(p, P_V);
+  const groups = pu(p, P_GROUPS), splits = pi(p, P_SPLITS), rowsMax = pi(p, P_ROWS_MAX);
+  const part = pu(p, P_PART), direct = pi(p, P_KV_DIRECT) != 0;
+  const cap = pf(p, P_SOFTCAP2), drop = pi(p, P_DROP) != 0;
+  const eb: usize = f16 ? 2 : 4;
+  const ld = <usize>dp << 2;
+  const partBytes = <usize>rowsMax * (ld + 8);
+  const lsMax = <usize>rowsMax << 2;
+  const QT = pu(p, P_SCRATCH) + <usize>tid * pu(p, P_SCRATCH_BYTES);
+  const ST = QT + <usize>dp * lsMax;
+  const AL = ST + <usize>Bc * lsMax;
+  const RI = AL + lsMax;
+  const RH = RI + lsMax;
+  const PH = RH + lsMax;
+  const PANEL = PH + 64;
+  const lk = <usize>Hk * d * eb; // key row stride in the user layout (bytes)
+  const negInf = f32x4.splat(-Infinity), zero = f32x4.splat(0);
+  for (let it = nextItem(counter, items, nItems); it >= 0; it = nextItem(counter, items, nItems)) {
+    const g = it / splits, s = it % splits;
+    const desc = groups + (<usize>g << 4);
+    const b = load<i32>(desc), kh = load<i32>(desc, 4), h0 = load<i32>(desc, 8), nh = load<i32>(desc, 12);
+    const R = nh * nq, RPad = (R + 3) & ~3, ls = <usize>RPad << 2;
+    const slice = load<i32>(sliceOf + (<usize>(b * H + h0) << 2));
+    const O = part + <usize>it * partBytes, M = O + <usize>rowsMax * ld, L = M + lsMax;
+    // Qᵀ · scale · log2 e (dp × RPad), zero padded; row indices and heads per tile row
+    for (let r = 0; r < RPad; r++) {
+      const h = h0 + r / nq, i = r % nq;
+      store<i32>(RI + (<usize>r << 2), r < R ? i : 0);
+      store<i32>(RH + (<usize>r << 2), r < R ? h : h0);
+      const q = qp + <usize>((b * nq + i) * H + h) * d * eb;
+      for (let x = 0; x < dp; x++) {
+        let v: f32 = 0;
+        if (r < R && x < d) v = (f16 ? h2f(load<u16>(q + (<usize>x << 1))) : load<f32>(q + (<usize>x << 2))) * scale2;
+        store<f32>(QT + <usize>x * ls + (<usize>r << 2), v);
+      }
+    }
+    for (let r = 0; r < RPad; r += 4) {
+      v128.store(M + (<usize>r << 2), negInf);
+      v128.store(L + (<usize>r << 2), zero);
+    }
+    memory.fill(O, 0, <usize>RPad * ld);
+    const kb = kp + <usize>(b * nk * Hk + kh) * d * eb;
+    const vb = vp + <usize>(b * nk * Hk + kh) * d * eb;
+    const list = slice * rowBlocks;
+    const T0 = load<u32>(tilePtr + (<usize>list << 2)), T = load<u32>(tilePtr + (<usize>(list + 1) << 2)) - T0;
+    const t1 = T0 + <u32>((<u64>T * <u64>(s + 1)) / <u64>splits);
+    for (let t = T0 + <u32>((<u64>T * <u64>s) / <u64>splits); t < t1; t++) {
+      const e = load<u32>(tiles + (<usize>t << 2));
+      const j0 = <i32>(e >> 1) * Bc, cols = min(Bc, nk - j0);
+      if (direct) {
+        gemmNN(kb + <usize>j0 * lk, lk, QT, ls, ST, ls, cols, RPad >> 2, d, false);
+      } else {
+        loadPanel(kb + <usize>j0 * lk, lk, cols, d, dp, f16, PANEL);
+        gemmNN(PANEL, ld, QT, ls, ST, ls, cols, RPad >> 2, dp, false);
+      }
+      if (cap != 0) capTile(ST, ls, cols, RPad, cap);
+      if (e & 1) maskTile(ST, ls, cols, RPad, RI, bounds + (<usize>(slice * nk + j0) << 4));
+      softmaxTile(ST, ls, cols, RPad, M, L, AL);
+      if (drop) dropTile(ST, ls, cols, RPad, RI, RH, b, j0, p, PH);
+      if (direct) {
+        gemmTN(ST, ls, vb + <usize>j0 * lk, lk, O, ld, RPad, dp >> 2, cols, AL);
+      } else {
+        loadPanel(vb + <usize>j0 * lk, lk, cols, d, dp, f16, PANEL);
+        gemmTN(ST, ls, PANEL, ld, O, ld, RPad, dp >> 2, cols, AL);
+      }
+    }
+  }
+}
+
+/**
+ * Decode combine, work item g (a row group): merges the group's `splits` partials in split order
+ * (so the bits do not depend on the thread count). This is the lse-weighted merge
+ * out = Σ_s exp(lse_s − lse)·out_s, lse = log Σ_s exp(lse_s), written with the unnormalised
+ * partials (lse_s = m_s + log2 l_s in log2 units, out_s = O_s / l_s): with M = max_s m_s and
+ * w_s = 2^(m_s − M), out = Σ_s w_s·O_s / Σ_s w_s·l_s and lse = M·ln 2 + ln Σ_s w_s·l_s. A split
+ * that saw no key has m_s = −∞ and weight 0; a row no split saw gets out 0 and lse −∞.
+ */
+export function decodeCombine(p: usize, tid: i32, counter: usize, items: usize, nItems: i32): void {
+  const nq = pi(p, P_NQ), H = pi(p, P_H), d = pi(p, P_D), dp = pi(p, P_DP);
+  const f16 = pi(p, P_F16) != 0, outp = pu(p, P_OUT), lsep = pu(p, P_LSE);
+  const groups = pu(p, P_GROUPS), splits = pi(p, P_SPLITS), rowsMax = pi(p, P_ROWS_MAX);
+  const part = pu(p, P_PART);
+  const ld = <usize>dp << 2;
+  const partBytes = <usize>rowsMax * (ld + 8);
+  const W = pu(p, P_SCRATCH) + <usize>tid * pu(p, P_SCRATCH_BYTES); // weights, one per split
+  const ACC = W + (<usize>splits << 2); // one row of O, then m and l
+  const lo = f32x4.splat(EXP2_LO), magic = f32x4.splat(EXP2_MAGIC);
+  const c0 = f32x4.splat(EXP2_C0), c1 = f32x4.splat(EXP2_C1);
+  const c2 = f32x4.splat(EXP2_C2), c3 = f32x4.splat(EXP2_C3), c4 = f32x4.splat(EXP2_C4);
+  const c5 = f32x4.splat(EXP2_C5), one = f32x4.splat(1.0), bias = i32x4.splat(127);
+  for (let g = nextItem(counter, items, nItems); g >= 0; g = nextItem(counter, items, nItems)) {
+    const desc = groups + (<usize>g << 4);
+    const b = load<i32>(desc), h0 = load<i32>(desc, 8), nh = load<i32>(desc, 12);
+    const first = part + <usize>g * splits * partBytes;
+    for (let r = 0; r < nh * nq; r++) {
+      const h = h0 + r / nq, i = r % nq;
+      const mOff = <usize>rowsMax * ld + (<usize>r << 2), lOff = mOff + (<usize>rowsMax << 2);
+      let mMax: f32 = -Infinity;
+      for (let s = 0; s < splits; s++) mMax = max(mMax, load<f32>(first + <usize>s * partBytes + mOff));
+      let lSum: f32 = 0;
+      for (let s = 0; s < splits; s++) {
+        const ps = first + <usize>s * partBytes;
+        let w: f32 = 0;
+        if (mMax != -Infinity) {
+          const x = f32x4.splat(load<f32>(ps + mOff) - mMax);
+          w = f32x4.extract_lane(exp2v(x, lo, magic, c0, c1, c2, c3, c4, c5, one, bias), 0);
+        }
+        store<f32>(W + (<usize>s << 2), w);
+        lSum += w * load<f32>(ps + lOff);
+      }
+      const row = ACC;
+      for (let x = 0; x < dp; x += 4) {
+        let acc = f32x4.splat(0);
+        for (let s = 0; s < splits; s++) {
+          const o = first + <usize>s * partBytes + <usize>r * ld + (<usize>x << 2);
+          acc = madd(v128.load32_splat(W + (<usize>s << 2)), v128.load(o), acc);
+        }
+        v128.store(row + (<usize>x << 2), acc);
+      }
+      store<f32>(row + ld, mMax);
+      store<f32>(row + ld + 4, lSum);
+      const oi = <usize>((b * nq + i) * H + h) * d;
+      finishRow(row, row + ld, row + ld + 4, outp, oi, d, f16, lsep + (<usize>((b * H + h) * nq + i) << 2));
     }
   }
 }
