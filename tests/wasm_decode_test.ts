@@ -131,7 +131,7 @@ Deno.test("wasm decode: row groups share K/V per key head and split per mask sli
   assert.deepEqual(Array.from(decodeGroups(one)), [0, 0, 0, 4, 0, 1, 4, 4]);
   assert.equal(decodeSplits(4, 2048), 8);
   assert.equal(decodeSplits(64, 2048), 1);
-  assert.equal(decodeSplits(1, 6), 1, "at least 4 tiles a split");
+  assert.equal(decodeSplits(1, 6), 1, "at least 4 column blocks a split");
   assert.equal(decodeSplits(1, 100000), 32);
 });
 
@@ -153,8 +153,9 @@ Deno.test("wasm decode: same bits for 1, 2 and 3 threads (splits with no key inc
     softcap: 4,
     dropout: { p: 0.1, seed: 5 },
   };
-  // 4 groups of 47 tiles: 8 splits each; batch 1 sees 11 tiles, so some of its splits see none
-  assert.equal(decodeSplits(4, Math.ceil(nk / DECODE_COLS)), 8);
+  // 2 batch entries of 47 column blocks: 11 splits each; batch 1 sees 11 tiles, so most of its
+  // splits see none
+  assert.equal(decodeSplits(2, Math.ceil(nk / DECODE_COLS)), 11);
   const ref = await bits(q, k, v, { ...options, threads: 1 });
   for (const threads of [2, 3]) {
     const got = await bits(q, k, v, { ...options, threads });

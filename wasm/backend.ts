@@ -117,6 +117,9 @@ const P = {
   ROWS_MAX: 65,
   PART: 66,
   KV_DIRECT: 67,
+  PACK_T: 68,
+  GROUP_PTR: 69,
+  DEC_ROWS: 70,
 } as const;
 const PARAM_SLOTS = 96;
 
@@ -154,7 +157,9 @@ export function forwardBytes(p: Problem): number {
   const { batch: B, nq, nk, heads: H, kvHeads: Hk, headDim: d } = p;
   const dp = Math.ceil(d / 4) * 4, eb = p.dtype === "f16" ? 2 : 4;
   const nQ = B * nq * H, nK = B * nk * Hk;
-  return HEAP_BASE + (nQ + 2 * nK) * (d * eb + dp * 4) + nQ * d * eb + B * H * nq * 4;
+  // + the last K panel's padding
+  return HEAP_BASE + (nQ + 2 * nK) * (d * eb + dp * 4) + nQ * d * eb + B * H * nq * 4 +
+    B * Hk * BLOCK_COLS * dp * 4;
 }
 
 /** Bytes a backward call needs, without the schedule (checked before scheduling). */
@@ -231,8 +236,11 @@ interface Frame {
   packs: PackSpec;
 }
 
-/** `[sequence length, heads]` of each tensor the `pack` phase packs. */
-type PackSpec = [number, number][];
+/**
+ * `[sequence length, heads, panels]` of each tensor the `pack` phase packs; `panels` (at most
+ * one tensor): packed as transposed panels `[B, heads, ceil(N / Bc), dp, Bc]` instead of rows.
+ */
+type PackSpec = [number, number, boolean?][];
 
 function takeFrame(
   L: Layout,
@@ -248,7 +256,9 @@ function takeFrame(
   const bounds = L.take(plan.bounds.byteLength);
   const tilePtr = L.take(ptr.byteLength), tiles = L.take(list.byteLength);
   const raw = packs.map(([n, h]) => L.take(p.batch * n * h * p.headDim * eb));
-  const packed = packs.map(([n, h]) => L.take(p.batch * h * n * dp * 4));
+  const packed = packs.map(([n, h, panels]) =>
+    L.take(p.batch * h * (panels ? Math.ceil(n / plan.blockCols) * plan.blockCols : n) * dp * 4)
+  );
   return { params, counters, sliceOf, bounds, tilePtr, tiles, raw, packed, ptr, list, packs };
 }
 
@@ -291,6 +301,7 @@ function writeFrame(
   i32[P.TILES] = f.tiles;
   i32[P.SLICE_OF] = f.sliceOf;
   i32[P.NPACK] = f.packs.length;
+  i32[P.PACK_T] = f.packs.findIndex(([, , panels]) => panels);
   f.packs.forEach(([n, h], t) => i32.set([f.raw[t], f.packed[t], n, h], P.PACK + 4 * t));
   put(buf, f.sliceOf, sliceTable(p));
   put(buf, f.bounds, plan.bounds);
@@ -315,11 +326,12 @@ async function forward(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<Att
     const fwdItems = B * H * plan.rowBlocks;
     const threads = threadsFor(p, flops, fwdItems);
     const L = new Layout();
-    const f = takeFrame(L, p, plan, plan.rowPtr, plan.rowTiles, [[nq, H], [nk, Hk], [nk, Hk]]);
+    const packs: PackSpec = [[nq, H], [nk, Hk, true], [nk, Hk]]; // K in transposed panels
+    const f = takeFrame(L, p, plan, plan.rowPtr, plan.rowTiles, packs);
     const { params, counters } = f;
     const out = L.take(nQ * eb), lse = L.take(B * H * nq * 4);
-    // Qᵀ, Sᵀ, O, then m, l, alpha, row indices and heads (one per row), then 4 Philox words
-    const scratchBytes = Math.ceil((((2 * dp + bc + 5) * br) * 4 + 64) / 64) * 64;
+    // Qᵀ, Sᵀ, O, then m, l, alpha, row indices, heads, tile maxima (one per row), 4 Philox words
+    const scratchBytes = Math.ceil((((2 * dp + bc + 6) * br) * 4 + 64) / 64) * 64;
     const scratch = L.take(threads * scratchBytes);
     const packOrder = Int32Array.from({ length: B * (H + 2 * Hk) }, (_, i) => i);
     const packItems = L.take(packOrder.byteLength);
@@ -373,14 +385,14 @@ export function decodeGroups(p: Problem): Int32Array {
 }
 
 /**
- * Key splits per row group of a decode call: enough work items (about 32 over all groups) to
- * keep every thread busy, at least 4 tiles a split, at most {@linkcode DECODE_MAX_SPLITS}. A
- * function of the problem only, so that results do not depend on the thread count.
+ * Key splits per batch entry of a decode call: enough work items (about 32 in all) to keep every
+ * thread busy, at least 4 column blocks a split, at most {@linkcode DECODE_MAX_SPLITS}. A function
+ * of the problem only, so that results do not depend on the thread count.
  */
-export function decodeSplits(groups: number, maxTiles: number): number {
+export function decodeSplits(batch: number, colBlocks: number): number {
   return Math.max(
     1,
-    Math.min(DECODE_MAX_SPLITS, Math.ceil(32 / groups), Math.floor(maxTiles / 4)),
+    Math.min(DECODE_MAX_SPLITS, Math.ceil(32 / batch), Math.floor(colBlocks / 4)),
   );
 }
 
@@ -394,8 +406,9 @@ export function decodeBytes(p: Problem): number {
 /**
  * Forward for small Nq (decoding with a KV cache), flash-decoding style: the query rows of each
  * key head's group are computed together (K and V read once per group, in place: no packing), the
- * keys of each group are split into `decodeSplits` runs of tiles computed in parallel, and
- * `decodeCombine` merges the runs' partial results in split order, inside the wasm memory.
+ * keys of each batch entry are split into `decodeSplits` ranges of column blocks computed in
+ * parallel (each for every group of the entry, so K and V are streamed in memory order), and
+ * `decodeCombine` merges each group's partial results in split order, inside the wasm memory.
  */
 async function decode(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<AttentionResult> {
   checkSize(decodeBytes(p), "this attention call");
@@ -408,14 +421,18 @@ async function decode(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<Atte
     const nQ = B * nq * H * d;
     const groups = decodeGroups(p);
     const nGroups = groups.length / 4;
-    let maxTiles = 0, rowsMax = 4;
+    const groupPtr = new Int32Array(B + 1);
+    let rowsMax = 4, most = 0;
     for (let g = 0; g < nGroups; g++) {
-      const s = p.slice(groups[4 * g], groups[4 * g + 2]);
-      maxTiles = Math.max(maxTiles, plan.rowPtr[s + 1] - plan.rowPtr[s]);
+      groupPtr[groups[4 * g] + 1]++;
       rowsMax = Math.max(rowsMax, Math.ceil((groups[4 * g + 3] * nq) / 4) * 4);
     }
-    const splits = decodeSplits(nGroups, maxTiles);
-    const nItems = nGroups * splits;
+    for (let b = 0; b < B; b++) {
+      most = Math.max(most, groupPtr[b + 1]);
+      groupPtr[b + 1] += groupPtr[b];
+    }
+    const splits = decodeSplits(B, plan.colBlocks);
+    const nItems = B * splits;
     const flops = 4 * B * H * nq * nk * d * plan.density;
     const threads = threadsFor(p, flops, nItems);
     const L = new Layout();
@@ -425,12 +442,16 @@ async function decode(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<Atte
     const tilePtr = L.take(plan.rowPtr.byteLength), tiles = L.take(plan.rowTiles.byteLength);
     const raw = [q, k, v].map((t) => L.take(t.data.length * eb));
     const out = L.take(nQ * eb), lse = L.take(B * H * nq * 4);
-    const groupsAt = L.take(groups.byteLength);
-    const part = L.take(nItems * rowsMax * (dp * 4 + 8));
-    const decodeScratch = ((dp + DECODE_COLS + 3) * rowsMax + DECODE_COLS * dp) * 4 + 64;
+    const groupsAt = L.take(groups.byteLength), groupPtrAt = L.take(groupPtr.byteLength);
+    const qt = L.take(nGroups * dp * rowsMax * 4), decRows = L.take(nGroups * rowsMax * 8);
+    const part = L.take(nGroups * splits * rowsMax * (dp * 4 + 8));
+    // Sᵀ, alpha, maxima, 4 Philox words, a K or V panel, 2 cursors per group; the combine:
+    // weights, a row
+    const decodeScratch = (DECODE_COLS * rowsMax + 2 * rowsMax + DECODE_COLS * dp) * 4 + 64 +
+      most * 8;
     const scratchBytes = Math.ceil(Math.max(decodeScratch, (splits + dp + 2) * 4) / 64) * 64;
     const scratch = L.take(threads * scratchBytes);
-    const order = Int32Array.from({ length: nItems }, (_, i) => i);
+    const order = Int32Array.from({ length: Math.max(nItems, nGroups) }, (_, i) => i);
     const items = L.take(order.byteLength);
     checkSize(L.end, "this attention call");
     eng.ensure(L.end);
@@ -451,6 +472,9 @@ async function decode(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<Atte
     i32[P.SCRATCH] = scratch;
     i32[P.SCRATCH_BYTES] = scratchBytes;
     i32[P.GROUPS] = groupsAt;
+    i32[P.GROUP_PTR] = groupPtrAt;
+    i32[P.QT] = qt;
+    i32[P.DEC_ROWS] = decRows;
     i32[P.SPLITS] = splits;
     i32[P.ROWS_MAX] = rowsMax;
     i32[P.PART] = part;
@@ -461,10 +485,12 @@ async function decode(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<Atte
     put(buf, tiles, plan.rowTiles);
     [q, k, v].forEach((t, i) => put(buf, raw[i], t));
     put(buf, groupsAt, groups);
+    put(buf, groupPtrAt, groupPtr);
     put(buf, items, order);
     const phases: Phase[] = [
-      { fn: "decode", params, counter: counters, items, nItems },
-      { fn: "decodeCombine", params, counter: counters + 4, items, nItems: nGroups },
+      { fn: "decodePrep", params, counter: counters, items, nItems: nGroups },
+      { fn: "decode", params, counter: counters + 4, items, nItems },
+      { fn: "decodeCombine", params, counter: counters + 8, items, nItems: nGroups },
     ];
     await eng.run(phases, threads);
     const mem = eng.memory.buffer;

@@ -11,8 +11,10 @@
 //
 // Shapes: host tensors are [B, N, H, d] row-major ("user layout"); the pack kernel copies them into
 // head-major "packed" rows [B, H, N, dp] (dp = d rounded up to a multiple of 4, zero padded) so a
-// tile's rows are contiguous. lse is [B, Hq, Nq]. Outputs are written in the user layout, f32 or
-// binary16 bits. Decoding reads q, k, v in place in the user layout (no pack phase).
+// tile's rows are contiguous; the forward pass packs K as transposed panels [B, Hk, N/Bc, dp, Bc]
+// instead, so that its score GEMM is TN like the P·V one (one base pointer, the 6 broadcasts of
+// a step adjacent). lse is [B, Hq, Nq]. Outputs are written in the user layout, f32 or binary16
+// bits. Decoding reads q, k, v in place in the user layout (no pack phase).
 //
 // Tiling: Br query rows × Bc key columns per tile (Br a multiple of 8, Bc of 4; both in the
 // parameter block), driven by the shared block schedule: the forward item (b, h, row block) walks
@@ -21,9 +23,18 @@
 // transposed, Sᵀ[j][r] (Bc × Br): lanes hold four query rows, so row max/sum of the online
 // softmax are plain vector ops, and one Philox call (4 words for 4 aligned keys of one row, over
 // 4 lanes = rows) covers a 4 × 4 block. GEMMs use 6×2 register blocking (6 rows of A broadcast,
-// 2 vectors of B: 12 f32x4 accumulators), a 4-row block for the remainder of M. Decode item
-// (row group, split): the rows (h, i) of the query heads of one key head that share a mask
-// slice, against one contiguous run of that slice's tiles; `decodeCombine` merges the runs.
+// 2 vectors of B: 12 f32x4 accumulators, 15 of the 15 xmm registers V8 allocates), 4-row blocks
+// for the remainder of M. The forward score GEMM of a full tile also folds the row maxima, so the
+// softmax makes one pass over the tile. Decode item (batch entry, range of column blocks): for
+// each column block, every row group of the entry (the rows (h, i) of the query heads of one key
+// head that share a mask slice), so K and V stream in memory order; the score GEMM there is a
+// dot-product form along d (few rows); `decodeCombine` merges the ranges.
+//
+// Code generation notes (V8 in Deno, x64; see docs/BENCHMARKS.md): every wasm load and store is
+// bounds-checked explicitly (no guard-page trap handler), so micro-kernels are judged by loads per
+// multiply-add; f32x4.max/min lower to 8 instructions, pmax/pmin to 1 (inputs are finite or −∞
+// here, where they agree); v128 constants used in loops are read from a static table (as
+// literals Binaryen folds them back into the loop and V8 re-materialises each use).
 //
 // Invariants: skipped tiles are never touched (they are not in the lists); full tiles do no mask
 // work; partial tiles test each element against its column's canonical bounds
@@ -83,10 +94,14 @@ const P_DROP_SCALE: i32 = 60; // f32: 1 / (1 − p)
 const P_SEED_LO: i32 = 61; // u32: Philox key word 0
 const P_SEED_HI: i32 = 62; // u32: Philox key word 1
 const P_GROUPS: i32 = 63; // decode: row groups, 4 × i32 each: b, key head, first head, heads
+// (decode also uses P_QT: per row group, Q · scale · log2 e, ROWS_MAX × dp)
 const P_SPLITS: i32 = 64; // decode: key splits per row group
 const P_ROWS_MAX: i32 = 65; // decode: most rows of a group, rounded up to 4
 const P_PART: i32 = 66; // decode: per item, O (ROWS_MAX × dp), then m and l (ROWS_MAX each)
 const P_KV_DIRECT: i32 = 67; // decode: K and V are read in place (f32 and d % 4 == 0)
+const P_PACK_T: i32 = 68; // pack: this tensor goes into transposed panels (−1: none)
+const P_GROUP_PTR: i32 = 69; // decode: row groups of batch b are [ptr[b], ptr[b + 1])
+const P_DEC_ROWS: i32 = 70; // decode: per row group, query row then head of each row (i32)
 
 @inline function pi(p: usize, slot: i32): i32 {
   return load<i32>(p + (<usize>slot << 2));
@@ -127,6 +142,26 @@ const EXP2_C3: f32 = 5.550332471162809e-2;
 const EXP2_C4: f32 = 2.402264791363012e-1;
 const EXP2_C5: f32 = 6.931472028550421e-1;
 
+// v128 constants the hot loops use, read from memory: as literals, Binaryen folds them back into
+// the loops (undoing any hoisting) and V8 re-materialises each one at every use (3 instructions).
+const KF = memory.data<f32>([
+  EXP2_LO, EXP2_LO, EXP2_LO, EXP2_LO,
+  EXP2_MAGIC, EXP2_MAGIC, EXP2_MAGIC, EXP2_MAGIC,
+  EXP2_C0, EXP2_C0, EXP2_C0, EXP2_C0,
+  EXP2_C1, EXP2_C1, EXP2_C1, EXP2_C1,
+  EXP2_C2, EXP2_C2, EXP2_C2, EXP2_C2,
+  EXP2_C3, EXP2_C3, EXP2_C3, EXP2_C3,
+  EXP2_C4, EXP2_C4, EXP2_C4, EXP2_C4,
+  EXP2_C5, EXP2_C5, EXP2_C5, EXP2_C5,
+  1, 1, 1, 1,
+  -Infinity, -Infinity, -Infinity, -Infinity,
+  0, 0, 0, 0,
+], 16);
+const KI = memory.data<i32>([127, 127, 127, 127], 16);
+const K_LO: u32 = 0, K_MAGIC: u32 = 16, K_C0: u32 = 32, K_C1: u32 = 48, K_C2: u32 = 64;
+const K_C3: u32 = 80, K_C4: u32 = 96, K_C5: u32 = 112, K_ONE: u32 = 128, K_NEG_INF: u32 = 144;
+const K_ZERO: u32 = 160;
+
 @inline function exp2v(
   x: v128,
   lo: v128,
@@ -140,7 +175,7 @@ const EXP2_C5: f32 = 6.931472028550421e-1;
   one: v128,
   bias: v128,
 ): v128 {
-  const y = f32x4.max(x, lo);
+  const y = f32x4.pmax(x, lo); // one instruction (f32x4.max is eight on x64)
   // round to nearest even by adding 1.5·2^23: t's low mantissa bits then hold n (cheaper than
   // nearest + trunc_sat, which V8 expands into a fix-up sequence)
   const t = f32x4.add(y, magic);
@@ -228,16 +263,29 @@ function f2h(x: f32): u32 {
   else store<f32>(base + (idx << 2), v);
 }
 
-/** Four binary16 values at `ptr` → f32x4, exactly (subnormals, infinities and NaN included). */
-@inline function h2f4(ptr: usize): v128 {
+// binary16 → f32 conversion constants (lanes of i32): magnitude mask, 2^112 (as f32 bits), f32
+// infinity bits, the f16 infinity exponent, the f16 sign bit.
+const KH = memory.data<i32>([
+  0x7fff, 0x7fff, 0x7fff, 0x7fff,
+  0x77800000, 0x77800000, 0x77800000, 0x77800000,
+  0x7f800000, 0x7f800000, 0x7f800000, 0x7f800000,
+  0x7c00, 0x7c00, 0x7c00, 0x7c00,
+  0x8000, 0x8000, 0x8000, 0x8000,
+], 16);
+
+/**
+ * Four binary16 values at `ptr` → f32x4, exactly (subnormals, infinities and NaN included); the
+ * constants are those of KH, passed in so that loops load them once.
+ */
+@inline function h2f4(ptr: usize, mag: v128, pow112: v128, inf: v128, hinf: v128, sgn: v128): v128 {
   const h = v128.load16x4_u(ptr);
-  const em = v128.and(h, i32x4.splat(0x7fff));
+  const em = v128.and(h, mag);
   const bits = i32x4.shl(em, 13);
   // ·2^112 re-biases the exponent; f16 subnormals become f32 normals exactly
-  const v = f32x4.mul(bits, f32x4.splat(5.192296858534828e33));
-  const special = i32x4.ge_u(em, i32x4.splat(0x7c00));
-  const r = v128.bitselect(v128.or(bits, i32x4.splat(0x7f800000)), v, special);
-  return v128.or(r, i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16));
+  const v = f32x4.mul(bits, pow112);
+  const special = i32x4.ge_u(em, hinf);
+  const r = v128.bitselect(v128.or(bits, inf), v, special);
+  return v128.or(r, i32x4.shl(v128.and(h, sgn), 16));
 }
 
 // tanh on f32x4 for the softcap: |x| < 0.625: odd Taylor series to x^17 (f32 Horner, ≈1 ulp);
@@ -265,7 +313,7 @@ const TANH_C8: f32 = 0.0005900274409455859;
   p = madd(p, x2, f32x4.splat(TANH_C2));
   p = madd(p, x2, f32x4.splat(TANH_C1));
   const small = madd(a, f32x4.mul(p, x2), a);
-  const y = f32x4.min(f32x4.mul(a, f32x4.splat(2.8853900817779268)), f32x4.splat(64));
+  const y = f32x4.pmin(f32x4.mul(a, f32x4.splat(2.8853900817779268)), f32x4.splat(64));
   const e = exp2v(
     y,
     f32x4.splat(EXP2_LO),
@@ -365,20 +413,19 @@ function gemmNN(
   acc: bool,
 ): void {
   let m = 0;
-  for (; m + 6 <= M; m += 6) {
+  for (; m + 6 <= M && M - m != 8; m += 6) {
     const a = A + <usize>m * la;
     const c = C + <usize>m * lc;
     let n = 0;
     for (; n + 2 <= NV; n += 2) nn6x2(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, acc);
     if (n < NV) nn6x1(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, acc);
   }
-  if (m + 4 <= M) {
+  for (; m + 4 <= M; m += 4) {
     const a = A + <usize>m * la;
     const c = C + <usize>m * lc;
     let n = 0;
     for (; n + 2 <= NV; n += 2) nn4x2(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, acc);
     if (n < NV) nn4x1(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, acc);
-    m += 4;
   }
   for (; m < M; m++) {
     const a = A + <usize>m * la;
@@ -560,7 +607,7 @@ function gemmTN(
   alpha: usize,
 ): void {
   let m = 0;
-  for (; m + 6 <= M; m += 6) {
+  for (; m + 6 <= M && M - m != 8; m += 6) {
     const a = A + (<usize>m << 2);
     const c = C + <usize>m * lc;
     const al = alpha ? alpha + (<usize>m << 2) : 0;
@@ -568,14 +615,13 @@ function gemmTN(
     for (; n + 2 <= NV; n += 2) tn6x2(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, al);
     if (n < NV) tn6x1(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, al);
   }
-  if (m + 4 <= M) {
+  for (; m + 4 <= M; m += 4) {
     const a = A + (<usize>m << 2);
     const c = C + <usize>m * lc;
     const al = alpha ? alpha + (<usize>m << 2) : 0;
     let n = 0;
     for (; n + 2 <= NV; n += 2) tn4x2(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, al);
     if (n < NV) tn4x1(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, al);
-    m += 4;
   }
   for (; m < M; m++) {
     const a = A + (<usize>m << 2);
@@ -747,6 +793,168 @@ function gemmTN(
   v128.store(c, c0);
 }
 
+/**
+ * The score GEMM: C[m][n] = Σ_k A[k][m]·B[k][n] (TN, C overwritten) for m < M, n < 4·NV, k < K,
+ * A a transposed K panel (k-major, so the 6 broadcast elements of a step are adjacent). `MX`
+ * (0: none): the column maxima over m are folded into MX[n] (the tile's row maxima in the
+ * softmax, saving it a pass over the tile).
+ */
+function gemmScores(
+  A: usize,
+  la: usize,
+  Bm: usize,
+  lb: usize,
+  C: usize,
+  lc: usize,
+  M: i32,
+  NV: i32,
+  K: i32,
+  MX: usize,
+): void {
+  let m = 0;
+  for (; m + 6 <= M && M - m != 8; m += 6) {
+    const a = A + (<usize>m << 2);
+    const c = C + <usize>m * lc;
+    let n = 0;
+    for (; n + 2 <= NV; n += 2) {
+      st6x2(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, MX ? MX + (<usize>n << 4) : 0);
+    }
+    if (n < NV) stCol(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, MX ? MX + (<usize>n << 4) : 0, 6);
+  }
+  for (; m + 4 <= M; m += 4) {
+    const a = A + (<usize>m << 2);
+    const c = C + <usize>m * lc;
+    let n = 0;
+    for (; n + 2 <= NV; n += 2) {
+      st4x2(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, MX ? MX + (<usize>n << 4) : 0);
+    }
+    if (n < NV) stCol(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, MX ? MX + (<usize>n << 4) : 0, 4);
+  }
+  if (m < M) {
+    const a = A + (<usize>m << 2);
+    const c = C + <usize>m * lc;
+    for (let n = 0; n < NV; n++) {
+      stCol(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, MX ? MX + (<usize>n << 4) : 0, M - m);
+    }
+  }
+}
+
+@inline function st4x2(a: usize, la: usize, b: usize, lb: usize, c: usize, lc: usize, K: i32, mx: usize): void {
+  let c00 = f32x4.splat(0), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+  for (let k = 0; k < K; k++) {
+    const b0 = v128.load(b), b1 = v128.load(b, 16);
+    let x = v128.load32_splat(a);
+    c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
+    x = v128.load32_splat(a, 4);
+    c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
+    x = v128.load32_splat(a, 8);
+    c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
+    x = v128.load32_splat(a, 12);
+    c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
+    a += la;
+    b += lb;
+  }
+  v128.store(c, c00); v128.store(c, c01, 16);
+  v128.store(c + lc, c10); v128.store(c + lc, c11, 16);
+  v128.store(c + 2 * lc, c20); v128.store(c + 2 * lc, c21, 16);
+  v128.store(c + 3 * lc, c30); v128.store(c + 3 * lc, c31, 16);
+  if (mx) {
+    v128.store(mx, f32x4.pmax(v128.load(mx), f32x4.pmax(f32x4.pmax(c00, c10), f32x4.pmax(c20, c30))));
+    v128.store(mx, f32x4.pmax(v128.load(mx, 16), f32x4.pmax(f32x4.pmax(c01, c11), f32x4.pmax(c21, c31))), 16);
+  }
+}
+
+@inline function st6x2(a: usize, la: usize, b: usize, lb: usize, c: usize, lc: usize, K: i32, mx: usize): void {
+  let c00 = f32x4.splat(0), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  let c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  let b0: v128, b1: v128, x: v128;
+  let k = 0;
+  for (; k + 2 <= K; k += 2) {
+    b0 = v128.load(b); b1 = v128.load(b, 16);
+    x = v128.load32_splat(a);
+    c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
+    x = v128.load32_splat(a, 4);
+    c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
+    x = v128.load32_splat(a, 8);
+    c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
+    x = v128.load32_splat(a, 12);
+    c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
+    x = v128.load32_splat(a, 16);
+    c40 = madd(x, b0, c40); c41 = madd(x, b1, c41);
+    x = v128.load32_splat(a, 20);
+    c50 = madd(x, b0, c50); c51 = madd(x, b1, c51);
+    a += la;
+    b += lb;
+    b0 = v128.load(b); b1 = v128.load(b, 16);
+    x = v128.load32_splat(a);
+    c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
+    x = v128.load32_splat(a, 4);
+    c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
+    x = v128.load32_splat(a, 8);
+    c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
+    x = v128.load32_splat(a, 12);
+    c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
+    x = v128.load32_splat(a, 16);
+    c40 = madd(x, b0, c40); c41 = madd(x, b1, c41);
+    x = v128.load32_splat(a, 20);
+    c50 = madd(x, b0, c50); c51 = madd(x, b1, c51);
+    a += la;
+    b += lb;
+  }
+  if (k < K) {
+    b0 = v128.load(b); b1 = v128.load(b, 16);
+    x = v128.load32_splat(a);
+    c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
+    x = v128.load32_splat(a, 4);
+    c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
+    x = v128.load32_splat(a, 8);
+    c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
+    x = v128.load32_splat(a, 12);
+    c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
+    x = v128.load32_splat(a, 16);
+    c40 = madd(x, b0, c40); c41 = madd(x, b1, c41);
+    x = v128.load32_splat(a, 20);
+    c50 = madd(x, b0, c50); c51 = madd(x, b1, c51);
+    a += la;
+    b += lb;
+  }
+  v128.store(c, c00); v128.store(c, c01, 16);
+  v128.store(c + lc, c10); v128.store(c + lc, c11, 16);
+  v128.store(c + 2 * lc, c20); v128.store(c + 2 * lc, c21, 16);
+  v128.store(c + 3 * lc, c30); v128.store(c + 3 * lc, c31, 16);
+  v128.store(c + 4 * lc, c40); v128.store(c + 4 * lc, c41, 16);
+  v128.store(c + 5 * lc, c50); v128.store(c + 5 * lc, c51, 16);
+  if (mx) {
+    const m0 = f32x4.pmax(f32x4.pmax(f32x4.pmax(c00, c10), f32x4.pmax(c20, c30)), f32x4.pmax(c40, c50));
+    const m1 = f32x4.pmax(f32x4.pmax(f32x4.pmax(c01, c11), f32x4.pmax(c21, c31)), f32x4.pmax(c41, c51));
+    v128.store(mx, f32x4.pmax(v128.load(mx), m0));
+    v128.store(mx, f32x4.pmax(v128.load(mx, 16), m1), 16);
+  }
+}
+
+/** One column vector of `rows` rows (taken two at a time): remainders of the score GEMM. */
+function stCol(a: usize, la: usize, b: usize, lb: usize, c: usize, lc: usize, K: i32, mx: usize, rows: i32): void {
+  for (let r = 0; r < rows; r += 2) {
+    const two = rows - r >= 2;
+    let c0 = f32x4.splat(0), c1 = c0;
+    let ak = a + (<usize>r << 2), bk = b;
+    for (let k = 0; k < K; k++) {
+      const b0 = v128.load(bk);
+      c0 = madd(v128.load32_splat(ak), b0, c0);
+      if (two) c1 = madd(v128.load32_splat(ak, 4), b0, c1);
+      ak += la;
+      bk += lb;
+    }
+    v128.store(c + <usize>r * lc, c0);
+    if (two) v128.store(c + <usize>(r + 1) * lc, c1);
+    if (mx) {
+      let m = f32x4.pmax(v128.load(mx), c0);
+      if (two) m = f32x4.pmax(m, c1);
+      v128.store(mx, m);
+    }
+  }
+}
+
 // ---- mask and softmax on a transposed score tile ---------------------------------------------
 
 /**
@@ -821,25 +1029,29 @@ function dropTile(
 /**
  * Online softmax step on Sᵀ (cols × rowsPad, log2 units): per row, new max m, rescale factor
  * alpha = 2^(m_old − m_new) (stored at AL), l = l·alpha + Σ_j P, and Sᵀ replaced by
- * Pᵀ = 2^(Sᵀ − m_new). Rows whose max is still −∞ use 0 in its place, so P = alpha = 0.
+ * Pᵀ = 2^(Sᵀ − m_new). Rows whose max is still −∞ use 0 in its place, so P = alpha = 0. `MX`:
+ * the tile's row maxima when the score GEMM computed them (0: computed here).
  */
-function softmaxTile(S: usize, ls: usize, cols: i32, rowsPad: i32, M: usize, L: usize, AL: usize): void {
-  const lo = f32x4.splat(EXP2_LO), magic = f32x4.splat(EXP2_MAGIC);
-  const c0 = f32x4.splat(EXP2_C0), c1 = f32x4.splat(EXP2_C1);
-  const c2 = f32x4.splat(EXP2_C2), c3 = f32x4.splat(EXP2_C3), c4 = f32x4.splat(EXP2_C4);
-  const c5 = f32x4.splat(EXP2_C5), one = f32x4.splat(1.0), bias = i32x4.splat(127);
-  const negInf = f32x4.splat(-Infinity);
-  const zero = f32x4.splat(0);
+function softmaxTile(S: usize, ls: usize, cols: i32, rowsPad: i32, M: usize, L: usize, AL: usize, MX: usize): void {
+  const lo = v128.load(KF, K_LO), magic = v128.load(KF, K_MAGIC);
+  const c0 = v128.load(KF, K_C0), c1 = v128.load(KF, K_C1), c2 = v128.load(KF, K_C2);
+  const c3 = v128.load(KF, K_C3), c4 = v128.load(KF, K_C4), c5 = v128.load(KF, K_C5);
+  const one = v128.load(KF, K_ONE), bias = v128.load(KI);
+  const negInf = v128.load(KF, K_NEG_INF), zero = v128.load(KF, K_ZERO);
   for (let g = 0; g < rowsPad; g += 4) {
     const go = <usize>g << 2;
     let mx = negInf;
     let a = S + go;
-    for (let j = 0; j < cols; j++) {
-      mx = f32x4.max(mx, v128.load(a));
-      a += ls;
+    if (MX) {
+      mx = v128.load(MX + go);
+    } else {
+      for (let j = 0; j < cols; j++) {
+        mx = f32x4.pmax(mx, v128.load(a));
+        a += ls;
+      }
     }
     const mOld = v128.load(M + go);
-    const mNew = f32x4.max(mOld, mx);
+    const mNew = f32x4.pmax(mOld, mx);
     const mUse = v128.bitselect(zero, mNew, f32x4.eq(mNew, negInf));
     const alpha = exp2v(f32x4.sub(mOld, mUse), lo, magic, c0, c1, c2, c3, c4, c5, one, bias);
     let sum = zero;
@@ -855,7 +1067,6 @@ function softmaxTile(S: usize, ls: usize, cols: i32, rowsPad: i32, M: usize, L: 
     v128.store(AL + go, alpha);
   }
 }
-
 
 // ---- pack: user layout [B, N, H, d] (f32 or binary16) → packed [B, H, N, dp] f32 ------------
 
@@ -875,6 +1086,22 @@ export function pack(p: usize, tid: i32, counter: usize, items: usize, nItems: i
     const b = rest / heads, h = rest % heads;
     const rowStride = <usize>heads * d;
     let s = <usize>(b * seq * heads + h) * d; // element index of (b, 0, h, 0)
+    if (t == pi(p, P_PACK_T)) {
+      // transposed panels [B, heads, colBlocks, dp, Bc]: panel c holds keys [c·Bc, c·Bc + Bc)
+      const Bc = pi(p, P_BC), blocks = (seq + Bc - 1) / Bc, lp = <usize>Bc << 2;
+      const panel = <usize>dp * lp;
+      const o = dst + <usize>(b * heads + h) * blocks * panel;
+      memory.fill(o, 0, <usize>blocks * panel);
+      for (let j = 0; j < seq; j++) {
+        const col = o + <usize>(j / Bc) * panel + (<usize>(j % Bc) << 2);
+        for (let x = 0; x < d; x++) {
+          const v = f16 ? h2f(load<u16>(src + ((s + x) << 1))) : load<f32>(src + ((s + x) << 2));
+          store<f32>(col + <usize>x * lp, v);
+        }
+        s += rowStride;
+      }
+      continue;
+    }
     let o = dst + (<usize>(b * heads + h) * seq * dp << 2);
     for (let r = 0; r < seq; r++) {
       if (f16) {
@@ -916,7 +1143,10 @@ export function forward(p: usize, tid: i32, counter: usize, items: usize, nItems
   const AL = L + ls;
   const RI = AL + ls;
   const RH = RI + ls;
-  const PH = RH + ls;
+  const MX = RH + ls;
+  const PH = MX + ls;
+  const panel = <usize>dp * Bc << 2; // a transposed K panel (dp × Bc)
+  const colBlocks = pi(p, P_COL_BLOCKS);
   const negInf = f32x4.splat(-Infinity), zero = f32x4.splat(0);
   for (let it = nextItem(counter, items, nItems); it >= 0; it = nextItem(counter, items, nItems)) {
     const r = it % rowBlocks, bh = it / rowBlocks, h = bh % H, b = bh / H;
@@ -940,17 +1170,22 @@ export function forward(p: usize, tid: i32, counter: usize, items: usize, nItems
       store<i32>(RH + (<usize>i << 2), h);
     }
     memory.fill(O, 0, <usize>rowsPad * ld);
-    const kb = kp + <usize>(b * Hk + kh) * nk * ld;
+    const kb = kp + <usize>(b * Hk + kh) * colBlocks * panel;
     const vb = vp + <usize>(b * Hk + kh) * nk * ld;
     const list = slice * rowBlocks + r;
     const t1 = load<u32>(tilePtr + (<usize>(list + 1) << 2));
     for (let t = load<u32>(tilePtr + (<usize>list << 2)); t < t1; t++) {
       const e = load<u32>(tiles + (<usize>t << 2));
-      const j0 = <i32>(e >> 1) * Bc, cols = min(Bc, nk - j0);
-      gemmNN(kb + <usize>j0 * ld, ld, QT, ls, ST, ls, cols, rowsPad >> 2, dp, false);
+      const c = <i32>(e >> 1), j0 = c * Bc, cols = min(Bc, nk - j0);
+      // full tiles without softcap: the score GEMM also takes the row maxima
+      const fused = (e & 1) == 0 && cap == 0;
+      if (fused) {
+        for (let g = 0; g < rowsPad; g += 4) v128.store(MX + (<usize>g << 2), negInf);
+      }
+      gemmScores(kb + <usize>c * panel, <usize>Bc << 2, QT, ls, ST, ls, cols, rowsPad >> 2, dp, fused ? MX : 0);
       if (cap != 0) capTile(ST, ls, cols, rowsPad, cap);
       if (e & 1) maskTile(ST, ls, cols, rowsPad, RI, bounds + (<usize>(slice * nk + j0) << 4));
-      softmaxTile(ST, ls, cols, rowsPad, M, L, AL);
+      softmaxTile(ST, ls, cols, rowsPad, M, L, AL, fused ? MX : 0);
       if (drop) dropTile(ST, ls, cols, rowsPad, RI, RH, b, j0, p, PH);
       gemmTN(ST, ls, vb + <usize>j0 * ld, ld, O, ld, rowsPad, dp >> 2, cols, AL);
     }
@@ -1059,10 +1294,10 @@ function dsTile(
   i0: i32,
   bnd: usize,
 ): void {
-  const lo = f32x4.splat(EXP2_LO), magic = f32x4.splat(EXP2_MAGIC);
-  const c0 = f32x4.splat(EXP2_C0), c1 = f32x4.splat(EXP2_C1);
-  const c2 = f32x4.splat(EXP2_C2), c3 = f32x4.splat(EXP2_C3), c4 = f32x4.splat(EXP2_C4);
-  const c5 = f32x4.splat(EXP2_C5), one = f32x4.splat(1.0), bias = i32x4.splat(127);
+  const lo = v128.load(KF, K_LO), magic = v128.load(KF, K_MAGIC);
+  const c0 = v128.load(KF, K_C0), c1 = v128.load(KF, K_C1), c2 = v128.load(KF, K_C2);
+  const c3 = v128.load(KF, K_C3), c4 = v128.load(KF, K_C4), c5 = v128.load(KF, K_C5);
+  const one = v128.load(KF, K_ONE), bias = v128.load(KI);
   const zero = f32x4.splat(0);
   const base = i32x4.add(i32x4.splat(i0), i32x4(0, 1, 2, 3));
   const four = i32x4.splat(4);
@@ -1298,11 +1533,15 @@ export function bwdReduce(p: usize, tid: i32, counter: usize, items: usize, nIte
  */
 function loadPanel(src: usize, ls: usize, cols: i32, d: i32, dp: i32, f16: bool, dst: usize): void {
   const ld = <usize>dp << 2;
+  const mag = v128.load(KH), pow112 = v128.load(KH, 16), inf = v128.load(KH, 32);
+  const hinf = v128.load(KH, 48), sgn = v128.load(KH, 64);
   for (let j = 0; j < cols; j++) {
     const s = src + <usize>j * ls, o = dst + <usize>j * ld;
     let x = 0;
     if (f16) {
-      for (; x + 4 <= d; x += 4) v128.store(o + (<usize>x << 2), h2f4(s + (<usize>x << 1)));
+      for (; x + 4 <= d; x += 4) {
+        v128.store(o + (<usize>x << 2), h2f4(s + (<usize>x << 1), mag, pow112, inf, hinf, sgn));
+      }
       for (; x < d; x++) store<f32>(o + (<usize>x << 2), h2f(load<u16>(s + (<usize>x << 1))));
     } else {
       for (; x + 4 <= d; x += 4) v128.store(o + (<usize>x << 2), v128.load(s + (<usize>x << 2)));
@@ -1312,46 +1551,94 @@ function loadPanel(src: usize, ls: usize, cols: i32, d: i32, dp: i32, f16: bool,
   }
 }
 
+/** [Σ a0, Σ a1, Σ a2, Σ a3]: the lane sums of four vectors, as one vector. */
+@inline function sum4(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  const t0 = f32x4.add(i32x4.shuffle(a0, a1, 0, 4, 1, 5), i32x4.shuffle(a0, a1, 2, 6, 3, 7));
+  const t1 = f32x4.add(i32x4.shuffle(a2, a3, 0, 4, 1, 5), i32x4.shuffle(a2, a3, 2, 6, 3, 7));
+  return f32x4.add(i32x4.shuffle(t0, t1, 0, 1, 4, 5), i32x4.shuffle(t0, t1, 2, 3, 6, 7));
+}
+
 /**
- * Decode work item g·splits + s: split s of the keys of row group g. A row group is the query
- * rows (h, i), h in [h0, h0 + nh) (heads of one key head sharing one mask slice), i < Nq, in
- * row r = (h − h0)·Nq + i, so K and V are read once for the whole group. The group's tile list
- * (the schedule's row block 0; Br ≥ Nq) is cut into `splits` contiguous runs of tiles; run s is
- * computed with the forward's online softmax into the item's partial: unnormalised O, m (log2
- * units) and l per row, left for `decodeCombine`. q, k and v are read in place in the user
- * layout (K and V through a packed f32 panel per tile, unless f32 with d % 4 == 0).
+ * The decode score GEMM for few rows, as dot products: Sᵀ[j][r] = Σ_x K[j][x]·Q[r][x] for
+ * j < cols, r < RPad (a multiple of 4), x < X (a multiple of 4); K and Q rows are read as
+ * vectors along x (K in place: no transpose), 2 keys × 4 rows at a time (8 accumulators, 6 loads
+ * per 8 multiply-adds, where the Sᵀ-layout GEMM with 4 rows needs 7 per 6), then each key's 4
+ * row sums are gathered into one vector of Sᵀ. `MX` (0: none): row maxima, as in gemmScores.
  */
-export function decode(p: usize, tid: i32, counter: usize, items: usize, nItems: i32): void {
-  const nq = pi(p, P_NQ), nk = pi(p, P_NK), H = pi(p, P_H), Hk = pi(p, P_HK);
-  const d = pi(p, P_D), dp = pi(p, P_DP), Bc = pi(p, P_BC);
-  const scale2 = pf(p, P_SCALE2), f16 = pi(p, P_IN_F16) != 0;
-  const bounds = pu(p, P_BOUNDS), tilePtr = pu(p, P_TILE_PTR), tiles = pu(p, P_TILES);
-  const sliceOf = pu(p, P_SLICE_OF), rowBlocks = pi(p, P_ROW_BLOCKS);
-  const qp = pu(p, P_Q), kp = pu(p, P_K), vp = pu(p, P_V);
-  const groups = pu(p, P_GROUPS), splits = pi(p, P_SPLITS), rowsMax = pi(p, P_ROWS_MAX);
-  const part = pu(p, P_PART), direct = pi(p, P_KV_DIRECT) != 0;
-  const cap = pf(p, P_SOFTCAP2), drop = pi(p, P_DROP) != 0;
+function gemmDots(
+  K: usize,
+  lk: usize,
+  Q: usize,
+  lq: usize,
+  S: usize,
+  ls: usize,
+  cols: i32,
+  RPad: i32,
+  X: i32,
+  MX: usize,
+): void {
+  const end = <usize>X << 2;
+  for (let g = 0; g < RPad; g += 4) {
+    const q0 = Q + <usize>g * lq, q1 = q0 + lq, q2 = q1 + lq, q3 = q2 + lq;
+    const go = <usize>g << 2;
+    let mx = MX ? v128.load(MX + go) : f32x4.splat(0);
+    let j = 0;
+    for (; j + 2 <= cols; j += 2) {
+      const k0 = K + <usize>j * lk, k1 = k0 + lk;
+      let a00 = f32x4.splat(0), a10 = a00, a20 = a00, a30 = a00;
+      let a01 = a00, a11 = a00, a21 = a00, a31 = a00;
+      for (let o: usize = 0; o < end; o += 16) {
+        const x0 = v128.load(k0 + o), x1 = v128.load(k1 + o);
+        let y = v128.load(q0 + o);
+        a00 = madd(x0, y, a00); a01 = madd(x1, y, a01);
+        y = v128.load(q1 + o);
+        a10 = madd(x0, y, a10); a11 = madd(x1, y, a11);
+        y = v128.load(q2 + o);
+        a20 = madd(x0, y, a20); a21 = madd(x1, y, a21);
+        y = v128.load(q3 + o);
+        a30 = madd(x0, y, a30); a31 = madd(x1, y, a31);
+      }
+      const s0 = sum4(a00, a10, a20, a30), s1 = sum4(a01, a11, a21, a31);
+      v128.store(S + <usize>j * ls + go, s0);
+      v128.store(S + <usize>(j + 1) * ls + go, s1);
+      mx = f32x4.pmax(mx, f32x4.pmax(s0, s1));
+    }
+    if (j < cols) {
+      const k0 = K + <usize>j * lk;
+      let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+      for (let o: usize = 0; o < end; o += 16) {
+        const x0 = v128.load(k0 + o);
+        a0 = madd(x0, v128.load(q0 + o), a0);
+        a1 = madd(x0, v128.load(q1 + o), a1);
+        a2 = madd(x0, v128.load(q2 + o), a2);
+        a3 = madd(x0, v128.load(q3 + o), a3);
+      }
+      const s0 = sum4(a0, a1, a2, a3);
+      v128.store(S + <usize>j * ls + go, s0);
+      mx = f32x4.pmax(mx, s0);
+    }
+    if (MX) v128.store(MX + go, mx);
+  }
+}
+
+/**
+ * Decode preparation, work item g (a row group): the group's Q · scale · log2 e (RPad × dp,
+ * zero padded), and the query row and head of each of its rows (for the mask and dropout). A row
+ * group is the query rows (h, i), h in [h0, h0 + nh) (heads of one key head that share one mask
+ * slice), i < Nq, in row r = (h − h0)·Nq + i, so K and V are read once for the whole group.
+ */
+export function decodePrep(p: usize, tid: i32, counter: usize, items: usize, nItems: i32): void {
+  const nq = pi(p, P_NQ), H = pi(p, P_H), d = pi(p, P_D), dp = pi(p, P_DP);
+  const scale2 = pf(p, P_SCALE2), f16 = pi(p, P_IN_F16) != 0, qp = pu(p, P_Q);
+  const groups = pu(p, P_GROUPS), rowsMax = pi(p, P_ROWS_MAX);
+  const qAll = pu(p, P_QT), rowsAll = pu(p, P_DEC_ROWS);
   const eb: usize = f16 ? 2 : 4;
-  const ld = <usize>dp << 2;
-  const partBytes = <usize>rowsMax * (ld + 8);
-  const lsMax = <usize>rowsMax << 2;
-  const QT = pu(p, P_SCRATCH) + <usize>tid * pu(p, P_SCRATCH_BYTES);
-  const ST = QT + <usize>dp * lsMax;
-  const AL = ST + <usize>Bc * lsMax;
-  const RI = AL + lsMax;
-  const RH = RI + lsMax;
-  const PH = RH + lsMax;
-  const PANEL = PH + 64;
-  const lk = <usize>Hk * d * eb; // key row stride in the user layout (bytes)
-  const negInf = f32x4.splat(-Infinity), zero = f32x4.splat(0);
-  for (let it = nextItem(counter, items, nItems); it >= 0; it = nextItem(counter, items, nItems)) {
-    const g = it / splits, s = it % splits;
+  for (let g = nextItem(counter, items, nItems); g >= 0; g = nextItem(counter, items, nItems)) {
     const desc = groups + (<usize>g << 4);
-    const b = load<i32>(desc), kh = load<i32>(desc, 4), h0 = load<i32>(desc, 8), nh = load<i32>(desc, 12);
-    const R = nh * nq, RPad = (R + 3) & ~3, ls = <usize>RPad << 2;
-    const slice = load<i32>(sliceOf + (<usize>(b * H + h0) << 2));
-    const O = part + <usize>it * partBytes, M = O + <usize>rowsMax * ld, L = M + lsMax;
-    // Qᵀ · scale · log2 e (dp × RPad), zero padded; row indices and heads per tile row
+    const b = load<i32>(desc), h0 = load<i32>(desc, 8), nh = load<i32>(desc, 12);
+    const R = nh * nq, RPad = (R + 3) & ~3, ld = <usize>dp << 2;
+    const QR = qAll + <usize>g * dp * (<usize>rowsMax << 2);
+    const RI = rowsAll + <usize>g * (<usize>rowsMax << 3), RH = RI + (<usize>rowsMax << 2);
     for (let r = 0; r < RPad; r++) {
       const h = h0 + r / nq, i = r % nq;
       store<i32>(RI + (<usize>r << 2), r < R ? i : 0);
@@ -1360,37 +1647,110 @@ export function decode(p: usize, tid: i32, counter: usize, items: usize, nItems:
       for (let x = 0; x < dp; x++) {
         let v: f32 = 0;
         if (r < R && x < d) v = (f16 ? h2f(load<u16>(q + (<usize>x << 1))) : load<f32>(q + (<usize>x << 2))) * scale2;
-        store<f32>(QT + <usize>x * ls + (<usize>r << 2), v);
+        store<f32>(QR + <usize>r * ld + (<usize>x << 2), v);
       }
     }
-    for (let r = 0; r < RPad; r += 4) {
-      v128.store(M + (<usize>r << 2), negInf);
-      v128.store(L + (<usize>r << 2), zero);
-    }
-    memory.fill(O, 0, <usize>RPad * ld);
-    const kb = kp + <usize>(b * nk * Hk + kh) * d * eb;
-    const vb = vp + <usize>(b * nk * Hk + kh) * d * eb;
-    const list = slice * rowBlocks;
-    const T0 = load<u32>(tilePtr + (<usize>list << 2)), T = load<u32>(tilePtr + (<usize>(list + 1) << 2)) - T0;
-    const t1 = T0 + <u32>((<u64>T * <u64>(s + 1)) / <u64>splits);
-    for (let t = T0 + <u32>((<u64>T * <u64>s) / <u64>splits); t < t1; t++) {
-      const e = load<u32>(tiles + (<usize>t << 2));
-      const j0 = <i32>(e >> 1) * Bc, cols = min(Bc, nk - j0);
-      if (direct) {
-        gemmNN(kb + <usize>j0 * lk, lk, QT, ls, ST, ls, cols, RPad >> 2, d, false);
-      } else {
-        loadPanel(kb + <usize>j0 * lk, lk, cols, d, dp, f16, PANEL);
-        gemmNN(PANEL, ld, QT, ls, ST, ls, cols, RPad >> 2, dp, false);
+  }
+}
+
+/**
+ * Decode work item b·splits + s: the column blocks [s·CB/splits, (s+1)·CB/splits) of batch b,
+ * for every row group of b (groups [GROUP_PTR[b], GROUP_PTR[b + 1])). Column blocks are the outer
+ * loop and row groups the inner one, so that a tile's keys and values of all key heads, which are
+ * adjacent in the user layout, are read together (streaming; one key head's rows alone are
+ * Hk·d apart, which defeats the hardware prefetcher). Each group walks its own tile list (its mask
+ * slice's row block 0; Br ≥ Nq) within the range and accumulates, with the forward's online
+ * softmax, into its partial for this split: unnormalised O, m (log2 units) and l per row, left
+ * for `decodeCombine`. k and v are read in place (through a packed f32 panel per tile when f16
+ * or d % 4 != 0).
+ */
+export function decode(p: usize, tid: i32, counter: usize, items: usize, nItems: i32): void {
+  const nk = pi(p, P_NK), Hk = pi(p, P_HK), d = pi(p, P_D), dp = pi(p, P_DP), Bc = pi(p, P_BC);
+  const f16 = pi(p, P_IN_F16) != 0, colBlocks = pi(p, P_COL_BLOCKS), nq = pi(p, P_NQ);
+  const bounds = pu(p, P_BOUNDS), tilePtr = pu(p, P_TILE_PTR), tiles = pu(p, P_TILES);
+  const sliceOf = pu(p, P_SLICE_OF), rowBlocks = pi(p, P_ROW_BLOCKS), H = pi(p, P_H);
+  const kp = pu(p, P_K), vp = pu(p, P_V);
+  const groups = pu(p, P_GROUPS), groupPtr = pu(p, P_GROUP_PTR);
+  const splits = pi(p, P_SPLITS), rowsMax = pi(p, P_ROWS_MAX);
+  const part = pu(p, P_PART), direct = pi(p, P_KV_DIRECT) != 0;
+  const qtAll = pu(p, P_QT), rowsAll = pu(p, P_DEC_ROWS);
+  const cap = pf(p, P_SOFTCAP2), drop = pi(p, P_DROP) != 0;
+  const eb: usize = f16 ? 2 : 4;
+  const ld = <usize>dp << 2;
+  const partBytes = <usize>rowsMax * (ld + 8);
+  const lsMax = <usize>rowsMax << 2;
+  const ST = pu(p, P_SCRATCH) + <usize>tid * pu(p, P_SCRATCH_BYTES);
+  const AL = ST + <usize>Bc * lsMax;
+  const MX = AL + lsMax;
+  const PH = MX + lsMax;
+  const PANEL = PH + 64;
+  const CUR = PANEL + <usize>Bc * ld; // per group of the batch: next tile, end of its list
+  const lk = <usize>Hk * d * eb; // key row stride in the user layout (bytes)
+  const negInf = f32x4.splat(-Infinity), zero = f32x4.splat(0);
+  for (let it = nextItem(counter, items, nItems); it >= 0; it = nextItem(counter, items, nItems)) {
+    const b = it / splits, s = it % splits;
+    const g0 = load<i32>(groupPtr + (<usize>b << 2)), g1 = load<i32>(groupPtr + (<usize>(b + 1) << 2));
+    const c0 = <i32>((<i64>colBlocks * s) / splits), c1 = <i32>((<i64>colBlocks * (s + 1)) / splits);
+    for (let g = g0; g < g1; g++) {
+      const desc = groups + (<usize>g << 4);
+      const R = load<i32>(desc, 12) * nq, RPad = (R + 3) & ~3;
+      const O = part + <usize>(g * splits + s) * partBytes, M = O + <usize>rowsMax * ld, L = M + lsMax;
+      for (let r = 0; r < RPad; r += 4) {
+        v128.store(M + (<usize>r << 2), negInf);
+        v128.store(L + (<usize>r << 2), zero);
       }
-      if (cap != 0) capTile(ST, ls, cols, RPad, cap);
-      if (e & 1) maskTile(ST, ls, cols, RPad, RI, bounds + (<usize>(slice * nk + j0) << 4));
-      softmaxTile(ST, ls, cols, RPad, M, L, AL);
-      if (drop) dropTile(ST, ls, cols, RPad, RI, RH, b, j0, p, PH);
-      if (direct) {
-        gemmTN(ST, ls, vb + <usize>j0 * lk, lk, O, ld, RPad, dp >> 2, cols, AL);
-      } else {
-        loadPanel(vb + <usize>j0 * lk, lk, cols, d, dp, f16, PANEL);
-        gemmTN(ST, ls, PANEL, ld, O, ld, RPad, dp >> 2, cols, AL);
+      memory.fill(O, 0, <usize>RPad * ld);
+      // first tile of the group's list at or after column block c0 (lists ascend)
+      const list = load<i32>(sliceOf + (<usize>(load<i32>(desc) * H + load<i32>(desc, 8)) << 2)) * rowBlocks;
+      let lo = load<u32>(tilePtr + (<usize>list << 2)), hi = load<u32>(tilePtr + (<usize>(list + 1) << 2));
+      const end = hi;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (<i32>(load<u32>(tiles + (<usize>mid << 2)) >> 1) < c0) lo = mid + 1;
+        else hi = mid;
+      }
+      store<u32>(CUR + (<usize>(g - g0) << 3), lo);
+      store<u32>(CUR + (<usize>(g - g0) << 3) + 4, end);
+    }
+    for (let c = c0; c < c1; c++) {
+      const j0 = c * Bc, cols = min(Bc, nk - j0);
+      for (let g = g0; g < g1; g++) {
+        const cur = CUR + (<usize>(g - g0) << 3);
+        const t = load<u32>(cur);
+        if (t >= load<u32>(cur, 4)) continue;
+        const e = load<u32>(tiles + (<usize>t << 2));
+        if (<i32>(e >> 1) != c) continue;
+        store<u32>(cur, t + 1);
+        const desc = groups + (<usize>g << 4);
+        const b_ = load<i32>(desc), kh = load<i32>(desc, 4), h0 = load<i32>(desc, 8);
+        const R = load<i32>(desc, 12) * nq, RPad = (R + 3) & ~3, ls = <usize>RPad << 2;
+        const slice = load<i32>(sliceOf + (<usize>(b_ * H + h0) << 2));
+        const O = part + <usize>(g * splits + s) * partBytes, M = O + <usize>rowsMax * ld, L = M + lsMax;
+        const QR = qtAll + <usize>g * dp * lsMax;
+        const RI = rowsAll + <usize>g * (lsMax << 1), RH = RI + lsMax;
+        const kt = kp + (<usize>(b_ * nk + j0) * Hk + kh) * d * eb;
+        const vt = vp + (<usize>(b_ * nk + j0) * Hk + kh) * d * eb;
+        // full tiles without softcap: the score GEMM also takes the row maxima
+        const fused = (e & 1) == 0 && cap == 0;
+        if (fused) {
+          for (let r = 0; r < RPad; r += 4) v128.store(MX + (<usize>r << 2), negInf);
+        }
+        if (direct) {
+          gemmDots(kt, lk, QR, ld, ST, ls, cols, RPad, d, fused ? MX : 0);
+        } else {
+          loadPanel(kt, lk, cols, d, dp, f16, PANEL);
+          gemmDots(PANEL, ld, QR, ld, ST, ls, cols, RPad, dp, fused ? MX : 0);
+        }
+        if (cap != 0) capTile(ST, ls, cols, RPad, cap);
+        if (e & 1) maskTile(ST, ls, cols, RPad, RI, bounds + (<usize>(slice * nk + j0) << 4));
+        softmaxTile(ST, ls, cols, RPad, M, L, AL, fused ? MX : 0);
+        if (drop) dropTile(ST, ls, cols, RPad, RI, RH, b_, j0, p, PH);
+        if (direct) {
+          gemmTN(ST, ls, vt, lk, O, ld, RPad, dp >> 2, cols, AL);
+        } else {
+          loadPanel(vt, lk, cols, d, dp, f16, PANEL);
+          gemmTN(ST, ls, PANEL, ld, O, ld, RPad, dp >> 2, cols, AL);
+        }
       }
     }
   }
@@ -1413,10 +1773,10 @@ export function decodeCombine(p: usize, tid: i32, counter: usize, items: usize, 
   const partBytes = <usize>rowsMax * (ld + 8);
   const W = pu(p, P_SCRATCH) + <usize>tid * pu(p, P_SCRATCH_BYTES); // weights, one per split
   const ACC = W + (<usize>splits << 2); // one row of O, then m and l
-  const lo = f32x4.splat(EXP2_LO), magic = f32x4.splat(EXP2_MAGIC);
-  const c0 = f32x4.splat(EXP2_C0), c1 = f32x4.splat(EXP2_C1);
-  const c2 = f32x4.splat(EXP2_C2), c3 = f32x4.splat(EXP2_C3), c4 = f32x4.splat(EXP2_C4);
-  const c5 = f32x4.splat(EXP2_C5), one = f32x4.splat(1.0), bias = i32x4.splat(127);
+  const lo = v128.load(KF, K_LO), magic = v128.load(KF, K_MAGIC);
+  const c0 = v128.load(KF, K_C0), c1 = v128.load(KF, K_C1), c2 = v128.load(KF, K_C2);
+  const c3 = v128.load(KF, K_C3), c4 = v128.load(KF, K_C4), c5 = v128.load(KF, K_C5);
+  const one = v128.load(KF, K_ONE), bias = v128.load(KI);
   for (let g = nextItem(counter, items, nItems); g >= 0; g = nextItem(counter, items, nItems)) {
     const desc = groups + (<usize>g << 4);
     const b = load<i32>(desc), h0 = load<i32>(desc, 8), nh = load<i32>(desc, 12);
