@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { attention, type AttentionOptions, blockMask, type Tensor } from "../mod.ts";
 import { DECODE_COLS, decodeGroups, decodeSplits, stats, tuning } from "../wasm/backend.ts";
 import { checkProblem } from "../_problem.ts";
+import { engine } from "../wasm/_runtime.ts";
 import { type Case, checkCase, randomMask } from "./_cases.ts";
 import { randomTensor, relErr, rng } from "./_util.ts";
 
@@ -181,5 +182,24 @@ Deno.test("wasm decode: agrees with the tiled forward path", async () => {
     assert.ok(relErr(a.lse, b.lse) < 1e-6);
   } finally {
     tuning.decodeMaxNq = saved;
+  }
+});
+
+Deno.test("wasm decode: the f16 → f32 panel conversion is exact for all 65536 halves", () => {
+  const eng = engine();
+  eng.ensure(1 << 21);
+  const src = 1 << 19, dst = 1 << 20, n = 65536;
+  const h = new Uint16Array(eng.memory.buffer, src, n);
+  for (let i = 0; i < n; i++) h[i] = i;
+  eng.exports.halvesAt(src, dst, n);
+  const got = new Uint32Array(eng.memory.buffer, dst, n);
+  for (let i = 0; i < n; i++) {
+    const sign = (i & 0x8000) << 16, e = (i >> 10) & 0x1f, m = i & 0x3ff;
+    let want: number;
+    if (e === 31) want = (sign | 0x7f800000 | (m << 13)) >>> 0; // infinities and NaN payloads
+    else if (e === 0) {
+      want = new Uint32Array(Float32Array.of((sign ? -1 : 1) * m * 2 ** -24).buffer)[0];
+    } else want = (sign | ((e + 112) << 23) | (m << 13)) >>> 0;
+    if (got[i] !== want) assert.fail(`half 0x${i.toString(16)}: got 0x${got[i].toString(16)}`);
   }
 });

@@ -120,6 +120,7 @@ const P = {
   PACK_T: 68,
   GROUP_PTR: 69,
   DEC_ROWS: 70,
+  GROUPS_MAX: 71,
 } as const;
 const PARAM_SLOTS = 96;
 
@@ -445,10 +446,10 @@ async function decode(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<Atte
     const groupsAt = L.take(groups.byteLength), groupPtrAt = L.take(groupPtr.byteLength);
     const qt = L.take(nGroups * dp * rowsMax * 4), decRows = L.take(nGroups * rowsMax * 8);
     const part = L.take(nGroups * splits * rowsMax * (dp * 4 + 8));
-    // Sᵀ, alpha, maxima, 4 Philox words, a K or V panel, 2 cursors per group; the combine:
-    // weights, a row
-    const decodeScratch = (DECODE_COLS * rowsMax + 2 * rowsMax + DECODE_COLS * dp) * 4 + 64 +
-      most * 8;
+    // Sᵀ, alpha, maxima, 4 Philox words, 2 cursors per group, K and V panels of a column block
+    // (all key heads; only when they are converted); the combine: weights, a row
+    const panels = f16 || d % 4 !== 0 ? 2 * DECODE_COLS * p.kvHeads * dp : 0;
+    const decodeScratch = (DECODE_COLS * rowsMax + 2 * rowsMax + panels) * 4 + 64 + most * 8;
     const scratchBytes = Math.ceil(Math.max(decodeScratch, (splits + dp + 2) * 4) / 64) * 64;
     const scratch = L.take(threads * scratchBytes);
     const order = Int32Array.from({ length: Math.max(nItems, nGroups) }, (_, i) => i);
@@ -475,6 +476,7 @@ async function decode(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<Atte
     i32[P.GROUP_PTR] = groupPtrAt;
     i32[P.QT] = qt;
     i32[P.DEC_ROWS] = decRows;
+    i32[P.GROUPS_MAX] = most;
     i32[P.SPLITS] = splits;
     i32[P.ROWS_MAX] = rowsMax;
     i32[P.PART] = part;

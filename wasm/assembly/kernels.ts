@@ -102,6 +102,7 @@ const P_KV_DIRECT: i32 = 67; // decode: K and V are read in place (f32 and d % 4
 const P_PACK_T: i32 = 68; // pack: this tensor goes into transposed panels (−1: none)
 const P_GROUP_PTR: i32 = 69; // decode: row groups of batch b are [ptr[b], ptr[b + 1])
 const P_DEC_ROWS: i32 = 70; // decode: per row group, query row then head of each row (i32)
+const P_GROUPS_MAX: i32 = 71; // decode: most row groups of one batch entry
 
 @inline function pi(p: usize, slot: i32): i32 {
   return load<i32>(p + (<usize>slot << 2));
@@ -263,29 +264,24 @@ function f2h(x: f32): u32 {
   else store<f32>(base + (idx << 2), v);
 }
 
-// binary16 → f32 conversion constants (lanes of i32): magnitude mask, 2^112 (as f32 bits), f32
-// infinity bits, the f16 infinity exponent, the f16 sign bit.
+// binary16 → f32 conversion constants (i32 lanes): the kept bits of a sign-extended half shifted
+// left by 13 (sign, exponent, mantissa), 2^112 (as f32 bits), the f16 exponent field, f32 infinity.
 const KH = memory.data<i32>([
-  0x7fff, 0x7fff, 0x7fff, 0x7fff,
+  0x8fffe000, 0x8fffe000, 0x8fffe000, 0x8fffe000,
   0x77800000, 0x77800000, 0x77800000, 0x77800000,
-  0x7f800000, 0x7f800000, 0x7f800000, 0x7f800000,
   0x7c00, 0x7c00, 0x7c00, 0x7c00,
-  0x8000, 0x8000, 0x8000, 0x8000,
+  0x7f800000, 0x7f800000, 0x7f800000, 0x7f800000,
 ], 16);
 
 /**
- * Four binary16 values at `ptr` → f32x4, exactly (subnormals, infinities and NaN included); the
- * constants are those of KH, passed in so that loops load them once.
+ * Four binary16 values, sign-extended to i32 lanes, → f32x4, exactly: (h << 13) keeps the sign in
+ * bit 31 and puts exponent and mantissa where f32 has them; ·2^112 re-biases the exponent (f16
+ * subnormals become f32 normals, ±0 stays ±0); an all-ones exponent (infinity, NaN) gets the f32
+ * one by or-ing it in. The constants are those of KH, passed in so that loops load them once.
  */
-@inline function h2f4(ptr: usize, mag: v128, pow112: v128, inf: v128, hinf: v128, sgn: v128): v128 {
-  const h = v128.load16x4_u(ptr);
-  const em = v128.and(h, mag);
-  const bits = i32x4.shl(em, 13);
-  // ·2^112 re-biases the exponent; f16 subnormals become f32 normals exactly
-  const v = f32x4.mul(bits, pow112);
-  const special = i32x4.ge_u(em, hinf);
-  const r = v128.bitselect(v128.or(bits, inf), v, special);
-  return v128.or(r, i32x4.shl(v128.and(h, sgn), 16));
+@inline function h2f4(h: v128, keep: v128, pow112: v128, hexp: v128, inf: v128): v128 {
+  const v = f32x4.mul(v128.and(i32x4.shl(h, 13), keep), pow112);
+  return v128.or(v, v128.and(i32x4.eq(v128.and(h, hexp), hexp), inf));
 }
 
 // tanh on f32x4 for the softcap: |x| < 0.625: odd Taylor series to x^17 (f32 Horner, ≈1 ulp);
@@ -383,6 +379,11 @@ export function philoxAt(io: usize): void {
     load<u32>(io, 68),
     io + 80,
   );
+}
+
+/** Test hook: the decode panels' binary16 → f32 conversion of n halves at `src` into `dst`. */
+export function halvesAt(src: usize, dst: usize, n: i32): void {
+  loadPanel(src, <usize>n << 1, 1, n, n, true, dst);
 }
 
 /** Test hook: x ← tanh(x) (the softcap's tanhv) for n f32 at `io`, n a multiple of 4. */
@@ -1533,14 +1534,17 @@ export function bwdReduce(p: usize, tid: i32, counter: usize, items: usize, nIte
  */
 function loadPanel(src: usize, ls: usize, cols: i32, d: i32, dp: i32, f16: bool, dst: usize): void {
   const ld = <usize>dp << 2;
-  const mag = v128.load(KH), pow112 = v128.load(KH, 16), inf = v128.load(KH, 32);
-  const hinf = v128.load(KH, 48), sgn = v128.load(KH, 64);
+  const keep = v128.load(KH), pow112 = v128.load(KH, 16), hexp = v128.load(KH, 32);
+  const inf = v128.load(KH, 48);
   for (let j = 0; j < cols; j++) {
     const s = src + <usize>j * ls, o = dst + <usize>j * ld;
     let x = 0;
     if (f16) {
-      for (; x + 4 <= d; x += 4) {
-        v128.store(o + (<usize>x << 2), h2f4(s + (<usize>x << 1), mag, pow112, inf, hinf, sgn));
+      for (; x + 8 <= d; x += 8) {
+        const h = v128.load(s + (<usize>x << 1));
+        const a = o + (<usize>x << 2);
+        v128.store(a, h2f4(i32x4.extend_low_i16x8_s(h), keep, pow112, hexp, inf));
+        v128.store(a, h2f4(i32x4.extend_high_i16x8_s(h), keep, pow112, hexp, inf), 16);
       }
       for (; x < d; x++) store<f32>(o + (<usize>x << 2), h2f(load<u16>(s + (<usize>x << 1))));
     } else {
@@ -1661,8 +1665,8 @@ export function decodePrep(p: usize, tid: i32, counter: usize, items: usize, nIt
  * Hk·d apart, which defeats the hardware prefetcher). Each group walks its own tile list (its mask
  * slice's row block 0; Br ≥ Nq) within the range and accumulates, with the forward's online
  * softmax, into its partial for this split: unnormalised O, m (log2 units) and l per row, left
- * for `decodeCombine`. k and v are read in place (through a packed f32 panel per tile when f16
- * or d % 4 != 0).
+ * for `decodeCombine`. k and v are read in place when f32 with d % 4 == 0; otherwise each column
+ * block of every key head is converted into f32 panels first, in one streaming pass.
  */
 export function decode(p: usize, tid: i32, counter: usize, items: usize, nItems: i32): void {
   const nk = pi(p, P_NK), Hk = pi(p, P_HK), d = pi(p, P_D), dp = pi(p, P_DP), Bc = pi(p, P_BC);
@@ -1683,8 +1687,9 @@ export function decode(p: usize, tid: i32, counter: usize, items: usize, nItems:
   const AL = ST + <usize>Bc * lsMax;
   const MX = AL + lsMax;
   const PH = MX + lsMax;
-  const PANEL = PH + 64;
-  const CUR = PANEL + <usize>Bc * ld; // per group of the batch: next tile, end of its list
+  const CUR = PH + 64; // per group of the batch entry: next tile, end of its list
+  const lp = <usize>Hk * ld; // panel row stride: one key's dp floats for every key head
+  const PK = CUR + (<usize>pi(p, P_GROUPS_MAX) << 3), PV = PK + <usize>Bc * lp; // K, V panels
   const lk = <usize>Hk * d * eb; // key row stride in the user layout (bytes)
   const negInf = f32x4.splat(-Infinity), zero = f32x4.splat(0);
   for (let it = nextItem(counter, items, nItems); it >= 0; it = nextItem(counter, items, nItems)) {
@@ -1714,6 +1719,19 @@ export function decode(p: usize, tid: i32, counter: usize, items: usize, nItems:
     }
     for (let c = c0; c < c1; c++) {
       const j0 = c * Bc, cols = min(Bc, nk - j0);
+      if (!direct) {
+        // convert this block's keys and values of every key head (adjacent in memory) into
+        // f32 panels [j][kh][dp], in one streaming pass each, if any group computes the block
+        let used = false;
+        for (let g = g0; g < g1 && !used; g++) {
+          const cur = CUR + (<usize>(g - g0) << 3), t = load<u32>(cur);
+          used = t < load<u32>(cur, 4) && <i32>(load<u32>(tiles + (<usize>t << 2)) >> 1) == c;
+        }
+        if (!used) continue;
+        const src = <usize>(b * nk + j0) * lk;
+        loadPanel(kp + src, <usize>d * eb, cols * Hk, d, dp, f16, PK);
+        loadPanel(vp + src, <usize>d * eb, cols * Hk, d, dp, f16, PV);
+      }
       for (let g = g0; g < g1; g++) {
         const cur = CUR + (<usize>(g - g0) << 3);
         const t = load<u32>(cur);
@@ -1738,8 +1756,7 @@ export function decode(p: usize, tid: i32, counter: usize, items: usize, nItems:
         if (direct) {
           gemmDots(kt, lk, QR, ld, ST, ls, cols, RPad, d, fused ? MX : 0);
         } else {
-          loadPanel(kt, lk, cols, d, dp, f16, PANEL);
-          gemmDots(PANEL, ld, QR, ld, ST, ls, cols, RPad, dp, fused ? MX : 0);
+          gemmDots(PK + <usize>kh * ld, lp, QR, ld, ST, ls, cols, RPad, dp, fused ? MX : 0);
         }
         if (cap != 0) capTile(ST, ls, cols, RPad, cap);
         if (e & 1) maskTile(ST, ls, cols, RPad, RI, bounds + (<usize>(slice * nk + j0) << 4));
@@ -1748,8 +1765,7 @@ export function decode(p: usize, tid: i32, counter: usize, items: usize, nItems:
         if (direct) {
           gemmTN(ST, ls, vt, lk, O, ld, RPad, dp >> 2, cols, AL);
         } else {
-          loadPanel(vt, lk, cols, d, dp, f16, PANEL);
-          gemmTN(ST, ls, PANEL, ld, O, ld, RPad, dp >> 2, cols, AL);
+          gemmTN(ST, ls, PV + <usize>kh * ld, lp, O, ld, RPad, dp >> 2, cols, AL);
         }
       }
     }
