@@ -22,13 +22,15 @@
 // c ≡ chunk (mod nChunks), the colTiles of every query head of the group. Scores are kept
 // transposed, Sᵀ[j][r] (Bc × Br): lanes hold four query rows, so row max/sum of the online
 // softmax are plain vector ops, and one Philox call (4 words for 4 aligned keys of one row, over
-// 4 lanes = rows) covers a 4 × 4 block. GEMMs use 6×2 register blocking (6 rows of A broadcast,
-// 2 vectors of B: 12 f32x4 accumulators, 15 of the 15 xmm registers V8 allocates), 4-row blocks
-// for the remainder of M. The forward score GEMM of a full tile also folds the row maxima, so the
-// softmax makes one pass over the tile. Decode item (batch entry, range of column blocks): for
-// each column block, every row group of the entry (the rows (h, i) of the query heads of one key
-// head that share a mask slice), so K and V stream in memory order; the score GEMM there is a
-// dot-product form along d (few rows); `decodeCombine` merges the ranges.
+// 4 lanes = rows) covers a 4 × 4 block. GEMMs use 6×2 register blocking (6 elements of A, 2
+// vectors of B: 12 f32x4 accumulators), 4-row blocks for the remainder of M; in the TN kernels the
+// 6 adjacent A elements of a step come from one 4-lane and one 2-lane load, splat by shuffles
+// (4 loads a step instead of 8: loads are what the bounds checks make expensive, see below). The
+// forward score GEMM of a full tile also folds the row maxima, so the softmax makes one pass over
+// the tile. Decode item (batch entry, range of column blocks): for each column block, every row
+// group of the entry (the rows (h, i) of the query heads of one key head that share a mask
+// slice), so K and V stream in memory order; the score GEMM there is a dot-product form along d
+// (few rows); `decodeCombine` merges the ranges.
 //
 // Code generation notes (V8 in Deno, x64; see docs/BENCHMARKS.md): every wasm load and store is
 // bounds-checked explicitly (no guard-page trap handler), so micro-kernels are judged by loads per
@@ -647,54 +649,60 @@ function gemmTN(
     s = v128.load32_splat(al, 16); c40 = f32x4.mul(c40, s); c41 = f32x4.mul(c41, s);
     s = v128.load32_splat(al, 20); c50 = f32x4.mul(c50, s); c51 = f32x4.mul(c51, s);
   }
-  let b0: v128, b1: v128, x: v128;
+  let b0: v128, b1: v128, x: v128, av: v128;
   let k = 0;
   // two k steps per iteration (+10% over one on this machine), then the odd one
   for (; k + 2 <= K; k += 2) {
     b0 = v128.load(b); b1 = v128.load(b, 16);
-    x = v128.load32_splat(a);
+    av = v128.load(a);
+    x = i32x4.shuffle(av, av, 0, 0, 0, 0);
     c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
-    x = v128.load32_splat(a, 4);
+    x = i32x4.shuffle(av, av, 1, 1, 1, 1);
     c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
-    x = v128.load32_splat(a, 8);
+    x = i32x4.shuffle(av, av, 2, 2, 2, 2);
     c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
-    x = v128.load32_splat(a, 12);
+    x = i32x4.shuffle(av, av, 3, 3, 3, 3);
     c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
-    x = v128.load32_splat(a, 16);
+    av = v128.load64_splat(a, 16);
+    x = i32x4.shuffle(av, av, 0, 0, 0, 0);
     c40 = madd(x, b0, c40); c41 = madd(x, b1, c41);
-    x = v128.load32_splat(a, 20);
+    x = i32x4.shuffle(av, av, 1, 1, 1, 1);
     c50 = madd(x, b0, c50); c51 = madd(x, b1, c51);
     a += la;
     b += lb;
     b0 = v128.load(b); b1 = v128.load(b, 16);
-    x = v128.load32_splat(a);
+    av = v128.load(a);
+    x = i32x4.shuffle(av, av, 0, 0, 0, 0);
     c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
-    x = v128.load32_splat(a, 4);
+    x = i32x4.shuffle(av, av, 1, 1, 1, 1);
     c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
-    x = v128.load32_splat(a, 8);
+    x = i32x4.shuffle(av, av, 2, 2, 2, 2);
     c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
-    x = v128.load32_splat(a, 12);
+    x = i32x4.shuffle(av, av, 3, 3, 3, 3);
     c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
-    x = v128.load32_splat(a, 16);
+    av = v128.load64_splat(a, 16);
+    x = i32x4.shuffle(av, av, 0, 0, 0, 0);
     c40 = madd(x, b0, c40); c41 = madd(x, b1, c41);
-    x = v128.load32_splat(a, 20);
+    x = i32x4.shuffle(av, av, 1, 1, 1, 1);
     c50 = madd(x, b0, c50); c51 = madd(x, b1, c51);
     a += la;
     b += lb;
   }
   if (k < K) {
     b0 = v128.load(b); b1 = v128.load(b, 16);
-    x = v128.load32_splat(a);
+    av = v128.load(a);
+    x = i32x4.shuffle(av, av, 0, 0, 0, 0);
     c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
-    x = v128.load32_splat(a, 4);
+    x = i32x4.shuffle(av, av, 1, 1, 1, 1);
     c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
-    x = v128.load32_splat(a, 8);
+    x = i32x4.shuffle(av, av, 2, 2, 2, 2);
     c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
-    x = v128.load32_splat(a, 12);
+    x = i32x4.shuffle(av, av, 3, 3, 3, 3);
     c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
-    x = v128.load32_splat(a, 16);
+    av = v128.load64_splat(a, 16);
+    x = i32x4.shuffle(av, av, 0, 0, 0, 0);
     c40 = madd(x, b0, c40); c41 = madd(x, b1, c41);
-    x = v128.load32_splat(a, 20);
+    x = i32x4.shuffle(av, av, 1, 1, 1, 1);
     c50 = madd(x, b0, c50); c51 = madd(x, b1, c51);
     a += la;
     b += lb;
@@ -868,53 +876,59 @@ function gemmScores(
 @inline function st6x2(a: usize, la: usize, b: usize, lb: usize, c: usize, lc: usize, K: i32, mx: usize): void {
   let c00 = f32x4.splat(0), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   let c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-  let b0: v128, b1: v128, x: v128;
+  let b0: v128, b1: v128, x: v128, av: v128;
   let k = 0;
   for (; k + 2 <= K; k += 2) {
     b0 = v128.load(b); b1 = v128.load(b, 16);
-    x = v128.load32_splat(a);
+    av = v128.load(a);
+    x = i32x4.shuffle(av, av, 0, 0, 0, 0);
     c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
-    x = v128.load32_splat(a, 4);
+    x = i32x4.shuffle(av, av, 1, 1, 1, 1);
     c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
-    x = v128.load32_splat(a, 8);
+    x = i32x4.shuffle(av, av, 2, 2, 2, 2);
     c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
-    x = v128.load32_splat(a, 12);
+    x = i32x4.shuffle(av, av, 3, 3, 3, 3);
     c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
-    x = v128.load32_splat(a, 16);
+    av = v128.load64_splat(a, 16);
+    x = i32x4.shuffle(av, av, 0, 0, 0, 0);
     c40 = madd(x, b0, c40); c41 = madd(x, b1, c41);
-    x = v128.load32_splat(a, 20);
+    x = i32x4.shuffle(av, av, 1, 1, 1, 1);
     c50 = madd(x, b0, c50); c51 = madd(x, b1, c51);
     a += la;
     b += lb;
     b0 = v128.load(b); b1 = v128.load(b, 16);
-    x = v128.load32_splat(a);
+    av = v128.load(a);
+    x = i32x4.shuffle(av, av, 0, 0, 0, 0);
     c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
-    x = v128.load32_splat(a, 4);
+    x = i32x4.shuffle(av, av, 1, 1, 1, 1);
     c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
-    x = v128.load32_splat(a, 8);
+    x = i32x4.shuffle(av, av, 2, 2, 2, 2);
     c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
-    x = v128.load32_splat(a, 12);
+    x = i32x4.shuffle(av, av, 3, 3, 3, 3);
     c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
-    x = v128.load32_splat(a, 16);
+    av = v128.load64_splat(a, 16);
+    x = i32x4.shuffle(av, av, 0, 0, 0, 0);
     c40 = madd(x, b0, c40); c41 = madd(x, b1, c41);
-    x = v128.load32_splat(a, 20);
+    x = i32x4.shuffle(av, av, 1, 1, 1, 1);
     c50 = madd(x, b0, c50); c51 = madd(x, b1, c51);
     a += la;
     b += lb;
   }
   if (k < K) {
     b0 = v128.load(b); b1 = v128.load(b, 16);
-    x = v128.load32_splat(a);
+    av = v128.load(a);
+    x = i32x4.shuffle(av, av, 0, 0, 0, 0);
     c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
-    x = v128.load32_splat(a, 4);
+    x = i32x4.shuffle(av, av, 1, 1, 1, 1);
     c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
-    x = v128.load32_splat(a, 8);
+    x = i32x4.shuffle(av, av, 2, 2, 2, 2);
     c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
-    x = v128.load32_splat(a, 12);
+    x = i32x4.shuffle(av, av, 3, 3, 3, 3);
     c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
-    x = v128.load32_splat(a, 16);
+    av = v128.load64_splat(a, 16);
+    x = i32x4.shuffle(av, av, 0, 0, 0, 0);
     c40 = madd(x, b0, c40); c41 = madd(x, b1, c41);
-    x = v128.load32_splat(a, 20);
+    x = i32x4.shuffle(av, av, 1, 1, 1, 1);
     c50 = madd(x, b0, c50); c51 = madd(x, b1, c51);
     a += la;
     b += lb;
