@@ -753,14 +753,14 @@ function gemmTN(
     s = v128.load32_splat(al, 12); c30 = f32x4.mul(c30, s); c31 = f32x4.mul(c31, s);
   }
   for (let k = 0; k < K; k++) {
-    const b0 = v128.load(b), b1 = v128.load(b, 16);
-    let x = v128.load32_splat(a);
+    const b0 = v128.load(b), b1 = v128.load(b, 16), av = v128.load(a);
+    let x = i32x4.shuffle(av, av, 0, 0, 0, 0);
     c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
-    x = v128.load32_splat(a, 4);
+    x = i32x4.shuffle(av, av, 1, 1, 1, 1);
     c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
-    x = v128.load32_splat(a, 8);
+    x = i32x4.shuffle(av, av, 2, 2, 2, 2);
     c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
-    x = v128.load32_splat(a, 12);
+    x = i32x4.shuffle(av, av, 3, 3, 3, 3);
     c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
     a += la;
     b += lb;
@@ -780,11 +780,11 @@ function gemmTN(
     c3 = f32x4.mul(c3, v128.load32_splat(al, 12));
   }
   for (let k = 0; k < K; k++) {
-    const b0 = v128.load(b);
-    c0 = madd(v128.load32_splat(a), b0, c0);
-    c1 = madd(v128.load32_splat(a, 4), b0, c1);
-    c2 = madd(v128.load32_splat(a, 8), b0, c2);
-    c3 = madd(v128.load32_splat(a, 12), b0, c3);
+    const b0 = v128.load(b), av = v128.load(a);
+    c0 = madd(i32x4.shuffle(av, av, 0, 0, 0, 0), b0, c0);
+    c1 = madd(i32x4.shuffle(av, av, 1, 1, 1, 1), b0, c1);
+    c2 = madd(i32x4.shuffle(av, av, 2, 2, 2, 2), b0, c2);
+    c3 = madd(i32x4.shuffle(av, av, 3, 3, 3, 3), b0, c3);
     a += la;
     b += lb;
   }
