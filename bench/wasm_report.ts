@@ -9,7 +9,13 @@
  * per-round values and of the per-round ratios. Useful flops: 4·B·H·Nq·Nk·d·visibleFraction
  * forward, ×2.5 backward.
  *
- * Run: `deno run -A bench/wasm_report.ts [--rounds 5] [--mask-rounds 3] [--skip-node]`
+ * Decoding (issue 6): one new token (Nq = 1) against a KV cache of Nk = 131072 keys, H = 32,
+ * Hk = 8, d = 128, f16 and f32, one and two threads, as GB/s of K and V read: their bytes over the
+ * kernel time (the engine's phases, K and V already in wasm memory) and over the whole call (which
+ * also copies K and V into the wasm memory: the API takes host arrays).
+ *
+ * Run: `deno run -A bench/wasm_report.ts [--rounds 5] [--mask-rounds 3] [--decode-rounds 5]
+ * [--skip-node] [--skip-masks] [--skip-decode] [--only-decode]`
  * (onnxruntime-node: install with ONNXRUNTIME_NODE_INSTALL=skip; needs --allow-ffi, given by -A).
  *
  * @module
@@ -23,7 +29,9 @@ import {
   MASK_NAMES,
   type MaskName,
   schedule,
+  tensor,
   toDense,
+  toF16,
 } from "../mod.ts";
 import { BLOCK_COLS, BLOCK_ROWS } from "../wasm/backend.ts";
 import { engine } from "../wasm/_runtime.ts";
@@ -40,8 +48,11 @@ async function main() {
       rounds: { type: "string", default: "5" },
       "mask-rounds": { type: "string", default: "3" },
       "mask-heads": { type: "string", default: "4" },
+      "decode-rounds": { type: "string", default: "5" },
       "skip-node": { type: "boolean", default: false },
       "skip-masks": { type: "boolean", default: false },
+      "skip-decode": { type: "boolean", default: false },
+      "only-decode": { type: "boolean", default: false },
     },
   });
   const rounds = Number(a.rounds), maskRounds = Number(a["mask-rounds"]);
@@ -56,6 +67,10 @@ async function main() {
       `kernels: ${eng.relaxed ? "relaxed SIMD" : "plain SIMD"}; tiles ${BLOCK_ROWS}x${BLOCK_COLS}`,
   );
   console.log(`load average at start: ${load()}\n`);
+  if (a["only-decode"]) {
+    await decodeReport(Number(a["decode-rounds"]), load);
+    return;
+  }
 
   // ---- dense shape -------------------------------------------------------------------------
   const [B, N, H, D] = [1, 2048, 8, 64];
@@ -140,6 +155,7 @@ async function main() {
     console.log(`| ${node2.name} | ${fmt(median(rows.node2))} | — | reference |`);
   }
   console.log(`\nload average now: ${load()}\n`);
+  if (!a["skip-decode"]) await decodeReport(Number(a["decode-rounds"]), load);
   if (a["skip-masks"]) return;
 
   // ---- mask types at N = 4096 ----------------------------------------------------------------
@@ -204,6 +220,57 @@ async function main() {
     );
   }
   console.log(`\nload average at end: ${load()}`);
+}
+
+/** Fast deterministic inputs in [−1, 1) (random normals for 2^27 values take too long). */
+function fill(n: number, seed: number, f16: boolean): Float32Array | Uint16Array {
+  const x = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    x[i] = s / 2 ** 31 - 1;
+  }
+  return f16 ? toF16(x) : x;
+}
+
+/** Decode throughput: Nq = 1 against Nk = 131072, H = 32, Hk = 8, d = 128. */
+async function decodeReport(rounds: number, load: () => string): Promise<void> {
+  const [nk, H, Hk, d] = [131072, 32, 8, 128];
+  const eng = engine();
+  console.log(
+    `## Decoding: Nq=1, Nk=${nk}, H=${H}, Hk=${Hk}, d=${d}, no mask: median of ${rounds} rounds`,
+  );
+  console.log(
+    "GB/s = bytes of K and V / time; kernels: the decode phases alone (K and V already in wasm " +
+      "memory); call: the whole attention() call, which also copies K and V into the wasm memory.\n",
+  );
+  console.log("| dtype | threads | K+V MB | kernels ms | kernels GB/s | call ms | call GB/s |");
+  console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+  for (const dtype of ["f16", "f32"] as const) {
+    const f16 = dtype === "f16";
+    const q = tensor(fill(H * d, 1, f16), [1, 1, H, d], dtype);
+    const k = tensor(fill(nk * Hk * d, 2, f16), [1, nk, Hk, d], dtype);
+    const v = tensor(fill(nk * Hk * d, 3, f16), [1, nk, Hk, d], dtype);
+    const bytes = 2 * nk * Hk * d * (f16 ? 2 : 4);
+    const opt = (threads: number) => ({ backend: "wasm" as const, threads, checkFinite: false });
+    for (const threads of [1, 2]) await attention(q, k, v, opt(threads)); // warm up
+    const kern: number[][] = [[], []], call: number[][] = [[], []];
+    for (let r = 0; r < rounds; r++) {
+      for (const threads of [1, 2]) {
+        call[threads - 1].push(await time(() => attention(q, k, v, opt(threads))));
+        kern[threads - 1].push(eng.lastRunMs);
+      }
+    }
+    for (const threads of [1, 2]) {
+      const km = median(kern[threads - 1]), cm = median(call[threads - 1]);
+      console.log(
+        `| ${dtype} | ${threads} | ${fmt(bytes / 1e6, 0)} | ${fmt(km)} | ${
+          fmt(bytes / km / 1e6)
+        } | ${fmt(cm)} | ${fmt(bytes / cm / 1e6)} |`,
+      );
+    }
+  }
+  console.log(`\nload average now: ${load()}\n`);
 }
 
 if (import.meta.main) await main();

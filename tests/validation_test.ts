@@ -10,6 +10,7 @@ import {
   tensor,
   toF16,
 } from "../mod.ts";
+import { type Backend, checkProblem, missingFeature } from "../_problem.ts";
 import { randomTensor, rng } from "./_util.ts";
 import { engine } from "../wasm/_runtime.ts";
 import { gpuStats } from "../gpu/backend.ts";
@@ -336,10 +337,18 @@ Deno.test("attention rejects bad issue-6 options before computing", async () => 
     RangeError,
     /blockMask.shape\[2..3\] is \[2, 1\]; .* need \[1, 1\]/,
   );
-  // a backend without an option refuses it instead of ignoring it
-  await rejects(
-    [q, k, v, { softcap: 5, backend: "wasm" }],
-    TypeError,
-    /backend "wasm" does not implement options.softcap/,
+  // a backend without an option refuses it instead of ignoring it (every built-in backend now
+  // implements them all, so a stand-in backend is asked)
+  const p = checkProblem({ q, k, v }, { softcap: 5, dropout: { p: 0.1, seed: 1 } });
+  const lacking: Backend = {
+    name: "stand-in",
+    features: new Set(["dropout"]),
+    forward: () => Promise.reject(new Error("not called")),
+    backward: () => Promise.reject(new Error("not called")),
+  };
+  assert.equal(missingFeature(lacking, p), "softcap");
+  assert.equal(
+    missingFeature({ ...lacking, features: new Set(["softcap", "dropout"]) }, p),
+    undefined,
   );
 });

@@ -8,9 +8,17 @@ import {
   type Tensor,
   tensor,
 } from "../mod.ts";
+import { philox4x32 } from "../masks/dropout.ts";
 import { tuning } from "../wasm/backend.ts";
 import { engine } from "../wasm/_runtime.ts";
-import { type Case, checkCase, checkMaskedRows, randomMask, standardCases } from "./_cases.ts";
+import {
+  type Case,
+  checkCase,
+  checkMaskedRows,
+  featureCases,
+  randomMask,
+  standardCases,
+} from "./_cases.ts";
 import { randomTensor, rng } from "./_util.ts";
 
 // Run even tiny problems on the requested number of threads, so threads: 2 really uses workers.
@@ -24,7 +32,56 @@ for (const threads of [1, 2]) {
     Deno.test(`wasm backend (${threads} thread): ${c.name}`, () => checkCase(c, opt));
   }
   Deno.test(`wasm backend (${threads} thread): fully masked rows`, () => checkMaskedRows(opt));
+  // issue 6: windows, packed sequences, ragged caches, block masks, softcap, dropout
+  for (const c of featureCases()) {
+    Deno.test(`wasm backend (${threads} thread), options: ${c.name}`, () => checkCase(c, opt));
+  }
 }
+
+Deno.test("wasm backend: Philox4x32-10 kernel equals the reference, lane by lane", () => {
+  const eng = engine();
+  eng.ensure(1 << 20);
+  const io = 1 << 19;
+  const rand = rng(21);
+  const u32 = () => Math.floor(rand() * 2 ** 32);
+  // Random123 known-answer counters in lanes 0-2, a random one in lane 3; then random keys
+  const kat: [number, number, number, number][] = [
+    [0, 0, 0, 0],
+    [0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff],
+    [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
+  ];
+  const keys: [number, number][] = [[0, 0], [0xffffffff, 0xffffffff], [0xa4093822, 0x299f31d0]];
+  for (let t = 0; t < 8; t++) {
+    const ctr = Array.from({ length: 4 }, (_, l) => kat[l] ?? [u32(), u32(), u32(), u32()]);
+    const key: [number, number] = keys[t] ?? [u32(), u32()];
+    const m = new Uint32Array(eng.memory.buffer, io, 36);
+    for (let c = 0; c < 4; c++) for (let l = 0; l < 4; l++) m[4 * c + l] = ctr[l][c];
+    m.set(key, 16);
+    eng.exports.philoxAt(io);
+    for (let l = 0; l < 4; l++) {
+      const want = Array.from(philox4x32(ctr[l], key));
+      const got = [0, 1, 2, 3].map((w) => m[20 + 4 * w + l]);
+      assert.deepEqual(got, want, `key ${key}, lane ${l}`);
+    }
+  }
+});
+
+Deno.test("wasm backend: the softcap tanh is within 4 units of 2^-24 of Math.tanh", () => {
+  const eng = engine();
+  eng.ensure(1 << 21);
+  const io = 1 << 20, n = 40000;
+  const x = new Float32Array(eng.memory.buffer, io, n);
+  for (let i = 0; i < n; i++) x[i] = (i % 2 ? -1 : 1) * (i < n / 2 ? i * 1e-4 : (i - n / 2) * 2e-3);
+  const want = Array.from(x, Math.tanh);
+  eng.exports.tanhAt(io, n);
+  let worst = 0;
+  for (let i = 0; i < n; i++) {
+    const err = want[i] === 0 ? Math.abs(x[i]) : Math.abs(x[i] - want[i]) / Math.abs(want[i]);
+    worst = Math.max(worst, err);
+  }
+  assert.ok(worst <= 4 * 2 ** -24, `worst relative error ${worst}`);
+  assert.equal(x[n / 2 + 2 * 4000], 1, "tanh(16) is 1");
+});
 
 // The issue's size sweep: head dims at seq 97 (GQA, causal document), seq lengths at d = 64.
 const sweep: Case[] = [

@@ -24,7 +24,10 @@ import { KERNELS_RELAXED, KERNELS_SIMD } from "./_generated/kernels.ts";
 export const PAGE_BYTES = 65536;
 /** Largest wasm32 memory: 65536 pages, 4 GiB. */
 export const MAX_MEMORY_BYTES = 65536 * PAGE_BYTES;
-/** Where buffers start; the module has no static data, page 0 is left unused. */
+/**
+ * Where buffers start. Page 0 holds only the module's static data: read-only constant tables
+ * (every instantiation rewrites the same bytes, harmless on the shared memory).
+ */
 export const HEAP_BASE = PAGE_BYTES;
 
 /** A kernel export: `(params, tid, counter, items, nItems)`. */
@@ -48,6 +51,15 @@ export interface KernelExports {
   bwdPrep: KernelFn;
   backward: KernelFn;
   bwdReduce: KernelFn;
+  decodePrep: KernelFn;
+  decode: KernelFn;
+  decodeCombine: KernelFn;
+  /** Test hook: Philox4x32-10 of four counters (layout in wasm/assembly/kernels.ts). */
+  philoxAt: (io: number) => void;
+  /** Test hook: the decode panels' binary16 → f32 conversion of `n` halves. */
+  halvesAt: (src: number, dst: number, n: number) => void;
+  /** Test hook: the softcap's f32x4 tanh, in place on `n` floats. */
+  tanhAt: (io: number, n: number) => void;
   /** The GEMM micro-kernel ceiling (bench baseline), through the TN micro-kernel. */
   gemmBench: GemmBenchFn;
   /** Same through the NN micro-kernel. */
@@ -55,7 +67,15 @@ export interface KernelExports {
 }
 
 /** Name of a phase kernel. */
-export type PhaseName = "pack" | "forward" | "bwdPrep" | "backward" | "bwdReduce";
+export type PhaseName =
+  | "pack"
+  | "forward"
+  | "bwdPrep"
+  | "backward"
+  | "bwdReduce"
+  | "decodePrep"
+  | "decode"
+  | "decodeCombine";
 
 /** One phase: a kernel over `nItems` items listed at `items`, taking them from `counter`. */
 export interface Phase {
@@ -121,6 +141,8 @@ export class Engine {
   hooks: EngineHooks = {};
   /** Phases run so far (a statistic: tests check that rejected calls compute nothing). */
   phasesRun = 0;
+  /** Wall time of the last {@linkcode Engine.run} in ms: the kernel phases, without copies. */
+  lastRunMs = 0;
 
   constructor(options: { forceSimd?: boolean } = {}) {
     const relaxed = decode(KERNELS_RELAXED);
@@ -178,16 +200,19 @@ export class Engine {
   async run(phases: Phase[], threads: number): Promise<void> {
     const i32 = new Int32Array(this.memory.buffer);
     if (threads <= 1) {
+      const t0 = performance.now();
       for (const ph of phases) {
         i32[ph.counter >> 2] = 0;
         this.phasesRun++;
         this.exports[ph.fn](ph.params, 0, ph.counter, ph.items, ph.nItems);
       }
+      this.lastRunMs = performance.now() - t0;
       return;
     }
     const pool = await this.#pool(threads);
     for (const w of pool) w.worker.ref();
     try {
+      const t0 = performance.now();
       for (const ph of phases) {
         Atomics.store(i32, ph.counter >> 2, 0);
         this.phasesRun++;
@@ -204,6 +229,7 @@ export class Engine {
           );
         }
       }
+      this.lastRunMs = performance.now() - t0;
     } finally {
       for (const w of pool) if (!w.dead) w.worker.unref();
     }

@@ -4,10 +4,17 @@
  * more threads, and copies the results out.
  *
  * Forward: pack (q, k, v → head-major rows) → forward (items: batch × head × row block).
+ * Decoding (forward with Nq ≤ 16, e.g. one new token against a KV cache): decode (items: row
+ * group × key split, q, k and v read in place) → decodeCombine (items: row groups; merges the
+ * splits' partial results, lse-weighted, in split order).
  * Backward: pack (q, k, v, out, dOut) → bwdPrep (qᵀ, dOᵀ per row block, D, lse·log2 e) →
  * backward (items: batch × key head × chunk of column blocks; each owns its dK/dV rows and a dQ
  * partial buffer) → bwdReduce (dQ = scale · Σ partials in chunk order). The number of chunks
- * depends on the problem only, so results are bitwise the same for any thread count.
+ * depends on the problem only, so results are bitwise the same for any thread count (the same
+ * holds for the number of decode splits).
+ *
+ * Options: softcap and dropout are computed in the kernels; block masks run on
+ * {@linkcode BLOCK_MASK_TILE} tiles, which divide every block, so the schedule applies them.
  *
  * Memory beyond inputs and outputs is O(N): packed copies, per-row-block transposes, O(Nq) row
  * statistics, a bounded number of dQ partials, and per-thread tile scratch. The memory is reused
@@ -21,20 +28,43 @@ import type { AttentionResult, Gradients, SavedForBackward } from "../attention.
 import type { Backend, Problem } from "../_problem.ts";
 import type { Schedule } from "../masks/schedule.ts";
 import type { Tensor } from "../tensor.ts";
+import { dropoutKey, dropoutThreshold } from "../masks/dropout.ts";
 import { engine, HEAP_BASE, MAX_MEMORY_BYTES, type Phase } from "./_runtime.ts";
 
-/** Query rows per tile (a multiple of 8). */
+/** Query rows per tile (a multiple of 8) without a block mask. */
 export const BLOCK_ROWS = 48;
-/** Key columns per tile. */
+/** Key columns per tile without a block mask. */
 export const BLOCK_COLS = 96;
+/**
+ * Tile with a block mask: its sides must divide the block sizes (multiples of 128), so that the
+ * scheduler applies the block mask by skipping tiles.
+ */
+export const BLOCK_MASK_TILE = { rows: 64, cols: 64 } as const;
+/** Decoding: key columns per tile (divides 128, so block masks work too). */
+export const DECODE_COLS = 64;
+/** Decoding: the schedule's rows per tile; every Nq up to this is one row block. */
+export const DECODE_ROW_BLOCK = 16;
+/** Decoding: most query rows (heads × Nq) computed together against one key head. */
+export const DECODE_MAX_ROWS = 64;
+/** Decoding: most key splits per row group. */
+export const DECODE_MAX_SPLITS = 64;
 /** Most dQ partial buffers of the backward pass (chunks of column blocks). */
 export const MAX_CHUNKS = 8;
 /**
  * Tuning knobs. `flopsPerThread`: below this many useful flops per thread, extra threads cost
  * more (~0.1 ms per phase to message a worker) than they save; tests set it to 0 to run even tiny
- * problems on workers.
+ * problems on workers. `decodeMaxNq`: forward calls with Nq up to this use the split-KV decode
+ * kernels (at most {@linkcode DECODE_ROW_BLOCK}; 0 turns them off).
  */
-export const tuning = { flopsPerThread: 2e7 };
+export const tuning = { flopsPerThread: 2e7, decodeMaxNq: DECODE_ROW_BLOCK };
+
+/** Calls so far by kernel path (tests use it to see which path ran). */
+export const stats = { forward: 0, decode: 0, backward: 0 };
+
+/** The tile `[rows, cols]` of a forward or backward call. */
+export function tileFor(p: Problem): [number, number] {
+  return p.blockMask ? [BLOCK_MASK_TILE.rows, BLOCK_MASK_TILE.cols] : [BLOCK_ROWS, BLOCK_COLS];
+}
 
 // Parameter block slots; must match the P_* constants of wasm/assembly/kernels.ts.
 const P = {
@@ -76,8 +106,23 @@ const P = {
   NPACK: 35,
   PACK: 36,
   IN_F16: 56,
+  SOFTCAP2: 57,
+  DROP: 58,
+  DROP_THR: 59,
+  DROP_SCALE: 60,
+  SEED_LO: 61,
+  SEED_HI: 62,
+  GROUPS: 63,
+  SPLITS: 64,
+  ROWS_MAX: 65,
+  PART: 66,
+  KV_DIRECT: 67,
+  PACK_T: 68,
+  GROUP_PTR: 69,
+  DEC_ROWS: 70,
+  GROUPS_MAX: 71,
 } as const;
-const PARAM_SLOTS = 64;
+const PARAM_SLOTS = 96;
 
 /** A bump allocator over the wasm memory; offsets are 64-byte aligned. */
 class Layout {
@@ -115,7 +160,9 @@ export function forwardBytes(p: Problem): number {
   const { batch: B, nq, nk, heads: H, kvHeads: Hk, headDim: d } = p;
   const dp = Math.ceil(d / 4) * 4, eb = p.dtype === "f16" ? 2 : 4;
   const nQ = B * nq * H, nK = B * nk * Hk;
-  return HEAP_BASE + (nQ + 2 * nK) * (d * eb + dp * 4) + nQ * d * eb + B * H * nq * 4;
+  // + the last K panel's padding
+  return HEAP_BASE + (nQ + 2 * nK) * (d * eb + dp * 4) + nQ * d * eb + B * H * nq * 4 +
+    B * Hk * BLOCK_COLS * dp * 4;
 }
 
 /** Bytes a backward call needs, without the schedule (checked before scheduling). */
@@ -123,8 +170,9 @@ export function backwardBytes(p: Problem): number {
   const { batch: B, nq, nk, heads: H, kvHeads: Hk, headDim: d } = p;
   const dp = Math.ceil(d / 4) * 4, eb = p.dtype === "f16" ? 2 : 4;
   const nQ = B * nq * H, nK = B * nk * Hk;
-  const rb = Math.ceil(nq / BLOCK_ROWS), nqPad = rb * BLOCK_ROWS;
-  const chunks = chunksFor(p, Math.ceil(nk / BLOCK_COLS));
+  const [br, bc] = tileFor(p);
+  const rb = Math.ceil(nq / br), nqPad = rb * br;
+  const chunks = chunksFor(p, Math.ceil(nk / bc));
   const rowsPad = B * H * nqPad;
   return HEAP_BASE + (3 * nQ + 2 * nK) * (d * eb + dp * 4) + B * H * nq * 4 +
     rowsPad * dp * 4 * (2 + chunks) + rowsPad * 8 + (nQ + 2 * nK) * d * eb;
@@ -191,8 +239,11 @@ interface Frame {
   packs: PackSpec;
 }
 
-/** `[sequence length, heads]` of each tensor the `pack` phase packs. */
-type PackSpec = [number, number][];
+/**
+ * `[sequence length, heads, panels]` of each tensor the `pack` phase packs; `panels` (at most
+ * one tensor): packed as transposed panels `[B, heads, ceil(N / Bc), dp, Bc]` instead of rows.
+ */
+type PackSpec = [number, number, boolean?][];
 
 function takeFrame(
   L: Layout,
@@ -208,8 +259,27 @@ function takeFrame(
   const bounds = L.take(plan.bounds.byteLength);
   const tilePtr = L.take(ptr.byteLength), tiles = L.take(list.byteLength);
   const raw = packs.map(([n, h]) => L.take(p.batch * n * h * p.headDim * eb));
-  const packed = packs.map(([n, h]) => L.take(p.batch * h * n * dp * 4));
+  const packed = packs.map(([n, h, panels]) =>
+    L.take(p.batch * h * (panels ? Math.ceil(n / plan.blockCols) * plan.blockCols : n) * dp * 4)
+  );
   return { params, counters, sliceOf, bounds, tilePtr, tiles, raw, packed, ptr, list, packs };
+}
+
+/** Writes the scale, dtypes, softcap and dropout slots of the parameter block at `params`. */
+function writeOptions(buf: ArrayBufferLike, params: number, p: Problem): void {
+  const i32 = new Int32Array(buf, params, PARAM_SLOTS);
+  const u32 = new Uint32Array(buf, params, PARAM_SLOTS);
+  const f32 = new Float32Array(buf, params, PARAM_SLOTS);
+  f32[P.SCALE] = p.scale;
+  f32[P.SCALE2] = p.scale * Math.LOG2E;
+  i32[P.F16] = i32[P.IN_F16] = p.dtype === "f16" ? 1 : 0;
+  f32[P.SOFTCAP2] = p.softcap === undefined ? 0 : p.softcap * Math.LOG2E;
+  if (p.dropout) {
+    i32[P.DROP] = 1;
+    u32[P.DROP_THR] = dropoutThreshold(p.dropout.p);
+    f32[P.DROP_SCALE] = 1 / (1 - p.dropout.p);
+    [u32[P.SEED_LO], u32[P.SEED_HI]] = dropoutKey(p.dropout.seed);
+  }
 }
 
 /**
@@ -225,18 +295,16 @@ function writeFrame(
 ): Int32Array {
   const { batch: B, nq, nk, heads: H, kvHeads: Hk, headDim: d } = p;
   const i32 = new Int32Array(buf, f.params, PARAM_SLOTS);
-  const f32 = new Float32Array(buf, f.params, PARAM_SLOTS);
   i32.fill(0);
-  i32.set([B, nq, nk, H, Hk, d, Math.ceil(d / 4) * 4, BLOCK_ROWS, BLOCK_COLS]);
+  i32.set([B, nq, nk, H, Hk, d, Math.ceil(d / 4) * 4, plan.blockRows, plan.blockCols]);
   i32.set([plan.rowBlocks, plan.colBlocks], P.ROW_BLOCKS);
-  f32[P.SCALE] = p.scale;
-  f32[P.SCALE2] = p.scale * Math.LOG2E;
-  i32[P.F16] = i32[P.IN_F16] = p.dtype === "f16" ? 1 : 0;
+  writeOptions(buf, f.params, p);
   i32[P.BOUNDS] = f.bounds;
   i32[P.TILE_PTR] = f.tilePtr;
   i32[P.TILES] = f.tiles;
   i32[P.SLICE_OF] = f.sliceOf;
   i32[P.NPACK] = f.packs.length;
+  i32[P.PACK_T] = f.packs.findIndex(([, , panels]) => panels);
   f.packs.forEach(([n, h], t) => i32.set([f.raw[t], f.packed[t], n, h], P.PACK + 4 * t));
   put(buf, f.sliceOf, sliceTable(p));
   put(buf, f.bounds, plan.bounds);
@@ -247,10 +315,13 @@ function writeFrame(
 }
 
 async function forward(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<AttentionResult> {
+  if (p.nq <= Math.min(tuning.decodeMaxNq, DECODE_ROW_BLOCK)) return await decode(p, q, k, v);
   checkSize(forwardBytes(p), "this attention call");
-  const plan = p.schedule(BLOCK_ROWS, BLOCK_COLS);
+  const [br, bc] = tileFor(p);
+  const plan = p.schedule(br, bc);
   const eng = engine();
   return await eng.exclusive(async () => {
+    stats.forward++;
     const { batch: B, nq, nk, heads: H, kvHeads: Hk, headDim: d } = p;
     const dp = Math.ceil(d / 4) * 4, f16 = p.dtype === "f16", eb = f16 ? 2 : 4;
     const nQ = B * nq * H * d;
@@ -258,12 +329,12 @@ async function forward(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<Att
     const fwdItems = B * H * plan.rowBlocks;
     const threads = threadsFor(p, flops, fwdItems);
     const L = new Layout();
-    const f = takeFrame(L, p, plan, plan.rowPtr, plan.rowTiles, [[nq, H], [nk, Hk], [nk, Hk]]);
+    const packs: PackSpec = [[nq, H], [nk, Hk, true], [nk, Hk]]; // K in transposed panels
+    const f = takeFrame(L, p, plan, plan.rowPtr, plan.rowTiles, packs);
     const { params, counters } = f;
     const out = L.take(nQ * eb), lse = L.take(B * H * nq * 4);
-    const scratchBytes = Math.ceil(
-      ((dp + BLOCK_COLS + 3) * BLOCK_ROWS + BLOCK_ROWS * dp) * 4 / 64,
-    ) * 64;
+    // Qᵀ, Sᵀ, O, then m, l, alpha, row indices, heads, tile maxima (one per row), 4 Philox words
+    const scratchBytes = Math.ceil((((2 * dp + bc + 6) * br) * 4 + 64) / 64) * 64;
     const scratch = L.take(threads * scratchBytes);
     const packOrder = Int32Array.from({ length: B * (H + 2 * Hk) }, (_, i) => i);
     const packItems = L.take(packOrder.byteLength);
@@ -294,6 +365,146 @@ async function forward(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<Att
   });
 }
 
+/**
+ * The row groups of a decode call: for each batch entry and key head, its query heads in runs
+ * that share one mask slice, cut so that heads × Nq ≤ {@linkcode DECODE_MAX_ROWS}; 4 × i32 each
+ * (batch, key head, first head, heads).
+ */
+export function decodeGroups(p: Problem): Int32Array {
+  const { batch: B, heads: H, kvHeads: Hk, nq } = p;
+  const group = H / Hk, most = Math.max(1, Math.floor(DECODE_MAX_ROWS / nq));
+  const out: number[] = [];
+  for (let b = 0; b < B; b++) {
+    for (let kh = 0; kh < Hk; kh++) {
+      const end = (kh + 1) * group;
+      for (let h = kh * group; h < end;) {
+        const h0 = h, slice = p.slice(b, h);
+        while (h < end && h - h0 < most && p.slice(b, h) === slice) h++;
+        out.push(b, kh, h0, h - h0);
+      }
+    }
+  }
+  return Int32Array.from(out);
+}
+
+/**
+ * Key splits per batch entry of a decode call: enough work items (about 32 in all) to keep every
+ * thread busy, at least 4 column blocks a split, at most {@linkcode DECODE_MAX_SPLITS}. A function
+ * of the problem only, so that results do not depend on the thread count.
+ */
+export function decodeSplits(batch: number, colBlocks: number): number {
+  return Math.max(
+    1,
+    Math.min(DECODE_MAX_SPLITS, Math.ceil(32 / batch), Math.floor(colBlocks / 4)),
+  );
+}
+
+/** Bytes a decode call needs, without the schedule (checked before scheduling). */
+export function decodeBytes(p: Problem): number {
+  const { batch: B, nq, nk, heads: H, kvHeads: Hk, headDim: d } = p;
+  const eb = p.dtype === "f16" ? 2 : 4;
+  return HEAP_BASE + (2 * B * nq * H + 2 * B * nk * Hk) * d * eb + B * H * nq * 4;
+}
+
+/**
+ * Forward for small Nq (decoding with a KV cache), flash-decoding style: the query rows of each
+ * key head's group are computed together (K and V read once per group, in place: no packing), the
+ * keys of each batch entry are split into `decodeSplits` ranges of column blocks computed in
+ * parallel (each for every group of the entry, so K and V are streamed in memory order), and
+ * `decodeCombine` merges each group's partial results in split order, inside the wasm memory.
+ */
+async function decode(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<AttentionResult> {
+  checkSize(decodeBytes(p), "this attention call");
+  const plan = p.schedule(DECODE_ROW_BLOCK, DECODE_COLS);
+  const eng = engine();
+  return await eng.exclusive(async () => {
+    stats.decode++;
+    const { batch: B, nq, nk, heads: H, headDim: d } = p;
+    const dp = Math.ceil(d / 4) * 4, f16 = p.dtype === "f16", eb = f16 ? 2 : 4;
+    const nQ = B * nq * H * d;
+    const groups = decodeGroups(p);
+    const nGroups = groups.length / 4;
+    const groupPtr = new Int32Array(B + 1);
+    let rowsMax = 4, most = 0;
+    for (let g = 0; g < nGroups; g++) {
+      groupPtr[groups[4 * g] + 1]++;
+      rowsMax = Math.max(rowsMax, Math.ceil((groups[4 * g + 3] * nq) / 4) * 4);
+    }
+    for (let b = 0; b < B; b++) {
+      most = Math.max(most, groupPtr[b + 1]);
+      groupPtr[b + 1] += groupPtr[b];
+    }
+    const splits = decodeSplits(B, plan.colBlocks);
+    const nItems = B * splits;
+    const flops = 4 * B * H * nq * nk * d * plan.density;
+    const threads = threadsFor(p, flops, nItems);
+    const L = new Layout();
+    const params = L.take(PARAM_SLOTS * 4), counters = L.take(64);
+    const sliceOf = L.take(B * H * 4);
+    const bounds = L.take(plan.bounds.byteLength);
+    const tilePtr = L.take(plan.rowPtr.byteLength), tiles = L.take(plan.rowTiles.byteLength);
+    const raw = [q, k, v].map((t) => L.take(t.data.length * eb));
+    const out = L.take(nQ * eb), lse = L.take(B * H * nq * 4);
+    const groupsAt = L.take(groups.byteLength), groupPtrAt = L.take(groupPtr.byteLength);
+    const qt = L.take(nGroups * dp * rowsMax * 4), decRows = L.take(nGroups * rowsMax * 8);
+    const part = L.take(nGroups * splits * rowsMax * (dp * 4 + 8));
+    // Sᵀ, alpha, maxima, 4 Philox words, 2 cursors per group, K and V panels of a column block
+    // (all key heads; only when they are converted); the combine: weights, a row
+    const panels = f16 || d % 4 !== 0 ? 2 * DECODE_COLS * p.kvHeads * dp : 0;
+    const decodeScratch = (DECODE_COLS * rowsMax + 2 * rowsMax + panels) * 4 + 64 + most * 8;
+    const scratchBytes = Math.ceil(Math.max(decodeScratch, (splits + dp + 2) * 4) / 64) * 64;
+    const scratch = L.take(threads * scratchBytes);
+    const order = Int32Array.from({ length: Math.max(nItems, nGroups) }, (_, i) => i);
+    const items = L.take(order.byteLength);
+    checkSize(L.end, "this attention call");
+    eng.ensure(L.end);
+
+    const buf = eng.memory.buffer;
+    const i32 = new Int32Array(buf, params, PARAM_SLOTS);
+    i32.fill(0);
+    i32.set([B, nq, nk, H, p.kvHeads, d, dp, plan.blockRows, plan.blockCols]);
+    i32.set([plan.rowBlocks, plan.colBlocks], P.ROW_BLOCKS);
+    writeOptions(buf, params, p);
+    i32[P.BOUNDS] = bounds;
+    i32[P.TILE_PTR] = tilePtr;
+    i32[P.TILES] = tiles;
+    i32[P.SLICE_OF] = sliceOf;
+    [i32[P.Q], i32[P.K], i32[P.V]] = raw;
+    i32[P.OUT] = out;
+    i32[P.LSE] = lse;
+    i32[P.SCRATCH] = scratch;
+    i32[P.SCRATCH_BYTES] = scratchBytes;
+    i32[P.GROUPS] = groupsAt;
+    i32[P.GROUP_PTR] = groupPtrAt;
+    i32[P.QT] = qt;
+    i32[P.DEC_ROWS] = decRows;
+    i32[P.GROUPS_MAX] = most;
+    i32[P.SPLITS] = splits;
+    i32[P.ROWS_MAX] = rowsMax;
+    i32[P.PART] = part;
+    i32[P.KV_DIRECT] = !f16 && d % 4 === 0 ? 1 : 0;
+    put(buf, sliceOf, sliceTable(p));
+    put(buf, bounds, plan.bounds);
+    put(buf, tilePtr, plan.rowPtr);
+    put(buf, tiles, plan.rowTiles);
+    [q, k, v].forEach((t, i) => put(buf, raw[i], t));
+    put(buf, groupsAt, groups);
+    put(buf, groupPtrAt, groupPtr);
+    put(buf, items, order);
+    const phases: Phase[] = [
+      { fn: "decodePrep", params, counter: counters, items, nItems: nGroups },
+      { fn: "decode", params, counter: counters + 4, items, nItems },
+      { fn: "decodeCombine", params, counter: counters + 8, items, nItems: nGroups },
+    ];
+    await eng.run(phases, threads);
+    const mem = eng.memory.buffer;
+    return {
+      out: { data: take(mem, out, nQ, f16), shape: q.shape, dtype: q.dtype },
+      lse: new Float32Array(mem, lse, B * H * nq).slice(),
+    };
+  });
+}
+
 /** Tiles per forward item (b, h, row block). */
 function rowCosts(p: Problem, plan: Schedule): Int32Array {
   const c = new Int32Array(p.batch * p.heads * plan.rowBlocks);
@@ -310,13 +521,15 @@ function rowCosts(p: Problem, plan: Schedule): Int32Array {
 
 async function backward(p: Problem, saved: SavedForBackward): Promise<Gradients> {
   checkSize(backwardBytes(p), "this attentionBackward call");
-  const plan = p.schedule(BLOCK_ROWS, BLOCK_COLS);
+  const [br, bc] = tileFor(p);
+  const plan = p.schedule(br, bc);
   const eng = engine();
   return await eng.exclusive(async () => {
+    stats.backward++;
     const { batch: B, nq, nk, heads: H, kvHeads: Hk, headDim: d } = p;
     const dp = Math.ceil(d / 4) * 4, f16 = p.dtype === "f16", eb = f16 ? 2 : 4;
     const nQ = B * nq * H * d, nK = B * nk * Hk * d;
-    const rb = plan.rowBlocks, nqPad = rb * BLOCK_ROWS;
+    const rb = plan.rowBlocks, nqPad = rb * br;
     const chunks = chunksFor(p, plan.colBlocks);
     const group = H / Hk;
     // backward items (b, kh, chunk), cost = tiles over the group's heads and the chunk's blocks
@@ -338,13 +551,13 @@ async function backward(p: Problem, saved: SavedForBackward): Promise<Gradients>
     const f = takeFrame(L, p, plan, plan.colPtr, plan.colTiles, packs);
     const { params, counters } = f;
     const lse = L.take(B * H * nq * 4);
-    const qt = L.take(B * H * rb * dp * BLOCK_ROWS * 4);
-    const dot = L.take(B * H * rb * dp * BLOCK_ROWS * 4);
+    const qt = L.take(B * H * rb * dp * br * 4);
+    const dot = L.take(B * H * rb * dp * br * 4);
     const dd = L.take(B * H * nqPad * 4), lse2 = L.take(B * H * nqPad * 4);
     const dqPart = L.take(chunks * B * H * nqPad * dp * 4);
     const dk = L.take(nK * eb), dv = L.take(nK * eb), dq = L.take(nQ * eb);
-    const scratchBytes = Math.ceil((2 * BLOCK_COLS * BLOCK_ROWS + 2 * BLOCK_COLS * dp) * 4 / 64) *
-      64;
+    // Sᵀ, dPᵀ, dK, dV, then 4 Philox words
+    const scratchBytes = Math.ceil(((2 * bc * br + 2 * bc * dp) * 4 + 64) / 64) * 64;
     const scratch = L.take(threads * scratchBytes);
     const packOrder = Int32Array.from({ length: B * (3 * H + 2 * Hk) }, (_, i) => i);
     const packItems = L.take(packOrder.byteLength);
@@ -404,4 +617,9 @@ async function backward(p: Problem, saved: SavedForBackward): Promise<Gradients>
  * assert.deepEqual(out.shape, [1, 8, 1, 8]);
  * ```
  */
-export const wasmBackend: Backend = { name: "wasm", features: new Set(), forward, backward };
+export const wasmBackend: Backend = {
+  name: "wasm",
+  features: new Set(["softcap", "dropout", "blockMask"]),
+  forward,
+  backward,
+};
