@@ -15,6 +15,7 @@ import {
   type Tensor,
   tensor,
   toF16,
+  toFloat32,
 } from "../mod.ts";
 import { type Case, checkCase } from "./_cases.ts";
 import { referenceForward, roundTo } from "./reference.ts";
@@ -116,6 +117,12 @@ for (const [name, options, ignore] of backends) {
     ignore,
     fn: () => extremeF16(options),
   });
+  Deno.test({
+    name:
+      `${name}: f32 q, k, v of magnitude 3e4..6e4 with dropout (the backward's option path): exact forward, finite gradients`,
+    ignore,
+    fn: () => extremeF16(options, { dropout: { p: 0.3, seed: 11 } }),
+  });
 }
 
 /**
@@ -125,21 +132,29 @@ for (const [name, options, ignore] of backends) {
  * P = exp(s − lse) needs s − lse to within ~1, and a float32 lse of ~1e10 is only known to
  * within its ulp, 1024 (true of any FlashAttention backward that saves a float32 lse).
  */
-async function extremeF16(options: AttentionOptions): Promise<void> {
-  for (let seed = 1; seed <= 30; seed++) await extremeF16Once(options, seed);
+async function extremeF16(options: AttentionOptions, extra: AttentionOptions = {}): Promise<void> {
+  for (let seed = 1; seed <= 30; seed++) await extremeF16Once(options, seed, extra);
 }
 
-async function extremeF16Once(options: AttentionOptions, seed: number): Promise<void> {
+async function extremeF16Once(
+  options: AttentionOptions,
+  seed: number,
+  extra: AttentionOptions,
+): Promise<void> {
   const rand = rng(seed);
   const [nq, nk] = [23, 31];
-  const q = wide(rand, [1, nq, 2, 16], 3e4, 6e4);
-  const k = wide(rand, [1, nk, 1, 16], 3e4, 6e4);
-  const v = wide(rand, [1, nk, 1, 16], 3e4, 6e4);
-  const dOut = normal16(rand, [1, nq, 2, 16]);
-  const opt = { causal: true };
+  // With dropout the inputs are float32: out = v / (1 − p) rounded to f16 would make
+  // D = dO·out differ from dP = dO·v by ~100, and dQ = scale·dS·k overflow f16 in any backend.
+  const cast = (t: Tensor) => extra.dropout ? tensor(toFloat32(t), t.shape, "f32") : t;
+  const q = cast(wide(rand, [1, nq, 2, 16], 3e4, 6e4));
+  const k = cast(wide(rand, [1, nk, 1, 16], 3e4, 6e4));
+  const v = cast(wide(rand, [1, nk, 1, 16], 3e4, 6e4));
+  const dOut = cast(normal16(rand, [1, nq, 2, 16]));
+  const dtype = q.dtype;
+  const opt = { causal: true, ...extra };
   const { out, lse } = await attention(q, k, v, { ...opt, ...options });
   const ref = referenceForward(q, k, v, opt), f32 = referenceForward(q, k, v, opt, Math.fround);
-  assertClose(`seed ${seed}: out`, out, ref.out, roundTo(f32.out, "f16"), { dtype: "f16" });
+  assertClose(`seed ${seed}: out`, out, ref.out, roundTo(f32.out, dtype), { dtype });
   assertClose(`seed ${seed}: lse`, lse, ref.lse, f32.lse, { dtype: "f32" });
   const g = await attentionBackward({ q, k, v, out, lse, dOut }, { ...opt, ...options });
   for (const [name, t] of [["dq", g.dq], ["dk", g.dk], ["dv", g.dv]] as const) {
