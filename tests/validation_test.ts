@@ -10,7 +10,7 @@ import {
   tensor,
   toF16,
 } from "../mod.ts";
-import { type Backend, checkProblem, missingFeature } from "../_problem.ts";
+import { type Backend, checkFinite, checkProblem, missingFeature } from "../_problem.ts";
 import { randomTensor, rng } from "./_util.ts";
 import { engine } from "../wasm/_runtime.ts";
 import { gpuStats } from "../gpu/backend.ts";
@@ -351,4 +351,27 @@ Deno.test("attention rejects bad issue-6 options before computing", async () => 
     missingFeature({ ...lacking, features: new Set(["softcap", "dropout"]) }, p),
     undefined,
   );
+});
+
+Deno.test("checkFinite names the first bad element wherever it is (chunk edges, several bad)", () => {
+  const n = 3 * 4096 + 5, shape = [1, n, 1, 1] as const;
+  for (
+    const [positions, want] of [
+      [[n - 1], n - 1],
+      [[4095], 4095],
+      [[4096, 9000], 4096],
+      [[8191, 8190], 8190],
+      [[0, n - 1], 0],
+    ] as [number[], number][]
+  ) {
+    for (const value of [NaN, Infinity, -Infinity]) {
+      const data = Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 1e30);
+      for (const at of positions) data[at] = value;
+      assert.throws(
+        () => checkFinite(tensor(data, shape), "x"),
+        (e: Error) => e instanceof RangeError && e.message.startsWith(`x.data[${want}] `),
+      );
+    }
+  }
+  checkFinite(tensor(new Float32Array(n).fill(-3.4e38), shape), "x"); // finite extremes pass
 });

@@ -974,15 +974,24 @@ function stCol(a: usize, la: usize, b: usize, lb: usize, c: usize, lc: usize, K:
 
 /**
  * Partial tile: sets Sᵀ[j][r] to −∞ where query row RI[r] is inside column j's masked runs
- * [lts, lte) ∪ [uts, ute) (bounds at `bnd`, 4 × i32 per column; RI: i32 per tile row).
+ * [lts, lte) ∪ [uts, ute) (bounds at `bnd`, 4 × i32 per column; RI: i32 per tile row, every one
+ * in [lo, hi)). A column whose runs miss [lo, hi) is left alone and one whose run covers it is
+ * filled, so only the columns the mask's edges cross are tested row by row.
  */
-function maskTile(S: usize, ls: usize, cols: i32, rowsPad: i32, RI: usize, bnd: usize): void {
+function maskTile(S: usize, ls: usize, cols: i32, rowsPad: i32, RI: usize, bnd: usize, lo: i32, hi: i32): void {
   const negInf = f32x4.splat(-Infinity);
   for (let j = 0; j < cols; j++) {
     const o = bnd + (<usize>j << 4);
-    const lts = v128.load32_splat(o), lte = v128.load32_splat(o, 4);
-    const uts = v128.load32_splat(o, 8), ute = v128.load32_splat(o, 12);
+    const lts0 = load<i32>(o), lte0 = load<i32>(o, 4), uts0 = load<i32>(o, 8), ute0 = load<i32>(o, 12);
+    const lower = lts0 < lte0 && lts0 < hi && lte0 > lo, upper = uts0 < ute0 && uts0 < hi && ute0 > lo;
+    if (!lower && !upper) continue;
     const row = S + <usize>j * ls;
+    if ((lts0 <= lo && lte0 >= hi) || (uts0 <= lo && ute0 >= hi)) {
+      for (let g = 0; g < rowsPad; g += 4) v128.store(row + (<usize>g << 2), negInf);
+      continue;
+    }
+    const lts = i32x4.splat(lts0), lte = i32x4.splat(lte0);
+    const uts = i32x4.splat(uts0), ute = i32x4.splat(ute0);
     for (let g = 0; g < rowsPad; g += 4) {
       const go = <usize>g << 2;
       const iv = v128.load(RI + go);
@@ -1199,7 +1208,7 @@ export function forward(p: usize, tid: i32, counter: usize, items: usize, nItems
       }
       gemmScores(kb + <usize>c * panel, <usize>Bc << 2, QT, ls, ST, ls, cols, rowsPad >> 2, dp, fused ? MX : 0);
       if (cap != 0) capTile(ST, ls, cols, rowsPad, cap);
-      if (e & 1) maskTile(ST, ls, cols, rowsPad, RI, bounds + (<usize>(slice * nk + j0) << 4));
+      if (e & 1) maskTile(ST, ls, cols, rowsPad, RI, bounds + (<usize>(slice * nk + j0) << 4), i0, i0 + rowsPad);
       softmaxTile(ST, ls, cols, rowsPad, M, L, AL, fused ? MX : 0);
       if (drop) dropTile(ST, ls, cols, rowsPad, RI, RH, b, j0, p, PH);
       gemmTN(ST, ls, vb + <usize>j0 * ld, ld, O, ld, rowsPad, dp >> 2, cols, AL);
@@ -1774,7 +1783,7 @@ export function decode(p: usize, tid: i32, counter: usize, items: usize, nItems:
           gemmDots(PK + <usize>kh * ld, lp, QR, ld, ST, ls, cols, RPad, dp, fused ? MX : 0);
         }
         if (cap != 0) capTile(ST, ls, cols, RPad, cap);
-        if (e & 1) maskTile(ST, ls, cols, RPad, RI, bounds + (<usize>(slice * nk + j0) << 4));
+        if (e & 1) maskTile(ST, ls, cols, RPad, RI, bounds + (<usize>(slice * nk + j0) << 4), 0, nq);
         softmaxTile(ST, ls, cols, RPad, M, L, AL, fused ? MX : 0);
         if (drop) dropTile(ST, ls, cols, RPad, RI, RH, b_, j0, p, PH);
         if (direct) {
