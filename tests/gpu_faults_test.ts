@@ -1,7 +1,8 @@
 /**
  * WebGPU reliability: bad GPU inputs (a buffer of another device, a destroyed buffer, a buffer
  * beyond maxBufferSize, no adapter at all), a device lost during a call, 100 concurrent calls,
- * and library buffers released after every call, failed ones included.
+ * library buffers released after every call, failed ones included, and (only with
+ * FLASHMASK_GPU_OOM=1) a real out-of-device-memory error.
  *
  * The tests that need an adapter are ignored without one; the no-adapter test replaces the
  * adapter lookup (`setAdapterSource`) and runs everywhere.
@@ -283,5 +284,40 @@ Deno.test({
       after.liveBuffers - after.cachedSchedules,
       before.liveBuffers - before.cachedSchedules,
     );
+  },
+});
+
+// Real out-of-memory: fills the device's memory with buffers, then calls. Only where asked
+// (FLASHMASK_GPU_OOM=1): on a software adapter the "device memory" is this machine's RAM.
+Deno.test({
+  name:
+    "webgpu: out of device memory is an Error that says so, not a hang; freeing memory recovers",
+  ignore: ignore || Deno.env.get("FLASHMASK_GPU_OOM") !== "1",
+  async fn() {
+    const device = (await gpuDevice())!;
+    const [small] = smallProblems(1, 7);
+    const want = await runBits(small, gpu);
+    const hog: GPUBuffer[] = [];
+    // allocate the largest buffers that still fit, halving down to 1 MiB
+    for (let size = device.limits.maxBufferSize; size >= 1 << 20;) {
+      device.pushErrorScope("out-of-memory");
+      const b = device.createBuffer({ size, usage: STORAGE });
+      if (await device.popErrorScope()) {
+        b.destroy();
+        size = Math.floor(size / 2 / 4) * 4;
+      } else {
+        hog.push(b);
+      }
+      if (hog.length > 100_000) break;
+    }
+    const hogged = hog.reduce((a, b) => a + b.size, 0);
+    console.log(`hogged ${(hogged / 2 ** 30).toFixed(1)} GiB in ${hog.length} buffers`);
+    try {
+      const big = randomTensor(rand, [1, 4096, 8, 64]);
+      await rejectsWith(attention(big, big, big, gpu), Error, /WebGPU ran out of memory/);
+    } finally {
+      for (const b of hog) b.destroy();
+    }
+    assert.deepEqual(await runBits(small, gpu), want, "the next call works again");
   },
 });
