@@ -228,6 +228,38 @@ export function maskTile(
   }
 }
 
+/**
+ * The score tile's treatment between the product and the softmax: softcap (when on), then, in
+ * partial tiles and where `ragged` (a WGSL condition: the block runs past the sequence) holds,
+ * the mask of {@linkcode maskTile}.
+ */
+export function capAndMask(
+  emit: Emit,
+  o: { softcap: boolean; ragged: string; indent: string; mask: Parameters<typeof maskTile>[1] },
+): void {
+  if (o.softcap) capTile(emit, o.mask.acc, o.mask.rows, o.mask.cols / 4);
+  emit(`${o.indent}if ((tile & 1u) != 0u || ${o.ragged}) {`);
+  maskTile(emit, o.mask);
+  emit(`${o.indent}}`);
+}
+
+/**
+ * The mask of a row-major score tile (forward, dQ): invocation (ty, tx) holds rows myRow + i and
+ * keys col0 + tx + 16·m.
+ */
+export function rowMajorMask(rows: number, cols: number): Parameters<typeof maskTile>[1] {
+  return {
+    acc: "s",
+    rows,
+    cols,
+    keyOfColumn: true,
+    key: (m) => `min(col0 + tx + ${16 * m}u, P.nk - 1u)`,
+    query: (i) => `(myRow + ${i})`,
+    oob: (_, m) => `col0 + tx + ${16 * m}u >= P.nk`,
+    boundsBase: "boundsBase",
+  };
+}
+
 /** WGSL declarations of a uniform struct from field names (f32 for the `floats`). */
 export function paramsStruct(fields: readonly string[], floats: ReadonlySet<string>): string {
   return `struct Params { ${

@@ -22,14 +22,13 @@
  */
 
 import {
+  capAndMask,
   capSlope,
-  capTile,
   declareTile,
   dropoutWgsl,
   type Emit,
   headDimExpr,
   loadRows,
-  maskTile,
   NEG_DECL,
   OPTION_PARAMS,
   paramsStruct,
@@ -37,6 +36,7 @@ import {
   range,
   reg,
   rowBlockPrologue,
+  rowMajorMask,
   scoresAndDp,
   side,
   softcapWgsl,
@@ -225,19 +225,12 @@ ${rowBlockPrologue(br, rm, HD)}`);
     headDim: HD,
     indent: "    ",
   });
-  if (c.softcap) capTile(emit, "s", rm, C4);
-  emit(`    if ((tile & 1u) != 0u || col0 + ${bc}u > P.nk) {`);
-  maskTile(emit, {
-    acc: "s",
-    rows: rm,
-    cols: cn,
-    keyOfColumn: true,
-    key: (m) => `min(col0 + tx + ${16 * m}u, P.nk - 1u)`,
-    query: (i) => `(myRow + ${i})`,
-    oob: (_, m) => `col0 + tx + ${16 * m}u >= P.nk`,
-    boundsBase: "boundsBase",
+  capAndMask(emit, {
+    softcap: c.softcap,
+    ragged: `col0 + ${bc}u > P.nk`,
+    indent: "    ",
+    mask: rowMajorMask(rm, cn),
   });
-  emit(`    }`);
   // dS = exp2(S − lse₂) ∘ (dP·Z − D) (· softcap slope), kept in s; Z is the dropout factor.
   // S − lse₂ is clamped at 0 (P ≤ 1): at huge scores (~1e10) the float32 lse is off by hundreds
   // and exp2 would overflow to Infinity, and Infinity · 0 to NaN.
@@ -383,19 +376,21 @@ ${tileLoop("P.ptrOff + slice * P.colBlocks + cb", "row0", br, "    ")}`);
   for (const m of range(cm)) {
     emit(`      let st${m} = stats[statsBase + min(row0 + tx + ${16 * m}u, P.nq - 1u)];`);
   }
-  if (c.softcap) capTile(emit, "s", rn, M4);
-  emit(`      if ((tile & 1u) != 0u || row0 + ${br}u > P.nq) {`);
-  maskTile(emit, {
-    acc: "s",
-    rows: rn,
-    cols: cm,
-    keyOfColumn: false,
-    key: (i) => `min(myKey + ${i}u, P.nk - 1u)`,
-    query: (_, m) => `i32(row0 + tx + ${16 * m}u)`,
-    oob: (_, m) => `row0 + tx + ${16 * m}u >= P.nq`,
-    boundsBase: "boundsBase",
+  capAndMask(emit, {
+    softcap: c.softcap,
+    ragged: `row0 + ${br}u > P.nq`,
+    indent: "      ",
+    mask: {
+      acc: "s",
+      rows: rn,
+      cols: cm,
+      keyOfColumn: false,
+      key: (i) => `min(myKey + ${i}u, P.nk - 1u)`,
+      query: (_, m) => `i32(row0 + tx + ${16 * m}u)`,
+      oob: (_, m) => `row0 + tx + ${16 * m}u >= P.nq`,
+      boundsBase: "boundsBase",
+    },
   });
-  emit(`      }`);
   // Pᵀ = exp2(Sᵀ − lse₂); dSᵀ = Pᵀ ∘ (dPᵀ·Z − D) (· softcap slope), kept in dp; Pᵀ·Z kept in s
   for (const j of range(M4)) {
     const l2 = `vec4<f32>(${range(4).map((z) => `st${4 * j + z}.x`).join(", ")})`;

@@ -25,14 +25,13 @@
  */
 
 import {
-  capTile,
+  capAndMask,
   declareTile,
   dropoutWgsl,
   type Emit,
   headDimExpr,
   loadRows,
   loadTransposed,
-  maskTile,
   NEG_DECL,
   OPTION_FLOATS,
   OPTION_PARAMS,
@@ -41,6 +40,7 @@ import {
   range,
   reg,
   rowBlockPrologue,
+  rowMajorMask,
   softcapWgsl,
   storeColumns,
   tileLoop,
@@ -193,21 +193,13 @@ ${rowBlockPrologue(br, rm, HD)}
   emit(`      workgroupBarrier();
     }`);
 
-  if (c.softcap) capTile(emit, "s", rm, C4);
-
-  // ---- mask: partial tiles and the ragged last column block
-  emit(`    if ((tile & 1u) != 0u || col0 + ${bc}u > P.nk) {`);
-  maskTile(emit, {
-    acc: "s",
-    rows: rm,
-    cols: cn,
-    keyOfColumn: true,
-    key: (m) => `min(col0 + tx + ${16 * m}u, P.nk - 1u)`,
-    query: (i) => `(myRow + ${i})`,
-    oob: (_, m) => `col0 + tx + ${16 * m}u >= P.nk`,
-    boundsBase: "boundsBase",
+  // ---- softcap; mask: partial tiles and the ragged last column block
+  capAndMask(emit, {
+    softcap: c.softcap,
+    ragged: `col0 + ${bc}u > P.nk`,
+    indent: "    ",
+    mask: rowMajorMask(rm, cn),
   });
-  emit(`    }`);
 
   // ---- online softmax
   for (const i of range(rm)) {
