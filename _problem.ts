@@ -47,6 +47,8 @@ export interface Problem {
   slice(b: number, h: number): number;
   /** `options.threads`: most threads a backend may use (undefined: its default). */
   readonly threads?: number;
+  /** `options.checkFinite` (default true): host inputs must hold no NaN or ±∞. */
+  readonly checkFinite: boolean;
   /** Scores are capped as `softcap·tanh(s·scale / softcap)` (undefined: no cap). */
   readonly softcap?: number;
   /** Dropout on P (undefined when off or p = 0). */
@@ -61,6 +63,12 @@ export interface Backend {
   readonly name: string;
   /** The options of issue-6 kind it implements (the others make it refuse the call). */
   readonly features: ReadonlySet<Feature>;
+  /**
+   * True when it checks the host tensors for NaN and ±∞ itself when `p.checkFinite` (with
+   * {@linkcode notFinite}'s errors, before anything is computed); otherwise the API scans them
+   * with {@linkcode checkFinite} before the call.
+   */
+  readonly checksFinite?: boolean;
   forward(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<AttentionResult>;
   backward(p: Problem, saved: SavedForBackward): Promise<Gradients>;
 }
@@ -214,6 +222,7 @@ export function checkProblem(
       schedule(effective, { nq, nk, blockRows, blockCols, blockMask: bm }),
     slice: (b, h) => maskSlice(effective, b, h, heads),
     threads,
+    checkFinite: options.checkFinite ?? true,
     softcap,
     dropout,
     blockMask: bm,
@@ -322,7 +331,11 @@ export function checkFinite(t: Tensor, name: string): void {
       }
     }
   }
-  if (bad < 0) return;
+  if (bad >= 0) throw notFinite(t, name, bad);
+}
+
+/** The error for a tensor whose element `bad` (a flat index into its data) is NaN or ±∞. */
+export function notFinite(t: Tensor, name: string, bad: number): RangeError {
   const [, n, h, dim] = t.shape;
   const at = [
     Math.floor(bad / (n * h * dim)),
@@ -330,7 +343,7 @@ export function checkFinite(t: Tensor, name: string): void {
     Math.floor(bad / dim) % h,
     bad % dim,
   ];
-  throw new RangeError(
+  return new RangeError(
     `${name}.data[${bad}] (batch ${at[0]}, row ${at[1]}, head ${at[2]}, dim ${
       at[3]
     }) is not finite; ` +

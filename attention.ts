@@ -197,13 +197,14 @@ export async function attention(
   options: AttentionOptions = {},
 ): Promise<AttentionResult | GpuAttentionResult> {
   const p = checkProblem({ q, k, v }, options);
-  checkHostFinite(options, [["q", q], ["k", k], ["v", v]]);
+  const named: Named[] = [["q", q], ["k", k], ["v", v]];
   if (isGpuTensor(q) || isGpuTensor(k) || isGpuTensor(v)) {
+    checkHostFinite(p, named);
     requireWebGpu(options);
     checkFeatures(gpuBackend, p);
     return await gpuForward(p, q, k, v, isGpuTensor(q));
   }
-  return await run(options, p, (b) => b.forward(p, q, k as Tensor, v as Tensor));
+  return await run(options, p, named, (b) => b.forward(p, q, k as Tensor, v as Tensor));
 }
 
 /**
@@ -265,8 +266,8 @@ export async function attentionBackward(
     }
   }
   const { k, v } = saved;
-  checkHostFinite(options, [["q", q], ["k", k], ["v", v], ["out", out], ["dOut", dOut]]);
-  if ((options.checkFinite ?? true) && lse instanceof Float32Array) {
+  const named: Named[] = [["q", q], ["k", k], ["v", v], ["out", out], ["dOut", dOut]];
+  if (p.checkFinite && lse instanceof Float32Array) {
     for (let i = 0; i < lse.length; i++) {
       if (Number.isNaN(lse[i]) || lse[i] === Infinity) {
         throw new RangeError(`lse[${i}] is ${lse[i]}; only finite values or -Infinity are valid`);
@@ -274,11 +275,12 @@ export async function attentionBackward(
     }
   }
   if ([q, k, v, out, dOut].some(isGpuTensor) || isGpuArray(lse)) {
+    checkHostFinite(p, named);
     requireWebGpu(options);
     checkFeatures(gpuBackend, p);
     return await gpuBackward(p, saved, isGpuTensor(q));
   }
-  return await run(options, p, (b) => b.backward(p, saved as SavedForBackward));
+  return await run(options, p, named, (b) => b.backward(p, saved as SavedForBackward));
 }
 
 const jsBackend: Backend = {
@@ -303,8 +305,12 @@ function isGpuArray(x: unknown): x is GpuArray {
     !ArrayBuffer.isView(x);
 }
 
-function checkHostFinite(options: AttentionOptions, tensors: [string, Tensor | GpuTensor][]) {
-  if (!(options.checkFinite ?? true)) return;
+/** A call's input tensors by name, for error messages. */
+type Named = [string, Tensor | GpuTensor];
+
+/** Scans the host tensors for NaN and ±∞ (unless `checkFinite: false`). */
+function checkHostFinite(p: Problem, tensors: Named[]) {
+  if (!p.checkFinite) return;
   for (const [name, t] of tensors) if (!isGpuTensor(t)) checkFinite(t, name);
 }
 
@@ -325,8 +331,14 @@ let warnedFallback = false;
 async function run<T>(
   options: AttentionOptions,
   p: Problem,
-  call: (b: Backend) => Promise<T>,
+  tensors: Named[],
+  compute: (b: Backend) => Promise<T>,
 ): Promise<T> {
+  // a backend that checks finiteness itself does it on its own copies of the inputs (faster)
+  const call = (b: Backend) => {
+    if (!b.checksFinite) checkHostFinite(p, tensors);
+    return compute(b);
+  };
   const name = options.backend ?? "auto";
   if (name !== "auto") {
     const b = { js: jsBackend, wasm: wasmBackend, webgpu: gpuBackend }[name];

@@ -1,7 +1,9 @@
 /**
- * The WASM backend's fixed cost per call, outside the kernels: an `attention()` call's wall time
- * against the engine's kernel time (`lastRunMs`), with and without `checkFinite`, and the cost of
- * filling fresh output-sized arrays from the shared wasm memory and from a plain array.
+ * The WASM backend's fixed cost per call: an `attention()` call's wall time against the engine's
+ * phase times (`lastPhaseMs`: the pack phase, which is per call, and the forward phase) and the
+ * rest (validation, copies in and out, the finiteness scan), with and without `checkFinite`, and
+ * the cost of filling fresh output-sized arrays from the shared wasm memory and from a plain
+ * array.
  *
  * Run: `deno run -A bench/wasm_overhead.ts [--seq 4096] [--heads 4] [--mask causalDocument]`
  *
@@ -26,24 +28,26 @@ const [N, H, reps] = [Number(a.seq), Number(a.heads), Number(a.reps)];
 const shape = { batch: 1, seq: N, heads: H, kvHeads: H, dim: 64, dtype: "f32" } as const;
 const { q, k, v } = makeInputs(shape, 1);
 console.log(`B=1 N=${N} H=${H} d=64 f32, 2 threads, median of ${reps} (ms)`);
-console.log("| mask | checkFinite | call | kernels | outside the kernels |");
-console.log("| --- | --- | ---: | ---: | ---: |");
+console.log("| mask | checkFinite | call | pack phase | forward phase | outside the phases |");
+console.log("| --- | --- | ---: | ---: | ---: | ---: |");
 for (const name of ["full", a.mask as MaskName]) {
   const mask = name === "full" ? undefined : exampleMask(name as MaskName, N).mask;
   for (const checkFinite of [true, false]) {
     const options = { backend: "wasm", threads: 2, mask, checkFinite } as const;
     await attention(q, k, v, options);
-    const call: number[] = [], kern: number[] = [];
+    const call: number[] = [], pack: number[] = [], fwd: number[] = [], rest: number[] = [];
     for (let r = 0; r < reps; r++) {
       const t0 = performance.now();
       await attention(q, k, v, options);
-      call.push(performance.now() - t0);
-      kern.push(engine().lastRunMs);
+      const t = performance.now() - t0, eng = engine();
+      call.push(t);
+      pack.push(eng.lastPhaseMs[0]);
+      fwd.push(eng.lastPhaseMs[1]);
+      rest.push(t - eng.lastRunMs);
     }
-    const rest = call.map((c, i) => c - kern[i]);
     console.log(
-      `| ${name} | ${checkFinite} | ${median(call).toFixed(1)} | ${median(kern).toFixed(1)} | ${
-        median(rest).toFixed(1)
+      `| ${name} | ${checkFinite} | ${
+        [call, pack, fwd, rest].map((x) => median(x).toFixed(1)).join(" | ")
       } |`,
     );
   }

@@ -5,6 +5,7 @@ import {
   type AttentionOptions,
   causal,
   flashMask,
+  gpuInfo,
   stack,
   type Tensor,
   tensor,
@@ -217,6 +218,69 @@ Deno.test("attention rejects NaN and Infinity, naming the tensor and the positio
   await attention({ ...q, data: bad }, k, v, { checkFinite: false, backend: "js" });
 });
 
+Deno.test("every backend rejects NaN and ±Infinity alike, in every tensor, computing nothing", async () => {
+  // the API scans for js and webgpu; the WASM backend scans its own copies with SIMD (in its
+  // tiled forward, its decode path for Nq ≤ 16 and its backward): same errors, same positions
+  const backends: ("js" | "wasm" | "webgpu")[] = ["js", "wasm"];
+  if (await gpuInfo()) backends.push("webgpu");
+  const r = rng(7);
+  for (const nq of [40, 3]) {
+    const [qs, ks, vs] = [[1, nq, 4, 20], [1, 37, 2, 20], [1, 37, 2, 20]].map((shape) =>
+      randomTensor(r, shape as [number, number, number, number])
+    );
+    const { out, lse } = await attention(qs, ks, vs, { backend: "js" });
+    const dOut = randomTensor(r, qs.shape);
+    for (const dtype of ["f32", "f16"] as const) {
+      const cast = (t: Tensor) =>
+        dtype === "f32" ? t : tensor(toF16(t.data as Float32Array), t.shape, "f16");
+      const saved: Record<string, Tensor> = {
+        q: cast(qs),
+        k: cast(ks),
+        v: cast(vs),
+        out: cast(out),
+        dOut: cast(dOut),
+      };
+      for (
+        const [name, at] of [["q", 0], ["k", 1499], ["v", 777], ["out", 61], ["dOut", 20]] as const
+      ) {
+        const t = saved[name];
+        for (
+          const [i, bits, value] of [[0, 0x7e00, NaN], [1, 0x7c00, Infinity], [
+            2,
+            0xfc00,
+            -Infinity,
+          ]] as const
+        ) {
+          const data = t.data.slice();
+          const pos = (at + i * 3) % data.length;
+          if (dtype === "f16") data[pos] = bits;
+          else data[pos] = value;
+          const bad = { ...saved, [name]: tensor(data, t.shape, dtype) };
+          const re = new RegExp(
+            `^${name}.data\\[${pos}\\] \\(batch 0, row \\d+, head \\d+, dim \\d+\\) is not finite`,
+          );
+          for (const backend of backends) {
+            if (name !== "out" && name !== "dOut") {
+              await rejectsCall(
+                () => attention(bad.q, bad.k, bad.v, { backend }),
+                Object.values(bad),
+                RangeError,
+                re,
+              );
+            }
+            await rejectsCall(
+              () => attentionBackward({ ...bad, lse } as never, { backend }),
+              Object.values(bad),
+              RangeError,
+              re,
+            );
+          }
+        }
+      }
+    }
+  }
+});
+
 Deno.test("attentionBackward rejects bad out, dOut and lse with the error type, naming them", async () => {
   const { out, lse } = await attention(q, k, v, { backend: "js" });
   const dOut = randomTensor(rand, [2, 6, 4, 8]);
@@ -374,4 +438,56 @@ Deno.test("checkFinite names the first bad element wherever it is (chunk edges, 
     }
   }
   checkFinite(tensor(new Float32Array(n).fill(-3.4e38), shape), "x"); // finite extremes pass
+});
+
+Deno.test("the WASM backend finds NaN past its first copy chunk, where the API would", async () => {
+  // it copies and scans inputs in chunks of 2^14 elements: positions in later chunks and at edges
+  const r = rng(8);
+  const qs = randomTensor(r, [1, 20, 2, 20]), ks = randomTensor(r, [1, 1001, 2, 20]);
+  for (const dtype of ["f32", "f16"] as const) {
+    const cast = (t: Tensor) =>
+      dtype === "f32" ? t : tensor(toF16(t.data as Float32Array), t.shape, "f16");
+    for (const pos of [16383, 16384, 16385, 32768 + 7, 40039]) {
+      const data = cast(ks).data.slice();
+      data[pos] = dtype === "f32" ? NaN : 0x7e00;
+      const bad = tensor(data, ks.shape, dtype);
+      for (const backend of ["js", "wasm"] as const) {
+        await rejectsCall(
+          () => attention(cast(qs), bad, cast(ks), { backend }),
+          [bad],
+          RangeError,
+          new RegExp(`^k.data\\[${pos}\\] `),
+        );
+      }
+    }
+  }
+});
+
+Deno.test("the WASM scan finds the first NaN or ±Infinity at step edges, f32 and binary16", () => {
+  const eng = engine(), n = 1000, at = 1 << 20;
+  eng.ensure(at + n * 4);
+  const cases: [number[], number][] = [
+    [[], -1],
+    [[0], 0],
+    [[15], 15],
+    [[16, 40], 16],
+    [[31, 17], 17],
+    [[63], 63],
+    [[64], 64],
+    [[n - 1], n - 1],
+    [[n - 2, 3], 3],
+  ];
+  for (const [positions, want] of cases) {
+    for (const value of [NaN, Infinity, -Infinity]) {
+      const f = new Float32Array(eng.memory.buffer, at, n);
+      f.set(Float32Array.from({ length: n }, (_, i) => (i % 2 ? -3.4e38 : 1e-45 * i)));
+      for (const p of positions) f[p] = value;
+      assert.equal(eng.exports.firstNonFinite(at, n, 0), want, `f32 ${value} at ${positions}`);
+      assert.equal(eng.exports.firstNonFinite(at, Math.min(n, 17), 0), want < 17 ? want : -1);
+      const h = new Uint16Array(eng.memory.buffer, at, n);
+      h.set(toF16(Float32Array.from({ length: n }, (_, i) => (i % 2 ? -65504 : i / 7))));
+      for (const p of positions) h[p] = value === -Infinity ? 0xfc00 : value ? 0x7c00 : 0x7e01;
+      assert.equal(eng.exports.firstNonFinite(at, n, 1), want, `f16 ${value} at ${positions}`);
+    }
+  }
 });

@@ -54,6 +54,8 @@ export interface KernelExports {
   decodePrep: KernelFn;
   decode: KernelFn;
   decodeCombine: KernelFn;
+  /** Index of the first NaN or ±∞ among `n` f32 (or binary16 when `f16` is 1) at `src`, or −1. */
+  firstNonFinite: (src: number, n: number, f16: number) => number;
   /** Test hook: Philox4x32-10 of four counters (layout in wasm/assembly/kernels.ts). */
   philoxAt: (io: number) => void;
   /** Test hook: the decode panels' binary16 → f32 conversion of `n` halves. */
@@ -143,6 +145,8 @@ export class Engine {
   phasesRun = 0;
   /** Wall time of the last {@linkcode Engine.run} in ms: the kernel phases, without copies. */
   lastRunMs = 0;
+  /** Wall time of each phase of the last {@linkcode Engine.run} in ms, in order. */
+  lastPhaseMs: number[] = [];
 
   constructor(options: { forceSimd?: boolean } = {}) {
     const relaxed = decode(KERNELS_RELAXED);
@@ -201,10 +205,13 @@ export class Engine {
     const i32 = new Int32Array(this.memory.buffer);
     if (threads <= 1) {
       const t0 = performance.now();
+      this.lastPhaseMs = [];
       for (const ph of phases) {
+        const t1 = performance.now();
         i32[ph.counter >> 2] = 0;
         this.phasesRun++;
         this.exports[ph.fn](ph.params, 0, ph.counter, ph.items, ph.nItems);
+        this.lastPhaseMs.push(performance.now() - t1);
       }
       this.lastRunMs = performance.now() - t0;
       return;
@@ -213,7 +220,9 @@ export class Engine {
     for (const w of pool) w.worker.ref();
     try {
       const t0 = performance.now();
+      this.lastPhaseMs = [];
       for (const ph of phases) {
+        const t1 = performance.now();
         Atomics.store(i32, ph.counter >> 2, 0);
         this.phasesRun++;
         const sent = pool.map((w, tid) => this.#send(w, { ...ph, tid }));
@@ -228,6 +237,7 @@ export class Engine {
               "the next call starts a new thread",
           );
         }
+        this.lastPhaseMs.push(performance.now() - t1);
       }
       this.lastRunMs = performance.now() - t0;
     } finally {

