@@ -173,11 +173,60 @@ export function gemmBaseline(reps: number): number {
   const eng = engine();
   eng.ensure(1 << 21);
   const base = 1 << 20, a = base, b = base + 65536, c = base + 2 * 65536;
-  const f = new Float32Array(eng.memory.buffer, base, 3 * 16384);
-  if (f[0] === 0) { for (let i = 0; i < f.length; i++) f[i] = ((i * 7919) % 1000) / 1000 - 0.5; }
-  // keep C bounded: start from zero each call
-  new Float32Array(eng.memory.buffer, c, GM * GNV * 4).fill(0);
+  // A and B afresh each call (an attention call in between reuses this memory), C (and the
+  // C of each thread of gemmBaselineThreads) from zero, so that it stays bounded
+  const f = new Float32Array(eng.memory.buffer, base, 2 * 16384);
+  for (let i = 0; i < f.length; i++) f[i] = ((i * 7919) % 1000) / 1000 - 0.5;
+  new Float32Array(eng.memory.buffer, c, 8 * 16384).fill(0);
   const t0 = performance.now();
   eng.exports.gemmBench(a, b, c, GM, GNV, GK, reps);
+  return performance.now() - t0;
+}
+
+// Two threads of the baseline at once: workers of their own on the engine's module and memory
+// (A and B shared, C per thread), so that the machine's two-thread ceiling is measured the same
+// way as the one-thread one.
+const GEMM_WORKER = `
+import { parentPort } from "node:worker_threads";
+let ex;
+parentPort.on("message", (m) => {
+  if (m.module) ex = new WebAssembly.Instance(m.module, { env: { memory: m.memory } }).exports;
+  else ex.gemmBench(m.a, m.b, m.c, m.m, m.nv, m.k, m.reps);
+  parentPort.postMessage(null);
+});
+`;
+let gemmWorkers: Promise<import("node:worker_threads").Worker[]> | undefined;
+
+/**
+ * Runs the GEMM micro-kernel baseline on `threads` worker threads at once, `reps` repetitions
+ * each; returns the wall ms of the slowest (so `threads · reps` repetitions in that time). The
+ * workers are started on first use and stay (unref'd: they do not keep the process alive).
+ */
+export async function gemmBaselineThreads(reps: number, threads = 2): Promise<number> {
+  const { Worker } = await import("node:worker_threads");
+  const eng = engine();
+  gemmBaseline(1); // fills A and B, zeroes the C's
+  const url = new URL(`data:text/javascript;base64,${btoa(GEMM_WORKER)}`);
+  const call = (w: InstanceType<typeof Worker>, msg: unknown) =>
+    new Promise<void>((resolve) => {
+      w.once("message", () => resolve());
+      w.postMessage(msg);
+    });
+  gemmWorkers ??= (async () => {
+    const ws = Array.from({ length: threads }, () => new Worker(url));
+    await Promise.all(ws.map((w) => call(w, { module: eng.module, memory: eng.memory })));
+    ws.forEach((w) => w.unref());
+    return ws;
+  })();
+  const ws = (await gemmWorkers).slice(0, threads);
+  const base = 1 << 20;
+  const t0 = performance.now();
+  await Promise.all(ws.map((w, i) => {
+    w.ref();
+    // C of thread i past the shared A, B and the calling thread's C (64 KiB each)
+    const c = base + (3 + i) * 65536;
+    return call(w, { a: base, b: base + 65536, c, m: GM, nv: GNV, k: GK, reps })
+      .finally(() => w.unref());
+  }));
   return performance.now() - t0;
 }

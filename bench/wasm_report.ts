@@ -1,6 +1,7 @@
 /**
- * The WASM backend's performance report against the issue's targets: GEMM micro-kernel ceiling,
- * forward and backward (B=1, H=8, N=2048, d=64, f32, no mask) on one and two threads,
+ * The WASM backend's performance report against the issue's targets: GEMM micro-kernel ceiling
+ * (on one thread, and on two threads at once: the machine's own two-thread scaling), forward and
+ * backward (B=1, H=8, N=2048, d=64, f32, no mask) on one and two threads,
  * onnxruntime-web's WASM backend on the same shape, the twelve mask types at N=4096 against
  * dense time × schedule density, and native onnxruntime-node with a dense additive mask.
  *
@@ -36,7 +37,14 @@ import {
 } from "../mod.ts";
 import { BLOCK_COLS, BLOCK_ROWS } from "../wasm/backend.ts";
 import { engine } from "../wasm/_runtime.ts";
-import { GEMM_FLOPS_PER_REP, gemmBaseline, ortNode, ortWeb, type Peer } from "./_peers.ts";
+import {
+  GEMM_FLOPS_PER_REP,
+  gemmBaseline,
+  gemmBaselineThreads,
+  ortNode,
+  ortWeb,
+  type Peer,
+} from "./_peers.ts";
 import { makeInputs, median, timeMs as time } from "./_run.ts";
 
 const fmt = (x: number, digits = 1) => x.toFixed(digits);
@@ -93,10 +101,12 @@ async function main() {
   }
   const reps = Math.round(F / GEMM_FLOPS_PER_REP / 4);
   gemmBaseline(reps);
+  await gemmBaselineThreads(reps);
   const rows: Record<string, number[]> = {};
   const add = (name: string, gflops: number) => (rows[name] ??= []).push(gflops);
   for (let r = 0; r < rounds; r++) {
     add("gemm", F / 4 / gemmBaseline(reps) / 1e6);
+    add("gemm2", F / 2 / await gemmBaselineThreads(reps) / 1e6);
     add("fwd1", F / await time(() => attention(q, k, v, { backend: "wasm", threads: 1 })) / 1e6);
     add("fwd2", F / await time(() => attention(q, k, v, { backend: "wasm", threads: 2 })) / 1e6);
     const saved = { q, k, v, out, lse, dOut };
@@ -126,6 +136,12 @@ async function main() {
   console.log("| --- | ---: | ---: | --- |");
   const g = median(rows.gemm);
   console.log(`| GEMM micro-kernel (1 thread) | ${fmt(g)} | 1 | the ceiling |`);
+  const rg2 = ratio("gemm2", gemmRound);
+  console.log(
+    `| GEMM micro-kernel, 2 threads at once | ${fmt(median(rows.gemm2))} | ${
+      fmt(rg2, 2)
+    }× 1 thread | this machine's two-thread ceiling |`,
+  );
   const rf = ratio("fwd1", gemmRound), rb = ratio("bwd1", gemmRound);
   const r2 = ratio("fwd2", "fwd1"), rb2 = ratio("bwd2", "bwd1"), rw = ratio("fwd1", "web1");
   console.log(
