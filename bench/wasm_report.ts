@@ -15,7 +15,7 @@
  * kernel time (the engine's phases, K and V already in wasm memory) and over the whole call (which
  * also copies K and V into the wasm memory: the API takes host arrays).
  *
- * Run: `deno run -A bench/wasm_report.ts [--rounds 5] [--mask-rounds 5] [--decode-rounds 5]
+ * Run: `deno run -A bench/wasm_report.ts [--rounds 5] [--mask-rounds 7] [--decode-rounds 5]
  * [--skip-node] [--skip-masks] [--skip-decode] [--only-decode]`
  * (onnxruntime-node: install with ONNXRUNTIME_NODE_INSTALL=skip; needs --allow-ffi, given by -A).
  *
@@ -55,7 +55,7 @@ async function main() {
     args: Deno.args,
     options: {
       rounds: { type: "string", default: "5" },
-      "mask-rounds": { type: "string", default: "5" },
+      "mask-rounds": { type: "string", default: "7" },
       "mask-heads": { type: "string", default: "4" },
       "decode-rounds": { type: "string", default: "5" },
       "skip-node": { type: "boolean", default: false },
@@ -69,7 +69,16 @@ async function main() {
   const cpu = (await Deno.readTextFile("/proc/cpuinfo").catch(() => "")).match(
     /model name\s*:\s*(.*)/,
   )?.[1] ?? "unknown CPU";
-  const load = () => Deno.loadavg().map((x) => x.toFixed(2)).join(" ");
+  let since = cpuTimes();
+  // load average, and how the CPU time since the last call was spent (steal: the hypervisor gave
+  // our vCPUs' time to other guests; this shared machine shows 0–50 %)
+  const load = () => {
+    const now = cpuTimes(), d = now.map((x, i) => x - since[i]), total = d[0] || 1;
+    since = now;
+    const pct = (x: number) => `${Math.round((100 * x) / total)} %`;
+    return `${Deno.loadavg().map((x) => x.toFixed(2)).join(" ")}` +
+      (d[0] > 0 ? `; CPU time since the last line: busy ${pct(d[1])}, steal ${pct(d[2])}` : "");
+  };
   console.log(`# WASM backend report`);
   console.log(
     `${cpu}, ${navigator.hardwareConcurrency} threads; Deno ${Deno.version.deno}, V8 ${Deno.version.v8}; ` +
@@ -246,6 +255,21 @@ async function main() {
     );
   }
   console.log(`\nload average at end: ${load()}`);
+}
+
+/**
+ * `[total, busy, steal]` jiffies of all CPUs from /proc/stat (zeros where it cannot be read):
+ * busy is user + nice + system + irq + softirq.
+ */
+function cpuTimes(): number[] {
+  try {
+    const f = Deno.readTextFileSync("/proc/stat").split("\n")[0].trim().split(/\s+/).slice(1)
+      .map(Number);
+    const [user, nice, system, , , irq, softirq, steal] = f;
+    return [f.slice(0, 8).reduce((a, b) => a + b, 0), user + nice + system + irq + softirq, steal];
+  } catch {
+    return [0, 0, 0];
+  }
 }
 
 /** Fast deterministic inputs in [−1, 1) (random normals for 2^27 values take too long). */
