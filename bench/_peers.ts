@@ -160,8 +160,19 @@ export async function ortNode(
   return p;
 }
 
-// The micro-kernel baseline: C (48 × 64) += Aᵀ·B with K = 64, all in L1, repeated.
-const GM = 48, GNV = 16, GK = 64;
+// The micro-kernel baseline: C (48 × 64) += Aᵀ·B with K = 64, all in L1, repeated. In the
+// engine's memory from 1 MiB: A, B, the calling thread's C, then one C per worker thread (64 KiB
+// apart; an attention call in between overwrites them).
+const GM = 48, GNV = 16, GK = 64, GEMM_AT = 1 << 20;
+const gemmC = (thread: number) => GEMM_AT + (thread + 3) * 65536;
+
+/**
+ * The C of the last baseline run on the calling thread (`thread` −1) or on worker thread `thread`
+ * of {@linkcode gemmBaselineThreads} (a copy; tests compare them).
+ */
+export function gemmResult(thread: number): Float32Array {
+  return new Float32Array(engine().memory.buffer, gemmC(thread), GM * GNV * 4).slice();
+}
 /** Flops of one repetition of the GEMM micro-kernel baseline. */
 export const GEMM_FLOPS_PER_REP = 2 * GM * GNV * 4 * GK;
 
@@ -172,7 +183,7 @@ export const GEMM_FLOPS_PER_REP = 2 * GM * GNV * 4 * GK;
 export function gemmBaseline(reps: number): number {
   const eng = engine();
   eng.ensure(1 << 21);
-  const base = 1 << 20, a = base, b = base + 65536, c = base + 2 * 65536;
+  const base = GEMM_AT, a = base, b = base + 65536, c = gemmC(-1);
   // A and B afresh each call (an attention call in between reuses this memory), C (and the
   // C of each thread of gemmBaselineThreads) from zero, so that it stays bounded
   const f = new Float32Array(eng.memory.buffer, base, 2 * 16384);
@@ -219,13 +230,11 @@ export async function gemmBaselineThreads(reps: number, threads = 2): Promise<nu
     return ws;
   })();
   const ws = (await gemmWorkers).slice(0, threads);
-  const base = 1 << 20;
   const t0 = performance.now();
   await Promise.all(ws.map((w, i) => {
     w.ref();
-    // C of thread i past the shared A, B and the calling thread's C (64 KiB each)
-    const c = base + (3 + i) * 65536;
-    return call(w, { a: base, b: base + 65536, c, m: GM, nv: GNV, k: GK, reps })
+    const msg = { a: GEMM_AT, b: GEMM_AT + 65536, c: gemmC(i), m: GM, nv: GNV, k: GK, reps };
+    return call(w, msg)
       .finally(() => w.unref());
   }));
   return performance.now() - t0;

@@ -311,3 +311,41 @@ export function errors(a: ArrayLike<number>, ref: ArrayLike<number>): {
   }
   return { maxAbs, rel: den === 0 ? Math.sqrt(num) : Math.sqrt(num / den) };
 }
+
+/**
+ * `[total, busy, steal]` jiffies of all CPUs from /proc/stat (zeros where it cannot be read):
+ * busy is user + nice + system + irq + softirq.
+ */
+function cpuTimes(): number[] {
+  try {
+    const f = Deno.readTextFileSync("/proc/stat").split("\n")[0].trim().split(/\s+/).slice(1)
+      .map(Number);
+    const [user, nice, system, , , irq, softirq, steal] = f;
+    return [f.slice(0, 8).reduce((a, b) => a + b, 0), user + nice + system + irq + softirq, steal];
+  } catch {
+    return [0, 0, 0];
+  }
+}
+
+/**
+ * A meter for benchmark logs: each call returns the load average and how the CPU time since the
+ * previous call was spent (busy, and steal: time the hypervisor gave our vCPUs to other guests,
+ * 0–50 % on the shared build machine), where /proc/stat can be read.
+ *
+ * @example
+ * ```ts
+ * import { cpuMeter } from "./_run.ts";
+ * const load = cpuMeter();
+ * console.log(`load average now: ${load()}`);
+ * ```
+ */
+export function cpuMeter(): () => string {
+  let since = cpuTimes();
+  return () => {
+    const now = cpuTimes(), d = now.map((x, i) => x - since[i]), total = d[0] || 1;
+    since = now;
+    const pct = (x: number) => `${Math.round((100 * x) / total)} %`;
+    return `${Deno.loadavg().map((x) => x.toFixed(2)).join(" ")}` +
+      (d[0] > 0 ? `; CPU time since the last line: busy ${pct(d[1])}, steal ${pct(d[2])}` : "");
+  };
+}

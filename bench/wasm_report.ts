@@ -45,7 +45,7 @@ import {
   ortWeb,
   type Peer,
 } from "./_peers.ts";
-import { makeInputs, median, timeMs as time } from "./_run.ts";
+import { cpuMeter, makeInputs, median, timeMs as time } from "./_run.ts";
 
 const fmt = (x: number, digits = 1) => x.toFixed(digits);
 const verdict = (ok: boolean) => ok ? "met" : "NOT met";
@@ -69,16 +69,7 @@ async function main() {
   const cpu = (await Deno.readTextFile("/proc/cpuinfo").catch(() => "")).match(
     /model name\s*:\s*(.*)/,
   )?.[1] ?? "unknown CPU";
-  let since = cpuTimes();
-  // load average, and how the CPU time since the last call was spent (steal: the hypervisor gave
-  // our vCPUs' time to other guests; this shared machine shows 0–50 %)
-  const load = () => {
-    const now = cpuTimes(), d = now.map((x, i) => x - since[i]), total = d[0] || 1;
-    since = now;
-    const pct = (x: number) => `${Math.round((100 * x) / total)} %`;
-    return `${Deno.loadavg().map((x) => x.toFixed(2)).join(" ")}` +
-      (d[0] > 0 ? `; CPU time since the last line: busy ${pct(d[1])}, steal ${pct(d[2])}` : "");
-  };
+  const load = cpuMeter();
   console.log(`# WASM backend report`);
   console.log(
     `${cpu}, ${navigator.hardwareConcurrency} threads; Deno ${Deno.version.deno}, V8 ${Deno.version.v8}; ` +
@@ -259,21 +250,6 @@ async function main() {
     );
   }
   console.log(`\nload average at end: ${load()}`);
-}
-
-/**
- * `[total, busy, steal]` jiffies of all CPUs from /proc/stat (zeros where it cannot be read):
- * busy is user + nice + system + irq + softirq.
- */
-function cpuTimes(): number[] {
-  try {
-    const f = Deno.readTextFileSync("/proc/stat").split("\n")[0].trim().split(/\s+/).slice(1)
-      .map(Number);
-    const [user, nice, system, , , irq, softirq, steal] = f;
-    return [f.slice(0, 8).reduce((a, b) => a + b, 0), user + nice + system + irq + softirq, steal];
-  } catch {
-    return [0, 0, 0];
-  }
 }
 
 /** Fast deterministic inputs in [−1, 1) (random normals for 2^27 values take too long). */

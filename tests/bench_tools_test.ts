@@ -10,12 +10,19 @@ import assert from "node:assert/strict";
 import { toDense } from "../masks/dense.ts";
 import { exampleMask, MASK_NAMES } from "../masks/examples.ts";
 import { additiveMask, attentionModel, matmulSoftmaxModel, mhaModel } from "../bench/_onnx.ts";
-import { ortNode, ortWeb, ortWebPeer } from "../bench/_peers.ts";
+import {
+  gemmBaseline,
+  gemmBaselineThreads,
+  gemmResult,
+  ortNode,
+  ortWeb,
+  ortWebPeer,
+} from "../bench/_peers.ts";
 import { exportMasks } from "../bench/export_masks.ts";
 import { gpuTable, type TorchReport } from "../bench/gpu_table.ts";
 import { GPU_BENCH_SCHEMA, type GpuBenchReport } from "../bench/gpu_bench.ts";
 import { niceCeil, plotSvg, seriesOf } from "../bench/plot.ts";
-import { makeInputs, type Result } from "../bench/_run.ts";
+import { cpuMeter, makeInputs, type Result } from "../bench/_run.ts";
 import { referenceForward } from "./reference.ts";
 import { relErr } from "./_util.ts";
 import { fakeReport, fakeResult } from "./_bench_util.ts";
@@ -348,4 +355,26 @@ Deno.test("plot: series per backend, dtype and mask; well-formed SVG", () => {
   assert.equal(niceCeil(5.1), 10);
   assert.equal(niceCeil(0.23), 0.25);
   assert.throws(() => plotSvg([], "x"), RangeError);
+});
+
+Deno.test("gemmBaselineThreads: every worker thread runs the baseline micro-kernel, same bits", async () => {
+  gemmBaseline(3);
+  const one = gemmResult(-1);
+  assert.ok(one.some((x) => x !== 0) && one.every(Number.isFinite), "the baseline computed C");
+  const ms = await gemmBaselineThreads(3, 2);
+  assert.ok(ms > 0 && Number.isFinite(ms));
+  for (const t of [0, 1]) assert.deepEqual(gemmResult(t), one, `worker ${t}`);
+});
+
+Deno.test("cpuMeter: the load average, then how the CPU time since the last call was spent", () => {
+  const load = cpuMeter();
+  const t0 = performance.now();
+  while (performance.now() - t0 < 60) { /* busy */ }
+  const line = load();
+  assert.match(line, /^\d+\.\d\d \d+\.\d\d \d+\.\d\d/);
+  if (Deno.build.os === "linux") {
+    const m = line.match(/; CPU time since the last line: busy (\d+) %, steal (\d+) %$/);
+    assert.ok(m, line);
+    assert.ok(Number(m[1]) > 0 && Number(m[1]) + Number(m[2]) <= 100, line);
+  }
 });
