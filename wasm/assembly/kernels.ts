@@ -643,7 +643,7 @@ function gemmTN(
     const c = C + <usize>m * lc;
     const al = alpha ? alpha + (<usize>m << 2) : 0;
     let n = 0;
-    for (; n + 2 <= NV; n += 2) tn6x2(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, al);
+    for (; n + 2 <= NV; n += 2) tn6x2(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, al, 0, true);
     if (n < NV) tn6x1(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, al);
   }
   for (; m + 4 <= M; m += 4) {
@@ -662,14 +662,24 @@ function gemmTN(
   }
 }
 
-@inline function tn6x2(a: usize, la: usize, b: usize, lb: usize, c: usize, lc: usize, K: i32, al: usize): void {
-  let c00 = v128.load(c), c01 = v128.load(c, 16);
-  let c10 = v128.load(c + lc), c11 = v128.load(c + lc, 16);
-  let c20 = v128.load(c + 2 * lc), c21 = v128.load(c + 2 * lc, 16);
-  let c30 = v128.load(c + 3 * lc), c31 = v128.load(c + 3 * lc, 16);
-  let c40 = v128.load(c + 4 * lc), c41 = v128.load(c + 4 * lc, 16);
-  let c50 = v128.load(c + 5 * lc), c51 = v128.load(c + 5 * lc, 16);
-  if (al) {
+/**
+ * The 6×2 TN micro-kernel, shared by the PV product and the score GEMM (all flags are constants at
+ * each call site, so the inlined copies keep only their own branches): `acc` C is loaded (and
+ * scaled by alpha when `al` is not 0), else it starts from zero; `mx` not 0: the tile's column
+ * maxima are merged into mx after the stores (the score GEMM's fused row maxima of Sᵀ).
+ */
+@inline function tn6x2(a: usize, la: usize, b: usize, lb: usize, c: usize, lc: usize, K: i32, al: usize, mx: usize, acc: bool): void {
+  let c00 = f32x4.splat(0), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  let c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  if (acc) {
+    c00 = v128.load(c); c01 = v128.load(c, 16);
+    c10 = v128.load(c + lc); c11 = v128.load(c + lc, 16);
+    c20 = v128.load(c + 2 * lc); c21 = v128.load(c + 2 * lc, 16);
+    c30 = v128.load(c + 3 * lc); c31 = v128.load(c + 3 * lc, 16);
+    c40 = v128.load(c + 4 * lc); c41 = v128.load(c + 4 * lc, 16);
+    c50 = v128.load(c + 5 * lc); c51 = v128.load(c + 5 * lc, 16);
+  }
+  if (acc && al) {
     let s = v128.load32_splat(al); c00 = f32x4.mul(c00, s); c01 = f32x4.mul(c01, s);
     s = v128.load32_splat(al, 4); c10 = f32x4.mul(c10, s); c11 = f32x4.mul(c11, s);
     s = v128.load32_splat(al, 8); c20 = f32x4.mul(c20, s); c21 = f32x4.mul(c21, s);
@@ -741,6 +751,12 @@ function gemmTN(
   v128.store(c + 3 * lc, c30); v128.store(c + 3 * lc, c31, 16);
   v128.store(c + 4 * lc, c40); v128.store(c + 4 * lc, c41, 16);
   v128.store(c + 5 * lc, c50); v128.store(c + 5 * lc, c51, 16);
+  if (mx) {
+    const m0 = f32x4.pmax(f32x4.pmax(f32x4.pmax(c00, c10), f32x4.pmax(c20, c30)), f32x4.pmax(c40, c50));
+    const m1 = f32x4.pmax(f32x4.pmax(f32x4.pmax(c01, c11), f32x4.pmax(c21, c31)), f32x4.pmax(c41, c51));
+    v128.store(mx, f32x4.pmax(v128.load(mx), m0));
+    v128.store(mx, f32x4.pmax(v128.load(mx, 16), m1), 16);
+  }
 }
 
 @inline function tn6x1(a: usize, la: usize, b: usize, lb: usize, c: usize, lc: usize, K: i32, al: usize): void {
@@ -854,7 +870,7 @@ function gemmScores(
     const c = C + <usize>m * lc;
     let n = 0;
     for (; n + 2 <= NV; n += 2) {
-      st6x2(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, MX ? MX + (<usize>n << 4) : 0);
+      tn6x2(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, 0, MX ? MX + (<usize>n << 4) : 0, false);
     }
     if (n < NV) stCol(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, MX ? MX + (<usize>n << 4) : 0, 6);
   }
@@ -901,79 +917,6 @@ function gemmScores(
   }
 }
 
-@inline function st6x2(a: usize, la: usize, b: usize, lb: usize, c: usize, lc: usize, K: i32, mx: usize): void {
-  let c00 = f32x4.splat(0), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-  let c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-  let b0: v128, b1: v128, x: v128, av: v128;
-  let k = 0;
-  for (; k + 2 <= K; k += 2) {
-    b0 = v128.load(b); b1 = v128.load(b, 16);
-    av = v128.load(a);
-    x = i32x4.shuffle(av, av, 0, 0, 0, 0);
-    c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
-    x = i32x4.shuffle(av, av, 1, 1, 1, 1);
-    c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
-    x = i32x4.shuffle(av, av, 2, 2, 2, 2);
-    c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
-    x = i32x4.shuffle(av, av, 3, 3, 3, 3);
-    c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
-    av = v128.load64_splat(a, 16);
-    x = i32x4.shuffle(av, av, 0, 0, 0, 0);
-    c40 = madd(x, b0, c40); c41 = madd(x, b1, c41);
-    x = i32x4.shuffle(av, av, 1, 1, 1, 1);
-    c50 = madd(x, b0, c50); c51 = madd(x, b1, c51);
-    a += la;
-    b += lb;
-    b0 = v128.load(b); b1 = v128.load(b, 16);
-    av = v128.load(a);
-    x = i32x4.shuffle(av, av, 0, 0, 0, 0);
-    c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
-    x = i32x4.shuffle(av, av, 1, 1, 1, 1);
-    c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
-    x = i32x4.shuffle(av, av, 2, 2, 2, 2);
-    c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
-    x = i32x4.shuffle(av, av, 3, 3, 3, 3);
-    c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
-    av = v128.load64_splat(a, 16);
-    x = i32x4.shuffle(av, av, 0, 0, 0, 0);
-    c40 = madd(x, b0, c40); c41 = madd(x, b1, c41);
-    x = i32x4.shuffle(av, av, 1, 1, 1, 1);
-    c50 = madd(x, b0, c50); c51 = madd(x, b1, c51);
-    a += la;
-    b += lb;
-  }
-  if (k < K) {
-    b0 = v128.load(b); b1 = v128.load(b, 16);
-    av = v128.load(a);
-    x = i32x4.shuffle(av, av, 0, 0, 0, 0);
-    c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
-    x = i32x4.shuffle(av, av, 1, 1, 1, 1);
-    c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
-    x = i32x4.shuffle(av, av, 2, 2, 2, 2);
-    c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
-    x = i32x4.shuffle(av, av, 3, 3, 3, 3);
-    c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
-    av = v128.load64_splat(a, 16);
-    x = i32x4.shuffle(av, av, 0, 0, 0, 0);
-    c40 = madd(x, b0, c40); c41 = madd(x, b1, c41);
-    x = i32x4.shuffle(av, av, 1, 1, 1, 1);
-    c50 = madd(x, b0, c50); c51 = madd(x, b1, c51);
-    a += la;
-    b += lb;
-  }
-  v128.store(c, c00); v128.store(c, c01, 16);
-  v128.store(c + lc, c10); v128.store(c + lc, c11, 16);
-  v128.store(c + 2 * lc, c20); v128.store(c + 2 * lc, c21, 16);
-  v128.store(c + 3 * lc, c30); v128.store(c + 3 * lc, c31, 16);
-  v128.store(c + 4 * lc, c40); v128.store(c + 4 * lc, c41, 16);
-  v128.store(c + 5 * lc, c50); v128.store(c + 5 * lc, c51, 16);
-  if (mx) {
-    const m0 = f32x4.pmax(f32x4.pmax(f32x4.pmax(c00, c10), f32x4.pmax(c20, c30)), f32x4.pmax(c40, c50));
-    const m1 = f32x4.pmax(f32x4.pmax(f32x4.pmax(c01, c11), f32x4.pmax(c21, c31)), f32x4.pmax(c41, c51));
-    v128.store(mx, f32x4.pmax(v128.load(mx), m0));
-    v128.store(mx, f32x4.pmax(v128.load(mx, 16), m1), 16);
-  }
-}
 
 /** One column vector of `rows` rows (taken two at a time): remainders of the score GEMM. */
 function stCol(a: usize, la: usize, b: usize, lb: usize, c: usize, lc: usize, K: i32, mx: usize, rows: i32): void {
