@@ -36,6 +36,7 @@ import {
   toF16,
 } from "../mod.ts";
 import { BLOCK_COLS, BLOCK_ROWS } from "../wasm/backend.ts";
+import { checkFinite } from "../_problem.ts";
 import { engine } from "../wasm/_runtime.ts";
 import {
   GEMM_FLOPS_PER_REP,
@@ -272,31 +273,52 @@ async function decodeReport(rounds: number, load: () => string): Promise<void> {
   );
   console.log(
     "GB/s = bytes of K and V / time; kernels: the decode phases alone (K and V already in wasm " +
-      "memory); call: the whole attention() call, which also copies K and V into the wasm memory.\n",
+      "memory); call: the whole attention() call, which also copies K and V into the wasm memory " +
+      "(checkFinite: false); with checkFinite: the call as by default, which also scans the copies " +
+      "for NaN and ±∞; the last column: the scan the API would run in JavaScript instead " +
+      "(`checkFinite` of _problem.ts on k and v).\n",
   );
-  console.log("| dtype | threads | K+V MB | kernels ms | kernels GB/s | call ms | call GB/s |");
-  console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+  console.log(
+    "| dtype | threads | K+V MB | kernels ms | kernels GB/s | call ms | call GB/s | with checkFinite ms | JavaScript scan ms |",
+  );
+  console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
   for (const dtype of ["f16", "f32"] as const) {
     const f16 = dtype === "f16";
     const q = tensor(fill(H * d, 1, f16), [1, 1, H, d], dtype);
     const k = tensor(fill(nk * Hk * d, 2, f16), [1, nk, Hk, d], dtype);
     const v = tensor(fill(nk * Hk * d, 3, f16), [1, nk, Hk, d], dtype);
     const bytes = 2 * nk * Hk * d * (f16 ? 2 : 4);
-    const opt = (threads: number) => ({ backend: "wasm" as const, threads, checkFinite: false });
+    const opt = (threads: number, checkFinite = false) => ({
+      backend: "wasm" as const,
+      threads,
+      checkFinite,
+    });
     for (const threads of [1, 2]) await attention(q, k, v, opt(threads)); // warm up
-    const kern: number[][] = [[], []], call: number[][] = [[], []];
+    const kern: number[][] = [[], []], call: number[][] = [[], []], checked: number[][] = [[], []];
     for (let r = 0; r < rounds; r++) {
       for (const threads of [1, 2]) {
         call[threads - 1].push(await time(() => attention(q, k, v, opt(threads))));
         kern[threads - 1].push(eng.lastRunMs);
+        checked[threads - 1].push(await time(() => attention(q, k, v, opt(threads, true))));
       }
+    }
+    const js: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      js.push(
+        await time(() => {
+          checkFinite(k, "k");
+          checkFinite(v, "v");
+        }),
+      );
     }
     for (const threads of [1, 2]) {
       const km = median(kern[threads - 1]), cm = median(call[threads - 1]);
       console.log(
         `| ${dtype} | ${threads} | ${fmt(bytes / 1e6, 0)} | ${fmt(km)} | ${
           fmt(bytes / km / 1e6)
-        } | ${fmt(cm)} | ${fmt(bytes / cm / 1e6)} |`,
+        } | ${fmt(cm)} | ${fmt(bytes / cm / 1e6)} | ${fmt(median(checked[threads - 1]))} | ${
+          fmt(median(js))
+        } |`,
       );
     }
   }
