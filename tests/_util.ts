@@ -6,6 +6,22 @@
 
 import assert from "node:assert/strict";
 import { type DType, type Tensor, tensor, toF16, toFloat32 } from "../tensor.ts";
+import { gpuInfo } from "../gpu/mod.ts";
+
+/**
+ * The WebGPU adapter the tests run on (undefined: none, and the WebGPU tests are ignored). With
+ * `FLASHMASK_REQUIRE_GPU=1` (CI sets it: Deno finds at least Mesa's llvmpipe there) a missing
+ * adapter is an error instead, so that the WebGPU tests cannot all be skipped unnoticed.
+ */
+export async function testAdapter(): ReturnType<typeof gpuInfo> {
+  const info = await gpuInfo();
+  if (!info && Deno.env.get("FLASHMASK_REQUIRE_GPU") === "1") {
+    throw new Error(
+      "FLASHMASK_REQUIRE_GPU=1 but WebGPU found no adapter: the GPU tests would skip",
+    );
+  }
+  return info;
+}
 
 /** A seeded generator of uniform floats in [0, 1) (mulberry32). */
 export function rng(seed: number): () => number {
@@ -124,6 +140,14 @@ export function assertClose(
     const cond = 2 ** -24 * Math.sqrt(m) / (r === 0 ? 1 : Math.sqrt(r));
     bound = Math.max(bound, cond);
   }
+  // All zeros are at relative error 1: a bound near it would pass them, so such a case is not a
+  // test (make it better conditioned instead).
+  assert.ok(
+    bound <= 0.25,
+    `${what}: the bound ${bound.toExponential(2)} (plain f32 computation: ${
+      base.toExponential(2)
+    }) could not tell the answer from zeros; this comparison is ill-posed`,
+  );
   assert.ok(
     err <= bound,
     `${what}: relative error ${err.toExponential(2)} exceeds ${bound.toExponential(2)} ` +

@@ -10,18 +10,17 @@ import {
   attentionBackward,
   type AttentionOptions,
   exampleMask,
-  gpuInfo,
   stack,
   type Tensor,
 } from "../mod.ts";
 import { tuning } from "../wasm/backend.ts";
 import { randomMask } from "./_cases.ts";
-import { randomTensor, rng } from "./_util.ts";
+import { randomTensor, rng, testAdapter } from "./_util.ts";
 
 // Run even tiny problems on the requested number of threads, so threads really use workers.
 tuning.flopsPerThread = 0;
 
-const info = await gpuInfo();
+const info = await testAdapter();
 
 interface Problem {
   q: Tensor;
@@ -68,15 +67,15 @@ async function repeatable(a: Problem, other: Problem, backend: AttentionOptions)
   }
 }
 
-const backends: [string, AttentionOptions, boolean, boolean][] = [
-  // name, options, ignore, implements softcap and dropout
-  ["js", { backend: "js" }, false, true],
-  ["wasm 1 thread", { backend: "wasm", threads: 1 }, false, false],
-  ["wasm 3 threads", { backend: "wasm", threads: 3 }, false, false],
-  ["webgpu", { backend: "webgpu" }, info === undefined, true],
+const backends: [string, AttentionOptions, boolean][] = [
+  // name, options, ignore
+  ["js", { backend: "js" }, false],
+  ["wasm 1 thread", { backend: "wasm", threads: 1 }, false],
+  ["wasm 3 threads", { backend: "wasm", threads: 3 }, false],
+  ["webgpu", { backend: "webgpu" }, info === undefined],
 ];
 
-for (const [name, backend, ignore, options] of backends) {
+for (const [name, backend, ignore] of backends) {
   Deno.test({
     name: `${name}: same inputs give bit-identical outputs and gradients, f32 and f16`,
     ignore,
@@ -85,16 +84,14 @@ for (const [name, backend, ignore, options] of backends) {
       await repeatable(problem(3, "f16"), problem(4, "f32"), backend);
     },
   });
-  if (options) {
-    Deno.test({
-      name: `${name}: bit-identical with softcap and dropout`,
-      ignore,
-      async fn() {
-        const extra = { softcap: 5, dropout: { p: 0.3, seed: 77 } };
-        await repeatable(problem(5, "f32", extra), problem(6, "f32"), backend);
-      },
-    });
-  }
+  Deno.test({
+    name: `${name}: bit-identical with softcap and dropout`,
+    ignore,
+    async fn() {
+      const extra = { softcap: 5, dropout: { p: 0.3, seed: 77 } };
+      await repeatable(problem(5, "f32", extra), problem(6, "f32"), backend);
+    },
+  });
 }
 
 Deno.test("wasm: the same bits for 1, 2 and 3 threads, f16, odd sizes, per-head masks", async () => {

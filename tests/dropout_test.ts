@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
+import { testAdapter } from "./_util.ts";
 import {
   attention,
   type BackendName,
   dropoutKeeps,
   dropoutThreshold,
-  gpuInfo,
   philox4x32,
   tensor,
 } from "../mod.ts";
@@ -63,7 +63,7 @@ Deno.test("every backend drops exactly the same elements", async () => {
     k = tensor(rand(nk * h * nk), [1, nk, h, nk]);
   const dropout = { p: 0.3, seed: 99 };
   const backends: BackendName[] = ["js"];
-  if (await gpuInfo()) backends.push("webgpu");
+  if (await testAdapter()) backends.push("webgpu");
   backends.push("wasm");
   const patterns: string[] = [];
   for (const backend of backends) {

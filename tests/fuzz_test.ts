@@ -15,5 +15,9 @@ for (let seed = start; seed < start + count; seed++) {
   Deno.test(drawCase(seed).name, async () => {
     const r = await runCase(seed, ts);
     if (r.failed.length) throw new Error(failureReport(r));
+    // js and wasm check every case (only webgpu may skip, on a software adapter)
+    for (const b of ["js", "wasm"]) {
+      if (!r.ran.some((x) => x.startsWith(b))) throw new Error(`seed ${seed}: ${b} did not run`);
+    }
   });
 }

@@ -24,9 +24,9 @@ import { gpuStats, setGpuTuning } from "../gpu/backend.ts";
 import { setAdapterSource } from "../gpu/device.ts";
 import { engine } from "../wasm/_runtime.ts";
 import { concurrentCalls, rejectsWith, runBits, smallProblems, within } from "./_faults.ts";
-import { randomTensor, rng } from "./_util.ts";
+import { randomTensor, rng, testAdapter } from "./_util.ts";
 
-const info = await gpuInfo();
+const info = await testAdapter();
 const ignore = info === undefined;
 const STORAGE = 0x80, COPY_SRC = 0x4, COPY_DST = 0x8;
 

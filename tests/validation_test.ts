@@ -5,14 +5,13 @@ import {
   type AttentionOptions,
   causal,
   flashMask,
-  gpuInfo,
   stack,
   type Tensor,
   tensor,
   toF16,
 } from "../mod.ts";
 import { type Backend, checkFinite, checkProblem, missingFeature } from "../_problem.ts";
-import { randomTensor, rng } from "./_util.ts";
+import { randomTensor, rng, testAdapter } from "./_util.ts";
 import { engine } from "../wasm/_runtime.ts";
 import { gpuStats } from "../gpu/backend.ts";
 
@@ -222,7 +221,7 @@ Deno.test("every backend rejects NaN and ±Infinity alike, in every tensor, comp
   // the API scans for js and webgpu; the WASM backend scans its own copies with SIMD (in its
   // tiled forward, its decode path for Nq ≤ 16 and its backward): same errors, same positions
   const backends: ("js" | "wasm" | "webgpu")[] = ["js", "wasm"];
-  if (await gpuInfo()) backends.push("webgpu");
+  if (await testAdapter()) backends.push("webgpu");
   const r = rng(7);
   for (const nq of [40, 3]) {
     const [qs, ks, vs] = [[1, nq, 4, 20], [1, 37, 2, 20], [1, 37, 2, 20]].map((shape) =>
