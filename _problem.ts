@@ -193,9 +193,6 @@ export function checkProblem(
   if (threads !== undefined && (!Number.isSafeInteger(threads) || threads < 1 || threads > 1024)) {
     throw new RangeError(`options.threads must be an integer from 1 to 1024, got ${threads}`);
   }
-  if (options.causal !== undefined && typeof options.causal !== "boolean") {
-    throw new TypeError(`options.causal must be a boolean, got ${options.causal}`);
-  }
   const mask = resolveMask(options, { batch, heads, kvHeads, nq, nk });
   const bm = options.blockMask;
   if (bm !== undefined) checkBlockMask(bm, { batch, heads, kvHeads, nq, nk });

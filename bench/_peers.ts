@@ -206,36 +206,49 @@ parentPort.on("message", (m) => {
   parentPort.postMessage(null);
 });
 `;
-let gemmWorkers: Promise<import("node:worker_threads").Worker[]> | undefined;
+const gemmWorkers: import("node:worker_threads").Worker[] = [];
+/** Most worker threads of the baseline: the C's gemmBaseline zeroes (8 from gemmC(−1)) less one. */
+const GEMM_MAX_THREADS = 7;
 
 /**
  * Runs the GEMM micro-kernel baseline on `threads` worker threads at once, `reps` repetitions
  * each; returns the wall ms of the slowest (so `threads · reps` repetitions in that time). The
- * workers are started on first use and stay (unref'd: they do not keep the process alive).
+ * workers are started when first needed and stay (unref'd: they do not keep the process alive);
+ * a worker that fails rejects the call.
  */
 export async function gemmBaselineThreads(reps: number, threads = 2): Promise<number> {
+  if (!Number.isInteger(threads) || threads < 1 || threads > GEMM_MAX_THREADS) {
+    throw new RangeError(
+      `threads must be an integer from 1 to ${GEMM_MAX_THREADS}, got ${threads}`,
+    );
+  }
   const { Worker } = await import("node:worker_threads");
   const eng = engine();
   gemmBaseline(1); // fills A and B, zeroes the C's
   const url = new URL(`data:text/javascript;base64,${btoa(GEMM_WORKER)}`);
   const call = (w: InstanceType<typeof Worker>, msg: unknown) =>
-    new Promise<void>((resolve) => {
-      w.once("message", () => resolve());
+    new Promise<void>((resolve, reject) => {
+      const fail = (e: unknown) => reject(new Error(`GEMM baseline worker failed: ${e}`));
+      w.once("error", fail);
+      w.once("message", () => {
+        w.off("error", fail);
+        resolve();
+      });
       w.postMessage(msg);
     });
-  gemmWorkers ??= (async () => {
-    const ws = Array.from({ length: threads }, () => new Worker(url));
-    await Promise.all(ws.map((w) => call(w, { module: eng.module, memory: eng.memory })));
-    ws.forEach((w) => w.unref());
-    return ws;
-  })();
-  const ws = (await gemmWorkers).slice(0, threads);
+  while (gemmWorkers.length < threads) {
+    const w = new Worker(url);
+    await call(w, { module: eng.module, memory: eng.memory });
+    w.unref();
+    gemmWorkers.push(w);
+  }
   const t0 = performance.now();
-  await Promise.all(ws.map((w, i) => {
-    w.ref();
-    const msg = { a: GEMM_AT, b: GEMM_AT + 65536, c: gemmC(i), m: GM, nv: GNV, k: GK, reps };
-    return call(w, msg)
-      .finally(() => w.unref());
-  }));
+  await Promise.all(
+    gemmWorkers.slice(0, threads).map((w, i) => {
+      w.ref();
+      const msg = { a: GEMM_AT, b: GEMM_AT + 65536, c: gemmC(i), m: GM, nv: GNV, k: GK, reps };
+      return call(w, msg).finally(() => w.unref());
+    }),
+  );
   return performance.now() - t0;
 }

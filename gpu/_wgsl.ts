@@ -9,6 +9,8 @@
  * @module
  */
 
+import { dropoutKey, dropoutThreshold } from "../masks/dropout.ts";
+
 /** Adds one line of WGSL. */
 export type Emit = (line: string) => void;
 
@@ -295,18 +297,21 @@ export const OPTION_PARAMS = [
 /** Uniform fields of type f32 among {@linkcode OPTION_PARAMS}. */
 export const OPTION_FLOATS = ["softcap2", "dropScale"] as const;
 
-/** Uniform values of the score options: softcap in log2 units, dropout threshold, scale, key. */
+/**
+ * Uniform values of the score options: softcap in log2 units, and dropout's threshold, scale and
+ * Philox key as masks/dropout.ts defines them.
+ */
 export function optionValues(
   softcap: number | undefined,
   dropout: { p: number; seed: number } | undefined,
-  threshold: (p: number) => number,
 ): Record<(typeof OPTION_PARAMS)[number], number> {
+  const [seedLo, seedHi] = dropout ? dropoutKey(dropout.seed) : [0, 0];
   return {
     softcap2: (softcap ?? 0) * Math.LOG2E,
-    dropThreshold: dropout ? threshold(dropout.p) : 0,
+    dropThreshold: dropout ? dropoutThreshold(dropout.p) : 0,
     dropScale: dropout ? 1 / (1 - dropout.p) : 1,
-    seedLo: dropout ? dropout.seed % 2 ** 32 >>> 0 : 0,
-    seedHi: dropout ? Math.floor(dropout.seed / 2 ** 32) >>> 0 : 0,
+    seedLo,
+    seedHi,
   };
 }
 

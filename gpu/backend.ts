@@ -4,8 +4,9 @@
  * binding exceeds the adapter's limits) and reads results back in one submission. Tensors may
  * also stay on the GPU ({@linkcode GpuTensor}) so that calls chain without read-backs.
  *
- * Where a kernel is dispatched: {@linkcode planForward} (forward) and
- * {@linkcode planBackward} (prep, dQ, dK/dV), both through `encodeChunks`.
+ * Where a kernel is dispatched: {@linkcode planForward} (forward), {@linkcode planDecode}
+ * (split-KV decode, combine) and {@linkcode planBackward} (prep, dQ, dK/dV), all through
+ * `encodeChunks`.
  *
  * @module
  */
@@ -32,7 +33,6 @@ import {
   unlessLost,
 } from "./device.ts";
 import { fixedHeadDim, optionValues } from "./_wgsl.ts";
-import { dropoutThreshold } from "../masks/dropout.ts";
 import {
   FLOAT_PARAMS,
   FORWARD_PARAMS,
@@ -654,7 +654,7 @@ export function planForward(
       boundsOff: sb.boundsOff,
       qkScale: p.scale * Math.LOG2E,
       negInf: -Infinity,
-      ...optionValues(p.softcap, p.dropout, dropoutThreshold),
+      ...optionValues(p.softcap, p.dropout),
     },
     p.batch,
     [
@@ -746,7 +746,7 @@ export function planBackward(
     ...maskUniforms(p),
     qkScale: p.scale * Math.LOG2E,
     scale: p.scale,
-    ...optionValues(p.softcap, p.dropout, dropoutThreshold),
+    ...optionValues(p.softcap, p.dropout),
     qOff: 0,
     kOff: 0,
     statsOff: 0,
@@ -921,18 +921,12 @@ async function submit(
     await unlessLost(ctx, device.queue.onSubmittedWorkDone(), "the kernels");
     return [];
   }
+  let copy: ArrayBuffer;
   try {
-    await unlessLost(ctx, staging.mapAsync(MAP_READ), "the read-back");
-  } catch (e) {
+    copy = await mapRead(ctx, staging, "the read-back");
+  } finally {
     staging.destroy();
-    // Deno reports some losses only after the failed map: give the notice a moment to arrive
-    await lostWithin(ctx, 50);
-    if (ctx.lost !== undefined) throw deviceLostError(ctx, "the read-back");
-    throw new Error(`WebGPU read-back failed: ${(e as Error)?.message ?? e}`);
   }
-  const copy = staging.getMappedRange().slice(0);
-  staging.unmap();
-  staging.destroy();
   const out: ArrayBuffer[] = [];
   let off = 0;
   for (const [, n] of reads) {
@@ -940,6 +934,33 @@ async function submit(
     off += Math.ceil(n / 4) * 4;
   }
   return out;
+}
+
+/** Usage flags of a read-back staging buffer. */
+export const READ_BACK_USAGE = MAP_READ | COPY_DST;
+
+/**
+ * Maps a read-back staging buffer (`READ_BACK_USAGE`) and returns a copy of its contents, or of
+ * their first `bytes` (the caller destroys it). Deno reports some device losses only after the failed map: that case is
+ * the device-lost Error too, not a map error.
+ */
+export async function mapRead(
+  ctx: GpuContext,
+  staging: GPUBuffer,
+  what: string,
+  bytes?: number,
+): Promise<ArrayBuffer> {
+  try {
+    await unlessLost(ctx, staging.mapAsync(MAP_READ), what);
+  } catch (e) {
+    // give the loss notice a moment to arrive
+    await lostWithin(ctx, 50);
+    if (ctx.lost !== undefined) throw deviceLostError(ctx, what);
+    throw new Error(`WebGPU read-back failed (${what}): ${(e as Error)?.message ?? e}`);
+  }
+  const copy = staging.getMappedRange().slice(0, bytes);
+  staging.unmap();
+  return copy;
 }
 
 /** The buffers of the GPU-resident tensors among `ts`, with their names. */
@@ -1057,7 +1078,7 @@ export function planDecode(
     boundsOff: sb.boundsOff,
     qkScale: p.scale * Math.LOG2E,
     negInf: -Infinity,
-    ...optionValues(p.softcap, p.dropout, dropoutThreshold),
+    ...optionValues(p.softcap, p.dropout),
   };
   const part = { buffer: b.part, perBatch: partBytes / 16, bytes: 16, offsetField: "partOff" };
   const plse = { buffer: b.plse, perBatch: plseBytes / 4, bytes: 4, offsetField: "plseOff" };

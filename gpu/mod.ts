@@ -21,7 +21,15 @@
 
 import { checkTensor } from "../_problem.ts";
 import type { GpuTensor, Tensor } from "../tensor.ts";
-import { checkGpuBuffers, createBuffer, type GpuArray, requireGpu, upload } from "./backend.ts";
+import {
+  checkGpuBuffers,
+  createBuffer,
+  type GpuArray,
+  mapRead,
+  READ_BACK_USAGE,
+  requireGpu,
+  upload,
+} from "./backend.ts";
 import { gpuContext, unlessLost } from "./device.ts";
 
 export type { GpuArray };
@@ -143,7 +151,7 @@ async function readBuffer(buffer: GPUBuffer, bytes: number, name: string): Promi
   const ctx = await requireGpu();
   await checkGpuBuffers(ctx, [[name, buffer]]);
   const size = Math.ceil(bytes / 4) * 4;
-  const staging = createBuffer(ctx, Math.max(4, size), 0x1 | 0x8, "read-back");
+  const staging = createBuffer(ctx, Math.max(4, size), READ_BACK_USAGE, "read-back");
   try {
     ctx.device.pushErrorScope("validation");
     let scope;
@@ -156,10 +164,7 @@ async function readBuffer(buffer: GPUBuffer, bytes: number, name: string): Promi
     }
     const err = await unlessLost(ctx, scope, "a read-back");
     if (err) throw new Error(`WebGPU rejected the read-back of ${name}: ${err.message}`);
-    await unlessLost(ctx, staging.mapAsync(0x1), "a read-back");
-    const out = staging.getMappedRange().slice(0, bytes);
-    staging.unmap();
-    return out;
+    return await mapRead(ctx, staging, `the read-back of ${name}`, bytes);
   } finally {
     staging.destroy();
   }

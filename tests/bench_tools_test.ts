@@ -364,6 +364,10 @@ Deno.test("gemmBaselineThreads: every worker thread runs the baseline micro-kern
   const ms = await gemmBaselineThreads(3, 2);
   assert.ok(ms > 0 && Number.isFinite(ms));
   for (const t of [0, 1]) assert.deepEqual(gemmResult(t), one, `worker ${t}`);
+  // more threads than before: the pool grows (it does not silently run the two it has)
+  await gemmBaselineThreads(3, 3);
+  for (const t of [0, 1, 2]) assert.deepEqual(gemmResult(t), one, `worker ${t} of 3`);
+  await assert.rejects(() => gemmBaselineThreads(3, 8), RangeError);
 });
 
 Deno.test("cpuMeter: the load average, then how the CPU time since the last call was spent", () => {

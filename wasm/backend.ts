@@ -5,9 +5,10 @@
  *
  * Forward: pack (k → transposed panels, v → head-major rows) → forward (items: batch × head ×
  * row block; q read in place).
- * Decoding (forward with Nq ≤ 16, e.g. one new token against a KV cache): decode (items: row
- * group × key split, q, k and v read in place) → decodeCombine (items: row groups; merges the
- * splits' partial results, lse-weighted, in split order).
+ * Decoding (forward with Nq ≤ 16, e.g. one new token against a KV cache): decodePrep (items: row
+ * groups; their qᵀ·scale) → decode (items: batch entry × key split; k and v read in place for f32
+ * with d % 4 = 0, else converted a column block at a time into panels) → decodeCombine (items:
+ * row groups; merges the splits' partial results, lse-weighted, in split order).
  * Backward: pack (q, k, v, out, dOut) → bwdPrep (qᵀ, dOᵀ per row block, D, lse·log2 e) →
  * backward (items: batch × key head × chunk of column blocks; each owns its dK/dV rows and a dQ
  * partial buffer) → bwdReduce (dQ = scale · Σ partials in chunk order). The number of chunks
@@ -247,9 +248,10 @@ function take(
 }
 
 /**
- * What a forward and a backward call lay out alike, at the start of the memory: the parameter
- * block, the phase counters, the schedule in the call's direction (forward: tiles by row block,
- * backward: by column block), and each tensor to pack, raw as given and then packed head-major.
+ * What every call (forward, decode, backward) lays out alike, at the start of the memory: the
+ * parameter block, the phase counters, the schedule in the call's direction (forward and decode:
+ * tiles by row block, backward: by column block), and each input tensor, raw as given and then,
+ * unless it is read in place, packed (see {@linkcode PackSpec}).
  */
 interface Frame {
   params: number;
@@ -260,7 +262,7 @@ interface Frame {
   tiles: number;
   /** Raw tensors (f32 or binary16), in the order of `packs`. */
   raw: number[];
-  /** Their packed head-major f32 copies, rows padded to a multiple of 4 (−1: not packed). */
+  /** Their packed f32 copies, rows or panels padded to a multiple of 4 (−1: read in place). */
   packed: number[];
   /** What goes there: the tile pointers and tile list of the schedule, and the pack spec. */
   ptr: Uint32Array;
@@ -478,18 +480,18 @@ async function decode(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<Atte
     const flops = 4 * B * H * nq * nk * d * plan.density;
     const threads = threadsFor(p, flops, nItems);
     const L = new Layout();
-    const params = L.take(PARAM_SLOTS * 4), counters = L.take(64);
-    const sliceOf = L.take(B * H * 4);
-    const bounds = L.take(plan.bounds.byteLength);
-    const tilePtr = L.take(plan.rowPtr.byteLength), tiles = L.take(plan.rowTiles.byteLength);
-    const raw = [q, k, v].map((t) => L.take(t.data.length * eb));
+    // q, k and v are read in place (raw); the schedule by row block
+    const packs: PackSpec = [[nq, H, "raw"], [nk, p.kvHeads, "raw"], [nk, p.kvHeads, "raw"]];
+    const f = takeFrame(L, p, plan, plan.rowPtr, plan.rowTiles, packs);
+    const { params, counters } = f;
     const out = L.take(nQ * eb), lse = L.take(B * H * nq * 4);
     const groupsAt = L.take(groups.byteLength), groupPtrAt = L.take(groupPtr.byteLength);
     const qt = L.take(nGroups * dp * rowsMax * 4), decRows = L.take(nGroups * rowsMax * 8);
     const part = L.take(nGroups * splits * rowsMax * (dp * 4 + 8));
     // Sᵀ, alpha, maxima, 4 Philox words, 2 cursors per group, K and V panels of a column block
     // (all key heads; only when they are converted); the combine: weights, a row
-    const panels = f16 || d % 4 !== 0 ? 2 * DECODE_COLS * p.kvHeads * dp : 0;
+    const direct = !f16 && d % 4 === 0; // K and V rows used as they are
+    const panels = direct ? 0 : 2 * DECODE_COLS * p.kvHeads * dp;
     const decodeScratch = (DECODE_COLS * rowsMax + 2 * rowsMax + panels) * 4 + 64 + most * 8;
     const scratchBytes = Math.ceil(Math.max(decodeScratch, (splits + dp + 2) * 4) / 64) * 64;
     const scratch = L.take(threads * scratchBytes);
@@ -499,16 +501,8 @@ async function decode(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<Atte
     eng.ensure(L.end);
 
     const buf = eng.memory.buffer;
-    const i32 = new Int32Array(buf, params, PARAM_SLOTS);
-    i32.fill(0);
-    i32.set([B, nq, nk, H, p.kvHeads, d, dp, plan.blockRows, plan.blockCols]);
-    i32.set([plan.rowBlocks, plan.colBlocks], P.ROW_BLOCKS);
-    writeOptions(buf, params, p);
-    i32[P.BOUNDS] = bounds;
-    i32[P.TILE_PTR] = tilePtr;
-    i32[P.TILES] = tiles;
-    i32[P.SLICE_OF] = sliceOf;
-    [i32[P.Q], i32[P.K], i32[P.V]] = raw;
+    const i32 = writeFrame(eng, f, p, plan, [["q", q], ["k", k], ["v", v]]);
+    [i32[P.Q], i32[P.K], i32[P.V]] = f.raw;
     i32[P.OUT] = out;
     i32[P.LSE] = lse;
     i32[P.SCRATCH] = scratch;
@@ -521,12 +515,7 @@ async function decode(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<Atte
     i32[P.SPLITS] = splits;
     i32[P.ROWS_MAX] = rowsMax;
     i32[P.PART] = part;
-    i32[P.KV_DIRECT] = !f16 && d % 4 === 0 ? 1 : 0;
-    put(buf, sliceOf, sliceTable(p));
-    put(buf, bounds, plan.bounds);
-    put(buf, tilePtr, plan.rowPtr);
-    put(buf, tiles, plan.rowTiles);
-    putInputs(eng, p, raw, [["q", q], ["k", k], ["v", v]]);
+    i32[P.KV_DIRECT] = direct ? 1 : 0;
     put(buf, groupsAt, groups);
     put(buf, groupPtrAt, groupPtr);
     put(buf, items, order);

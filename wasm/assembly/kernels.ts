@@ -14,7 +14,8 @@
 // tile's rows are contiguous; the forward pass packs K as transposed panels [B, Hk, N/Bc, dp, Bc]
 // instead, so that its score GEMM is TN like the P·V one (one base pointer, the 6 broadcasts of
 // a step adjacent). lse is [B, Hq, Nq]. Outputs are written in the user layout, f32 or binary16
-// bits. Decoding reads q, k, v in place in the user layout (no pack phase).
+// bits. The forward reads q in place; decoding reads q, and k and v (f32 with d % 4 = 0) in place
+// in the user layout (no pack phase).
 //
 // Tiling: Br query rows × Bc key columns per tile (Br a multiple of 8, Bc of 4; both in the
 // parameter block), driven by the shared block schedule: the forward item (b, h, row block) walks
@@ -69,8 +70,8 @@ const P_BOUNDS: i32 = 14;
 const P_TILE_PTR: i32 = 15;
 const P_TILES: i32 = 16;
 const P_SLICE_OF: i32 = 17; // i32 per (b, h): mask slice
-const P_Q: i32 = 18; // packed
-const P_K: i32 = 19;
+const P_Q: i32 = 18; // packed rows (backward) or raw, user layout (forward, decode)
+const P_K: i32 = 19; // panels (forward), packed rows (backward), raw (decode)
 const P_V: i32 = 20;
 const P_OUT: i32 = 21; // forward: out (user layout); backward: packed O
 const P_LSE: i32 = 22; // [B, H, Nq] f32
@@ -97,9 +98,9 @@ const P_SEED_LO: i32 = 61; // u32: Philox key word 0
 const P_SEED_HI: i32 = 62; // u32: Philox key word 1
 const P_GROUPS: i32 = 63; // decode: row groups, 4 × i32 each: b, key head, first head, heads
 // (decode also uses P_QT: per row group, Q · scale · log2 e, ROWS_MAX × dp)
-const P_SPLITS: i32 = 64; // decode: key splits per row group
+const P_SPLITS: i32 = 64; // decode: key splits per batch entry
 const P_ROWS_MAX: i32 = 65; // decode: most rows of a group, rounded up to 4
-const P_PART: i32 = 66; // decode: per item, O (ROWS_MAX × dp), then m and l (ROWS_MAX each)
+const P_PART: i32 = 66; // decode: per (row group, split), O (ROWS_MAX × dp), then m and l (ROWS_MAX each)
 const P_KV_DIRECT: i32 = 67; // decode: K and V are read in place (f32 and d % 4 == 0)
 const P_PACK_T: i32 = 68; // pack: this tensor goes into transposed panels (−1: none)
 const P_GROUP_PTR: i32 = 69; // decode: row groups of batch b are [ptr[b], ptr[b + 1])
@@ -197,7 +198,7 @@ const K_ZERO: u32 = 160;
 /**
  * Natural log of a positive finite x (here the softmax sum l ≥ 1 in practice), to f64 accuracy
  * far beyond the f32 result: x = 2^e·m with m ∈ [√½, √2), ln m = 2·atanh(s), s = (m − 1)/(m + 1),
- * |s| ≤ 0.172, series to s^19. Written out so the module carries no lookup tables.
+ * |s| ≤ 0.172, series to s^19. Written out as a series.
  */
 function ln(x: f64): f64 {
   const bits = reinterpret<u64>(x);
@@ -1343,7 +1344,7 @@ function dsTile(
           v128.and(i32x4.ge_s(iv, lts), i32x4.lt_s(iv, lte)),
           v128.and(i32x4.ge_s(iv, uts), i32x4.lt_s(iv, ute)),
         );
-        let pv = exp2v(f32x4.min(f32x4.sub(v128.load(s + go), v128.load(lse2 + go)), zero), lo, magic, c0, c1, c2, c3, c4, c5, one, bias);
+        let pv = exp2v(f32x4.pmin(f32x4.sub(v128.load(s + go), v128.load(lse2 + go)), zero), lo, magic, c0, c1, c2, c3, c4, c5, one, bias);
         pv = v128.bitselect(zero, pv, hit);
         v128.store(s + go, pv);
         v128.store(dp + go, f32x4.mul(pv, f32x4.sub(v128.load(dp + go), v128.load(Dv + go))));
@@ -1352,7 +1353,7 @@ function dsTile(
     } else {
       for (let g = 0; g < rowsPad; g += 4) {
         const go = <usize>g << 2;
-        const pv = exp2v(f32x4.min(f32x4.sub(v128.load(s + go), v128.load(lse2 + go)), zero), lo, magic, c0, c1, c2, c3, c4, c5, one, bias);
+        const pv = exp2v(f32x4.pmin(f32x4.sub(v128.load(s + go), v128.load(lse2 + go)), zero), lo, magic, c0, c1, c2, c3, c4, c5, one, bias);
         v128.store(s + go, pv);
         v128.store(dp + go, f32x4.mul(pv, f32x4.sub(v128.load(dp + go), v128.load(Dv + go))));
       }
@@ -1407,7 +1408,7 @@ function dsTileOpt(
           slope = f32x4.sub(one, f32x4.mul(t, t));
         }
         let pv = exp2v(
-          f32x4.min(f32x4.sub(sv, l2), zero),
+          f32x4.pmin(f32x4.sub(sv, l2), zero),
           f32x4.splat(EXP2_LO),
           f32x4.splat(EXP2_MAGIC),
           f32x4.splat(EXP2_C0),
