@@ -5,12 +5,8 @@
  * @module
  */
 
-import type {
-  AttentionOptions,
-  AttentionResult,
-  Gradients,
-  SavedForBackward,
-} from "./attention.ts";
+import type { AttentionOptions, Backend, Feature, Problem } from "./types.ts";
+import { MAX_HEAD_DIM } from "./types.ts";
 import {
   checkMask,
   type FlashMask,
@@ -18,63 +14,11 @@ import {
   type MaskDims,
   maskSlice,
 } from "./masks/flashmask.ts";
-import { type BlockMask, checkBlockMask, sliceLike } from "./masks/block_mask.ts";
+import { checkBlockMask, sliceLike } from "./masks/block_mask.ts";
 import { kvCache, localWindow, varlen } from "./masks/builders.ts";
-import { checkDropout, type Dropout } from "./masks/dropout.ts";
-import { type Schedule, schedule } from "./masks/schedule.ts";
-import { checkShape, type DType, type GpuTensor, isGpuTensor, type Tensor } from "./tensor.ts";
-
-/** Largest head dimension any backend supports. */
-export const MAX_HEAD_DIM = 256;
-
-/** A validated attention call: sizes, scale, the mask in force, and its schedules. */
-export interface Problem {
-  readonly batch: number;
-  readonly nq: number;
-  readonly nk: number;
-  /** Query heads Hq. */
-  readonly heads: number;
-  /** Key/value heads Hk. */
-  readonly kvHeads: number;
-  readonly headDim: number;
-  readonly scale: number;
-  readonly dtype: DType;
-  /** The mask in force: the user's, or a plain full / causal mask. */
-  readonly mask: FlashMask;
-  /** The block schedule of the mask for a tile size (cached on the mask). */
-  schedule(blockRows: number, blockCols: number): Schedule;
-  /** Mask slice used by query head h of batch b. */
-  slice(b: number, h: number): number;
-  /** `options.threads`: most threads a backend may use (undefined: its default). */
-  readonly threads?: number;
-  /** `options.checkFinite` (default true): host inputs must hold no NaN or ±∞. */
-  readonly checkFinite: boolean;
-  /** Scores are capped as `softcap·tanh(s·scale / softcap)` (undefined: no cap). */
-  readonly softcap?: number;
-  /** Dropout on P (undefined when off or p = 0). */
-  readonly dropout?: Dropout;
-  /** The block-sparse mask, if any (already applied by `schedule`). */
-  readonly blockMask?: BlockMask;
-}
-
-/** A backend: forward and backward on validated problems. */
-export interface Backend {
-  /** Its name, for messages. */
-  readonly name: string;
-  /** The options of issue-6 kind it implements (the others make it refuse the call). */
-  readonly features: ReadonlySet<Feature>;
-  /**
-   * True when it checks the host tensors for NaN and ±∞ itself when `p.checkFinite` (with
-   * {@linkcode notFinite}'s errors, before anything is computed); otherwise the API scans them
-   * with {@linkcode checkFinite} before the call.
-   */
-  readonly checksFinite?: boolean;
-  forward(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<AttentionResult>;
-  backward(p: Problem, saved: SavedForBackward): Promise<Gradients>;
-}
-
-/** Options that need kernel support (the mask-like ones become FlashMasks and need none). */
-export type Feature = "softcap" | "dropout" | "blockMask";
+import { checkDropout } from "./masks/dropout.ts";
+import { schedule } from "./masks/schedule.ts";
+import { checkShape, type GpuTensor, isGpuTensor, type Tensor } from "./tensor.ts";
 
 /** The features a problem uses. */
 export function featuresOf(p: Problem): Feature[] {

@@ -20,143 +20,35 @@
  * @module
  */
 
-import {
-  type Backend,
-  checkFinite,
-  checkProblem,
-  checkTensor,
-  MAX_HEAD_DIM,
-  missingFeature,
-  type Problem,
-} from "./_problem.ts";
-import type { FlashMask } from "./masks/flashmask.ts";
-import type { BlockMask } from "./masks/block_mask.ts";
-import type { WindowSize } from "./masks/builders.ts";
-import type { Dropout } from "./masks/dropout.ts";
-import { type GpuTensor, isGpuTensor, type Tensor } from "./tensor.ts";
+import { checkFinite, checkProblem, checkTensor, missingFeature } from "./_problem.ts";
+import type {
+  AttentionOptions,
+  AttentionResult,
+  Backend,
+  GpuAttentionResult,
+  GpuGradients,
+  GpuSavedForBackward,
+  Gradients,
+  Problem,
+  SavedForBackward,
+} from "./types.ts";
+import { type GpuArray, type GpuTensor, isGpuTensor, type Tensor } from "./tensor.ts";
 import * as tiled from "./tiled.ts";
-import { type GpuArray, gpuBackend, gpuBackward, gpuForward } from "./gpu/backend.ts";
+import { gpuBackend, gpuBackward, gpuForward } from "./gpu/backend.ts";
 import { gpuContext } from "./gpu/device.ts";
 import { wasmBackend } from "./wasm/backend.ts";
 
-export { MAX_HEAD_DIM };
-
-/** Which implementation computes: `auto` picks WebGPU when a hardware adapter exists, else WASM. */
-export type BackendName = "auto" | "webgpu" | "wasm" | "js";
-
-/** Options of {@linkcode attention} and {@linkcode attentionBackward}. */
-export interface AttentionOptions {
-  /** Column-wise sparse mask; its batch must be 1 or `batch`, its heads 1, Hk or Hq. */
-  mask?: FlashMask;
-  /** Plain causal masking (bottom-right aligned) when no mask is given. */
-  causal?: boolean;
-  /** Score scale; default `1 / sqrt(headDim)`. */
-  scale?: number;
-  /**
-   * `auto` (default): WebGPU when a hardware GPU adapter exists, else WASM. `wasm`:
-   * AssemblyScript SIMD kernels on worker threads. `js` is the plain TypeScript tiled
-   * implementation, the readable specification of the algorithm.
-   */
-  backend?: BackendName;
-  /** Reject NaN or Infinity in host inputs with a RangeError (default true). */
-  checkFinite?: boolean;
-  /**
-   * FlashAttention's local attention `[left, right]` (-1: unbounded), bottom-right aligned:
-   * query i sees key j iff `i + Nk − Nq − left <= j <= i + Nk − Nq + right` (right capped at 0
-   * when `causal`). Converted to a FlashMask, so tiles outside the window are skipped. With
-   * `mask` it is an error (as in FlashMask): build the window into the mask instead.
-   */
-  windowSize?: WindowSize;
-  /**
-   * Packed variable-length sequences (`cu_seqlens` of `flash_attn_varlen_func`): with batch 1 and
-   * Nq = Nk = `cuSeqlens[last]`, builds the document (causal: causal-document) mask, so packed
-   * sequences cost no padding.
-   */
-  cuSeqlens?: ArrayLike<number>;
-  /**
-   * Valid keys per batch entry of a ragged KV cache (`cache_seqlens`): keys at or beyond
-   * `kvLength[b]` are masked, and causal / window alignment is bottom-right against each entry's
-   * own length.
-   */
-  kvLength?: ArrayLike<number>;
-  /** Score cap: `s ← softcap · tanh(s · scale / softcap)` before the softmax. */
-  softcap?: number;
-  /**
-   * Dropout on the attention probabilities, with a counter-based generator keyed by `seed` and
-   * the element position: every backend drops the same elements; pass the same option to
-   * {@linkcode attentionBackward}, which regenerates the mask.
-   */
-  dropout?: Dropout;
-  /**
-   * Block-sparse mask over (row block, column block) tiles, combined with the FlashMask: both
-   * must allow a tile for it to be computed.
-   */
-  blockMask?: BlockMask;
-  /**
-   * Most threads the WASM backend may use (default `navigator.hardwareConcurrency`); small
-   * problems use fewer. Results are bitwise the same for any thread count.
-   */
-  threads?: number;
-}
-
-/** Result of {@linkcode attention}. */
-export interface AttentionResult {
-  /** Attention output, shape and dtype of q. */
-  out: Tensor;
-  /** Natural-log log-sum-exp of the scaled scores, `[batch, Hq, Nq]`; -Infinity for rows that see no key. */
-  lse: Float32Array;
-}
-
-/** What {@linkcode attentionBackward} needs: the forward inputs and results, and dOut. */
-export interface SavedForBackward {
-  /** Queries `[batch, Nq, Hq, d]`. */
-  q: Tensor;
-  /** Keys `[batch, Nk, Hk, d]`. */
-  k: Tensor;
-  /** Values `[batch, Nk, Hk, d]`. */
-  v: Tensor;
-  /** Forward output. */
-  out: Tensor;
-  /** Forward log-sum-exp. */
-  lse: Float32Array;
-  /** Gradient of the loss with respect to `out`. */
-  dOut: Tensor;
-}
-
-/** Result of {@linkcode attention} on GPU-resident inputs. */
-export interface GpuAttentionResult {
-  /** Attention output on the GPU, shape of q. */
-  out: GpuTensor;
-  /** Log-sum-exp `[batch, Hq, Nq]` (float32) on the GPU. */
-  lse: GpuArray;
-}
-
-/** What {@linkcode attentionBackward} needs when some tensors live on the GPU. */
-export interface GpuSavedForBackward {
-  q: Tensor | GpuTensor;
-  k: Tensor | GpuTensor;
-  v: Tensor | GpuTensor;
-  out: Tensor | GpuTensor;
-  lse: Float32Array | GpuArray;
-  dOut: Tensor | GpuTensor;
-}
-
-/** Gradients on the GPU. */
-export interface GpuGradients {
-  dq: GpuTensor;
-  dk: GpuTensor;
-  dv: GpuTensor;
-}
-
-/** Result of {@linkcode attentionBackward}: gradients with the shapes of q, k and v. */
-export interface Gradients {
-  /** Gradient with respect to q. */
-  dq: Tensor;
-  /** Gradient with respect to k (summed over the query heads that share each key head). */
-  dk: Tensor;
-  /** Gradient with respect to v (summed likewise). */
-  dv: Tensor;
-}
+export type {
+  AttentionOptions,
+  AttentionResult,
+  BackendName,
+  GpuAttentionResult,
+  GpuGradients,
+  GpuSavedForBackward,
+  Gradients,
+  SavedForBackward,
+} from "./types.ts";
+export { MAX_HEAD_DIM } from "./types.ts";
 
 /**
  * Exact attention `softmax(q kᵀ · scale + mask) v`, computed the FlashAttention way: tiled,

@@ -11,7 +11,7 @@
  */
 
 import { checkTensor } from "./_problem.ts";
-import type { AttentionResult } from "./attention.ts";
+import type { AttentionResult } from "./types.ts";
 import { fromFloat32, type Tensor, toFloat32 } from "./tensor.ts";
 
 /**

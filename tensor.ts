@@ -43,6 +43,14 @@ export interface GpuTensor {
   readonly dtype: DType;
 }
 
+/** A float32 array that lives in a GPU buffer (the lse of a GPU-resident forward pass). */
+export interface GpuArray {
+  /** The data. */
+  readonly buffer: GPUBuffer;
+  /** Number of float32 elements. */
+  readonly length: number;
+}
+
 /** Whether `t` is a {@linkcode GpuTensor} (has a `buffer` instead of `data`). */
 export function isGpuTensor(t: unknown): t is GpuTensor {
   return typeof t === "object" && t !== null && "buffer" in t && !("data" in t);

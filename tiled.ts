@@ -19,8 +19,7 @@
  * @module
  */
 
-import type { AttentionResult, Gradients, SavedForBackward } from "./attention.ts";
-import type { Problem } from "./_problem.ts";
+import type { AttentionResult, Gradients, Problem, SavedForBackward } from "./types.ts";
 import { BOUNDS_PER_COLUMN } from "./masks/flashmask.ts";
 import { dropoutKeeps } from "./masks/dropout.ts";
 import { fromFloat32, toFloat32 } from "./tensor.ts";

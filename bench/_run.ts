@@ -15,8 +15,8 @@ import type { FlashMask } from "../masks/flashmask.ts";
 import { type Schedule, schedule } from "../masks/schedule.ts";
 import type { DType, Tensor } from "../tensor.ts";
 import { toFloat32 } from "../tensor.ts";
-import { referenceBackward, referenceForward } from "../tests/reference.ts";
-import { randomTensor, rng } from "../tests/_util.ts";
+import { referenceBackward, referenceForward } from "../reference/attention.ts";
+import { randomTensor, rng } from "../reference/random.ts";
 import { backendOptions } from "./_device.ts";
 
 /** A problem shape (Nq = Nk = seq). */

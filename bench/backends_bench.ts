@@ -1,13 +1,13 @@
 /**
  * `deno bench bench/backends_bench.ts`: every backend side by side on the same inputs, with
- * the naive float64 reference (`tests/reference.ts`, O(N²) memory, no tiling) as the baseline.
+ * the naive float64 reference (`reference/attention.ts`, O(N²) memory, no tiling) as the baseline.
  * Backends that do not work here are listed as ignored, with the reason printed.
  *
  * @module
  */
 
 import { exampleMask } from "../masks/examples.ts";
-import { referenceBackward, referenceForward } from "../tests/reference.ts";
+import { referenceBackward, referenceForward } from "../reference/attention.ts";
 import { BACKENDS } from "./_args.ts";
 import { probeBackend, supports } from "./_device.ts";
 import { makeInputs, type Shape } from "./_run.ts";

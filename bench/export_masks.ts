@@ -6,7 +6,7 @@
  * the causal part is folded in). One generic predicate over the bounds is then every mask.
  *
  * A `verify` section holds, at a small length, each mask's dense allowed matrix computed from
- * the mask definitions in `tests/mask_predicates.ts` (written from the README table,
+ * the mask definitions in `reference/mask_predicates.ts` (written from the README table,
  * independently of the builders): the Python side checks its reading of the bounds against it
  * before timing anything.
  *
@@ -20,7 +20,7 @@ import { parseArgs } from "node:util";
 import { maskBounds } from "../masks/flashmask.ts";
 import { exampleMask, MASK_NAMES, type MaskName } from "../masks/examples.ts";
 import { visibleFraction } from "../masks/schedule.ts";
-import { definition } from "../tests/mask_predicates.ts";
+import { definition } from "../reference/mask_predicates.ts";
 
 /** Identifies the export format. */
 export const MASKS_SCHEMA = "flashmask-masks/1";

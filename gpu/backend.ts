@@ -11,12 +11,12 @@
  * @module
  */
 
-import type { AttentionResult, Gradients, SavedForBackward } from "../attention.ts";
-import type { Backend, Problem } from "../_problem.ts";
+import type { AttentionResult, Backend, Gradients, Problem, SavedForBackward } from "../types.ts";
 import type { Schedule } from "../masks/schedule.ts";
 import {
   type DType,
   fromFloat32,
+  type GpuArray,
   type GpuTensor,
   isGpuTensor,
   type Shape4,
@@ -59,14 +59,6 @@ import {
   dqWgsl,
   prepWgsl,
 } from "./backward_wgsl.ts";
-
-/** A float32 array that lives in a GPU buffer (the lse of a GPU-resident forward pass). */
-export interface GpuArray {
-  /** The data. */
-  readonly buffer: GPUBuffer;
-  /** Number of float32 elements. */
-  readonly length: number;
-}
 
 /** Options that tests and benchmarks use to pin a kernel variant. */
 export interface GpuTuning {

@@ -20,11 +20,10 @@
  */
 
 import { checkTensor } from "../_problem.ts";
-import type { GpuTensor, Tensor } from "../tensor.ts";
+import type { GpuArray, GpuTensor, Tensor } from "../tensor.ts";
 import {
   checkGpuBuffers,
   createBuffer,
-  type GpuArray,
   mapRead,
   READ_BACK_USAGE,
   requireGpu,

@@ -30,7 +30,7 @@ import {
   reverseHeadDim,
   reverseRows,
   roundTo,
-} from "./reference.ts";
+} from "../reference/attention.ts";
 import { assertClose, randomTensor, rng, values } from "./_util.ts";
 
 /** One attention problem. */

@@ -14,7 +14,7 @@ import {
   type Tensor,
 } from "../mod.ts";
 import { randomMask } from "./_cases.ts";
-import { referenceBackward, referenceForward, roundTo } from "./reference.ts";
+import { referenceBackward, referenceForward, roundTo } from "../reference/attention.ts";
 import { assertClose, randomTensor, rng } from "./_util.ts";
 
 /** How a promise settled, or "hung" if it did not within `ms`. */

@@ -23,7 +23,7 @@ import { gpuTable, type TorchReport } from "../bench/gpu_table.ts";
 import { GPU_BENCH_SCHEMA, type GpuBenchReport } from "../bench/gpu_bench.ts";
 import { niceCeil, plotSvg, seriesOf } from "../bench/plot.ts";
 import { cpuMeter, makeInputs, type Result } from "../bench/_run.ts";
-import { referenceForward } from "./reference.ts";
+import { referenceForward } from "../reference/attention.ts";
 import { relErr } from "./_util.ts";
 import { fakeReport, fakeResult } from "./_bench_util.ts";
 

@@ -22,8 +22,8 @@ import {
   varlen,
 } from "../mod.ts";
 import { evictionRows } from "../masks/builders.ts";
-import { definition, denseOf } from "./mask_predicates.ts";
-import { referenceAllowed } from "./reference.ts";
+import { definition, denseOf } from "../reference/mask_predicates.ts";
+import { referenceAllowed } from "../reference/attention.ts";
 import { rng } from "./_util.ts";
 
 const SIZES = [1, 2, 17, 64, 97];

@@ -12,7 +12,7 @@ import {
   toDense,
 } from "../mod.ts";
 import { contextParallel } from "../docs/examples/context_parallel.ts";
-import { referenceBackward, referenceForward } from "./reference.ts";
+import { referenceBackward, referenceForward } from "../reference/attention.ts";
 import { assertClose, randomTensor, rng } from "./_util.ts";
 
 /** Keys [a, b) of a [1, n, h, d] tensor. */

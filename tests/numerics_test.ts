@@ -17,7 +17,7 @@ import {
   toFloat32,
 } from "../mod.ts";
 import { type Case, checkCase } from "./_cases.ts";
-import { referenceForward, roundTo } from "./reference.ts";
+import { referenceForward, roundTo } from "../reference/attention.ts";
 import { assertClose, randn, rng, testAdapter, values } from "./_util.ts";
 
 const info = await testAdapter();

@@ -11,7 +11,7 @@ import {
   TILE_SKIPPED,
   visibleFraction,
 } from "../mod.ts";
-import { referenceAllowed } from "./reference.ts";
+import { referenceAllowed } from "../reference/attention.ts";
 import { rng } from "./_util.ts";
 
 /** A random valid FlashMask of any layout, batch/heads slices, for (nq, nk). */

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { causal, type Tensor, tensor } from "../mod.ts";
-import { referenceForward } from "./reference.ts";
+import { referenceForward } from "../reference/attention.ts";
 import { assertClose } from "./_util.ts";
 
 const ROOT = new URL("../", import.meta.url);

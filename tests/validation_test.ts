@@ -10,7 +10,8 @@ import {
   tensor,
   toF16,
 } from "../mod.ts";
-import { type Backend, checkFinite, checkProblem, missingFeature } from "../_problem.ts";
+import { checkFinite, checkProblem, missingFeature } from "../_problem.ts";
+import type { Backend } from "../types.ts";
 import { randomTensor, rng, testAdapter } from "./_util.ts";
 import { engine } from "../wasm/_runtime.ts";
 import { gpuStats } from "../gpu/backend.ts";

@@ -7,7 +7,7 @@ import { DECODE_COLS, decodeGroups, decodeSplits, stats, tuning } from "../wasm/
 import { checkProblem } from "../_problem.ts";
 import { engine } from "../wasm/_runtime.ts";
 import { type Case, checkCase, randomMask } from "./_cases.ts";
-import { referenceForward } from "./reference.ts";
+import { referenceForward } from "../reference/attention.ts";
 import { assertClose, randomTensor, rng } from "./_util.ts";
 
 tuning.flopsPerThread = 0;

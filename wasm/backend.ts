@@ -30,8 +30,8 @@
  * @module
  */
 
-import type { AttentionResult, Gradients, SavedForBackward } from "../attention.ts";
-import { type Backend, notFinite, type Problem } from "../_problem.ts";
+import type { AttentionResult, Backend, Gradients, Problem, SavedForBackward } from "../types.ts";
+import { notFinite } from "../_problem.ts";
 import type { Schedule } from "../masks/schedule.ts";
 import type { Tensor } from "../tensor.ts";
 import { dropoutKey, dropoutThreshold } from "../masks/dropout.ts";

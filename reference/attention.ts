@@ -2,7 +2,7 @@
  * The naive attention reference, written independently of the scheduler, of the canonical mask
  * bounds and of the mask builders: the mask semantics are read straight from the FlashMask
  * layout table and the option definitions (window, cuSeqlens, kvLength, block mask). O(Nq·Nk)
- * memory, for tests only.
+ * memory: the baseline of the tests and of the benchmarks, never used by the library.
  *
  * `referenceForward` / `referenceBackward` compute in float64. With `round: Math.fround` the
  * same code is a plain float32 computation (every operation rounded to f32; the backward

@@ -1,6 +1,6 @@
 /**
  * Dense predicates of the twelve mask types, written from their definitions (the table in the
- * README), independently of the builders. Tests only.
+ * README), independently of the builders: what the tests and the mask export compare with.
  *
  * @module
  */

@@ -1,0 +1,116 @@
+/**
+ * The import structure, checked from `deno info --json` of every entry point: imports run one
+ * way (no cycle among library files; each layer imports only layers below it), and nothing
+ * outside `tests/` imports from `tests/`.
+ *
+ * Layers, bottom to top:
+ * 1. `tensor.ts`, `masks/`: data types, the FlashMask contract and the schedule;
+ * 2. `types.ts`: options, results and the backend contract (types only);
+ * 3. `_problem.ts`, `merge.ts`, `reference/`: validation, merging, the float64 reference;
+ * 4. backends: `tiled.ts`, `wasm/`, `gpu/`;
+ * 5. `attention.ts`, then the entry points `mod.ts` and the subpath modules.
+ */
+
+import assert from "node:assert/strict";
+import { relative } from "node:path";
+import { fileURLToPath as fromFileUrl } from "node:url";
+
+const root = fromFileUrl(new URL("../", import.meta.url));
+const entries = ["mod.ts", "masks/mod.ts", "gpu/mod.ts"];
+
+interface Graph {
+  [file: string]: string[];
+}
+
+/** Local module graph reachable from `entry`: repository-relative paths. */
+async function graph(entry: string, into: Graph): Promise<void> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", entry],
+    cwd: root,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  const info = JSON.parse(new TextDecoder().decode(out.stdout));
+  const local = (s: string | undefined) =>
+    s?.startsWith("file://") ? relative(root, fromFileUrl(s)) : undefined;
+  for (const m of info.modules) {
+    const from = local(m.specifier);
+    if (!from) continue;
+    const deps = new Set<string>();
+    for (const d of m.dependencies ?? []) {
+      for (const s of [d.code?.specifier, d.type?.specifier]) {
+        const to = local(s);
+        if (to && to !== from && !to.endsWith(".json")) deps.add(to);
+      }
+    }
+    into[from] = [...deps];
+  }
+}
+
+const libraryGraph: Graph = {};
+for (const e of entries) await graph(e, libraryGraph);
+
+/** A layer number per library file (see the module doc). */
+function layer(file: string): number {
+  if (file === "tensor.ts" || file.startsWith("masks/")) return 1;
+  if (file === "types.ts") return 2;
+  if (["_problem.ts", "merge.ts"].includes(file) || file.startsWith("reference/")) return 3;
+  if (file === "tiled.ts" || file.startsWith("wasm/") || file.startsWith("gpu/")) return 4;
+  if (file === "attention.ts" || file === "backend_info.ts") return 5;
+  if (entries.includes(file)) return 6;
+  throw new Error(`${file} has no layer: add it to tests/architecture_test.ts`);
+}
+
+Deno.test("library imports form no cycle", () => {
+  const state = new Map<string, "open" | "done">();
+  const stack: string[] = [];
+  const visit = (f: string) => {
+    if (state.get(f) === "done") return;
+    if (state.get(f) === "open") {
+      const cycle = [...stack.slice(stack.indexOf(f)), f];
+      throw new assert.AssertionError({ message: `import cycle: ${cycle.join(" → ")}` });
+    }
+    state.set(f, "open");
+    stack.push(f);
+    for (const d of libraryGraph[f] ?? []) visit(d);
+    stack.pop();
+    state.set(f, "done");
+  };
+  for (const f of Object.keys(libraryGraph)) visit(f);
+  assert.ok(Object.keys(libraryGraph).length > 20);
+});
+
+Deno.test("library imports run down the layers", () => {
+  // a file imports lower layers, or its own layer within its own folder; entry points may
+  // re-export each other
+  const dir = (f: string) => f.includes("/") ? f.split("/")[0] : ".";
+  const wrong: string[] = [];
+  for (const [from, deps] of Object.entries(libraryGraph)) {
+    for (const to of deps) {
+      const [lf, lt] = [layer(from), layer(to)];
+      if (lt < lf || (lt === lf && (dir(to) === dir(from) || lf === 6))) continue;
+      wrong.push(`${from} (layer ${lf}) imports ${to} (layer ${lt})`);
+    }
+  }
+  assert.deepEqual(wrong, []);
+});
+
+Deno.test("nothing outside tests/ imports from tests/", async () => {
+  const offenders: string[] = [];
+  const walk = async (dir: string) => {
+    for await (const e of Deno.readDir(`${root}${dir}`)) {
+      const path = dir ? `${dir}/${e.name}` : e.name;
+      if (e.isDirectory) {
+        if (!["tests", "node_modules", ".git", ".device"].includes(path)) await walk(path);
+      } else if (/\.(ts|js|mjs)$/.test(e.name)) {
+        const text = await Deno.readTextFile(`${root}${path}`);
+        for (const m of text.matchAll(/(?:from|import\()\s*["']([^"']+)["']/g)) {
+          if (/(^|\/)tests\//.test(m[1])) offenders.push(`${path}: ${m[1]}`);
+        }
+      }
+    }
+  };
+  await walk("");
+  assert.deepEqual(offenders, []);
+});

@@ -1,0 +1,184 @@
+/**
+ * The types every layer shares: the options and results of the public API, and the contract
+ * between the dispatcher and a backend ({@linkcode Problem} in, results out). A leaf module: it
+ * imports only types from `tensor.ts` and `masks/`, so backends and the API can both depend on
+ * it without importing each other.
+ *
+ * @module
+ */
+
+import type { FlashMask } from "./masks/flashmask.ts";
+import type { BlockMask } from "./masks/block_mask.ts";
+import type { WindowSize } from "./masks/builders.ts";
+import type { Dropout } from "./masks/dropout.ts";
+import type { Schedule } from "./masks/schedule.ts";
+import type { DType, GpuArray, GpuTensor, Tensor } from "./tensor.ts";
+
+/** Which implementation computes: `auto` picks WebGPU when a hardware adapter exists, else WASM. */
+export type BackendName = "auto" | "webgpu" | "wasm" | "js";
+
+/** Options of {@linkcode attention} and {@linkcode attentionBackward}. */
+export interface AttentionOptions {
+  /** Column-wise sparse mask; its batch must be 1 or `batch`, its heads 1, Hk or Hq. */
+  mask?: FlashMask;
+  /** Plain causal masking (bottom-right aligned) when no mask is given. */
+  causal?: boolean;
+  /** Score scale; default `1 / sqrt(headDim)`. */
+  scale?: number;
+  /**
+   * `auto` (default): WebGPU when a hardware GPU adapter exists, else WASM. `wasm`:
+   * AssemblyScript SIMD kernels on worker threads. `js` is the plain TypeScript tiled
+   * implementation, the readable specification of the algorithm.
+   */
+  backend?: BackendName;
+  /** Reject NaN or Infinity in host inputs with a RangeError (default true). */
+  checkFinite?: boolean;
+  /**
+   * FlashAttention's local attention `[left, right]` (-1: unbounded), bottom-right aligned:
+   * query i sees key j iff `i + Nk − Nq − left <= j <= i + Nk − Nq + right` (right capped at 0
+   * when `causal`). Converted to a FlashMask, so tiles outside the window are skipped. With
+   * `mask` it is an error (as in FlashMask): build the window into the mask instead.
+   */
+  windowSize?: WindowSize;
+  /**
+   * Packed variable-length sequences (`cu_seqlens` of `flash_attn_varlen_func`): with batch 1 and
+   * Nq = Nk = `cuSeqlens[last]`, builds the document (causal: causal-document) mask, so packed
+   * sequences cost no padding.
+   */
+  cuSeqlens?: ArrayLike<number>;
+  /**
+   * Valid keys per batch entry of a ragged KV cache (`cache_seqlens`): keys at or beyond
+   * `kvLength[b]` are masked, and causal / window alignment is bottom-right against each entry's
+   * own length.
+   */
+  kvLength?: ArrayLike<number>;
+  /** Score cap: `s ← softcap · tanh(s · scale / softcap)` before the softmax. */
+  softcap?: number;
+  /**
+   * Dropout on the attention probabilities, with a counter-based generator keyed by `seed` and
+   * the element position: every backend drops the same elements; pass the same option to
+   * {@linkcode attentionBackward}, which regenerates the mask.
+   */
+  dropout?: Dropout;
+  /**
+   * Block-sparse mask over (row block, column block) tiles, combined with the FlashMask: both
+   * must allow a tile for it to be computed.
+   */
+  blockMask?: BlockMask;
+  /**
+   * Most threads the WASM backend may use (default `navigator.hardwareConcurrency`); small
+   * problems use fewer. Results are bitwise the same for any thread count.
+   */
+  threads?: number;
+}
+
+/** Result of {@linkcode attention}. */
+export interface AttentionResult {
+  /** Attention output, shape and dtype of q. */
+  out: Tensor;
+  /** Natural-log log-sum-exp of the scaled scores, `[batch, Hq, Nq]`; -Infinity for rows that see no key. */
+  lse: Float32Array;
+}
+
+/** What {@linkcode attentionBackward} needs: the forward inputs and results, and dOut. */
+export interface SavedForBackward {
+  /** Queries `[batch, Nq, Hq, d]`. */
+  q: Tensor;
+  /** Keys `[batch, Nk, Hk, d]`. */
+  k: Tensor;
+  /** Values `[batch, Nk, Hk, d]`. */
+  v: Tensor;
+  /** Forward output. */
+  out: Tensor;
+  /** Forward log-sum-exp. */
+  lse: Float32Array;
+  /** Gradient of the loss with respect to `out`. */
+  dOut: Tensor;
+}
+
+/** Result of {@linkcode attention} on GPU-resident inputs. */
+export interface GpuAttentionResult {
+  /** Attention output on the GPU, shape of q. */
+  out: GpuTensor;
+  /** Log-sum-exp `[batch, Hq, Nq]` (float32) on the GPU. */
+  lse: GpuArray;
+}
+
+/** What {@linkcode attentionBackward} needs when some tensors live on the GPU. */
+export interface GpuSavedForBackward {
+  q: Tensor | GpuTensor;
+  k: Tensor | GpuTensor;
+  v: Tensor | GpuTensor;
+  out: Tensor | GpuTensor;
+  lse: Float32Array | GpuArray;
+  dOut: Tensor | GpuTensor;
+}
+
+/** Gradients on the GPU. */
+export interface GpuGradients {
+  dq: GpuTensor;
+  dk: GpuTensor;
+  dv: GpuTensor;
+}
+
+/** Result of {@linkcode attentionBackward}: gradients with the shapes of q, k and v. */
+export interface Gradients {
+  /** Gradient with respect to q. */
+  dq: Tensor;
+  /** Gradient with respect to k (summed over the query heads that share each key head). */
+  dk: Tensor;
+  /** Gradient with respect to v (summed likewise). */
+  dv: Tensor;
+}
+
+/** Largest head dimension any backend supports. */
+export const MAX_HEAD_DIM = 256;
+
+/** A validated attention call: sizes, scale, the mask in force, and its schedules. */
+export interface Problem {
+  readonly batch: number;
+  readonly nq: number;
+  readonly nk: number;
+  /** Query heads Hq. */
+  readonly heads: number;
+  /** Key/value heads Hk. */
+  readonly kvHeads: number;
+  readonly headDim: number;
+  readonly scale: number;
+  readonly dtype: DType;
+  /** The mask in force: the user's, or a plain full / causal mask. */
+  readonly mask: FlashMask;
+  /** The block schedule of the mask for a tile size (cached on the mask). */
+  schedule(blockRows: number, blockCols: number): Schedule;
+  /** Mask slice used by query head h of batch b. */
+  slice(b: number, h: number): number;
+  /** `options.threads`: most threads a backend may use (undefined: its default). */
+  readonly threads?: number;
+  /** `options.checkFinite` (default true): host inputs must hold no NaN or ±∞. */
+  readonly checkFinite: boolean;
+  /** Scores are capped as `softcap·tanh(s·scale / softcap)` (undefined: no cap). */
+  readonly softcap?: number;
+  /** Dropout on P (undefined when off or p = 0). */
+  readonly dropout?: Dropout;
+  /** The block-sparse mask, if any (already applied by `schedule`). */
+  readonly blockMask?: BlockMask;
+}
+
+/** A backend: forward and backward on validated problems. */
+export interface Backend {
+  /** Its name, for messages. */
+  readonly name: string;
+  /** The options of issue-6 kind it implements (the others make it refuse the call). */
+  readonly features: ReadonlySet<Feature>;
+  /**
+   * True when it checks the host tensors for NaN and ±∞ itself when `p.checkFinite` (with
+   * {@linkcode notFinite}'s errors, before anything is computed); otherwise the API scans them
+   * with {@linkcode checkFinite} before the call.
+   */
+  readonly checksFinite?: boolean;
+  forward(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<AttentionResult>;
+  backward(p: Problem, saved: SavedForBackward): Promise<Gradients>;
+}
+
+/** Options that need kernel support (the mask-like ones become FlashMasks and need none). */
+export type Feature = "softcap" | "dropout" | "blockMask";
