@@ -30,10 +30,8 @@ import {
   setGpuTuning,
   storage,
   upload,
-} from "../gpu/backend.ts";
-import type { ForwardConfig } from "../gpu/forward_wgsl.ts";
-import type { BackwardConfig } from "../gpu/backward_wgsl.ts";
-import type { GpuContext } from "../gpu/device.ts";
+} from "../gpu/internal.ts";
+import type { BackwardConfig, ForwardConfig, GpuContext } from "../gpu/internal.ts";
 
 const USAGE =
   `usage: deno run -A bench/gpu_bench.ts [--seq N] [--batch B] [--heads H] [--kv-heads HK]

@@ -262,13 +262,6 @@ export function rowMajorMask(rows: number, cols: number): Parameters<typeof mask
   };
 }
 
-/** WGSL declarations of a uniform struct from field names (f32 for the `floats`). */
-export function paramsStruct(fields: readonly string[], floats: ReadonlySet<string>): string {
-  return `struct Params { ${
-    fields.map((f) => `${f}: ${floats.has(f) ? "f32" : "u32"}`).join(", ")
-  } }`;
-}
-
 /**
  * The head dimension as WGSL: a constant when it fills the padded width D = 16·dn (then every
  * guard folds away), otherwise the uniform `P.headDim` (so one pipeline serves every smaller d).

@@ -31,7 +31,6 @@ import {
   loadRows,
   NEG_DECL,
   OPTION_PARAMS,
-  paramsStruct,
   product,
   range,
   reg,
@@ -45,7 +44,8 @@ import {
   tileLoop,
   zeroTile,
 } from "./_wgsl.ts";
-import { FLOAT_PARAMS, storeRow } from "./forward_wgsl.ts";
+import { storeRow } from "./forward_wgsl.ts";
+import { type KernelLayout, layoutWgsl } from "./layout.ts";
 
 /** Compile-time constants of the backward pipelines. */
 export interface BackwardConfig {
@@ -78,8 +78,8 @@ export interface BackwardConfig {
   split: boolean;
 }
 
-/** Uniform block of the backward kernels (32-bit each). */
-export const BACKWARD_PARAMS = [
+/** Uniform block of the backward kernels (32-bit each), shared by prep, dQ and dK/dV. */
+const BACKWARD_PARAMS = [
   "nq",
   "nk",
   "heads",
@@ -100,7 +100,49 @@ export const BACKWARD_PARAMS = [
   "qkScale",
   "scale",
   ...OPTION_PARAMS,
-] as const;
+];
+
+const T_IN = (name: string, offset: string) => ({ name, type: "T", offset }) as const;
+
+/** Uniforms and bindings of the prep kernel. */
+export const PREP_LAYOUT: KernelLayout = {
+  params: BACKWARD_PARAMS,
+  bindings: [
+    T_IN("o", "qOff"),
+    T_IN("dout", "qOff"),
+    { name: "lse", type: "f32", offset: "lseOff" },
+    { name: "stats", type: "vec2<f32>", offset: "statsOff", write: true },
+  ],
+};
+
+/** Uniforms and bindings of the dQ kernel. */
+export const DQ_LAYOUT: KernelLayout = {
+  params: BACKWARD_PARAMS,
+  bindings: [
+    T_IN("q", "qOff"),
+    T_IN("k", "kOff"),
+    T_IN("v", "kOff"),
+    T_IN("dout", "qOff"),
+    { name: "stats", type: "vec2<f32>", offset: "statsOff" },
+    { name: "dq", type: "T", offset: "qOff", write: true },
+    { name: "sched", type: "u32" },
+  ],
+};
+
+/** Uniforms and bindings of the dK/dV kernel. */
+export const DKV_LAYOUT: KernelLayout = {
+  params: BACKWARD_PARAMS,
+  bindings: [
+    T_IN("q", "qOff"),
+    T_IN("k", "kOff"),
+    T_IN("v", "kOff"),
+    T_IN("dout", "qOff"),
+    { name: "stats", type: "vec2<f32>", offset: "statsOff" },
+    { name: "dk", type: "T", offset: "kOff", write: true },
+    { name: "dv", type: "T", offset: "kOff", write: true },
+    { name: "sched", type: "u32" },
+  ],
+};
 
 /** A stable key of every compile-time constant, per kernel. */
 export function backwardKey(kind: "prep" | "dq" | "dkv", c: BackwardConfig): string {
@@ -118,17 +160,8 @@ export function backwardSharedBytes(c: BackwardConfig): { dq: number; dkv: numbe
   };
 }
 
-function header(c: BackwardConfig, bindings: [string, string, boolean][]): string {
-  const T = c.dtype;
-  return `${T === "f16" ? "enable f16;\n" : ""}${paramsStruct(BACKWARD_PARAMS, FLOAT_PARAMS)}
-@group(0) @binding(0) var<uniform> P: Params;
-${
-    bindings.map(([name, type, rw], i) =>
-      `@group(0) @binding(${i + 1}) var<storage, ${rw ? "read_write" : "read"}> ${name}: array<${
-        type === "T" ? T : type
-      }>;`
-    ).join("\n")
-  }
+function header(c: BackwardConfig, layout: KernelLayout): string {
+  return `${c.dtype === "f16" ? "enable f16;\n" : ""}${layoutWgsl(layout, c.dtype)}
 ${NEG_DECL}
 ${c.dropout ? dropoutWgsl() : ""}${c.softcap ? softcapWgsl() : ""}`;
 }
@@ -136,13 +169,7 @@ ${c.dropout ? dropoutWgsl() : ""}${c.softcap ? softcapWgsl() : ""}`;
 /** The prep kernel: stats[row] = (lse·log2 e, rowsum(dO ∘ O)), 256 rows per workgroup. */
 export function prepWgsl(c: BackwardConfig): string {
   const HD = headDimExpr(c.headDim);
-  return `${
-    header(c, [["o", "T", false], ["dout", "T", false], ["lse", "f32", false], [
-      "stats",
-      "vec2<f32>",
-      true,
-    ]])
-  }
+  return `${header(c, PREP_LAYOUT)}
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   // one invocation per (b, h, i) row in lse order; x indexes rows of one batch entry
@@ -186,15 +213,7 @@ export function dqWgsl(c: BackwardConfig): string {
   const total4 = Math.max(vReg + (kc * bc) / 4, krReg + (kv * d) / 4);
   const L: string[] = [];
   const emit: Emit = (s) => L.push(s);
-  emit(header(c, [
-    ["q", "T", false],
-    ["k", "T", false],
-    ["v", "T", false],
-    ["dout", "T", false],
-    ["stats", "vec2<f32>", false],
-    ["dq", "T", true],
-    ["sched", "u32", false],
-  ]));
+  emit(header(c, DQ_LAYOUT));
   emit(`var<workgroup> sm: array<vec4<f32>, ${total4}>;
 var<workgroup> wsU: array<u32, 4>;
 
@@ -320,16 +339,7 @@ export function dkvWgsl(c: BackwardConfig): string {
   const total4 = Math.max(oReg + (kc * br) / 4, qrReg + (kv * d) / 4);
   const L: string[] = [];
   const emit: Emit = (s) => L.push(s);
-  emit(header(c, [
-    ["q", "T", false],
-    ["k", "T", false],
-    ["v", "T", false],
-    ["dout", "T", false],
-    ["stats", "vec2<f32>", false],
-    ["dk", "T", true],
-    ["dv", "T", true],
-    ["sched", "u32", false],
-  ]));
+  emit(header(c, DKV_LAYOUT));
   emit(`var<workgroup> sm: array<vec4<f32>, ${total4}>;
 var<workgroup> wsU: array<u32, 4>;
 

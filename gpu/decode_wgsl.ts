@@ -28,11 +28,10 @@ import {
   type Emit,
   headDimExpr,
   NEG_DECL,
-  paramsStruct,
+  OPTION_PARAMS,
   softcapWgsl,
 } from "./_wgsl.ts";
-import { FLOAT_PARAMS } from "./forward_wgsl.ts";
-import { OPTION_PARAMS } from "./_wgsl.ts";
+import { type KernelLayout, layoutWgsl } from "./layout.ts";
 
 /** Keys per tile (one per invocation in phase 1). */
 export const DECODE_TILE = 256;
@@ -56,8 +55,8 @@ export interface DecodeConfig {
   dropout: boolean;
 }
 
-/** Uniform block of the decoding kernels. */
-export const DECODE_PARAMS = [
+/** Uniform block of the decoding kernels, shared by both. */
+const DECODE_PARAMS = [
   "nq",
   "nk",
   "heads",
@@ -82,7 +81,43 @@ export const DECODE_PARAMS = [
   "qkScale",
   "negInf",
   ...OPTION_PARAMS,
-] as const;
+];
+
+/** f16 keys with d % 8 == 0 are read 16 bytes (8 halves) at a time. */
+function wideKeys(c: DecodeConfig): boolean {
+  return c.vec && c.dtype === "f16" && (c.headDim === 0 ? false : c.headDim % 8 === 0);
+}
+
+/**
+ * Uniforms and bindings of the decoding kernel: k and v are read in vec4 units when the config
+ * allows (offsets still count elements of the storage type).
+ */
+export function decodeLayout(c: DecodeConfig): KernelLayout {
+  const wide = wideKeys(c);
+  const vec = c.vec ? `vec4<${c.dtype}>` : undefined;
+  return {
+    params: DECODE_PARAMS,
+    bindings: [
+      { name: "q", type: "T", offset: "qOff" },
+      { name: "k", type: "T", view: wide ? "vec4<u32>" : vec, offset: "kOff" },
+      { name: "v", type: "T", view: vec, offset: "kOff" },
+      { name: "sched", type: "u32" },
+      { name: "part", type: "vec4<f32>", offset: "partOff", write: true },
+      { name: "plse", type: "f32", offset: "plseOff", write: true },
+    ],
+  };
+}
+
+/** Uniforms and bindings of the combining kernel. */
+export const COMBINE_LAYOUT: KernelLayout = {
+  params: DECODE_PARAMS,
+  bindings: [
+    { name: "part", type: "vec4<f32>", offset: "partOff" },
+    { name: "plse", type: "f32", offset: "plseOff" },
+    { name: "out", type: "T", offset: "oOff", write: true },
+    { name: "lse", type: "f32", offset: "lseOff", write: true },
+  ],
+};
 
 /** Pipeline keys. */
 export function decodeKey(kind: "decode" | "combine", c: DecodeConfig): string {
@@ -91,16 +126,8 @@ export function decodeKey(kind: "decode" | "combine", c: DecodeConfig): string {
   }${c.softcap ? ":cap" : ""}${c.dropout ? ":drop" : ""}`;
 }
 
-function header(c: DecodeConfig, bindings: [string, string, boolean][]): string {
-  return `${c.dtype === "f16" ? "enable f16;\n" : ""}${paramsStruct(DECODE_PARAMS, FLOAT_PARAMS)}
-@group(0) @binding(0) var<uniform> P: Params;
-${
-    bindings.map(([name, type, rw], i) =>
-      `@group(0) @binding(${i + 1}) var<storage, ${rw ? "read_write" : "read"}> ${name}: array<${
-        type === "T" ? c.dtype : type
-      }>;`
-    ).join("\n")
-  }
+function header(c: DecodeConfig, layout: KernelLayout): string {
+  return `${c.dtype === "f16" ? "enable f16;\n" : ""}${layoutWgsl(layout, c.dtype)}
 ${NEG_DECL}
 `;
 }
@@ -111,18 +138,10 @@ export function decodeWgsl(c: DecodeConfig): string {
   const TP = 256 / R; // invocations per row in the tile reductions
   const rows = Array.from({ length: R }, (_, r) => r);
   const each = (f: (r: number) => string, sep = "\n") => rows.map(f).join(sep);
-  // f16 keys with d % 8 == 0 are read 16 bytes (8 halves) at a time
-  const wide = c.vec && c.dtype === "f16" && (c.headDim === 0 ? false : c.headDim % 8 === 0);
+  const wide = wideKeys(c);
   const L: string[] = [];
   const emit: Emit = (s) => L.push(s);
-  emit(header(c, [
-    ["q", "T", false],
-    ["k", wide ? "vec4<u32>" : c.vec ? `vec4<${c.dtype}>` : "T", false],
-    ["v", c.vec ? `vec4<${c.dtype}>` : "T", false],
-    ["sched", "u32", false],
-    ["part", "vec4<f32>", true],
-    ["plse", "f32", true],
-  ]));
+  emit(header(c, decodeLayout(c)));
   if (c.dropout) emit(dropoutWgsl());
   if (c.softcap) emit(softcapWgsl());
   const loadV = c.vec
@@ -359,13 +378,7 @@ ${
 /** The combining kernel: one invocation per (batch, query head, query, vec4 column). */
 export function combineWgsl(c: DecodeConfig): string {
   const R = c.rows, CW = c.cw, HD = headDimExpr(c.headDim);
-  return `${
-    header(c, [["part", "vec4<f32>", false], ["plse", "f32", false], ["out", "T", true], [
-      "lse",
-      "f32",
-      true,
-    ]])
-  }
+  return `${header(c, COMBINE_LAYOUT)}
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let e = gid.x;

@@ -33,9 +33,7 @@ import {
   loadRows,
   loadTransposed,
   NEG_DECL,
-  OPTION_FLOATS,
   OPTION_PARAMS,
-  paramsStruct,
   product,
   range,
   reg,
@@ -47,6 +45,7 @@ import {
   XYZW,
   zeroTile,
 } from "./_wgsl.ts";
+import { type KernelLayout, layoutWgsl } from "./layout.ts";
 
 /** Compile-time constants of one forward pipeline. */
 export interface ForwardConfig {
@@ -72,35 +71,37 @@ export interface ForwardConfig {
   dropout: boolean;
 }
 
-/** Uniform block of the forward kernel: field names in order (32-bit each). */
-export const FORWARD_PARAMS = [
-  "nq",
-  "nk",
-  "heads",
-  "kvHeads",
-  "headDim",
-  "rowBlocks",
-  "maskBatchStride",
-  "maskHeadDiv",
-  "tilesOff",
-  "boundsOff",
-  "batchBase",
-  "qOff",
-  "kOff",
-  "oOff",
-  "lseOff",
-  "qkScale",
-  "negInf",
-  ...OPTION_PARAMS,
-] as const;
-
-/** Uniform fields of type f32 (the others are u32), for every kernel. */
-export const FLOAT_PARAMS: ReadonlySet<string> = new Set([
-  "qkScale",
-  "negInf",
-  "scale",
-  ...OPTION_FLOATS,
-]);
+/** Uniforms and bindings of the forward kernel. */
+export const FORWARD_LAYOUT: KernelLayout = {
+  params: [
+    "nq",
+    "nk",
+    "heads",
+    "kvHeads",
+    "headDim",
+    "rowBlocks",
+    "maskBatchStride",
+    "maskHeadDiv",
+    "tilesOff",
+    "boundsOff",
+    "batchBase",
+    "qOff",
+    "kOff",
+    "oOff",
+    "lseOff",
+    "qkScale",
+    "negInf",
+    ...OPTION_PARAMS,
+  ],
+  bindings: [
+    { name: "q", type: "T", offset: "qOff" },
+    { name: "k", type: "T", offset: "kOff" },
+    { name: "v", type: "T", offset: "kOff" },
+    { name: "out", type: "T", offset: "oOff", write: true },
+    { name: "lse", type: "f32", offset: "lseOff", write: true },
+    { name: "sched", type: "u32" },
+  ],
+};
 
 /** Workgroup memory the kernel needs, in bytes. */
 export function forwardSharedBytes(c: ForwardConfig): number {
@@ -132,14 +133,7 @@ export function forwardWgsl(c: ForwardConfig): string {
   const emit: Emit = (s) => L.push(s);
 
   if (T === "f16") emit("enable f16;");
-  emit(`${paramsStruct(FORWARD_PARAMS, FLOAT_PARAMS)}
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> q: array<${T}>;
-@group(0) @binding(2) var<storage, read> k: array<${T}>;
-@group(0) @binding(3) var<storage, read> v: array<${T}>;
-@group(0) @binding(4) var<storage, read_write> out: array<${T}>;
-@group(0) @binding(5) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(6) var<storage, read> sched: array<u32>;
+  emit(`${layoutWgsl(FORWARD_LAYOUT, T)}
 var<workgroup> sm: array<vec4<f32>, ${total4}>;
 var<workgroup> wsU: array<u32, 4>;
 ${NEG_DECL}

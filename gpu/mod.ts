@@ -21,14 +21,8 @@
 
 import { checkTensor } from "../_problem.ts";
 import type { GpuArray, GpuTensor, Tensor } from "../tensor.ts";
-import {
-  checkGpuBuffers,
-  createBuffer,
-  mapRead,
-  READ_BACK_USAGE,
-  requireGpu,
-  upload,
-} from "./backend.ts";
+import { checkGpuBuffers, createBuffer, upload } from "./buffers.ts";
+import { mapRead, READ_BACK_USAGE, requireGpu } from "./dispatch.ts";
 import { gpuContext, unlessLost } from "./device.ts";
 
 export type { GpuArray };

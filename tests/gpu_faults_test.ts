@@ -20,7 +20,7 @@ import {
   tensor,
   toGpu,
 } from "../mod.ts";
-import { gpuStats, setGpuTuning } from "../gpu/backend.ts";
+import { gpuStats, setGpuTuning } from "../gpu/internal.ts";
 import { setAdapterSource } from "../gpu/device.ts";
 import { engine } from "../wasm/_runtime.ts";
 import { concurrentCalls, rejectsWith, runBits, smallProblems, within } from "./_faults.ts";

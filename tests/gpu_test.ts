@@ -19,7 +19,7 @@ import {
   stack,
   toGpu,
 } from "../mod.ts";
-import { setGpuTuning } from "../gpu/backend.ts";
+import { setGpuTuning } from "../gpu/internal.ts";
 import {
   type Case,
   checkCase,

@@ -27,7 +27,7 @@ import {
   gpuInfo,
   toGpu,
 } from "../mod.ts";
-import { gpuStats } from "../gpu/backend.ts";
+import { gpuStats } from "../gpu/internal.ts";
 import { engine } from "../wasm/_runtime.ts";
 import { type Case, checkPrepared, prepareCase, randomMask } from "./_cases.ts";
 import { randomTensor, rng } from "./_util.ts";

@@ -14,7 +14,7 @@ import { checkFinite, checkProblem, missingFeature } from "../_problem.ts";
 import type { Backend } from "../types.ts";
 import { randomTensor, rng, testAdapter } from "./_util.ts";
 import { engine } from "../wasm/_runtime.ts";
-import { gpuStats } from "../gpu/backend.ts";
+import { gpuStats } from "../gpu/internal.ts";
 
 const rand = rng(1);
 const q = randomTensor(rand, [2, 6, 4, 8]);

@@ -1,0 +1,321 @@
+/**
+ * How work reaches the GPU: binding a kernel's buffers by its layout and splitting the batch
+ * into chunks that fit the adapter's binding limits ({@linkcode encodeChunks}), uploading host
+ * tensors, and one submission per call inside error scopes, with the read-back of host results
+ * ({@linkcode submit}).
+ *
+ * @module
+ */
+
+import type { Problem } from "../types.ts";
+import {
+  type DType,
+  fromFloat32,
+  type GpuTensor,
+  isGpuTensor,
+  type Shape4,
+  type Tensor,
+  toF16,
+  toFloat32,
+} from "../tensor.ts";
+import { COPY_DST, countSubmit, createBuffer, MAP_READ, uniforms, upload } from "./buffers.ts";
+import { deviceLostError, type GpuContext, gpuContext, lostWithin, unlessLost } from "./device.ts";
+import { elementBytes, type KernelLayout } from "./layout.ts";
+import { gpuTuning } from "./tuning.ts";
+import { optionValues } from "./_wgsl.ts";
+
+/** The GPU context, or an Error saying that WebGPU cannot be used and what to use instead. */
+export async function requireGpu(): Promise<GpuContext> {
+  let ctx: GpuContext | undefined;
+  try {
+    ctx = await gpuContext();
+  } catch (e) {
+    throw new Error(
+      `backend "webgpu": WebGPU could not be initialised (${(e as Error)?.message ?? e}); ` +
+        'use backend: "wasm" (or "auto", which falls back to it)',
+    );
+  }
+  if (!ctx) {
+    throw new Error(
+      'backend "webgpu": no WebGPU adapter was found on this machine; use backend: "wasm" ' +
+        '(or "auto", which falls back to it)',
+    );
+  }
+  return ctx;
+}
+
+/** One bound buffer: `perBatch` elements of `bytes` bytes for each batch entry. */
+interface Binding {
+  buffer: GPUBuffer;
+  perBatch: number;
+  bytes: number;
+  /** Uniform that receives the element offset of the chunk's first batch entry. */
+  offsetField?: string;
+}
+
+/** A compiled kernel bound to one problem, ready to be encoded any number of times. */
+export interface KernelPlan {
+  /** Records the kernel(s) into a compute pass. */
+  encode(pass: GPUComputePassEncoder): void;
+  /** Frees the uniform buffers. */
+  destroy(): void;
+}
+
+/** A buffer for one binding of a kernel: `perBatch` elements per batch entry (0: bound whole). */
+export interface Bound {
+  buffer: GPUBuffer;
+  perBatch: number;
+}
+
+/**
+ * Binds `buffers` (by the names of `layout`'s bindings) and splits the batch into chunks whose
+ * bindings each fit the adapter's largest storage binding, with one bind group and uniform block
+ * per chunk; each chunk's element offsets go to the uniforms its layout names.
+ */
+export function encodeChunks(
+  ctx: GpuContext,
+  pipe: GPUComputePipeline,
+  layout: KernelLayout,
+  dtype: "f32" | "f16",
+  values: Record<string, number>,
+  batch: number,
+  buffers: Record<string, Bound>,
+  workgroups: (batches: number) => [number, number, number],
+): KernelPlan {
+  const bindings: Binding[] = layout.bindings.map((d) => {
+    const b = buffers[d.name];
+    if (!b) throw new Error(`internal: no buffer for binding ${d.name}`);
+    if (!d.offset && b.perBatch !== 0) {
+      throw new Error(`internal: binding ${d.name} is split by batch but has no offset uniform`);
+    }
+    return { ...b, bytes: elementBytes(d.type, dtype), offsetField: d.offset };
+  });
+  const extra = Object.keys(buffers).filter((n) => !layout.bindings.some((d) => d.name === n));
+  if (extra.length) throw new Error(`internal: ${extra} bound but not in the kernel's layout`);
+  const limit = Math.min(
+    gpuTuning().maxBindingBytes ?? Infinity,
+    ctx.limits.maxStorageBufferBindingSize,
+  );
+  const align = ctx.limits.minStorageBufferOffsetAlignment;
+  const maxGroups = ctx.limits.maxComputeWorkgroupsPerDimension;
+  const range = (b: Binding, b0: number, b1: number) => {
+    if (b.perBatch === 0) return { offset: 0, size: b.buffer.size, elem: 0 };
+    const start = b0 * b.perBatch * b.bytes, end = b1 * b.perBatch * b.bytes;
+    const offset = Math.floor(start / align) * align;
+    const size = Math.min(b.buffer.size - offset, Math.ceil((end - offset) / 4) * 4);
+    return { offset, size: Math.max(4, size), elem: (start - offset) / b.bytes };
+  };
+  const groups: { bind: GPUBindGroup; ub: GPUBuffer; wg: [number, number, number] }[] = [];
+  for (let b0 = 0; b0 < batch;) {
+    // grow the chunk while every binding fits
+    let b1 = b0 + 1;
+    const fits = (e: number) =>
+      workgroups(e - b0).every((x) => x <= maxGroups) &&
+      bindings.every((b) => range(b, b0, e).size <= limit);
+    if (!fits(b1)) {
+      const big = bindings.find((b) => range(b, b0, b0 + 1).size > limit);
+      if (!big) {
+        throw new RangeError(
+          `one batch entry needs ${
+            workgroups(1)
+          } workgroups; this adapter allows ${maxGroups} per dimension`,
+        );
+      }
+      throw new RangeError(
+        `one batch entry of ${big.buffer.label} needs a ${
+          big.perBatch * big.bytes
+        }-byte binding; ` +
+          `this adapter allows ${limit} (maxStorageBufferBindingSize)`,
+      );
+    }
+    while (b1 < batch && fits(b1 + 1)) b1++;
+    const vals: Record<string, number> = { ...values, batchBase: b0 };
+    const entries: GPUBindGroupEntry[] = bindings.map((b, i) => {
+      const r = range(b, b0, b1);
+      if (b.offsetField) vals[b.offsetField] = r.elem;
+      else if (r.elem !== 0 || (b0 > 0 && b.perBatch > 0)) {
+        throw new Error(`internal: binding ${i + 1} needs an offset uniform`);
+      }
+      return { binding: i + 1, resource: { buffer: b.buffer, offset: r.offset, size: r.size } };
+    });
+    const ub = uniforms(ctx, layout.params, vals);
+    groups.push({
+      ub,
+      bind: ctx.device.createBindGroup({
+        layout: pipe.getBindGroupLayout(0),
+        entries: [{ binding: 0, resource: { buffer: ub } }, ...entries],
+      }),
+      wg: workgroups(b1 - b0),
+    });
+    b0 = b1;
+  }
+  return {
+    encode(pass) {
+      pass.setPipeline(pipe);
+      for (const g of groups) {
+        pass.setBindGroup(0, g.bind);
+        if (g.wg.every((x) => x > 0)) pass.dispatchWorkgroups(...g.wg);
+      }
+    },
+    destroy: () => groups.forEach((g) => g.ub.destroy()),
+  };
+}
+
+/** Uniform values every kernel takes from the problem: sizes, the mask slice map, scale, options. */
+export function problemUniforms(p: Problem): Record<string, number> {
+  const [mb, mh] = p.mask.shape;
+  return {
+    nq: p.nq,
+    nk: p.nk,
+    heads: p.heads,
+    kvHeads: p.kvHeads,
+    headDim: p.headDim,
+    maskBatchStride: mb === 1 ? 0 : mh,
+    maskHeadDiv: p.heads / mh,
+    qkScale: p.scale * Math.LOG2E,
+    ...optionValues(p.softcap, p.dropout),
+  };
+}
+
+/** The storage type on this adapter: f16 tensors stay f16 when the adapter has shader-f16. */
+export function deviceType(ctx: GpuContext, dtype: DType): "f32" | "f16" {
+  return dtype === "f16" && ctx.f16 ? "f16" : "f32";
+}
+
+/** A host or GPU tensor as a device buffer of `dtype` (uploading host data). */
+export function onDevice(
+  ctx: GpuContext,
+  t: Tensor | GpuTensor,
+  dtype: "f32" | "f16",
+  name: string,
+  temps: GPUBuffer[],
+): GPUBuffer {
+  if (isGpuTensor(t)) {
+    if (t.dtype !== dtype) {
+      throw new TypeError(`${name} is an f16 GpuTensor but this adapter has no shader-f16`);
+    }
+    return t.buffer;
+  }
+  const data = t.dtype === dtype
+    ? t.data
+    : dtype === "f32"
+    ? toFloat32(t)
+    : toF16(t.data as Float32Array);
+  const buf = upload(ctx, data, name);
+  temps.push(buf);
+  return buf;
+}
+
+/**
+ * Runs `setup` (which creates buffers and returns the kernels to encode and the buffers to read)
+ * and submits it as one compute pass, all synchronously inside error scopes, so that concurrent
+ * calls cannot interleave with it; then reads back.
+ */
+export async function submit(
+  ctx: GpuContext,
+  setup: () => { encode: (pass: GPUComputePassEncoder) => void; reads: [GPUBuffer, number][] },
+): Promise<ArrayBuffer[]> {
+  const { device } = ctx;
+  if (ctx.lost !== undefined) throw deviceLostError(ctx, "the submission of the kernels");
+  device.pushErrorScope("out-of-memory");
+  device.pushErrorScope("validation");
+  let reads: [GPUBuffer, number][] = [];
+  let staging: GPUBuffer | undefined;
+  let failure: unknown;
+  try {
+    const work = setup();
+    reads = work.reads;
+    const enc = device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    work.encode(pass);
+    pass.end();
+    const total = reads.reduce((a, [, n]) => a + Math.ceil(n / 4) * 4, 0);
+    if (total > 0) staging = createBuffer(ctx, total, MAP_READ | COPY_DST, "read-back");
+    let off = 0;
+    for (const [buf, n] of reads) {
+      const bytes = Math.ceil(n / 4) * 4;
+      enc.copyBufferToBuffer(buf, 0, staging!, off, bytes);
+      off += bytes;
+    }
+    device.queue.submit([enc.finish()]);
+    countSubmit();
+    gpuTuning().afterSubmit?.(device);
+  } catch (e) {
+    failure = e;
+  }
+  // pop both scopes before awaiting, so that no other call's scope is popped in between
+  const scopes = Promise.all([device.popErrorScope(), device.popErrorScope()]);
+  let validation: GPUError | null, oom: GPUError | null;
+  try {
+    [validation, oom] = await unlessLost(ctx, scopes, "the submission of the kernels");
+  } catch (e) {
+    staging?.destroy();
+    throw e;
+  }
+  if (oom || validation || failure) staging?.destroy();
+  if (oom) throw new Error(`WebGPU ran out of memory: ${oom.message}`);
+  if (validation) throw new Error(`WebGPU rejected the work: ${validation.message}`);
+  if (failure) throw failure;
+  if (!staging) {
+    await unlessLost(ctx, device.queue.onSubmittedWorkDone(), "the kernels");
+    return [];
+  }
+  let copy: ArrayBuffer;
+  try {
+    copy = await mapRead(ctx, staging, "the read-back");
+  } finally {
+    staging.destroy();
+  }
+  const out: ArrayBuffer[] = [];
+  let off = 0;
+  for (const [, n] of reads) {
+    out.push(copy.slice(off, off + n));
+    off += Math.ceil(n / 4) * 4;
+  }
+  return out;
+}
+
+/** Usage flags of a read-back staging buffer. */
+export const READ_BACK_USAGE = MAP_READ | COPY_DST;
+
+/**
+ * Maps a read-back staging buffer (`READ_BACK_USAGE`) and returns a copy of its contents, or of
+ * their first `bytes` (the caller destroys it). Deno reports some device losses only after the failed map: that case is
+ * the device-lost Error too, not a map error.
+ */
+export async function mapRead(
+  ctx: GpuContext,
+  staging: GPUBuffer,
+  what: string,
+  bytes?: number,
+): Promise<ArrayBuffer> {
+  try {
+    await unlessLost(ctx, staging.mapAsync(MAP_READ), what);
+  } catch (e) {
+    // give the loss notice a moment to arrive
+    await lostWithin(ctx, 50);
+    if (ctx.lost !== undefined) throw deviceLostError(ctx, what);
+    throw new Error(`WebGPU read-back failed (${what}): ${(e as Error)?.message ?? e}`);
+  }
+  const copy = staging.getMappedRange().slice(0, bytes);
+  staging.unmap();
+  return copy;
+}
+
+/** The buffers of the GPU-resident tensors among `ts`, with their names. */
+export function residentBuffers(ts: [string, Tensor | GpuTensor][]): [string, GPUBuffer][] {
+  return ts.filter(([, t]) => isGpuTensor(t)).map(([n, t]) => [n, (t as GpuTensor).buffer]);
+}
+
+/** Wraps device bytes as a tensor of the problem's dtype. */
+export function hostTensor(
+  bytes: ArrayBuffer,
+  shape: Shape4,
+  dtype: DType,
+  devType: "f32" | "f16",
+): Tensor {
+  const data = devType === "f16" ? new Uint16Array(bytes) : new Float32Array(bytes);
+  return dtype === devType
+    ? { data, shape, dtype }
+    : fromFloat32(data as Float32Array, shape, dtype);
+}

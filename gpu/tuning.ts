@@ -1,0 +1,69 @@
+/**
+ * Kernel choices that depend on the adapter, and the overrides tests and benchmarks use to pin a
+ * variant ({@linkcode setGpuTuning}): the tile width for a head dimension and the shrinking of a
+ * configuration until its workgroup memory fits the adapter. Each pass's own configuration lives
+ * with it (`gpu/forward.ts`, `gpu/backward.ts`, `gpu/decode.ts`).
+ *
+ * @module
+ */
+
+import type { BackwardConfig } from "./backward_wgsl.ts";
+import type { GpuContext } from "./device.ts";
+import type { ForwardConfig } from "./forward_wgsl.ts";
+
+/** Options that tests and benchmarks use to pin a kernel variant. */
+export interface GpuTuning {
+  /** Force the workgroup-memory row reduction even when subgroups exist. */
+  noSubgroups?: boolean;
+  /** Override parts of the forward configuration. */
+  forward?: Partial<ForwardConfig>;
+  /** Override parts of the backward configuration. */
+  backward?: Partial<BackwardConfig>;
+  /** Pretend the adapter's largest storage binding is this many bytes (tests of splitting). */
+  maxBindingBytes?: number;
+  /** Force (true) or forbid (false) the split-KV decoding kernels; default: Nq ≤ 16, Nk ≥ 512. */
+  decode?: boolean;
+  /** Key splits of the decoding kernel (default: about 256 workgroups). */
+  splits?: number;
+  /** Called right after a call's work is submitted (fault-injection tests: lose the device). */
+  afterSubmit?: (device: GPUDevice) => void;
+}
+
+let tuning: GpuTuning = {};
+
+/** Pins kernel variants (for tests and benchmarks); returns the previous setting. */
+export function setGpuTuning(t: GpuTuning): GpuTuning {
+  const old = tuning;
+  tuning = t;
+  return old;
+}
+
+/** The overrides in force (empty unless a test or benchmark set some). */
+export function gpuTuning(): Readonly<GpuTuning> {
+  return tuning;
+}
+
+/** Output columns per invocation for a head dimension (D = 16·dn ≥ headDim). */
+export function headDimWidth(headDim: number): number {
+  return headDim <= 64 ? 4 : headDim <= 128 ? 8 : headDim <= 192 ? 12 : 16;
+}
+
+export /**
+ * Shrinks a configuration until its workgroup memory (`need()`) fits the adapter: each step
+ * makes one change and says whether it could; the first that can is taken, then `need` again.
+ */
+function fitShared<T>(
+  ctx: GpuContext,
+  cfg: T,
+  need: () => number,
+  headDim: number,
+  steps: (() => boolean)[],
+): T {
+  const limit = ctx.limits.maxComputeWorkgroupStorageSize;
+  while (need() > limit) {
+    if (!steps.some((step) => step())) {
+      throw new RangeError(`head dimension ${headDim} needs more workgroup memory than ${limit}`);
+    }
+  }
+  return cfg;
+}
