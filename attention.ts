@@ -33,10 +33,8 @@ import type {
   SavedForBackward,
 } from "./types.ts";
 import { type GpuArray, type GpuTensor, isGpuTensor, type Tensor } from "./tensor.ts";
-import * as tiled from "./tiled.ts";
 import { gpuBackend, gpuBackward, gpuForward } from "./gpu/backend.ts";
-import { gpuContext } from "./gpu/device.ts";
-import { wasmBackend } from "./wasm/backend.ts";
+import { pickBackend } from "./backends.ts";
 
 export type {
   AttentionOptions,
@@ -175,13 +173,6 @@ export async function attentionBackward(
   return await run(options, p, named, (b) => b.backward(p, saved as SavedForBackward));
 }
 
-const jsBackend: Backend = {
-  name: "js",
-  features: new Set(["softcap", "dropout", "blockMask"]),
-  forward: (p, q, k, v) => Promise.resolve(tiled.forward(p, q, k, v)),
-  backward: (p, s) => Promise.resolve(tiled.backward(p, s)),
-};
-
 /** Throws if backend `b` lacks an option the problem uses. */
 function checkFeatures(b: Backend, p: Problem): void {
   const f = missingFeature(b, p);
@@ -232,25 +223,21 @@ async function run<T>(
     return compute(b);
   };
   const name = options.backend ?? "auto";
-  if (name !== "auto") {
-    const b = { js: jsBackend, wasm: wasmBackend, webgpu: gpuBackend }[name];
-    checkFeatures(b, p);
-    return await call(b);
-  }
-  // auto: the fastest backend that implements every option used
-  const cpu = missingFeature(wasmBackend, p) ? jsBackend : wasmBackend;
-  const ctx = await gpuContext().catch(() => undefined);
-  if (!ctx || ctx.software || missingFeature(gpuBackend, p)) return await call(cpu);
+  const { backend, fallback } = await pickBackend(name, p);
+  if (name !== "auto") checkFeatures(backend, p);
+  if (!fallback) return await call(backend);
   try {
-    return await call(gpuBackend);
+    return await call(backend);
   } catch (e) {
     if (e instanceof TypeError || e instanceof RangeError) throw e;
     if (!warnedFallback) {
       warnedFallback = true;
       console.warn(
-        `attention: WebGPU failed (${(e as Error).message}); computing with ${cpu.name} instead`,
+        `attention: WebGPU failed (${
+          (e as Error).message
+        }); computing with ${fallback.name} instead`,
       );
     }
-    return await call(cpu);
+    return await call(fallback);
   }
 }

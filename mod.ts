@@ -16,39 +16,61 @@
  * console.log(out.shape, dq.shape, dk.shape, dv.shape);
  * ```
  *
+ * The schedule, canonical mask bounds, Philox dropout and the example masks are in the `./masks`
+ * subpath (`masks/mod.ts`).
+ *
  * @module
  */
 
 export {
   type DType,
   fromF16,
+  type GpuArray,
+  type GpuTensor,
   type Shape4,
   type Tensor,
   tensor,
   toF16,
   toFloat32,
 } from "./tensor.ts";
-export {
-  attention,
-  attentionBackward,
-  type AttentionOptions,
-  type AttentionResult,
-  type BackendName,
-  type GpuAttentionResult,
-  type GpuGradients,
-  type GpuSavedForBackward,
-  type Gradients,
-  MAX_HEAD_DIM,
-  type SavedForBackward,
-} from "./attention.ts";
-export * from "./masks/mod.ts";
+export { attention, attentionBackward, MAX_HEAD_DIM } from "./attention.ts";
+export type {
+  AttentionOptions,
+  AttentionResult,
+  BackendInfo,
+  BackendName,
+  GpuAttentionResult,
+  GpuGradients,
+  GpuInfo,
+  GpuSavedForBackward,
+  Gradients,
+  SavedForBackward,
+} from "./types.ts";
+export { backendInfo, type BackendInfoOptions } from "./backends.ts";
 export { mergeAttention } from "./merge.ts";
+export { type FlashMask, flashMask, type MaskDims } from "./masks/flashmask.ts";
 export {
-  fromGpu,
-  type GpuArray,
-  gpuDevice,
-  type GpuInfo,
-  gpuInfo,
-  readGpuArray,
-  toGpu,
-} from "./gpu/mod.ts";
+  causal,
+  causalBlockwise,
+  causalDocument,
+  document,
+  type EvictionOptions,
+  fromDense,
+  type FromDenseOptions,
+  full,
+  globalSlidingWindow,
+  type PrefixDocument,
+  prefixLmCausal,
+  prefixLmDocument,
+  qkSparse,
+  type QuestionGroup,
+  randomEviction,
+  shareQuestion,
+  slidingWindow,
+  stack,
+  type WindowSize,
+} from "./masks/builders.ts";
+export { maskPicture, type PictureOptions, type SliceOptions, toDense } from "./masks/dense.ts";
+export { type BlockMask, blockMask } from "./masks/block_mask.ts";
+export type { Dropout } from "./masks/dropout.ts";
+export { fromGpu, gpuDevice, gpuInfo, readGpuArray, toGpu } from "./gpu/mod.ts";

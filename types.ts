@@ -178,6 +178,38 @@ export interface Backend {
   readonly checksFinite?: boolean;
   forward(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<AttentionResult>;
   backward(p: Problem, saved: SavedForBackward): Promise<Gradients>;
+  /** What it runs on here; rejects with the reason when it cannot run. */
+  info(headDim: number): Promise<BackendInfo>;
+}
+
+/** What the library's WebGPU device offers. */
+export interface GpuInfo {
+  /** Adapter description, e.g. "NVIDIA H100 80GB HBM3". */
+  name: string;
+  /** binary16 storage (f16 tensors stay f16 on the GPU). */
+  f16: boolean;
+  /** Subgroup shuffles of at least 16 lanes. */
+  subgroups: boolean;
+  /** Timestamp queries. */
+  timestamps: boolean;
+  /** A software rasteriser: `backend: "auto"` prefers WASM. */
+  software: boolean;
+}
+
+/** What computes a call: the backend, and what it runs on. */
+export interface BackendInfo {
+  /** The backend (for `auto`: the one it picks on this machine). */
+  name: "webgpu" | "wasm" | "js";
+  /** One line for people: the adapter and its features, or the WASM build and threads. */
+  device: string;
+  /** WebGPU: the adapter. */
+  gpu?: GpuInfo;
+  /** WASM: the relaxed-SIMD build, or the plain SIMD one. */
+  simd?: "relaxed" | "plain";
+  /** Most threads a call uses by default (`options.threads` overrides it). */
+  threads: number;
+  /** Query rows × keys of one tile of the forward pass at the head dimension asked for. */
+  forwardTile: [rows: number, cols: number];
 }
 
 /** Options that need kernel support (the mask-like ones become FlashMasks and need none). */

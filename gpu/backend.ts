@@ -13,7 +13,14 @@
  * @module
  */
 
-import type { AttentionResult, Backend, Gradients, Problem, SavedForBackward } from "../types.ts";
+import type {
+  AttentionResult,
+  Backend,
+  BackendInfo,
+  Gradients,
+  Problem,
+  SavedForBackward,
+} from "../types.ts";
 import type { GpuArray, GpuTensor, Shape4, Tensor } from "../tensor.ts";
 import { checkGpuBuffers, storage, upload } from "./buffers.ts";
 import {
@@ -25,7 +32,8 @@ import {
   residentBuffers,
   submit,
 } from "./dispatch.ts";
-import { type ForwardBuffers, forwardKernel, planForward } from "./forward.ts";
+import { adapterInfo } from "./device.ts";
+import { type ForwardBuffers, forwardConfig, forwardKernel, planForward } from "./forward.ts";
 import {
   type BackwardBuffers,
   backwardKernels,
@@ -161,10 +169,27 @@ export async function gpuBackward(
   }
 }
 
+/** The adapter, and the forward tile its configuration chooses at `headDim` (f32). */
+async function info(headDim: number): Promise<BackendInfo> {
+  const ctx = await requireGpu();
+  const cfg = forwardConfig(ctx, headDim, "f32");
+  const gpu = adapterInfo(ctx);
+  const yes = (b: boolean) => (b ? "yes" : "no");
+  return {
+    name: "webgpu",
+    device: `${gpu.name}${gpu.software ? " (software)" : ""}, shader-f16 ${yes(gpu.f16)}, ` +
+      `subgroups ${yes(gpu.subgroups)}, timestamp-query ${yes(gpu.timestamps)}`,
+    gpu,
+    threads: 1,
+    forwardTile: [16 * cfg.rm, 16 * cfg.cn],
+  };
+}
+
 /** The WebGPU backend for host tensors. */
 export const gpuBackend: Backend = {
   name: "webgpu",
   features: new Set(["blockMask", "softcap", "dropout"]),
   forward: (p, q, k, v) => gpuForward(p, q, k, v, false) as Promise<AttentionResult>,
   backward: (p, s: SavedForBackward) => gpuBackward(p, s, false) as Promise<Gradients>,
+  info,
 };

@@ -15,6 +15,8 @@
  * @module
  */
 
+import type { GpuInfo } from "../types.ts";
+
 /** The process-wide GPU context. */
 export interface GpuContext {
   readonly adapter: GPUAdapter;
@@ -38,6 +40,12 @@ export interface GpuContext {
   readonly pipelines: Map<string, GPUComputePipeline>;
   /** Pipelines being compiled, by key (concurrent calls share one compilation). */
   readonly compiling: Map<string, Promise<GPUComputePipeline>>;
+}
+
+/** What a context offers, as the public API reports it. */
+export function adapterInfo(ctx: GpuContext): GpuInfo {
+  const { name, f16, subgroups, timestamps, software } = ctx;
+  return { name, f16, subgroups, timestamps, software };
 }
 
 let current: Promise<GpuContext | undefined> | undefined;

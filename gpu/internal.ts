@@ -18,6 +18,7 @@
  * @module
  */
 
+export { checkProblem } from "../_problem.ts";
 export { gpuMemoryStats, type GpuStats, gpuStats, storage, upload } from "./buffers.ts";
 export type { GpuContext } from "./device.ts";
 export { type KernelPlan, requireGpu } from "./dispatch.ts";

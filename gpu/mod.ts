@@ -21,25 +21,12 @@
 
 import { checkTensor } from "../_problem.ts";
 import type { GpuArray, GpuTensor, Tensor } from "../tensor.ts";
+import type { GpuInfo } from "../types.ts";
 import { checkGpuBuffers, createBuffer, upload } from "./buffers.ts";
 import { mapRead, READ_BACK_USAGE, requireGpu } from "./dispatch.ts";
-import { gpuContext, unlessLost } from "./device.ts";
+import { adapterInfo, gpuContext, unlessLost } from "./device.ts";
 
-export type { GpuArray };
-
-/** What the library's WebGPU device offers. */
-export interface GpuInfo {
-  /** Adapter description, e.g. "NVIDIA H100 80GB HBM3". */
-  name: string;
-  /** binary16 storage (f16 tensors stay f16 on the GPU). */
-  f16: boolean;
-  /** Subgroup shuffles of at least 16 lanes. */
-  subgroups: boolean;
-  /** Timestamp queries. */
-  timestamps: boolean;
-  /** A software rasteriser: `backend: "auto"` prefers WASM. */
-  software: boolean;
-}
+export type { GpuArray, GpuInfo };
 
 /**
  * The adapter the WebGPU backend uses, or undefined when there is none.
@@ -53,9 +40,7 @@ export interface GpuInfo {
  */
 export async function gpuInfo(): Promise<GpuInfo | undefined> {
   const ctx = await gpuContext().catch(() => undefined);
-  if (!ctx) return undefined;
-  const { name, f16, subgroups, timestamps, software } = ctx;
-  return { name, f16, subgroups, timestamps, software };
+  return ctx && adapterInfo(ctx);
 }
 
 /**

@@ -5,8 +5,8 @@
  */
 
 import type { MaskName } from "../masks/examples.ts";
-import { parseReport, type Report } from "../bench/_report.ts";
-import type { Result, Shape } from "../bench/_run.ts";
+import { parseReport, type Report } from "../bench/cli/_report.ts";
+import type { Result, Shape } from "../bench/cli/_run.ts";
 
 /**
  * A result of one timed call (`medianMs`, default 1) doing `flops` (default 1e9) useful flops,

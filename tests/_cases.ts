@@ -15,13 +15,12 @@ import {
   blockMask,
   type Dropout,
   type DType,
-  exampleMask,
   type FlashMask,
   flashMask,
-  MASK_NAMES,
   stack,
   type Tensor,
 } from "../mod.ts";
+import { exampleMask, MASK_NAMES } from "../masks/mod.ts";
 import {
   type Magnitudes,
   referenceBackward,

@@ -57,7 +57,7 @@ function layer(file: string): number {
   if (file === "types.ts") return 2;
   if (["_problem.ts", "merge.ts"].includes(file) || file.startsWith("reference/")) return 3;
   if (file === "tiled.ts" || file.startsWith("wasm/") || file.startsWith("gpu/")) return 4;
-  if (file === "attention.ts" || file === "backend_info.ts") return 5;
+  if (file === "attention.ts" || file === "backends.ts") return 5;
   if (entries.includes(file)) return 6;
   throw new Error(`${file} has no layer: add it to tests/architecture_test.ts`);
 }
@@ -113,4 +113,27 @@ Deno.test("nothing outside tests/ imports from tests/", async () => {
   };
   await walk("");
   assert.deepEqual(offenders, []);
+});
+
+Deno.test("benchmarks use public or documented internal entry points only", async () => {
+  const allowed =
+    /^(mod\.ts|masks\/mod\.ts|gpu\/internal\.ts|wasm\/internal\.ts|reference\/.*|deno\.json)$/;
+  const wrong: string[] = [];
+  const walk = async (dir: string) => {
+    for await (const e of Deno.readDir(`${root}${dir}`)) {
+      const path = `${dir}/${e.name}`;
+      if (e.isDirectory) await walk(path);
+      else if (e.name.endsWith(".ts")) {
+        const text = await Deno.readTextFile(`${root}${path}`);
+        for (const m of text.matchAll(/(?:from|import\()\s*["'](\.[^"']+)["']/g)) {
+          const target = relative(root, fromFileUrl(new URL(m[1], `file://${root}${path}`)));
+          if (!target.startsWith("bench/") && !allowed.test(target)) {
+            wrong.push(`${path} imports ${target}`);
+          }
+        }
+      }
+    }
+  };
+  await walk("bench");
+  assert.deepEqual(wrong, []);
 });

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { toDense } from "../masks/dense.ts";
 import { exampleMask, MASK_NAMES } from "../masks/examples.ts";
-import { additiveMask, attentionModel, matmulSoftmaxModel, mhaModel } from "../bench/_onnx.ts";
+import { additiveMask, attentionModel, matmulSoftmaxModel, mhaModel } from "../bench/cpu/_onnx.ts";
 import {
   gemmBaseline,
   gemmBaselineThreads,
@@ -17,12 +17,12 @@ import {
   ortNode,
   ortWeb,
   ortWebPeer,
-} from "../bench/_peers.ts";
-import { exportMasks } from "../bench/export_masks.ts";
-import { gpuTable, type TorchReport } from "../bench/gpu_table.ts";
-import { GPU_BENCH_SCHEMA, type GpuBenchReport } from "../bench/gpu_bench.ts";
-import { niceCeil, plotSvg, seriesOf } from "../bench/plot.ts";
-import { cpuMeter, makeInputs, type Result } from "../bench/_run.ts";
+} from "../bench/cpu/_peers.ts";
+import { exportMasks } from "../bench/cli/export_masks.ts";
+import { gpuTable, type TorchReport } from "../bench/gpu/gpu_table.ts";
+import { GPU_BENCH_SCHEMA, type GpuBenchReport } from "../bench/gpu/gpu_bench.ts";
+import { niceCeil, plotSvg, seriesOf } from "../bench/cli/plot.ts";
+import { cpuMeter, makeInputs, type Result } from "../bench/cli/_run.ts";
 import { referenceForward } from "../reference/attention.ts";
 import { relErr } from "./_util.ts";
 import { fakeReport, fakeResult } from "./_bench_util.ts";
@@ -311,7 +311,7 @@ Deno.test("gpuTable: pairs f32 with f32 and f16 with bf16, ratios ours / theirs"
   assert.ok(!t.includes("No available kernel"), "flash f32 errors are expected, not listed");
 });
 
-Deno.test("plot: kernel reports of bench/gpu_bench.ts become their own series", () => {
+Deno.test("plot: kernel reports of bench/gpu/gpu_bench.ts become their own series", () => {
   const rep: GpuBenchReport = {
     schema: GPU_BENCH_SCHEMA,
     date: "",

@@ -5,14 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  attention,
-  attentionBackward,
-  type AttentionOptions,
-  exampleMask,
-  stack,
-  type Tensor,
-} from "../mod.ts";
+import { attention, attentionBackward, type AttentionOptions, stack, type Tensor } from "../mod.ts";
+import { exampleMask } from "../masks/mod.ts";
 import { tuning } from "../wasm/backend.ts";
 import { randomMask } from "./_cases.ts";
 import { randomTensor, rng, testAdapter } from "./_util.ts";

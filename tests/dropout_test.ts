@@ -1,13 +1,7 @@
 import assert from "node:assert/strict";
 import { testAdapter } from "./_util.ts";
-import {
-  attention,
-  type BackendName,
-  dropoutKeeps,
-  dropoutThreshold,
-  philox4x32,
-  tensor,
-} from "../mod.ts";
+import { attention, type BackendName, tensor } from "../mod.ts";
+import { dropoutKeeps, dropoutThreshold, philox4x32 } from "../masks/mod.ts";
 
 Deno.test("Philox4x32-10 matches the Random123 known-answer vectors", () => {
   const kat: [[number, number, number, number], [number, number], number[]][] = [

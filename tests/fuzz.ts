@@ -33,12 +33,11 @@ import {
   type AttentionOptions,
   blockMask,
   type DType,
-  exampleMask,
   type FlashMask,
   flashMask,
-  MASK_NAMES,
   stack,
 } from "../mod.ts";
+import { exampleMask, MASK_NAMES } from "../masks/mod.ts";
 import { tuning } from "../wasm/backend.ts";
 import { type Case, checkPrepared, prepareCase } from "./_cases.ts";
 import { rng, testAdapter } from "./_util.ts";

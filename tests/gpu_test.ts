@@ -13,12 +13,12 @@ import {
   attention,
   attentionBackward,
   causalDocument,
-  exampleMask,
   fromGpu,
   readGpuArray,
   stack,
   toGpu,
 } from "../mod.ts";
+import { exampleMask } from "../masks/mod.ts";
 import { setGpuTuning } from "../gpu/internal.ts";
 import {
   type Case,

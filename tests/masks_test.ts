@@ -3,14 +3,10 @@ import {
   causal,
   causalDocument,
   document,
-  exampleMask,
   type FlashMask,
   flashMask,
   fromDense,
   globalSlidingWindow,
-  kvCache,
-  localWindow,
-  MASK_NAMES,
   maskPicture,
   prefixLmDocument,
   qkSparse,
@@ -19,8 +15,8 @@ import {
   slidingWindow,
   stack,
   toDense,
-  varlen,
 } from "../mod.ts";
+import { exampleMask, kvCache, localWindow, MASK_NAMES, varlen } from "../masks/mod.ts";
 import { evictionRows } from "../masks/builders.ts";
 import { definition, denseOf } from "../reference/mask_predicates.ts";
 import { referenceAllowed } from "../reference/attention.ts";

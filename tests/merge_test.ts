@@ -2,15 +2,13 @@ import assert from "node:assert/strict";
 import {
   attention,
   causalDocument,
-  exampleMask,
   flashMask,
-  MASK_NAMES,
   mergeAttention,
-  sliceKeys,
   type Tensor,
   tensor,
   toDense,
 } from "../mod.ts";
+import { exampleMask, MASK_NAMES, sliceKeys } from "../masks/mod.ts";
 import { contextParallel } from "../docs/examples/context_parallel.ts";
 import { referenceBackward, referenceForward } from "../reference/attention.ts";
 import { assertClose, randomTensor, rng } from "./_util.ts";

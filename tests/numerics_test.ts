@@ -10,12 +10,12 @@ import {
   attention,
   attentionBackward,
   type AttentionOptions,
-  exampleMask,
   type Tensor,
   tensor,
   toF16,
   toFloat32,
 } from "../mod.ts";
+import { exampleMask } from "../masks/mod.ts";
 import { type Case, checkCase } from "./_cases.ts";
 import { referenceForward, roundTo } from "../reference/attention.ts";
 import { assertClose, randn, rng, testAdapter, values } from "./_util.ts";

@@ -1,16 +1,14 @@
 import assert from "node:assert/strict";
+import { causal, type FlashMask, flashMask } from "../mod.ts";
 import {
-  causal,
   exampleMask,
-  type FlashMask,
-  flashMask,
   MASK_NAMES,
   schedule,
   TILE_FULL,
   TILE_PARTIAL,
   TILE_SKIPPED,
   visibleFraction,
-} from "../mod.ts";
+} from "../masks/mod.ts";
 import { referenceAllowed } from "../reference/attention.ts";
 import { rng } from "./_util.ts";
 

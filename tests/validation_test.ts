@@ -409,6 +409,7 @@ Deno.test("attention rejects bad issue-6 options before computing", async () => 
     features: new Set(["dropout"]),
     forward: () => Promise.reject(new Error("not called")),
     backward: () => Promise.reject(new Error("not called")),
+    info: () => Promise.reject(new Error("not called")),
   };
   assert.equal(missingFeature(lacking, p), "softcap");
   assert.equal(

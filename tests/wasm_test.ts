@@ -3,11 +3,11 @@ import {
   attention,
   attentionBackward,
   type AttentionOptions,
-  exampleMask,
   stack,
   type Tensor,
   tensor,
 } from "../mod.ts";
+import { exampleMask } from "../masks/mod.ts";
 import { philox4x32 } from "../masks/dropout.ts";
 import { tuning } from "../wasm/backend.ts";
 import { engine } from "../wasm/_runtime.ts";

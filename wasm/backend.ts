@@ -140,9 +140,14 @@ class Layout {
   }
 }
 
+/** Threads a call may use without `options.threads`: the machine's logical cores. */
+export function defaultThreads(): number {
+  return globalThis.navigator?.hardwareConcurrency || 1;
+}
+
 /** The thread count for a problem: the option (default: all cores), fewer for small problems. */
 export function threadsFor(p: Problem, flops: number, items: number): number {
-  const want = p.threads ?? (globalThis.navigator?.hardwareConcurrency || 1);
+  const want = p.threads ?? defaultThreads();
   // (flopsPerThread 0, as tests set it, with flops 0, a fully masked call, would be 0/0 = NaN)
   const byWork = tuning.flopsPerThread > 0 ? Math.floor(flops / tuning.flopsPerThread) : want;
   return Math.max(1, Math.min(want, items, byWork));
@@ -657,4 +662,14 @@ export const wasmBackend: Backend = {
   checksFinite: true,
   forward,
   backward,
+  info: () => {
+    const relaxed = engine().relaxed, threads = defaultThreads();
+    return Promise.resolve({
+      name: "wasm",
+      device: `WASM ${relaxed ? "relaxed " : ""}SIMD, ${threads} thread${threads > 1 ? "s" : ""}`,
+      simd: relaxed ? "relaxed" : "plain",
+      threads,
+      forwardTile: [BLOCK_ROWS, BLOCK_COLS],
+    });
+  },
 };

@@ -21,10 +21,10 @@ import {
   causalDocument,
   type FlashMask,
   mergeAttention,
-  sliceKeys,
   type Tensor,
   tensor,
 } from "../../mod.ts";
+import { sliceKeys } from "../../masks/mod.ts";
 
 /** Keys [start, end) of a [batch, seq, heads, dim] tensor (copied). */
 function sliceSeq(t: Tensor, start: number, end: number): Tensor {

@@ -5,13 +5,13 @@
  * float64 reference with `--check`). Also draws the masks (`--picture`, `--svg DIR`), writes a
  * JSON report (`--json FILE`) and compares two reports (`--compare A.json B.json`).
  *
- * Run: `deno task bench`, `deno run -A bench/cli.ts --help`, or by URL:
- * `deno run -A https://.../bench/cli.ts`.
+ * Run: `deno task bench`, `deno run -A bench/cli/cli.ts --help`, or by URL:
+ * `deno run -A https://.../bench/cli/cli.ts`.
  *
  * @module
  */
 
-import { exampleMask } from "../masks/examples.ts";
+import { exampleMask } from "../../masks/mod.ts";
 import { type BenchConfig, parseCli, USAGE, UsageError } from "./_args.ts";
 import {
   type BackendStatus,
@@ -100,7 +100,9 @@ async function run(config: BenchConfig, args: string[]): Promise<number> {
     return 1;
   }
   const names = chosen.map((s) => s.name);
-  const tileOf = (b: string) => config.tile ?? backendTile(b, config.dim);
+  const tiles = new Map<string, [number, number]>();
+  for (const b of names) tiles.set(b, config.tile ?? await backendTile(b, config.dim));
+  const tileOf = (b: string) => tiles.get(b) ?? config.tile ?? [64, 64];
   const passes = config.pass === "both" ? ["fwd", "bwd"] as const : [config.pass];
   // (backend, pass) pairs the backend cannot run are left out and said so; that fails the run
   // unless --backend all asked for whatever works.

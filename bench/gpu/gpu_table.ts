@@ -1,12 +1,12 @@
 /**
- * The last step of `bench/gpu_compare.sh`: one table of useful TFLOP/s per (length, dtype,
+ * The last step of `bench/gpu/gpu_compare.sh`: one table of useful TFLOP/s per (length, dtype,
  * mask) for this library (from bench CLI `--json` reports) and PyTorch (FlexAttention and SDPA
- * flash / efficient / math, from `bench/torch_compare.py --json`), with ratios.
+ * flash / efficient / math, from `bench/gpu/torch_compare.py --json`), with ratios.
  *
  * This library's f32 runs pair with PyTorch f32, its f16 runs with PyTorch bf16 (and f16 when
  * present). Only results of the same batch, heads and head dimension pair up.
  *
- * Run: `deno run -A bench/gpu_table.ts [--out FILE] REPORT.json... TORCH.json`; files that do
+ * Run: `deno run -A bench/gpu/gpu_table.ts [--out FILE] REPORT.json... TORCH.json`; files that do
  * not exist are listed as missing and their columns stay empty.
  *
  * @module
@@ -14,9 +14,9 @@
 
 import { GPU_BENCH_SCHEMA, type GpuBenchReport } from "./gpu_bench.ts";
 import { parseArgs } from "node:util";
-import { MASK_NAMES } from "../masks/examples.ts";
-import { table } from "./_format.ts";
-import { parseReport, type Report } from "./_report.ts";
+import { MASK_NAMES } from "../../masks/mod.ts";
+import { table } from "../cli/_format.ts";
+import { parseReport, type Report } from "../cli/_report.ts";
 
 /** One row of `torch_compare.py`'s JSON. */
 export interface TorchRow {
@@ -164,7 +164,7 @@ export function gpuTable(
   }
   if (lines.length === 0) lines.push("no results to show");
   lines.push(
-    `${oursName} (kernel): bench/gpu_bench.ts, timestamp queries around back-to-back dispatches ` +
+    `${oursName} (kernel): bench/gpu/gpu_bench.ts, timestamp queries around back-to-back dispatches ` +
       `on GPU-resident tensors; ${oursName} (e2e): bench CLI, host arrays in and out, wall time ` +
       "per call. flex / sdpa: CUDA-event time on GPU-resident tensors; flex e2e adds host→device " +
       "copies and readback. ÷ columns: ours / theirs (>1: ours faster): e2e against flex e2e, " +

@@ -15,7 +15,7 @@
  * kernel time (the engine's phases, K and V already in wasm memory) and over the whole call (which
  * also copies K and V into the wasm memory: the API takes host arrays).
  *
- * Run: `deno run -A bench/wasm_report.ts [--rounds 5] [--mask-rounds 7] [--decode-rounds 5]
+ * Run: `deno run -A bench/cpu/wasm_report.ts [--rounds 5] [--mask-rounds 7] [--decode-rounds 5]
  * [--skip-node] [--skip-masks] [--skip-decode] [--only-decode]`
  * (onnxruntime-node: install with ONNXRUNTIME_NODE_INSTALL=skip; needs --allow-ffi, given by -A).
  *
@@ -23,21 +23,9 @@
  */
 
 import { parseArgs } from "node:util";
-import {
-  attention,
-  attentionBackward,
-  exampleMask,
-  type FlashMask,
-  MASK_NAMES,
-  type MaskName,
-  schedule,
-  tensor,
-  toDense,
-  toF16,
-} from "../mod.ts";
-import { BLOCK_COLS, BLOCK_ROWS } from "../wasm/backend.ts";
-import { checkFinite } from "../_problem.ts";
-import { engine } from "../wasm/_runtime.ts";
+import { attention, attentionBackward, type FlashMask, tensor, toDense, toF16 } from "../../mod.ts";
+import { exampleMask, MASK_NAMES, type MaskName, schedule } from "../../masks/mod.ts";
+import { BLOCK_COLS, BLOCK_ROWS, checkFinite, engine } from "../../wasm/internal.ts";
 import {
   GEMM_FLOPS_PER_REP,
   gemmBaseline,
@@ -46,7 +34,7 @@ import {
   ortWeb,
   type Peer,
 } from "./_peers.ts";
-import { cpuMeter, makeInputs, median, timeMs as time } from "./_run.ts";
+import { cpuMeter, makeInputs, median, timeMs as time } from "../cli/_run.ts";
 
 const fmt = (x: number, digits = 1) => x.toFixed(digits);
 const verdict = (ok: boolean) => ok ? "met" : "NOT met";

@@ -7,9 +7,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { MAX_HEAD_DIM } from "../attention.ts";
-import type { DType } from "../tensor.ts";
-import { MASK_NAMES, type MaskName } from "../masks/examples.ts";
+import { type DType, MAX_HEAD_DIM } from "../../mod.ts";
+import { MASK_NAMES, type MaskName } from "../../masks/mod.ts";
 
 /**
  * Concrete backends, in the order the bench lists and times them. Which one `auto` stands for is
@@ -84,7 +83,8 @@ export const DEFAULTS = {
 } as const;
 
 /** The usage text printed by `--help` and after a usage error. */
-export const USAGE = `usage: deno task bench [options]     (or: deno run -A bench/cli.ts [options])
+export const USAGE =
+  `usage: deno task bench [options]     (or: deno run -A bench/cli/cli.ts [options])
 
 Times exact attention on the twelve FlashMask mask types and prints one table per backend,
 pass and sequence length: visible fraction, tile density, time (median, min-max), useful

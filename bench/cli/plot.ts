@@ -2,13 +2,13 @@
  * Plots useful FLOP/s against sequence length, one line per (backend, mask), from bench CLI
  * and `compare_cpu.ts` JSON reports, as an SVG (log₂ N on x, linear FLOP/s on y).
  *
- * Run: `deno run -A bench/plot.ts --out docs/throughput.svg [--masks full,causal]
+ * Run: `deno run -A bench/cli/plot.ts --out docs/throughput.svg [--masks full,causal]
  * [--pass fwd] [--title T] REPORT.json...`
  *
  * @module
  */
 
-import { GPU_BENCH_SCHEMA, type GpuBenchReport } from "./gpu_bench.ts";
+import { GPU_BENCH_SCHEMA, type GpuBenchReport } from "../gpu/gpu_bench.ts";
 import { parseArgs } from "node:util";
 import { flopsUnit } from "./_format.ts";
 import { parseReport, type Report } from "./_report.ts";
@@ -44,7 +44,7 @@ export function seriesOf(
     else s.points.push({ n, flopsPerSecond });
   };
   for (const rep of reports) {
-    if ("rows" in rep) { // kernel times from bench/gpu_bench.ts
+    if ("rows" in rep) { // kernel times from bench/gpu/gpu_bench.ts
       for (const r of rep.rows) {
         if (r.pass !== pass || !masks.includes(r.mask)) continue;
         add(`webgpu kernel ${rep.shape.dtype}`, r.mask, r.seq, r.tflops * 1e12);
@@ -179,8 +179,8 @@ if (import.meta.main) {
   const v = parsed.values;
   if (!v.out || parsed.positionals.length === 0 || (v.pass && !["fwd", "bwd"].includes(v.pass))) {
     console.error(
-      "usage: deno run -A bench/plot.ts --out FILE.svg [--masks full,causal] [--pass fwd|bwd] " +
-        "[--title T] REPORT.json... (bench CLI --json or bench/gpu_bench.ts --json reports)",
+      "usage: deno run -A bench/cli/plot.ts --out FILE.svg [--masks full,causal] [--pass fwd|bwd] " +
+        "[--title T] REPORT.json... (bench CLI --json or bench/gpu/gpu_bench.ts --json reports)",
     );
     Deno.exit(2);
   }

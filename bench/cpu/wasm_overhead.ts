@@ -9,17 +9,17 @@
  * The calls are made in rounds (each round calls every configuration once) and the table gives
  * medians over rounds.
  *
- * Run: `deno run -A bench/wasm_overhead.ts [--seq 4096] [--heads 4] [--reps 5]
+ * Run: `deno run -A bench/cpu/wasm_overhead.ts [--seq 4096] [--heads 4] [--reps 5]
  * [--masks causalDocument,slidingWindow | all]`
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import { attention, exampleMask, MASK_NAMES, type MaskName, schedule } from "../mod.ts";
-import { BLOCK_COLS, BLOCK_ROWS } from "../wasm/backend.ts";
-import { engine } from "../wasm/_runtime.ts";
-import { cpuMeter, makeInputs, median } from "./_run.ts";
+import { attention } from "../../mod.ts";
+import { exampleMask, MASK_NAMES, type MaskName, schedule } from "../../masks/mod.ts";
+import { BLOCK_COLS, BLOCK_ROWS, engine } from "../../wasm/internal.ts";
+import { cpuMeter, makeInputs, median } from "../cli/_run.ts";
 
 const { values: a } = parseArgs({
   args: Deno.args,

@@ -4,15 +4,15 @@
  * "x slower than" ratio is the fraction of the ceiling reached), one vs two threads, and
  * onnxruntime-web's WASM backend on the same shape.
  *
- * Run: `deno bench -A bench/wasm_bench.ts` (see docs/BENCHMARKS.md; bench/wasm_report.ts prints the
+ * Run: `deno bench -A bench/suites/wasm_bench.ts` (see docs/BENCHMARKS.md; bench/cpu/wasm_report.ts prints the
  * full report with GFLOP/s, the mask types and native onnxruntime-node).
  *
  * @module
  */
 
-import { attention, attentionBackward } from "../mod.ts";
-import { GEMM_FLOPS_PER_REP, gemmBaseline, ortWeb } from "./_peers.ts";
-import { makeInputs } from "./_run.ts";
+import { attention, attentionBackward } from "../../mod.ts";
+import { GEMM_FLOPS_PER_REP, gemmBaseline, ortWeb } from "../cpu/_peers.ts";
+import { makeInputs } from "../cli/_run.ts";
 
 const [B, N, H, D] = [1, 2048, 8, 64];
 const { q, k, v, dOut } = makeInputs({

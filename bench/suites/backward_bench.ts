@@ -1,13 +1,13 @@
 /**
- * `deno bench bench/backward_bench.ts`: the backward pass (dq, dk, dv from the saved lse) on
+ * `deno bench bench/suites/backward_bench.ts`: the backward pass (dq, dk, dv from the saved lse) on
  * every mask type at one shape, the full mask as the baseline; and the same with GQA
  * (4 query heads sharing 1 key/value head), where dk and dv sum over the group.
  *
  * @module
  */
 
-import { MASK_NAMES } from "../masks/examples.ts";
-import type { Shape } from "./_run.ts";
+import { MASK_NAMES } from "../../masks/mod.ts";
+import type { Shape } from "../cli/_run.ts";
 import { benchKernel, shapeLabel, suiteBackend } from "./_suite.ts";
 
 const { name: backend } = await suiteBackend("bwd");

@@ -6,9 +6,7 @@
  * @module
  */
 
-import { maskPicture } from "../masks/dense.ts";
-import type { FlashMask } from "../masks/flashmask.ts";
-import { schedule } from "../masks/schedule.ts";
+import { causal, type FlashMask, maskPicture, schedule } from "../../masks/mod.ts";
 
 /** Colours of the cell classes. */
 export const SVG_COLORS = {
@@ -44,8 +42,7 @@ export function xmlEscape(s: string): string {
  * @example
  * ```ts
  * import { maskSvg } from "./_svg.ts";
- * import { causal } from "../masks/builders.ts";
- * import assert from "node:assert/strict";
+ *  * import assert from "node:assert/strict";
  *
  * const svg = maskSvg(causal(64), { title: "causal", tile: [16, 16] });
  * assert.ok(svg.startsWith("<svg") && svg.trimEnd().endsWith("</svg>"));

@@ -4,7 +4,7 @@
  * 4·B·H·Nq·Nk·d·visibleFraction for the forward pass, ×2.5 for the backward pass.
  *
  * Example (the issue's headline shape):
- *   deno run -A bench/gpu_bench.ts --seq 16384 --heads 16 --dim 128 --dtype f32 --masks full
+ *   deno run -A bench/gpu/gpu_bench.ts --seq 16384 --heads 16 --dim 128 --dtype f32 --masks full
  *
  * `--sweep "rm,cn,dn,kc,kv;..."` times several forward configurations in one run.
  *
@@ -12,9 +12,9 @@
  */
 
 import { parseArgs } from "node:util";
-import { checkProblem } from "../_problem.ts";
-import { exampleMask, MASK_NAMES, type MaskName } from "../masks/examples.ts";
-import { toF16 } from "../tensor.ts";
+import { checkProblem } from "../../gpu/internal.ts";
+import { exampleMask, MASK_NAMES, type MaskName } from "../../masks/mod.ts";
+import { toF16 } from "../../mod.ts";
 import {
   type BackwardBuffers,
   backwardKernels,
@@ -30,11 +30,11 @@ import {
   setGpuTuning,
   storage,
   upload,
-} from "../gpu/internal.ts";
-import type { BackwardConfig, ForwardConfig, GpuContext } from "../gpu/internal.ts";
+} from "../../gpu/internal.ts";
+import type { BackwardConfig, ForwardConfig, GpuContext } from "../../gpu/internal.ts";
 
 const USAGE =
-  `usage: deno run -A bench/gpu_bench.ts [--seq N] [--batch B] [--heads H] [--kv-heads HK]
+  `usage: deno run -A bench/gpu/gpu_bench.ts [--seq N] [--batch B] [--heads H] [--kv-heads HK]
   [--dim D] [--dtype f32|f16] [--masks a,b|all] [--reps R] [--pass fwd|bwd|both]
   [--sweep "fwd:rm,cn,dn,kc,kv;bwd:rm,cn,rn,cm,kc,kv;..."] [--no-subgroups] [--json FILE]
   [--nq Q: decoding, Q queries against --seq keys] [--splits S,S...] [--copy-bw]`;

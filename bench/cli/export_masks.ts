@@ -1,5 +1,5 @@
 /**
- * Exports the twelve example masks as JSON for `bench/torch_compare.py`, so that PyTorch runs
+ * Exports the twelve example masks as JSON for `bench/gpu/torch_compare.py`, so that PyTorch runs
  * exactly the masks this library runs without a second copy of their definitions: per length
  * N and mask, the builder arguments, the visible fraction, and the canonical per-column bounds
  * `[lts, lte, uts, ute]` (key column j hides query rows `lts <= i < lte` and `uts <= i < ute`;
@@ -10,17 +10,21 @@
  * independently of the builders): the Python side checks its reading of the bounds against it
  * before timing anything.
  *
- * Run: `deno run -A bench/export_masks.ts --seq 1024,4096 [--seed 1] [--out masks.json]`
+ * Run: `deno run -A bench/cli/export_masks.ts --seq 1024,4096 [--seed 1] [--out masks.json]`
  * (stdout when no --out).
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import { maskBounds } from "../masks/flashmask.ts";
-import { exampleMask, MASK_NAMES, type MaskName } from "../masks/examples.ts";
-import { visibleFraction } from "../masks/schedule.ts";
-import { definition } from "../reference/mask_predicates.ts";
+import {
+  exampleMask,
+  MASK_NAMES,
+  maskBounds,
+  type MaskName,
+  visibleFraction,
+} from "../../masks/mod.ts";
+import { definition } from "../../reference/mask_predicates.ts";
 
 /** Identifies the export format. */
 export const MASKS_SCHEMA = "flashmask-masks/1";

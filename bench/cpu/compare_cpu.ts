@@ -2,30 +2,36 @@
  * Side by side on the CPU: this library and onnxruntime-web's WASM backend on the same inputs
  * and masks, ratios printed in one table per sequence length.
  *
- * onnxruntime-web runs a dense ONNX graph built in code (`bench/_onnx.ts`: Transpose → MatMul →
+ * onnxruntime-web runs a dense ONNX graph built in code (`bench/cpu/_onnx.ts`: Transpose → MatMul →
  * Mul(scale) → Add(mask) → Softmax → MatMul → Transpose, the mask an additive N×N input), so it
  * does the same work whatever the mask; this library skips masked tiles. Both take and return
  * `[B, N, H, d]` f32 arrays; both are timed end to end per call (session creation and
  * the dense mask are made once, untimed), alternately, rep by rep, so that the load of a shared
  * machine affects both alike.
  *
- * Run: `deno run -A bench/compare_cpu.ts [--seq 256,512] [--masks ...] [--threads T] [--json F]`
+ * Run: `deno run -A bench/cpu/compare_cpu.ts [--seq 256,512] [--masks ...] [--threads T] [--json F]`
  * (the CLI's flags; forward, f32, Hk = Hq only). onnxruntime-web comes from npm on first run.
  *
  * @module
  */
 
-import { attention } from "../attention.ts";
-import { toDense } from "../masks/dense.ts";
-import { exampleMask, type MaskName } from "../masks/examples.ts";
-import { schedule } from "../masks/schedule.ts";
-import { type BenchConfig, parseCli, USAGE, UsageError } from "./_args.ts";
-import { backendOptions, backendTile, chooseBackends, machineInfo } from "./_device.ts";
-import { flopsUnit, ms, Progress, sig, table } from "./_format.ts";
+import { attention } from "../../mod.ts";
+import { exampleMask, type MaskName, schedule, toDense } from "../../masks/mod.ts";
+import { type BenchConfig, parseCli, USAGE, UsageError } from "../cli/_args.ts";
+import { backendOptions, backendTile, chooseBackends, machineInfo } from "../cli/_device.ts";
+import { flopsUnit, ms, Progress, sig, table } from "../cli/_format.ts";
 import { additiveMask, attentionModel } from "./_onnx.ts";
 import { ortWebPeer, ortWebVersion } from "./_peers.ts";
-import { writeReport } from "./_report.ts";
-import { errors, makeInputs, type Result, resultOf, type Shape, timeMs, warmUp } from "./_run.ts";
+import { writeReport } from "../cli/_report.ts";
+import {
+  errors,
+  makeInputs,
+  type Result,
+  resultOf,
+  type Shape,
+  timeMs,
+  warmUp,
+} from "../cli/_run.ts";
 
 /** One row of the side-by-side table. */
 export interface SideBySide {
@@ -81,7 +87,7 @@ async function main(args: string[]): Promise<number> {
   try {
     const cmd = parseCli(args);
     if (cmd.kind === "help") {
-      console.log(`bench/compare_cpu.ts: this library vs onnxruntime-web (WASM), forward f32.
+      console.log(`bench/cpu/compare_cpu.ts: this library vs onnxruntime-web (WASM), forward f32.
 Takes the bench CLI's flags except --pass, --dtype f16, --kv-heads, --check, --picture, --svg
 and --compare; --threads sets onnxruntime-web's threads (default 1) and is passed to backends
 that take threads.\n\n${USAGE}`);
@@ -94,7 +100,7 @@ that take threads.\n\n${USAGE}`);
     if (c.dtype !== "f32") throw new UsageError("only --dtype f32 is compared");
     if (c.kvHeads !== c.heads) throw new UsageError("--kv-heads is not supported here");
     if (c.check || c.picture || c.svg !== undefined) {
-      throw new UsageError("--check, --picture and --svg belong to bench/cli.ts");
+      throw new UsageError("--check, --picture and --svg belong to bench/cli/cli.ts");
     }
     if (c.reps < 1) throw new UsageError("--reps must be at least 1 here");
   } catch (e) {
@@ -151,7 +157,7 @@ that take threads.\n\n${USAGE}`);
     for (const x of ["q", "k", "v"] as const) ort.setInput(x, inputs[x].data as Float32Array, dims);
     const masks: MaskName[] = ["full", ...config.masks.filter((m) => m !== "full")];
     for (const s of chosen) {
-      const tile = config.tile ?? backendTile(s.name, shape.dim);
+      const tile = config.tile ?? await backendTile(s.name, shape.dim);
       const rows: SideBySide[] = [];
       let oursFull = NaN, ortFull = NaN;
       for (const [i, name] of masks.entries()) {

@@ -5,9 +5,7 @@
  * @module
  */
 
-import { exampleMask, type MaskName } from "../masks/examples.ts";
-import { maskPicture } from "../masks/dense.ts";
-import { schedule } from "../masks/schedule.ts";
+import { exampleMask, type MaskName, maskPicture, schedule } from "../../masks/mod.ts";
 import type { Comparison } from "./_report.ts";
 import type { CheckResult, Result } from "./_run.ts";
 

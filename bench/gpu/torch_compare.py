@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""PyTorch side of bench/gpu_compare.sh: the twelve FlashMask example masks through
+"""PyTorch side of bench/gpu/gpu_compare.sh: the twelve FlashMask example masks through
 FlexAttention and scaled_dot_product_attention (flash / efficient / math) on a CUDA GPU.
 
-The masks are not defined here: bench/export_masks.ts writes, per length N and mask, the
+The masks are not defined here: bench/cli/export_masks.ts writes, per length N and mask, the
 canonical per-column bounds [lts, lte, uts, ute] of this library (key column j hides query rows
 lts <= i < lte and uts <= i < ute). One predicate over those bounds is every mask, for
 FlexAttention's mask_mod and for SDPA's dense boolean mask alike. Before timing, the predicate
@@ -14,9 +14,9 @@ Throughput is useful TFLOP/s: 4*B*H*N*N*d*visible_fraction / time, as in the Den
 does for the WebGPU backend.
 
 Standalone:
-    deno run -A bench/export_masks.ts --seq 1024,4096 --out masks.json
-    python3 bench/torch_compare.py --masks masks.json --json torch.json
-    python3 bench/torch_compare.py --masks masks.json --selftest-only   # no torch needed
+    deno run -A bench/cli/export_masks.ts --seq 1024,4096 --out masks.json
+    python3 bench/gpu/torch_compare.py --masks masks.json --json torch.json
+    python3 bench/gpu/torch_compare.py --masks masks.json --selftest-only   # no torch needed
 """
 
 import argparse
@@ -53,7 +53,7 @@ def selftest(export):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--masks", required=True, help="JSON written by bench/export_masks.ts")
+    ap.add_argument("--masks", required=True, help="JSON written by bench/cli/export_masks.ts")
     ap.add_argument("--dtypes", default="f32,bf16", help="comma list of f32, bf16, f16")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--heads", type=int, default=16)

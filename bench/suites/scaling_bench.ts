@@ -1,5 +1,5 @@
 /**
- * `deno bench bench/scaling_bench.ts`: scaling in the sequence length N. One group per N, the
+ * `deno bench bench/suites/scaling_bench.ts`: scaling in the sequence length N. One group per N, the
  * full mask as the baseline: a dense mask costs N², a sliding window or short documents about
  * N, so their speed-up over full grows with N. Lengths: 128, 256, 512, and up to
  * `FLASHMASK_BENCH_MAX_N` (default 512) by doubling.
@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { Shape } from "./_run.ts";
+import type { Shape } from "../cli/_run.ts";
 import { benchKernel, shapeLabel, suiteBackend } from "./_suite.ts";
 
 const { name: backend } = await suiteBackend();

@@ -10,49 +10,34 @@ import {
   attention,
   attentionBackward,
   type AttentionOptions,
+  backendInfo,
   type BackendName,
-} from "../attention.ts";
-import { tensor } from "../tensor.ts";
-import { BLOCK as JS_BLOCK } from "../tiled.ts";
-import { BLOCK_COLS as WASM_BLOCK_COLS, BLOCK_ROWS as WASM_BLOCK_ROWS } from "../wasm/backend.ts";
-import denoJson from "../deno.json" with { type: "json" };
+  tensor,
+} from "../../mod.ts";
+import denoJson from "../../deno.json" with { type: "json" };
 import { BACKENDS } from "./_args.ts";
 
 /**
- * The tile (query rows × key columns) each backend schedules its forward pass with, by head
- * dimension: the one place the bench knows them, used for the tile density column, the pictures
+ * The tile (query rows × key columns) `backend` schedules its forward pass with at head dimension
+ * `headDim`, as the library reports it ({@linkcode backendInfo}); 64 × 64 for a backend the
+ * library does not know or that cannot run here. Used for the tile density column, the pictures
  * and the SVGs (`--tile` overrides it).
- *
- * - `js`: `BLOCK` × `BLOCK` of `tiled.ts` (32 × 32).
- * - `wasm`: `BLOCK_ROWS` × `BLOCK_COLS` of `wasm/backend.ts` (48 × 96).
- * - `webgpu`: 16·rm × 16·cn of the forward configuration that `forwardConfig` in
- *   `gpu/backend.ts` chooses: 128 × 64 for head dims up to 128, 64 × 128 above. Written out here
- *   rather than imported, so that the bench does not load the WebGPU backend's internals; keep it
- *   in step with `forwardConfig`.
- *
- * A backend missing from the table is scheduled at 64 × 64 for the density column.
- */
-export const BACKEND_TILES: Readonly<Record<string, (headDim: number) => [number, number]>> = {
-  js: () => [JS_BLOCK, JS_BLOCK],
-  wasm: () => [WASM_BLOCK_ROWS, WASM_BLOCK_COLS],
-  webgpu: (headDim) => (headDim <= 128 ? [128, 64] : [64, 128]),
-};
-
-/**
- * The tile `backend` schedules with at head dimension `headDim` ({@linkcode BACKEND_TILES}),
- * 64 × 64 for a backend not in the table.
  *
  * @example
  * ```ts
  * import { backendTile } from "./_device.ts";
  * import assert from "node:assert/strict";
  *
- * assert.deepEqual(backendTile("wasm", 64), [48, 96]);
- * assert.deepEqual(backendTile("webgpu", 256), [64, 128]);
+ * assert.deepEqual(await backendTile("wasm", 64), [48, 96]);
+ * assert.deepEqual(await backendTile("later", 64), [64, 64]);
  * ```
  */
-export function backendTile(backend: string, headDim: number): [number, number] {
-  return BACKEND_TILES[backend]?.(headDim) ?? [64, 64];
+export async function backendTile(backend: string, headDim: number): Promise<[number, number]> {
+  try {
+    return (await backendInfo({ backend: backend as BackendName, headDim })).forwardTile;
+  } catch {
+    return [64, 64];
+  }
 }
 
 /** Whether a backend works here, and on what. */
@@ -67,11 +52,6 @@ export interface BackendStatus {
   backward: boolean;
   /** Why not, when the forward pass works but the backward pass does not. */
   backwardReason?: string;
-  /**
-   * Hash of the bits of the forward probe's output. Two names with the same fingerprint ran the
-   * same code: that is how the bench tells which backend the library's `auto` picked.
-   */
-  fingerprint?: string;
   /** One line for people: adapter and features, or SIMD and threads. */
   device: string;
   /** The same as data, for the JSON report. */
@@ -110,14 +90,6 @@ function probeInput(seed: number) {
   return tensor(data, [1, 24, 2, 16]);
 }
 
-/** FNV-1a over the bytes of `data`, as 8 hex digits. */
-function fingerprintOf(data: Float32Array | Uint16Array): string {
-  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  let h = 0x811c9dc5;
-  for (const b of bytes) h = Math.imul(h ^ b, 0x01000193);
-  return (h >>> 0).toString(16).padStart(8, "0");
-}
-
 function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
@@ -142,7 +114,6 @@ export async function probeBackend(name: string, threads?: number): Promise<Back
     const { out, lse } = await attention(q, k, v, options);
     if (!out.data.every((y) => Number.isFinite(y))) throw new Error("probe gave non-finite output");
     status.available = true;
-    status.fingerprint = fingerprintOf(out.data);
     try {
       await attentionBackward({ q, k, v, out, lse, dOut }, options);
       status.backward = true;
@@ -187,10 +158,9 @@ export interface BackendChoice {
 /**
  * Probes the backends `choice` names (`auto`, `all` or one backend; `names` are the concrete
  * backends to look at, default {@linkcode BACKENDS}) and picks the ones to time, showing what it
- * probes on `progress` and clearing it at the end. For `auto` the library decides: a probe call
- * with `backend: "auto"` is matched, by the bits of its output, with the probe of each concrete
- * backend, so the bench reports (and times) exactly what `auto` runs on this machine, without
- * restating the library's rule.
+ * probes on `progress` and clearing it at the end. For `auto` the library says which backend it
+ * picks ({@linkcode backendInfo}), so the bench reports (and times) exactly what `auto` runs on
+ * this machine, without restating the library's rule.
  */
 export async function chooseBackends(
   choice: string,
@@ -231,16 +201,18 @@ async function choose(
       ? { statuses, chosen: [s] }
       : { statuses, chosen: [], error: `backend ${s.name} is not available: ${s.reason}` };
   }
-  const a = await probe("auto");
-  if (!a.available) {
-    return { statuses, chosen: [], error: `backend auto is not available: ${a.reason}` };
+  let picked: string;
+  try {
+    picked = (await backendInfo()).name;
+  } catch (e) {
+    return { statuses, chosen: [], error: `backend auto is not available: ${message(e)}` };
   }
-  const s = statuses.find((s) => s.available && s.fingerprint === a.fingerprint);
+  const s = statuses.find((s) => s.available && s.name === picked);
   if (!s) {
     return {
       statuses,
       chosen: [],
-      error: `backend auto ran, but its output matches none of ${names.join(", ")}`,
+      error: `backend auto picks ${picked}, whose probe failed or is not among ${names.join(", ")}`,
     };
   }
   return { statuses, chosen: [s], auto: s.name };

@@ -1,16 +1,16 @@
 /**
- * `deno bench bench/backends_bench.ts`: every backend side by side on the same inputs, with
+ * `deno bench bench/suites/backends_bench.ts`: every backend side by side on the same inputs, with
  * the naive float64 reference (`reference/attention.ts`, O(N²) memory, no tiling) as the baseline.
  * Backends that do not work here are listed as ignored, with the reason printed.
  *
  * @module
  */
 
-import { exampleMask } from "../masks/examples.ts";
-import { referenceBackward, referenceForward } from "../reference/attention.ts";
-import { BACKENDS } from "./_args.ts";
-import { probeBackend, supports } from "./_device.ts";
-import { makeInputs, type Shape } from "./_run.ts";
+import { exampleMask } from "../../masks/mod.ts";
+import { referenceBackward, referenceForward } from "../../reference/attention.ts";
+import { BACKENDS } from "../cli/_args.ts";
+import { probeBackend, supports } from "../cli/_device.ts";
+import { makeInputs, type Shape } from "../cli/_run.ts";
 import { benchKernel, ITERATIONS, shapeLabel, warmUp } from "./_suite.ts";
 
 const shape: Shape = { batch: 1, seq: 128, heads: 2, kvHeads: 2, dim: 64, dtype: "f32" };

@@ -14,12 +14,20 @@
  * @module
  */
 
-import { attention, attentionBackward } from "../attention.ts";
-import { exampleMask, type MaskName } from "../masks/examples.ts";
-import { type GpuTensor, type Tensor, tensor, toF16, toFloat32 } from "../tensor.ts";
-import { type GpuArray, toGpu } from "../gpu/mod.ts";
-import { backendOptions, type BackendStatus, chooseBackends, supports } from "./_device.ts";
-import { makeInputs, type Shape, warmUp } from "./_run.ts";
+import {
+  attention,
+  attentionBackward,
+  type GpuArray,
+  type GpuTensor,
+  type Tensor,
+  tensor,
+  toF16,
+  toFloat32,
+  toGpu,
+} from "../../mod.ts";
+import { exampleMask, type MaskName } from "../../masks/mod.ts";
+import { backendOptions, type BackendStatus, chooseBackends, supports } from "../cli/_device.ts";
+import { makeInputs, type Shape, warmUp } from "../cli/_run.ts";
 
 export { warmUp };
 

@@ -9,14 +9,16 @@
  * @module
  */
 
-import { attention, attentionBackward } from "../attention.ts";
-import { exampleMask, type MaskName } from "../masks/examples.ts";
-import type { FlashMask } from "../masks/flashmask.ts";
-import { type Schedule, schedule } from "../masks/schedule.ts";
-import type { DType, Tensor } from "../tensor.ts";
-import { toFloat32 } from "../tensor.ts";
-import { referenceBackward, referenceForward } from "../reference/attention.ts";
-import { randomTensor, rng } from "../reference/random.ts";
+import { attention, attentionBackward, type DType, type Tensor, toFloat32 } from "../../mod.ts";
+import {
+  exampleMask,
+  type FlashMask,
+  type MaskName,
+  type Schedule,
+  schedule,
+} from "../../masks/mod.ts";
+import { referenceBackward, referenceForward } from "../../reference/attention.ts";
+import { randomTensor, rng } from "../../reference/random.ts";
 import { backendOptions } from "./_device.ts";
 
 /** A problem shape (Nq = Nk = seq). */

@@ -1,13 +1,13 @@
 /**
- * `deno bench bench/forward_bench.ts`: the forward pass on every mask type at one shape, the
+ * `deno bench bench/suites/forward_bench.ts`: the forward pass on every mask type at one shape, the
  * full (dense) mask as the baseline, so the ratios show what tile skipping buys; and an
  * end-to-end group (mask building, tensor creation, f16 conversion, readback included).
  *
  * @module
  */
 
-import { MASK_NAMES } from "../masks/examples.ts";
-import type { Shape } from "./_run.ts";
+import { MASK_NAMES } from "../../masks/mod.ts";
+import type { Shape } from "../cli/_run.ts";
 import { benchEndToEnd, benchKernel, shapeLabel, suiteBackend } from "./_suite.ts";
 
 const { name: backend } = await suiteBackend();

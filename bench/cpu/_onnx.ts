@@ -5,7 +5,7 @@
  *
  * - {@linkcode attentionModel}: dense masked attention on this library's layout `[B, N, H, d]`:
  *   Transpose → MatMul(q, kᵀ) → Mul(scale) → Add(mask) → Softmax → MatMul(·, v) → Transpose, the
- *   mask an additive `[N, N]` input. Run by onnxruntime-web in `bench/compare_cpu.ts`.
+ *   mask an additive `[N, N]` input. Run by onnxruntime-web in `bench/cpu/compare_cpu.ts`.
  * - {@linkcode matmulSoftmaxModel}: `softmax(q · kᵀ) · v` as MatMul → Softmax → MatMul on
  *   head-major inputs prepared outside the timing (q pre-scaled, k pre-transposed: the layout ONNX
  *   MatMul likes best). Run by onnxruntime-web in the WASM backend's report and `deno bench`.

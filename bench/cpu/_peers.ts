@@ -1,11 +1,11 @@
 /**
  * What the benchmarks compare this library with: onnxruntime-web's WASM backend and native
- * onnxruntime-node running the ONNX graphs of `bench/_onnx.ts`, behind one {@linkcode Peer}
+ * onnxruntime-node running the ONNX graphs of `bench/cpu/_onnx.ts`, behind one {@linkcode Peer}
  * interface (session created once, inputs set once, `run()` timed); and the WASM backend's GEMM
  * micro-kernel baseline.
  *
- * Users: `bench/compare_cpu.ts` (onnxruntime-web on this library's layout, with the mask),
- * `bench/wasm_report.ts` and `bench/wasm_bench.ts` (onnxruntime-web on head-major inputs,
+ * Users: `bench/cpu/compare_cpu.ts` (onnxruntime-web on this library's layout, with the mask),
+ * `bench/cpu/wasm_report.ts` and `bench/suites/wasm_bench.ts` (onnxruntime-web on head-major inputs,
  * onnxruntime-node's fused MultiHeadAttention).
  *
  * onnxruntime-node needs `ONNXRUNTIME_NODE_INSTALL=skip` when npm installs it (its CPU binaries
@@ -14,8 +14,8 @@
  * @module
  */
 
-import type { Tensor } from "../tensor.ts";
-import { engine } from "../wasm/_runtime.ts";
+import { type Tensor } from "../../mod.ts";
+import { engine } from "../../wasm/internal.ts";
 import { additiveMask, matmulSoftmaxModel, mhaModel } from "./_onnx.ts";
 
 /** A model loaded into an onnxruntime session, with its inputs; `run()` is what gets timed. */
