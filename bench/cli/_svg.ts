@@ -6,7 +6,7 @@
  * @module
  */
 
-import { causal, type FlashMask, maskPicture, schedule } from "../../masks/mod.ts";
+import { type FlashMask, maskPicture, schedule } from "../../masks/mod.ts";
 
 /** Colours of the cell classes. */
 export const SVG_COLORS = {
@@ -42,7 +42,8 @@ export function xmlEscape(s: string): string {
  * @example
  * ```ts
  * import { maskSvg } from "./_svg.ts";
- *  * import assert from "node:assert/strict";
+ * import { causal } from "../../masks/mod.ts";
+ * import assert from "node:assert/strict";
  *
  * const svg = maskSvg(causal(64), { title: "causal", tile: [16, 16] });
  * assert.ok(svg.startsWith("<svg") && svg.trimEnd().endsWith("</svg>"));
