@@ -14,7 +14,7 @@
  * @module
  */
 
-import { type Tensor } from "../../mod.ts";
+import type { Tensor } from "../../mod.ts";
 import { engine } from "../../wasm/internal.ts";
 import { additiveMask, matmulSoftmaxModel, mhaModel } from "./_onnx.ts";
 
