@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { generatedSource } from "../wasm/build.ts";
+import { ABI_MODULE, generatedSource } from "../wasm/build.ts";
+import { assemblyAbi, MAX_PACKED_TENSORS, P, PARAM_SLOTS } from "../wasm/abi.ts";
 
 Deno.test("wasm: the committed kernel bytes equal a fresh build (deno task build:wasm)", async () => {
   const committed = await Deno.readTextFile(
@@ -7,7 +8,25 @@ Deno.test("wasm: the committed kernel bytes equal a fresh build (deno task build
   );
   assert.ok(
     committed === await generatedSource(),
-    "wasm/_generated/kernels.ts differs from a fresh build of wasm/assembly/kernels.ts; " +
+    "wasm/_generated/kernels.ts differs from a fresh build of wasm/assembly/; " +
       "run deno task build:wasm",
   );
+});
+
+Deno.test("wasm: the kernels' slot constants are generated from the host's table", async () => {
+  assert.equal(
+    await Deno.readTextFile(ABI_MODULE),
+    assemblyAbi(),
+    "wasm/assembly/abi.ts differs from wasm/abi.ts; run deno task build:wasm",
+  );
+  // every slot in the block, none shared, none inside the pack descriptors (4 per tensor from PACK)
+  const slots = Object.values(P);
+  assert.equal(new Set(slots).size, slots.length, "two parameters share a slot");
+  const packEnd = P.PACK + 4 * MAX_PACKED_TENSORS;
+  for (const [name, slot] of Object.entries(P)) {
+    assert.ok(slot >= 0 && slot < PARAM_SLOTS, `${name} slot ${slot} is outside the block`);
+    if (name !== "PACK") {
+      assert.ok(slot < P.PACK || slot >= packEnd, `${name} is inside the pack descriptors`);
+    }
+  }
 });

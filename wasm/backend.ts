@@ -36,6 +36,7 @@ import type { Schedule } from "../masks/schedule.ts";
 import type { Tensor } from "../tensor.ts";
 import { dropoutKey, dropoutThreshold } from "../masks/dropout.ts";
 import { type Engine, engine, HEAP_BASE, MAX_MEMORY_BYTES, type Phase } from "./_runtime.ts";
+import { MAX_PACKED_TENSORS, P, PARAM_SLOTS } from "./abi.ts";
 
 /** Query rows per tile (a multiple of 8) without a block mask. */
 export const BLOCK_ROWS = 48;
@@ -71,64 +72,6 @@ export const stats = { forward: 0, decode: 0, backward: 0 };
 export function tileFor(p: Problem): [number, number] {
   return p.blockMask ? [BLOCK_MASK_TILE.rows, BLOCK_MASK_TILE.cols] : [BLOCK_ROWS, BLOCK_COLS];
 }
-
-// Parameter block slots; must match the P_* constants of wasm/assembly/kernels.ts.
-const P = {
-  B: 0,
-  NQ: 1,
-  NK: 2,
-  H: 3,
-  HK: 4,
-  D: 5,
-  DP: 6,
-  BR: 7,
-  BC: 8,
-  ROW_BLOCKS: 9,
-  COL_BLOCKS: 10,
-  SCALE: 11,
-  SCALE2: 12,
-  F16: 13,
-  BOUNDS: 14,
-  TILE_PTR: 15,
-  TILES: 16,
-  SLICE_OF: 17,
-  Q: 18,
-  K: 19,
-  V: 20,
-  OUT: 21,
-  LSE: 22,
-  SCRATCH: 23,
-  SCRATCH_BYTES: 24,
-  DO: 25,
-  QT: 26,
-  DOT: 27,
-  DD: 28,
-  LSE2: 29,
-  DQ_PART: 30,
-  CHUNKS: 31,
-  DK: 32,
-  DV: 33,
-  DQ: 34,
-  NPACK: 35,
-  PACK: 36,
-  IN_F16: 56,
-  SOFTCAP2: 57,
-  DROP: 58,
-  DROP_THR: 59,
-  DROP_SCALE: 60,
-  SEED_LO: 61,
-  SEED_HI: 62,
-  GROUPS: 63,
-  SPLITS: 64,
-  ROWS_MAX: 65,
-  PART: 66,
-  KV_DIRECT: 67,
-  PACK_T: 68,
-  GROUP_PTR: 69,
-  DEC_ROWS: 70,
-  GROUPS_MAX: 71,
-} as const;
-const PARAM_SLOTS = 96;
 
 /** A bump allocator over the wasm memory; offsets are 64-byte aligned. */
 class Layout {
@@ -338,8 +281,10 @@ function writeFrame(
   const { batch: B, nq, nk, heads: H, kvHeads: Hk, headDim: d } = p;
   const i32 = new Int32Array(buf, f.params, PARAM_SLOTS);
   i32.fill(0);
-  i32.set([B, nq, nk, H, Hk, d, Math.ceil(d / 4) * 4, plan.blockRows, plan.blockCols]);
-  i32.set([plan.rowBlocks, plan.colBlocks], P.ROW_BLOCKS);
+  [i32[P.B], i32[P.NQ], i32[P.NK], i32[P.H], i32[P.HK], i32[P.D]] = [B, nq, nk, H, Hk, d];
+  i32[P.DP] = Math.ceil(d / 4) * 4;
+  [i32[P.BR], i32[P.BC]] = [plan.blockRows, plan.blockCols];
+  [i32[P.ROW_BLOCKS], i32[P.COL_BLOCKS]] = [plan.rowBlocks, plan.colBlocks];
   writeOptions(buf, f.params, p);
   i32[P.BOUNDS] = f.bounds;
   i32[P.TILE_PTR] = f.tilePtr;
@@ -348,6 +293,7 @@ function writeFrame(
   const packed = f.packs.flatMap(([n, h, layout], t) =>
     layout === "raw" ? [] : [{ desc: [f.raw[t], f.packed[t], n, h], panels: layout === "panels" }]
   );
+  if (packed.length > MAX_PACKED_TENSORS) throw new Error("internal: too many packed tensors");
   i32[P.NPACK] = packed.length;
   i32[P.PACK_T] = packed.findIndex((x) => x.panels);
   packed.forEach((x, t) => i32.set(x.desc, P.PACK + 4 * t));
