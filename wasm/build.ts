@@ -1,6 +1,7 @@
 /**
- * Builds the WASM kernels (`deno task build:wasm`): writes `wasm/assembly/abi.ts` (the parameter
- * slots, generated from `wasm/abi.ts`), compiles the AssemblyScript modules under
+ * Builds the WASM kernels (`deno task build:wasm`): writes the AssemblyScript modules generated
+ * from TypeScript (`wasm/assembly/abi.ts`, the parameter slots of `wasm/abi.ts`, and
+ * `wasm/assembly/microkernels.ts`, the GEMM micro-kernels of `wasm/microkernels.ts`), compiles the AssemblyScript modules under
  * `wasm/assembly/` (entry `kernels.ts`) twice, with relaxed SIMD (`f32x4.relaxed_madd`) and with
  * plain SIMD, and writes both as base64 into `wasm/_generated/kernels.ts`, the module the backend
  * loads (embedded bytes load from any URL with no permissions). `deno task build:wasm --check`
@@ -11,14 +12,18 @@
 
 import asc from "assemblyscript/asc";
 import { assemblyAbi } from "./abi.ts";
+import { microKernelsSource } from "./microkernels.ts";
 
 /** AssemblyScript version the committed bytes are built with (pinned in deno.json imports). */
 export const ASC_VERSION = "0.28.20";
 
 const ASSEMBLY = new URL("./assembly/", import.meta.url);
 const GENERATED = new URL("./_generated/kernels.ts", import.meta.url);
-/** The generated AssemblyScript module of parameter slots. */
-export const ABI_MODULE = new URL("./assembly/abi.ts", import.meta.url);
+/** The AssemblyScript modules generated from TypeScript: file name → source. */
+export const GENERATED_MODULES: Record<string, () => string> = {
+  "abi.ts": assemblyAbi,
+  "microkernels.ts": microKernelsSource,
+};
 
 /** asc flags shared by both builds: no runtime, no allocator, imported shared 4 GiB memory. */
 const FLAGS = [
@@ -48,7 +53,7 @@ async function sources(): Promise<Map<string, string>> {
       files.set(e.name, await Deno.readTextFile(new URL(e.name, ASSEMBLY)));
     }
   }
-  files.set("abi.ts", assemblyAbi());
+  for (const [name, make] of Object.entries(GENERATED_MODULES)) files.set(name, make());
   return files;
 }
 
@@ -94,10 +99,10 @@ export const KERNELS_SIMD =
 }
 
 if (import.meta.main) {
-  const outputs: [URL, string][] = [[ABI_MODULE, assemblyAbi()], [
-    GENERATED,
-    await generatedSource(),
-  ]];
+  const outputs: [URL, string][] = Object.entries(GENERATED_MODULES).map((
+    [name, make],
+  ) => [new URL(name, ASSEMBLY), make()]);
+  outputs.push([GENERATED, await generatedSource()]);
   for (const [url, text] of outputs) {
     if (Deno.args.includes("--check")) {
       if (await Deno.readTextFile(url).catch(() => "") !== text) {
