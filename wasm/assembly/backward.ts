@@ -6,6 +6,7 @@ import { P_B, P_BC, P_BOUNDS, P_BR, P_CHUNKS, P_COL_BLOCKS, P_D, P_DD, P_DK, P_D
 import { nextItem, pf, pi, pu } from "./work";
 import { EXP2_C0, EXP2_C1, EXP2_C2, EXP2_C3, EXP2_C4, EXP2_C5, EXP2_LO, EXP2_MAGIC, exp2v, K_C0, K_C1, K_C2, K_C3, K_C4, K_C5, K_LO, K_MAGIC, K_ONE, keepFactor, KF, KI, madd, philox, storeOut, tanhv } from "./math";
 import { gemmNN, gemmTN } from "./gemm";
+import { maskedRows } from "./tile";
 
 /**
  * Backward preparation, work item b·H·rowBlocks + h·rowBlocks + r: Qᵀ·scale2 and dOᵀ of the row
@@ -97,10 +98,7 @@ function dsTile(
       let iv = base;
       for (let g = 0; g < rowsPad; g += 4) {
         const go = <usize>g << 2;
-        const hit = v128.or(
-          v128.and(i32x4.ge_s(iv, lts), i32x4.lt_s(iv, lte)),
-          v128.and(i32x4.ge_s(iv, uts), i32x4.lt_s(iv, ute)),
-        );
+        const hit = maskedRows(iv, lts, lte, uts, ute);
         let pv = exp2v(f32x4.pmin(f32x4.sub(v128.load(s + go), v128.load(lse2 + go)), zero), lo, magic, c0, c1, c2, c3, c4, c5, one, bias);
         pv = v128.bitselect(zero, pv, hit);
         v128.store(s + go, pv);
@@ -179,9 +177,12 @@ function dsTileOpt(
         );
         if (partial) {
           const o = bnd + (<usize>j << 4);
-          const hit = v128.or(
-            v128.and(i32x4.ge_s(iv, v128.load32_splat(o)), i32x4.lt_s(iv, v128.load32_splat(o, 4))),
-            v128.and(i32x4.ge_s(iv, v128.load32_splat(o, 8)), i32x4.lt_s(iv, v128.load32_splat(o, 12))),
+          const hit = maskedRows(
+            iv,
+            v128.load32_splat(o),
+            v128.load32_splat(o, 4),
+            v128.load32_splat(o, 8),
+            v128.load32_splat(o, 12),
           );
           pv = v128.bitselect(zero, pv, hit);
         }

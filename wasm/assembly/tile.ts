@@ -6,6 +6,17 @@ import { pf, pi } from "./work";
 import { exp2v, K_C0, K_C1, K_C2, K_C3, K_C4, K_C5, K_LO, K_MAGIC, K_NEG_INF, K_ONE, K_ZERO, keepFactor, KF, KI, madd, philox, tanhv } from "./math";
 
 /**
+ * The mask of one column for four query rows: lanes of `iv` (row indices) inside the column's
+ * masked runs [lts, lte) ∪ [uts, ute) are all ones. The only place the kernels test the bounds.
+ */
+@inline export function maskedRows(iv: v128, lts: v128, lte: v128, uts: v128, ute: v128): v128 {
+  return v128.or(
+    v128.and(i32x4.ge_s(iv, lts), i32x4.lt_s(iv, lte)),
+    v128.and(i32x4.ge_s(iv, uts), i32x4.lt_s(iv, ute)),
+  );
+}
+
+/**
  * Partial tile: sets Sᵀ[j][r] to −∞ where query row RI[r] is inside column j's masked runs
  * [lts, lte) ∪ [uts, ute) (bounds at `bnd`, 4 × i32 per column; RI: i32 per tile row, every one
  * in [lo, hi)). A column whose runs miss [lo, hi) is left alone and one whose run covers it is
@@ -27,11 +38,7 @@ export function maskTile(S: usize, ls: usize, cols: i32, rowsPad: i32, RI: usize
     const uts = i32x4.splat(uts0), ute = i32x4.splat(ute0);
     for (let g = 0; g < rowsPad; g += 4) {
       const go = <usize>g << 2;
-      const iv = v128.load(RI + go);
-      const hit = v128.or(
-        v128.and(i32x4.ge_s(iv, lts), i32x4.lt_s(iv, lte)),
-        v128.and(i32x4.ge_s(iv, uts), i32x4.lt_s(iv, ute)),
-      );
+      const hit = maskedRows(v128.load(RI + go), lts, lte, uts, ute);
       v128.store(row + go, v128.bitselect(negInf, v128.load(row + go), hit));
     }
   }
