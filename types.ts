@@ -168,7 +168,7 @@ export interface Problem {
 export interface Backend {
   /** Its name, for messages. */
   readonly name: string;
-  /** The options of issue-6 kind it implements (the others make it refuse the call). */
+  /** The options that need kernel support it implements (the others make it refuse the call). */
   readonly features: ReadonlySet<Feature>;
   /**
    * True when it checks the host tensors for NaN and ±∞ itself when `p.checkFinite` (with

@@ -220,7 +220,7 @@ export function standardCases(options: { large?: boolean } = {}): Case[] {
 }
 
 /**
- * Cases of the options beyond plain masks (issue 6): local windows, packed sequences, ragged KV
+ * Cases of the options beyond plain masks: local windows, packed sequences, ragged KV
  * caches, block-sparse masks, softcap and dropout, each forward and backward.
  */
 export function featureCases(): Case[] {
@@ -353,7 +353,7 @@ export function featureCases(): Case[] {
 }
 
 /**
- * Decoding shapes (few queries against a long cache, issue 6): single and multiple queries, GQA,
+ * Decoding shapes (few queries against a long cache): single and multiple queries, GQA,
  * ragged caches, per-query-head masks, the score options, odd head dims and f16.
  */
 export function decodeCases(): Case[] {

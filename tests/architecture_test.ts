@@ -137,3 +137,34 @@ Deno.test("benchmarks use public or documented internal entry points only", asyn
   await walk("bench");
   assert.deepEqual(wrong, []);
 });
+
+/** Tracked files (git ls-files), repository-relative. */
+async function trackedFiles(): Promise<string[]> {
+  const out = await new Deno.Command("git", { args: ["ls-files"], cwd: root, stdout: "piped" })
+    .output();
+  return new TextDecoder().decode(out.stdout).split("\n").filter(Boolean);
+}
+
+const GENERATED = /^wasm\/(_generated\/|assembly\/(abi|microkernels)\.ts$)/;
+
+Deno.test("no hand-written library file is over 700 lines", async () => {
+  const big: string[] = [];
+  for (const f of await trackedFiles()) {
+    if (!f.endsWith(".ts") || /^(tests|bench|docs|reference)\//.test(f) || GENERATED.test(f)) {
+      continue;
+    }
+    const lines = (await Deno.readTextFile(`${root}${f}`)).split("\n").length;
+    if (lines > 700) big.push(`${f}: ${lines} lines`);
+  }
+  assert.deepEqual(big, []);
+});
+
+Deno.test("code and docs name features, not issue numbers", async () => {
+  const found: string[] = [];
+  for (const f of await trackedFiles()) {
+    if (!/\.(ts|md|json|sh|py)$/.test(f)) continue;
+    const text = await Deno.readTextFile(`${root}${f}`);
+    for (const m of text.matchAll(/\b[Ii]ssue[- ]?#?\d+/g)) found.push(`${f}: ${m[0]}`);
+  }
+  assert.deepEqual(found, []);
+});

@@ -350,7 +350,7 @@ Deno.test("attentionBackward validates out, dOut and lse", async () => {
   await assert.rejects(() => attentionBackward(null as never), /saved must be an object/);
 });
 
-Deno.test("attention rejects bad issue-6 options before computing", async () => {
+Deno.test("attention rejects bad window, varlen, KV-cache, block-mask, softcap and dropout options before computing", async () => {
   const m = causal(5);
   await rejects(
     [q, k, v, { mask: m, windowSize: [2, 0] }],

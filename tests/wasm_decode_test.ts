@@ -1,4 +1,4 @@
-// The WASM backend's decode path (issue 6): Nq ≤ 16 against long KV caches, split-KV across
+// The WASM backend's decode path: Nq ≤ 16 against long KV caches, split-KV across
 // workers and merged in wasm memory; checked against the float64 reference, bit for bit across
 // thread counts, and against the tiled forward path.
 import assert from "node:assert/strict";

@@ -32,7 +32,7 @@ for (const threads of [1, 2]) {
     Deno.test(`wasm backend (${threads} thread): ${c.name}`, () => checkCase(c, opt));
   }
   Deno.test(`wasm backend (${threads} thread): fully masked rows`, () => checkMaskedRows(opt));
-  // issue 6: windows, packed sequences, ragged caches, block masks, softcap, dropout
+  // beyond plain masks: windows, packed sequences, ragged caches, block masks, softcap, dropout
   for (const c of featureCases()) {
     Deno.test(`wasm backend (${threads} thread), options: ${c.name}`, () => checkCase(c, opt));
   }

@@ -10,7 +10,7 @@
  * per-round values and of the per-round ratios. Useful flops: 4·B·H·Nq·Nk·d·visibleFraction
  * forward, ×2.5 backward.
  *
- * Decoding (issue 6): one new token (Nq = 1) against a KV cache of Nk = 131072 keys, H = 32,
+ * Decoding: one new token (Nq = 1) against a KV cache of Nk = 131072 keys, H = 32,
  * Hk = 8, d = 128, f16 and f32, one and two threads, as GB/s of K and V read: their bytes over the
  * kernel time (the engine's phases, K and V already in wasm memory) and over the whole call (which
  * also copies K and V into the wasm memory: the API takes host arrays).
