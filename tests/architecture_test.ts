@@ -98,20 +98,13 @@ Deno.test("library imports run down the layers", () => {
 
 Deno.test("nothing outside tests/ imports from tests/", async () => {
   const offenders: string[] = [];
-  const walk = async (dir: string) => {
-    for await (const e of Deno.readDir(`${root}${dir}`)) {
-      const path = dir ? `${dir}/${e.name}` : e.name;
-      if (e.isDirectory) {
-        if (!["tests", "node_modules", ".git", ".device"].includes(path)) await walk(path);
-      } else if (/\.(ts|js|mjs)$/.test(e.name)) {
-        const text = await Deno.readTextFile(`${root}${path}`);
-        for (const m of text.matchAll(/(?:from|import\()\s*["']([^"']+)["']/g)) {
-          if (/(^|\/)tests\//.test(m[1])) offenders.push(`${path}: ${m[1]}`);
-        }
-      }
+  for (const path of await trackedFiles()) {
+    if (path.startsWith("tests/") || !/\.(ts|js|mjs)$/.test(path)) continue;
+    const text = await Deno.readTextFile(`${root}${path}`);
+    for (const m of text.matchAll(/(?:from|import\()\s*["']([^"']+)["']/g)) {
+      if (/(^|\/)tests\//.test(m[1])) offenders.push(`${path}: ${m[1]}`);
     }
-  };
-  await walk("");
+  }
   assert.deepEqual(offenders, []);
 });
 
@@ -119,29 +112,26 @@ Deno.test("benchmarks use public or documented internal entry points only", asyn
   const allowed =
     /^(mod\.ts|masks\/mod\.ts|gpu\/internal\.ts|wasm\/internal\.ts|reference\/.*|deno\.json)$/;
   const wrong: string[] = [];
-  const walk = async (dir: string) => {
-    for await (const e of Deno.readDir(`${root}${dir}`)) {
-      const path = `${dir}/${e.name}`;
-      if (e.isDirectory) await walk(path);
-      else if (e.name.endsWith(".ts")) {
-        const text = await Deno.readTextFile(`${root}${path}`);
-        for (const m of text.matchAll(/(?:from|import\()\s*["'](\.[^"']+)["']/g)) {
-          const target = relative(root, fromFileUrl(new URL(m[1], `file://${root}${path}`)));
-          if (!target.startsWith("bench/") && !allowed.test(target)) {
-            wrong.push(`${path} imports ${target}`);
-          }
-        }
+  for (const path of await trackedFiles()) {
+    if (!path.startsWith("bench/") || !path.endsWith(".ts")) continue;
+    const text = await Deno.readTextFile(`${root}${path}`);
+    for (const m of text.matchAll(/(?:from|import\()\s*["'](\.[^"']+)["']/g)) {
+      const target = relative(root, fromFileUrl(new URL(m[1], `file://${root}${path}`)));
+      if (!target.startsWith("bench/") && !allowed.test(target)) {
+        wrong.push(`${path} imports ${target}`);
       }
     }
-  };
-  await walk("bench");
+  }
   assert.deepEqual(wrong, []);
 });
 
-/** Tracked files (git ls-files), repository-relative. */
+/** The repository's files (tracked, or new and not ignored), repository-relative. */
 async function trackedFiles(): Promise<string[]> {
-  const out = await new Deno.Command("git", { args: ["ls-files"], cwd: root, stdout: "piped" })
-    .output();
+  const out = await new Deno.Command("git", {
+    args: ["ls-files", "--cached", "--others", "--exclude-standard"],
+    cwd: root,
+    stdout: "piped",
+  }).output();
   return new TextDecoder().decode(out.stdout).split("\n").filter(Boolean);
 }
 
