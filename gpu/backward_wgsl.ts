@@ -115,32 +115,32 @@ export const PREP_LAYOUT: KernelLayout = {
   ],
 };
 
+/** What the dQ and dK/dV kernels read: q, k, v, dO and the row stats of the prep kernel. */
+const RECOMPUTE_INPUTS = [
+  T_IN("q", "qOff"),
+  T_IN("k", "kOff"),
+  T_IN("v", "kOff"),
+  T_IN("dout", "qOff"),
+  { name: "stats", type: "vec2<f32>", offset: "statsOff" },
+] as const;
+
+/** The shared schedule, bound whole. */
+const SCHED = { name: "sched", type: "u32" } as const;
+
 /** Uniforms and bindings of the dQ kernel. */
 export const DQ_LAYOUT: KernelLayout = {
   params: BACKWARD_PARAMS,
-  bindings: [
-    T_IN("q", "qOff"),
-    T_IN("k", "kOff"),
-    T_IN("v", "kOff"),
-    T_IN("dout", "qOff"),
-    { name: "stats", type: "vec2<f32>", offset: "statsOff" },
-    { name: "dq", type: "T", offset: "qOff", write: true },
-    { name: "sched", type: "u32" },
-  ],
+  bindings: [...RECOMPUTE_INPUTS, { name: "dq", type: "T", offset: "qOff", write: true }, SCHED],
 };
 
 /** Uniforms and bindings of the dK/dV kernel. */
 export const DKV_LAYOUT: KernelLayout = {
   params: BACKWARD_PARAMS,
   bindings: [
-    T_IN("q", "qOff"),
-    T_IN("k", "kOff"),
-    T_IN("v", "kOff"),
-    T_IN("dout", "qOff"),
-    { name: "stats", type: "vec2<f32>", offset: "statsOff" },
+    ...RECOMPUTE_INPUTS,
     { name: "dk", type: "T", offset: "kOff", write: true },
     { name: "dv", type: "T", offset: "kOff", write: true },
-    { name: "sched", type: "u32" },
+    SCHED,
   ],
 };
 
