@@ -34,6 +34,24 @@ export function missingFeature(b: Backend, p: Problem): Feature | undefined {
   return featuresOf(p).find((f) => !b.features.has(f));
 }
 
+/** A value's type for error messages: `a string ("x")`, `a number (3)`, `an object`. */
+function describe(x: unknown): string {
+  if (x === null) return "null";
+  if (typeof x === "object") return `a ${(x as object).constructor?.name ?? "object"}`;
+  return `${typeof x} (${JSON.stringify(x) ?? String(x)})`;
+}
+
+/** The byte offset of a GPU tensor or array (default 0): a non-negative multiple of 4. */
+export function checkOffset(offset: unknown, name: string): number {
+  if (offset === undefined) return 0;
+  if (typeof offset !== "number" || !Number.isSafeInteger(offset) || offset < 0 || offset % 4) {
+    throw new RangeError(
+      `${name}.offset must be a non-negative multiple of 4 bytes, got ${String(offset)}`,
+    );
+  }
+  return offset;
+}
+
 /** Checks that a value is a well-formed Tensor; `name` is used in errors. */
 export function checkTensor(t: unknown, name: string): asserts t is Tensor | GpuTensor {
   if (typeof t !== "object" || t === null) throw new TypeError(`${name} must be a Tensor`);
@@ -48,9 +66,11 @@ export function checkTensor(t: unknown, name: string): asserts t is Tensor | Gpu
       throw new TypeError(`${name}.buffer must be a GPUBuffer`);
     }
     const need = shape[0] * shape[1] * shape[2] * shape[3] * (x.dtype === "f16" ? 2 : 4);
-    if (buf.size < need) {
+    const offset = checkOffset(x.offset, name);
+    if (buf.size < offset + need) {
       throw new RangeError(
-        `${name}.buffer.size is ${buf.size} bytes; shape [${shape}] needs ${need}`,
+        `${name}.buffer.size is ${buf.size} bytes; shape [${shape}] needs ${need}` +
+          (offset ? ` from offset ${offset}, ${offset + need} in all` : ""),
       );
     }
     if ((buf.usage & 0x80) === 0) {
@@ -131,6 +151,21 @@ export function checkProblem(
   if (!["auto", "webgpu", "wasm", "js"].includes(backend)) {
     throw new TypeError(
       `options.backend must be "auto", "webgpu", "wasm" or "js", got ${JSON.stringify(backend)}`,
+    );
+  }
+  const enc = options.encoder;
+  if (
+    enc !== undefined &&
+    (typeof GPUCommandEncoder === "undefined" || !(enc instanceof GPUCommandEncoder))
+  ) {
+    throw new TypeError(`options.encoder must be a GPUCommandEncoder, got ${describe(enc)}`);
+  }
+  if (
+    options.outputs !== undefined &&
+    (typeof options.outputs !== "object" || options.outputs === null)
+  ) {
+    throw new TypeError(
+      `options.outputs must be an object of GPU tensors, got ${describe(options.outputs)}`,
     );
   }
   const threads = options.threads;

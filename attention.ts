@@ -20,7 +20,7 @@
  * @module
  */
 
-import { checkFinite, checkProblem, checkTensor, missingFeature } from "./_problem.ts";
+import { checkFinite, checkOffset, checkProblem, checkTensor, missingFeature } from "./_problem.ts";
 import type {
   AttentionOptions,
   AttentionResult,
@@ -33,7 +33,7 @@ import type {
   SavedForBackward,
 } from "./types.ts";
 import { type GpuArray, type GpuTensor, isGpuTensor, type Tensor } from "./tensor.ts";
-import { gpuBackend, gpuBackward, gpuForward } from "./gpu/backend.ts";
+import { gpuBackend, gpuBackward, gpuForward, type GpuIo } from "./gpu/backend.ts";
 import { pickBackend } from "./backends.ts";
 
 export type {
@@ -92,8 +92,9 @@ export async function attention(
     checkHostFinite(p, named);
     requireWebGpu(options);
     checkFeatures(gpuBackend, p);
-    return await gpuForward(p, q, k, v, isGpuTensor(q));
+    return await gpuForward(p, q, k, v, gpuIo(options, named));
   }
+  refuseGpuOptions(options);
   return await run(options, p, named, (b) => b.forward(p, q, k as Tensor, v as Tensor));
 }
 
@@ -146,8 +147,12 @@ export async function attentionBackward(
   }
   const lseLength = p.batch * p.heads * p.nq;
   if (isGpuArray(lse)) {
-    if (lse.length !== lseLength || lse.buffer.size < lseLength * 4) {
+    if (lse.length !== lseLength) {
       throw new RangeError(`lse.length is ${lse.length}; expected batch·Hq·Nq = ${lseLength}`);
+    }
+    const end = checkOffset(lse.offset, "lse") + lseLength * 4;
+    if (lse.buffer.size < end) {
+      throw new RangeError(`lse.buffer.size is ${lse.buffer.size} bytes; it needs ${end}`);
     }
   } else {
     if (!(lse instanceof Float32Array)) throw new TypeError("lse must be a Float32Array");
@@ -168,8 +173,12 @@ export async function attentionBackward(
     checkHostFinite(p, named);
     requireWebGpu(options);
     checkFeatures(gpuBackend, p);
-    return await gpuBackward(p, saved, isGpuTensor(q));
+    if (options.encoder !== undefined && !isGpuArray(lse)) {
+      throw new TypeError("options.encoder needs GPU-resident tensors, but lse is on the host");
+    }
+    return await gpuBackward(p, saved, gpuIo(options, named));
   }
+  refuseGpuOptions(options);
   return await run(options, p, named, (b) => b.backward(p, saved as SavedForBackward));
 }
 
@@ -195,6 +204,38 @@ type Named = [string, Tensor | GpuTensor];
 function checkHostFinite(p: Problem, tensors: Named[]) {
   if (!p.checkFinite) return;
   for (const [name, t] of tensors) if (!isGpuTensor(t)) checkFinite(t, name);
+}
+
+/**
+ * How a GPU call hands back its results: resident when q is on the GPU; `outputs` and `encoder`
+ * need GPU-resident inputs (q for outputs, every tensor for an encoder).
+ */
+function gpuIo(options: AttentionOptions, tensors: Named[]): GpuIo {
+  const resident = isGpuTensor(tensors[0][1]);
+  for (const key of ["outputs", "encoder"] as const) {
+    if (options[key] === undefined) continue;
+    const host = key === "outputs" ? (resident ? [] : ["q"]) : tensors
+      .filter(([, t]) => !isGpuTensor(t)).map(([n]) => n);
+    if (host.length) {
+      throw new TypeError(
+        `options.${key} needs GPU-resident tensors, but ${host.join(", ")} ${
+          host.length > 1 ? "are" : "is"
+        } on the host (move ${host.length > 1 ? "them" : "it"} with toGpu)`,
+      );
+    }
+  }
+  return { resident, outputs: options.outputs, encoder: options.encoder };
+}
+
+/** The options that only GPU-resident calls take are refused by the host path. */
+function refuseGpuOptions(options: AttentionOptions): void {
+  for (const key of ["outputs", "encoder"] as const) {
+    if (options[key] !== undefined) {
+      throw new TypeError(
+        `options.${key} needs GPU-resident tensors (toGpu) and backend "webgpu" or "auto"`,
+      );
+    }
+  }
 }
 
 function requireWebGpu(options: AttentionOptions): void {

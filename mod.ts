@@ -42,6 +42,7 @@ export type {
   GpuAttentionResult,
   GpuGradients,
   GpuInfo,
+  GpuOutputs,
   GpuSavedForBackward,
   Gradients,
   SavedForBackward,
@@ -73,4 +74,4 @@ export {
 export { maskPicture, type PictureOptions, type SliceOptions, toDense } from "./masks/dense.ts";
 export { type BlockMask, blockMask } from "./masks/block_mask.ts";
 export type { Dropout } from "./masks/dropout.ts";
-export { fromGpu, gpuDevice, gpuInfo, readGpuArray, toGpu } from "./gpu/mod.ts";
+export { fromGpu, gpuDevice, gpuInfo, readGpuArray, toGpu, useGpuDevice } from "./gpu/mod.ts";

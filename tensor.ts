@@ -30,9 +30,11 @@ export interface Tensor {
 
 /**
  * A tensor that lives in a WebGPU buffer (row-major, same layout as {@linkcode Tensor}), so
- * that calls on the WebGPU backend can be chained without read-backs. The buffer needs
- * `GPUBufferUsage.STORAGE` (and `COPY_SRC` to be read back) and at least
- * `elements × bytesPerElement` bytes; it must belong to the device of {@linkcode gpuDevice}.
+ * that calls on the WebGPU backend can be chained without read-backs. A plain
+ * `{ buffer, shape, dtype }` object made by the caller will do: the buffer needs
+ * `GPUBufferUsage.STORAGE` (and `COPY_SRC` to be read back), must belong to the device the
+ * library computes on (`gpuDevice()`, or the one given to `useGpuDevice`), and holds the
+ * elements from byte `offset` on.
  */
 export interface GpuTensor {
   /** The data, row-major; binary16 when `dtype` is `"f16"`. */
@@ -41,6 +43,12 @@ export interface GpuTensor {
   readonly shape: Shape4;
   /** Element type. */
   readonly dtype: DType;
+  /**
+   * Byte offset of the first element in `buffer` (default 0): a multiple of the device's
+   * `minStorageBufferOffsetAlignment` (256 on most devices), so that a tensor can be a slice of a
+   * larger buffer (a KV cache, a packed QKV activation).
+   */
+  readonly offset?: number;
 }
 
 /** A float32 array that lives in a GPU buffer (the lse of a GPU-resident forward pass). */
@@ -49,6 +57,8 @@ export interface GpuArray {
   readonly buffer: GPUBuffer;
   /** Number of float32 elements. */
   readonly length: number;
+  /** Byte offset of the first element (default 0), aligned as for {@linkcode GpuTensor}. */
+  readonly offset?: number;
 }
 
 /** Whether `t` is a {@linkcode GpuTensor} (has a `buffer` instead of `data`). */

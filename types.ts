@@ -66,10 +66,39 @@ export interface AttentionOptions {
    */
   blockMask?: BlockMask;
   /**
+   * GPU-resident calls: write the results into these tensors of the caller's instead of new
+   * buffers (preallocated activations; no buffer is created per call). `attention` takes `out`
+   * and `lse`, `attentionBackward` `dq`, `dk` and `dv`; each is optional. They must not overlap
+   * the inputs or each other.
+   */
+  outputs?: GpuOutputs;
+  /**
+   * GPU-resident calls: record the kernels into this command encoder of the caller's instead of
+   * submitting them, so that a framework submits one command buffer per layer or step. The call
+   * returns once recorded; the results are valid after the caller submits `encoder.finish()`.
+   * Validation errors of the kernels surface at the caller's `finish()`/`submit()`. The inputs
+   * must be GPU-resident.
+   */
+  encoder?: GPUCommandEncoder;
+  /**
    * Most threads the WASM backend may use (default `navigator.hardwareConcurrency`); small
    * problems use fewer. Results are bitwise the same for any thread count.
    */
   threads?: number;
+}
+
+/** Where GPU-resident results go (see `AttentionOptions.outputs`). */
+export interface GpuOutputs {
+  /** attention: the output, q's shape, the device's storage type. */
+  out?: GpuTensor;
+  /** attention: the log-sum-exp, batch·Hq·Nq float32. */
+  lse?: GpuArray;
+  /** attentionBackward: the gradient of q. */
+  dq?: GpuTensor;
+  /** attentionBackward: the gradient of k. */
+  dk?: GpuTensor;
+  /** attentionBackward: the gradient of v. */
+  dv?: GpuTensor;
 }
 
 /** Result of {@linkcode attention}. */

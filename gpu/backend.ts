@@ -17,155 +17,191 @@ import type {
   AttentionResult,
   Backend,
   BackendInfo,
+  GpuOutputs,
   Gradients,
   Problem,
   SavedForBackward,
 } from "../types.ts";
 import type { GpuArray, GpuTensor, Shape4, Tensor } from "../tensor.ts";
-import { checkGpuBuffers, storage, upload } from "./buffers.ts";
+import { checkGpuBuffers, release, storage, upload } from "./buffers.ts";
 import {
   deviceType,
   hostTensor,
   type KernelPlan,
   onDevice,
   requireGpu,
-  residentBuffers,
   submit,
 } from "./dispatch.ts";
+import { checkOutputs, checkResident, gpuBuffers, type Named } from "./io.ts";
 import { adapterInfo } from "./device.ts";
 import { type ForwardBuffers, forwardConfig, forwardKernel, planForward } from "./forward.ts";
-import {
-  type BackwardBuffers,
-  backwardKernels,
-  type BackwardPlan,
-  planBackward,
-} from "./backward.ts";
+import { type BackwardBuffers, backwardKernels, planBackward } from "./backward.ts";
 import { decodeKernels, decodeScratch, planDecode, usesDecode } from "./decode.ts";
 
-/** Forward pass; GPU-resident outputs when `resident`. */
+/** How a GPU call hands back its results. */
+export interface GpuIo {
+  /** Results stay on the GPU (GPU-resident q); otherwise they are read back. */
+  resident: boolean;
+  /** The caller's tensors to write results into (resident calls). */
+  outputs?: GpuOutputs;
+  /** Record into this encoder of the caller's instead of submitting (resident calls). */
+  encoder?: GPUCommandEncoder;
+}
+
+/**
+ * The buffers a call creates: destroyed when the call ends (after its submission: the queue
+ * keeps them alive for the work already submitted) or, when the work was recorded into the
+ * caller's encoder, released to the garbage collector, since the caller has not submitted yet.
+ */
+class CallBuffers {
+  readonly temps: GPUBuffer[] = [];
+  plan?: KernelPlan;
+  add<T extends GPUBuffer>(b: T): T {
+    this.temps.push(b);
+    return b;
+  }
+  end(recorded: boolean): void {
+    if (recorded) {
+      this.plan?.release();
+      this.temps.forEach(release);
+    } else {
+      this.plan?.destroy();
+      this.temps.forEach((t) => t.destroy());
+    }
+  }
+}
+
+/** Forward pass; GPU-resident outputs when `io.resident`. */
 export async function gpuForward(
   p: Problem,
   q: Tensor | GpuTensor,
   k: Tensor | GpuTensor,
   v: Tensor | GpuTensor,
-  resident: boolean,
+  io: GpuIo,
 ): Promise<AttentionResult | { out: GpuTensor; lse: GpuArray }> {
   const ctx = await requireGpu();
-  await checkGpuBuffers(ctx, residentBuffers([["q", q], ["k", k], ["v", v]]));
   const dt = deviceType(ctx, p.dtype);
+  const shape: Shape4 = [p.batch, p.nq, p.heads, p.headDim];
+  const lseLen = p.batch * p.heads * p.nq;
+  const inputs: Named = [["q", q], ["k", k], ["v", v]];
+  checkResident(ctx, inputs);
+  checkOutputs(ctx, io.outputs, [["out", shape], ["lse", lseLen]], dt, inputs);
+  const given = io.outputs ?? {};
+  await checkGpuBuffers(ctx, gpuBuffers([...inputs, ...(Object.entries(given) as Named)]));
   const dec = usesDecode(p) ? await decodeKernels(ctx, p, dt) : undefined;
   const kern = dec ? undefined : await forwardKernel(ctx, p, dt);
   const outBytes = p.batch * p.nq * p.heads * p.headDim * (dt === "f16" ? 2 : 4);
-  const lseLen = p.batch * p.heads * p.nq;
-  const temps: GPUBuffer[] = [];
-  let plan: KernelPlan | undefined, b: ForwardBuffers | undefined;
+  const call = new CallBuffers();
+  // outputs the call creates: the caller's when resident, read back and destroyed otherwise
+  const made: GPUBuffer[] = [];
+  let out: GpuTensor | undefined, lse: GpuArray | undefined;
   try {
     const [o, l] = await submit(ctx, () => {
-      b = {
-        q: onDevice(ctx, q, dt, "q", temps),
-        k: onDevice(ctx, k, dt, "k", temps),
-        v: onDevice(ctx, v, dt, "v", temps),
-        out: storage(ctx, outBytes, "out"),
-        lse: storage(ctx, lseLen * 4, "lse"),
-      };
-      if (!resident) temps.push(b.out, b.lse);
+      const qr = onDevice(ctx, q, dt, "q", call.temps);
+      const kr = onDevice(ctx, k, dt, "k", call.temps);
+      const vr = onDevice(ctx, v, dt, "v", call.temps);
+      const own = (bytes: number, label: string) => made[made.push(storage(ctx, bytes, label)) - 1];
+      out = given.out ?? { buffer: own(outBytes, "out"), shape, dtype: dt };
+      lse = given.lse ?? { buffer: own(lseLen * 4, "lse"), length: lseLen };
+      if (!io.resident) made.forEach((b) => call.add(b));
+      const b: ForwardBuffers = { q: qr, k: kr, v: vr, out, lse };
       if (dec) {
         const [partBytes, plseBytes] = decodeScratch(p, dec);
-        const part = storage(ctx, partBytes * p.batch, "decode partial outputs");
-        const plse = storage(ctx, plseBytes * p.batch, "decode partial lse");
-        temps.push(part, plse);
-        plan = planDecode(ctx, p, { ...b, part, plse }, dec);
-      } else plan = planForward(ctx, p, b, kern!);
+        const part = call.add(storage(ctx, partBytes * p.batch, "decode partial outputs"));
+        const plse = call.add(storage(ctx, plseBytes * p.batch, "decode partial lse"));
+        call.plan = planDecode(ctx, p, { ...b, part, plse }, dec);
+      } else call.plan = planForward(ctx, p, b, kern!);
       return {
-        encode: plan.encode,
-        reads: resident ? [] : [[b.out, outBytes], [b.lse, lseLen * 4]],
+        encode: call.plan.encode,
+        reads: io.resident ? [] : [[out.buffer, outBytes], [lse.buffer, lseLen * 4]],
       };
-    });
-    const shape: Shape4 = [p.batch, p.nq, p.heads, p.headDim];
-    if (resident) {
-      return { out: { buffer: b!.out, shape, dtype: dt }, lse: { buffer: b!.lse, length: lseLen } };
-    }
+    }, io.encoder);
+    if (io.resident) return { out: out!, lse: lse! };
     return { out: hostTensor(o, shape, p.dtype, dt), lse: new Float32Array(l) };
   } catch (e) {
-    if (resident && b) b.out.destroy(), b.lse.destroy();
+    if (io.resident) made.forEach((b) => b.destroy());
     throw e;
   } finally {
-    plan?.destroy();
-    for (const t of temps) t.destroy();
+    call.end(io.encoder !== undefined);
   }
 }
 
-/** Backward pass; GPU-resident gradients when `resident`. */
+/** The tensors of a backward call. */
+export interface GpuSaved {
+  q: Tensor | GpuTensor;
+  k: Tensor | GpuTensor;
+  v: Tensor | GpuTensor;
+  out: Tensor | GpuTensor;
+  dOut: Tensor | GpuTensor;
+  lse: Float32Array | GpuArray;
+}
+
+/** Backward pass; GPU-resident gradients when `io.resident`. */
 export async function gpuBackward(
   p: Problem,
-  s: {
-    q: Tensor | GpuTensor;
-    k: Tensor | GpuTensor;
-    v: Tensor | GpuTensor;
-    out: Tensor | GpuTensor;
-    dOut: Tensor | GpuTensor;
-    lse: Float32Array | GpuArray;
-  },
-  resident: boolean,
+  s: GpuSaved,
+  io: GpuIo,
 ): Promise<Gradients | { dq: GpuTensor; dk: GpuTensor; dv: GpuTensor }> {
   const ctx = await requireGpu();
-  const named = residentBuffers([["q", s.q], ["k", s.k], ["v", s.v], ["out", s.out], [
-    "dOut",
-    s.dOut,
-  ]]);
-  if (!(s.lse instanceof Float32Array)) named.push(["lse", s.lse.buffer]);
-  await checkGpuBuffers(ctx, named);
   const dt = deviceType(ctx, p.dtype);
+  const qs: Shape4 = [p.batch, p.nq, p.heads, p.headDim];
+  const ks: Shape4 = [p.batch, p.nk, p.kvHeads, p.headDim];
+  const inputs: Named = [["q", s.q], ["k", s.k], ["v", s.v], ["out", s.out], ["dOut", s.dOut], [
+    "lse",
+    s.lse,
+  ]];
+  checkResident(ctx, inputs);
+  checkOutputs(ctx, io.outputs, [["dq", qs], ["dk", ks], ["dv", ks]], dt, inputs);
+  const given = io.outputs ?? {};
+  await checkGpuBuffers(ctx, gpuBuffers([...inputs, ...(Object.entries(given) as Named)]));
   const kern = await backwardKernels(ctx, p, dt);
   const bytes = dt === "f16" ? 2 : 4;
   const qBytes = p.batch * p.nq * p.heads * p.headDim * bytes;
   const kBytes = p.batch * p.nk * p.kvHeads * p.headDim * bytes;
-  const temps: GPUBuffer[] = [];
-  let plan: BackwardPlan | undefined, b: BackwardBuffers | undefined;
+  const call = new CallBuffers();
+  const made: GPUBuffer[] = [];
+  const grads: Partial<Record<"dq" | "dk" | "dv", GpuTensor>> = {};
   try {
     const got = await submit(ctx, () => {
-      const lse = s.lse instanceof Float32Array ? upload(ctx, s.lse, "lse") : s.lse.buffer;
-      if (s.lse instanceof Float32Array) temps.push(lse);
-      b = {
-        q: onDevice(ctx, s.q, dt, "q", temps),
-        k: onDevice(ctx, s.k, dt, "k", temps),
-        v: onDevice(ctx, s.v, dt, "v", temps),
-        out: onDevice(ctx, s.out, dt, "out", temps),
-        dOut: onDevice(ctx, s.dOut, dt, "dOut", temps),
+      const lse = s.lse instanceof Float32Array
+        ? call.add(upload(ctx, s.lse, "lse"))
+        : { buffer: s.lse.buffer, offset: s.lse.offset ?? 0 };
+      const inputs = {
+        q: onDevice(ctx, s.q, dt, "q", call.temps),
+        k: onDevice(ctx, s.k, dt, "k", call.temps),
+        v: onDevice(ctx, s.v, dt, "v", call.temps),
+        out: onDevice(ctx, s.out, dt, "out", call.temps),
+        dOut: onDevice(ctx, s.dOut, dt, "dOut", call.temps),
         lse,
-        stats: storage(ctx, p.batch * p.heads * p.nq * 8, "row stats"),
-        dq: storage(ctx, qBytes, "dq"),
-        dk: storage(ctx, kBytes, "dk"),
-        dv: storage(ctx, kBytes, "dv"),
       };
-      temps.push(b.stats);
-      if (!resident) temps.push(b.dq, b.dk, b.dv);
-      plan = planBackward(ctx, p, b, kern);
+      const stats = call.add(storage(ctx, p.batch * p.heads * p.nq * 8, "row stats"));
+      for (
+        const [name, sh, n] of [["dq", qs, qBytes], ["dk", ks, kBytes], ["dv", ks, kBytes]] as const
+      ) {
+        grads[name] = given[name] ??
+          { buffer: made[made.push(storage(ctx, n, name)) - 1], shape: sh, dtype: dt };
+      }
+      if (!io.resident) made.forEach((b) => call.add(b));
+      const b: BackwardBuffers = { ...inputs, stats, dq: grads.dq!, dk: grads.dk!, dv: grads.dv! };
+      call.plan = planBackward(ctx, p, b, kern);
       return {
-        encode: plan.encode,
-        reads: resident ? [] : [[b.dq, qBytes], [b.dk, kBytes], [b.dv, kBytes]],
+        encode: call.plan.encode,
+        reads: io.resident
+          ? []
+          : [[grads.dq!.buffer, qBytes], [grads.dk!.buffer, kBytes], [grads.dv!.buffer, kBytes]],
       };
-    });
-    const qs: Shape4 = [p.batch, p.nq, p.heads, p.headDim];
-    const ks: Shape4 = [p.batch, p.nk, p.kvHeads, p.headDim];
-    if (resident) {
-      return {
-        dq: { buffer: b!.dq, shape: qs, dtype: dt },
-        dk: { buffer: b!.dk, shape: ks, dtype: dt },
-        dv: { buffer: b!.dv, shape: ks, dtype: dt },
-      };
-    }
+    }, io.encoder);
+    if (io.resident) return { dq: grads.dq!, dk: grads.dk!, dv: grads.dv! };
     return {
       dq: hostTensor(got[0], qs, p.dtype, dt),
       dk: hostTensor(got[1], ks, p.dtype, dt),
       dv: hostTensor(got[2], ks, p.dtype, dt),
     };
   } catch (e) {
-    if (resident && b) b.dq.destroy(), b.dk.destroy(), b.dv.destroy();
+    if (io.resident) made.forEach((b) => b.destroy());
     throw e;
   } finally {
-    plan?.destroy();
-    for (const t of temps) t.destroy();
+    call.end(io.encoder !== undefined);
   }
 }
 
@@ -189,7 +225,8 @@ async function info(headDim: number): Promise<BackendInfo> {
 export const gpuBackend: Backend = {
   name: "webgpu",
   features: new Set(["blockMask", "softcap", "dropout"]),
-  forward: (p, q, k, v) => gpuForward(p, q, k, v, false) as Promise<AttentionResult>,
-  backward: (p, s: SavedForBackward) => gpuBackward(p, s, false) as Promise<Gradients>,
+  forward: (p, q, k, v) => gpuForward(p, q, k, v, { resident: false }) as Promise<AttentionResult>,
+  backward: (p, s: SavedForBackward) =>
+    gpuBackward(p, s, { resident: false }) as Promise<Gradients>,
   info,
 };

@@ -11,7 +11,7 @@ import type { Problem } from "../types.ts";
 import type { Schedule } from "../masks/schedule.ts";
 import { scheduleOnGpu } from "./buffers.ts";
 import { type GpuContext, pipeline } from "./device.ts";
-import { encodeChunks, type KernelPlan, problemUniforms } from "./dispatch.ts";
+import { bound, encodeChunks, type KernelPlan, problemUniforms, type Region } from "./dispatch.ts";
 import {
   type BackwardConfig,
   backwardKey,
@@ -65,17 +65,17 @@ export function backwardConfig(
 
 /** Device buffers of one backward call. */
 export interface BackwardBuffers {
-  q: GPUBuffer;
-  k: GPUBuffer;
-  v: GPUBuffer;
-  out: GPUBuffer;
-  dOut: GPUBuffer;
-  lse: GPUBuffer;
+  q: Region;
+  k: Region;
+  v: Region;
+  out: Region;
+  dOut: Region;
+  lse: Region;
   /** Scratch: (lse·log2 e, D) per query row, batch·Hq·Nq·8 bytes. */
-  stats: GPUBuffer;
-  dq: GPUBuffer;
-  dk: GPUBuffer;
-  dv: GPUBuffer;
+  stats: Region;
+  dq: Region;
+  dk: Region;
+  dv: Region;
 }
 
 /** A compiled backward pass (prep, dQ, dK/dV) for one problem. */
@@ -137,9 +137,9 @@ export function planBackward(
     statsOff: 0,
     lseOff: 0,
   };
-  const q = (buffer: GPUBuffer) => ({ buffer, perBatch: qn });
-  const k = (buffer: GPUBuffer) => ({ buffer, perBatch: kn });
-  const stats = { buffer: b.stats, perBatch: rows };
+  const q = (r: Region) => bound(r, qn);
+  const k = (r: Region) => bound(r, kn);
+  const stats = bound(b.stats, rows);
   const prep = encodeChunks(
     ctx,
     prepPipe,
@@ -147,7 +147,7 @@ export function planBackward(
     dtype,
     { ...base, rowBlocks: 0, colBlocks: 0, ptrOff: 0, tilesOff: 0, boundsOff: 0 },
     p.batch,
-    { o: q(b.out), dout: q(b.dOut), lse: { buffer: b.lse, perBatch: rows }, stats },
+    { o: q(b.out), dout: q(b.dOut), lse: bound(b.lse, rows), stats },
     (n) => [Math.ceil(p.nq / 256), n * p.heads, 1],
   );
   const dq = encodeChunks(
@@ -214,6 +214,11 @@ export function planBackward(
       prep.destroy();
       dq.destroy();
       dkv.destroy();
+    },
+    release() {
+      prep.release();
+      dq.release();
+      dkv.release();
     },
   };
 }

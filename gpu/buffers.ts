@@ -97,6 +97,20 @@ export function countSubmit(): void {
   submits++;
 }
 
+/**
+ * Hands a library buffer over to the garbage collector: it is no longer counted as live and is
+ * not destroyed by the library (the buffers of work recorded into a caller's encoder, which the
+ * caller submits later: destroying them first would invalidate that submission).
+ */
+export function release(buf: GPUBuffer): void {
+  const rec = owned.get(buf);
+  if (!rec || rec.destroyed) return;
+  rec.destroyed = true; // for the counters: gone from the library's hands
+  const n = live.get(rec.ctx);
+  if (n) n.buffers--, n.bytes -= rec.bytes;
+  owned.delete(buf);
+}
+
 /** Creates a buffer on the context's device, registered as the library's. */
 function tracked(ctx: GpuContext, desc: GPUBufferDescriptor): GPUBuffer {
   const buf = ctx.device.createBuffer(desc);

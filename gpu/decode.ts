@@ -11,7 +11,7 @@ import type { Problem } from "../types.ts";
 import type { Schedule } from "../masks/schedule.ts";
 import { scheduleOnGpu } from "./buffers.ts";
 import { type GpuContext, pipeline } from "./device.ts";
-import { encodeChunks, type KernelPlan, problemUniforms } from "./dispatch.ts";
+import { bound, encodeChunks, type KernelPlan, problemUniforms, type Region } from "./dispatch.ts";
 import {
   COMBINE_LAYOUT,
   combineWgsl,
@@ -97,7 +97,7 @@ export function decodeScratch(p: Problem, kern: DecodeKernels): [number, number]
 export function planDecode(
   ctx: GpuContext,
   p: Problem,
-  b: ForwardBuffers & { part: GPUBuffer; plse: GPUBuffer },
+  b: ForwardBuffers & { part: Region; plse: Region },
   kern: DecodeKernels,
 ): KernelPlan {
   const sb = scheduleOnGpu(ctx, kern.schedule);
@@ -114,8 +114,8 @@ export function planDecode(
     boundsOff: sb.boundsOff,
     negInf: -Infinity,
   };
-  const part = { buffer: b.part, perBatch: partBytes / 16 };
-  const plse = { buffer: b.plse, perBatch: plseBytes / 4 };
+  const part = bound(b.part, partBytes / 16);
+  const plse = bound(b.plse, plseBytes / 4);
   const defaults = { qOff: 0, kOff: 0, oOff: 0, lseOff: 0, partOff: 0, plseOff: 0 };
   const decode = encodeChunks(
     ctx,
@@ -125,9 +125,9 @@ export function planDecode(
     { ...values, ...defaults },
     p.batch,
     {
-      q: { buffer: b.q, perBatch: qn },
-      k: { buffer: b.k, perBatch: kn },
-      v: { buffer: b.v, perBatch: kn },
+      q: bound(b.q, qn),
+      k: bound(b.k, kn),
+      v: bound(b.v, kn),
       sched: { buffer: sb.buffer, perBatch: 0 },
       part,
       plse,
@@ -144,8 +144,8 @@ export function planDecode(
     {
       part,
       plse,
-      out: { buffer: b.out, perBatch: qn },
-      lse: { buffer: b.lse, perBatch: p.heads * p.nq },
+      out: bound(b.out, qn),
+      lse: bound(b.lse, p.heads * p.nq),
     },
     (n) => [Math.ceil((p.heads * p.nq * kern.cfg.cw) / 256), n, 1],
   );
@@ -157,6 +157,10 @@ export function planDecode(
     destroy() {
       decode.destroy();
       combine.destroy();
+    },
+    release() {
+      decode.release();
+      combine.release();
     },
   };
 }

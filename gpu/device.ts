@@ -19,8 +19,11 @@ import type { GpuInfo } from "../types.ts";
 
 /** The process-wide GPU context. */
 export interface GpuContext {
-  readonly adapter: GPUAdapter;
+  /** The adapter, when the library requested the device itself. */
+  readonly adapter?: GPUAdapter;
   readonly device: GPUDevice;
+  /** The device is the caller's ({@linkcode useGpuDevice}): never replaced behind its back. */
+  readonly external: boolean;
   /** Adapter description, e.g. "NVIDIA H100 80GB HBM3". */
   readonly name: string;
   /** Storage and arithmetic in binary16 are available. */
@@ -48,7 +51,10 @@ export function adapterInfo(ctx: GpuContext): GpuInfo {
   return { name, f16, subgroups, timestamps, software };
 }
 
+/** The library's own context (acquired on first use). */
 let current: Promise<GpuContext | undefined> | undefined;
+/** The caller's device, when {@linkcode useGpuDevice} gave one: used instead of the own one. */
+let chosen: GpuContext | undefined;
 
 /** Where adapters come from: `navigator.gpu.requestAdapter` unless a test replaces it. */
 export type AdapterSource = (options: GPURequestAdapterOptions) => Promise<GPUAdapter | null>;
@@ -73,9 +79,84 @@ export function setAdapterSource(source: AdapterSource | undefined): AdapterSour
 export function deviceLostError(ctx: GpuContext, during: string): Error {
   return new Error(
     `WebGPU device lost during ${during} (${ctx.lost ?? "device lost"}); nothing was returned, ` +
-      "and the next call creates a new device (GPU tensors of the lost device must be uploaded again)",
+      (ctx.external
+        ? "and the device given to useGpuDevice is gone: give a new one (or undefined for the " +
+          "library's own)"
+        : "and the next call creates a new device (GPU tensors of the lost device must be " +
+          "uploaded again)"),
   );
 }
+
+const external = new WeakMap<GPUDevice, GpuContext>();
+
+/**
+ * Makes the library compute on `device`, a GPUDevice the program already has (its own, or the
+ * device of another WebGPU library, such as onnxruntime-web's `await ort.env.webgpu.device`), so
+ * that GPU tensors can be shared with it; `undefined` goes back to the library's own device. The
+ * kernels use what that device was created with: `shader-f16` for f16 tensors, `subgroups` for
+ * subgroup reductions, its limits for tile sizes; a call that needs more says what to request.
+ * A lost device is not replaced: calls fail until another is given.
+ *
+ * @example
+ * ```ts
+ * import { gpuInfo, useGpuDevice } from "../mod.ts";
+ *
+ * const adapter = await navigator.gpu?.requestAdapter();
+ * if (adapter) {
+ *   const device = await adapter.requestDevice({
+ *     requiredFeatures: adapter.features.has("shader-f16") ? ["shader-f16"] : [],
+ *   });
+ *   useGpuDevice(device);
+ *   console.log((await gpuInfo())?.name);
+ *   useGpuDevice(undefined);
+ * }
+ * ```
+ */
+export function useGpuDevice(device: GPUDevice | undefined): GpuInfo | undefined {
+  if (device === undefined) {
+    chosen = undefined;
+    return undefined;
+  }
+  if (typeof GPUDevice === "undefined" || !(device instanceof GPUDevice)) {
+    throw new TypeError("useGpuDevice: device must be a GPUDevice (or undefined)");
+  }
+  let ctx = external.get(device);
+  if (!ctx) {
+    const info = (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo as
+      | (GPUAdapterInfo & { isFallbackAdapter?: boolean; subgroupMinSize?: number })
+      | undefined;
+    const name = info?.description || info?.device || info?.vendor || "the caller's GPUDevice";
+    const c: GpuContext = {
+      device,
+      external: true,
+      name,
+      software: info?.isFallbackAdapter === true || SOFTWARE.test(name),
+      f16: device.features.has("shader-f16"),
+      timestamps: device.features.has("timestamp-query"),
+      subgroups: device.features.has("subgroups") && (info?.subgroupMinSize ?? 0) >= 16,
+      limits: device.limits,
+      lost: undefined,
+      lostWaiters: new Set(),
+      pipelines: new Map(),
+      compiling: new Map(),
+    };
+    device.lost.then((i) => loseContext(c, i.message || i.reason || "device lost"));
+    external.set(device, ctx = c);
+  }
+  chosen = ctx;
+  return adapterInfo(ctx);
+}
+
+/** Marks a context lost and wakes every call waiting on it. */
+function loseContext(ctx: GpuContext, reason: string): void {
+  if (ctx.lost !== undefined) return;
+  ctx.lost = reason;
+  for (const f of [...ctx.lostWaiters]) f();
+  ctx.lostWaiters.clear();
+}
+
+/** Adapter names of software rasterisers (slower than the WASM backend). */
+const SOFTWARE = /llvmpipe|lavapipe|swiftshader|software/i;
 
 /**
  * Waits for `p`, or rejects with {@linkcode deviceLostError} as soon as the device is lost, so
@@ -116,10 +197,12 @@ export function hasWebGpu(): boolean {
 }
 
 /**
- * The GPU context, created on first use; undefined when there is no adapter. A lost device is
- * replaced by a new one on the next call.
+ * The GPU context: the caller's device given to {@linkcode useGpuDevice}, else the library's
+ * own, created on first use (undefined when there is no adapter). A lost own device is replaced
+ * by a new one on the next call; a lost caller's device is not.
  */
 export function gpuContext(): Promise<GpuContext | undefined> {
+  if (chosen) return Promise.resolve(chosen);
   if (current) {
     return current.then((ctx) => {
       if (ctx && ctx.lost !== undefined) {
@@ -176,10 +259,11 @@ async function acquire(): Promise<GpuContext | undefined> {
   const ctx: GpuContext = {
     adapter,
     device,
+    external: false,
     name,
     software:
       (adapter.info as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter === true ||
-      /llvmpipe|lavapipe|swiftshader|software/i.test(name),
+      SOFTWARE.test(name),
     f16: device.features.has("shader-f16"),
     timestamps: device.features.has("timestamp-query"),
     subgroups,
@@ -189,12 +273,7 @@ async function acquire(): Promise<GpuContext | undefined> {
     pipelines: new Map(),
     compiling: new Map(),
   };
-  const lose = (reason: string) => {
-    if (ctx.lost !== undefined) return;
-    ctx.lost = reason;
-    for (const f of [...ctx.lostWaiters]) f();
-    ctx.lostWaiters.clear();
-  };
+  const lose = (reason: string) => loseContext(ctx, reason);
   device.lost.then((info) => lose(info.message || info.reason || "device lost"));
   // Deno resolves device.lost only a while after destroy(): record the loss at once.
   const destroy = device.destroy.bind(device);

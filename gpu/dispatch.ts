@@ -18,7 +18,15 @@ import {
   toF16,
   toFloat32,
 } from "../tensor.ts";
-import { COPY_DST, countSubmit, createBuffer, MAP_READ, uniforms, upload } from "./buffers.ts";
+import {
+  COPY_DST,
+  countSubmit,
+  createBuffer,
+  MAP_READ,
+  release,
+  uniforms,
+  upload,
+} from "./buffers.ts";
 import { deviceLostError, type GpuContext, gpuContext, lostWithin, unlessLost } from "./device.ts";
 import { elementBytes, type KernelLayout } from "./layout.ts";
 import { gpuTuning } from "./tuning.ts";
@@ -48,6 +56,8 @@ export async function requireGpu(): Promise<GpuContext> {
 interface Binding {
   buffer: GPUBuffer;
   perBatch: number;
+  /** Byte offset of batch entry 0. */
+  offset?: number;
   bytes: number;
   /** Uniform that receives the element offset of the chunk's first batch entry. */
   offsetField?: string;
@@ -59,12 +69,31 @@ export interface KernelPlan {
   encode(pass: GPUComputePassEncoder): void;
   /** Frees the uniform buffers. */
   destroy(): void;
+  /** Leaves the uniform buffers to the garbage collector (work recorded for the caller to submit). */
+  release(): void;
 }
 
-/** A buffer for one binding of a kernel: `perBatch` elements per batch entry (0: bound whole). */
+/** Where a kernel reads or writes a tensor: a whole buffer, or a buffer from a byte offset. */
+export type Region = GPUBuffer | { readonly buffer: GPUBuffer; readonly offset?: number };
+
+/** A region as buffer and byte offset. */
+export function region(r: Region): { buffer: GPUBuffer; offset: number } {
+  return "buffer" in r ? { buffer: r.buffer, offset: r.offset ?? 0 } : { buffer: r, offset: 0 };
+}
+
+/**
+ * A buffer for one binding of a kernel: `perBatch` elements per batch entry (0: bound whole)
+ * from byte `offset` (default 0; a multiple of the device's minStorageBufferOffsetAlignment).
+ */
 export interface Bound {
   buffer: GPUBuffer;
   perBatch: number;
+  offset?: number;
+}
+
+/** A region bound with `perBatch` elements per batch entry. */
+export function bound(r: Region, perBatch: number): Bound {
+  return { ...region(r), perBatch };
 }
 
 /**
@@ -99,8 +128,9 @@ export function encodeChunks(
   const align = ctx.limits.minStorageBufferOffsetAlignment;
   const maxGroups = ctx.limits.maxComputeWorkgroupsPerDimension;
   const range = (b: Binding, b0: number, b1: number) => {
-    if (b.perBatch === 0) return { offset: 0, size: b.buffer.size, elem: 0 };
-    const start = b0 * b.perBatch * b.bytes, end = b1 * b.perBatch * b.bytes;
+    const base = b.offset ?? 0;
+    if (b.perBatch === 0) return { offset: base, size: b.buffer.size - base, elem: 0 };
+    const start = base + b0 * b.perBatch * b.bytes, end = base + b1 * b.perBatch * b.bytes;
     const offset = Math.floor(start / align) * align;
     const size = Math.min(b.buffer.size - offset, Math.ceil((end - offset) / 4) * 4);
     return { offset, size: Math.max(4, size), elem: (start - offset) / b.bytes };
@@ -122,10 +152,11 @@ export function encodeChunks(
         );
       }
       throw new RangeError(
-        `one batch entry of ${big.buffer.label} needs a ${
+        `one batch entry of ${big.buffer.label || "a tensor"} needs a ${
           big.perBatch * big.bytes
         }-byte binding; ` +
-          `this adapter allows ${limit} (maxStorageBufferBindingSize)`,
+          `the GPU device allows ${limit} (maxStorageBufferBindingSize; request a larger one ` +
+          "in requestDevice's requiredLimits where the adapter allows)",
       );
     }
     while (b1 < batch && fits(b1 + 1)) b1++;
@@ -158,6 +189,7 @@ export function encodeChunks(
       }
     },
     destroy: () => groups.forEach((g) => g.ub.destroy()),
+    release: () => groups.forEach((g) => release(g.ub)),
   };
 }
 
@@ -182,20 +214,15 @@ export function deviceType(ctx: GpuContext, dtype: DType): "f32" | "f16" {
   return dtype === "f16" && ctx.f16 ? "f16" : "f32";
 }
 
-/** A host or GPU tensor as a device buffer of `dtype` (uploading host data). */
+/** A host or GPU tensor as a device region of `dtype` (uploading host data). */
 export function onDevice(
   ctx: GpuContext,
   t: Tensor | GpuTensor,
   dtype: "f32" | "f16",
   name: string,
   temps: GPUBuffer[],
-): GPUBuffer {
-  if (isGpuTensor(t)) {
-    if (t.dtype !== dtype) {
-      throw new TypeError(`${name} is an f16 GpuTensor but this adapter has no shader-f16`);
-    }
-    return t.buffer;
-  }
+): Region {
+  if (isGpuTensor(t)) return { buffer: t.buffer, offset: t.offset ?? 0 };
   const data = t.dtype === dtype
     ? t.data
     : dtype === "f32"
@@ -208,12 +235,16 @@ export function onDevice(
 
 /**
  * Runs `setup` (which creates buffers and returns the kernels to encode and the buffers to read)
- * and submits it as one compute pass, all synchronously inside error scopes, so that concurrent
- * calls cannot interleave with it; then reads back.
+ * and encodes it as one compute pass, all synchronously inside error scopes, so that concurrent
+ * calls cannot interleave with it. Then, with an `encoder` of the caller's, nothing more: the
+ * caller submits. Otherwise it submits, and with buffers to read, maps them back; without, it
+ * returns at once: nothing waits for the GPU (the queue orders later work after this one, and a
+ * device lost meanwhile fails the next call or read-back).
  */
 export async function submit(
   ctx: GpuContext,
   setup: () => { encode: (pass: GPUComputePassEncoder) => void; reads: [GPUBuffer, number][] },
+  encoder?: GPUCommandEncoder,
 ): Promise<ArrayBuffer[]> {
   const { device } = ctx;
   if (ctx.lost !== undefined) throw deviceLostError(ctx, "the submission of the kernels");
@@ -225,7 +256,7 @@ export async function submit(
   try {
     const work = setup();
     reads = work.reads;
-    const enc = device.createCommandEncoder();
+    const enc = encoder ?? device.createCommandEncoder();
     const pass = enc.beginComputePass();
     work.encode(pass);
     pass.end();
@@ -237,13 +268,16 @@ export async function submit(
       enc.copyBufferToBuffer(buf, 0, staging!, off, bytes);
       off += bytes;
     }
-    device.queue.submit([enc.finish()]);
-    countSubmit();
-    gpuTuning().afterSubmit?.(device);
+    if (!encoder) {
+      device.queue.submit([enc.finish()]);
+      countSubmit();
+      gpuTuning().afterSubmit?.(device);
+    }
   } catch (e) {
     failure = e;
   }
-  // pop both scopes before awaiting, so that no other call's scope is popped in between
+  // pop both scopes before awaiting, so that no other call's scope is popped in between (they
+  // report the device-timeline validation of this call, not the GPU's progress: no wait)
   const scopes = Promise.all([device.popErrorScope(), device.popErrorScope()]);
   let validation: GPUError | null, oom: GPUError | null;
   try {
@@ -256,10 +290,7 @@ export async function submit(
   if (oom) throw new Error(`WebGPU ran out of memory: ${oom.message}`);
   if (validation) throw new Error(`WebGPU rejected the work: ${validation.message}`);
   if (failure) throw failure;
-  if (!staging) {
-    await unlessLost(ctx, device.queue.onSubmittedWorkDone(), "the kernels");
-    return [];
-  }
+  if (!staging) return [];
   let copy: ArrayBuffer;
   try {
     copy = await mapRead(ctx, staging, "the read-back");

@@ -10,7 +10,7 @@ import type { Problem } from "../types.ts";
 import type { Schedule } from "../masks/schedule.ts";
 import { scheduleOnGpu } from "./buffers.ts";
 import { type GpuContext, pipeline } from "./device.ts";
-import { encodeChunks, type KernelPlan, problemUniforms } from "./dispatch.ts";
+import { bound, encodeChunks, type KernelPlan, problemUniforms, type Region } from "./dispatch.ts";
 import {
   FORWARD_LAYOUT,
   type ForwardConfig,
@@ -55,11 +55,11 @@ export function forwardConfig(
 
 /** Device buffers of one forward call. */
 export interface ForwardBuffers {
-  q: GPUBuffer;
-  k: GPUBuffer;
-  v: GPUBuffer;
-  out: GPUBuffer;
-  lse: GPUBuffer;
+  q: Region;
+  k: Region;
+  v: Region;
+  out: Region;
+  lse: Region;
 }
 
 /** A compiled forward pass for one problem, with its configuration and schedule. */
@@ -111,11 +111,11 @@ export function planForward(
     },
     p.batch,
     {
-      q: { buffer: b.q, perBatch: qn },
-      k: { buffer: b.k, perBatch: kn },
-      v: { buffer: b.v, perBatch: kn },
-      out: { buffer: b.out, perBatch: qn },
-      lse: { buffer: b.lse, perBatch: p.heads * p.nq },
+      q: bound(b.q, qn),
+      k: bound(b.k, kn),
+      v: bound(b.v, kn),
+      out: bound(b.out, qn),
+      lse: bound(b.lse, p.heads * p.nq),
       sched: { buffer: sb.buffer, perBatch: 0 },
     },
     (n) => [plan.rowBlocks, p.heads, n],

@@ -25,6 +25,7 @@ import type { GpuInfo } from "../types.ts";
 import { checkGpuBuffers, createBuffer, upload } from "./buffers.ts";
 import { mapRead, READ_BACK_USAGE, requireGpu } from "./dispatch.ts";
 import { adapterInfo, gpuContext, unlessLost } from "./device.ts";
+export { useGpuDevice } from "./device.ts";
 
 export type { GpuArray, GpuInfo };
 

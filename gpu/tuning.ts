@@ -62,7 +62,11 @@ function fitShared<T>(
   const limit = ctx.limits.maxComputeWorkgroupStorageSize;
   while (need() > limit) {
     if (!steps.some((step) => step())) {
-      throw new RangeError(`head dimension ${headDim} needs more workgroup memory than ${limit}`);
+      throw new RangeError(
+        `head dimension ${headDim} needs ${need()} bytes of workgroup memory; the GPU device ` +
+          `allows ${limit} (maxComputeWorkgroupStorageSize): create it with requestDevice({ ` +
+          `requiredLimits: { maxComputeWorkgroupStorageSize: ${need()} } }) where the adapter allows`,
+      );
     }
   }
   return cfg;

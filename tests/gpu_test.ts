@@ -156,7 +156,7 @@ Deno.test({
       setGpuTuning({ maxBindingBytes: 1000 });
       await assert.rejects(
         () => attention(q, k, v, { mask, backend: "webgpu" }),
-        /one batch entry of q needs a 16560-byte binding; this adapter allows 1000/,
+        /one batch entry of q needs a 16560-byte binding; the GPU device allows 1000 \(maxStorageBufferBindingSize; request a larger one/,
       );
     } finally {
       setGpuTuning(old);

@@ -1,0 +1,348 @@
+/**
+ * GPU-resident calls inside a program's own GPU work: calls that return without waiting for the
+ * GPU, the caller's device (`useGpuDevice`), the caller's buffers as inputs (with byte offsets)
+ * and as outputs (`options.outputs`), work recorded into the caller's encoder
+ * (`options.encoder`), and the errors of each. Ignored without a WebGPU adapter.
+ */
+
+import assert from "node:assert/strict";
+import {
+  attention,
+  attentionBackward,
+  causalDocument,
+  fromGpu,
+  type GpuArray,
+  gpuDevice,
+  type GpuTensor,
+  readGpuArray,
+  type Tensor,
+  toGpu,
+  useGpuDevice,
+} from "../mod.ts";
+import { gpuStats } from "../gpu/internal.ts";
+import { referenceBackward, referenceForward } from "../reference/attention.ts";
+import { assertClose, randomTensor, rng, testAdapter } from "./_util.ts";
+
+const info = await testAdapter();
+const ignore = info === undefined;
+const STORAGE = 0x80, COPY_SRC = 0x4, COPY_DST = 0x8;
+const gpu = { backend: "webgpu" } as const;
+
+const rand = rng(77);
+const shape = [2, 45, 4, 32] as const, kvShape = [2, 45, 2, 32] as const;
+const q = randomTensor(rand, shape), k = randomTensor(rand, kvShape);
+const v = randomTensor(rand, kvShape), dOut = randomTensor(rand, shape);
+const mask = causalDocument([20, 25]);
+
+const bits = (x: Float32Array | Uint16Array) => new Uint32Array(new Float32Array(x).buffer);
+
+/** A device of the test's own, with the adapter's limits and shader-f16 where it has it. */
+async function ownDevice(features: GPUFeatureName[] = ["shader-f16"]): Promise<GPUDevice> {
+  const adapter = (await navigator.gpu.requestAdapter())!;
+  const lim = adapter.limits;
+  return await adapter.requestDevice({
+    requiredFeatures: features.filter((f) => adapter.features.has(f)),
+    requiredLimits: {
+      maxComputeWorkgroupStorageSize: lim.maxComputeWorkgroupStorageSize,
+      maxStorageBufferBindingSize: lim.maxStorageBufferBindingSize,
+      maxBufferSize: lim.maxBufferSize,
+    },
+  });
+}
+
+/** Host tensors packed into one buffer of `device` at 256-aligned offsets after `lead` bytes. */
+function packed(device: GPUDevice, ts: Tensor[], lead: number): GpuTensor[] {
+  const align = device.limits.minStorageBufferOffsetAlignment;
+  const offsets: number[] = [];
+  let end = lead;
+  for (const t of ts) {
+    end = Math.ceil(end / align) * align;
+    offsets.push(end);
+    end += t.data.byteLength;
+  }
+  const buffer = device.createBuffer({ size: end, usage: STORAGE | COPY_SRC | COPY_DST });
+  ts.forEach((t, i) => device.queue.writeBuffer(buffer, offsets[i], t.data as Float32Array));
+  return ts.map((t, i) => ({ buffer, shape: t.shape, dtype: t.dtype, offset: offsets[i] }));
+}
+
+/** Reads `bytes` of a buffer from `offset` (a test helper: its own staging buffer). */
+async function read(device: GPUDevice, buffer: GPUBuffer, offset: number, bytes: number) {
+  const staging = device.createBuffer({ size: bytes, usage: 0x1 | COPY_DST });
+  const enc = device.createCommandEncoder();
+  enc.copyBufferToBuffer(buffer, offset, staging, 0, bytes);
+  device.queue.submit([enc.finish()]);
+  await staging.mapAsync(0x1);
+  const out = new Float32Array(staging.getMappedRange().slice(0));
+  staging.destroy();
+  return out;
+}
+
+Deno.test({
+  name:
+    "webgpu: awaited GPU-resident calls never wait for the GPU (no onSubmittedWorkDone, no mapAsync)",
+  ignore,
+  async fn() {
+    const [gq, gk, gv, gd] = await Promise.all([q, k, v, dOut].map(toGpu));
+    // compile first, so that only the calls themselves are watched
+    const warm = await attention(gq, gk, gv, { ...gpu, mask });
+    await attentionBackward({ q: gq, k: gk, v: gv, out: warm.out, lse: warm.lse, dOut: gd }, {
+      ...gpu,
+      mask,
+    });
+    const dev = (await gpuDevice())!;
+    const waits: string[] = [];
+    const done = dev.queue.onSubmittedWorkDone.bind(dev.queue);
+    const mapAsync = GPUBuffer.prototype.mapAsync;
+    dev.queue.onSubmittedWorkDone = () => (waits.push("onSubmittedWorkDone"), done());
+    GPUBuffer.prototype.mapAsync = function (...a: Parameters<GPUBuffer["mapAsync"]>) {
+      waits.push("mapAsync");
+      return mapAsync.apply(this, a);
+    };
+    try {
+      // a chain: each output is the next call's query
+      let x = gq;
+      const results = [];
+      for (let i = 0; i < 5; i++) {
+        const r = await attention(x, gk, gv, { ...gpu, mask });
+        results.push(r);
+        x = { ...r.out, shape: gq.shape };
+      }
+      const g = await attentionBackward(
+        { q: gq, k: gk, v: gv, out: results[0].out, lse: results[0].lse, dOut: gd },
+        { ...gpu, mask },
+      );
+      assert.deepEqual(waits, [], "GPU-resident calls waited for the GPU");
+      // the same chain with host arrays (each call waits and reads back) gives the same bits
+      let hx = q;
+      for (let i = 0; i < 5; i++) hx = (await attention(hx, k, v, { ...gpu, mask })).out;
+      assert.ok((waits as string[]).includes("mapAsync"), "host calls read back");
+      assert.deepEqual(bits((await fromGpu(x)).data), bits(hx.data));
+      const host = await attention(q, k, v, { ...gpu, mask });
+      const hg = await attentionBackward({ q, k, v, ...host, dOut }, { ...gpu, mask });
+      assert.deepEqual(bits((await fromGpu(g.dq)).data), bits(hg.dq.data));
+      assert.deepEqual(bits(await readGpuArray(results[0].lse)), bits(host.lse));
+      for (const r of results) r.out.buffer.destroy(), r.lse.buffer.destroy();
+      for (const t of [gq, gk, gv, gd, g.dq, g.dk, g.dv]) t.buffer.destroy();
+    } finally {
+      dev.queue.onSubmittedWorkDone = done;
+      GPUBuffer.prototype.mapAsync = mapAsync;
+    }
+  },
+});
+
+Deno.test({
+  name: "webgpu: the caller's device and buffers (packed, at offsets) match the float64 reference",
+  ignore,
+  async fn() {
+    const device = await ownDevice();
+    const got = useGpuDevice(device);
+    try {
+      assert.ok(got && got.name.length > 0);
+      for (const lead of [0, 300]) {
+        const [gq, gk, gv, gd] = packed(device, [q, k, v, dOut], lead);
+        assert.equal(gq.buffer, gk.buffer);
+        const r = await attention(gq, gk, gv, { ...gpu, mask });
+        const g = await attentionBackward(
+          { q: gq, k: gk, v: gv, out: r.out, lse: r.lse, dOut: gd },
+          { ...gpu, mask },
+        );
+        const ref = referenceForward(q, k, v, { mask }),
+          f32 = referenceForward(q, k, v, { mask }, Math.fround);
+        assertClose("out", await fromGpu(r.out), ref.out, f32.out);
+        assertClose("lse", await readGpuArray(r.lse), ref.lse, f32.lse);
+        const gr = referenceBackward(q, k, v, dOut, { mask });
+        const gf = referenceBackward(q, k, v, dOut, { mask }, Math.fround);
+        assertClose("dq", await fromGpu(g.dq), gr.dq, gf.dq);
+        assertClose("dk", await fromGpu(g.dk), gr.dk, gf.dk);
+        assertClose("dv", await fromGpu(g.dv), gr.dv, gf.dv);
+        gq.buffer.destroy();
+      }
+    } finally {
+      useGpuDevice(undefined);
+      device.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name: "webgpu: results go into the caller's tensors (options.outputs), same bits as new ones",
+  ignore,
+  async fn() {
+    const device = await ownDevice();
+    useGpuDevice(device);
+    try {
+      const [gq, gk, gv, gd] = packed(device, [q, k, v, dOut], 0);
+      const want = await attention(gq, gk, gv, { ...gpu, mask });
+      const wantG = await attentionBackward({ q: gq, k: gk, v: gv, ...want, dOut: gd }, {
+        ...gpu,
+        mask,
+      });
+      // one activation buffer for out, lse, dq, dk, dv, at aligned offsets
+      const align = device.limits.minStorageBufferOffsetAlignment;
+      const up = (n: number) => Math.ceil(n / align) * align;
+      const qb = q.data.byteLength, kb = k.data.byteLength, lb = 2 * 4 * 45 * 4;
+      const offs = [0, up(qb), up(qb) + up(lb), 2 * up(qb) + up(lb), 2 * up(qb) + up(lb) + up(kb)];
+      const size = offs[4] + kb;
+      const buffer = device.createBuffer({ size, usage: STORAGE | COPY_SRC | COPY_DST });
+      const out: GpuTensor = { buffer, shape, dtype: "f32", offset: offs[0] };
+      const lse: GpuArray = { buffer, length: 2 * 4 * 45, offset: offs[1] };
+      const before = gpuStats().liveBuffers;
+      const r = await attention(gq, gk, gv, { ...gpu, mask, outputs: { out, lse } });
+      assert.equal(r.out, out);
+      assert.equal(r.lse, lse);
+      const dq: GpuTensor = { buffer, shape, dtype: "f32", offset: offs[2] };
+      const dk: GpuTensor = { buffer, shape: kvShape, dtype: "f32", offset: offs[3] };
+      const dv: GpuTensor = { buffer, shape: kvShape, dtype: "f32", offset: offs[4] };
+      const g = await attentionBackward({ q: gq, k: gk, v: gv, out, lse, dOut: gd }, {
+        ...gpu,
+        mask,
+        outputs: { dq, dk, dv },
+      });
+      assert.deepEqual([g.dq, g.dk, g.dv], [dq, dk, dv]);
+      assert.equal(gpuStats().liveBuffers, before, "the calls created no output buffer");
+      const all = await read(device, buffer, 0, size);
+      const at = (o: number, n: number) => bits(all.subarray(o / 4, o / 4 + n / 4));
+      assert.deepEqual(at(offs[0], qb), bits((await fromGpu(want.out)).data));
+      assert.deepEqual(at(offs[1], lb), bits(await readGpuArray(want.lse)));
+      assert.deepEqual(at(offs[2], qb), bits((await fromGpu(wantG.dq)).data));
+      assert.deepEqual(at(offs[3], kb), bits((await fromGpu(wantG.dk)).data));
+      assert.deepEqual(at(offs[4], kb), bits((await fromGpu(wantG.dv)).data));
+    } finally {
+      useGpuDevice(undefined);
+      device.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name: "webgpu: calls recorded into the caller's encoder run when the caller submits",
+  ignore,
+  async fn() {
+    const device = await ownDevice();
+    useGpuDevice(device);
+    try {
+      const [gq, gk, gv, gd] = packed(device, [q, k, v, dOut], 0);
+      const want = await attention(gq, gk, gv, { ...gpu, mask });
+      const wantG = await attentionBackward({ q: gq, k: gk, v: gv, ...want, dOut: gd }, {
+        ...gpu,
+        mask,
+      });
+      const encoder = device.createCommandEncoder();
+      const submits = gpuStats().submits, live = gpuStats().liveBuffers;
+      const r = await attention(gq, gk, gv, { ...gpu, mask, encoder });
+      const g = await attentionBackward({ q: gq, k: gk, v: gv, ...r, dOut: gd }, {
+        ...gpu,
+        mask,
+        encoder,
+      });
+      assert.equal(gpuStats().submits, submits, "nothing submitted by the library");
+      assert.equal(gpuStats().liveBuffers, live + 5, "only the results are the library's");
+      device.queue.submit([encoder.finish()]);
+      assert.deepEqual(bits((await fromGpu(r.out)).data), bits((await fromGpu(want.out)).data));
+      assert.deepEqual(bits((await fromGpu(g.dk)).data), bits((await fromGpu(wantG.dk)).data));
+    } finally {
+      useGpuDevice(undefined);
+      device.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name: "webgpu: GPU-resident misuse is a clear error before anything runs",
+  ignore,
+  async fn() {
+    const device = await ownDevice();
+    useGpuDevice(device);
+    try {
+      const [gq, gk, gv] = packed(device, [q, k, v], 0);
+      const submits = gpuStats().submits;
+      const bad = (
+        options: object,
+        re: RegExp,
+        type: ErrorConstructor,
+        qq: Tensor | GpuTensor = gq,
+      ) =>
+        assert.rejects(
+          () => attention(qq as GpuTensor, gk, gv, { ...gpu, mask, ...options }),
+          (e) => e instanceof type && re.test((e as Error).message),
+        );
+      await assert.rejects(
+        () => attention({ ...gq, offset: gq.offset! + 4 }, gk, gv, { ...gpu, mask }),
+        /q\.offset is \d+ bytes; the GPU device binds storage at multiples of \d+/,
+      );
+      const buf = device.createBuffer({ size: 1 << 16, usage: STORAGE | COPY_SRC });
+      await bad({ outputs: { out: { ...gq } } }, /options\.outputs\.out overlaps q/, RangeError);
+      await bad(
+        { outputs: { out: { buffer: buf, shape: [1, 45, 4, 32], dtype: "f32" } } },
+        /options\.outputs\.out\.shape must be \[2,45,4,32\]/,
+        RangeError,
+      );
+      await bad(
+        { outputs: { dq: { buffer: buf, shape, dtype: "f32" } } },
+        /options\.outputs\.dq is not an output of this call; it takes out, lse/,
+        TypeError,
+      );
+      await bad(
+        { outputs: { lse: { buffer: buf, length: 3 } } },
+        /options\.outputs\.lse must be a float32 GpuArray of length 360/,
+        RangeError,
+      );
+      await bad(
+        { outputs: {} },
+        /options\.outputs needs GPU-resident tensors, but q is on the host/,
+        TypeError,
+        q,
+      );
+      await bad(
+        { encoder: device.createCommandEncoder() },
+        /options\.encoder needs GPU-resident tensors, but q is on the host/,
+        TypeError,
+        q,
+      );
+      await bad(
+        { encoder: {} },
+        /options\.encoder must be a GPUCommandEncoder, got a Object/,
+        TypeError,
+      );
+      assert.equal(gpuStats().submits, submits, "a rejected call submits nothing");
+    } finally {
+      useGpuDevice(undefined);
+      device.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name: "webgpu: what the caller's device lacks is named, with what to request",
+  ignore,
+  async fn() {
+    const plain = await (await navigator.gpu.requestAdapter())!.requestDevice();
+    useGpuDevice(plain);
+    try {
+      if (!plain.features.has("shader-f16")) {
+        const t = {
+          buffer: plain.createBuffer({ size: 1024, usage: STORAGE }),
+          shape: [1, 4, 1, 64],
+          dtype: "f16",
+        } as const;
+        await assert.rejects(() => attention(t, t, t, gpu), /no "shader-f16" feature: request it/);
+      }
+      // d = 256 needs more workgroup memory than a device with default limits (16 KiB) has
+      const big = randomTensor(rng(3), [1, 8, 1, 256]);
+      const gb = packed(plain, [big], 0)[0];
+      await assert.rejects(
+        () => attention(gb, gb, gb, gpu),
+        /needs \d+ bytes of workgroup memory; the GPU device allows 16384 \(maxComputeWorkgroupStorageSize\): create it with requestDevice/,
+      );
+      // a lost caller's device is not replaced behind the caller's back
+      plain.destroy();
+      await (plain.lost);
+      await assert.rejects(
+        () => attention(gb, gb, gb, gpu),
+        /the device given to useGpuDevice is gone/,
+      );
+    } finally {
+      useGpuDevice(undefined);
+    }
+  },
+});
