@@ -86,7 +86,7 @@ function randomData(n: number, dtype: "f32" | "f16", seed: number): Float32Array
 }
 
 /** Median time in ms of `reps` back-to-back encodings, measured with timestamp queries. */
-async function timeKernel(
+export async function timeKernel(
   ctx: GpuContext,
   encode: (pass: GPUComputePassEncoder) => void,
   reps: number,
