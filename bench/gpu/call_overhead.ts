@@ -5,14 +5,26 @@
  * queries, and the decode-loop example's tokens per second for a stack of layers next to the
  * layers × kernel time.
  *
- * Run: `deno run -A bench/gpu/call_overhead.ts [--reps 50] [--layers 32] [--max-seq N] [--json FILE]`
- * (`--max-seq` leaves out the prefill shapes longer than N, for software adapters).
+ * Then the prefill shapes side by side with onnxruntime-web's WebGPU execution provider in the
+ * same process, on the same device and buffers ({@linkcode ortSideBySide}).
+ *
+ * Run: `deno run -A bench/gpu/call_overhead.ts [--reps 50] [--layers 32] [--max-seq N]
+ * [--ort MODULE | --no-ort] [--json FILE]` (`--max-seq` leaves out the prefill shapes longer than
+ * N, for software adapters; `--ort` imports onnxruntime-web from a file where no registry is).
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import { attention, fromGpu, type GpuArray, type GpuTensor, tensor, toGpu } from "../../mod.ts";
+import {
+  attention,
+  fromGpu,
+  type GpuArray,
+  type GpuTensor,
+  tensor,
+  toGpu,
+  useGpuDevice,
+} from "../../mod.ts";
 import {
   checkProblem,
   decodeKernels,
@@ -27,6 +39,7 @@ import {
 } from "../../gpu/internal.ts";
 import { timeKernel } from "./gpu_bench.ts";
 import { decodeLoop } from "../../docs/examples/decode_loop.ts";
+import { mhaModel } from "../cpu/_onnx.ts";
 
 /** One measured shape. */
 export interface OverheadRow {
@@ -113,12 +126,103 @@ export async function measure(reps: number, maxSeq = Infinity): Promise<Overhead
   return rows;
 }
 
+/** One shape side by side with onnxruntime-web's WebGPU execution provider. */
+export interface OrtRow {
+  shape: string;
+  /** This library: wall time per awaited GPU-resident call. */
+  oursMs: number;
+  /** onnxruntime-web: wall time per awaited `session.run` on GPU-resident inputs. */
+  ortMs: number;
+  /** Largest difference between the two outputs. */
+  maxDiff: number;
+}
+
+/**
+ * This library and onnxruntime-web's WebGPU execution provider (its fused com.microsoft
+ * `MultiHeadAttention`) in one process on one device (onnxruntime's, given to `useGpuDevice`), on
+ * the same GPU buffers: `[B, N, H, d]` is the `[B, N, H·d]` layout MultiHeadAttention takes. Each
+ * side: R awaited calls with outputs on the GPU, then one read-back. `module` is the onnxruntime-web
+ * WebGPU module to import (its `dist/ort.webgpu.bundle.min.mjs` where no registry is reachable).
+ */
+export async function ortSideBySide(
+  reps: number,
+  maxSeq: number,
+  module: string,
+): Promise<{ version: string; device: string; rows: OrtRow[] }> {
+  // a file path (the carried dist/ort.webgpu.bundle.min.mjs, with ort-wasm-simd-threaded.asyncify
+  // .mjs and .wasm beside it, which it loads from there in Deno) is taken from the working directory
+  const url = /^(npm|https?|file):/.test(module)
+    ? module
+    : new URL(module, `file://${Deno.cwd()}/`).href;
+  const ort = await import(url);
+  ort.env.logLevel = "error";
+
+  const rows: OrtRow[] = [];
+  let device = "";
+  for (const s of SHAPES.filter((s) => s.name === "prefill" && s.nq <= maxSeq)) {
+    const { batch: b, nq: n, heads: h, d } = s;
+    const session = await ort.InferenceSession.create(mhaModel(b, n, h, d), {
+      executionProviders: ["webgpu"],
+      preferredOutputLocation: "gpu-buffer",
+    });
+    const info = useGpuDevice(await ort.env.webgpu.device);
+    device = info?.name ?? "";
+    const shape = [b, n, h, d] as const;
+    const [q, k, v, out] = await Promise.all(
+      [1, 2, 3, 4].map((seed) => toGpu(tensor(random(b * n * h * d, seed), shape))),
+    );
+    const lse: GpuArray = {
+      buffer: (await toGpu(tensor(new Float32Array(b * h * n), [b, h, n, 1]))).buffer,
+      length: b * h * n,
+    };
+    const feeds = Object.fromEntries(
+      [["q", q], ["k", k], ["v", v]].map(([name, t]) => [
+        name,
+        ort.Tensor.fromGpuBuffer((t as GpuTensor).buffer, {
+          dataType: "float32",
+          dims: [b, n, h * d],
+        }),
+      ]),
+    );
+    const options = { outputs: { out, lse } };
+    const time = async (call: () => Promise<unknown>, read: () => Promise<Float32Array>) => {
+      for (let i = 0; i < 3; i++) await call();
+      await read();
+      const t0 = performance.now();
+      for (let i = 0; i < reps; i++) await call();
+      const data = await read();
+      return [(performance.now() - t0) / reps, data] as const;
+    };
+    let last: { out: { getData(): Promise<Float32Array>; dispose(): void } } | undefined;
+    const [oursMs, ours] = await time(
+      () => attention(q, k, v, options),
+      async () => (await fromGpu(out)).data as Float32Array,
+    );
+    const [ortMs, theirs] = await time(async () => {
+      last?.out.dispose();
+      last = await session.run(feeds);
+    }, () => last!.out.getData());
+    let maxDiff = 0;
+    for (let i = 0; i < ours.length; i++) {
+      maxDiff = Math.max(maxDiff, Math.abs(ours[i] - theirs[i]));
+    }
+    rows.push({ shape: `B=${b} N=${n} H=${h} d=${d}`, oursMs, ortMs, maxDiff });
+    last?.out.dispose();
+    await session.release();
+    for (const t of [q, k, v, out, lse]) t.buffer.destroy();
+    useGpuDevice(undefined);
+  }
+  return { version: ort.env.versions?.web ?? "", device, rows };
+}
+
 if (import.meta.main) {
   const { values } = parseArgs({
     options: {
       reps: { type: "string", default: "50" },
       layers: { type: "string", default: "32" },
       "max-seq": { type: "string" },
+      ort: { type: "string", default: "npm:onnxruntime-web@1.23.2/webgpu" },
+      "no-ort": { type: "boolean" },
       json: { type: "string" },
     },
   });
@@ -149,11 +253,29 @@ if (import.meta.main) {
         (layers * perLayerKernel).toFixed(2)
       } ms a token`,
   );
+  let ort;
+  if (!values["no-ort"]) {
+    ort = await ortSideBySide(reps, Number(values["max-seq"] ?? Infinity), values.ort!);
+    console.log(
+      `\nside by side with onnxruntime-web ${ort.version} WebGPU (MultiHeadAttention), same device ` +
+        `(${ort.device}) and buffers, f32, wall time per awaited call:`,
+    );
+    console.log(
+      "shape                        ours ms  onnxruntime-web ms  ours faster  max |diff|",
+    );
+    for (const r of ort.rows) {
+      console.log(
+        `${r.shape.padEnd(26)} ${r.oursMs.toFixed(3).padStart(9)} ${
+          r.ortMs.toFixed(3).padStart(19)
+        } ${(r.ortMs / r.oursMs).toFixed(2).padStart(11)}×  ${r.maxDiff.toExponential(1)}`,
+      );
+    }
+  }
   if (values.json) {
     await Deno.writeTextFile(
       values.json,
       JSON.stringify(
-        { date: new Date().toISOString(), device: ctx.name, reps, rows, loop },
+        { date: new Date().toISOString(), device: ctx.name, reps, rows, loop, ort },
         null,
         2,
       ),
