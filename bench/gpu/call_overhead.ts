@@ -50,6 +50,8 @@ export interface OverheadRow {
   kernelMs: number;
   /** wallMs − kernelMs. */
   overheadMs: number;
+  /** The same call with host arrays in and out (one upload, submission and read-back each). */
+  hostMs: number;
 }
 
 const SHAPES = [
@@ -118,9 +120,16 @@ export async function measure(reps: number, maxSeq = Infinity): Promise<Overhead
     await fromGpu(out);
     const wallMs = (performance.now() - t0) / reps;
     const kms = await kernelMs(ctx, q, k, v, out, lse);
+    // the same call with host arrays: upload, kernels, read-back of out and lse, every call
+    const [hq, hk, hv] = await Promise.all([q, k, v].map(fromGpu));
+    const hostReps = Math.max(3, Math.min(reps, 10));
+    await attention(hq, hk, hv, { backend: "webgpu" });
+    const t1 = performance.now();
+    for (let i = 0; i < hostReps; i++) await attention(hq, hk, hv, { backend: "webgpu" });
+    const hostMs = (performance.now() - t1) / hostReps;
     const shape =
       `${s.name} B=${s.batch} Nq=${s.nq} Nk=${s.nk} Hq=${s.heads} Hk=${s.kvHeads} d=${s.d}`;
-    rows.push({ shape, wallMs, kernelMs: kms, overheadMs: wallMs - kms });
+    rows.push({ shape, wallMs, kernelMs: kms, overheadMs: wallMs - kms, hostMs });
     for (const t of [q, k, v, out, lse]) t.buffer.destroy();
   }
   return rows;
@@ -231,13 +240,15 @@ if (import.meta.main) {
   console.log(`device: ${ctx.name}; ${reps} awaited GPU-resident calls, then one read-back`);
   const rows = await measure(reps, Number(values["max-seq"] ?? Infinity));
   console.log(
-    "shape                                            wall ms/call  kernel ms  overhead ms  wall/kernel",
+    "shape                                            wall ms/call  kernel ms  overhead ms  wall/kernel  host arrays ms/call",
   );
   for (const r of rows) {
     console.log(
       `${r.shape.padEnd(48)} ${r.wallMs.toFixed(3).padStart(12)} ${
         r.kernelMs.toFixed(3).padStart(10)
-      } ${r.overheadMs.toFixed(3).padStart(12)} ${(r.wallMs / r.kernelMs).toFixed(2).padStart(12)}`,
+      } ${r.overheadMs.toFixed(3).padStart(12)} ${
+        (r.wallMs / r.kernelMs).toFixed(2).padStart(12)
+      } ${r.hostMs.toFixed(2).padStart(20)}`,
     );
   }
   // the decode example: `layers` layers, 16 tokens against ~4096 cached keys
