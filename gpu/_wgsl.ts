@@ -237,9 +237,16 @@ export function maskTile(
  */
 export function capAndMask(
   emit: Emit,
-  o: { softcap: boolean; ragged: string; indent: string; mask: Parameters<typeof maskTile>[1] },
+  o: {
+    softcap: boolean;
+    ragged: string;
+    indent: string;
+    mask: Parameters<typeof maskTile>[1];
+    /** Keep the softcap's slopes in `let` registers of this name (see {@linkcode capTile}). */
+    slopes?: string;
+  },
 ): void {
-  if (o.softcap) capTile(emit, o.mask.acc, o.mask.rows, o.mask.cols / 4);
+  if (o.softcap) capTile(emit, o.mask.acc, o.mask.rows, o.mask.cols / 4, o.slopes);
   emit(`${o.indent}if ((tile & 1u) != 0u || ${o.ragged}) {`);
   maskTile(emit, o.mask);
   emit(`${o.indent}}`);
@@ -357,28 +364,35 @@ fn tanhAcc(v: vec4<f32>) -> vec4<f32> {${body("vec4<f32>(0.3)")}
 }
 fn tanhAcc1(v: f32) -> f32 {${body("0.3")}
 }
+fn capSlope(s: vec4<f32>) -> vec4<f32> {
+  // d tanh(u) / du = 1 − tanh²(u) = 4e / (1 + e)² with e = exp(−2|u|), u = s / C: no cancellation
+  // where tanh saturates (1 − t² from a rounded t loses every digit there); masked scores give 0
+  let e = exp(-2.0 * abs(s / P.softcap2));
+  let d = 1.0 + e;
+  return 4.0 * e / (d * d);
+}
 `;
 }
 
 /**
  * Caps a register tile of log2-domain scores: s ← C·tanh(s / C) with C = softcap·log2 e (the
- * kernel includes {@linkcode softcapWgsl}).
+ * kernel includes {@linkcode softcapWgsl}). With `slopes`, first keeps the softcap's slope of
+ * each element in `let` registers of that name (the backward kernels' dS needs it), from the
+ * score before the cap ({@linkcode capSlope}).
  */
-export function capTile(emit: Emit, acc: string, rows: number, cols4: number): void {
+export function capTile(
+  emit: Emit,
+  acc: string,
+  rows: number,
+  cols4: number,
+  slopes?: string,
+): void {
   for (const i of range(rows)) {
     for (const j of range(cols4)) {
+      if (slopes) emit(`    let ${slopes}${i}_${j} = capSlope(${acc}${i}_${j});`);
       emit(`    ${acc}${i}_${j} = P.softcap2 * tanhAcc(${acc}${i}_${j} / P.softcap2);`);
     }
   }
-}
-
-/**
- * The softcap slope 1 − tanh² of a capped log2-domain score (its value clamped to [−1, 1], so
- * that masked scores give 0, not inf).
- */
-export function capSlope(x: string): string {
-  const t = `clamp(${x} / P.softcap2, vec4<f32>(-1.0), vec4<f32>(1.0))`;
-  return `(vec4<f32>(1.0) - ${t} * ${t})`;
 }
 
 /** One side of the two products of a backward tile: two tensors loaded alike. */

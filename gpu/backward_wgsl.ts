@@ -23,7 +23,6 @@
 
 import {
   capAndMask,
-  capSlope,
   declareTile,
   dropoutWgsl,
   type Emit,
@@ -249,6 +248,7 @@ ${rowBlockPrologue(br, rm, HD)}`);
     ragged: `col0 + ${bc}u > P.nk`,
     indent: "    ",
     mask: rowMajorMask(rm, cn),
+    slopes: "capd",
   });
   // dS = exp2(S − lse₂) ∘ (dP·Z − D) (· softcap slope), kept in s; Z is the dropout factor.
   // S − lse₂ is clamped at 0 (P ≤ 1): at huge scores (~1e10) the float32 lse is off by hundreds
@@ -266,7 +266,7 @@ ${rowBlockPrologue(br, rm, HD)}`);
   }
   for (const i of range(rm)) {
     for (const j of range(C4)) {
-      const slope = c.softcap ? ` * ${capSlope(`s${i}_${j}`)}` : "";
+      const slope = c.softcap ? ` * capd${i}_${j}` : "";
       emit(
         `    s${i}_${j} = exp2(min(s${i}_${j} - vec4<f32>(st${i}.x), vec4<f32>(0.0))) * (dp${i}_${j} - vec4<f32>(st${i}.y))${slope};`,
       );
@@ -388,6 +388,7 @@ ${tileLoop("P.ptrOff + slice * P.colBlocks + cb", "row0", br, "    ")}`);
   }
   capAndMask(emit, {
     softcap: c.softcap,
+    slopes: "capd",
     ragged: `row0 + ${br}u > P.nq`,
     indent: "      ",
     mask: {
@@ -407,7 +408,7 @@ ${tileLoop("P.ptrOff + slice * P.colBlocks + cb", "row0", br, "    ")}`);
     const dd = `vec4<f32>(${range(4).map((z) => `st${4 * j + z}.y`).join(", ")})`;
     emit(`      let l2_${j} = ${l2};\n      let dd_${j} = ${dd};`);
     for (const i of range(rn)) {
-      const slope = c.softcap ? ` * ${capSlope(`s${i}_${j}`)}` : "";
+      const slope = c.softcap ? ` * capd${i}_${j}` : "";
       if (c.dropout) {
         const z = range(4).map((w) => `keep(b, h, row0 + tx + ${16 * (4 * j + w)}u, myKey + ${i}u)`)
           .join(", ");

@@ -21,3 +21,21 @@ for (let seed = start; seed < start + count; seed++) {
     }
   });
 }
+
+/**
+ * Cases the fuzzer found that CI's budget above would not draw or would skip (run whole, on every
+ * backend, software adapters included): 424353 is a strong softcap (0.5) at head dim 256, where
+ * the WebGPU backward once took the softcap slope as 1 − t² from the rounded capped score and
+ * lost 9× the precision of a plain float32 computation in dq.
+ */
+const PINNED = [424353];
+const all = await targets({ gpuFull: true });
+for (const seed of PINNED) {
+  Deno.test(`pinned: ${drawCase(seed).name}`, async () => {
+    const r = await runCase(seed, all);
+    if (r.failed.length) throw new Error(failureReport(r));
+    for (const b of all.map((t) => t.name)) {
+      if (!r.ran.some((x) => x.startsWith(b))) throw new Error(`seed ${seed}: ${b} did not run`);
+    }
+  });
+}
