@@ -212,6 +212,21 @@ export function drawCase(seed: number): Case {
 // ---------------------------------------------------------------------------------------------
 // running cases
 
+/**
+ * Why a case is left out of a quick run on a software adapter, or undefined: each new kernel
+ * configuration compiles for seconds to tens of seconds on a CPU rasteriser, so quick runs stay
+ * with the head dims < 64 (one dynamic-head-dim pipeline set per dtype and option).
+ */
+export function softwareAdapterSkip(c: Case): string | undefined {
+  return c.d >= 64
+    ? "head dim >= 64 on a software adapter"
+    : c.nq <= 16 && c.nk >= 512
+    ? "decoding kernels on a software adapter"
+    : c.dtype === "f16" && (c.softcap !== undefined || c.dropout !== undefined)
+    ? "f16 with softcap or dropout on a software adapter"
+    : undefined;
+}
+
 /** The backends to check: js and wasm always, webgpu when an adapter exists. */
 export async function targets(
   options: { backends?: string[]; gpuFull?: boolean } = {},
@@ -225,18 +240,7 @@ export async function targets(
     const slow = info.software && !options.gpuFull;
     out.push({
       name: "webgpu",
-      // On a software rasteriser each new kernel configuration compiles for tens of seconds:
-      // stay with the head dims < 64 (one dynamic-head-dim pipeline set per dtype and option).
-      skip: (c) =>
-        !slow
-          ? undefined
-          : c.d >= 64
-          ? "head dim >= 64 on a software adapter"
-          : c.nq <= 16 && c.nk >= 512
-          ? "decoding kernels on a software adapter"
-          : c.dtype === "f16" && (c.softcap !== undefined || c.dropout !== undefined)
-          ? "f16 with softcap or dropout on a software adapter"
-          : undefined,
+      skip: (c) => (slow ? softwareAdapterSkip(c) : undefined),
     });
   }
   return out;
