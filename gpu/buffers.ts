@@ -297,7 +297,9 @@ export function scheduleOnGpu(ctx: GpuContext, plan: Schedule): ScheduleBuffer {
   for (const [old, b] of cache) {
     if (cache.size <= MAX_SCHEDULE_BUFFERS) break;
     cache.delete(old);
-    b.buffer.destroy();
+    // a caller's encoder may still hold work that reads it (see GpuContext.recorded)
+    if (ctx.recorded) release(b.buffer);
+    else b.buffer.destroy();
   }
   return sb;
 }

@@ -43,6 +43,12 @@ export interface GpuContext {
   readonly pipelines: Map<string, GPUComputePipeline>;
   /** Pipelines being compiled, by key (concurrent calls share one compilation). */
   readonly compiling: Map<string, Promise<GPUComputePipeline>>;
+  /**
+   * Work has been recorded into a caller's encoder on this device: buffers the library drops
+   * from its caches may still be referenced by a command buffer the caller has not submitted,
+   * so they go to the garbage collector instead of being destroyed.
+   */
+  recorded: boolean;
 }
 
 /** What a context offers, as the public API reports it. */
@@ -137,6 +143,7 @@ export function useGpuDevice(device: GPUDevice | undefined): GpuInfo | undefined
       limits: device.limits,
       lost: undefined,
       lostWaiters: new Set(),
+      recorded: false,
       pipelines: new Map(),
       compiling: new Map(),
     };
@@ -270,6 +277,7 @@ async function acquire(): Promise<GpuContext | undefined> {
     limits: device.limits,
     lost: undefined,
     lostWaiters: new Set(),
+    recorded: false,
     pipelines: new Map(),
     compiling: new Map(),
   };

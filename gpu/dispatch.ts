@@ -253,6 +253,7 @@ export async function submit(
   let reads: [GPUBuffer, number][] = [];
   let staging: GPUBuffer | undefined;
   let failure: unknown;
+  if (encoder) ctx.recorded = true; // before setup: it may drop schedules from the cache
   try {
     const work = setup();
     reads = work.reads;

@@ -346,3 +346,36 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "webgpu: more masks recorded into one encoder than the schedule cache holds stay valid",
+  ignore,
+  async fn() {
+    const device = await ownDevice();
+    useGpuDevice(device);
+    try {
+      const t = randomTensor(rng(8), [1, 40, 1, 16]);
+      const [gq, gk, gv] = packed(device, [t, t, t], 0);
+      const n = 40; // > MAX_SCHEDULE_BUFFERS (32): the cache evicts while the encoder is open
+      const windows = Array.from({ length: n }, (_, i) => [i % 39, 0] as [number, number]);
+      const want = [];
+      for (const w of windows.slice(0, 3)) {
+        want.push(await fromGpu((await attention(gq, gk, gv, { ...gpu, windowSize: w })).out));
+      }
+      const encoder = device.createCommandEncoder();
+      const outs = [];
+      for (const w of windows) {
+        outs.push((await attention(gq, gk, gv, { ...gpu, windowSize: w, encoder })).out);
+      }
+      device.pushErrorScope("validation");
+      device.queue.submit([encoder.finish()]);
+      assert.equal(await device.popErrorScope(), null, "the recorded work is still valid");
+      for (let i = 0; i < 3; i++) {
+        assert.deepEqual(bits((await fromGpu(outs[i])).data), bits(want[i].data));
+      }
+    } finally {
+      useGpuDevice(undefined);
+      device.destroy();
+    }
+  },
+});
