@@ -88,9 +88,8 @@ export function checkOutputs(
     if (t === undefined) continue;
     const field = `options.outputs.${name}`;
     if (!isGpu(t) || typeof GPUBuffer === "undefined" || !(t.buffer instanceof GPUBuffer)) {
-      throw new TypeError(
-        `${field} must be a GPU tensor { buffer, ${"shape" in t ? "shape, dtype" : "length"} }`,
-      );
+      const want = typeof need === "number" ? "{ buffer, length }" : "{ buffer, shape, dtype }";
+      throw new TypeError(`${field} must be a GPU tensor ${want} with a GPUBuffer`);
     }
     if (typeof need === "number") {
       if ("shape" in t || t.length !== need) {
