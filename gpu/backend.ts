@@ -33,7 +33,7 @@ import {
   submit,
 } from "./dispatch.ts";
 import { checkOutputs, checkResident, gpuBuffers, type Named } from "./io.ts";
-import { adapterInfo } from "./device.ts";
+import { adapterInfo, type GpuContext } from "./device.ts";
 import { type ForwardBuffers, forwardConfig, forwardKernel, planForward } from "./forward.ts";
 import { type BackwardBuffers, backwardKernels, planBackward } from "./backward.ts";
 import { decodeKernels, decodeScratch, planDecode, usesDecode } from "./decode.ts";
@@ -71,6 +71,20 @@ class CallBuffers {
   }
 }
 
+/**
+ * A submission WebGPU rejected for a destroyed buffer (one destroyed after its probe, which later
+ * calls skip): probes the call's buffers again so that the error names the tensor; otherwise
+ * rethrows `e`.
+ */
+async function nameDestroyed(
+  ctx: GpuContext,
+  buffers: [string, GPUBuffer][],
+  e: unknown,
+): Promise<never> {
+  if (e instanceof Error && /destroy/i.test(e.message)) await checkGpuBuffers(ctx, buffers, true);
+  throw e;
+}
+
 /** Forward pass; GPU-resident outputs when `io.resident`. */
 export async function gpuForward(
   p: Problem,
@@ -87,7 +101,8 @@ export async function gpuForward(
   checkResident(ctx, inputs);
   checkOutputs(ctx, io.outputs, [["out", shape], ["lse", lseLen]], dt, inputs);
   const given = io.outputs ?? {};
-  await checkGpuBuffers(ctx, gpuBuffers([...inputs, ...(Object.entries(given) as Named)]));
+  const buffers = gpuBuffers([...inputs, ...(Object.entries(given) as Named)]);
+  await checkGpuBuffers(ctx, buffers);
   const dec = usesDecode(p) ? await decodeKernels(ctx, p, dt) : undefined;
   const kern = dec ? undefined : await forwardKernel(ctx, p, dt);
   const outBytes = p.batch * p.nq * p.heads * p.headDim * (dt === "f16" ? 2 : 4);
@@ -120,7 +135,7 @@ export async function gpuForward(
     return { out: hostTensor(o, shape, p.dtype, dt), lse: new Float32Array(l) };
   } catch (e) {
     if (io.resident) made.forEach((b) => b.destroy());
-    throw e;
+    return await nameDestroyed(ctx, buffers, e);
   } finally {
     call.end(io.encoder !== undefined);
   }
@@ -153,7 +168,8 @@ export async function gpuBackward(
   checkResident(ctx, inputs);
   checkOutputs(ctx, io.outputs, [["dq", qs], ["dk", ks], ["dv", ks]], dt, inputs);
   const given = io.outputs ?? {};
-  await checkGpuBuffers(ctx, gpuBuffers([...inputs, ...(Object.entries(given) as Named)]));
+  const buffers = gpuBuffers([...inputs, ...(Object.entries(given) as Named)]);
+  await checkGpuBuffers(ctx, buffers);
   const kern = await backwardKernels(ctx, p, dt);
   const bytes = dt === "f16" ? 2 : 4;
   const qBytes = p.batch * p.nq * p.heads * p.headDim * bytes;
@@ -199,7 +215,7 @@ export async function gpuBackward(
     };
   } catch (e) {
     if (io.resident) made.forEach((b) => b.destroy());
-    throw e;
+    return await nameDestroyed(ctx, buffers, e);
   } finally {
     call.end(io.encoder !== undefined);
   }

@@ -158,10 +158,20 @@ export function createBuffer(
 const probeLayouts = new WeakMap<GpuContext, GPUBindGroupLayout>();
 
 /**
+ * Caller buffers a probe found usable, and on which device: later calls skip their probe (it is
+ * a bind group creation and an error scope, ~25 µs a buffer). A buffer destroyed after its probe
+ * makes the submission fail validation; the entry points then check again with `recheck` to name
+ * it.
+ */
+const verified = new WeakMap<GPUBuffer, GPUDevice>();
+
+/**
  * Checks, before anything is dispatched, that GPU-resident inputs can be used on the library's
  * device: each buffer the library created is known (its device, whether it was destroyed); any
  * other buffer is bound once in a validation error scope (a ~15 µs probe), whose error says
  * whether it belongs to another device or was destroyed.
+ *
+ * Buffers that passed a probe on this device are not probed again unless `recheck`.
  *
  * @throws {TypeError} for a buffer of another device (or of a lost one), naming the tensor.
  * @throws {Error} for a destroyed buffer, naming the tensor.
@@ -169,8 +179,10 @@ const probeLayouts = new WeakMap<GpuContext, GPUBindGroupLayout>();
 export async function checkGpuBuffers(
   ctx: GpuContext,
   buffers: [name: string, buffer: GPUBuffer][],
+  recheck = false,
 ): Promise<void> {
   const probes: [string, Promise<GPUError | null>][] = [];
+  const probed: GPUBuffer[] = [];
   for (const [name, buf] of buffers) {
     if ((buf.usage & STORAGE) === 0) {
       throw new TypeError(`${name}.buffer needs GPUBufferUsage.STORAGE`);
@@ -185,7 +197,7 @@ export async function checkGpuBuffers(
           }); upload the tensor again (toGpu)`,
       );
     }
-    if (rec) continue;
+    if (rec || (!recheck && verified.get(buf) === ctx.device)) continue;
     let layout = probeLayouts.get(ctx);
     if (!layout) {
       layout = ctx.device.createBindGroupLayout({
@@ -199,6 +211,7 @@ export async function checkGpuBuffers(
       entries: [{ binding: 0, resource: { buffer: buf, size: Math.min(4, buf.size) } }],
     });
     probes.push([name, ctx.device.popErrorScope()]);
+    probed.push(buf);
   }
   if (probes.length === 0) return;
   const errors = await unlessLost(
@@ -207,7 +220,7 @@ export async function checkGpuBuffers(
     "the check of GPU tensors",
   );
   errors.forEach((e, i) => {
-    if (!e) return;
+    if (!e) return void verified.set(probed[i], ctx.device);
     const name = probes[i][0];
     if (/destroy/i.test(e.message)) throw destroyedError(name);
     throw new TypeError(

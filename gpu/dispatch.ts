@@ -49,6 +49,8 @@ export async function requireGpu(): Promise<GpuContext> {
         '(or "auto", which falls back to it)',
     );
   }
+  // the caller's device (useGpuDevice) is not replaced when lost: every call says so
+  if (ctx.lost !== undefined) throw deviceLostError(ctx, "the call");
   return ctx;
 }
 

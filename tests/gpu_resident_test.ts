@@ -379,3 +379,26 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "webgpu: a caller's buffer destroyed after it was used (and no longer probed) is named",
+  ignore,
+  async fn() {
+    const device = (await gpuDevice())!;
+    const t = randomTensor(rng(9), [1, 8, 1, 16]);
+    const make = () => {
+      const buffer = device.createBuffer({ size: 512, usage: STORAGE | COPY_DST | COPY_SRC });
+      device.queue.writeBuffer(buffer, 0, t.data as Float32Array);
+      return { buffer, shape: t.shape, dtype: "f32" } as const;
+    };
+    const [gq, gk, gv] = [make(), make(), make()];
+    const r = await attention(gq, gk, gv, gpu); // probed once, then trusted
+    assert.deepEqual(
+      bits((await fromGpu(r.out)).data),
+      bits((await attention(t, t, t, gpu)).out.data),
+    );
+    gk.buffer.destroy();
+    await assert.rejects(() => attention(gq, gk, gv, gpu), /^Error: k\.buffer has been destroyed/);
+    for (const x of [gq, gv, r.out, r.lse]) x.buffer.destroy();
+  },
+});
