@@ -50,6 +50,18 @@ async function ownDevice(features: GPUFeatureName[] = ["shader-f16"]): Promise<G
   });
 }
 
+/** Runs `fn` with the library on a device of the test's own, then back on its own device. */
+async function withOwnDevice(fn: (device: GPUDevice) => Promise<void>): Promise<void> {
+  const device = await ownDevice();
+  useGpuDevice(device);
+  try {
+    await fn(device);
+  } finally {
+    useGpuDevice(undefined);
+    device.destroy();
+  }
+}
+
 /** Host tensors packed into one buffer of `device` at 256-aligned offsets after `lead` bytes. */
 function packed(device: GPUDevice, ts: Tensor[], lead: number): GpuTensor[] {
   const align = device.limits.minStorageBufferOffsetAlignment;
@@ -133,10 +145,9 @@ Deno.test({
 Deno.test({
   name: "webgpu: the caller's device and buffers (packed, at offsets) match the float64 reference",
   ignore,
-  async fn() {
-    const device = await ownDevice();
-    const got = useGpuDevice(device);
-    try {
+  fn: () =>
+    withOwnDevice(async (device) => {
+      const got = useGpuDevice(device);
       assert.ok(got && got.name.length > 0);
       for (const lead of [0, 300]) {
         const [gq, gk, gv, gd] = packed(device, [q, k, v, dOut], lead);
@@ -157,20 +168,14 @@ Deno.test({
         assertClose("dv", await fromGpu(g.dv), gr.dv, gf.dv);
         gq.buffer.destroy();
       }
-    } finally {
-      useGpuDevice(undefined);
-      device.destroy();
-    }
-  },
+    }),
 });
 
 Deno.test({
   name: "webgpu: results go into the caller's tensors (options.outputs), same bits as new ones",
   ignore,
-  async fn() {
-    const device = await ownDevice();
-    useGpuDevice(device);
-    try {
+  fn: () =>
+    withOwnDevice(async (device) => {
       const [gq, gk, gv, gd] = packed(device, [q, k, v, dOut], 0);
       const want = await attention(gq, gk, gv, { ...gpu, mask });
       const wantG = await attentionBackward({ q: gq, k: gk, v: gv, ...want, dOut: gd }, {
@@ -207,20 +212,14 @@ Deno.test({
       assert.deepEqual(at(offs[2], qb), bits((await fromGpu(wantG.dq)).data));
       assert.deepEqual(at(offs[3], kb), bits((await fromGpu(wantG.dk)).data));
       assert.deepEqual(at(offs[4], kb), bits((await fromGpu(wantG.dv)).data));
-    } finally {
-      useGpuDevice(undefined);
-      device.destroy();
-    }
-  },
+    }),
 });
 
 Deno.test({
   name: "webgpu: calls recorded into the caller's encoder run when the caller submits",
   ignore,
-  async fn() {
-    const device = await ownDevice();
-    useGpuDevice(device);
-    try {
+  fn: () =>
+    withOwnDevice(async (device) => {
       const [gq, gk, gv, gd] = packed(device, [q, k, v, dOut], 0);
       const want = await attention(gq, gk, gv, { ...gpu, mask });
       const wantG = await attentionBackward({ q: gq, k: gk, v: gv, ...want, dOut: gd }, {
@@ -240,20 +239,14 @@ Deno.test({
       device.queue.submit([encoder.finish()]);
       assert.deepEqual(bits((await fromGpu(r.out)).data), bits((await fromGpu(want.out)).data));
       assert.deepEqual(bits((await fromGpu(g.dk)).data), bits((await fromGpu(wantG.dk)).data));
-    } finally {
-      useGpuDevice(undefined);
-      device.destroy();
-    }
-  },
+    }),
 });
 
 Deno.test({
   name: "webgpu: GPU-resident misuse is a clear error before anything runs",
   ignore,
-  async fn() {
-    const device = await ownDevice();
-    useGpuDevice(device);
-    try {
+  fn: () =>
+    withOwnDevice(async (device) => {
       const [gq, gk, gv] = packed(device, [q, k, v], 0);
       const submits = gpuStats().submits;
       const bad = (
@@ -305,11 +298,7 @@ Deno.test({
         TypeError,
       );
       assert.equal(gpuStats().submits, submits, "a rejected call submits nothing");
-    } finally {
-      useGpuDevice(undefined);
-      device.destroy();
-    }
-  },
+    }),
 });
 
 Deno.test({
@@ -350,10 +339,8 @@ Deno.test({
 Deno.test({
   name: "webgpu: more masks recorded into one encoder than the schedule cache holds stay valid",
   ignore,
-  async fn() {
-    const device = await ownDevice();
-    useGpuDevice(device);
-    try {
+  fn: () =>
+    withOwnDevice(async (device) => {
       const t = randomTensor(rng(8), [1, 40, 1, 16]);
       const [gq, gk, gv] = packed(device, [t, t, t], 0);
       const n = 40; // > MAX_SCHEDULE_BUFFERS (32): the cache evicts while the encoder is open
@@ -373,11 +360,7 @@ Deno.test({
       for (let i = 0; i < 3; i++) {
         assert.deepEqual(bits((await fromGpu(outs[i])).data), bits(want[i].data));
       }
-    } finally {
-      useGpuDevice(undefined);
-      device.destroy();
-    }
-  },
+    }),
 });
 
 Deno.test({
