@@ -17,8 +17,8 @@ import {
 import { checkBlockMask, sliceLike } from "./masks/block_mask.ts";
 import { kvCache, localWindow, varlen } from "./masks/builders.ts";
 import { checkDropout } from "./masks/dropout.ts";
-import { schedule } from "./masks/schedule.ts";
-import { checkShape, type GpuTensor, isGpuTensor, type Tensor } from "./tensor.ts";
+import { schedule, unchangingMask } from "./masks/schedule.ts";
+import { checkShape, type GpuArray, type GpuTensor, isGpuTensor, type Tensor } from "./tensor.ts";
 
 /** The features a problem uses. */
 export function featuresOf(p: Problem): Feature[] {
@@ -50,6 +50,25 @@ export function checkOffset(offset: unknown, name: string): number {
     );
   }
   return offset;
+}
+
+/** Checks that a value is a GPU float32 array `{ buffer, length, offset? }` within its buffer. */
+export function checkGpuArray(a: unknown, name: string): asserts a is GpuArray {
+  const x = a as Record<string, unknown> | null;
+  if (
+    typeof x !== "object" || x === null || typeof GPUBuffer === "undefined" ||
+    !(x.buffer instanceof GPUBuffer)
+  ) {
+    throw new TypeError(`${name} must be a GpuArray { buffer: GPUBuffer, length, offset? }`);
+  }
+  const length = x.length;
+  if (typeof length !== "number" || !Number.isSafeInteger(length) || length < 0) {
+    throw new RangeError(`${name}.length must be a non-negative integer, got ${String(length)}`);
+  }
+  const end = checkOffset(x.offset, name) + length * 4;
+  if (x.buffer.size < end) {
+    throw new RangeError(`${name}.buffer.size is ${x.buffer.size} bytes; it needs ${end}`);
+  }
 }
 
 /** Checks that a value is a well-formed Tensor; `name` is used in errors. */
@@ -101,7 +120,7 @@ function plainMask(nq: number, nk: number, causal: boolean): FlashMask {
     // causal: [LTS = nq] per key; full: [LTS = nq, UTE = 0] per key (nothing masked)
     const bounds = new Int32Array(causal ? nk : 2 * nk);
     for (let j = 0; j < nk; j++) bounds[causal ? j : 2 * j] = nq;
-    m = flashMask(bounds, [1, 1, nk, causal ? 1 : 2], { causal });
+    m = unchangingMask(flashMask(bounds, [1, 1, nk, causal ? 1 : 2], { causal }));
     implicitMasks.set(key, m);
   }
   return m;
@@ -212,7 +231,7 @@ function built(key: string, make: () => FlashMask): FlashMask {
   let m = builtMasks.get(key);
   if (!m) {
     if (builtMasks.size > 64) builtMasks.clear();
-    builtMasks.set(key, m = make());
+    builtMasks.set(key, m = unchangingMask(make()));
   }
   return m;
 }

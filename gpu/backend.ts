@@ -24,19 +24,12 @@ import type {
 } from "../types.ts";
 import type { GpuArray, GpuTensor, Shape4, Tensor } from "../tensor.ts";
 import { checkGpuBuffers, release, storage, upload } from "./buffers.ts";
-import {
-  deviceType,
-  hostTensor,
-  type KernelPlan,
-  onDevice,
-  requireGpu,
-  submit,
-} from "./dispatch.ts";
+import { deviceType, hostTensor, onDevice, requireGpu, submit } from "./dispatch.ts";
 import { checkOutputs, checkResident, gpuBuffers, type Named } from "./io.ts";
 import { adapterInfo, type GpuContext } from "./device.ts";
 import { type ForwardBuffers, forwardConfig, forwardKernel, planForward } from "./forward.ts";
 import { type BackwardBuffers, backwardKernels, planBackward } from "./backward.ts";
-import { decodeKernels, decodeScratch, planDecode, usesDecode } from "./decode.ts";
+import { decodeBuffers, decodeKernels, planDecode, usesDecode } from "./decode.ts";
 
 /** How a GPU call hands back its results. */
 export interface GpuIo {
@@ -55,19 +48,12 @@ export interface GpuIo {
  */
 class CallBuffers {
   readonly temps: GPUBuffer[] = [];
-  plan?: KernelPlan;
   add<T extends GPUBuffer>(b: T): T {
     this.temps.push(b);
     return b;
   }
   end(recorded: boolean): void {
-    if (recorded) {
-      this.plan?.release();
-      this.temps.forEach(release);
-    } else {
-      this.plan?.destroy();
-      this.temps.forEach((t) => t.destroy());
-    }
+    this.temps.forEach(recorded ? release : (t) => t.destroy());
   }
 }
 
@@ -99,7 +85,7 @@ export async function gpuForward(
   const lseLen = p.batch * p.heads * p.nq;
   const inputs: Named = [["q", q], ["k", k], ["v", v]];
   checkResident(ctx, inputs);
-  checkOutputs(ctx, io.outputs, [["out", shape], ["lse", lseLen]], dt, inputs);
+  checkOutputs(ctx, io.outputs, [["out", shape], ["lse", lseLen]], dt, inputs, ["q", "k", "v"]);
   const given = io.outputs ?? {};
   const buffers = gpuBuffers([...inputs, ...(Object.entries(given) as Named)]);
   await checkGpuBuffers(ctx, buffers);
@@ -120,14 +106,11 @@ export async function gpuForward(
       lse = given.lse ?? { buffer: own(lseLen * 4, "lse"), length: lseLen };
       if (!io.resident) made.forEach((b) => call.add(b));
       const b: ForwardBuffers = { q: qr, k: kr, v: vr, out, lse };
-      if (dec) {
-        const [partBytes, plseBytes] = decodeScratch(p, dec);
-        const part = call.add(storage(ctx, partBytes * p.batch, "decode partial outputs"));
-        const plse = call.add(storage(ctx, plseBytes * p.batch, "decode partial lse"));
-        call.plan = planDecode(ctx, p, { ...b, part, plse }, dec);
-      } else call.plan = planForward(ctx, p, b, kern!);
+      const plan = dec
+        ? planDecode(ctx, p, { ...b, ...decodeBuffers(ctx, p, dec) }, dec)
+        : planForward(ctx, p, b, kern!);
       return {
-        encode: call.plan.encode,
+        encode: plan.encode,
         reads: io.resident ? [] : [[out.buffer, outBytes], [lse.buffer, lseLen * 4]],
       };
     }, io.encoder);
@@ -166,7 +149,13 @@ export async function gpuBackward(
     s.lse,
   ]];
   checkResident(ctx, inputs);
-  checkOutputs(ctx, io.outputs, [["dq", qs], ["dk", ks], ["dv", ks]], dt, inputs);
+  // out and lse are read by the preprocessing kernel only, which writes none of the gradients
+  checkOutputs(ctx, io.outputs, [["dq", qs], ["dk", ks], ["dv", ks]], dt, inputs, [
+    "q",
+    "k",
+    "v",
+    "dOut",
+  ]);
   const given = io.outputs ?? {};
   const buffers = gpuBuffers([...inputs, ...(Object.entries(given) as Named)]);
   await checkGpuBuffers(ctx, buffers);
@@ -199,9 +188,9 @@ export async function gpuBackward(
       }
       if (!io.resident) made.forEach((b) => call.add(b));
       const b: BackwardBuffers = { ...inputs, stats, dq: grads.dq!, dk: grads.dk!, dv: grads.dv! };
-      call.plan = planBackward(ctx, p, b, kern);
+      const plan = planBackward(ctx, p, b, kern);
       return {
-        encode: call.plan.encode,
+        encode: plan.encode,
         reads: io.resident
           ? []
           : [[grads.dq!.buffer, qBytes], [grads.dk!.buffer, kBytes], [grads.dv!.buffer, kBytes]],

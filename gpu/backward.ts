@@ -10,6 +10,7 @@
 import type { Problem } from "../types.ts";
 import type { Schedule } from "../masks/schedule.ts";
 import { scheduleOnGpu } from "./buffers.ts";
+import { pipelineLayout } from "./binding.ts";
 import { type GpuContext, pipeline } from "./device.ts";
 import { bound, encodeChunks, type KernelPlan, problemUniforms, type Region } from "./dispatch.ts";
 import {
@@ -104,9 +105,9 @@ export async function backwardKernels(
 ): Promise<BackwardKernels> {
   const cfg = backwardConfig(ctx, p.headDim, dtype, p);
   const pipes = await Promise.all([
-    pipeline(ctx, backwardKey("prep", cfg), () => prepWgsl(cfg)),
-    pipeline(ctx, backwardKey("dq", cfg), () => dqWgsl(cfg)),
-    pipeline(ctx, backwardKey("dkv", cfg), () => dkvWgsl(cfg)),
+    pipeline(ctx, backwardKey("prep", cfg), () => prepWgsl(cfg), pipelineLayout(ctx, PREP_LAYOUT)),
+    pipeline(ctx, backwardKey("dq", cfg), () => dqWgsl(cfg), pipelineLayout(ctx, DQ_LAYOUT)),
+    pipeline(ctx, backwardKey("dkv", cfg), () => dkvWgsl(cfg), pipelineLayout(ctx, DKV_LAYOUT)),
   ]);
   return {
     cfg,
@@ -159,7 +160,7 @@ export function planBackward(
       ...base,
       rowBlocks: dqPlan.rowBlocks,
       colBlocks: dqPlan.colBlocks,
-      ptrOff: 0,
+      ptrOff: dqSb.rowPtrOff,
       tilesOff: dqSb.rowTilesOff,
       boundsOff: dqSb.boundsOff,
     },
@@ -209,16 +210,6 @@ export function planBackward(
       prep.encode(pass);
       dq.encode(pass);
       dkv.encode(pass);
-    },
-    destroy() {
-      prep.destroy();
-      dq.destroy();
-      dkv.destroy();
-    },
-    release() {
-      prep.release();
-      dq.release();
-      dkv.release();
     },
   };
 }

@@ -227,7 +227,7 @@ ${rowBlockPrologue(br, rm, HD)}`);
   declareTile(emit, "g", rm, D4);
   declareTile(emit, "s", rm, C4);
   declareTile(emit, "dp", rm, C4);
-  emit(tileLoop("slice * P.rowBlocks + rb", "col0", bc, "  "));
+  emit(tileLoop("P.ptrOff + slice * P.rowBlocks + rb", "col0", bc, "  "));
   zeroTile(emit, "s", rm, C4);
   zeroTile(emit, "dp", rm, C4);
   scoresAndDp(emit, {

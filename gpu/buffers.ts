@@ -9,7 +9,7 @@
 
 import type { Schedule } from "../masks/schedule.ts";
 import { type GpuContext, unlessLost } from "./device.ts";
-import { FLOAT_PARAMS } from "./layout.ts";
+import { gpuTuning } from "./tuning.ts";
 
 /** GPUBufferUsage flags (as numbers: the GPUBufferUsage global is absent without WebGPU). */
 export const STORAGE = 0x80, COPY_DST = 0x8, COPY_SRC = 0x4, UNIFORM = 0x40, MAP_READ = 0x1;
@@ -48,6 +48,8 @@ interface OwnedBuffer {
   ctx: GpuContext;
   bytes: number;
   destroyed: boolean;
+  /** Kept in one of the library's caches (schedules, scratch, uniform blocks). */
+  cached?: boolean;
 }
 
 /**
@@ -56,16 +58,43 @@ interface OwnedBuffer {
  */
 const owned = new WeakMap<GPUBuffer, OwnedBuffer>();
 /** Live (created, not destroyed) library buffers per context. */
-const live = new Map<GpuContext, { buffers: number; bytes: number }>();
+const live = new Map<GpuContext, Counts>();
+
+interface Counts {
+  buffers: number;
+  bytes: number;
+  cached: number;
+}
+
+/** Whatever was counted of a buffer, uncounted (destroyed, or released to the collector). */
+function uncount(rec: OwnedBuffer): void {
+  rec.destroyed = true;
+  const n = live.get(rec.ctx);
+  if (!n) return;
+  n.buffers--;
+  n.bytes -= rec.bytes;
+  if (rec.cached) n.cached--;
+}
+
+/** Counts a library buffer as kept in a cache (see {@linkcode GpuStats.cachedBuffers}). */
+export function markCached(buf: GPUBuffer): GPUBuffer {
+  const rec = owned.get(buf);
+  if (rec && !rec.destroyed && !rec.cached) {
+    rec.cached = true;
+    live.get(rec.ctx)!.cached++;
+  }
+  return buf;
+}
 
 /**
  * Library-created GPU buffers not yet destroyed, on devices not lost (the buffers of a lost
  * device are gone with it): GPU-resident outputs the caller holds, the cached block schedules
- * (at most {@linkcode MAX_SCHEDULE_BUFFERS} per device), and the buffers of calls in flight. Soak runs and
+ * (at most {@linkcode MAX_SCHEDULE_BUFFERS} per device), the scratch and uniform blocks calls
+ * reuse, and the buffers of calls in flight. Soak runs and
  * tests check that it stays flat.
  */
 export function gpuStats(): GpuStats {
-  let liveBuffers = 0, liveBytes = 0, cachedSchedules = 0;
+  let liveBuffers = 0, liveBytes = 0, cachedSchedules = 0, cachedBuffers = 0;
   for (const [ctx, n] of live) {
     if (ctx.lost !== undefined) {
       live.delete(ctx);
@@ -73,9 +102,10 @@ export function gpuStats(): GpuStats {
     }
     liveBuffers += n.buffers;
     liveBytes += n.bytes;
-    cachedSchedules += scheduleBuffers.get(ctx)?.size ?? 0;
+    cachedSchedules += scheduleBuffers.get(ctx)?.cache.size ?? 0;
+    cachedBuffers += n.cached;
   }
-  return { liveBuffers, liveBytes, cachedSchedules, submits };
+  return { liveBuffers, liveBytes, cachedSchedules, cachedBuffers, submits };
 }
 
 /** What {@linkcode gpuStats} reports. */
@@ -84,8 +114,13 @@ export interface GpuStats {
   liveBuffers: number;
   /** Their bytes. */
   liveBytes: number;
-  /** How many of them are cached block schedules. */
+  /** Block schedules held on the GPU (several share a buffer; a large one has its own). */
   cachedSchedules: number;
+  /**
+   * How many of them the library keeps in its caches: the schedules, the scratch of split-KV
+   * decoding and the uniform blocks (a call's own buffers are `liveBuffers − cachedBuffers`).
+   */
+  cachedBuffers: number;
   /** Submissions of kernel work so far (tests check that rejected calls submit nothing). */
   submits: number;
 }
@@ -105,9 +140,7 @@ export function countSubmit(): void {
 export function release(buf: GPUBuffer): void {
   const rec = owned.get(buf);
   if (!rec || rec.destroyed) return;
-  rec.destroyed = true; // for the counters: gone from the library's hands
-  const n = live.get(rec.ctx);
-  if (n) n.buffers--, n.bytes -= rec.bytes;
+  uncount(rec); // for the counters: gone from the library's hands
   owned.delete(buf);
 }
 
@@ -117,7 +150,7 @@ function tracked(ctx: GpuContext, desc: GPUBufferDescriptor): GPUBuffer {
   const rec: OwnedBuffer = { ctx, bytes: desc.size, destroyed: false };
   owned.set(buf, rec);
   let n = live.get(ctx);
-  if (!n) live.set(ctx, n = { buffers: 0, bytes: 0 });
+  if (!n) live.set(ctx, n = { buffers: 0, bytes: 0, cached: 0 });
   n.buffers++;
   n.bytes += desc.size;
   const destroy = buf.destroy.bind(buf);
@@ -125,11 +158,7 @@ function tracked(ctx: GpuContext, desc: GPUBufferDescriptor): GPUBuffer {
     configurable: true,
     writable: true,
     value: () => {
-      if (!rec.destroyed) {
-        rec.destroyed = true;
-        n.buffers--;
-        n.bytes -= desc.size;
-      }
+      if (!rec.destroyed) uncount(rec);
       destroy();
     },
   });
@@ -237,30 +266,15 @@ function destroyedError(name: string): Error {
   );
 }
 
-/** Uniform buffer of `fields` in order (u32, or f32 for the names in FLOAT_PARAMS). */
-export function uniforms(
-  ctx: GpuContext,
-  fields: readonly string[],
-  values: Record<string, number>,
-): GPUBuffer {
-  const n = Math.ceil(fields.length / 4) * 4;
-  const ab = new ArrayBuffer(n * 4);
-  const u = new Uint32Array(ab), f = new Float32Array(ab);
-  fields.forEach((name, i) => {
-    const x = values[name];
-    if (x === undefined) throw new Error(`internal: uniform ${name} not set`);
-    if (FLOAT_PARAMS.has(name)) f[i] = x;
-    else u[i] = x;
-  });
-  const buf = tracked(ctx, { size: ab.byteLength, usage: UNIFORM | COPY_DST });
-  ctx.device.queue.writeBuffer(buf, 0, ab);
-  return buf;
-}
-
-/** The schedule on the GPU: rowPtr, rowTiles, colPtr, colTiles and the bounds, in one buffer. */
+/**
+ * A schedule on the GPU: rowPtr, rowTiles, colPtr, colTiles and the bounds, one after another in
+ * `buffer` from element `rowPtrOff`; each offset counts u32 elements from the buffer's start
+ * (the kernels take them as uniforms, so that schedules sharing a buffer share bind groups).
+ */
 export interface ScheduleBuffer {
   ctx: GpuContext;
   buffer: GPUBuffer;
+  rowPtrOff: number;
   rowTilesOff: number;
   colPtrOff: number;
   colTilesOff: number;
@@ -268,22 +282,51 @@ export interface ScheduleBuffer {
 }
 
 /**
- * Most schedules kept on the GPU per device. A mask that changes every call (a new mask per
- * training step) must not leave one buffer per call behind: the garbage collector does not see
- * GPU memory, so cached schedule buffers are evicted and destroyed, least recently used first.
+ * Most schedules kept on the GPU per device. A mask that changes every call (a new `kvLength`
+ * per decoding step, a new mask per training step) must not leave one schedule per call behind:
+ * the garbage collector does not see GPU memory, so cached schedules are dropped, least recently
+ * used first.
  */
 export const MAX_SCHEDULE_BUFFERS = 32;
 
-const scheduleBuffers = new WeakMap<GpuContext, Map<Schedule, ScheduleBuffer>>();
+/**
+ * Bytes of the buffer that small schedules share. They are written into it one after another and
+ * never rewritten (work already submitted, or recorded into a caller's encoder, keeps reading
+ * what it was bound with); a full one is replaced, and destroyed at the start of the next call.
+ * A schedule larger than a quarter of it gets a buffer of its own.
+ */
+const SHARED_SCHEDULE_BYTES = 1 << 22;
+
+interface Schedules {
+  cache: Map<Schedule, ScheduleBuffer>;
+  shared?: { buffer: GPUBuffer; used: number };
+}
+
+const scheduleBuffers = new WeakMap<GpuContext, Schedules>();
 
 /**
  * The schedule on the GPU, uploaded once per schedule and device (cached, least recently used
- * evicted). Eviction happens while binding another call; calls bind and submit synchronously, so
- * an evicted buffer is never bound afterwards, and work already submitted keeps it alive.
+ * dropped). Dropping happens while binding another call; calls bind and submit synchronously, so
+ * a dropped schedule is never bound afterwards, and work already submitted keeps its buffer alive.
  */
 export function scheduleOnGpu(ctx: GpuContext, plan: Schedule): ScheduleBuffer {
-  let cache = scheduleBuffers.get(ctx);
-  if (!cache) scheduleBuffers.set(ctx, cache = new Map());
+  let s = scheduleBuffers.get(ctx);
+  if (!s) scheduleBuffers.set(ctx, s = { cache: new Map() });
+  const { cache } = s;
+  // bound whole: within the device's (or the tests' tuned) largest binding
+  const shared = Math.floor(
+    Math.min(
+      SHARED_SCHEDULE_BYTES,
+      ctx.limits.maxStorageBufferBindingSize,
+      gpuTuning().maxBindingBytes ?? Infinity,
+    ) / 16,
+  ) * 16;
+  if (s.shared && s.shared.buffer.size > shared) {
+    // the limit shrank (tests tune it): schedules in the shared buffer are uploaded again
+    for (const [k, v] of cache) if (v.buffer === s.shared.buffer) cache.delete(k);
+    retireLater(ctx, s.shared.buffer);
+    s.shared = undefined;
+  }
   const hit = cache.get(plan);
   if (hit) {
     cache.delete(plan); // most recently used last
@@ -297,23 +340,88 @@ export function scheduleOnGpu(ctx: GpuContext, plan: Schedule): ScheduleBuffer {
     offs.push(n);
     n += a.length;
   }
-  const all = new Uint32Array(n);
+  const all = new Uint32Array(Math.max(4, Math.ceil(n / 4) * 4));
   parts.forEach((a, i) => all.set(new Uint32Array(a.buffer, a.byteOffset, a.length), offs[i]));
+  let buffer: GPUBuffer, base = 0;
+  if (all.byteLength * 4 <= shared) {
+    let sh = s.shared;
+    if (!sh || sh.used + all.byteLength > sh.buffer.size) {
+      if (sh) {
+        const old = sh.buffer;
+        for (const [k, v] of cache) if (v.buffer === old) cache.delete(k);
+        retireLater(ctx, old); // the call being bound may use it
+      }
+      const buf = createBuffer(ctx, shared, STORAGE | COPY_DST, "schedules");
+      sh = s.shared = { buffer: markCached(buf), used: 0 };
+    }
+    buffer = sh.buffer;
+    base = sh.used / 4;
+    ctx.device.queue.writeBuffer(buffer, sh.used, all);
+    sh.used += all.byteLength;
+  } else buffer = markCached(upload(ctx, all, "schedule"));
   const sb: ScheduleBuffer = {
     ctx,
-    buffer: upload(ctx, all, "schedule"),
-    rowTilesOff: offs[1],
-    colPtrOff: offs[2],
-    colTilesOff: offs[3],
-    boundsOff: offs[4],
+    buffer,
+    rowPtrOff: base,
+    rowTilesOff: base + offs[1],
+    colPtrOff: base + offs[2],
+    colTilesOff: base + offs[3],
+    boundsOff: base + offs[4],
   };
   cache.set(plan, sb);
   for (const [old, b] of cache) {
     if (cache.size <= MAX_SCHEDULE_BUFFERS) break;
     cache.delete(old);
-    // a caller's encoder may still hold work that reads it (see GpuContext.recorded)
-    if (ctx.recorded) release(b.buffer);
-    else b.buffer.destroy();
+    if (b.buffer !== s.shared?.buffer) retire(ctx, b.buffer);
   }
   return sb;
+}
+
+const retiring = new WeakMap<GpuContext, GPUBuffer[]>();
+
+/**
+ * A buffer dropped from a cache while a call is being bound, which that call may still bind: it
+ * is retired ({@linkcode retire}) when the next call starts ({@linkcode retirePending}).
+ */
+export function retireLater(ctx: GpuContext, buf: GPUBuffer): void {
+  let list = retiring.get(ctx);
+  if (!list) retiring.set(ctx, list = []);
+  list.push(buf);
+}
+
+/** Retires the buffers {@linkcode retireLater} set aside (at the start of a call). */
+export function retirePending(ctx: GpuContext): void {
+  const list = retiring.get(ctx);
+  if (!list?.length) return;
+  retiring.delete(ctx);
+  for (const b of list) retire(ctx, b);
+}
+
+/**
+ * A buffer the library drops from a cache: destroyed, or, when work may have been recorded into
+ * a caller's encoder and not yet submitted (see GpuContext.recorded), left to the garbage
+ * collector. Work already submitted keeps a destroyed buffer alive until it completes.
+ */
+export function retire(ctx: GpuContext, buf: GPUBuffer): void {
+  if (ctx.recorded) release(buf);
+  else buf.destroy();
+}
+
+const scratchBuffers = new WeakMap<GpuContext, Map<string, GPUBuffer>>();
+
+/**
+ * A storage buffer of at least `bytes` for intermediate results that live within one call (the
+ * split-KV decoding partials), one per `role` and device, reused by every call and grown when
+ * too small. Reuse is safe: a call writes and reads it within its own compute pass, and passes
+ * run one after another in queue order.
+ */
+export function scratch(ctx: GpuContext, role: string, bytes: number): GPUBuffer {
+  let cache = scratchBuffers.get(ctx);
+  if (!cache) scratchBuffers.set(ctx, cache = new Map());
+  const old = cache.get(role);
+  if (old && old.size >= bytes) return old;
+  if (old) retire(ctx, old);
+  const buf = markCached(storage(ctx, Math.max(bytes, (old?.size ?? 0) * 2), role));
+  cache.set(role, buf);
+  return buf;
 }

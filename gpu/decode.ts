@@ -9,7 +9,8 @@
 
 import type { Problem } from "../types.ts";
 import type { Schedule } from "../masks/schedule.ts";
-import { scheduleOnGpu } from "./buffers.ts";
+import { scheduleOnGpu, scratch } from "./buffers.ts";
+import { pipelineLayout } from "./binding.ts";
 import { type GpuContext, pipeline } from "./device.ts";
 import { bound, encodeChunks, type KernelPlan, problemUniforms, type Region } from "./dispatch.ts";
 import {
@@ -72,8 +73,18 @@ export async function decodeKernels(
   const want = gpuTuning().splits ?? Math.ceil(512 / (p.kvHeads * chunks * p.batch));
   const tilesPerSplit = Math.ceil(tiles / Math.max(1, Math.min(tiles, want)));
   const pipes = await Promise.all([
-    pipeline(ctx, decodeKey("decode", cfg), () => decodeWgsl(cfg)),
-    pipeline(ctx, decodeKey("combine", cfg), () => combineWgsl(cfg)),
+    pipeline(
+      ctx,
+      decodeKey("decode", cfg),
+      () => decodeWgsl(cfg),
+      pipelineLayout(ctx, decodeLayout(cfg)),
+    ),
+    pipeline(
+      ctx,
+      decodeKey("combine", cfg),
+      () => combineWgsl(cfg),
+      pipelineLayout(ctx, COMBINE_LAYOUT),
+    ),
   ]);
   return {
     cfg,
@@ -93,6 +104,22 @@ export function decodeScratch(p: Problem, kern: DecodeKernels): [number, number]
   return [n * kern.cfg.cw * 16, n * 4];
 }
 
+/**
+ * The scratch of the decoding partials: the library's, reused by every call on the device
+ * (`scratch` in `buffers.ts`).
+ */
+export function decodeBuffers(
+  ctx: GpuContext,
+  p: Problem,
+  kern: DecodeKernels,
+): { part: GPUBuffer; plse: GPUBuffer } {
+  const [partBytes, plseBytes] = decodeScratch(p, kern);
+  return {
+    part: scratch(ctx, "decode partial outputs", partBytes * p.batch),
+    plse: scratch(ctx, "decode partial lse", plseBytes * p.batch),
+  };
+}
+
 /** Binds the decoding kernels to buffers (synchronous). */
 export function planDecode(
   ctx: GpuContext,
@@ -110,6 +137,7 @@ export function planDecode(
     splits: kern.splits,
     tilesPerSplit: kern.tilesPerSplit,
     rowBlocks: kern.schedule.rowBlocks,
+    ptrOff: sb.rowPtrOff,
     tilesOff: sb.rowTilesOff,
     boundsOff: sb.boundsOff,
     negInf: -Infinity,
@@ -153,14 +181,6 @@ export function planDecode(
     encode(pass) {
       decode.encode(pass);
       combine.encode(pass);
-    },
-    destroy() {
-      decode.destroy();
-      combine.destroy();
-    },
-    release() {
-      decode.release();
-      combine.release();
     },
   };
 }

@@ -69,6 +69,7 @@ const DECODE_PARAMS = [
   "maskBatchStride",
   "maskHeadDiv",
   "rowBlocks",
+  "ptrOff",
   "tilesOff",
   "boundsOff",
   "batchBase",
@@ -95,6 +96,16 @@ function wideKeys(c: DecodeConfig): boolean {
 export function decodeLayout(c: DecodeConfig): KernelLayout {
   const wide = wideKeys(c);
   const vec = c.vec ? `vec4<${c.dtype}>` : undefined;
+  const key = `${wide}:${vec}`;
+  let layout = decodeLayouts.get(key);
+  if (!layout) decodeLayouts.set(key, layout = makeDecodeLayout(wide, vec));
+  return layout;
+}
+
+/** One layout object per variant, so that what is cached by layout is found again. */
+const decodeLayouts = new Map<string, KernelLayout>();
+
+function makeDecodeLayout(wide: boolean, vec: string | undefined): KernelLayout {
   return {
     params: DECODE_PARAMS,
     bindings: [
@@ -227,7 +238,7 @@ ${each((r) => `  var o${r} = vec4<f32>(0.0);`)}
   let tileHi = min(tileLo + P.tilesPerSplit, (P.nk + ${TK - 1}u) / ${TK}u);
   if (t == 0u) {`);
   if (c.shared) {
-    emit(`    let list = (b * P.maskBatchStride + hq0 / P.maskHeadDiv) * P.rowBlocks;
+    emit(`    let list = P.ptrOff + (b * P.maskBatchStride + hq0 / P.maskHeadDiv) * P.rowBlocks;
     // binary search: first entry with column block >= tileLo, then >= tileHi
     var a = sched[list];
     let hi = sched[list + 1u];

@@ -296,17 +296,18 @@ async function acquire(): Promise<GpuContext | undefined> {
   return ctx;
 }
 
-/** A compute pipeline for WGSL `code`, compiled once per context and `key`. */
+/** A compute pipeline for WGSL `code` with the explicit `layout` of its bindings (`binding.ts`), compiled once per context and `key`. */
 export async function pipeline(
   ctx: GpuContext,
   key: string,
   code: () => string,
+  layout: GPUPipelineLayout,
 ): Promise<GPUComputePipeline> {
   const hit = ctx.pipelines.get(key);
   if (hit) return hit;
   let pending = ctx.compiling.get(key);
   if (!pending) {
-    pending = compile(ctx, key, code).finally(() => ctx.compiling.delete(key));
+    pending = compile(ctx, key, code, layout).finally(() => ctx.compiling.delete(key));
     ctx.compiling.set(key, pending);
   }
   return await unlessLost(ctx, pending, `the compilation of ${key}`);
@@ -316,6 +317,7 @@ async function compile(
   ctx: GpuContext,
   key: string,
   code: () => string,
+  layout: GPUPipelineLayout,
 ): Promise<GPUComputePipeline> {
   const { device } = ctx;
   // scope only the synchronous module creation, popped before any await, so that concurrent
@@ -323,7 +325,7 @@ async function compile(
   device.pushErrorScope("validation");
   const module = device.createShaderModule({ code: code(), label: key });
   const created = device.createComputePipelineAsync({
-    layout: "auto",
+    layout,
     compute: { module, entryPoint: "main" },
     label: key,
   }).catch((e) => e as Error);

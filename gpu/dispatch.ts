@@ -18,15 +18,14 @@ import {
   toF16,
   toFloat32,
 } from "../tensor.ts";
+import { COPY_DST, countSubmit, createBuffer, MAP_READ, retirePending, upload } from "./buffers.ts";
 import {
-  COPY_DST,
-  countSubmit,
-  createBuffer,
-  MAP_READ,
-  release,
-  uniforms,
-  upload,
-} from "./buffers.ts";
+  bindGroup,
+  bindingAccepted,
+  bindingFailed,
+  type BufferRange,
+  uniformSlot,
+} from "./binding.ts";
 import { deviceLostError, type GpuContext, gpuContext, lostWithin, unlessLost } from "./device.ts";
 import { elementBytes, type KernelLayout } from "./layout.ts";
 import { gpuTuning } from "./tuning.ts";
@@ -65,14 +64,13 @@ interface Binding {
   offsetField?: string;
 }
 
-/** A compiled kernel bound to one problem, ready to be encoded any number of times. */
+/**
+ * A compiled kernel bound to one problem, ready to be encoded any number of times. It owns no
+ * buffer: its uniform blocks and bind groups are the cached ones of `binding.ts`.
+ */
 export interface KernelPlan {
   /** Records the kernel(s) into a compute pass. */
   encode(pass: GPUComputePassEncoder): void;
-  /** Frees the uniform buffers. */
-  destroy(): void;
-  /** Leaves the uniform buffers to the garbage collector (work recorded for the caller to submit). */
-  release(): void;
 }
 
 /** Where a kernel reads or writes a tensor: a whole buffer, or a buffer from a byte offset. */
@@ -137,7 +135,7 @@ export function encodeChunks(
     const size = Math.min(b.buffer.size - offset, Math.ceil((end - offset) / 4) * 4);
     return { offset, size: Math.max(4, size), elem: (start - offset) / b.bytes };
   };
-  const groups: { bind: GPUBindGroup; ub: GPUBuffer; wg: [number, number, number] }[] = [];
+  const groups: { bind: GPUBindGroup; offset: number; wg: [number, number, number] }[] = [];
   for (let b0 = 0; b0 < batch;) {
     // grow the chunk while every binding fits
     let b1 = b0 + 1;
@@ -155,7 +153,7 @@ export function encodeChunks(
       }
       throw new RangeError(
         `one batch entry of ${big.buffer.label || "a tensor"} needs a ${
-          big.perBatch * big.bytes
+          range(big, b0, b0 + 1).size
         }-byte binding; ` +
           `the GPU device allows ${limit} (maxStorageBufferBindingSize; request a larger one ` +
           "in requestDevice's requiredLimits where the adapter allows)",
@@ -163,21 +161,18 @@ export function encodeChunks(
     }
     while (b1 < batch && fits(b1 + 1)) b1++;
     const vals: Record<string, number> = { ...values, batchBase: b0 };
-    const entries: GPUBindGroupEntry[] = bindings.map((b, i) => {
+    const ranges: BufferRange[] = bindings.map((b, i) => {
       const r = range(b, b0, b1);
       if (b.offsetField) vals[b.offsetField] = r.elem;
       else if (r.elem !== 0 || (b0 > 0 && b.perBatch > 0)) {
         throw new Error(`internal: binding ${i + 1} needs an offset uniform`);
       }
-      return { binding: i + 1, resource: { buffer: b.buffer, offset: r.offset, size: r.size } };
+      return { buffer: b.buffer, offset: r.offset, size: r.size };
     });
-    const ub = uniforms(ctx, layout.params, vals);
+    const slot = uniformSlot(ctx, layout, vals);
     groups.push({
-      ub,
-      bind: ctx.device.createBindGroup({
-        layout: pipe.getBindGroupLayout(0),
-        entries: [{ binding: 0, resource: { buffer: ub } }, ...entries],
-      }),
+      bind: bindGroup(ctx, layout, slot.buffer, ranges),
+      offset: slot.offset,
       wg: workgroups(b1 - b0),
     });
     b0 = b1;
@@ -186,12 +181,10 @@ export function encodeChunks(
     encode(pass) {
       pass.setPipeline(pipe);
       for (const g of groups) {
-        pass.setBindGroup(0, g.bind);
+        pass.setBindGroup(0, g.bind, [g.offset]);
         if (g.wg.every((x) => x > 0)) pass.dispatchWorkgroups(...g.wg);
       }
     },
-    destroy: () => groups.forEach((g) => g.ub.destroy()),
-    release: () => groups.forEach((g) => release(g.ub)),
   };
 }
 
@@ -256,6 +249,7 @@ export async function submit(
   let staging: GPUBuffer | undefined;
   let failure: unknown;
   if (encoder) ctx.recorded = true; // before setup: it may drop schedules from the cache
+  retirePending(ctx); // what earlier calls replaced: their work is submitted or recorded
   try {
     const work = setup();
     reads = work.reads;
@@ -289,7 +283,10 @@ export async function submit(
     staging?.destroy();
     throw e;
   }
-  if (oom || validation || failure) staging?.destroy();
+  if (oom || validation || failure) {
+    staging?.destroy();
+    bindingFailed(ctx);
+  } else bindingAccepted(ctx);
   if (oom) throw new Error(`WebGPU ran out of memory: ${oom.message}`);
   if (validation) throw new Error(`WebGPU rejected the work: ${validation.message}`);
   if (failure) throw failure;

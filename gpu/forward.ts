@@ -9,6 +9,7 @@
 import type { Problem } from "../types.ts";
 import type { Schedule } from "../masks/schedule.ts";
 import { scheduleOnGpu } from "./buffers.ts";
+import { pipelineLayout } from "./binding.ts";
 import { type GpuContext, pipeline } from "./device.ts";
 import { bound, encodeChunks, type KernelPlan, problemUniforms, type Region } from "./dispatch.ts";
 import {
@@ -83,7 +84,12 @@ export async function forwardKernel(
   dtype: "f32" | "f16",
 ): Promise<ForwardKernel> {
   const cfg = forwardConfig(ctx, p.headDim, dtype, p);
-  const pipe = await pipeline(ctx, forwardKey(cfg), () => forwardWgsl(cfg));
+  const pipe = await pipeline(
+    ctx,
+    forwardKey(cfg),
+    () => forwardWgsl(cfg),
+    pipelineLayout(ctx, FORWARD_LAYOUT),
+  );
   return { cfg, pipe, schedule: p.schedule(16 * cfg.rm, 16 * cfg.cn), dtype };
 }
 
@@ -105,6 +111,7 @@ export function planForward(
     {
       ...problemUniforms(p),
       rowBlocks: plan.rowBlocks,
+      ptrOff: sb.rowPtrOff,
       tilesOff: sb.rowTilesOff,
       boundsOff: sb.boundsOff,
       negInf: -Infinity,

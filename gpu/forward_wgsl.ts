@@ -80,6 +80,7 @@ export const FORWARD_LAYOUT: KernelLayout = {
     "kvHeads",
     "headDim",
     "rowBlocks",
+    "ptrOff",
     "maskBatchStride",
     "maskHeadDiv",
     "tilesOff",
@@ -145,7 +146,7 @@ ${rowBlockPrologue(br, rm, HD)}
   for (const i of range(rm)) emit(`  var m${i}: f32 = NEG;\n  var l${i}: f32 = 0.0;`);
   declareTile(emit, "o", rm, D4);
   declareTile(emit, "s", rm, C4);
-  emit(tileLoop("slice * P.rowBlocks + rb", "col0", bc, "  "));
+  emit(tileLoop("P.ptrOff + slice * P.rowBlocks + rb", "col0", bc, "  "));
   zeroTile(emit, "s", rm, C4);
 
   // ---- S = Q Kᵀ over d in chunks of KC

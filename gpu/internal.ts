@@ -12,7 +12,6 @@
  * const kern = await forwardKernel(ctx, problem, "f32"); // compiled once per configuration
  * const plan = planForward(ctx, problem, { q, k, v, out, lse }, kern);
  * plan.encode(pass); // as many times as you like
- * plan.destroy();
  * ```
  *
  * @module
@@ -38,5 +37,5 @@ export {
   planBackward,
 } from "./backward.ts";
 export type { BackwardConfig } from "./backward_wgsl.ts";
-export { decodeKernels, decodeScratch, planDecode, usesDecode } from "./decode.ts";
+export { decodeBuffers, decodeKernels, decodeScratch, planDecode, usesDecode } from "./decode.ts";
 export { type GpuTuning, setGpuTuning } from "./tuning.ts";

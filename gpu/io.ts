@@ -61,7 +61,8 @@ export function checkResident(ctx: GpuContext, named: Named): void {
  * Checks the caller's output tensors of a call (`options.outputs`): only the names in `specs`,
  * each a GPU tensor of the needed shape and the device's storage type `dt` (or a float32 array
  * of the needed length), within its buffer, aligned, and overlapping neither an input nor another
- * output.
+ * output; nor in the buffer of an input named in `readWith` (read by a kernel that writes the
+ * output: WebGPU does not let one dispatch bind a buffer both read-only and writable).
  */
 export function checkOutputs(
   ctx: GpuContext,
@@ -69,6 +70,7 @@ export function checkOutputs(
   specs: OutputSpec[],
   dt: "f32" | "f16",
   inputs: Named,
+  readWith: readonly string[],
 ): void {
   if (outputs === undefined) return;
   if (typeof outputs !== "object" || outputs === null) {
@@ -136,6 +138,13 @@ export function checkOutputs(
         throw new RangeError(
           `${name} overlaps ${other} (bytes ${a0}–${a1} and ${b0}–${b1} of one buffer); ` +
             "results must go to memory the call does not read",
+        );
+      }
+      if (readWith.includes(other)) {
+        throw new RangeError(
+          `${name} is in the GPUBuffer of ${other}, which the kernel writing it reads; WebGPU ` +
+            "cannot bind one buffer both read-only and writable in a dispatch: give the " +
+            "results a buffer of their own",
         );
       }
     }

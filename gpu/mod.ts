@@ -19,7 +19,7 @@
  * @module
  */
 
-import { checkTensor } from "../_problem.ts";
+import { checkGpuArray, checkTensor } from "../_problem.ts";
 import type { GpuArray, GpuTensor, Tensor } from "../tensor.ts";
 import type { GpuInfo } from "../types.ts";
 import { checkGpuBuffers, createBuffer, upload } from "./buffers.ts";
@@ -100,7 +100,7 @@ export async function toGpu(t: Tensor): Promise<GpuTensor> {
 export async function fromGpu(t: GpuTensor): Promise<Tensor> {
   checkTensor(t, "t");
   const n = t.shape[0] * t.shape[1] * t.shape[2] * t.shape[3];
-  const bytes = await readBuffer(t.buffer, n * (t.dtype === "f16" ? 2 : 4), "t");
+  const bytes = await readBuffer(t.buffer, t.offset ?? 0, n * (t.dtype === "f16" ? 2 : 4), "t");
   return {
     data: t.dtype === "f16" ? new Uint16Array(bytes) : new Float32Array(bytes),
     shape: t.shape,
@@ -123,10 +123,16 @@ export async function fromGpu(t: GpuTensor): Promise<Tensor> {
  * ```
  */
 export async function readGpuArray(a: GpuArray): Promise<Float32Array> {
-  return new Float32Array(await readBuffer(a.buffer, a.length * 4, "a"));
+  checkGpuArray(a, "a");
+  return new Float32Array(await readBuffer(a.buffer, a.offset ?? 0, a.length * 4, "a"));
 }
 
-async function readBuffer(buffer: GPUBuffer, bytes: number, name: string): Promise<ArrayBuffer> {
+async function readBuffer(
+  buffer: GPUBuffer,
+  offset: number,
+  bytes: number,
+  name: string,
+): Promise<ArrayBuffer> {
   const ctx = await requireGpu();
   await checkGpuBuffers(ctx, [[name, buffer]]);
   const size = Math.ceil(bytes / 4) * 4;
@@ -136,7 +142,7 @@ async function readBuffer(buffer: GPUBuffer, bytes: number, name: string): Promi
     let scope;
     try {
       const enc = ctx.device.createCommandEncoder();
-      if (size > 0) enc.copyBufferToBuffer(buffer, 0, staging, 0, size);
+      if (size > 0) enc.copyBufferToBuffer(buffer, offset, staging, 0, size);
       ctx.device.queue.submit([enc.finish()]);
     } finally {
       scope = ctx.device.popErrorScope(); // popped before any await (concurrent calls)

@@ -109,6 +109,19 @@ export function classifyTile(blockBounds: Int32Array, o: number, r0: number, r1:
   return TILE_PARTIAL;
 }
 
+/** Masks the library built from options and never hands out: their indices cannot change. */
+const unchanging = new WeakSet<FlashMask>();
+
+/**
+ * Marks a mask the library built itself and keeps to itself (from `causal`, `windowSize`,
+ * `kvLength`, …): the schedule cache then trusts its indices instead of comparing them with its
+ * copy on every call (O(size of the mask), which a decoding step pays once per layer otherwise).
+ */
+export function unchangingMask<T extends FlashMask>(mask: T): T {
+  unchanging.add(mask);
+  return mask;
+}
+
 const cache = new WeakMap<
   FlashMask,
   { copy: Int32Array; plans: Map<string, { plan: Schedule; blocks?: Uint8Array }> }
@@ -141,7 +154,9 @@ export function schedule(mask: FlashMask, options: ScheduleOptions): Schedule {
   const bm = options.blockMask;
   const key = `${nq},${nk},${blockRows},${blockCols},${bm ? blockMaskId(bm) : ""}`;
   let entry = cache.get(mask);
-  if (entry && !sameData(entry.copy, mask.startEndRowIndices)) entry = undefined;
+  if (entry && !unchanging.has(mask) && !sameData(entry.copy, mask.startEndRowIndices)) {
+    entry = undefined;
+  }
   const hit = entry?.plans.get(key);
   if (hit && (!bm || sameData(hit.blocks!, bm.data))) return hit.plan;
   const [mb, mh] = mask.shape;

@@ -13,17 +13,20 @@ import { testAdapter } from "./_util.ts";
 const info = await testAdapter();
 
 Deno.test({
-  name: "decode loop example: GPU-resident layers and caches give the host loop's bits",
+  name:
+    "decode loop example: GPU-resident layers and caches, awaited or recorded per step, give the host loop's bits",
   ignore: info === undefined,
   async fn() {
     // cache ≥ 512 keys: the split-KV decoding kernels
     const o = { layers: 3, steps: 4, prompt: 530, cache: 600, heads: 4, kvHeads: 2, dim: 32 };
-    const gpu = await decodeLoop(o);
-    assert.ok(gpu.tokensPerSecond > 0);
     const host = await decodeLoopOnHost(o, "webgpu");
-    assert.deepEqual(gpu.out.shape, [1, 1, 4, 32]);
     const bits = (x: Float32Array | Uint16Array) => new Uint32Array(new Float32Array(x).buffer);
-    assert.deepEqual(bits(gpu.out.data), bits(host.data));
-    assert.ok(gpu.out.data.some((x) => x !== 0));
+    for (const record of [false, true]) {
+      const gpu = await decodeLoop({ ...o, record });
+      assert.ok(gpu.tokensPerSecond > 0);
+      assert.deepEqual(gpu.out.shape, [1, 1, 4, 32]);
+      assert.deepEqual(bits(gpu.out.data), bits(host.data), record ? "recorded" : "awaited");
+    }
+    assert.ok(host.data.some((x) => x !== 0));
   },
 });

@@ -255,8 +255,8 @@ Deno.test({
     await concurrentCalls(() => gpu);
     const after = gpuStats();
     assert.equal(
-      after.liveBuffers - after.cachedSchedules,
-      before.liveBuffers - before.cachedSchedules,
+      after.liveBuffers - after.cachedBuffers,
+      before.liveBuffers - before.cachedBuffers,
       "every call released its buffers",
     );
   },
@@ -272,17 +272,17 @@ Deno.test({
     const f = await attention(gq, gk, gv);
     const g = await attentionBackward({ q: gq, k: gk, v: gv, ...f, dOut: gdo }, {});
     const during = gpuStats();
-    // 4 inputs + out, lse + dq, dk, dv (and the schedules of this mask, cached)
+    // 4 inputs + out, lse + dq, dk, dv (and the cached schedules, scratch and uniform blocks)
     assert.equal(
-      during.liveBuffers - during.cachedSchedules,
-      before.liveBuffers - before.cachedSchedules + 9,
+      during.liveBuffers - during.cachedBuffers,
+      before.liveBuffers - before.cachedBuffers + 9,
     );
     for (const t of [gq, gk, gv, gdo, f.out, g.dq, g.dk, g.dv]) t.buffer.destroy();
     f.lse.buffer.destroy();
     const after = gpuStats();
     assert.equal(
-      after.liveBuffers - after.cachedSchedules,
-      before.liveBuffers - before.cachedSchedules,
+      after.liveBuffers - after.cachedBuffers,
+      before.liveBuffers - before.cachedBuffers,
     );
   },
 });

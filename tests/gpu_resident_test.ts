@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import {
   attention,
   attentionBackward,
+  type AttentionResult,
   causalDocument,
   fromGpu,
   type GpuArray,
@@ -265,6 +266,11 @@ Deno.test({
       );
       const buf = device.createBuffer({ size: 1 << 16, usage: STORAGE | COPY_SRC });
       await bad({ outputs: { out: { ...gq } } }, /options\.outputs\.out overlaps q/, RangeError);
+      const [pq, pk, pv, pout] = packed(device, [q, k, v, q], 0); // out beside the inputs
+      await assert.rejects(
+        () => attention(pq, pk, pv, { ...gpu, mask, outputs: { out: pout } }),
+        /options\.outputs\.out is in the GPUBuffer of q, which the kernel writing it reads/,
+      );
       await bad(
         { outputs: { out: { buffer: buf, shape: [1, 45, 4, 32], dtype: "f32" } } },
         /options\.outputs\.out\.shape must be \[2,45,4,32\]/,
@@ -384,4 +390,86 @@ Deno.test({
     await assert.rejects(() => attention(gq, gk, gv, gpu), /^Error: k\.buffer has been destroyed/);
     for (const x of [gq, gv, r.out, r.lse]) x.buffer.destroy();
   },
+});
+
+/** Counts the device's GPU object creations and buffer writes while `fn` runs. */
+async function counting(device: GPUDevice, fn: () => Promise<unknown>) {
+  const n = { bindGroups: 0, buffers: 0, writes: 0 };
+  const { createBindGroup, createBuffer } = device;
+  const { writeBuffer } = device.queue;
+  device.createBindGroup = (d) => (n.bindGroups++, createBindGroup.call(device, d));
+  device.createBuffer = (d) => (n.buffers++, createBuffer.call(device, d));
+  device.queue.writeBuffer = (...a: Parameters<GPUQueue["writeBuffer"]>) => (
+    n.writes++, writeBuffer.apply(device.queue, a)
+  );
+  try {
+    await fn();
+  } finally {
+    device.createBindGroup = createBindGroup;
+    device.createBuffer = createBuffer;
+    device.queue.writeBuffer = writeBuffer;
+  }
+  return n;
+}
+
+Deno.test({
+  name: "webgpu: a repeated call creates no GPU object; a new kvLength writes only uniforms",
+  ignore,
+  fn: () =>
+    withOwnDevice(async (device) => {
+      // a decode-shaped call (split-KV kernels and their scratch), into the caller's outputs
+      const r = rng(5);
+      const tq = randomTensor(r, [1, 1, 4, 32]), tk = randomTensor(r, [1, 600, 2, 32]);
+      const tv = randomTensor(r, [1, 600, 2, 32]), to = randomTensor(r, [1, 1, 4, 32]);
+      const [gq, gk, gv] = packed(device, [tq, tk, tv], 0);
+      const [out] = packed(device, [to], 1); // at an offset: fromGpu reads from there
+      assert.deepEqual(bits((await fromGpu(out)).data), bits(to.data as Float32Array));
+      const lse: GpuArray = {
+        buffer: device.createBuffer({ size: 16, usage: STORAGE | COPY_SRC }),
+        length: 4,
+      };
+      const call = (kvLength: number) =>
+        attention(gq, gk, gv, { ...gpu, kvLength: [kvLength], outputs: { out, lse } });
+      for (const kvLength of [600, 433]) {
+        await call(kvLength); // first: binds and writes what it needs
+        const again = await counting(device, () => call(kvLength));
+        assert.deepEqual(again, { bindGroups: 0, buffers: 0, writes: 0 }, "a repeated call");
+        const want = await attention(tq, tk, tv, { ...gpu, kvLength: [kvLength] });
+        assert.deepEqual(bits((await fromGpu(out)).data), bits(want.out.data as Float32Array));
+      }
+      const grown = await counting(device, () => call(434));
+      assert.equal(grown.bindGroups + grown.buffers, 0, "a new kvLength reuses the bind groups");
+      assert.ok(grown.writes > 0, "and writes its uniforms");
+      const want = await attention(tq, tk, tv, { ...gpu, kvLength: [434] });
+      assert.deepEqual(bits((await fromGpu(out)).data), bits(want.out.data as Float32Array));
+    }),
+});
+
+Deno.test({
+  name:
+    "webgpu: more distinct calls recorded into one encoder than a uniform arena holds stay valid",
+  ignore,
+  fn: () =>
+    withOwnDevice(async (device) => {
+      const t = randomTensor(rng(9), [1, 300, 1, 8]);
+      const [gq, gk, gv] = packed(device, [t, t, t], 0);
+      const lengths = Array.from({ length: 300 }, (_, i) => i + 1); // 300 distinct uniform blocks
+      const check = [0, 1, 2, 150, 298, 299];
+      const want: AttentionResult[] = [];
+      for (const i of check) {
+        want.push(await attention(t, t, t, { ...gpu, kvLength: [lengths[i]] }));
+      }
+      const encoder = device.createCommandEncoder();
+      const outs: GpuTensor[] = [];
+      for (const n of lengths) {
+        outs.push((await attention(gq, gk, gv, { ...gpu, kvLength: [n], encoder })).out);
+      }
+      device.pushErrorScope("validation");
+      device.queue.submit([encoder.finish()]);
+      assert.equal(await device.popErrorScope(), null, "the recorded work is still valid");
+      for (const [j, i] of check.entries()) {
+        const got = (await fromGpu(outs[i])).data;
+        assert.deepEqual(bits(got), bits(want[j].out.data as Float32Array), `kvLength ${i + 1}`);
+      }
+    }),
 });

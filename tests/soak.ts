@@ -42,7 +42,7 @@ export interface MemorySample {
   external: number;
   wasmBytes: number;
   wasmThreads: number;
-  /** Live library GPU buffers, cached schedules excluded (they are bounded). */
+  /** Live library GPU buffers, cached ones excluded (they are bounded). */
   gpuBuffers: number;
   gpuBytes: number;
   gpuCachedSchedules: number;
@@ -83,7 +83,7 @@ function sample(t0: number, calls: number): MemorySample {
     external: m.external,
     wasmBytes: e.bytes,
     wasmThreads: e.workers,
-    gpuBuffers: g.liveBuffers - g.cachedSchedules,
+    gpuBuffers: g.liveBuffers - g.cachedBuffers,
     gpuBytes: g.liveBytes,
     gpuCachedSchedules: g.cachedSchedules,
   };
@@ -223,7 +223,7 @@ export async function soak(
 
 /**
  * What grew between two samples beyond noise: the WASM memory or its threads at all, live GPU
- * buffers at all (cached schedules excluded: bounded), the JS heap by more than 16 MiB, resident
+ * buffers at all (cached ones excluded: bounded), the JS heap by more than 16 MiB, resident
  * memory by more than 64 MiB.
  */
 export function growth(a: MemorySample, b: MemorySample): string[] {

@@ -27,8 +27,8 @@ import {
 } from "../../mod.ts";
 import {
   checkProblem,
+  decodeBuffers,
   decodeKernels,
-  decodeScratch,
   forwardKernel,
   type GpuContext,
   planDecode,
@@ -53,6 +53,9 @@ export interface OverheadRow {
   /** The same call with host arrays in and out (one upload, submission and read-back each). */
   hostMs: number;
 }
+
+/** Calls before the clock starts. */
+const WARM = 30;
 
 const SHAPES = [
   { name: "decode", batch: 1, nq: 1, nk: 4096, heads: 32, kvHeads: 8, d: 128 },
@@ -84,17 +87,11 @@ async function kernelMs(
   const b = { q, k, v, out, lse };
   if (usesDecode(p)) {
     const kern = await decodeKernels(ctx, p, "f32");
-    const [pb, lb] = decodeScratch(p, kern);
-    const part = storage(ctx, pb * p.batch, "part"), plse = storage(ctx, lb * p.batch, "plse");
-    const plan = planDecode(ctx, p, { ...b, part, plse }, kern);
-    const ms = await timeKernel(ctx, (pass) => plan.encode(pass), 20);
-    plan.destroy(), part.destroy(), plse.destroy();
-    return ms;
+    const plan = planDecode(ctx, p, { ...b, ...decodeBuffers(ctx, p, kern) }, kern);
+    return await timeKernel(ctx, (pass) => plan.encode(pass), 20);
   }
   const plan = planForward(ctx, p, b, await forwardKernel(ctx, p, "f32"));
-  const ms = await timeKernel(ctx, (pass) => plan.encode(pass), 20);
-  plan.destroy();
-  return ms;
+  return await timeKernel(ctx, (pass) => plan.encode(pass), 20);
 }
 
 /** Measures every shape. */
@@ -113,8 +110,9 @@ export async function measure(reps: number, maxSeq = Infinity): Promise<Overhead
       length: s.batch * s.heads * s.nq,
     };
     const options = { outputs: { out, lse } };
-    for (let i = 0; i < 3; i++) await attention(q, k, v, options);
-    await fromGpu(out); // warm: compiled, and the queue drained
+    // warm: compiled, the JIT settled (the first tens of calls run ~2× slower), the queue drained
+    for (let i = 0; i < WARM; i++) await attention(q, k, v, options);
+    await fromGpu(out);
     const t0 = performance.now();
     for (let i = 0; i < reps; i++) await attention(q, k, v, options);
     await fromGpu(out);
@@ -195,7 +193,7 @@ export async function ortSideBySide(
     );
     const options = { outputs: { out, lse } };
     const time = async (call: () => Promise<unknown>, read: () => Promise<Float32Array>) => {
-      for (let i = 0; i < 3; i++) await call();
+      for (let i = 0; i < WARM; i++) await call();
       await read();
       const t0 = performance.now();
       for (let i = 0; i < reps; i++) await call();
@@ -251,19 +249,23 @@ if (import.meta.main) {
       } ${r.hostMs.toFixed(2).padStart(20)}`,
     );
   }
-  // the decode example: `layers` layers, 16 tokens against ~4096 cached keys
-  const o = { layers, steps: 16, prompt: 4096 - 16, cache: 4096, heads: 32, kvHeads: 8, dim: 128 };
-  await decodeLoop({ ...o, steps: 1, prompt: 4095 });
-  const loop = await decodeLoop(o);
+  // the decode example: `layers` layers, 64 tokens against ~4096 cached keys, each layer call
+  // awaited, then each step's layers recorded into one encoder
+  const o = { layers, steps: 64, prompt: 4096 - 64, cache: 4096, heads: 32, kvHeads: 8, dim: 128 };
   const perLayerKernel = rows[0].kernelMs;
-  console.log(
-    `decode loop: ${layers} layers × 16 tokens at Nk≈4096: ${
-      loop.tokensPerSecond.toFixed(1)
-    } tokens/s, ` +
-      `${(loop.ms / 16).toFixed(2)} ms a token; ${layers} × kernel time = ${
-        (layers * perLayerKernel).toFixed(2)
-      } ms a token`,
-  );
+  const loops = [];
+  for (const record of [false, true]) {
+    await decodeLoop({ ...o, record, steps: 16, prompt: 4096 - 16 });
+    const loop = await decodeLoop({ ...o, record });
+    loops.push({ record, ...loop, out: undefined });
+    console.log(
+      `decode loop${record ? " (recorded, one submission a token)" : ""}: ${layers} layers × ` +
+        `${o.steps} tokens at Nk≈4096: ${loop.tokensPerSecond.toFixed(1)} tokens/s, ` +
+        `${(loop.ms / o.steps).toFixed(2)} ms a token, ${
+          (loop.ms / o.steps / layers).toFixed(3)
+        } ms a layer; ${layers} × kernel time = ${(layers * perLayerKernel).toFixed(2)} ms a token`,
+    );
+  }
   let ort;
   if (!values["no-ort"]) {
     ort = await ortSideBySide(reps, Number(values["max-seq"] ?? Infinity), values.ort!);
@@ -286,7 +288,7 @@ if (import.meta.main) {
     await Deno.writeTextFile(
       values.json,
       JSON.stringify(
-        { date: new Date().toISOString(), device: ctx.name, reps, rows, loop, ort },
+        { date: new Date().toISOString(), device: ctx.name, reps, rows, loops, ort },
         null,
         2,
       ),

@@ -18,8 +18,8 @@ import { toF16 } from "../../mod.ts";
 import {
   type BackwardBuffers,
   backwardKernels,
+  decodeBuffers,
   decodeKernels,
-  decodeScratch,
   type ForwardBuffers,
   forwardKernel,
   gpuMemoryStats,
@@ -194,14 +194,8 @@ async function benchDecode(
     }, { causal });
     setGpuTuning({ decode: true, splits: o.splits });
     const kern = await decodeKernels(ctx, p, dtype);
-    const [partBytes, plseBytes] = decodeScratch(p, kern);
-    const part = storage(ctx, partBytes * batch, "part"),
-      plse = storage(ctx, plseBytes * batch, "plse");
-    const plan = planDecode(ctx, p, { ...buf, part, plse }, kern);
+    const plan = planDecode(ctx, p, { ...buf, ...decodeBuffers(ctx, p, kern) }, kern);
     const ms = await timeKernel(ctx, (pass) => plan.encode(pass), o.reps);
-    plan.destroy();
-    part.destroy();
-    plse.destroy();
     const useful = 4 * batch * heads * nq * nk * d * kern.schedule.visibleFraction;
     const kvBytes = 2 * kn * bytes;
     rows.push({
@@ -335,7 +329,6 @@ if (import.meta.main) {
             });
             report(rows[rows.length - 1]);
           }
-          fplan.destroy();
           if (bwd) {
             const bk = await backwardKernels(ctx, p, dtype);
             const bplan = planBackward(ctx, p, bwd, bk);
@@ -352,7 +345,6 @@ if (import.meta.main) {
               visible: fk.schedule.visibleFraction,
             });
             report(rows[rows.length - 1]);
-            bplan.destroy();
           }
         } catch (e) {
           console.error(`config ${JSON.stringify(cfg)}: ${(e as Error).message.split("\n")[0]}`);

@@ -5,12 +5,15 @@
  * `kvLength` growing by one, the keys past it masked, and the results written into preallocated
  * tensors (`options.outputs`). Nothing waits for the GPU until the one read-back at the end.
  *
+ * With `record`, a step's layers are recorded into one command encoder (`options.encoder`) and
+ * submitted once, as a framework that batches its own kernels would.
+ *
  * A real model would put its projections and MLP between the attention calls (its own kernels on
  * the same device, `gpuDevice()` or one given to `useGpuDevice`); here a layer's output is the
  * next layer's query, and the new keys and values are pseudo-random.
  *
- * Run: `deno run -A docs/examples/decode_loop.ts [--layers 32] [--steps 16] [--cache 4096]`
- * (prints tokens per second; needs a WebGPU adapter).
+ * Run: `deno run -A docs/examples/decode_loop.ts [--layers 32] [--steps 64] [--cache 4096]
+ * [--record]` (prints tokens per second; needs a WebGPU adapter).
  *
  * @module
  */
@@ -40,6 +43,8 @@ export interface DecodeLoopOptions {
   dim: number;
   /** Seed of the pseudo-random tokens. */
   seed?: number;
+  /** Record each step's layers into one command encoder, submitted once per step. */
+  record?: boolean;
 }
 
 /** What the loop produced and how long it took. */
@@ -103,14 +108,18 @@ export async function decodeLoop(o: DecodeLoopOptions): Promise<DecodeLoopResult
   for (let s = 0; s < steps; s++) {
     const t = prompt + s; // position of the new token
     device.queue.writeBuffer(acts[0].buffer, 0, token(heads * dim, seedOf(seed, s, 0, 0)));
+    // the writes of a step all reach the queue before its work (each layer has its own cache)
+    const encoder = o.record ? device.createCommandEncoder() : undefined;
     for (let l = 0; l < layers; l++) {
       device.queue.writeBuffer(K[l].buffer, t * row, token(kvHeads * dim, seedOf(seed, s, l, 1)));
       device.queue.writeBuffer(V[l].buffer, t * row, token(kvHeads * dim, seedOf(seed, s, l, 2)));
       await attention(acts[l], K[l], V[l], {
         kvLength: [t + 1],
         outputs: { out: acts[l + 1], lse },
+        encoder,
       });
     }
+    if (encoder) device.queue.submit([encoder.finish()]);
   }
   const out = await fromGpu(acts[layers]);
   const ms = performance.now() - t0;
@@ -155,11 +164,12 @@ if (import.meta.main) {
   const { values } = parseArgs({
     options: {
       layers: { type: "string", default: "32" },
-      steps: { type: "string", default: "16" },
+      steps: { type: "string", default: "64" },
       cache: { type: "string", default: "4096" },
       heads: { type: "string", default: "32" },
       "kv-heads": { type: "string", default: "8" },
       dim: { type: "string", default: "128" },
+      record: { type: "boolean", default: false },
     },
   });
   const cache = Number(values.cache), steps = Number(values.steps);
@@ -171,12 +181,14 @@ if (import.meta.main) {
     heads: Number(values.heads),
     kvHeads: Number(values["kv-heads"]),
     dim: Number(values.dim),
+    record: values.record,
   };
-  await decodeLoop({ ...o, steps: 1, prompt: cache - 1 }); // compile the kernels first
+  // compile the kernels and let the JIT settle first
+  await decodeLoop({ ...o, steps: Math.min(steps, 16), prompt: cache - Math.min(steps, 16) });
   const r = await decodeLoop(o);
   console.log(
     `${o.layers} layers, ${steps} tokens against ${o.prompt}–${cache} cached keys ` +
-      `(Hq ${o.heads}, Hk ${o.kvHeads}, d ${o.dim}, f32): ${
+      `(Hq ${o.heads}, Hk ${o.kvHeads}, d ${o.dim}, f32${o.record ? ", recorded" : ""}): ${
         r.tokensPerSecond.toFixed(1)
       } tokens/s ` +
       `(${(r.ms / steps).toFixed(2)} ms a token, ${
