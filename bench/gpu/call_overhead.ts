@@ -1,14 +1,15 @@
 /**
  * What a GPU-resident call costs beyond its kernels: for each shape, the wall time per call of R
  * awaited GPU-resident `attention` calls followed by one read-back (results into preallocated
- * tensors, as a model's layers would call it), next to the kernels' own time from timestamp
- * queries, and the decode-loop example's tokens per second for a stack of layers next to the
- * layers × kernel time.
+ * tensors, as a model's layers would call it), and of R calls recorded into the caller's command
+ * encoders (one submission per 32 calls), next to the kernels' own time from timestamp queries;
+ * and the decode-loop example's tokens per second for a stack of layers next to the layers ×
+ * kernel time.
  *
  * Then the prefill shapes side by side with onnxruntime-web's WebGPU execution provider in the
  * same process, on the same device and buffers ({@linkcode ortSideBySide}).
  *
- * Run: `deno run -A bench/gpu/call_overhead.ts [--reps 50] [--layers 32] [--max-seq N]
+ * Run: `deno run -A bench/gpu/call_overhead.ts [--reps 300] [--layers 32] [--max-seq N]
  * [--ort MODULE | --no-ort] [--json FILE]` (`--max-seq` leaves out the prefill shapes longer than
  * N, for software adapters; `--ort` imports onnxruntime-web from a file where no registry is).
  *
@@ -46,6 +47,8 @@ export interface OverheadRow {
   shape: string;
   /** Wall time per awaited call, the final read-back shared out over the calls. */
   wallMs: number;
+  /** Wall time per call recorded into the caller's encoders, 32 calls a submission. */
+  recordedMs: number;
   /** The kernels' time per call (timestamp queries). */
   kernelMs: number;
   /** wallMs − kernelMs. */
@@ -117,6 +120,24 @@ export async function measure(reps: number, maxSeq = Infinity): Promise<Overhead
     for (let i = 0; i < reps; i++) await attention(q, k, v, options);
     await fromGpu(out);
     const wallMs = (performance.now() - t0) / reps;
+    // the same calls recorded into the caller's encoders, one submission per 32 (a model's layers)
+    let encoder = ctx.device.createCommandEncoder();
+    const recorded = async (i: number) => {
+      if (i % 32 === 31) {
+        ctx.device.queue.submit([encoder.finish()]);
+        encoder = ctx.device.createCommandEncoder();
+      }
+      await attention(q, k, v, { ...options, encoder });
+    };
+    for (let i = 0; i < WARM; i++) await recorded(i);
+    ctx.device.queue.submit([encoder.finish()]);
+    encoder = ctx.device.createCommandEncoder();
+    await fromGpu(out);
+    const t2 = performance.now();
+    for (let i = 0; i < reps; i++) await recorded(i);
+    ctx.device.queue.submit([encoder.finish()]);
+    await fromGpu(out);
+    const recordedMs = (performance.now() - t2) / reps;
     const kms = await kernelMs(ctx, q, k, v, out, lse);
     // the same call with host arrays: upload, kernels, read-back of out and lse, every call
     const [hq, hk, hv] = await Promise.all([q, k, v].map(fromGpu));
@@ -127,7 +148,7 @@ export async function measure(reps: number, maxSeq = Infinity): Promise<Overhead
     const hostMs = (performance.now() - t1) / hostReps;
     const shape =
       `${s.name} B=${s.batch} Nq=${s.nq} Nk=${s.nk} Hq=${s.heads} Hk=${s.kvHeads} d=${s.d}`;
-    rows.push({ shape, wallMs, kernelMs: kms, overheadMs: wallMs - kms, hostMs });
+    rows.push({ shape, wallMs, recordedMs, kernelMs: kms, overheadMs: wallMs - kms, hostMs });
     for (const t of [q, k, v, out, lse]) t.buffer.destroy();
   }
   return rows;
@@ -225,7 +246,7 @@ export async function ortSideBySide(
 if (import.meta.main) {
   const { values } = parseArgs({
     options: {
-      reps: { type: "string", default: "50" },
+      reps: { type: "string", default: "300" },
       layers: { type: "string", default: "32" },
       "max-seq": { type: "string" },
       ort: { type: "string", default: "npm:onnxruntime-web@1.23.2/webgpu" },
@@ -238,7 +259,7 @@ if (import.meta.main) {
   console.log(`device: ${ctx.name}; ${reps} awaited GPU-resident calls, then one read-back`);
   const rows = await measure(reps, Number(values["max-seq"] ?? Infinity));
   console.log(
-    "shape                                            wall ms/call  kernel ms  overhead ms  wall/kernel  host arrays ms/call",
+    "shape                                            wall ms/call  kernel ms  overhead ms  wall/kernel  recorded ms/call  recorded/kernel  host arrays ms/call",
   );
   for (const r of rows) {
     console.log(
@@ -246,6 +267,8 @@ if (import.meta.main) {
         r.kernelMs.toFixed(3).padStart(10)
       } ${r.overheadMs.toFixed(3).padStart(12)} ${
         (r.wallMs / r.kernelMs).toFixed(2).padStart(12)
+      } ${r.recordedMs.toFixed(3).padStart(17)} ${
+        (r.recordedMs / r.kernelMs).toFixed(2).padStart(16)
       } ${r.hostMs.toFixed(2).padStart(20)}`,
     );
   }
