@@ -1,6 +1,7 @@
 /**
  * The backends and the rule that picks one: `auto` is WebGPU on a hardware adapter, else WASM
- * (a software rasteriser such as lavapipe is slower than WASM). {@linkcode backendInfo} reports
+ * (a software rasteriser such as lavapipe is slower than WASM), else (no WebAssembly here, or no
+ * way to compile it) the plain TypeScript backend. {@linkcode backendInfo} reports
  * the same choice that a call makes.
  *
  * @module
@@ -11,7 +12,7 @@ import type { Backend, BackendInfo, BackendName, Problem } from "./types.ts";
 import * as tiled from "./tiled.ts";
 import { gpuBackend } from "./gpu/backend.ts";
 import { gpuContext } from "./gpu/device.ts";
-import { wasmBackend } from "./wasm/backend.ts";
+import { wasmBackend, wasmUnusable } from "./wasm/backend.ts";
 
 /** The plain TypeScript backend: `tiled.ts`, the readable specification. */
 export const jsBackend: Backend = {
@@ -46,7 +47,7 @@ export async function pickBackend(
 ): Promise<{ backend: Backend; fallback?: Backend }> {
   if (name !== "auto") return { backend: BACKENDS[name] };
   // auto: the fastest backend that implements every option used
-  const cpu = p && missingFeature(wasmBackend, p) ? jsBackend : wasmBackend;
+  const cpu = (p && missingFeature(wasmBackend, p)) || wasmUnusable() ? jsBackend : wasmBackend;
   const ctx = await gpuContext().catch(() => undefined);
   if (!ctx || ctx.software || (p && missingFeature(gpuBackend, p))) return { backend: cpu };
   return { backend: gpuBackend, fallback: cpu };

@@ -75,3 +75,4 @@ export { maskPicture, type PictureOptions, type SliceOptions, toDense } from "./
 export { type BlockMask, blockMask } from "./masks/block_mask.ts";
 export type { Dropout } from "./masks/dropout.ts";
 export { fromGpu, gpuDevice, gpuInfo, readGpuArray, toGpu, useGpuDevice } from "./gpu/mod.ts";
+export { setWasmModule } from "./wasm/_runtime.ts";

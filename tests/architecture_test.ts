@@ -40,6 +40,7 @@ async function graph(entry: string, into: Graph): Promise<void> {
     const deps = new Set<string>();
     for (const d of m.dependencies ?? []) {
       for (const s of [d.code?.specifier, d.type?.specifier]) {
+        if (s && !s.startsWith("file://")) outside.add(`${from} imports ${s}`);
         const to = local(s);
         if (to && to !== from && !to.endsWith(".json")) deps.add(to);
       }
@@ -48,6 +49,8 @@ async function graph(entry: string, into: Graph): Promise<void> {
   }
 }
 
+/** Static imports of modules outside the repository (`node:`, `npm:`, URLs), by importer. */
+const outside = new Set<string>();
 const libraryGraph: Graph = {};
 for (const e of entries) await graph(e, libraryGraph);
 
@@ -79,6 +82,11 @@ Deno.test("library imports form no cycle", () => {
   };
   for (const f of Object.keys(libraryGraph)) visit(f);
   assert.ok(Object.keys(libraryGraph).length > 20);
+});
+
+Deno.test("library code imports nothing statically from node:, npm: or the network", () => {
+  // it loads in browsers and edge runtimes as is; node:worker_threads is imported on first use
+  assert.deepEqual([...outside], []);
 });
 
 Deno.test("library imports run down the layers", () => {

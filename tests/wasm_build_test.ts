@@ -1,16 +1,25 @@
 import assert from "node:assert/strict";
-import { GENERATED_MODULES, generatedSource } from "../wasm/build.ts";
+import { generated, GENERATED_MODULES } from "../wasm/build.ts";
 import { assemblyAbi, MAX_PACKED_TENSORS, P, PARAM_SLOTS } from "../wasm/abi.ts";
 
 Deno.test("wasm: the committed kernel bytes equal a fresh build (deno task build:wasm)", async () => {
   const committed = await Deno.readTextFile(
     new URL("../wasm/_generated/kernels.ts", import.meta.url),
   );
+  const fresh = await generated();
   assert.ok(
-    committed === await generatedSource(),
+    committed === fresh.text,
     "wasm/_generated/kernels.ts differs from a fresh build of wasm/assembly/; " +
       "run deno task build:wasm",
   );
+  assert.equal(fresh.files.length, 4);
+  for (const [url, bytes] of fresh.files) {
+    const file = await Deno.readFile(url);
+    assert.ok(
+      file.length === bytes.length && file.every((b, i) => b === bytes[i]),
+      `${url.pathname} differs from a fresh build; run deno task build:wasm`,
+    );
+  }
 });
 
 Deno.test("wasm: the generated AssemblyScript modules are fresh (slots, micro-kernels)", async () => {

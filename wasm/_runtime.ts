@@ -1,13 +1,19 @@
 /**
- * The WASM runtime: picks the relaxed-SIMD or plain-SIMD build of the kernels, owns the one shared
+ * The WASM runtime: picks the relaxed-SIMD or plain-SIMD build of the kernels, owns the one
  * `WebAssembly.Memory` (grown on demand, never shrunk, reused by every call), and a pool of worker
  * threads that run kernel phases on that memory.
  *
  * Loading needs no permissions: the compiled kernels are base64 text in a generated TypeScript
  * module, and the worker is a small script given as a `data:` URL, so importing this library from
- * an http(s) URL works with no `--allow-*` flags. Workers are `node:worker_threads` workers, which
- * Deno implements on its web workers; they are used for `unref()`: an idle pool must not keep the
- * process alive (a web `Worker` has no way to say so). They are ref'd only while a call runs.
+ * an http(s) URL works with no `--allow-*` flags. Where code cannot be compiled from bytes
+ * (Cloudflare Workers, pages whose content security policy forbids it), the program hands over a
+ * precompiled module ({@linkcode setWasmModule}, from the shipped `.wasm` files).
+ *
+ * Threads are an optimisation, never a requirement (`_threads.ts`): the memory is shared where
+ * `SharedArrayBuffer` exists (and a page is cross-origin isolated); otherwise the kernels run on
+ * an unshared memory on the calling thread. If a worker cannot be created or started, the call
+ * runs on the calling thread and later calls do too: a thread-count-invariant result, the same
+ * bits. Idle workers never keep the process alive.
  *
  * A phase is one exported kernel run over a list of work items: each participating thread calls
  * `kernel(params, tid, counter, items, nItems)`, which takes item indices from the shared atomic
@@ -17,8 +23,9 @@
  * @module
  */
 
-import { Worker } from "node:worker_threads";
 import { KERNELS_RELAXED, KERNELS_SIMD } from "./_generated/kernels.ts";
+import { sharedMemoryMissing, startThread, type Thread } from "./_threads.ts";
+import { unsharedMemoryImport } from "./_unshared.ts";
 
 /** Bytes per WebAssembly page. */
 export const PAGE_BYTES = 65536;
@@ -95,26 +102,8 @@ function decode(b64: string): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-// The worker: instantiates the module on the shared memory, then runs phases it is sent.
-const WORKER_SOURCE = `
-import { parentPort } from "node:worker_threads";
-let ex;
-parentPort.on("message", (m) => {
-  try {
-    if (m.module) {
-      ex = new WebAssembly.Instance(m.module, { env: { memory: m.memory } }).exports;
-    } else {
-      ex[m.fn](m.params, m.tid, m.counter, m.items, m.nItems);
-    }
-    parentPort.postMessage(null);
-  } catch (e) {
-    parentPort.postMessage(String(e && e.stack || e));
-  }
-});
-`;
-
 interface PoolWorker {
-  worker: Worker;
+  worker: Thread;
   pending?: { resolve: () => void; reject: (e: Error) => void };
   /** Set when the thread has exited or failed; it is out of the pool. */
   dead?: string;
@@ -126,7 +115,14 @@ export interface EngineHooks {
    * Called after a phase's messages have been posted to the workers, with the workers of the
    * call (tests terminate one here to simulate a thread that dies during a call).
    */
-  afterPost?: (phase: PhaseName, workers: Worker[]) => void;
+  afterPost?: (phase: PhaseName, workers: Thread[]) => void;
+  /**
+   * Replaces how a thread is started (tests make the n-th start fail, as a sandbox or a content
+   * security policy would).
+   */
+  startThread?: typeof startThread;
+  /** How long a thread may take to start (default {@linkcode THREAD_START_MS}). */
+  startMs?: number;
 }
 
 /** The loaded kernels, their memory and the worker pool. One per process (see {@linkcode engine}). */
@@ -148,14 +144,42 @@ export class Engine {
   /** Wall time of each phase of the last {@linkcode Engine.run} in ms, in order. */
   lastPhaseMs: number[] = [];
 
-  constructor(options: { forceSimd?: boolean } = {}) {
-    const relaxed = decode(KERNELS_RELAXED);
-    this.relaxed = !options.forceSimd && WebAssembly.validate(relaxed);
-    this.module = new WebAssembly.Module(this.relaxed ? relaxed : decode(KERNELS_SIMD));
-    this.memory = new WebAssembly.Memory({ initial: 2, maximum: 65536, shared: true });
-    const instance = new WebAssembly.Instance(this.module, { env: { memory: this.memory } });
+  constructor(options: EngineOptions = {}) {
+    const missing = options.unshared ?? sharedMemoryMissing();
+    let module = options.module ?? wasmModuleGiven;
+    if (module) this.relaxed = relaxedModules.has(module);
+    else {
+      const relaxed = decode(KERNELS_RELAXED);
+      this.relaxed = !options.forceSimd && WebAssembly.validate(relaxed);
+      const bytes = this.relaxed ? relaxed : decode(KERNELS_SIMD);
+      module = new WebAssembly.Module(missing ? unsharedMemoryImport(bytes) : bytes);
+    }
+    this.module = module;
+    this.memory = new WebAssembly.Memory({
+      initial: 2,
+      maximum: 65536,
+      shared: missing === undefined,
+    } as WebAssembly.MemoryDescriptor);
+    let instance: WebAssembly.Instance;
+    try {
+      instance = new WebAssembly.Instance(this.module, { env: { memory: this.memory } });
+    } catch (e) {
+      throw new Error(
+        `WASM backend: the kernel module does not fit this runtime's memory (${
+          missing ? `unshared: ${missing}` : "shared"
+        }; ${(e as Error).message}); give the matching build (kernels*.wasm` +
+          `${missing ? ", the -unshared one" : ""}) to setWasmModule`,
+      );
+    }
     this.exports = instance.exports as unknown as KernelExports;
+    this.threadsMissing = missing;
   }
+
+  /**
+   * Why calls run on the calling thread only, or undefined while worker threads may be used: no
+   * shared memory, or a worker that could not be started.
+   */
+  threadsMissing: string | undefined;
 
   /** Current size of the shared memory in bytes. */
   get bytes(): number {
@@ -202,8 +226,17 @@ export class Engine {
    * one.
    */
   async run(phases: Phase[], threads: number): Promise<void> {
+    let pool: PoolWorker[] = [];
+    if (threads > 1 && this.threadsMissing === undefined) {
+      try {
+        pool = await this.#pool(threads);
+      } catch (e) {
+        // threads are an optimisation: this call and later ones run on the calling thread
+        this.threadsMissing = (e as Error).message;
+      }
+    }
     const i32 = new Int32Array(this.memory.buffer);
-    if (threads <= 1) {
+    if (pool.length === 0) {
       const t0 = performance.now();
       this.lastPhaseMs = [];
       for (const ph of phases) {
@@ -216,7 +249,6 @@ export class Engine {
       this.lastRunMs = performance.now() - t0;
       return;
     }
-    const pool = await this.#pool(threads);
     for (const w of pool) w.worker.ref();
     try {
       const t0 = performance.now();
@@ -249,7 +281,7 @@ export class Engine {
     if (w.dead) return Promise.reject(new Error(w.dead));
     return new Promise<void>((resolve, reject) => {
       w.pending = { resolve, reject };
-      w.worker.postMessage(msg);
+      w.worker.post(msg);
     });
   }
 
@@ -264,30 +296,48 @@ export class Engine {
     w.worker.terminate().catch(() => {});
   }
 
+  /**
+   * The first `n` threads of the pool, started as needed. If one cannot be created or started
+   * (within {@linkcode THREAD_START_MS}), every thread started by this attempt is terminated and
+   * it throws: the pool never keeps a thread that failed to start, and none keeps the process
+   * alive.
+   */
   async #pool(n: number): Promise<PoolWorker[]> {
-    const url = new URL(`data:text/javascript;base64,${btoa(WORKER_SOURCE)}`);
-    const fresh: Promise<void>[] = [];
-    while (this.#workers.length < n) {
-      const w: PoolWorker = { worker: new Worker(url) };
-      w.worker.on("message", (m: string | null) => {
-        const p = w.pending;
-        w.pending = undefined;
-        if (m === null) p?.resolve();
-        else p?.reject(new Error(`WASM backend worker failed: ${m}`));
-      });
-      w.worker.on("error", (e: Error) => this.#retire(w, `worker error: ${e?.message ?? e}`));
-      w.worker.on("exit", (code: number) => this.#retire(w, `worker exited with code ${code}`));
-      this.#workers.push(w);
-      w.worker.ref();
-      fresh.push(this.#send(w, { module: this.module, memory: this.memory }));
-    }
+    const fresh: PoolWorker[] = [];
+    const started: Promise<void>[] = [];
+    const start = this.hooks.startThread ?? startThread;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      await Promise.all(fresh);
+      while (this.#workers.length + fresh.length < n) {
+        const w = { pending: undefined } as unknown as PoolWorker;
+        w.worker = await start({
+          message: (m) => {
+            const p = w.pending;
+            w.pending = undefined;
+            if (m === null) p?.resolve();
+            else p?.reject(new Error(`WASM backend worker failed: ${m}`));
+          },
+          gone: (why) => this.#retire(w, why),
+        });
+        fresh.push(w);
+        w.worker.ref();
+        const ready = this.#send(w, { module: this.module, memory: this.memory });
+        ready.catch(() => {}); // awaited below, unless a later start fails first
+        started.push(ready);
+      }
+      const late = new Promise<never>((_, reject) => {
+        const ms = this.hooks.startMs ?? THREAD_START_MS;
+        timer = setTimeout(() => reject(new Error(`not started within ${ms} ms`)), ms);
+      });
+      await Promise.race([Promise.all(started), late]);
     } catch (e) {
-      throw new Error(`WASM backend: a worker thread failed to start (${(e as Error).message})`);
+      for (const w of fresh) this.#retire(w, "a thread of its start failed");
+      throw new Error(`a worker thread could not be started (${(e as Error)?.message ?? e})`);
     } finally {
-      for (const w of this.#workers) w.worker.unref();
+      clearTimeout(timer);
+      for (const w of fresh) if (!w.dead) w.worker.unref();
     }
+    this.#workers.push(...fresh);
     // (fewer than n only if one died since it started: items are shared out, fewer threads do)
     return this.#workers.slice(0, n);
   }
@@ -301,12 +351,97 @@ export class Engine {
   }
 }
 
+/** How a worker thread may take to start before the engine runs on the calling thread. */
+export const THREAD_START_MS = 10000;
+
+/** Options of an {@linkcode Engine}. */
+export interface EngineOptions {
+  /** Load the plain SIMD build even where relaxed SIMD is supported (tests of the fallback). */
+  forceSimd?: boolean;
+  /** A precompiled kernel module instead of compiling the embedded bytes. */
+  module?: WebAssembly.Module;
+  /** Run on an unshared memory, on the calling thread, for this reason (tests). */
+  unshared?: string;
+}
+
 let shared: Engine | undefined;
+let wasmModuleGiven: WebAssembly.Module | undefined;
+const relaxedModules = new WeakSet<WebAssembly.Module>();
+
+/**
+ * Makes the WASM backend use `module`, a precompiled build of its kernels, instead of compiling
+ * the bytes it embeds: for runtimes that forbid compiling code from bytes (Cloudflare Workers,
+ * pages with a content security policy without `wasm-unsafe-eval`). The builds ship beside the
+ * library as `wasm/kernels-simd.wasm` and `wasm/kernels-relaxed.wasm`, with `-unshared` variants
+ * for runtimes without `SharedArrayBuffer` (one thread). Call it before the first WASM call;
+ * `relaxed` says which build it is (only reported by `backendInfo`); `undefined` goes back to the
+ * embedded bytes.
+ *
+ * @example
+ * ```ts
+ * import { attention, setWasmModule, tensor } from "../mod.ts";
+ *
+ * // the file ships beside this module; in Cloudflare Workers,
+ * // `import kernels from "./kernels-simd.wasm";` gives the compiled module directly
+ * const kernels = await WebAssembly.compile(
+ *   await (await fetch(new URL("./kernels-simd.wasm", import.meta.url))).arrayBuffer(),
+ * );
+ * setWasmModule(kernels);
+ * const x = tensor(new Float32Array(64).fill(0.5), [1, 8, 1, 8]);
+ * await attention(x, x, x, { backend: "wasm" });
+ * setWasmModule(undefined);
+ * ```
+ */
+export function setWasmModule(
+  module: WebAssembly.Module | undefined,
+  options: { relaxed?: boolean } = {},
+): void {
+  if (module === undefined) {
+    wasmModuleGiven = undefined;
+    shared = undefined;
+    return;
+  }
+  if (typeof WebAssembly === "undefined" || !(module instanceof WebAssembly.Module)) {
+    throw new TypeError("setWasmModule: module must be a WebAssembly.Module");
+  }
+  const names = WebAssembly.Module.exports(module).map((e) => e.name);
+  for (const need of ["forward", "backward", "decode", "pack"]) {
+    if (!names.includes(need)) {
+      throw new TypeError(
+        `setWasmModule: this module has no "${need}" export; it is not a build of this ` +
+          "library's kernels (wasm/kernels-*.wasm)",
+      );
+    }
+  }
+  if (options.relaxed) relaxedModules.add(module);
+  wasmModuleGiven = module;
+  shared = undefined;
+}
 
 /**
  * The process-wide engine, created on first use; `forceSimd` (first call only) loads the plain
  * SIMD build even where relaxed SIMD is supported (tests use it to check the fallback).
  */
-export function engine(options: { forceSimd?: boolean } = {}): Engine {
-  return shared ??= new Engine(options);
+export function engine(options: EngineOptions = {}): Engine {
+  if (shared) return shared;
+  if (typeof WebAssembly === "undefined") {
+    throw new Error('backend "wasm": this runtime has no WebAssembly; use backend: "js"');
+  }
+  try {
+    return shared = new Engine(options);
+  } catch (e) {
+    throw new Error(
+      `backend "wasm": the kernels could not be loaded (${(e as Error)?.message ?? e}); ` +
+        "where code cannot be compiled from bytes, give setWasmModule a precompiled build " +
+        '(wasm/kernels-*.wasm), or use backend: "js"',
+    );
+  }
+}
+
+/**
+ * Replaces the process-wide engine (tests: an engine on unshared memory); undefined makes the
+ * next call create one again.
+ */
+export function replaceEngine(e: Engine | undefined): void {
+  shared = e;
 }

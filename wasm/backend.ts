@@ -36,6 +36,7 @@ import type { Schedule } from "../masks/schedule.ts";
 import type { Tensor } from "../tensor.ts";
 import { dropoutKey, dropoutThreshold } from "../masks/dropout.ts";
 import { type Engine, engine, HEAP_BASE, MAX_MEMORY_BYTES, type Phase } from "./_runtime.ts";
+import { logicalCores } from "./_threads.ts";
 import { MAX_PACKED_TENSORS, P, PARAM_SLOTS } from "./abi.ts";
 
 /** Query rows per tile (a multiple of 8) without a block mask. */
@@ -85,7 +86,7 @@ class Layout {
 
 /** Threads a call may use without `options.threads`: the machine's logical cores. */
 export function defaultThreads(): number {
-  return globalThis.navigator?.hardwareConcurrency || 1;
+  return logicalCores();
 }
 
 /** The thread count for a problem: the option (default: all cores), fewer for small problems. */
@@ -602,6 +603,27 @@ async function backward(p: Problem, saved: SavedForBackward): Promise<Gradients>
  * assert.deepEqual(out.shape, [1, 8, 1, 8]);
  * ```
  */
+let warned = false;
+
+/**
+ * Why the WASM backend cannot run here (no WebAssembly, or code cannot be compiled from bytes
+ * and no precompiled module was given), or undefined. `auto` then computes with `js`, and says
+ * so once on the console.
+ */
+export function wasmUnusable(): string | undefined {
+  try {
+    engine();
+    return undefined;
+  } catch (e) {
+    const why = (e as Error).message;
+    if (!warned) {
+      warned = true;
+      console.warn(`${why}\nbackend "auto" computes on the CPU with "js" instead.`);
+    }
+    return why;
+  }
+}
+
 export const wasmBackend: Backend = {
   name: "wasm",
   features: new Set(["softcap", "dropout", "blockMask"]),
@@ -609,10 +631,12 @@ export const wasmBackend: Backend = {
   forward,
   backward,
   info: () => {
-    const relaxed = engine().relaxed, threads = defaultThreads();
+    const eng = engine(), relaxed = eng.relaxed;
+    const threads = eng.threadsMissing === undefined ? defaultThreads() : 1;
     return Promise.resolve({
       name: "wasm",
-      device: `WASM ${relaxed ? "relaxed " : ""}SIMD, ${threads} thread${threads > 1 ? "s" : ""}`,
+      device: `WASM ${relaxed ? "relaxed " : ""}SIMD, ${threads} thread${threads > 1 ? "s" : ""}` +
+        (eng.threadsMissing === undefined ? "" : ` (no worker threads: ${eng.threadsMissing})`),
       simd: relaxed ? "relaxed" : "plain",
       threads,
       forwardTile: [BLOCK_ROWS, BLOCK_COLS],

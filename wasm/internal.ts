@@ -7,7 +7,9 @@
  * @module
  */
 
-export { type Engine, engine } from "./_runtime.ts";
+export { Engine, engine, replaceEngine, THREAD_START_MS } from "./_runtime.ts";
+export { logicalCores, sharedMemoryMissing, startThread } from "./_threads.ts";
+export { unsharedMemoryImport } from "./_unshared.ts";
 export { BLOCK_COLS, BLOCK_ROWS } from "./backend.ts";
 /** The API's JavaScript scan for NaN and ±∞, which this backend replaces by a SIMD scan. */
 export { checkFinite } from "../_problem.ts";
