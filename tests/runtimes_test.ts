@@ -1,0 +1,175 @@
+/**
+ * The library in other runtimes, with the bits it gives in Deno: the single-file build
+ * (`deno task build:bundle`, `tools/bundle.ts`), built fresh, imports nothing and gives the
+ * source's bits on every CPU backend in Deno; it runs in Node without TypeScript support (Node 20
+ * in CI: no `navigator`, threads from `node:os`), and the source and the bundle run in Bun (web
+ * workers). `.ci/run` installs Bun; a runtime missing here is reported as ignored.
+ */
+
+import assert from "node:assert/strict";
+import { pathToFileURL } from "node:url";
+import * as source from "../mod.ts";
+import { bundle } from "../tools/bundle.ts";
+import { Engine, engine, replaceEngine } from "../wasm/internal.ts";
+
+const dir = await Deno.makeTempDir();
+const file = `${dir}/flashmask.js`;
+const bytes = await bundle(file);
+const built: typeof source = await import(pathToFileURL(file).href);
+
+const n = 97, h = 4, d = 40;
+/** Inputs from an integer generator: the same floats in every engine (no Math.sin). */
+const data = (seed: number) => {
+  let x = seed >>> 0;
+  return Float32Array.from({ length: n * h * d }, () => {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    return (x >>> 8) / 16777216 - 0.5;
+  });
+};
+const bits = (x: Float32Array | Uint16Array) =>
+  Array.from(new Uint32Array(new Float32Array(x).buffer));
+
+/** Forward and backward through one copy of the library; the bits of out, lse, dq, dk, dv. */
+async function run(lib: typeof source, backend: "js" | "wasm") {
+  const t = (seed: number) => lib.tensor(data(seed), [1, n, h, d]);
+  const [q, k, v, dOut] = [1, 2, 3, 4].map(t);
+  const mask = lib.causalDocument([40, 57]);
+  const f = await lib.attention(q, k, v, { mask, backend, threads: 2 });
+  const g = await lib.attentionBackward({ q, k, v, ...f, dOut }, { mask, backend, threads: 2 });
+  return [f.out.data, f.lse, g.dq.data, g.dk.data, g.dv.data].map((x) => bits(x));
+}
+
+Deno.test("bundle: one file that imports nothing, with the source's bits in Deno", async () => {
+  assert.ok(bytes > 100_000 && bytes < 1_000_000, `${bytes} bytes`);
+  assert.doesNotMatch(await Deno.readTextFile(file), /^import .* from "node:/m);
+  for (const backend of ["js", "wasm"] as const) {
+    assert.deepEqual(await run(built, backend), await run(source, backend), backend);
+  }
+});
+
+/** Whether `cmd --version` runs here. */
+async function have(cmd: string[]): Promise<boolean> {
+  const out = await new Deno.Command(cmd[0], {
+    args: [...cmd.slice(1), "--version"],
+    stdout: "null",
+    stderr: "null",
+  }).output().catch(() => undefined);
+  return out?.success ?? false;
+}
+
+/** The wasm bits of the source in Deno with the build (plain or relaxed SIMD) another used. */
+async function wasmBits(relaxed: boolean) {
+  if (relaxed === engine().relaxed) return await run(source, "wasm");
+  const previous = engine(), other = new Engine({ forceSimd: !relaxed });
+  replaceEngine(other);
+  try {
+    return await run(source, "wasm");
+  } finally {
+    await other.terminate();
+    replaceEngine(previous);
+  }
+}
+
+/**
+ * Runs forward and backward in another runtime (`cmd` runs a module file given as its last
+ * argument) on the library at `lib` (a file URL), and checks its bits: js equal to the source's
+ * in Deno (within `jsUlps`), wasm equal to the same build's in Deno (results do not depend on the
+ * thread count; relaxed SIMD only in the same engine), and the shipped plain-SIMD `.wasm` given
+ * to `setWasmModule` equal to the plain build in Deno.
+ */
+async function sameBitsIn(
+  cmd: string[],
+  lib: string,
+  { jsUlps = 0, sameEngine = true } = {},
+): Promise<void> {
+  const script = `
+    const lib = await import(${JSON.stringify(lib)});
+    const n = ${n}, h = ${h}, d = ${d};
+    const data = ${data.toString()};
+    const bits = ${bits.toString()};
+    const run = ${run.toString()};
+    const js = await run(lib, "js"), wasm = await run(lib, "wasm");
+    const info = await lib.backendInfo({ backend: "wasm" });
+    // the precompiled plain-SIMD build, as a runtime that cannot compile bytes would load it
+    const fs = await import("node:fs/promises");
+    const plainFile = new URL(${
+    JSON.stringify(new URL("../wasm/kernels-simd.wasm", import.meta.url).href)
+  });
+    lib.setWasmModule(await WebAssembly.compile(await fs.readFile(plainFile)));
+    const plain = await run(lib, "wasm");
+    console.log(JSON.stringify({ js, wasm, plain, info }));
+  `;
+  const path = `${dir}/smoke-${cmd[0].replace(/\W/g, "")}-${
+    Math.random().toString(36).slice(2)
+  }.mjs`;
+  await Deno.writeTextFile(path, script);
+  const out = await new Deno.Command(cmd[0], {
+    args: [...cmd.slice(1), path],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const r = JSON.parse(new TextDecoder().decode(out.stdout));
+  // the js backend's Math.exp differs between JavaScript engines in a float64's last bit, which
+  // can move a float32 result by one unit; V8 (Node) gives the same bits
+  assertUlps(r.js, await run(source, "js"), jsUlps, "js");
+  // a failed thread start would say "(no worker threads: …)"
+  assert.match(r.info.device, /^WASM (relaxed )?SIMD, \d+ threads?$/, "worker threads ran");
+  // plain SIMD is deterministic everywhere: the same bits as in Deno
+  assertUlps(r.plain, await wasmBits(false), 0, "wasm, kernels-simd.wasm");
+  if (r.info.simd === "plain" || sameEngine) {
+    assertUlps(r.wasm, await wasmBits(r.info.simd === "relaxed"), 0, "wasm");
+  } else {
+    // relaxed SIMD's fused or separate multiply-add is the engine's choice: within float32
+    // rounding of the plain build (the cap the accuracy tests use for f32)
+    r.wasm.forEach((w: number[], i: number) => {
+      const a = f32(w), b = f32(r.plain[i]);
+      const scale = b.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+      const err = a.reduce((m, x, j) => Math.max(m, Math.abs(x - b[j])), 0);
+      assert.ok(err <= 1e-5 * scale, `relaxed wasm output ${i}: ${err} (scale ${scale})`);
+    });
+  }
+}
+
+const f32 = (b: number[]) => new Float32Array(new Uint32Array(b).buffer);
+
+/**
+ * Asserts that float32 outputs (as bit patterns) differ by at most `ulps` units in the last place,
+ * naming the first that differs more (a plain deepEqual of such arrays prints an enormous diff).
+ */
+function assertUlps(got: number[][], want: number[][], ulps: number, what: string): void {
+  assert.equal(got.length, want.length);
+  const key = (u: number) => (u & 0x80000000 ? 0x80000000 - (u >>> 0) : u >>> 0); // ordered
+  got.forEach((g, i) => {
+    assert.equal(g.length, want[i].length, `${what} output ${i}: length`);
+    for (let j = 0; j < g.length; j++) {
+      const diff = Math.abs(key(g[j]) - key(want[i][j]));
+      if (diff > ulps) {
+        assert.fail(
+          `${what} output ${i}[${j}]: ${diff} units apart (at most ${ulps}): ` +
+            `${new Float32Array(new Uint32Array([g[j]]).buffer)[0]} vs ` +
+            `${new Float32Array(new Uint32Array([want[i][j]]).buffer)[0]}`,
+        );
+      }
+    }
+  });
+}
+
+const NODE = ["node"], BUN = ["bun", "run"];
+
+Deno.test({
+  name: "runtimes: the bundle in Node as is (no TypeScript), with the source's bits",
+  ignore: !await have(NODE),
+  fn: () => sameBitsIn(NODE, pathToFileURL(file).href),
+});
+
+Deno.test({
+  name: "runtimes: the source and the bundle in Bun, with the source's bits",
+  ignore: !await have(["bun"]),
+  async fn() {
+    // JavaScriptCore: its own Math.exp and relaxed SIMD
+    const jsc = { jsUlps: 1, sameEngine: false };
+    await sameBitsIn(BUN, new URL("../mod.ts", import.meta.url).href, jsc);
+    await sameBitsIn(BUN, pathToFileURL(file).href, jsc);
+  },
+});
