@@ -3,7 +3,8 @@
  * (`deno task build:bundle`, `tools/bundle.ts`), built fresh, imports nothing and gives the
  * source's bits on every CPU backend in Deno; it runs in Node without TypeScript support (Node 20
  * in CI: no `navigator`, threads from `node:os`), and the source and the bundle run in Bun (web
- * workers). `.ci/run` installs Bun; a runtime missing here is reported as ignored.
+ * workers), and the bundle runs in Cloudflare's workerd with the shipped `.wasm` builds. `.ci/run`
+ * installs Bun and workerd; a runtime missing here is reported as ignored.
  */
 
 import assert from "node:assert/strict";
@@ -171,5 +172,106 @@ Deno.test({
     const jsc = { jsUlps: 1, sameEngine: false };
     await sameBitsIn(BUN, new URL("../mod.ts", import.meta.url).href, jsc);
     await sameBitsIn(BUN, pathToFileURL(file).href, jsc);
+  },
+});
+
+/** What the worker answers. */
+interface WorkerdResult {
+  js: number[][];
+  wasm: number[][];
+  info: { device: string };
+  /** The error of a wasm call before a module was given. */
+  compiled: string;
+  error?: string;
+}
+
+/**
+ * Runs forward and backward in Cloudflare's workerd on the bundle, with a shipped kernel build
+ * given to `setWasmModule` (workerd does not compile code from bytes, and has no workers): the
+ * results of one request.
+ */
+async function inWorkerd(kernels: string): Promise<WorkerdResult> {
+  const work = await Deno.makeTempDir({ dir });
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  await Deno.copyFile(file, `${work}/flashmask.js`);
+  await Deno.copyFile(new URL(`../wasm/${kernels}`, import.meta.url), `${work}/kernels.wasm`);
+  await Deno.writeTextFile(
+    `${work}/worker.js`,
+    `import * as lib from "./flashmask.js";
+    import kernels from "./kernels.wasm";
+    const n = ${n}, h = ${h}, d = ${d};
+    const data = ${data.toString()};
+    const bits = ${bits.toString()};
+    const run = ${run.toString()};
+    export default {
+      async fetch() {
+        try {
+          const js = await run(lib, "js");
+          const compiled = await lib.attention(...[1, 2, 3].map((s) => lib.tensor(data(s), [1, n, h, d])), { backend: "wasm" })
+            .then(() => "compiled from bytes", (e) => e.message);
+          lib.setWasmModule(kernels);
+          const wasm = await run(lib, "wasm");
+          const info = await lib.backendInfo({ backend: "wasm" });
+          return Response.json({ js, wasm, info, compiled });
+        } catch (e) {
+          return Response.json({ error: String(e && e.stack || e) });
+        }
+      },
+    };`,
+  );
+  await Deno.writeTextFile(
+    `${work}/config.capnp`,
+    `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [(name = "main", worker = .w)],
+  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
+);
+const w :Workerd.Worker = (
+  modules = [
+    (name = "worker.js", esModule = embed "worker.js"),
+    (name = "flashmask.js", esModule = embed "flashmask.js"),
+    (name = "kernels.wasm", wasm = embed "kernels.wasm"),
+  ],
+  compatibilityDate = "2026-01-01",
+);`,
+  );
+  const server = new Deno.Command("workerd", {
+    args: ["serve", `${work}/config.capnp`],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  try {
+    for (let tries = 0;; tries++) {
+      try {
+        return await (await fetch(`http://127.0.0.1:${port}/`)).json();
+      } catch (e) {
+        if (tries > 100) throw e;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  } finally {
+    server.kill();
+    await server.status;
+    await server.stderr.cancel();
+  }
+}
+
+Deno.test({
+  name: "runtimes: the bundle in Cloudflare workerd with the shipped .wasm builds, Deno's bits",
+  ignore: !await have(["workerd"]),
+  async fn() {
+    const plain = await wasmBits(false), js = await run(source, "js");
+    for (const kernels of ["kernels-simd.wasm", "kernels-simd-unshared.wasm"]) {
+      const r = await inWorkerd(kernels);
+      assert.equal(r.error, undefined, r.error);
+      assert.match(
+        r.compiled,
+        /^backend "wasm": the kernels could not be loaded \(.*disallowed.*\); .*setWasmModule/,
+        "without a module: a clear error",
+      );
+      assertUlps(r.js, js, 0, `workerd js (${kernels})`);
+      assertUlps(r.wasm, plain, 0, `workerd wasm (${kernels})`);
+      assert.match(r.info.device, /^WASM SIMD, \d+ threads?/);
+    }
   },
 });

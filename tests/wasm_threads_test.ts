@@ -107,6 +107,29 @@ Deno.test("wasm threads: the shipped .wasm files give the embedded kernels' bits
       assert.deepEqual(await runBits(problem, three), want, `kernels-${build}-unshared.wasm`);
     });
   }
+  // an -unshared build where shared memory exists: one thread, same bits; a shared build where
+  // none exists: an error that names the build to give
+  const previous = engine();
+  const plain = new Engine({ forceSimd: true });
+  let want: unknown;
+  await withEngine(plain, async () => void (want = await runBits(problem, three)));
+  setWasmModule(await file("simd-unshared"));
+  try {
+    assert.deepEqual(await runBits(problem, three), want);
+    assert.match(
+      engine().threadsMissing ?? "",
+      /given to setWasmModule imports an unshared memory/,
+    );
+  } finally {
+    await engine().terminate();
+    setWasmModule(undefined);
+    replaceEngine(previous);
+  }
+  const shared = await file("simd");
+  assert.throws(
+    () => new Engine({ module: shared, unshared: "SharedArrayBuffer is not available" }),
+    /needs a shared memory, and SharedArrayBuffer is not available: give the -unshared build/,
+  );
   assert.throws(
     () => setWasmModule(new WebAssembly.Module(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]))),
     /setWasmModule: this module has no "forward" export/,

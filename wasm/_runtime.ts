@@ -145,32 +145,41 @@ export class Engine {
   lastPhaseMs: number[] = [];
 
   constructor(options: EngineOptions = {}) {
-    const missing = options.unshared ?? sharedMemoryMissing();
-    let module = options.module ?? wasmModuleGiven;
-    if (module) this.relaxed = relaxedModules.has(module);
-    else {
+    let missing = options.unshared ?? sharedMemoryMissing();
+    const given = options.module ?? wasmModuleGiven;
+    let module: WebAssembly.Module;
+    if (given) {
+      module = given;
+      this.relaxed = relaxedModules.has(given);
+    } else {
       const relaxed = decode(KERNELS_RELAXED);
       this.relaxed = !options.forceSimd && WebAssembly.validate(relaxed);
       const bytes = this.relaxed ? relaxed : decode(KERNELS_SIMD);
       module = new WebAssembly.Module(missing ? unsharedMemoryImport(bytes) : bytes);
     }
-    this.module = module;
-    this.memory = new WebAssembly.Memory({
-      initial: 2,
-      maximum: 65536,
-      shared: missing === undefined,
-    } as WebAssembly.MemoryDescriptor);
+    const memory = (shared: boolean) =>
+      new WebAssembly.Memory(
+        { initial: 2, maximum: 65536, shared } as WebAssembly.MemoryDescriptor,
+      );
+    let mem = memory(missing === undefined);
     let instance: WebAssembly.Instance;
     try {
-      instance = new WebAssembly.Instance(this.module, { env: { memory: this.memory } });
+      instance = new WebAssembly.Instance(module, { env: { memory: mem } });
     } catch (e) {
-      throw new Error(
-        `WASM backend: the kernel module does not fit this runtime's memory (${
-          missing ? `unshared: ${missing}` : "shared"
-        }; ${(e as Error).message}); give the matching build (kernels*.wasm` +
-          `${missing ? ", the -unshared one" : ""}) to setWasmModule`,
-      );
+      // a given build imports the other kind of memory: an -unshared build where shared memory
+      // exists runs on the calling thread; a shared build needs SharedArrayBuffer
+      if (!given || missing !== undefined) {
+        throw new Error(
+          `the kernel module needs a shared memory, and ${missing}: give the -unshared build ` +
+            `(wasm/kernels-*-unshared.wasm) to setWasmModule (${(e as Error).message})`,
+        );
+      }
+      missing = "the kernel module given to setWasmModule imports an unshared memory";
+      mem = memory(false);
+      instance = new WebAssembly.Instance(module, { env: { memory: mem } });
     }
+    this.module = module;
+    this.memory = mem;
     this.exports = instance.exports as unknown as KernelExports;
     this.threadsMissing = missing;
   }
