@@ -3,8 +3,9 @@
  * (`deno task build:bundle`, `tools/bundle.ts`), built fresh, imports nothing and gives the
  * source's bits on every CPU backend in Deno; it runs in Node without TypeScript support (Node 20
  * in CI: no `navigator`, threads from `node:os`), and the source and the bundle run in Bun (web
- * workers), and the bundle runs in Cloudflare's workerd with the shipped `.wasm` builds. `.ci/run`
- * installs Bun and workerd; a runtime missing here is reported as ignored.
+ * workers), in Cloudflare's workerd with the shipped `.wasm` builds, and in headless Chromium,
+ * cross-origin isolated (worker threads) or not (one thread). `.ci/run` installs Bun, workerd and
+ * Chromium; a runtime missing here is reported as ignored.
  */
 
 import assert from "node:assert/strict";
@@ -110,12 +111,28 @@ async function sameBitsIn(
     stderr: "piped",
   }).output();
   assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  const r = JSON.parse(new TextDecoder().decode(out.stdout));
+  await checkBits(JSON.parse(new TextDecoder().decode(out.stdout)), { jsUlps, sameEngine });
+}
+
+/** What another runtime computed: bits of each output, and `backendInfo` of the wasm backend. */
+interface Computed {
+  js: number[][];
+  wasm: number[][];
+  /** With the shipped plain-SIMD `.wasm` given to `setWasmModule`. */
+  plain: number[][];
+  info: { device: string; simd: string };
+}
+
+/** The checks of {@linkcode sameBitsIn}; `device` is what `backendInfo` must say. */
+async function checkBits(
+  r: Computed,
+  { jsUlps = 0, sameEngine = true, device = /^WASM (relaxed )?SIMD, \d+ threads?$/ } = {},
+): Promise<void> {
   // the js backend's Math.exp differs between JavaScript engines in a float64's last bit, which
   // can move a float32 result by one unit; V8 (Node) gives the same bits
   assertUlps(r.js, await run(source, "js"), jsUlps, "js");
   // a failed thread start would say "(no worker threads: …)"
-  assert.match(r.info.device, /^WASM (relaxed )?SIMD, \d+ threads?$/, "worker threads ran");
+  assert.match(r.info.device, device, "the threads expected ran");
   // plain SIMD is deterministic everywhere: the same bits as in Deno
   assertUlps(r.plain, await wasmBits(false), 0, "wasm, kernels-simd.wasm");
   if (r.info.simd === "plain" || sameEngine) {
@@ -263,7 +280,7 @@ Deno.test({
     const plain = await wasmBits(false), js = await run(source, "js");
     for (const kernels of ["kernels-simd.wasm", "kernels-simd-unshared.wasm"]) {
       const r = await inWorkerd(kernels);
-      assert.equal(r.error, undefined, r.error);
+      assert.equal(r.error, undefined, r.error ?? "");
       assert.match(
         r.compiled,
         /^backend "wasm": the kernels could not be loaded \(.*disallowed.*\); .*setWasmModule/,
@@ -273,5 +290,89 @@ Deno.test({
       assertUlps(r.wasm, plain, 0, `workerd wasm (${kernels})`);
       assert.match(r.info.device, /^WASM SIMD, \d+ threads?/);
     }
+  },
+});
+
+/**
+ * Runs forward and backward in headless Chromium on the bundle (a page of the bundle served by
+ * this test, cross-origin isolated by COOP/COEP headers or not), with the shipped plain-SIMD
+ * `.wasm` (its -unshared variant where the page is not isolated) fetched for `setWasmModule` as a
+ * page would.
+ */
+async function inChromium(isolated: boolean): Promise<Computed> {
+  const { default: puppeteer } = await import("puppeteer-core");
+  const headers: Record<string, string> = isolated
+    ? {
+      "Cross-Origin-Opener-Policy": "same-origin",
+      "Cross-Origin-Embedder-Policy": "require-corp",
+    }
+    : {};
+  const files: Record<string, [string | Uint8Array, string]> = {
+    "/flashmask.js": [await Deno.readTextFile(file), "text/javascript"],
+    // without shared memory, the -unshared build (the shared one is an error that says so)
+    "/kernels.wasm": [
+      await Deno.readFile(
+        new URL(`../wasm/kernels-simd${isolated ? "" : "-unshared"}.wasm`, import.meta.url),
+      ),
+      "application/wasm",
+    ],
+    "/": [
+      `<!doctype html><script type="module">
+        import * as lib from "./flashmask.js";
+        const n = ${n}, h = ${h}, d = ${d};
+        const data = ${data.toString()};
+        const bits = ${bits.toString()};
+        const run = ${run.toString()};
+        try {
+          const js = await run(lib, "js"), wasm = await run(lib, "wasm");
+          const info = await lib.backendInfo({ backend: "wasm" });
+          lib.setWasmModule(await WebAssembly.compileStreaming(fetch("./kernels.wasm")));
+          const plain = await run(lib, "wasm");
+          window.computed = { js, wasm, plain, info };
+        } catch (e) {
+          window.computed = { error: String(e && e.stack || e) };
+        }
+      </script>`,
+      "text/html",
+    ],
+  };
+  const ac = new AbortController();
+  const server = Deno.serve({ port: 0, signal: ac.signal, onListen() {} }, (req) => {
+    const f = files[new URL(req.url).pathname];
+    if (!f) return new Response("not found", { status: 404 });
+    return new Response(f[0] as BodyInit, { headers: { ...headers, "content-type": f[1] } });
+  });
+  const browser = await puppeteer.launch({
+    executablePath: CHROMIUM,
+    args: ["--no-sandbox", "--headless=new"],
+  });
+  try {
+    const tab = await browser.newPage();
+    await tab.goto(`http://127.0.0.1:${server.addr.port}/`);
+    const handle = await tab.waitForFunction(
+      () => (globalThis as { computed?: unknown }).computed,
+      { timeout: 60_000 },
+    );
+    const r = await handle.jsonValue() as Computed & { error?: string };
+    assert.equal(r.error, undefined, r.error ?? "");
+    return r;
+  } finally {
+    await browser.close();
+    ac.abort();
+    await server.finished;
+  }
+}
+
+const CHROMIUM = "/usr/bin/chromium";
+
+Deno.test({
+  name: "runtimes: the bundle in Chromium, isolated (threads) or not (one thread), Deno's bits",
+  ignore: !await have([CHROMIUM]),
+  async fn() {
+    await checkBits(await inChromium(true), { device: /^WASM (relaxed )?SIMD, \d+ threads?$/ });
+    await checkBits(await inChromium(false), {
+      device:
+        /^WASM (relaxed )?SIMD, 1 thread \(no worker threads: SharedArrayBuffer is not available\)$/,
+    });
   },
 });
