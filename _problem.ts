@@ -18,6 +18,7 @@ import { checkBlockMask, sliceLike } from "./masks/block_mask.ts";
 import { kvCache, localWindow, varlen } from "./masks/builders.ts";
 import { checkDropout } from "./masks/dropout.ts";
 import { schedule, unchangingMask } from "./masks/schedule.ts";
+import { ATTENTION_OPTIONS, checkKeys } from "./_options.ts";
 import { checkShape, type GpuArray, type GpuTensor, isGpuTensor, type Tensor } from "./tensor.ts";
 
 /** The features a problem uses. */
@@ -132,8 +133,9 @@ export function checkProblem(
   options: AttentionOptions,
 ): Problem {
   if (typeof options !== "object" || options === null) {
-    throw new TypeError("options must be an object");
+    throw new TypeError(`options must be an object, got ${describe(options)}`);
   }
+  checkKeys(options, ATTENTION_OPTIONS, "options");
   checkTensor(t.q, "q");
   checkTensor(t.k, "k");
   checkTensor(t.v, "v");
@@ -243,7 +245,7 @@ function built(key: string, make: () => FlashMask): FlashMask {
 function resolveMask(options: AttentionOptions, dims: MaskDims): FlashMask {
   const { batch, nq, nk } = dims;
   if (options.causal !== undefined && typeof options.causal !== "boolean") {
-    throw new TypeError(`options.causal must be a boolean, got ${options.causal}`);
+    throw new TypeError(`options.causal must be a boolean, got ${describe(options.causal)}`);
   }
   const causal = options.causal ?? false;
   const given = (["mask", "cuSeqlens", "kvLength"] as const).filter((k) =>

@@ -8,6 +8,7 @@
  */
 
 import { missingFeature } from "./_problem.ts";
+import { checkKeys } from "./_options.ts";
 import type { Backend, BackendInfo, BackendName, Problem } from "./types.ts";
 import * as tiled from "./tiled.ts";
 import { gpuBackend } from "./gpu/backend.ts";
@@ -74,6 +75,10 @@ export interface BackendInfoOptions {
  * ```
  */
 export async function backendInfo(options: BackendInfoOptions = {}): Promise<BackendInfo> {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError("backendInfo: options must be an object");
+  }
+  checkKeys(options, ["backend", "headDim"], "options");
   const { backend = "auto", headDim = 64 } = options;
   if (!Object.hasOwn(BACKENDS, backend) && backend !== "auto") {
     throw new TypeError(

@@ -3,6 +3,7 @@ import {
   attention,
   attentionBackward,
   type AttentionOptions,
+  backendInfo,
   causal,
   flashMask,
   stack,
@@ -139,7 +140,38 @@ Deno.test("attention rejects bad options", async () => {
   await rejects([q, k, v, { scale: NaN }], RangeError, /options.scale must be a finite number/);
   await rejects([q, k, v, { backend: "cuda" as never }], TypeError, /options.backend/);
   await rejects([q, k, v, { causal: 1 as never }], TypeError, /options.causal must be a boolean/);
-  await rejects([q, k, v, null as never], TypeError, /options must be an object/);
+  await rejects([q, k, v, null as never], TypeError, /options must be an object, got null/);
+  await rejects(
+    [q, k, v, { causal: "true" as never }],
+    TypeError,
+    /options.causal must be a boolean, got string \("true"\)/,
+  );
+});
+
+Deno.test("unknown options are TypeErrors that name them and suggest the option meant", async () => {
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [{ casual: true }, /^options\.casual is not an option; did you mean causal\? \(valid: mask, /],
+    [{ is_causal: true }, /^options\.is_causal is not an option; did you mean causal\?/],
+    [{ softmax_scale: 1 }, /^options\.softmax_scale is not an option; did you mean scale\?/],
+    [{ window_size: [1, 1] }, /^options\.window_size is not an option; did you mean windowSize\?/],
+    [{ cache_seqlens: [5, 5] }, /^options\.cache_seqlens .*did you mean kvLength\?/],
+    [{ theads: 2 }, /^options\.theads is not an option; did you mean threads\?/],
+    [{ foo: 1 }, /^options\.foo is not an option \(valid: mask, causal, scale, backend, /],
+  ];
+  for (const [options, re] of cases) {
+    await rejects([q, k, v, options as never], TypeError, re);
+  }
+  const { out, lse } = await attention(q, k, v, { backend: "js" });
+  await rejectsCall(
+    () => attentionBackward({ q, k, v, out, lse, dOut: out }, { casual: true } as never),
+    [q, k, v, out],
+    TypeError,
+    /^options\.casual is not an option; did you mean causal\?/,
+  );
+  await assert.rejects(
+    () => backendInfo({ head_dim: 64 } as never),
+    /^TypeError: options\.head_dim is not an option; did you mean headDim\? \(valid: backend, headDim\)/,
+  );
 });
 
 Deno.test("attention rejects masks that do not fit the call", async () => {
