@@ -25,6 +25,7 @@ import type {
   AttentionOptions,
   AttentionResult,
   Backend,
+  ComputedBy,
   GpuAttentionResult,
   GpuGradients,
   GpuSavedForBackward,
@@ -35,6 +36,7 @@ import type {
 import { type GpuArray, type GpuTensor, isGpuTensor, type Tensor } from "./tensor.ts";
 import { gpuBackend, gpuBackward, gpuForward, type GpuIo } from "./gpu/backend.ts";
 import { pickBackend } from "./backends.ts";
+import { gpuContext } from "./gpu/device.ts";
 
 export type {
   AttentionOptions,
@@ -92,10 +94,18 @@ export async function attention(
     checkHostFinite(p, named);
     requireWebGpu(options);
     checkFeatures(gpuBackend, p);
-    return await gpuForward(p, q, k, v, gpuIo(options, named));
+    return {
+      ...await gpuForward(p, q, k, v, gpuIo(options, named)),
+      ...await computedBy("webgpu"),
+    };
   }
   refuseGpuOptions(options);
-  return await run(options, p, named, (b) => b.forward(p, q, k as Tensor, v as Tensor));
+  return await run(
+    options,
+    p,
+    named,
+    (b) => b.forward(p, q, k as Tensor, v as Tensor),
+  ) as AttentionResult;
 }
 
 /**
@@ -176,10 +186,10 @@ export async function attentionBackward(
     if (options.encoder !== undefined && !isGpuArray(lse)) {
       throw new TypeError("options.encoder needs GPU-resident tensors, but lse is on the host");
     }
-    return await gpuBackward(p, saved, gpuIo(options, named));
+    return { ...await gpuBackward(p, saved, gpuIo(options, named)), ...await computedBy("webgpu") };
   }
   refuseGpuOptions(options);
-  return await run(options, p, named, (b) => b.backward(p, saved as SavedForBackward));
+  return await run(options, p, named, (b) => b.backward(p, saved as SavedForBackward)) as Gradients;
 }
 
 /** Throws if backend `b` lacks an option the problem uses. */
@@ -247,21 +257,28 @@ function requireWebGpu(options: AttentionOptions): void {
 
 let warnedFallback = false;
 
+/** Which backend computed a result: its name, and for webgpu the adapter's. */
+async function computedBy(backend: ComputedBy["backend"]): Promise<ComputedBy> {
+  if (backend !== "webgpu") return { backend };
+  return { backend, adapter: (await gpuContext())?.name };
+}
+
 /**
  * Runs a call on the chosen backend. `auto` uses WebGPU when a hardware adapter exists (software
  * rasterisers such as llvmpipe are slower than WASM), else WASM; if the GPU fails during the call
  * (device lost, out of memory), it says so once and computes the call with WASM.
  */
-async function run<T>(
+async function run<T extends object>(
   options: AttentionOptions,
   p: Problem,
   tensors: Named[],
   compute: (b: Backend) => Promise<T>,
-): Promise<T> {
+): Promise<T & ComputedBy> {
   // a backend that checks finiteness itself does it on its own copies of the inputs (faster)
-  const call = (b: Backend) => {
+  const call = async (b: Backend) => {
     if (!b.checksFinite) checkHostFinite(p, tensors);
-    return compute(b);
+    const r = await compute(b);
+    return { ...r, ...await computedBy(b.name as ComputedBy["backend"]) };
   };
   const name = options.backend ?? "auto";
   const { backend, fallback } = await pickBackend(name, p);

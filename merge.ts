@@ -11,7 +11,7 @@
  */
 
 import { checkTensor } from "./_problem.ts";
-import type { AttentionResult } from "./types.ts";
+import type { AttentionResult, Computed } from "./types.ts";
 import { fromFloat32, type Tensor, toFloat32 } from "./tensor.ts";
 
 /**
@@ -39,7 +39,9 @@ import { fromFloat32, type Tensor, toFloat32 } from "./tensor.ts";
  * }
  * ```
  */
-export function mergeAttention(parts: readonly AttentionResult[]): AttentionResult {
+export function mergeAttention(
+  parts: readonly Computed<AttentionResult>[],
+): AttentionResult {
   if (!Array.isArray(parts) || parts.length === 0) {
     throw new RangeError("mergeAttention: parts must be a non-empty array of { out, lse }");
   }
@@ -88,5 +90,6 @@ export function mergeAttention(parts: readonly AttentionResult[]): AttentionResu
       }
     }
   }
-  return { out: fromFloat32(out, first.out.shape, first.out.dtype), lse };
+  // merged here, in plain TypeScript
+  return { out: fromFloat32(out, first.out.shape, first.out.dtype), lse, backend: "js" };
 }

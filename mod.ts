@@ -39,6 +39,7 @@ export type {
   AttentionResult,
   BackendInfo,
   BackendName,
+  ComputedBy,
   GpuAttentionResult,
   GpuGradients,
   GpuInfo,

@@ -19,7 +19,7 @@
  * @module
  */
 
-import type { AttentionResult, Gradients, Problem, SavedForBackward } from "./types.ts";
+import type { AttentionResult, Computed, Gradients, Problem, SavedForBackward } from "./types.ts";
 import { BOUNDS_PER_COLUMN } from "./masks/flashmask.ts";
 import { dropoutKeeps } from "./masks/dropout.ts";
 import { fromFloat32, toFloat32 } from "./tensor.ts";
@@ -29,7 +29,12 @@ import type { Tensor } from "./tensor.ts";
 export const BLOCK = 32;
 
 /** Forward pass: out and lse. */
-export function forward(p: Problem, qt: Tensor, kt: Tensor, vt: Tensor): AttentionResult {
+export function forward(
+  p: Problem,
+  qt: Tensor,
+  kt: Tensor,
+  vt: Tensor,
+): Computed<AttentionResult> {
   const { batch, nq, nk, heads, kvHeads, headDim: d } = p;
   const q = toFloat32(qt), k = toFloat32(kt), v = toFloat32(vt);
   const plan = p.schedule(BLOCK, BLOCK);
@@ -96,7 +101,7 @@ export function forward(p: Problem, qt: Tensor, kt: Tensor, vt: Tensor): Attenti
 }
 
 /** Backward pass: dq, dk, dv by recomputation from lse. */
-export function backward(p: Problem, saved: SavedForBackward): Gradients {
+export function backward(p: Problem, saved: SavedForBackward): Computed<Gradients> {
   const { batch, nq, nk, heads, kvHeads, headDim: d } = p;
   const q = toFloat32(saved.q), k = toFloat32(saved.k), v = toFloat32(saved.v);
   const o = toFloat32(saved.out), dO = toFloat32(saved.dOut), lse = saved.lse;

@@ -101,8 +101,19 @@ export interface GpuOutputs {
   dv?: GpuTensor;
 }
 
+/** Which backend computed a result, and for `webgpu` on which adapter. */
+export interface ComputedBy {
+  /** The backend that computed it (with `auto`, the one picked, or the one fallen back to). */
+  backend: "js" | "wasm" | "webgpu";
+  /** The GPU adapter (webgpu only), e.g. "NVIDIA H200". */
+  adapter?: string;
+}
+
+/** What a backend returns: a result without {@linkcode ComputedBy}, which the API adds. */
+export type Computed<T> = Omit<T, keyof ComputedBy>;
+
 /** Result of {@linkcode attention}. */
-export interface AttentionResult {
+export interface AttentionResult extends ComputedBy {
   /** Attention output, shape and dtype of q. */
   out: Tensor;
   /** Natural-log log-sum-exp of the scaled scores, `[batch, Hq, Nq]`; -Infinity for rows that see no key. */
@@ -126,7 +137,7 @@ export interface SavedForBackward {
 }
 
 /** Result of {@linkcode attention} on GPU-resident inputs. */
-export interface GpuAttentionResult {
+export interface GpuAttentionResult extends ComputedBy {
   /** Attention output on the GPU, shape of q. */
   out: GpuTensor;
   /** Log-sum-exp `[batch, Hq, Nq]` (float32) on the GPU. */
@@ -144,14 +155,14 @@ export interface GpuSavedForBackward {
 }
 
 /** Gradients on the GPU. */
-export interface GpuGradients {
+export interface GpuGradients extends ComputedBy {
   dq: GpuTensor;
   dk: GpuTensor;
   dv: GpuTensor;
 }
 
 /** Result of {@linkcode attentionBackward}: gradients with the shapes of q, k and v. */
-export interface Gradients {
+export interface Gradients extends ComputedBy {
   /** Gradient with respect to q. */
   dq: Tensor;
   /** Gradient with respect to k (summed over the query heads that share each key head). */
@@ -205,8 +216,8 @@ export interface Backend {
    * with {@linkcode checkFinite} before the call.
    */
   readonly checksFinite?: boolean;
-  forward(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<AttentionResult>;
-  backward(p: Problem, saved: SavedForBackward): Promise<Gradients>;
+  forward(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<Computed<AttentionResult>>;
+  backward(p: Problem, saved: SavedForBackward): Promise<Computed<Gradients>>;
   /** What it runs on here; rejects with the reason when it cannot run. */
   info(headDim: number): Promise<BackendInfo>;
 }

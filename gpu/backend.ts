@@ -17,6 +17,7 @@ import type {
   AttentionResult,
   Backend,
   BackendInfo,
+  Computed,
   GpuOutputs,
   Gradients,
   Problem,
@@ -78,7 +79,7 @@ export async function gpuForward(
   k: Tensor | GpuTensor,
   v: Tensor | GpuTensor,
   io: GpuIo,
-): Promise<AttentionResult | { out: GpuTensor; lse: GpuArray }> {
+): Promise<Computed<AttentionResult> | { out: GpuTensor; lse: GpuArray }> {
   const ctx = await requireGpu();
   const dt = deviceType(ctx, p.dtype);
   const shape: Shape4 = [p.batch, p.nq, p.heads, p.headDim];
@@ -139,7 +140,7 @@ export async function gpuBackward(
   p: Problem,
   s: GpuSaved,
   io: GpuIo,
-): Promise<Gradients | { dq: GpuTensor; dk: GpuTensor; dv: GpuTensor }> {
+): Promise<Computed<Gradients> | { dq: GpuTensor; dk: GpuTensor; dv: GpuTensor }> {
   const ctx = await requireGpu();
   const dt = deviceType(ctx, p.dtype);
   const qs: Shape4 = [p.batch, p.nq, p.heads, p.headDim];
@@ -230,8 +231,9 @@ async function info(headDim: number): Promise<BackendInfo> {
 export const gpuBackend: Backend = {
   name: "webgpu",
   features: new Set(["blockMask", "softcap", "dropout"]),
-  forward: (p, q, k, v) => gpuForward(p, q, k, v, { resident: false }) as Promise<AttentionResult>,
+  forward: (p, q, k, v) =>
+    gpuForward(p, q, k, v, { resident: false }) as Promise<Computed<AttentionResult>>,
   backward: (p, s: SavedForBackward) =>
-    gpuBackward(p, s, { resident: false }) as Promise<Gradients>,
+    gpuBackward(p, s, { resident: false }) as Promise<Computed<Gradients>>,
   info,
 };

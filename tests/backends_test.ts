@@ -5,7 +5,15 @@
  */
 
 import assert from "node:assert/strict";
-import { attention, backendInfo, type BackendName, gpuInfo } from "../mod.ts";
+import {
+  attention,
+  attentionBackward,
+  backendInfo,
+  type BackendName,
+  gpuInfo,
+  mergeAttention,
+  toGpu,
+} from "../mod.ts";
 import { exampleMask } from "../masks/mod.ts";
 import { checkProblem } from "../_problem.ts";
 import { forwardKernel, requireGpu } from "../gpu/internal.ts";
@@ -62,4 +70,27 @@ Deno.test({
 Deno.test("backendInfo: bad options are errors", async () => {
   await assert.rejects(backendInfo({ backend: "cuda" as BackendName }), TypeError);
   await assert.rejects(backendInfo({ headDim: 0 }), RangeError);
+});
+
+Deno.test("every result names the backend that computed it, and for webgpu the adapter", async () => {
+  const rand = rng(43);
+  const [q, k, v, dOut] = [0, 1, 2, 3].map(() => randomTensor(rand, [1, 20, 2, 8]));
+  const names: BackendName[] = ["js", "wasm", ...(adapter ? ["webgpu" as const] : [])];
+  for (const backend of names) {
+    const f = await attention(q, k, v, { backend });
+    const g = await attentionBackward({ q, k, v, out: f.out, lse: f.lse, dOut }, { backend });
+    for (const r of [f, g]) {
+      assert.equal(r.backend, backend);
+      assert.equal(r.adapter, backend === "webgpu" ? adapter!.name : undefined);
+    }
+  }
+  const auto = await attention(q, k, v);
+  assert.equal(auto.backend, (await backendInfo()).name, "auto: the backend it picked");
+  if (adapter) {
+    const [gq, gk, gv] = await Promise.all([q, k, v].map(toGpu));
+    const r = await attention(gq, gk, gv);
+    assert.deepEqual([r.backend, r.adapter], ["webgpu", adapter.name], "GPU-resident");
+  }
+  const merged = mergeAttention([await attention(q, k, v, { backend: "wasm" })]);
+  assert.equal(merged.backend, "js", "merged in plain TypeScript");
 });

@@ -30,7 +30,14 @@
  * @module
  */
 
-import type { AttentionResult, Backend, Gradients, Problem, SavedForBackward } from "../types.ts";
+import type {
+  AttentionResult,
+  Backend,
+  Computed,
+  Gradients,
+  Problem,
+  SavedForBackward,
+} from "../types.ts";
 import { notFinite } from "../_problem.ts";
 import type { Schedule } from "../masks/schedule.ts";
 import type { Tensor } from "../tensor.ts";
@@ -306,7 +313,12 @@ function writeFrame(
   return i32;
 }
 
-async function forward(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<AttentionResult> {
+async function forward(
+  p: Problem,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+): Promise<Computed<AttentionResult>> {
   if (p.nq <= Math.min(tuning.decodeMaxNq, DECODE_ROW_BLOCK)) return await decode(p, q, k, v);
   checkSize(forwardBytes(p), "this attention call");
   const [br, bc] = tileFor(p);
@@ -406,7 +418,12 @@ export function decodeBytes(p: Problem): number {
  * parallel (each for every group of the entry, so K and V are streamed in memory order), and
  * `decodeCombine` merges each group's partial results in split order, inside the wasm memory.
  */
-async function decode(p: Problem, q: Tensor, k: Tensor, v: Tensor): Promise<AttentionResult> {
+async function decode(
+  p: Problem,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+): Promise<Computed<AttentionResult>> {
   checkSize(decodeBytes(p), "this attention call");
   const plan = p.schedule(DECODE_ROW_BLOCK, DECODE_COLS);
   const eng = engine();
@@ -499,7 +516,7 @@ function rowCosts(p: Problem, plan: Schedule): Int32Array {
   return c;
 }
 
-async function backward(p: Problem, saved: SavedForBackward): Promise<Gradients> {
+async function backward(p: Problem, saved: SavedForBackward): Promise<Computed<Gradients>> {
   checkSize(backwardBytes(p), "this attentionBackward call");
   const [br, bc] = tileFor(p);
   const plan = p.schedule(br, bc);
