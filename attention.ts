@@ -142,6 +142,12 @@ export async function attentionBackward(
   if (typeof saved !== "object" || saved === null) {
     throw new TypeError("attentionBackward: saved must be an object { q, k, v, out, lse, dOut }");
   }
+  if ("shape" in saved && ("data" in saved || "buffer" in saved)) {
+    throw new TypeError(
+      "attentionBackward takes the saved tensors as one object, not positionally: " +
+        "attentionBackward({ q, k, v, out, lse, dOut }, options), with out and lse from attention",
+    );
+  }
   const p = checkProblem(saved, options);
   const { q, out, lse, dOut } = saved;
   for (const [name, t] of [["out", out], ["dOut", dOut]] as const) {

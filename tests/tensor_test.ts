@@ -53,3 +53,16 @@ Deno.test("toFloat32 returns f32 data itself and converts f16", () => {
   assert.equal(toFloat32(tensor(f, [1, 1, 1, 2])).buffer, f.buffer);
   assert.deepEqual(Array.from(toFloat32(tensor(toF16([0.5, -3]), [1, 1, 1, 2], "f16"))), [0.5, -3]);
 });
+
+Deno.test("toF16 of a Float32Array (the runtime's Float16Array) has the bits of the hand-written rounding", () => {
+  const n = 1 << 20;
+  const f = new Float32Array(n), u = new Uint32Array(f.buffer);
+  let s = 12345;
+  for (let i = 0; i < n; i++) u[i] = s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+  // every binary16 exponent and mantissa, exactly halfway and just below halfway to the next
+  for (let i = 0; i < 65536; i++) u[i] = (i << 13) | 0x1000, u[65536 + i] = (i << 13) | 0xfff;
+  const native = toF16(f);
+  for (let i = 0; i < n; i++) {
+    if (native[i] !== f16Bits(f[i])) assert.fail(`${f[i]}: ${native[i]} vs ${f16Bits(f[i])}`);
+  }
+});

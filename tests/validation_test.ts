@@ -81,7 +81,23 @@ Deno.test("tensor() rejects wrong lengths, shapes and dtypes", () => {
   );
   assert.throws(() => tensor(new Float32Array(6), [1, 2, 1, 3], "f16"), TypeError);
   assert.throws(() => tensor(new Uint16Array(6), [1, 2, 1, 3], "f32"), TypeError);
-  assert.throws(() => tensor(new Float64Array(6) as never, [1, 2, 1, 3]), TypeError);
+  assert.throws(
+    () => tensor(new Float64Array(6) as never, [1, 2, 1, 3]),
+    /^TypeError: tensor: data is a Float64Array; pass a Float32Array \(Float32Array\.from\(data\) converts it\)/,
+  );
+  assert.throws(
+    () => tensor(new Uint16Array(6), [1, 2, 1, 3]),
+    /^TypeError: tensor: a Uint16Array is taken as binary16 bits only with dtype "f16"/,
+  );
+  // native binary16: f16 without a dtype, the same bits as toF16 of the same numbers
+  const h = Float16Array.from([0.1, -2, 65504, 1e-7, 3, 7]);
+  const t = tensor(h, [1, 2, 1, 3]);
+  assert.equal(t.dtype, "f16");
+  assert.deepEqual(Array.from(t.data), Array.from(toF16([0.1, -2, 65504, 1e-7, 3, 7])));
+  assert.throws(
+    () => tensor(h, [1, 2, 1, 3], "f32"),
+    /dtype "f32" needs a Float32Array, got a Float16Array/,
+  );
   assert.throws(() => tensor(new Float32Array(6), [1, 2, 1, 3], "bf16" as never), /dtype/);
   assert.equal(tensor([1, 2], [1, 1, 1, 2], "f16").dtype, "f16");
 });
@@ -145,6 +161,13 @@ Deno.test("attention rejects bad options", async () => {
     [q, k, v, { causal: "true" as never }],
     TypeError,
     /options.causal must be a boolean, got string \("true"\)/,
+  );
+});
+
+Deno.test("attentionBackward called positionally shows the object form", async () => {
+  await assert.rejects(
+    () => (attentionBackward as (...a: unknown[]) => Promise<unknown>)(q, k, v),
+    /^TypeError: attentionBackward takes the saved tensors as one object, not positionally: attentionBackward\(\{ q, k, v, out, lse, dOut \}, options\)/,
   );
 });
 
