@@ -146,18 +146,27 @@ export interface GpuAttentionResult extends ComputedBy {
 
 /** What {@linkcode attentionBackward} needs when some tensors live on the GPU. */
 export interface GpuSavedForBackward {
+  /** Queries `[batch, Nq, Hq, d]`. */
   q: Tensor | GpuTensor;
+  /** Keys `[batch, Nk, Hk, d]`. */
   k: Tensor | GpuTensor;
+  /** Values `[batch, Nk, Hk, d]`. */
   v: Tensor | GpuTensor;
+  /** Forward output. */
   out: Tensor | GpuTensor;
+  /** Forward log-sum-exp `[batch, Hq, Nq]`. */
   lse: Float32Array | GpuArray;
+  /** Gradient of the loss with respect to `out`. */
   dOut: Tensor | GpuTensor;
 }
 
-/** Gradients on the GPU. */
+/** Gradients on the GPU, with the shapes of q, k and v. */
 export interface GpuGradients extends ComputedBy {
+  /** Gradient with respect to q. */
   dq: GpuTensor;
+  /** Gradient with respect to k (summed over the query heads that share each key head). */
   dk: GpuTensor;
+  /** Gradient with respect to v (summed likewise). */
   dv: GpuTensor;
 }
 

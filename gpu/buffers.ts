@@ -19,7 +19,10 @@ export function upload(ctx: GpuContext, data: ArrayBufferView, label: string): G
   const bytes = Math.max(4, Math.ceil(data.byteLength / 4) * 4);
   const buf = createBuffer(ctx, bytes, STORAGE | COPY_DST | COPY_SRC, label);
   if (data.byteLength > 0) {
-    const src = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    // (a view of a SharedArrayBuffer is written as well: the type says ArrayBuffer only)
+    const src = new Uint8Array(data.buffer, data.byteOffset, data.byteLength) as Uint8Array<
+      ArrayBuffer
+    >;
     if (data.byteLength % 4 === 0) ctx.device.queue.writeBuffer(buf, 0, src);
     else {
       const padded = new Uint8Array(bytes);
