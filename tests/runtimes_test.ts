@@ -300,7 +300,7 @@ Deno.test({
  * page would.
  */
 async function inChromium(isolated: boolean): Promise<Computed> {
-  const { default: puppeteer } = await import("puppeteer-core");
+  const { default: puppeteer } = await import("npm:puppeteer-core@24.31.0");
   const headers: Record<string, string> = isolated
     ? {
       "Cross-Origin-Opener-Policy": "same-origin",

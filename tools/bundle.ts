@@ -9,7 +9,7 @@
  * @module
  */
 
-import * as esbuild from "esbuild";
+import * as esbuild from "npm:esbuild@0.25.12";
 
 /** Writes the bundle to `outfile`; returns its size in bytes. */
 export async function bundle(outfile: string): Promise<number> {

@@ -11,12 +11,12 @@
  * @module
  */
 
-import asc from "assemblyscript/asc";
+import asc from "npm:assemblyscript@0.28.20/asc";
 import { assemblyAbi } from "./abi.ts";
 import { microKernelsSource } from "./microkernels.ts";
 import { unsharedMemoryImport } from "./_unshared.ts";
 
-/** AssemblyScript version the committed bytes are built with (pinned in deno.json imports). */
+/** AssemblyScript version the committed bytes are built with (pinned in the import below). */
 export const ASC_VERSION = "0.28.20";
 
 const ASSEMBLY = new URL("./assembly/", import.meta.url);

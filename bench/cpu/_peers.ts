@@ -70,7 +70,7 @@ let webThreads: number | undefined;
 
 /** The version of onnxruntime-web the benches load. */
 export async function ortWebVersion(): Promise<string> {
-  const ort = await import("onnxruntime-web");
+  const ort = await import("npm:onnxruntime-web@1.23.2");
   return ort.env.versions.web ?? ort.env.versions.common;
 }
 
@@ -80,7 +80,7 @@ export async function ortWebVersion(): Promise<string> {
  * every session of a process must ask for the same count.
  */
 export async function ortWebPeer(model: Uint8Array, threads: number, graph: string): Promise<Peer> {
-  const ort = await import("onnxruntime-web");
+  const ort = await import("npm:onnxruntime-web@1.23.2");
   if (webThreads !== undefined && webThreads !== threads) {
     throw new RangeError(
       `onnxruntime-web already runs with ${webThreads} threads in this process; ${threads} asked`,
@@ -100,7 +100,7 @@ export async function ortNodePeer(
   threads: number,
   graph: string,
 ): Promise<Peer> {
-  const ort = await import("onnxruntime-node");
+  const ort = await import("npm:onnxruntime-node@1.30.0");
   const version = ort.env.versions.node ?? ort.env.versions.common;
   const name = `onnxruntime-node ${version} ${graph} (${threads} thread${plural(threads)})`;
   const options = { intraOpNumThreads: threads, interOpNumThreads: 1, logSeverityLevel: 3 };
