@@ -40,3 +40,31 @@ Deno.test("a fresh cache: deno task bench --help fetches no development tool", a
     await Deno.remove(cache, { recursive: true });
   }
 });
+
+Deno.test("deno publish --dry-run: the library files only, with LICENSE and CHANGELOG", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["publish", "--dry-run", "--allow-dirty"],
+    cwd: new URL("..", import.meta.url),
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 0, text);
+  const root = new URL("..", import.meta.url).href;
+  const files = [...text.matchAll(/(file:\/\/\S+) \(([\d.]+)(B|KB|MB)\)/g)].map((
+    [, url, n, unit],
+  ) => ({
+    path: url.slice(root.length),
+    bytes: Number(n) * (unit === "MB" ? 2 ** 20 : unit === "KB" ? 1024 : 1),
+  }));
+  const paths = files.map((f) => f.path);
+  for (const need of ["mod.ts", "LICENSE", "CHANGELOG.md", "README.md", "wasm/kernels-simd.wasm"]) {
+    assert.ok(paths.includes(need), `${need} is published`);
+  }
+  const stray = paths.filter((p) =>
+    /^(tests|bench|docs|tools|reference|\.ci)\/|internal\.ts$/.test(p)
+  );
+  assert.deepEqual(stray, [], "no tests, benchmarks, docs or internal entry points");
+  const kib = files.reduce((a, f) => a + f.bytes, 0) / 1024;
+  console.log(`published: ${files.length} files, ${kib.toFixed(0)} KiB`);
+});
