@@ -35,6 +35,15 @@ export function missingFeature(b: Backend, p: Problem): Feature | undefined {
   return featuresOf(p).find((f) => !b.features.has(f));
 }
 
+/**
+ * A numeric option: a TypeError naming the actual type when `x` is not a number, else a
+ * RangeError when it is not `what` (`ok`).
+ */
+function checkNumber(x: unknown, name: string, ok: boolean, what: string): void {
+  if (typeof x !== "number") throw new TypeError(`${name} must be ${what}, got ${describe(x)}`);
+  if (!ok) throw new RangeError(`${name} must be ${what}, got ${x}`);
+}
+
 /** A value's type for error messages: `a string ("x")`, `a number (3)`, `an object`. */
 function describe(x: unknown): string {
   if (x === null) return "null";
@@ -165,13 +174,11 @@ export function checkProblem(
     );
   }
   const scale = options.scale ?? 1 / Math.sqrt(headDim);
-  if (typeof scale !== "number" || !Number.isFinite(scale)) {
-    throw new RangeError(`options.scale must be a finite number, got ${options.scale}`);
-  }
+  checkNumber(scale, "options.scale", Number.isFinite(scale), "a finite number");
   const backend = options.backend ?? "auto";
   if (!["auto", "webgpu", "wasm", "js"].includes(backend)) {
     throw new TypeError(
-      `options.backend must be "auto", "webgpu", "wasm" or "js", got ${JSON.stringify(backend)}`,
+      `options.backend must be "auto", "webgpu", "wasm" or "js", got ${describe(backend)}`,
     );
   }
   const enc = options.encoder;
@@ -190,18 +197,22 @@ export function checkProblem(
     );
   }
   const threads = options.threads;
-  if (threads !== undefined && (!Number.isSafeInteger(threads) || threads < 1 || threads > 1024)) {
-    throw new RangeError(`options.threads must be an integer from 1 to 1024, got ${threads}`);
+  if (threads !== undefined) {
+    const ok = Number.isSafeInteger(threads) && threads >= 1 && threads <= 1024;
+    checkNumber(threads, "options.threads", ok, "an integer from 1 to 1024");
   }
   const mask = resolveMask(options, { batch, heads, kvHeads, nq, nk });
   const bm = options.blockMask;
   if (bm !== undefined) checkBlockMask(bm, { batch, heads, kvHeads, nq, nk });
   const effective = bm ? sliceLike(mask, bm) : mask;
   const softcap = options.softcap;
-  if (
-    softcap !== undefined && !(typeof softcap === "number" && softcap > 0 && softcap < Infinity)
-  ) {
-    throw new RangeError(`options.softcap must be a positive finite number, got ${softcap}`);
+  if (softcap !== undefined) {
+    checkNumber(
+      softcap,
+      "options.softcap",
+      softcap > 0 && softcap < Infinity,
+      "a positive finite number",
+    );
   }
   if (options.dropout !== undefined) checkDropout(options.dropout);
   const dropout = options.dropout && options.dropout.p > 0 ? { ...options.dropout } : undefined;

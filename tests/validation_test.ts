@@ -162,6 +162,21 @@ Deno.test("attention rejects bad options", async () => {
     TypeError,
     /options.causal must be a boolean, got string \("true"\)/,
   );
+  await rejects(
+    [q, k, v, { scale: "0.5" as never }],
+    TypeError,
+    /options.scale must be a finite number, got string \("0.5"\)/,
+  );
+  await rejects(
+    [q, k, v, { threads: "2" as never }],
+    TypeError,
+    /options.threads must be an integer from 1 to 1024, got string \("2"\)/,
+  );
+  await rejects(
+    [q, k, v, { softcap: -1 }],
+    RangeError,
+    /options.softcap must be a positive finite number, got -1/,
+  );
 });
 
 Deno.test("attentionBackward called positionally shows the object form", async () => {
