@@ -13,8 +13,9 @@
  *   through weak maps, so that a cached bind group lives only while the program still holds all
  *   of its buffers ({@linkcode bindGroup}).
  *
- * Measured on the H200 (`bench/gpu/host_costs.ts`): a bind group took 25–30 µs to create and a
- * uniform buffer 20–45 µs to create and write; a lookup here is a few microseconds.
+ * Measured on the H200 (`bench/gpu/host_costs.ts`, docs/bench/h200/host_costs.txt and earlier runs
+ * of the same session): a bind group of four buffers took 18–26 µs to create and a 64-byte
+ * uniform buffer 16–23 µs to create, write and destroy.
  *
  * A call that WebGPU rejects drops what this module made during it ({@linkcode bindingFailed}),
  * so that no later call reuses an invalid object.

@@ -200,7 +200,7 @@ const verified = new WeakMap<GPUBuffer, GPUDevice>();
 /**
  * Checks, before anything is dispatched, that GPU-resident inputs can be used on the library's
  * device: each buffer the library created is known (its device, whether it was destroyed); any
- * other buffer is bound once in a validation error scope (a probe: the bind group alone took 23 µs on
+ * other buffer is bound once in a validation error scope (a probe: a bind group took 18–26 µs on
  * the H200, `bench/gpu/host_costs.ts`), whose error says
  * whether it belongs to another device or was destroyed.
  *
