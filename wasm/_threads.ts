@@ -71,7 +71,10 @@ interface NodeWorker {
 const runtime = globalThis as unknown as {
   Deno?: unknown;
   process?: { versions?: { node?: string; bun?: string } };
-  Worker?: new (url: string, options: { type: "module" }) => Worker & { unref?(): void };
+  Worker?: new (url: string, options: { type: "module" }) => Worker & {
+    ref?(): void;
+    unref?(): void;
+  };
   navigator?: { hardwareConcurrency?: number };
 };
 
@@ -117,7 +120,11 @@ export async function startThread(events: ThreadEvents): Promise<Thread> {
   let refd = true;
   return {
     post: (m) => w.postMessage(m),
-    ref: () => void (refd = true),
+    // (Bun's workers can be unref'd, and must be ref'd again while a call waits on them)
+    ref: () => {
+      if (!refd) w.ref?.();
+      refd = true;
+    },
     unref: () => {
       if (refd) w.unref?.();
       refd = false;
