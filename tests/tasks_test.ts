@@ -68,3 +68,40 @@ Deno.test("deno publish --dry-run: the library files only, with LICENSE and CHAN
   const kib = files.reduce((a, f) => a + f.bytes, 0) / 1024;
   console.log(`published: ${files.length} files, ${kib.toFixed(0)} KiB`);
 });
+
+const npm = await new Deno.Command("npm", { args: ["--version"], stdout: "null", stderr: "null" })
+  .output().then((o) => o.success, () => false);
+
+Deno.test({
+  name: "the library type-checks under plain TypeScript with @webgpu/types (Node, Bun, bundlers)",
+  ignore: !npm,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const install = await new Deno.Command("npm", {
+        args: ["install", "--silent", "--prefix", dir, "typescript@5.9.3", "@webgpu/types@0.1.66"],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(install.code, 0, new TextDecoder().decode(install.stderr));
+      const tsc = (types: string[]) =>
+        new Deno.Command(`${dir}/node_modules/.bin/tsc`, {
+          args: [
+            ...["--noEmit", "--strict", "--allowImportingTsExtensions", "--skipLibCheck"],
+            ...["--target", "es2022", "--module", "esnext", "--moduleResolution", "bundler"],
+            ...["--lib", "es2024,esnext.float16,dom", ...types, "mod.ts", "masks/mod.ts"],
+          ],
+          cwd: new URL("..", import.meta.url),
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+      const ok = await tsc(["--typeRoots", `${dir}/node_modules/@webgpu`, "--types", "types"]);
+      assert.equal(ok.code, 0, new TextDecoder().decode(ok.stdout));
+      // without the WebGPU types it fails: the check is real
+      const bare = await tsc([]);
+      assert.match(new TextDecoder().decode(bare.stdout), /Cannot find name 'GPUBuffer'/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
