@@ -210,6 +210,9 @@ Deno.test({
       const at = (o: number, n: number) => bits(all.subarray(o / 4, o / 4 + n / 4));
       assert.deepEqual(at(offs[0], qb), bits((await fromGpu(want.out)).data));
       assert.deepEqual(at(offs[1], lb), bits(await readGpuArray(want.lse)));
+      // the read-back helpers read from a tensor's offset
+      assert.deepEqual(bits(await readGpuArray(lse)), at(offs[1], lb));
+      assert.deepEqual(bits((await fromGpu(dk)).data), at(offs[3], kb));
       assert.deepEqual(at(offs[2], qb), bits((await fromGpu(wantG.dq)).data));
       assert.deepEqual(at(offs[3], kb), bits((await fromGpu(wantG.dk)).data));
       assert.deepEqual(at(offs[4], kb), bits((await fromGpu(wantG.dv)).data));
