@@ -132,26 +132,43 @@ export function useGpuDevice(device: GPUDevice | undefined): GpuInfo | undefined
       | (GPUAdapterInfo & { isFallbackAdapter?: boolean; subgroupMinSize?: number })
       | undefined;
     const name = info?.description || info?.device || info?.vendor || "the caller's GPUDevice";
-    const c: GpuContext = {
-      device,
-      external: true,
+    ctx = newContext(device, {
       name,
-      software: info?.isFallbackAdapter === true || SOFTWARE.test(name),
-      f16: device.features.has("shader-f16"),
-      timestamps: device.features.has("timestamp-query"),
+      fallback: info?.isFallbackAdapter === true,
       subgroups: device.features.has("subgroups") && (info?.subgroupMinSize ?? 0) >= 16,
-      limits: device.limits,
-      lost: undefined,
-      lostWaiters: new Set(),
-      recorded: false,
-      pipelines: new Map(),
-      compiling: new Map(),
-    };
-    device.lost.then((i) => loseContext(c, i.message || i.reason || "device lost"));
-    external.set(device, ctx = c);
+    });
+    external.set(device, ctx);
   }
   chosen = ctx;
   return adapterInfo(ctx);
+}
+
+/**
+ * A context for `device` (the library's own when `adapter` is given, else the caller's): what
+ * the device offers, read from it, and empty caches; a loss of the device is recorded.
+ */
+function newContext(
+  device: GPUDevice,
+  o: { adapter?: GPUAdapter; name: string; fallback: boolean; subgroups: boolean },
+): GpuContext {
+  const ctx: GpuContext = {
+    adapter: o.adapter,
+    device,
+    external: o.adapter === undefined,
+    name: o.name,
+    software: o.fallback || SOFTWARE.test(o.name),
+    f16: device.features.has("shader-f16"),
+    timestamps: device.features.has("timestamp-query"),
+    subgroups: o.subgroups,
+    limits: device.limits,
+    lost: undefined,
+    lostWaiters: new Set(),
+    recorded: false,
+    pipelines: new Map(),
+    compiling: new Map(),
+  };
+  device.lost.then((i) => loseContext(ctx, i.message || i.reason || "device lost"));
+  return ctx;
 }
 
 /** Marks a context lost and wakes every call waiting on it. */
@@ -263,26 +280,14 @@ async function acquire(): Promise<GpuContext | undefined> {
   }
   device ??= await adapter.requestDevice({ requiredFeatures: features, requiredLimits });
   const name = adapter.info.description || adapter.info.device || adapter.info.vendor || "unknown";
-  const ctx: GpuContext = {
+  const ctx = newContext(device, {
     adapter,
-    device,
-    external: false,
     name,
-    software:
-      (adapter.info as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter === true ||
-      SOFTWARE.test(name),
-    f16: device.features.has("shader-f16"),
-    timestamps: device.features.has("timestamp-query"),
+    fallback: (adapter.info as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter ===
+      true,
     subgroups,
-    limits: device.limits,
-    lost: undefined,
-    lostWaiters: new Set(),
-    recorded: false,
-    pipelines: new Map(),
-    compiling: new Map(),
-  };
+  });
   const lose = (reason: string) => loseContext(ctx, reason);
-  device.lost.then((info) => lose(info.message || info.reason || "device lost"));
   // Deno resolves device.lost only a while after destroy(): record the loss at once.
   const destroy = device.destroy.bind(device);
   Object.defineProperty(device, "destroy", {

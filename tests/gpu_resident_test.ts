@@ -78,6 +78,20 @@ function packed(device: GPUDevice, ts: Tensor[], lead: number): GpuTensor[] {
   return ts.map((t, i) => ({ buffer, shape: t.shape, dtype: t.dtype, offset: offsets[i] }));
 }
 
+/**
+ * q, k, v and dOut packed in one buffer of `device`, and the forward and backward results of
+ * plain calls on them (new output buffers), to compare other ways of calling with.
+ */
+async function packedCalls(device: GPUDevice) {
+  const [gq, gk, gv, gd] = packed(device, [q, k, v, dOut], 0);
+  const want = await attention(gq, gk, gv, { ...gpu, mask });
+  const wantG = await attentionBackward({ q: gq, k: gk, v: gv, ...want, dOut: gd }, {
+    ...gpu,
+    mask,
+  });
+  return { gq, gk, gv, gd, want, wantG };
+}
+
 /** Reads `bytes` of a buffer from `offset` (a test helper: its own staging buffer). */
 async function read(device: GPUDevice, buffer: GPUBuffer, offset: number, bytes: number) {
   const staging = device.createBuffer({ size: bytes, usage: 0x1 | COPY_DST });
@@ -177,12 +191,7 @@ Deno.test({
   ignore,
   fn: () =>
     withOwnDevice(async (device) => {
-      const [gq, gk, gv, gd] = packed(device, [q, k, v, dOut], 0);
-      const want = await attention(gq, gk, gv, { ...gpu, mask });
-      const wantG = await attentionBackward({ q: gq, k: gk, v: gv, ...want, dOut: gd }, {
-        ...gpu,
-        mask,
-      });
+      const { gq, gk, gv, gd, want, wantG } = await packedCalls(device);
       // one activation buffer for out, lse, dq, dk, dv, at aligned offsets
       const align = device.limits.minStorageBufferOffsetAlignment;
       const up = (n: number) => Math.ceil(n / align) * align;
@@ -224,12 +233,7 @@ Deno.test({
   ignore,
   fn: () =>
     withOwnDevice(async (device) => {
-      const [gq, gk, gv, gd] = packed(device, [q, k, v, dOut], 0);
-      const want = await attention(gq, gk, gv, { ...gpu, mask });
-      const wantG = await attentionBackward({ q: gq, k: gk, v: gv, ...want, dOut: gd }, {
-        ...gpu,
-        mask,
-      });
+      const { gq, gk, gv, gd, want, wantG } = await packedCalls(device);
       const encoder = device.createCommandEncoder();
       const submits = gpuStats().submits, live = gpuStats().liveBuffers;
       const r = await attention(gq, gk, gv, { ...gpu, mask, encoder });
