@@ -15,7 +15,9 @@
  *   query 1      1 1 1 1 1
  * ```
  *
- * A query row that sees no key gets output 0, lse = -Infinity and zero gradients.
+ * A query row that sees no key gets output 0, lse = -Infinity and zero gradients. With
+ * `checkFinite: false`, a NaN input makes NaN every output that depends on it (see
+ * {@linkcode AttentionOptions.checkFinite}).
  *
  * @module
  */

@@ -73,7 +73,7 @@ export function mergeAttention(
       for (let i = 0; i < nq; i++) {
         const row = (b * heads + h) * nq + i;
         let m = -Infinity;
-        for (const p of parts) if (p.lse[row] > m) m = p.lse[row];
+        for (const p of parts) if (p.lse[row] > m || Number.isNaN(p.lse[row])) m = p.lse[row];
         const o = ((b * nq + i) * heads + h) * d;
         if (m === -Infinity) { // no part sees a key: out stays 0
           lse[row] = -Infinity;

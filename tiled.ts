@@ -68,7 +68,7 @@ export function forward(
               let dot = 0;
               for (let x = 0; x < d; x++) dot += q[qo + x] * k[ko + x];
               s[jj] = score(p, dot);
-              if (s[jj] > rowMax) rowMax = s[jj];
+              if (s[jj] > rowMax || Number.isNaN(s[jj])) rowMax = s[jj]; // NaN sticks
             }
             if (rowMax === -Infinity) continue; // this row sees nothing in this tile
             const mNew = Math.max(m[ii], rowMax);
@@ -90,7 +90,7 @@ export function forward(
         }
         for (let ii = 0; ii < rows; ii++) {
           const i = i0 + ii, oo = ((b * nq + i) * heads + h) * d;
-          const seen = l[ii] > 0;
+          const seen = l[ii] !== 0; // l is NaN where a score or weight was
           for (let x = 0; x < d; x++) out[oo + x] = seen ? acc[ii * d + x] / l[ii] : 0;
           lse[(b * heads + h) * nq + i] = seen ? m[ii] + Math.log(l[ii]) : -Infinity;
         }

@@ -31,7 +31,15 @@ export interface AttentionOptions {
    * implementation, the readable specification of the algorithm.
    */
   backend?: BackendName;
-  /** Reject NaN or Infinity in host inputs with a RangeError (default true). */
+  /**
+   * Reject NaN or ±Infinity in host inputs with a RangeError naming tensor and position, before
+   * anything runs (default true; GPU tensors are never scanned). Without the check, a NaN is
+   * never turned into a number, on every backend: every output that depends on it holds a NaN
+   * (the `out` row and `lse` of a query that holds one or sees a key that does, the `out` row of
+   * a query that sees a value that does, and the gradients these reach). Outputs that share a
+   * tile with it may hold NaN too (tiles differ between backends). ±Infinity goes through IEEE
+   * arithmetic unchecked; what it gives is not specified.
+   */
   checkFinite?: boolean;
   /**
    * FlashAttention's local attention `[left, right]` (-1: unbounded), bottom-right aligned:

@@ -285,6 +285,13 @@ export function fixedHeadDim(headDim: number, dn: number): number {
 /** Masked scores: finite, so that exp2(NEG − m) is 0 without inf − inf. */
 export const NEG_DECL = "const NEG: f32 = -1e30;";
 
+/**
+ * min(x, 0) that keeps NaN (WGSL's min() may return either operand when one is NaN): the
+ * backward's clamp of S − lse₂, so that a NaN input stays NaN in the gradients it reaches.
+ */
+export const AT_MOST_0_DECL =
+  "fn atMost0(x: vec4<f32>) -> vec4<f32> { return select(x, vec4<f32>(0.0), x > vec4<f32>(0.0)); }";
+
 /** Uniform fields of the score options (softcap, dropout), shared by every kernel. */
 export const OPTION_PARAMS = [
   "softcap2",

@@ -22,6 +22,7 @@
  */
 
 import {
+  AT_MOST_0_DECL,
   capAndMask,
   declareTile,
   dropoutWgsl,
@@ -162,6 +163,7 @@ export function backwardSharedBytes(c: BackwardConfig): { dq: number; dkv: numbe
 function header(c: BackwardConfig, layout: KernelLayout): string {
   return `${c.dtype === "f16" ? "enable f16;\n" : ""}${layoutWgsl(layout, c.dtype)}
 ${NEG_DECL}
+${AT_MOST_0_DECL}
 ${c.dropout ? dropoutWgsl() : ""}${c.softcap ? softcapWgsl() : ""}`;
 }
 
@@ -268,7 +270,7 @@ ${rowBlockPrologue(br, rm, HD)}`);
     for (const j of range(C4)) {
       const slope = c.softcap ? ` * capd${i}_${j}` : "";
       emit(
-        `    s${i}_${j} = exp2(min(s${i}_${j} - vec4<f32>(st${i}.x), vec4<f32>(0.0))) * (dp${i}_${j} - vec4<f32>(st${i}.y))${slope};`,
+        `    s${i}_${j} = exp2(atMost0(s${i}_${j} - vec4<f32>(st${i}.x))) * (dp${i}_${j} - vec4<f32>(st${i}.y))${slope};`,
       );
     }
   }
@@ -415,7 +417,7 @@ ${tileLoop("P.ptrOff + slice * P.colBlocks + cb", "row0", br, "    ")}`);
         emit(`      let z${i}_${j} = vec4<f32>(${z});`);
       }
       const zz = c.dropout ? ` * z${i}_${j}` : "";
-      emit(`      let e${i}_${j} = exp2(min(s${i}_${j} - l2_${j}, vec4<f32>(0.0)));
+      emit(`      let e${i}_${j} = exp2(atMost0(s${i}_${j} - l2_${j}));
       dp${i}_${j} = e${i}_${j} * (dp${i}_${j}${zz} - dd_${j})${slope};
       s${i}_${j} = e${i}_${j}${zz};`);
     }

@@ -373,14 +373,14 @@ ${
     var sum = vec4<f32>(0.0);
     for (var gg = 0u; gg < ${G2}u; gg++) { sum = sum + red4[gg * ${CW}u + cw]; }
     let l = rowL[${r}u];
-    part[P.partOff + (slot * ${R}u + ${r}u) * ${CW}u + cw] = select(vec4<f32>(0.0), sum / l, l > 0.0);
+    part[P.partOff + (slot * ${R}u + ${r}u) * ${CW}u + cw] = select(vec4<f32>(0.0), sum / l, !(l == 0.0));
   }
   workgroupBarrier();`
     )
   }
   if (t < ${R}u) {
     let l = rowL[t];
-    plse[P.plseOff + slot * ${R}u + t] = select(P.negInf, (rowM[t] + log2(l)) * 0.69314718055994531, l > 0.0);
+    plse[P.plseOff + slot * ${R}u + t] = select(P.negInf, (rowM[t] + log2(l)) * 0.69314718055994531, !(l == 0.0));
   }
 }`);
   return L.join("\n");
@@ -407,16 +407,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let slot0 = ((bl * P.kvHeads + kh) * P.chunks + chunk) * P.splits;
   var m = NEG;
   for (var s = 0u; s < P.splits; s++) { m = max(m, plse[P.plseOff + (slot0 + s) * ${R}u + r]); }
+  // m stays NEG where no split saw a key (every plse −∞, so every w is 0); a NaN plse makes sum
+  // NaN whether or not max() passes it on
+  let mUse = select(m, 0.0, m == NEG);
   var acc = vec4<f32>(0.0);
   var sum = 0.0;
-  if (m > NEG) {
-    for (var s = 0u; s < P.splits; s++) {
-      let w = exp(plse[P.plseOff + (slot0 + s) * ${R}u + r] - m);
-      sum = sum + w;
-      acc = fma(vec4<f32>(w), part[P.partOff + ((slot0 + s) * ${R}u + r) * ${CW}u + cw], acc);
-    }
+  for (var s = 0u; s < P.splits; s++) {
+    let w = exp(plse[P.plseOff + (slot0 + s) * ${R}u + r] - mUse);
+    sum = sum + w;
+    acc = fma(vec4<f32>(w), part[P.partOff + ((slot0 + s) * ${R}u + r) * ${CW}u + cw], acc);
   }
-  let seen = sum > 0.0;
+  let seen = !(sum == 0.0);
   let val = select(vec4<f32>(0.0), acc / sum, seen);
   let ob = P.oOff + ((bl * P.nq + i) * P.heads + hq) * ${HD} + cw * 4u;
   for (var z = 0u; z < 4u; z++) {

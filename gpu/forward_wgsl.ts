@@ -266,7 +266,7 @@ ${rowBlockPrologue(br, rm, HD)}
     emit(`  {
     let row = row0 + ty * ${rm}u + ${i}u;
     if (row < P.nq) {
-      let seen = lsum${i} > 0.0;
+      let seen = !(lsum${i} == 0.0); // NaN where a score was NaN: out and lse NaN
       let inv = select(0.0, 1.0 / lsum${i}, seen);
       let ob = P.oOff + (bl * P.nq * P.heads + h) * ${HD} + row * qStride;`);
     storeRow(emit, { acc: "o", i, cols4: D4, dn, hd: HD, dst: "out", base: "ob", T, scale: "inv" });

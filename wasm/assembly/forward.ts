@@ -96,7 +96,7 @@ export function forward(p: usize, tid: i32, counter: usize, items: usize, nItems
  */
 export function finishRow(row: usize, m: usize, l: usize, outp: usize, oi: usize, d: i32, f16: bool, lse: usize): void {
   const lv = load<f32>(l), mv = load<f32>(m);
-  if (lv > 0) {
+  if (lv != 0) { // NaN where a score was NaN: out and lse NaN
     if (!f16 && (d & 3) == 0) {
       const lvv = f32x4.splat(lv);
       for (let x = 0; x < d; x += 4) {
@@ -105,7 +105,7 @@ export function finishRow(row: usize, m: usize, l: usize, outp: usize, oi: usize
     } else {
       for (let x = 0; x < d; x++) storeOut(outp, oi + x, load<f32>(row + (<usize>x << 2)) / lv, f16);
     }
-    store<f32>(lse, <f32>(<f64>mv * Math.LN2 + ln(<f64>lv)));
+    store<f32>(lse, lv == lv ? <f32>(<f64>mv * Math.LN2 + ln(<f64>lv)) : NaN);
   } else {
     for (let x = 0; x < d; x++) storeOut(outp, oi + x, 0, f16);
     store<f32>(lse, -Infinity);
