@@ -95,7 +95,7 @@ async function sameBitsIn(
     // the precompiled plain-SIMD build, as a runtime that cannot compile bytes would load it
     const fs = await import("node:fs/promises");
     const plainFile = new URL(${
-    JSON.stringify(new URL("../wasm/kernels-simd.wasm", import.meta.url).href)
+    JSON.stringify(new URL("../wasm/kernels.wasm", import.meta.url).href)
   });
     lib.setWasmModule(await WebAssembly.compile(await fs.readFile(plainFile)));
     const plain = await run(lib, "wasm");
@@ -134,7 +134,7 @@ async function checkBits(
   // a failed thread start would say "(no worker threads: …)"
   assert.match(r.info.device, device, "the threads expected ran");
   // plain SIMD is deterministic everywhere: the same bits as in Deno
-  assertUlps(r.plain, await wasmBits(false), 0, "wasm, kernels-simd.wasm");
+  assertUlps(r.plain, await wasmBits(false), 0, "wasm, kernels.wasm");
   if (r.info.simd === "plain" || sameEngine) {
     assertUlps(r.wasm, await wasmBits(r.info.simd === "relaxed"), 0, "wasm");
   } else {
@@ -274,30 +274,28 @@ const w :Workerd.Worker = (
 }
 
 Deno.test({
-  name: "runtimes: the bundle in Cloudflare workerd with the shipped .wasm builds, Deno's bits",
+  name:
+    "runtimes: the bundle in Cloudflare workerd with the shipped wasm/kernels.wasm, Deno's bits",
   ignore: !await have(["workerd"]),
   async fn() {
     const plain = await wasmBits(false), js = await run(source, "js");
-    for (const kernels of ["kernels-simd.wasm", "kernels-simd-unshared.wasm"]) {
-      const r = await inWorkerd(kernels);
-      assert.equal(r.error, undefined, r.error ?? "");
-      assert.match(
-        r.compiled,
-        /^backend "wasm": the kernels could not be loaded \(.*disallowed.*\); .*setWasmModule/,
-        "without a module: a clear error",
-      );
-      assertUlps(r.js, js, 0, `workerd js (${kernels})`);
-      assertUlps(r.wasm, plain, 0, `workerd wasm (${kernels})`);
-      assert.match(r.info.device, /^WASM SIMD, \d+ threads?/);
-    }
+    const r = await inWorkerd("kernels.wasm");
+    assert.equal(r.error, undefined, r.error ?? "");
+    assert.match(
+      r.compiled,
+      /^backend "wasm": the kernels could not be loaded \(.*disallowed.*\); .*setWasmModule/,
+      "without a module: a clear error",
+    );
+    assertUlps(r.js, js, 0, "workerd js");
+    assertUlps(r.wasm, plain, 0, "workerd wasm");
+    assert.match(r.info.device, /^WASM SIMD, 1 thread/);
   },
 });
 
 /**
  * Runs forward and backward in headless Chromium on the bundle (a page of the bundle served by
  * this test, cross-origin isolated by COOP/COEP headers or not), with the shipped plain-SIMD
- * `.wasm` (its -unshared variant where the page is not isolated) fetched for `setWasmModule` as a
- * page would.
+ * `wasm/kernels.wasm` fetched for `setWasmModule` as a page would.
  */
 async function inChromium(isolated: boolean): Promise<Computed> {
   const { default: puppeteer } = await import("npm:puppeteer-core@24.31.0");
@@ -309,11 +307,8 @@ async function inChromium(isolated: boolean): Promise<Computed> {
     : {};
   const files: Record<string, [string | Uint8Array, string]> = {
     "/flashmask.js": [await Deno.readTextFile(file), "text/javascript"],
-    // without shared memory, the -unshared build (the shared one is an error that says so)
     "/kernels.wasm": [
-      await Deno.readFile(
-        new URL(`../wasm/kernels-simd${isolated ? "" : "-unshared"}.wasm`, import.meta.url),
-      ),
+      await Deno.readFile(new URL("../wasm/kernels.wasm", import.meta.url)),
       "application/wasm",
     ],
     "/": [

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { backendInfo, setWasmModule } from "../mod.ts";
 import { tuning } from "../wasm/backend.ts";
-import { Engine, engine, replaceEngine, startThread } from "../wasm/internal.ts";
+import { Engine, engine, kernelBytes, replaceEngine, startThread } from "../wasm/internal.ts";
 import type { Thread } from "../wasm/_threads.ts";
 import { runBits, smallProblems } from "./_faults.ts";
 
@@ -84,27 +84,33 @@ Deno.test("wasm threads: without shared memory the kernels run unshared, one thr
   });
 });
 
-Deno.test("wasm threads: the shipped .wasm files give the embedded kernels' bits", async () => {
-  const file = (name: string) =>
-    Deno.readFile(new URL(`../wasm/kernels-${name}.wasm`, import.meta.url))
-      .then((b) => WebAssembly.compile(b));
+Deno.test("wasm threads: modules given to setWasmModule (every build, and the shipped wasm/kernels.wasm) give the embedded kernels' bits", async () => {
+  const compile = (relaxed: boolean, unshared: boolean) =>
+    WebAssembly.compile(kernelBytes({ relaxed, unshared }));
+  // the shipped file is the plain-SIMD build importing an unshared memory
+  const shipped = await Deno.readFile(new URL("../wasm/kernels.wasm", import.meta.url));
+  assert.deepEqual(shipped, kernelBytes({ unshared: true }));
   for (const build of ["simd", "relaxed"] as const) {
     if (build === "relaxed" && !engine().relaxed) continue; // no relaxed SIMD here
     const embedded = new Engine({ forceSimd: build === "simd" });
     let want: unknown;
     await withEngine(embedded, async () => void (want = await runBits(problem, three)));
-    setWasmModule(await file(build), { relaxed: build === "relaxed" });
+    setWasmModule(await compile(build === "relaxed", false), { relaxed: build === "relaxed" });
     try {
-      assert.deepEqual(await runBits(problem, three), want, `kernels-${build}.wasm`);
+      assert.deepEqual(await runBits(problem, three), want, `${build} build`);
       assert.equal(engine().module instanceof WebAssembly.Module, true);
       assert.equal(engine().relaxed, build === "relaxed");
+      assert.equal(engine().threadsMissing, undefined, "threads with a given shared build");
     } finally {
       setWasmModule(undefined);
     }
     // the unshared variant, on a runtime without shared memory
-    const unshared = new Engine({ module: await file(`${build}-unshared`), unshared: "test" });
+    const unshared = new Engine({
+      module: await compile(build === "relaxed", true),
+      unshared: "test",
+    });
     await withEngine(unshared, async () => {
-      assert.deepEqual(await runBits(problem, three), want, `kernels-${build}-unshared.wasm`);
+      assert.deepEqual(await runBits(problem, three), want, `${build}, unshared memory`);
     });
   }
   // an -unshared build where shared memory exists: one thread, same bits; a shared build where
@@ -113,7 +119,7 @@ Deno.test("wasm threads: the shipped .wasm files give the embedded kernels' bits
   const plain = new Engine({ forceSimd: true });
   let want: unknown;
   await withEngine(plain, async () => void (want = await runBits(problem, three)));
-  setWasmModule(await file("simd-unshared"));
+  setWasmModule(await WebAssembly.compile(shipped));
   try {
     assert.deepEqual(await runBits(problem, three), want);
     assert.match(
@@ -125,10 +131,10 @@ Deno.test("wasm threads: the shipped .wasm files give the embedded kernels' bits
     setWasmModule(undefined);
     replaceEngine(previous);
   }
-  const shared = await file("simd");
+  const shared = await compile(false, false);
   assert.throws(
     () => new Engine({ module: shared, unshared: "SharedArrayBuffer is not available" }),
-    /needs a shared memory, and SharedArrayBuffer is not available: give the -unshared build/,
+    /needs a shared memory, and SharedArrayBuffer is not available: give setWasmModule a build importing an unshared memory, as the shipped wasm\/kernels.wasm/,
   );
   assert.throws(
     () => setWasmModule(new WebAssembly.Module(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]))),

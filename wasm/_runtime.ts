@@ -24,6 +24,7 @@
  */
 
 import { KERNELS_RELAXED, KERNELS_SIMD } from "./_generated/kernels.ts";
+import { inflateRaw } from "./_inflate.ts";
 import { sharedMemoryMissing, startThread, type Thread } from "./_threads.ts";
 import { unsharedMemoryImport } from "./_unshared.ts";
 
@@ -95,11 +96,23 @@ export interface Phase {
   nItems: number;
 }
 
+/** The bytes of an embedded build: base64 of its raw DEFLATE. */
 function decode(b64: string): Uint8Array<ArrayBuffer> {
   const s = atob(b64);
   const out = new Uint8Array(s.length);
   for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
-  return out;
+  return inflateRaw(out);
+}
+
+/**
+ * The bytes of an embedded kernel build (tests compile them to stand for builds given to
+ * {@linkcode setWasmModule}): relaxed or plain SIMD, importing a shared memory or not.
+ */
+export function kernelBytes(
+  { relaxed = false, unshared = false }: { relaxed?: boolean; unshared?: boolean } = {},
+): Uint8Array<ArrayBuffer> {
+  const bytes = decode(relaxed ? KERNELS_RELAXED : KERNELS_SIMD);
+  return unshared ? unsharedMemoryImport(bytes) : bytes;
 }
 
 interface PoolWorker {
@@ -170,8 +183,10 @@ export class Engine {
       // exists runs on the calling thread; a shared build needs SharedArrayBuffer
       if (!given || missing !== undefined) {
         throw new Error(
-          `the kernel module needs a shared memory, and ${missing}: give the -unshared build ` +
-            `(wasm/kernels-*-unshared.wasm) to setWasmModule (${(e as Error).message})`,
+          `the kernel module needs a shared memory, and ${missing}: give setWasmModule a build ` +
+            `importing an unshared memory, as the shipped wasm/kernels.wasm (${
+              (e as Error).message
+            })`,
         );
       }
       missing = "the kernel module given to setWasmModule imports an unshared memory";
@@ -380,9 +395,10 @@ const relaxedModules = new WeakSet<WebAssembly.Module>();
 /**
  * Makes the WASM backend use `module`, a precompiled build of its kernels, instead of compiling
  * the bytes it embeds: for runtimes that forbid compiling code from bytes (Cloudflare Workers,
- * pages with a content security policy without `wasm-unsafe-eval`). The builds ship beside the
- * library as `wasm/kernels-simd.wasm` and `wasm/kernels-relaxed.wasm`, with `-unshared` variants
- * for runtimes without `SharedArrayBuffer` (one thread). Call it before the first WASM call;
+ * pages with a content security policy without `wasm-unsafe-eval`). The library ships one, as
+ * `wasm/kernels.wasm`: plain SIMD, importing an unshared memory, so it runs on the calling thread
+ * (such runtimes have no worker threads); `deno task build:wasm` makes the relaxed-SIMD and
+ * shared-memory (threaded) builds, which it also accepts. Call it before the first WASM call;
  * `relaxed` says which build it is (only reported by `backendInfo`); `undefined` goes back to the
  * embedded bytes.
  *
@@ -391,9 +407,9 @@ const relaxedModules = new WeakSet<WebAssembly.Module>();
  * import { attention, setWasmModule, tensor } from "../mod.ts";
  *
  * // the file ships beside this module; in Cloudflare Workers,
- * // `import kernels from "./kernels-simd.wasm";` gives the compiled module directly
+ * // `import kernels from "./kernels.wasm";` gives the compiled module directly
  * const kernels = await WebAssembly.compile(
- *   await (await fetch(new URL("./kernels-simd.wasm", import.meta.url))).arrayBuffer(),
+ *   await (await fetch(new URL("./kernels.wasm", import.meta.url))).arrayBuffer(),
  * );
  * setWasmModule(kernels);
  * const x = tensor(new Float32Array(64).fill(0.5), [1, 8, 1, 8]);
@@ -418,7 +434,7 @@ export function setWasmModule(
     if (!names.includes(need)) {
       throw new TypeError(
         `setWasmModule: this module has no "${need}" export; it is not a build of this ` +
-          "library's kernels (wasm/kernels-*.wasm)",
+          "library's kernels (wasm/kernels.wasm)",
       );
     }
   }
@@ -442,7 +458,7 @@ export function engine(options: EngineOptions = {}): Engine {
     throw new Error(
       `backend "wasm": the kernels could not be loaded (${(e as Error)?.message ?? e}); ` +
         "where code cannot be compiled from bytes, give setWasmModule a precompiled build " +
-        '(wasm/kernels-*.wasm), or use backend: "js"',
+        '(wasm/kernels.wasm), or use backend: "js"',
     );
   }
 }

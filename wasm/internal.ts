@@ -7,7 +7,8 @@
  * @module
  */
 
-export { Engine, engine, replaceEngine, THREAD_START_MS } from "./_runtime.ts";
+export { Engine, engine, kernelBytes, replaceEngine, THREAD_START_MS } from "./_runtime.ts";
+export { inflateRaw } from "./_inflate.ts";
 export { logicalCores, sharedMemoryMissing, startThread } from "./_threads.ts";
 export { unsharedMemoryImport } from "./_unshared.ts";
 export { BLOCK_COLS, BLOCK_ROWS } from "./backend.ts";
