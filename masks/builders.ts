@@ -656,6 +656,21 @@ export function kvCache(
     ? checkWindow(options.windowSize, "kvCache: windowSize")
     : [-1, -1];
   const causalFlag = options.causal ?? false;
+  if (!options.windowSize) {
+    // the decode path builds this mask on every step: the columns written directly (the same
+    // bounds as windowRuns with an unbounded window), no closure or tuple per column
+    const batch = kvLength.length, b = new Int32Array(batch * nk * BOUNDS_PER_COLUMN);
+    for (let s = 0; s < batch; s++) {
+      const len = kvLength[s], off = len - nq;
+      for (let j = 0, o = s * nk * 4; j < nk; j++, o += 4) {
+        const past = j >= len;
+        b[o] = past ? 0 : nq;
+        b[o + 1] = nq;
+        b[o + 3] = !past && causalFlag ? clamp(j - off, nq) : 0;
+      }
+    }
+    return compactMask(b, [batch, 1, nk], nq);
+  }
   return fromRuns(
     nq,
     nk,

@@ -296,17 +296,23 @@ export function compactMask(
   // Per column: the masked set as two sorted, disjoint, non-adjacent runs (empty = [nq, nq)).
   const runs = new Int32Array(cols * 4);
   let causal1 = true, causal2 = true, plain2 = true;
+  // (no allocation per column: this runs on every call that builds a mask, e.g. each decode step)
   for (let x = 0; x < cols; x++) {
     const o = x * BOUNDS_PER_COLUMN;
     let a0 = bounds[o], a1 = bounds[o + 1], b0 = bounds[o + 2], b1 = bounds[o + 3];
     if (a0 >= a1) a0 = a1 = nq;
     if (b0 >= b1) b0 = b1 = nq;
-    if (b0 < a0) [a0, a1, b0, b1] = [b0, b1, a0, a1];
-    if (b0 <= a1) [a1, b0, b1] = [Math.max(a1, b1), nq, nq];
-    runs.set([a0, a1, b0, b1], x * 4);
-    const rest = causalRest(a0, a1, b0, b1, causalEnd(x % nk, nq, nk), nq);
-    if (rest === undefined) causal1 = causal2 = false;
-    else if (rest[1] !== nq) causal1 = false;
+    if (b0 < a0) {
+      const t0 = a0, t1 = a1;
+      a0 = b0, a1 = b1, b0 = t0, b1 = t1;
+    }
+    if (b0 <= a1) {
+      a1 = Math.max(a1, b1);
+      b0 = b1 = nq;
+    }
+    runs[x * 4] = a0, runs[x * 4 + 1] = a1, runs[x * 4 + 2] = b0, runs[x * 4 + 3] = b1;
+    if (!causalRest(a0, a1, b0, b1, causalEnd(x % nk, nq, nk), nq)) causal1 = causal2 = false;
+    else if (restEnd !== nq) causal1 = false;
     // non-causal, 2 columns: [0, UTE) ∪ [LTS, nq)
     if (b0 < b1 ? a0 !== 0 || b1 !== nq : a0 < a1 && a0 !== 0 && a1 !== nq) plain2 = false;
   }
@@ -322,31 +328,34 @@ export function compactMask(
 
   const out = new Int32Array(cols * c);
   for (let x = 0; x < cols; x++) {
-    const [a0, a1, b0, b1] = runs.subarray(x * 4, x * 4 + 4);
+    const a0 = runs[x * 4], a1 = runs[x * 4 + 1], b0 = runs[x * 4 + 2], b1 = runs[x * 4 + 3];
     const o = x * c;
     if (causal) {
-      const [s, e] = causalRest(a0, a1, b0, b1, causalEnd(x % nk, nq, nk), nq)!;
-      out[o] = s;
-      if (c === 2) out[o + 1] = e;
+      causalRest(a0, a1, b0, b1, causalEnd(x % nk, nq, nk), nq);
+      out[o] = restStart;
+      if (c === 2) out[o + 1] = restEnd;
     } else if (c === 2) {
       const lone = b0 >= b1; // at most one run
       out[o] = lone ? (a0 < a1 && a0 !== 0 ? a0 : nq) : b0; // LTS
       out[o + 1] = a0 === 0 && a0 < a1 ? a1 : 0; // UTE
-    } else if (b0 < b1) {
-      out.set([b0, b1, a0, a1], o); // lower slot = later run, upper slot = earlier run
+    } else if (b0 < b1) { // lower slot = later run, upper slot = earlier run
+      out[o] = b0, out[o + 1] = b1, out[o + 2] = a0, out[o + 3] = a1;
     } else if (a0 < a1 && a0 > 0 && a1 === nq) {
-      out.set([a0, a1, 0, 0], o);
+      out[o] = a0, out[o + 1] = a1, out[o + 2] = 0, out[o + 3] = 0;
     } else {
-      out.set(a0 < a1 ? [nq, nq, a0, a1] : [nq, nq, 0, 0], o);
+      out[o] = nq, out[o + 1] = nq, out[o + 2] = a0 < a1 ? a0 : 0, out[o + 3] = a0 < a1 ? a1 : 0;
     }
   }
   return { startEndRowIndices: out, shape: [mb, mh, nk, c], causal };
 }
 
+/** The run {@linkcode causalRest} found: `[restStart, restEnd)` (module scratch, no allocation). */
+let restStart = 0, restEnd = 0;
+
 /**
- * For sorted runs [a0, a1), [b0, b1) and causal part [0, ce): the single run [s, e) left over
- * once the causal part is removed (`[nq, nq)` if none), or undefined if the masked set does
- * not contain the causal part or leaves more than one run.
+ * For sorted runs [a0, a1), [b0, b1) and causal part [0, ce): whether the masked set contains
+ * the causal part and leaves at most one run once it is removed; that run, `[nq, nq)` if none, is
+ * then in `[restStart, restEnd)`.
  */
 function causalRest(
   a0: number,
@@ -355,17 +364,20 @@ function causalRest(
   b1: number,
   ce: number,
   nq: number,
-): [number, number] | undefined {
+): boolean {
   let s = a0, e = a1;
   if (ce > 0) {
-    if (a0 !== 0 || a1 < ce) return undefined;
-    [s, e] = a1 > ce ? [ce, a1] : [nq, nq];
+    if (a0 !== 0 || a1 < ce) return false;
+    if (a1 > ce) s = ce;
+    else s = e = nq;
   }
   if (b0 < b1) {
-    if (s < e) return undefined;
-    [s, e] = [b0, b1];
+    if (s < e) return false;
+    s = b0, e = b1;
   }
-  return s < e ? [s, e] : [nq, nq];
+  if (s < e) restStart = s, restEnd = e;
+  else restStart = restEnd = nq;
+  return true;
 }
 
 /**
