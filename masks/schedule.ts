@@ -160,7 +160,8 @@ export function schedule(mask: FlashMask, options: ScheduleOptions): Schedule {
   const hit = entry?.plans.get(key);
   if (hit && (!bm || sameData(hit.blocks!, bm.data))) return hit.plan;
   const [mb, mh] = mask.shape;
-  checkMask(mask, { batch: mb, heads: mh, kvHeads: mh, nq, nk });
+  // a mask the library built for these sizes is valid by construction (O(size of the mask) saved)
+  if (!unchanging.has(mask)) checkMask(mask, { batch: mb, heads: mh, kvHeads: mh, nq, nk });
   if (bm) {
     // The mask is the call's effective one (sliceLike): its heads are the larger of the two,
     // and the block mask's (1, Hk or Hq of the call) divide them.
@@ -275,6 +276,9 @@ function buildSchedule(
     }
   }
   const total = slices * tr * tc;
+  // O(size of the mask): without a block mask (whose data the caller may change later), computed
+  // when first read rather than on every call that builds a mask (a decode step's kvLength)
+  let visible = bm ? blockVisibleFraction(bounds, nq, nk, br, bc, allowed) : undefined;
   return {
     nq,
     nk,
@@ -291,9 +295,9 @@ function buildSchedule(
     colTiles,
     tiles: { full, partial, skipped: total - full - partial },
     density: (full + partial) / total,
-    visibleFraction: bm
-      ? blockVisibleFraction(bounds, nq, nk, br, bc, allowed)
-      : boundsVisibleFraction(bounds, nq),
+    get visibleFraction() {
+      return visible ??= boundsVisibleFraction(bounds, nq);
+    },
   };
 }
 
