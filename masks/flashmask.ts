@@ -295,8 +295,33 @@ export function compactMask(
   const cols = mb * mh * nk;
   // Per column: the masked set as two sorted, disjoint, non-adjacent runs (empty = [nq, nq)).
   const runs = new Int32Array(cols * 4);
+  const fits = sortRuns(bounds, runs, nk, nq);
+  const causal1 = (fits & FITS_CAUSAL1) !== 0, causal2 = (fits & FITS_CAUSAL2) !== 0;
+  const plain2 = (fits & FITS_PLAIN2) !== 0;
+  let causal: boolean, c: 1 | 2 | 4;
+  if (layout?.causal === true) {
+    if (!causal2) throw new RangeError("the mask cannot be represented by a causal FlashMask");
+    causal = true, c = causal1 ? 1 : 2;
+  } else if (layout?.causal === false) causal = false, c = plain2 ? 2 : 4;
+  else if (causal1) causal = true, c = 1;
+  else if (causal2) causal = true, c = 2;
+  else if (plain2) causal = false, c = 2;
+  else causal = false, c = 4;
+  const out = new Int32Array(cols * c);
+  writeLayout(runs, out, nk, nq, causal, c);
+  return { startEndRowIndices: out, shape: [mb, mh, nk, c], causal };
+}
+
+const FITS_CAUSAL1 = 1, FITS_CAUSAL2 = 2, FITS_PLAIN2 = 4;
+
+// The two loops of compactMask, each its own small function: they run on every call that builds
+// a mask (a decoding step's kvLength), and V8 kept dropping the optimised code of the one large
+// function (no allocation per column either).
+
+/** Canonical bounds → sorted runs per column; which layouts can hold them (FITS_* bits). */
+function sortRuns(bounds: Int32Array, runs: Int32Array, nk: number, nq: number): number {
   let causal1 = true, causal2 = true, plain2 = true;
-  // (no allocation per column: this runs on every call that builds a mask, e.g. each decode step)
+  const cols = runs.length / 4;
   for (let x = 0; x < cols; x++) {
     const o = x * BOUNDS_PER_COLUMN;
     let a0 = bounds[o], a1 = bounds[o + 1], b0 = bounds[o + 2], b1 = bounds[o + 3];
@@ -316,17 +341,19 @@ export function compactMask(
     // non-causal, 2 columns: [0, UTE) ∪ [LTS, nq)
     if (b0 < b1 ? a0 !== 0 || b1 !== nq : a0 < a1 && a0 !== 0 && a1 !== nq) plain2 = false;
   }
-  let causal: boolean, c: 1 | 2 | 4;
-  if (layout?.causal === true) {
-    if (!causal2) throw new RangeError("the mask cannot be represented by a causal FlashMask");
-    [causal, c] = [true, causal1 ? 1 : 2];
-  } else if (layout?.causal === false) [causal, c] = [false, plain2 ? 2 : 4];
-  else if (causal1) [causal, c] = [true, 1];
-  else if (causal2) [causal, c] = [true, 2];
-  else if (plain2) [causal, c] = [false, 2];
-  else [causal, c] = [false, 4];
+  return (causal1 ? FITS_CAUSAL1 : 0) | (causal2 ? FITS_CAUSAL2 : 0) | (plain2 ? FITS_PLAIN2 : 0);
+}
 
-  const out = new Int32Array(cols * c);
+/** Sorted runs per column → the stored columns of the chosen layout. */
+function writeLayout(
+  runs: Int32Array,
+  out: Int32Array,
+  nk: number,
+  nq: number,
+  causal: boolean,
+  c: number,
+): void {
+  const cols = runs.length / 4;
   for (let x = 0; x < cols; x++) {
     const a0 = runs[x * 4], a1 = runs[x * 4 + 1], b0 = runs[x * 4 + 2], b1 = runs[x * 4 + 3];
     const o = x * c;
@@ -346,7 +373,6 @@ export function compactMask(
       out[o] = nq, out[o + 1] = nq, out[o + 2] = a0 < a1 ? a0 : 0, out[o + 3] = a0 < a1 ? a1 : 0;
     }
   }
-  return { startEndRowIndices: out, shape: [mb, mh, nk, c], causal };
 }
 
 /** The run {@linkcode causalRest} found: `[restStart, restEnd)` (module scratch, no allocation). */
