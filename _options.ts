@@ -20,6 +20,7 @@ export const ATTENTION_OPTIONS = [
   "kvLength",
   "softcap",
   "dropout",
+  "sinks",
   "blockMask",
   "outputs",
   "encoder",
@@ -48,6 +49,10 @@ const ALIASES: Record<string, string> = {
   attn_mask: "mask",
   block_mask: "blockMask",
   check_finite: "checkFinite",
+  head_sink: "sinks",
+  s_aux: "sinks",
+  attention_sinks: "sinks",
+  learnable_sink: "sinks",
   num_threads: "threads",
 };
 

@@ -27,6 +27,7 @@ export function featuresOf(p: Problem): Feature[] {
   if (p.softcap !== undefined) f.push("softcap");
   if (p.dropout !== undefined) f.push("dropout");
   if (p.blockMask !== undefined) f.push("blockMask");
+  if (p.sinks !== undefined) f.push("sinks");
   return f;
 }
 
@@ -216,6 +217,7 @@ export function checkProblem(
   }
   if (options.dropout !== undefined) checkDropout(options.dropout);
   const dropout = options.dropout && options.dropout.p > 0 ? { ...options.dropout } : undefined;
+  const sinks = options.sinks === undefined ? undefined : checkSinks(options.sinks, heads);
   return {
     batch,
     nq,
@@ -233,8 +235,31 @@ export function checkProblem(
     checkFinite: options.checkFinite ?? true,
     softcap,
     dropout,
+    sinks,
     blockMask: bm,
   };
+}
+
+/** `options.sinks`: a Float32Array of one finite logit per query head; a copy. */
+function checkSinks(sinks: unknown, heads: number): Float32Array {
+  if (!(sinks instanceof Float32Array)) {
+    throw new TypeError(
+      `options.sinks must be a Float32Array of ${heads} logits (one per query head), got ${
+        describe(sinks)
+      }`,
+    );
+  }
+  if (sinks.length !== heads) {
+    throw new RangeError(
+      `options.sinks.length is ${sinks.length}; expected ${heads} (one logit per query head)`,
+    );
+  }
+  for (let h = 0; h < heads; h++) {
+    if (!Number.isFinite(sinks[h])) {
+      throw new RangeError(`options.sinks[${h}] is ${sinks[h]}; sink logits must be finite`);
+    }
+  }
+  return sinks.slice();
 }
 
 const builtMasks = new Map<string, FlashMask>();

@@ -13,7 +13,8 @@
  * element against its column's canonical bounds `[lts, lte) ∪ [uts, ute)`.
  * Options: softcap caps each score (`c·tanh(s·scale/c)`, derivative `scale·(1 − tanh²)` in the
  * backward); dropout scales kept probabilities by 1/(1 − p) in O and dV, and the lse is that of
- * the undropped scores (FlashAttention's convention).
+ * the undropped scores (FlashAttention's convention); sinks start each row's online softmax
+ * from the sink's state (`terms/sink.ts`), and their gradient is `sinkGradient`.
  * Arithmetic is float64 (JavaScript numbers); results are rounded to the output dtype.
  *
  * @module
@@ -23,6 +24,7 @@ import type { AttentionResult, Computed, Gradients, Problem, SavedForBackward } 
 import { BOUNDS_PER_COLUMN } from "./masks/flashmask.ts";
 import { dropoutKeeps } from "./masks/dropout.ts";
 import { fromFloat32, toFloat32 } from "./tensor.ts";
+import { sinkGradient } from "./terms/sink.ts";
 import type { Tensor } from "./tensor.ts";
 
 /** Tile size (rows and columns) of this backend. */
@@ -48,8 +50,10 @@ export function forward(
       const kh = Math.floor(h / group), slice = p.slice(b, h);
       for (let r = 0; r < plan.rowBlocks; r++) {
         const i0 = r * BLOCK, rows = Math.min(BLOCK, nq - i0);
-        m.fill(-Infinity);
-        l.fill(0);
+        // the online softmax starts empty, or from the sink's state (terms/sink.ts)
+        const sink = p.sinks?.[h];
+        m.fill(sink ?? -Infinity);
+        l.fill(sink === undefined ? 0 : 1);
         acc.fill(0);
         const list = slice * plan.rowBlocks + r;
         for (let t = plan.rowPtr[list]; t < plan.rowPtr[list + 1]; t++) {
@@ -176,6 +180,7 @@ export function backward(p: Problem, saved: SavedForBackward): Computed<Gradient
     dq: fromFloat32(Float32Array.from(dq), saved.q.shape, dt),
     dk: fromFloat32(dk, saved.k.shape, dt),
     dv: fromFloat32(dv, saved.v.shape, dt),
+    ...(p.sinks ? { dsinks: sinkGradient(p.sinks, o, dO, lse, p) } : {}),
   };
 }
 

@@ -69,6 +69,14 @@ export interface AttentionOptions {
    */
   dropout?: Dropout;
   /**
+   * Learnable attention sinks (gpt-oss, FlashAttention 4, onnxruntime's `head_sink`): one logit
+   * σ_h per query head (length Hq) that joins every softmax of its head and has no value
+   * vector: `lse_i = log(exp(σ_h) + Σ_j exp(s_ij))`, `out_i = Σ_j exp(s_ij − lse_i) v_j`. A row
+   * that sees no key gets out 0 and lse σ_h. {@linkcode attentionBackward} then also returns
+   * `dsinks`. Dropout never drops the sink.
+   */
+  sinks?: Float32Array;
+  /**
    * Block-sparse mask over (row block, column block) tiles, combined with the FlashMask: both
    * must allow a tile for it to be computed.
    */
@@ -186,6 +194,11 @@ export interface Gradients extends ComputedBy {
   dk: Tensor;
   /** Gradient with respect to v (summed likewise). */
   dv: Tensor;
+  /**
+   * With `options.sinks`: the gradient of each sink logit,
+   * `dσ_h = −Σ_{b,i} exp(σ_h − lse_{b,h,i})·D_{b,h,i}`, `D = rowsum(dOut ∘ out)`.
+   */
+  dsinks?: Float32Array;
 }
 
 /** Largest head dimension any backend supports. */
@@ -217,6 +230,8 @@ export interface Problem {
   readonly softcap?: number;
   /** Dropout on P (undefined when off or p = 0). */
   readonly dropout?: Dropout;
+  /** One sink logit per query head (a copy of `options.sinks`; undefined without). */
+  readonly sinks?: Float32Array;
   /** The block-sparse mask, if any (already applied by `schedule`). */
   readonly blockMask?: BlockMask;
 }
@@ -270,4 +285,4 @@ export interface BackendInfo {
 }
 
 /** Options that need kernel support (the mask-like ones become FlashMasks and need none). */
-export type Feature = "softcap" | "dropout" | "blockMask";
+export type Feature = "softcap" | "dropout" | "blockMask" | "sinks";

@@ -30,6 +30,8 @@ export interface ReferenceOptions {
   blockMask?: BlockMask;
   softcap?: number;
   dropout?: Dropout;
+  /** Sink logits, one per query head (terms/sink.ts). */
+  sinks?: ArrayLike<number>;
 }
 
 /** Whether query i of head h (of `heads`), batch b may see key j, by definition. */
@@ -161,12 +163,15 @@ function score(dot: number, scale: number, opt: ReferenceOptions, f: Round): num
   return opt.softcap ? f(f(opt.softcap) * f(Math.tanh(f(s / f(opt.softcap))))) : s;
 }
 
-/** Softmax probabilities of a score row (null → 0) and its log-sum-exp. */
-function softmax(row: (number | null)[], f: Round): { p: number[]; lse: number } {
-  let m = -Infinity;
+/**
+ * Softmax probabilities of a score row (null → 0) and its log-sum-exp; with a sink logit, the
+ * softmax also runs over it (it takes probability exp(sink − lse) and has no value).
+ */
+function softmax(row: (number | null)[], f: Round, sink?: number): { p: number[]; lse: number } {
+  let m = sink ?? -Infinity;
   for (const s of row) if (s !== null && s > m) m = s;
   if (m === -Infinity) return { p: row.map(() => 0), lse: -Infinity };
-  let l = 0;
+  let l = sink === undefined ? 0 : f(Math.exp(f(sink - m)));
   const e = row.map((s) => s === null ? 0 : f(Math.exp(f(s - m))));
   for (const x of e) l = f(l + x);
   return { p: e.map((x) => f(x / l)), lse: f(m + f(Math.log(l))) };
@@ -207,7 +212,7 @@ export function referenceForward(
         const row = dots(q, k, D, opt, b, h, i, f).map((x) =>
           x === null ? null : score(x, scale, opt, f)
         );
-        const { p, lse: l } = softmax(row, f);
+        const { p, lse: l } = softmax(row, f, opt.sinks?.[h]);
         lse[(b * heads + h) * nq + i] = l;
         const pd = p.map((x, j) => x === 0 ? 0 : f(x * keep(opt, b, h, i, j)));
         for (let x = 0; x < d; x++) {
@@ -223,7 +228,10 @@ export function referenceForward(
   return { out, lse };
 }
 
-/** Naive backward: exact gradients of the attention function for the given dOut. */
+/**
+ * Naive backward: exact gradients of the attention function for the given dOut (and of the
+ * sink logits, `dsinks`, with `opt.sinks`: −Σ_{b,i} exp(σ_h − lse)·D).
+ */
 export function referenceBackward(
   qt: Tensor,
   kt: Tensor,
@@ -232,7 +240,7 @@ export function referenceBackward(
   opt: ReferenceOptions = {},
   f: Round = exact,
   out?: Float64Array,
-): { dq: Float64Array; dk: Float64Array; dv: Float64Array } {
+): { dq: Float64Array; dk: Float64Array; dv: Float64Array; dsinks?: Float64Array } {
   const D = dims(qt, kt, opt.scale);
   const { batch, nq, nk, heads, kvHeads, d, scale } = D;
   const q = toFloat32(qt), k = toFloat32(kt), v = toFloat32(vt), dO = toFloat32(dOt);
@@ -244,13 +252,15 @@ export function referenceBackward(
     : roundTo(out ?? referenceForward(qt, kt, vt, opt, f).out, qt.dtype);
   const dq = new Float64Array(q.length), dk = new Float64Array(k.length);
   const dv = new Float64Array(v.length);
+  const dsinks = opt.sinks ? new Float64Array(heads) : undefined;
   for (let b = 0; b < batch; b++) {
     for (let h = 0; h < heads; h++) {
       const kh = Math.floor((h * kvHeads) / heads);
       for (let i = 0; i < nq; i++) {
         const dot = dots(q, k, D, opt, b, h, i, f);
         const row = dot.map((x) => x === null ? null : score(x, scale, opt, f));
-        let { p, lse } = softmax(row, f);
+        const sink = opt.sinks?.[h];
+        let { p, lse } = softmax(row, f, sink);
         // A float32 backward recomputes P from the float32 lse, as FlashAttention's does.
         if (f !== exact && lse !== -Infinity) p = recomputedP(row, lse, f);
         const qo = ((b * nq + i) * heads + h) * d;
@@ -266,6 +276,10 @@ export function referenceBackward(
           if (!saved) Di += p[j] * dP[j];
         }
         if (saved) { for (let x = 0; x < d; x++) Di = f(Di + f(dO[qo + x] * saved[qo + x])); }
+        // the sink's probability exp(σ − lse) times D (a float32 backward: from the float32 lse)
+        if (dsinks && sink !== undefined) {
+          dsinks[h] = f(dsinks[h] - f(f(Math.exp(f(sink - lse))) * Di));
+        }
         for (let j = 0; j < nk; j++) {
           if (p[j] === 0) continue;
           const ko = ((b * nk + j) * kvHeads + kh) * d;
@@ -286,7 +300,7 @@ export function referenceBackward(
       }
     }
   }
-  return { dq, dk, dv };
+  return { dq, dk, dv, ...(dsinks ? { dsinks } : {}) };
 }
 
 /** `t` with its head dimension reversed (the same problem, summed in another order). */
@@ -315,6 +329,8 @@ export interface Magnitudes {
   dq: Float64Array;
   dk: Float64Array;
   dv: Float64Array;
+  /** With sinks. */
+  dsinks?: Float64Array;
 }
 
 /**
@@ -344,6 +360,7 @@ export function referenceMagnitudes(
     dq: new Float64Array(q.length),
     dk: new Float64Array(k.length),
     dv: new Float64Array(v.length),
+    ...(opt.sinks ? { dsinks: new Float64Array(heads) } : {}),
   };
   const { out: o } = referenceForward(qt, kt, vt, opt);
   for (let b = 0; b < batch; b++) {
@@ -353,7 +370,8 @@ export function referenceMagnitudes(
         const qo = ((b * nq + i) * heads + h) * d;
         const dot = dots(q, k, D, opt, b, h, i, exact);
         const row = dot.map((x) => x === null ? null : score(x, scale, opt, exact));
-        const { p, lse } = softmax(row, exact);
+        const sink = opt.sinks?.[h];
+        const { p, lse } = softmax(row, exact, sink);
         if (lse === -Infinity) continue;
         // score errors: scale·Σ|q||k| (the softcap's tanh has slope ≤ 1) plus the score itself
         const es = dot.map((x, j) => {
@@ -383,6 +401,11 @@ export function referenceMagnitudes(
         for (let y = 0; y < d; y++) {
           Di += dO[qo + y] * o[qo + y];
           mD += Math.abs(dO[qo + y] * o[qo + y]);
+        }
+        if (m.dsinks && sink !== undefined) {
+          // exp(σ − lse) errs by the lse's error (and its own rounding), D by its terms' sizes
+          const ps = Math.exp(sink - lse);
+          m.dsinks[h] += ps * ((1 + el) * Math.abs(Di) + mD);
         }
         for (let j = 0; j < nk; j++) {
           if (p[j] === 0) continue;

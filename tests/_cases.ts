@@ -51,6 +51,8 @@ export interface Case {
   blockMask?: BlockMask;
   softcap?: number;
   dropout?: Dropout;
+  /** Sink logits, one per query head. */
+  sinks?: Float32Array;
   /** Standard deviation of q and k entries (default 1). */
   sigma?: number;
   /** Makes q, k, v and dOut (default: normal entries, q and k with `sigma`). */
@@ -353,6 +355,77 @@ export function featureCases(): Case[] {
 }
 
 /**
+ * Attention sinks (one logit per query head) with every mask builder, a random FlashMask, GQA,
+ * Nq ≠ Nk, f16, softcap, dropout, ragged caches with an empty entry (rows that see no key: out 0,
+ * lse σ) and decoding shapes; sinks from −3 to 4, so that they take from nothing to most of a
+ * row's probability.
+ */
+export function sinkCases(): Case[] {
+  const rand = rng(29);
+  const sinks = (h: number) => Float32Array.from({ length: h }, () => -3 + 7 * rand());
+  const one = { batch: 1, heads: 3, kvHeads: 1, dtype: "f32" as DType, d: 16, sinks: sinks(3) };
+  const cases: Case[] = MASK_NAMES.map((name) => ({
+    ...one,
+    name: `sinks, ${name} n=37`,
+    nq: 37,
+    nk: 37,
+    mask: exampleMask(name, 37, 4).mask,
+  }));
+  cases.push(
+    { ...one, name: "sinks, no mask, Nq > Nk, d=59", nq: 41, nk: 19, d: 59 },
+    { ...one, name: "sinks, causal Nq > Nk (rows that see nothing)", nq: 23, nk: 9, causal: true },
+    {
+      ...one,
+      name: "sinks, random FlashMask per query head, GQA 6:2",
+      heads: 6,
+      kvHeads: 2,
+      sinks: sinks(6),
+      nq: 70,
+      nk: 53,
+      mask: randomMask(rand, 70, 53, [1, 6]),
+    },
+    {
+      ...one,
+      name: "sinks, f16, causal, d=96",
+      dtype: "f16",
+      nq: 33,
+      nk: 33,
+      d: 96,
+      causal: true,
+    },
+    { ...one, name: "sinks with softcap 5", nq: 29, nk: 29, softcap: 5, sigma: 2, causal: true },
+    {
+      ...one,
+      name: "sinks with dropout 0.3 and a window",
+      nq: 31,
+      nk: 31,
+      dropout: { p: 0.3, seed: 5 },
+      windowSize: [6, 2],
+    },
+    {
+      ...one,
+      name: "sinks, kvLength [40, 0, 7] causal, 2 new queries (an empty cache entry)",
+      batch: 3,
+      nq: 2,
+      nk: 40,
+      kvLength: [40, 0, 7],
+      causal: true,
+    },
+    {
+      ...one,
+      name: "sinks, decode: 1 query against 300 keys, GQA 8:2, d=64",
+      heads: 8,
+      kvHeads: 2,
+      sinks: sinks(8),
+      nq: 1,
+      nk: 300,
+      d: 64,
+    },
+  );
+  return cases;
+}
+
+/**
  * Decoding shapes (few queries against a long cache): single and multiple queries, GQA,
  * ragged caches, per-query-head masks, the score options, odd head dims and f16.
  */
@@ -411,6 +484,9 @@ export function decodeCases(): Case[] {
 }
 
 /** A case's inputs, options and float64 references, computed once for any number of backends. */
+/** Float64 gradients (`dsinks` with sinks). */
+type Grads64 = { dq: Float64Array; dk: Float64Array; dv: Float64Array; dsinks?: Float64Array };
+
 export interface PreparedCase {
   q: Tensor;
   k: Tensor;
@@ -429,9 +505,9 @@ export interface PreparedCase {
   };
   /** Reference gradients (float64) and the float32 baselines (undefined: forward only). */
   backward?: {
-    ref: { dq: Float64Array; dk: Float64Array; dv: Float64Array };
-    f32: { dq: Float64Array; dk: Float64Array; dv: Float64Array };
-    f32r?: { dq: Float64Array; dk: Float64Array; dv: Float64Array };
+    ref: Grads64;
+    f32: Grads64;
+    f32r?: Grads64;
   };
   /** Rounding-error magnitudes of the outputs (with `thorough`; see referenceMagnitudes). */
   magnitudes?: Magnitudes;
@@ -462,6 +538,7 @@ export function prepareCase(c: Case, seed = 1, options: { thorough?: boolean } =
     blockMask: c.blockMask,
     softcap: c.softcap,
     dropout: c.dropout,
+    sinks: c.sinks,
   };
   const f32 = referenceForward(q, k, v, opt, Math.fround);
   const pc: PreparedCase = {
@@ -487,6 +564,7 @@ export function prepareCase(c: Case, seed = 1, options: { thorough?: boolean } =
         dq: reverseRows(g.dq, c.d),
         dk: reverseRows(g.dk, c.d),
         dv: reverseRows(g.dv, c.d),
+        dsinks: g.dsinks,
       };
     }
   }
@@ -559,6 +637,16 @@ export async function checkPrepared(
       assert.equal(t.dtype, c.dtype);
       assert.deepEqual(t.shape, name === "dq" ? q.shape : k.shape);
       check(name, `${c.name}: ${name}`, t, r, roundTo(f, c.dtype), { ...od, ...more(f2, m) });
+    }
+    assert.equal(g.dsinks !== undefined, rg.dsinks !== undefined, "dsinks with sinks only");
+    if (rg.dsinks) {
+      // a sum over every row of the head: its floor grows with the number of rows summed
+      const rows = c.batch * c.nq;
+      check("dsinks", `${c.name}: dsinks`, g.dsinks!, rg.dsinks, fg.dsinks!, {
+        dtype: "f32",
+        floor: 2 ** -21 * Math.max(1, Math.sqrt(rows / 64)),
+        ...more(fr?.dsinks, mg?.dsinks, false),
+      });
     }
     grads = g;
   }

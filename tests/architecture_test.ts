@@ -56,7 +56,7 @@ for (const e of entries) await graph(e, libraryGraph);
 
 /** A layer number per library file (see the module doc). */
 function layer(file: string): number {
-  if (file === "tensor.ts" || file.startsWith("masks/")) return 1;
+  if (file === "tensor.ts" || file.startsWith("masks/") || file.startsWith("terms/")) return 1;
   if (file === "types.ts") return 2;
   if (["_problem.ts", "_options.ts", "merge.ts"].includes(file) || file.startsWith("reference/")) {
     return 3;

@@ -1,4 +1,4 @@
-import { checkCase, checkMaskedRows, featureCases, standardCases } from "./_cases.ts";
+import { checkCase, checkMaskedRows, featureCases, sinkCases, standardCases } from "./_cases.ts";
 
 for (const c of standardCases({ large: true })) {
   Deno.test(`js backend: ${c.name}`, () => checkCase(c, { backend: "js" }));
@@ -8,5 +8,9 @@ Deno.test("js backend: fully masked rows give 0, -Infinity and zero gradients", 
   checkMaskedRows({ backend: "js" }));
 
 for (const c of featureCases()) {
+  Deno.test(`js backend: ${c.name}`, () => checkCase(c, { backend: "js" }));
+}
+
+for (const c of sinkCases()) {
   Deno.test(`js backend: ${c.name}`, () => checkCase(c, { backend: "js" }));
 }
