@@ -184,6 +184,8 @@ export interface GpuGradients extends ComputedBy {
   dk: GpuTensor;
   /** Gradient with respect to v (summed likewise). */
   dv: GpuTensor;
+  /** With `options.sinks`: the gradient of each sink logit (Hq float32) on the GPU. */
+  dsinks?: GpuArray;
 }
 
 /** Result of {@linkcode attentionBackward}: gradients with the shapes of q, k and v. */

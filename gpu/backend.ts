@@ -24,13 +24,14 @@ import type {
   SavedForBackward,
 } from "../types.ts";
 import type { GpuArray, GpuTensor, Shape4, Tensor } from "../tensor.ts";
-import { checkGpuBuffers, release, storage, upload } from "./buffers.ts";
+import { checkGpuBuffers, release, sinksOnGpu, storage, upload } from "./buffers.ts";
 import { deviceType, hostTensor, onDevice, requireGpu, submit } from "./dispatch.ts";
 import { checkOutputs, checkResident, gpuBuffers, type Named } from "./io.ts";
 import { adapterInfo, type GpuContext } from "./device.ts";
 import { type ForwardBuffers, forwardConfig, forwardKernel, planForward } from "./forward.ts";
 import { type BackwardBuffers, backwardKernels, planBackward } from "./backward.ts";
 import { decodeBuffers, decodeKernels, planDecode, usesDecode } from "./decode.ts";
+import { planSinkGrad, sinkGradKernel } from "./sink.ts";
 
 /** How a GPU call hands back its results. */
 export interface GpuIo {
@@ -140,7 +141,9 @@ export async function gpuBackward(
   p: Problem,
   s: GpuSaved,
   io: GpuIo,
-): Promise<Computed<Gradients> | { dq: GpuTensor; dk: GpuTensor; dv: GpuTensor }> {
+): Promise<
+  Computed<Gradients> | { dq: GpuTensor; dk: GpuTensor; dv: GpuTensor; dsinks?: GpuArray }
+> {
   const ctx = await requireGpu();
   const dt = deviceType(ctx, p.dtype);
   const qs: Shape4 = [p.batch, p.nq, p.heads, p.headDim];
@@ -161,12 +164,14 @@ export async function gpuBackward(
   const buffers = gpuBuffers([...inputs, ...(Object.entries(given) as Named)]);
   await checkGpuBuffers(ctx, buffers);
   const kern = await backwardKernels(ctx, p, dt);
+  const sinkPipe = p.sinks ? await sinkGradKernel(ctx) : undefined;
   const bytes = dt === "f16" ? 2 : 4;
   const qBytes = p.batch * p.nq * p.heads * p.headDim * bytes;
   const kBytes = p.batch * p.nk * p.kvHeads * p.headDim * bytes;
   const call = new CallBuffers();
   const made: GPUBuffer[] = [];
   const grads: Partial<Record<"dq" | "dk" | "dv", GpuTensor>> = {};
+  let dsinks: GPUBuffer | undefined;
   try {
     const got = await submit(ctx, () => {
       const lse = s.lse instanceof Float32Array
@@ -187,21 +192,40 @@ export async function gpuBackward(
         grads[name] = given[name] ??
           { buffer: made[made.push(storage(ctx, n, name)) - 1], shape: sh, dtype: dt };
       }
+      // the sinks' gradient: from the prep kernel's row stats (gpu/sink.ts)
+      if (sinkPipe) dsinks = made[made.push(storage(ctx, p.heads * 4, "dsinks")) - 1];
       if (!io.resident) made.forEach((b) => call.add(b));
       const b: BackwardBuffers = { ...inputs, stats, dq: grads.dq!, dk: grads.dk!, dv: grads.dv! };
       const plan = planBackward(ctx, p, b, kern);
+      const sink = sinkPipe && dsinks
+        ? planSinkGrad(ctx, p, sinkPipe, { stats, sinks: sinksOnGpu(ctx, p.sinks!), dsinks })
+        : undefined;
       return {
-        encode: plan.encode,
-        reads: io.resident
-          ? []
-          : [[grads.dq!.buffer, qBytes], [grads.dk!.buffer, kBytes], [grads.dv!.buffer, kBytes]],
+        encode: (pass) => {
+          plan.encode(pass);
+          sink?.encode(pass);
+        },
+        reads: io.resident ? [] : [
+          [grads.dq!.buffer, qBytes],
+          [grads.dk!.buffer, kBytes],
+          [grads.dv!.buffer, kBytes],
+          ...(dsinks ? [[dsinks, p.heads * 4] as [GPUBuffer, number]] : []),
+        ],
       };
     }, io.encoder);
-    if (io.resident) return { dq: grads.dq!, dk: grads.dk!, dv: grads.dv! };
+    if (io.resident) {
+      return {
+        dq: grads.dq!,
+        dk: grads.dk!,
+        dv: grads.dv!,
+        ...(dsinks ? { dsinks: { buffer: dsinks, length: p.heads } } : {}),
+      };
+    }
     return {
       dq: hostTensor(got[0], qs, p.dtype, dt),
       dk: hostTensor(got[1], ks, p.dtype, dt),
       dv: hostTensor(got[2], ks, p.dtype, dt),
+      ...(dsinks ? { dsinks: new Float32Array(got[3]) } : {}),
     };
   } catch (e) {
     if (io.resident) made.forEach((b) => b.destroy());
@@ -230,7 +254,7 @@ async function info(headDim: number): Promise<BackendInfo> {
 /** The WebGPU backend for host tensors. */
 export const gpuBackend: Backend = {
   name: "webgpu",
-  features: new Set(["blockMask", "softcap", "dropout"]),
+  features: new Set(["blockMask", "softcap", "dropout", "sinks"]),
   forward: (p, q, k, v) =>
     gpuForward(p, q, k, v, { resident: false }) as Promise<Computed<AttentionResult>>,
   backward: (p, s: SavedForBackward) =>

@@ -380,6 +380,32 @@ export function scheduleOnGpu(ctx: GpuContext, plan: Schedule): ScheduleBuffer {
   return sb;
 }
 
+/** Most sink arrays kept on the GPU per device (distinct contents: a model's layers). */
+const MAX_SINK_BUFFERS = 256;
+
+const sinkBuffers = new WeakMap<GpuContext, Map<string, GPUBuffer>>();
+
+/**
+ * The sink logits on the GPU (one f32 per query head), uploaded once per content and device:
+ * a decoding loop, whose layers' sinks do not change, creates no buffer per call. Least recently
+ * used contents are dropped past {@linkcode MAX_SINK_BUFFERS}, as schedules are.
+ */
+export function sinksOnGpu(ctx: GpuContext, sinks: Float32Array): GPUBuffer {
+  let cache = sinkBuffers.get(ctx);
+  if (!cache) sinkBuffers.set(ctx, cache = new Map());
+  const key = String(new Uint32Array(sinks.buffer, sinks.byteOffset, sinks.length));
+  let buf = cache.get(key);
+  if (buf) cache.delete(key); // most recently used last
+  else buf = markCached(upload(ctx, sinks, "sinks"));
+  cache.set(key, buf);
+  for (const [old, b] of cache) {
+    if (cache.size <= MAX_SINK_BUFFERS) break;
+    cache.delete(old);
+    retireLater(ctx, b); // the call being bound may use it
+  }
+  return buf;
+}
+
 const retiring = new WeakMap<GpuContext, GPUBuffer[]>();
 
 /**

@@ -9,12 +9,12 @@
 
 import type { Problem } from "../types.ts";
 import type { Schedule } from "../masks/schedule.ts";
-import { scheduleOnGpu, scratch } from "./buffers.ts";
+import { scheduleOnGpu, scratch, sinksOnGpu } from "./buffers.ts";
 import { pipelineLayout } from "./binding.ts";
 import { type GpuContext, pipeline } from "./device.ts";
 import { bound, encodeChunks, type KernelPlan, problemUniforms, type Region } from "./dispatch.ts";
 import {
-  COMBINE_LAYOUT,
+  combineLayout,
   combineWgsl,
   DECODE_MAX_NQ,
   DECODE_TILE,
@@ -65,6 +65,7 @@ export async function decodeKernels(
     vec: p.headDim % 4 === 0,
     softcap: p.softcap !== undefined,
     dropout: p.dropout !== undefined,
+    sinks: p.sinks !== undefined,
   };
   const chunks = Math.ceil(rowsTotal / rows);
   const tiles = Math.ceil(p.nk / DECODE_TILE);
@@ -83,7 +84,7 @@ export async function decodeKernels(
       ctx,
       decodeKey("combine", cfg),
       () => combineWgsl(cfg),
-      pipelineLayout(ctx, COMBINE_LAYOUT),
+      pipelineLayout(ctx, combineLayout(cfg)),
     ),
   ]);
   return {
@@ -165,7 +166,7 @@ export function planDecode(
   const combine = encodeChunks(
     ctx,
     kern.pipes[1],
-    COMBINE_LAYOUT,
+    combineLayout(kern.cfg),
     kern.dtype,
     { ...values, ...defaults },
     p.batch,
@@ -174,6 +175,7 @@ export function planDecode(
       plse,
       out: bound(b.out, qn),
       lse: bound(b.lse, p.heads * p.nq),
+      ...(kern.cfg.sinks ? { sinks: { buffer: sinksOnGpu(ctx, p.sinks!), perBatch: 0 } } : {}),
     },
     (n) => [Math.ceil((p.heads * p.nq * kern.cfg.cw) / 256), n, 1],
   );

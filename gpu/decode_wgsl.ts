@@ -53,6 +53,8 @@ export interface DecodeConfig {
   vec: boolean;
   softcap: boolean;
   dropout: boolean;
+  /** The combine adds each head's sink logit to its softmax (the `sinks` binding). */
+  sinks?: boolean;
 }
 
 /** Uniform block of the decoding kernels, shared by both. */
@@ -130,11 +132,24 @@ export const COMBINE_LAYOUT: KernelLayout = {
   ],
 };
 
-/** Pipeline keys. */
+/** The combining kernel with attention sinks: one more binding, the sink logits. */
+export const COMBINE_SINK_LAYOUT: KernelLayout = {
+  params: COMBINE_LAYOUT.params,
+  bindings: [...COMBINE_LAYOUT.bindings, { name: "sinks", type: "f32" }],
+};
+
+/** The combining kernel's layout for a configuration. */
+export function combineLayout(c: DecodeConfig): KernelLayout {
+  return c.sinks ? COMBINE_SINK_LAYOUT : COMBINE_LAYOUT;
+}
+
+/** Pipeline keys (the splits never see the sink: only the combine's key names it). */
 export function decodeKey(kind: "decode" | "combine", c: DecodeConfig): string {
   return `${kind}:${c.dtype}:d${c.headDim}:cw${c.cw}:r${c.rows}${c.shared ? ":shared" : ""}${
     c.vec ? ":vec" : ""
-  }${c.softcap ? ":cap" : ""}${c.dropout ? ":drop" : ""}`;
+  }${c.softcap ? ":cap" : ""}${c.dropout ? ":drop" : ""}${
+    kind === "combine" && c.sinks ? ":sink" : ""
+  }`;
 }
 
 function header(c: DecodeConfig, layout: KernelLayout): string {
@@ -389,7 +404,7 @@ ${
 /** The combining kernel: one invocation per (batch, query head, query, vec4 column). */
 export function combineWgsl(c: DecodeConfig): string {
   const R = c.rows, CW = c.cw, HD = headDimExpr(c.headDim);
-  return `${header(c, COMBINE_LAYOUT)}
+  return `${header(c, combineLayout(c))}
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let e = gid.x;
@@ -406,12 +421,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let r = rr % ${R}u;
   let slot0 = ((bl * P.kvHeads + kh) * P.chunks + chunk) * P.splits;
   var m = NEG;
-  for (var s = 0u; s < P.splits; s++) { m = max(m, plse[P.plseOff + (slot0 + s) * ${R}u + r]); }
+  for (var s = 0u; s < P.splits; s++) { m = max(m, plse[P.plseOff + (slot0 + s) * ${R}u + r]); }${
+    c.sinks
+      ? "\n  let sink = sinks[hq]; // the sink joins once, with weight exp(σ − m) and no value\n  m = max(m, sink);"
+      : ""
+  }
   // m stays NEG where no split saw a key (every plse −∞, so every w is 0); a NaN plse makes sum
   // NaN whether or not max() passes it on
   let mUse = select(m, 0.0, m == NEG);
   var acc = vec4<f32>(0.0);
-  var sum = 0.0;
+  var sum = ${c.sinks ? "exp(sink - mUse)" : "0.0"};
   for (var s = 0u; s < P.splits; s++) {
     let w = exp(plse[P.plseOff + (slot0 + s) * ${R}u + r] - mUse);
     sum = sum + w;

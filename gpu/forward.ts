@@ -8,14 +8,14 @@
 
 import type { Problem } from "../types.ts";
 import type { Schedule } from "../masks/schedule.ts";
-import { scheduleOnGpu } from "./buffers.ts";
+import { scheduleOnGpu, sinksOnGpu } from "./buffers.ts";
 import { pipelineLayout } from "./binding.ts";
 import { type GpuContext, pipeline } from "./device.ts";
 import { bound, encodeChunks, type KernelPlan, problemUniforms, type Region } from "./dispatch.ts";
 import {
-  FORWARD_LAYOUT,
   type ForwardConfig,
   forwardKey,
+  forwardLayout,
   forwardSharedBytes,
   forwardWgsl,
 } from "./forward_wgsl.ts";
@@ -27,7 +27,7 @@ export function forwardConfig(
   ctx: GpuContext,
   headDim: number,
   dtype: "f32" | "f16",
-  score: { softcap?: number; dropout?: unknown } = {},
+  score: { softcap?: number; dropout?: unknown; sinks?: unknown } = {},
 ): ForwardConfig {
   const dn = headDimWidth(headDim);
   // Measured on an H100 (f32, d = 128, N = 16384): rm 8, cn 4 (128 × 64 tiles) 22.8 TFLOP/s;
@@ -47,6 +47,7 @@ export function forwardConfig(
     ...gpuTuning().forward,
     softcap: score.softcap !== undefined,
     dropout: score.dropout !== undefined,
+    sinks: score.sinks !== undefined,
   };
   return fitShared(ctx, cfg, () => forwardSharedBytes(cfg), headDim, [
     () => cfg.kv > 16 && (16 * cfg.cn) % (cfg.kv / 2) === 0 && (cfg.kv /= 2) > 0,
@@ -88,7 +89,7 @@ export async function forwardKernel(
     ctx,
     forwardKey(cfg),
     () => forwardWgsl(cfg),
-    pipelineLayout(ctx, FORWARD_LAYOUT),
+    pipelineLayout(ctx, forwardLayout(cfg)),
   );
   return { cfg, pipe, schedule: p.schedule(16 * cfg.rm, 16 * cfg.cn), dtype };
 }
@@ -106,7 +107,7 @@ export function planForward(
   const kernel = encodeChunks(
     ctx,
     pipe,
-    FORWARD_LAYOUT,
+    forwardLayout(cfg),
     dtype,
     {
       ...problemUniforms(p),
@@ -124,6 +125,7 @@ export function planForward(
       out: bound(b.out, qn),
       lse: bound(b.lse, p.heads * p.nq),
       sched: { buffer: sb.buffer, perBatch: 0 },
+      ...(cfg.sinks ? { sinks: { buffer: sinksOnGpu(ctx, p.sinks!), perBatch: 0 } } : {}),
     },
     (n) => [plan.rowBlocks, p.heads, n],
   );

@@ -69,6 +69,8 @@ export interface ForwardConfig {
   softcap: boolean;
   /** Drop probabilities (threshold and key in the uniforms). */
   dropout: boolean;
+  /** Start each row's online softmax from its head's sink logit (the `sinks` binding). */
+  sinks?: boolean;
 }
 
 /** Uniforms and bindings of the forward kernel. */
@@ -104,6 +106,17 @@ export const FORWARD_LAYOUT: KernelLayout = {
   ],
 };
 
+/** The forward kernel with attention sinks: one more binding, the sink logits (one per head). */
+export const FORWARD_SINK_LAYOUT: KernelLayout = {
+  params: FORWARD_LAYOUT.params,
+  bindings: [...FORWARD_LAYOUT.bindings, { name: "sinks", type: "f32" }],
+};
+
+/** The layout of a forward configuration. */
+export function forwardLayout(c: ForwardConfig): KernelLayout {
+  return c.sinks ? FORWARD_SINK_LAYOUT : FORWARD_LAYOUT;
+}
+
 /** Workgroup memory the kernel needs, in bytes. */
 export function forwardSharedBytes(c: ForwardConfig): number {
   const br = 16 * c.rm, bc = 16 * c.cn, d = 16 * c.dn;
@@ -114,7 +127,7 @@ export function forwardSharedBytes(c: ForwardConfig): number {
 export function forwardKey(c: ForwardConfig): string {
   return `fwd:${c.dtype}:d${c.headDim}:rm${c.rm}:cn${c.cn}:dn${c.dn}:kc${c.kc}:kv${c.kv}:sg${
     c.subgroups ? 1 : 0
-  }${c.softcap ? ":cap" : ""}${c.dropout ? ":drop" : ""}`;
+  }${c.softcap ? ":cap" : ""}${c.dropout ? ":drop" : ""}${c.sinks ? ":sink" : ""}`;
 }
 
 /** Generates the WGSL of the forward kernel. */
@@ -134,7 +147,7 @@ export function forwardWgsl(c: ForwardConfig): string {
   const emit: Emit = (s) => L.push(s);
 
   if (T === "f16") emit("enable f16;");
-  emit(`${layoutWgsl(FORWARD_LAYOUT, T)}
+  emit(`${layoutWgsl(forwardLayout(c), T)}
 var<workgroup> sm: array<vec4<f32>, ${total4}>;
 var<workgroup> wsU: array<u32, 4>;
 ${NEG_DECL}
@@ -143,7 +156,16 @@ ${c.dropout ? dropoutWgsl() : ""}${c.softcap ? softcapWgsl() : ""}
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
 ${rowBlockPrologue(br, rm, HD)}
   let vBase = kBase;`);
-  for (const i of range(rm)) emit(`  var m${i}: f32 = NEG;\n  var l${i}: f32 = 0.0;`);
+  // the online softmax starts empty, or from the sink's state (terms/sink.ts): m = σ_h (log2
+  // units), l = 1, counted once among the 16 invocations that share a row
+  if (c.sinks) emit(`  let sink2 = sinks[h] * 1.4426950408889634;`);
+  for (const i of range(rm)) {
+    emit(
+      c.sinks
+        ? `  var m${i}: f32 = sink2;\n  var l${i}: f32 = select(0.0, 1.0, tx == 0u);`
+        : `  var m${i}: f32 = NEG;\n  var l${i}: f32 = 0.0;`,
+    );
+  }
   declareTile(emit, "o", rm, D4);
   declareTile(emit, "s", rm, C4);
   emit(tileLoop("P.ptrOff + slice * P.rowBlocks + rb", "col0", bc, "  "));

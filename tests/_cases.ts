@@ -386,11 +386,11 @@ export function sinkCases(): Case[] {
     },
     {
       ...one,
-      name: "sinks, f16, causal, d=96",
+      name: "sinks, f16, causal, d=40",
       dtype: "f16",
       nq: 33,
       nk: 33,
-      d: 96,
+      d: 40,
       causal: true,
     },
     { ...one, name: "sinks with softcap 5", nq: 29, nk: 29, softcap: 5, sigma: 2, causal: true },

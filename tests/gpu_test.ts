@@ -26,6 +26,7 @@ import {
   checkMaskedRows,
   decodeCases,
   featureCases,
+  sinkCases,
   standardCases,
 } from "./_cases.ts";
 import { randomTensor, rng, testAdapter } from "./_util.ts";
@@ -56,6 +57,23 @@ for (const c of [...cases, ...featureCases()]) {
 for (const c of decodeCases()) {
   Deno.test({
     name: `webgpu: ${c.name} (split-KV decoding, 3 splits)`,
+    ignore,
+    async fn() {
+      const old = setGpuTuning({ decode: true, splits: 3 });
+      try {
+        await checkCase(c, { backend: "webgpu" });
+      } finally {
+        setGpuTuning(old);
+      }
+    },
+  });
+}
+
+for (const c of sinkCases()) {
+  Deno.test({ name: `webgpu: ${c.name}`, ignore, fn: () => checkCase(c, { backend: "webgpu" }) });
+  if (c.nq > 16) continue;
+  Deno.test({
+    name: `webgpu: ${c.name} (split-KV decoding, 3 splits: the combine adds the sink)`,
     ignore,
     async fn() {
       const old = setGpuTuning({ decode: true, splits: 3 });

@@ -1,14 +1,22 @@
 /**
  * Attention sinks beyond the reference comparisons of `sinkCases`: the sink gradient against
  * finite differences (of the float64 reference, and of a backend's own forward), the exact
- * values of rows that see no key, and the validation of `options.sinks`.
+ * values of rows that see no key, the validation of `options.sinks`, and GPU-resident calls.
  */
 
 import assert from "node:assert/strict";
-import { attention, attentionBackward, type AttentionOptions, toFloat32 } from "../mod.ts";
+import {
+  attention,
+  attentionBackward,
+  type AttentionOptions,
+  fromGpu,
+  readGpuArray,
+  toFloat32,
+  toGpu,
+} from "../mod.ts";
 import { localWindow } from "../masks/mod.ts";
 import { referenceBackward, referenceForward } from "../reference/attention.ts";
-import { randomTensor, rng } from "./_util.ts";
+import { assertClose, randomTensor, rng, testAdapter } from "./_util.ts";
 
 const shape = { batch: 2, nq: 7, nk: 11, heads: 3, kvHeads: 1, d: 8 };
 
@@ -106,4 +114,29 @@ Deno.test("sinks: options.sinks is validated before anything runs", async () => 
   const b = await attention(q, k, v, { backend: "js", sinks: Float32Array.from([1, 1, 1]) });
   assert.deepEqual(a.lse, b.lse);
   assert.deepEqual(Array.from(s), [1, 1, 1]);
+});
+
+Deno.test({
+  name: "sinks: GPU-resident forward and backward (dsinks a GPU array) match the js backend",
+  ignore: await testAdapter() === undefined,
+  async fn() {
+    const { q, k, v, dOut, sinks } = inputs(9);
+    const options: AttentionOptions = { causal: true, sinks };
+    const js = await attention(q, k, v, { ...options, backend: "js" });
+    const gjs = await attentionBackward({ q, k, v, ...js, dOut }, { ...options, backend: "js" });
+    const gq = await toGpu(q), gk = await toGpu(k), gv = await toGpu(v), gd = await toGpu(dOut);
+    const r = await attention(gq, gk, gv, options);
+    const g = await attentionBackward(
+      { q: gq, k: gk, v: gv, out: r.out, lse: r.lse, dOut: gd },
+      options,
+    );
+    assert.ok(g.dsinks, "dsinks on the GPU");
+    assert.equal(g.dsinks.length, 3);
+    const near = (what: string, a: ArrayLike<number>, b: ArrayLike<number>) =>
+      assertClose(what, a, Float64Array.from(b), b, { floor: 2 ** -19 });
+    near("out", toFloat32(await fromGpu(r.out)), toFloat32(js.out));
+    near("lse", await readGpuArray(r.lse), js.lse);
+    near("dsinks", await readGpuArray(g.dsinks), gjs.dsinks!);
+    near("dq", toFloat32(await fromGpu(g.dq)), toFloat32(gjs.dq));
+  },
 });
