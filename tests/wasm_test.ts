@@ -17,6 +17,7 @@ import {
   checkMaskedRows,
   featureCases,
   randomMask,
+  sinkCases,
   standardCases,
 } from "./_cases.ts";
 import { randomTensor, rng } from "./_util.ts";
@@ -35,6 +36,9 @@ for (const threads of [1, 2]) {
   // beyond plain masks: windows, packed sequences, ragged caches, block masks, softcap, dropout
   for (const c of featureCases()) {
     Deno.test(`wasm backend (${threads} thread), options: ${c.name}`, () => checkCase(c, opt));
+  }
+  for (const c of sinkCases()) {
+    Deno.test(`wasm backend (${threads} thread): ${c.name}`, () => checkCase(c, opt));
   }
 }
 

@@ -71,6 +71,7 @@ const SLOTS = [
   ["GROUP_PTR", 69, "decode: row groups of batch b are [ptr[b], ptr[b + 1])"],
   ["DEC_ROWS", 70, "decode: per row group, query row then head of each row (i32)"],
   ["GROUPS_MAX", 71, "decode: most row groups of one batch entry"],
+  ["SINKS", 72, "H f32 sink logits · log2 e (0: no sinks; terms/sink.ts)"],
 ] as const;
 
 /** A parameter slot's name. */

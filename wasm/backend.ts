@@ -40,7 +40,8 @@ import type {
 } from "../types.ts";
 import { notFinite } from "../_problem.ts";
 import type { Schedule } from "../masks/schedule.ts";
-import type { Tensor } from "../tensor.ts";
+import { type Tensor, toFloat32 } from "../tensor.ts";
+import { sinkGradient } from "../terms/sink.ts";
 import { dropoutKey, dropoutThreshold } from "../masks/dropout.ts";
 import { type Engine, engine, HEAP_BASE, MAX_MEMORY_BYTES, type Phase } from "./_runtime.ts";
 import { logicalCores } from "./_threads.ts";
@@ -213,6 +214,8 @@ interface Frame {
   params: number;
   counters: number;
   sliceOf: number;
+  /** The sink logits · log2 e (0: none). */
+  sinks: number;
   bounds: number;
   tilePtr: number;
   tiles: number;
@@ -245,6 +248,7 @@ function takeFrame(
   const dp = Math.ceil(p.headDim / 4) * 4, eb = p.dtype === "f16" ? 2 : 4;
   const params = L.take(PARAM_SLOTS * 4), counters = L.take(64);
   const sliceOf = L.take(p.batch * p.heads * 4);
+  const sinks = p.sinks ? L.take(p.heads * 4) : 0;
   const bounds = L.take(plan.bounds.byteLength);
   const tilePtr = L.take(ptr.byteLength), tiles = L.take(list.byteLength);
   const raw = packs.map(([n, h]) => L.take(p.batch * n * h * p.headDim * eb));
@@ -254,7 +258,20 @@ function takeFrame(
         dp * 4,
     )
   );
-  return { params, counters, sliceOf, bounds, tilePtr, tiles, raw, packed, ptr, list, packs };
+  return {
+    params,
+    counters,
+    sliceOf,
+    sinks,
+    bounds,
+    tilePtr,
+    tiles,
+    raw,
+    packed,
+    ptr,
+    list,
+    packs,
+  };
 }
 
 /** Writes the scale, dtypes, softcap and dropout slots of the parameter block at `params`. */
@@ -306,6 +323,10 @@ function writeFrame(
   i32[P.PACK_T] = packed.findIndex((x) => x.panels);
   packed.forEach((x, t) => i32.set(x.desc, P.PACK + 4 * t));
   put(buf, f.sliceOf, sliceTable(p));
+  if (p.sinks) {
+    i32[P.SINKS] = f.sinks;
+    put(buf, f.sinks, p.sinks.map((s) => s * Math.LOG2E));
+  }
   put(buf, f.bounds, plan.bounds);
   put(buf, f.tilePtr, f.ptr);
   put(buf, f.tiles, f.list);
@@ -602,6 +623,18 @@ async function backward(p: Problem, saved: SavedForBackward): Promise<Computed<G
       dq: { data: take(mem, dq, nQ, f16), shape: q.shape, dtype: q.dtype },
       dk: { data: take(mem, dk, nK, f16), shape: k.shape, dtype: k.dtype },
       dv: { data: take(mem, dv, nK, f16), shape: v.shape, dtype: v.dtype },
+      // the sinks' gradient, on the host: O(B·Hq·Nq·d) (terms/sink.ts)
+      ...(p.sinks
+        ? {
+          dsinks: sinkGradient(
+            p.sinks,
+            toFloat32(saved.out),
+            toFloat32(saved.dOut),
+            saved.lse,
+            p,
+          ),
+        }
+        : {}),
     };
   });
 }
@@ -643,7 +676,7 @@ export function wasmUnusable(): string | undefined {
 
 export const wasmBackend: Backend = {
   name: "wasm",
-  features: new Set(["softcap", "dropout", "blockMask"]),
+  features: new Set(["softcap", "dropout", "blockMask", "sinks"]),
   checksFinite: true,
   forward,
   backward,

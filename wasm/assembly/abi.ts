@@ -52,3 +52,4 @@ export const P_PACK_T: i32 = 68; // pack: this tensor goes into transposed panel
 export const P_GROUP_PTR: i32 = 69; // decode: row groups of batch b are [ptr[b], ptr[b + 1])
 export const P_DEC_ROWS: i32 = 70; // decode: per row group, query row then head of each row (i32)
 export const P_GROUPS_MAX: i32 = 71; // decode: most row groups of one batch entry
+export const P_SINKS: i32 = 72; // H f32 sink logits · log2 e (0: no sinks; terms/sink.ts)

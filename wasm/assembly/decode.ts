@@ -1,7 +1,7 @@
 // Split-KV decoding: few query rows against many keys; items are (batch entry, range of column
 // blocks), merged in split order by decodeCombine.
 
-import { P_BC, P_BOUNDS, P_COL_BLOCKS, P_D, P_DEC_ROWS, P_DP, P_DROP, P_F16, P_GROUPS, P_GROUPS_MAX, P_GROUP_PTR, P_H, P_HK, P_IN_F16, P_K, P_KV_DIRECT, P_LSE, P_NK, P_NQ, P_OUT, P_PART, P_Q, P_QT, P_ROWS_MAX, P_ROW_BLOCKS, P_SCALE2, P_SCRATCH, P_SCRATCH_BYTES, P_SLICE_OF, P_SOFTCAP2, P_SPLITS, P_TILES, P_TILE_PTR, P_V } from "./abi";
+import { P_BC, P_BOUNDS, P_COL_BLOCKS, P_D, P_DEC_ROWS, P_DP, P_DROP, P_F16, P_GROUPS, P_GROUPS_MAX, P_GROUP_PTR, P_H, P_HK, P_IN_F16, P_K, P_KV_DIRECT, P_LSE, P_NK, P_NQ, P_OUT, P_PART, P_Q, P_QT, P_ROWS_MAX, P_ROW_BLOCKS, P_SCALE2, P_SCRATCH, P_SCRATCH_BYTES, P_SINKS, P_SLICE_OF, P_SOFTCAP2, P_SPLITS, P_TILES, P_TILE_PTR, P_V } from "./abi";
 import { nextItem, pf, pi, pu } from "./work";
 import { exp2v, h2f, h2f4, K_C0, K_C1, K_C2, K_C3, K_C4, K_C5, K_LO, K_MAGIC, K_ONE, KF, KH, KI, madd } from "./math";
 import { gemmTN } from "./gemm";
@@ -273,6 +273,7 @@ export function decodeCombine(p: usize, tid: i32, counter: usize, items: usize, 
   const c0 = v128.load(KF, K_C0), c1 = v128.load(KF, K_C1), c2 = v128.load(KF, K_C2);
   const c3 = v128.load(KF, K_C3), c4 = v128.load(KF, K_C4), c5 = v128.load(KF, K_C5);
   const one = v128.load(KF, K_ONE), bias = v128.load(KI);
+  const sinks = pu(p, P_SINKS);
   for (let g = nextItem(counter, items, nItems); g >= 0; g = nextItem(counter, items, nItems)) {
     const desc = groups + (<usize>g << 4);
     const b = load<i32>(desc), h0 = load<i32>(desc, 8), nh = load<i32>(desc, 12);
@@ -280,9 +281,15 @@ export function decodeCombine(p: usize, tid: i32, counter: usize, items: usize, 
     for (let r = 0; r < nh * nq; r++) {
       const h = h0 + r / nq, i = r % nq;
       const mOff = <usize>rowsMax * ld + (<usize>r << 2), lOff = mOff + (<usize>rowsMax << 2);
-      let mMax: f32 = -Infinity;
+      // the sink joins once (terms/sink.ts): a partial with m = σ_h (log2 units), l = 1, O = 0
+      const sink: f32 = sinks ? load<f32>(sinks + (<usize>h << 2)) : -Infinity;
+      let mMax: f32 = sink;
       for (let s = 0; s < splits; s++) mMax = max(mMax, load<f32>(first + <usize>s * partBytes + mOff));
       let lSum: f32 = 0;
+      if (sinks) {
+        const x = f32x4.splat(sink - mMax);
+        lSum = f32x4.extract_lane(exp2v(x, lo, magic, c0, c1, c2, c3, c4, c5, one, bias), 0);
+      }
       for (let s = 0; s < splits; s++) {
         const ps = first + <usize>s * partBytes;
         let w: f32 = 0;

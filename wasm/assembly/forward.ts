@@ -1,6 +1,6 @@
 // The forward pass: one work item per (b, query head, row block) walks its row's tile list.
 
-import { P_BC, P_BOUNDS, P_BR, P_COL_BLOCKS, P_D, P_DP, P_DROP, P_F16, P_H, P_HK, P_IN_F16, P_K, P_LSE, P_NK, P_NQ, P_OUT, P_Q, P_ROW_BLOCKS, P_SCALE2, P_SCRATCH, P_SCRATCH_BYTES, P_SLICE_OF, P_SOFTCAP2, P_TILES, P_TILE_PTR, P_V } from "./abi";
+import { P_BC, P_BOUNDS, P_BR, P_COL_BLOCKS, P_D, P_DP, P_DROP, P_F16, P_H, P_HK, P_IN_F16, P_K, P_LSE, P_NK, P_NQ, P_OUT, P_Q, P_ROW_BLOCKS, P_SCALE2, P_SCRATCH, P_SCRATCH_BYTES, P_SINKS, P_SLICE_OF, P_SOFTCAP2, P_TILES, P_TILE_PTR, P_V } from "./abi";
 import { nextItem, pf, pi, pu } from "./work";
 import { h2f, ln, storeOut } from "./math";
 import { gemmScores, gemmTN } from "./gemm";
@@ -36,6 +36,7 @@ export function forward(p: usize, tid: i32, counter: usize, items: usize, nItems
   const panel = <usize>dp * Bc << 2; // a transposed K panel (dp × Bc)
   const colBlocks = pi(p, P_COL_BLOCKS);
   const negInf = f32x4.splat(-Infinity), zero = f32x4.splat(0);
+  const sinks = pu(p, P_SINKS);
   for (let it = nextItem(counter, items, nItems); it >= 0; it = nextItem(counter, items, nItems)) {
     const r = it % rowBlocks, bh = it / rowBlocks, h = bh % H, b = bh / H;
     const kh = h / group, slice = load<i32>(sliceOf + (<usize>bh << 2));
@@ -54,9 +55,12 @@ export function forward(p: usize, tid: i32, counter: usize, items: usize, nItems
       for (; x < dp; x++) store<f32>(dst + <usize>x * ls, 0);
       q += qs;
     }
+    // the online softmax starts empty, or from the sink's state: m = σ_h (log2 units), l = 1
+    const m0 = sinks ? f32x4.splat(load<f32>(sinks + (<usize>h << 2))) : negInf;
+    const l0 = sinks ? f32x4.splat(1) : zero;
     for (let g = 0; g < rowsPad; g += 4) {
-      v128.store(M + (<usize>g << 2), negInf);
-      v128.store(L + (<usize>g << 2), zero);
+      v128.store(M + (<usize>g << 2), m0);
+      v128.store(L + (<usize>g << 2), l0);
     }
     for (let i = 0; i < rowsPad; i++) {
       store<i32>(RI + (<usize>i << 2), i0 + i);
