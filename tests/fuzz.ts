@@ -2,7 +2,7 @@
  * The seeded property test (`deno task fuzz`): random attention problems — shapes including 1
  * and odd sizes and tile boundaries, GQA ratios, f32 and f16, random valid FlashMasks of all
  * four column layouts (causal and not, per batch and per head), the builders' masks, windows,
- * packed sequences, ragged KV caches, block masks, softcap, dropout, scales, large scores —
+ * packed sequences, ragged KV caches, block masks, softcap, dropout, sinks, scales, large scores —
  * each checked on every available backend against the float64 reference, forward and
  * backward, with the suite's tolerances (`checkPrepared`, thorough: a second summation order and
  * the outputs' rounding-error magnitudes, see `prepareCase`). The WASM backend is also checked for
@@ -204,6 +204,12 @@ export function drawCase(seed: number): Case {
     c.sigma = s < 0.15 ? 1.5 + 2.5 * rand() : 5 + 25 * rand();
     c.uncapped = true;
     parts.push(`sigma ${c.sigma.toFixed(2)} (uncapped)`);
+  }
+  // terms added later draw from their own generator, so that every earlier seed keeps its case
+  const terms = rng(seed * 7919 + 17);
+  if (terms() < 0.25) {
+    c.sinks = Float32Array.from({ length: heads }, () => -3 + 7 * terms());
+    parts.push(`sinks [${Array.from(c.sinks, (x) => x.toFixed(2))}]`);
   }
   c.name = `fuzz seed ${seed}: ${parts.join(", ")}`;
   return c;
