@@ -28,6 +28,7 @@ export function featuresOf(p: Problem): Feature[] {
   if (p.dropout !== undefined) f.push("dropout");
   if (p.blockMask !== undefined) f.push("blockMask");
   if (p.sinks !== undefined) f.push("sinks");
+  if (p.alibi !== undefined) f.push("alibi");
   return f;
 }
 
@@ -218,6 +219,9 @@ export function checkProblem(
   if (options.dropout !== undefined) checkDropout(options.dropout);
   const dropout = options.dropout && options.dropout.p > 0 ? { ...options.dropout } : undefined;
   const sinks = options.sinks === undefined ? undefined : checkSinks(options.sinks, heads);
+  const alibi = options.alibiSlopes === undefined
+    ? undefined
+    : checkAlibi(options.alibiSlopes, batch, heads, nq, nk, options.kvLength);
   return {
     batch,
     nq,
@@ -236,8 +240,49 @@ export function checkProblem(
     softcap,
     dropout,
     sinks,
+    alibi,
     blockMask: bm,
   };
+}
+
+/**
+ * `options.alibiSlopes`: a Float32Array of Hq or batch·Hq finite slopes; expanded to batch·Hq,
+ * with each batch entry's diagonal offset (`kvLength[b] − Nq`, or `Nk − Nq`).
+ */
+function checkAlibi(
+  slopes: unknown,
+  batch: number,
+  heads: number,
+  nq: number,
+  nk: number,
+  kvLength: ArrayLike<number> | undefined,
+): { slopes: Float32Array; offsets: Int32Array } {
+  if (!(slopes instanceof Float32Array)) {
+    throw new TypeError(
+      `options.alibiSlopes must be a Float32Array of ${heads} (Hq) or ${
+        batch * heads
+      } (batch·Hq) slopes, got ${describe(slopes)}`,
+    );
+  }
+  if (slopes.length !== heads && slopes.length !== batch * heads) {
+    throw new RangeError(
+      `options.alibiSlopes.length is ${slopes.length}; expected ${heads} (one slope per query head) or ${
+        batch * heads
+      } (batch·Hq)`,
+    );
+  }
+  for (let i = 0; i < slopes.length; i++) {
+    if (!Number.isFinite(slopes[i])) {
+      throw new RangeError(`options.alibiSlopes[${i}] is ${slopes[i]}; slopes must be finite`);
+    }
+  }
+  const all = new Float32Array(batch * heads);
+  for (let b = 0; b < batch; b++) {
+    all.set(slopes.length === heads ? slopes : slopes.subarray(b * heads, (b + 1) * heads), b * heads);
+  }
+  // kvLength is validated with the mask it builds (resolveMask, before this)
+  const offsets = Int32Array.from({ length: batch }, (_, b) => (kvLength?.[b] ?? nk) - nq);
+  return { slopes: all, offsets };
 }
 
 /** `options.sinks`: a Float32Array of one finite logit per query head; a copy. */

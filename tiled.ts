@@ -12,7 +12,7 @@
  * Invariants: skipped tiles are never read; full tiles do no mask test; partial tiles test each
  * element against its column's canonical bounds `[lts, lte) ∪ [uts, ute)`.
  * Options: softcap caps each score (`c·tanh(s·scale/c)`, derivative `scale·(1 − tanh²)` in the
- * backward); dropout scales kept probabilities by 1/(1 − p) in O and dV, and the lse is that of
+ * backward), then ALiBi adds its position bias (no derivative with respect to q or k); dropout scales kept probabilities by 1/(1 − p) in O and dV, and the lse is that of
  * the undropped scores (FlashAttention's convention); sinks start each row's online softmax
  * from the sink's state (`terms/sink.ts`), and their gradient is `sinkGradient`.
  * Arithmetic is float64 (JavaScript numbers); results are rounded to the output dtype.
@@ -71,7 +71,7 @@ export function forward(
               const ko = ((b * nk + j) * kvHeads + kh) * d;
               let dot = 0;
               for (let x = 0; x < d; x++) dot += q[qo + x] * k[ko + x];
-              s[jj] = score(p, dot);
+              s[jj] = score(p, dot) + bias(p, b, h, i, j);
               if (s[jj] > rowMax || Number.isNaN(s[jj])) rowMax = s[jj]; // NaN sticks
             }
             if (rowMax === -Infinity) continue; // this row sees nothing in this tile
@@ -153,7 +153,7 @@ export function backward(p: Problem, saved: SavedForBackward): Computed<Gradient
                 }
                 // P ≤ 1 always; at huge scores (|s| ~ 1e10) the float32 lse is off by hundreds
                 // and exp would overflow: clamp, so that gradients stay finite
-                const P = Math.exp(Math.min(score(p, dot) - rowLse, 0));
+                const P = Math.exp(Math.min(score(p, dot) + bias(p, b, h, i, j) - rowLse, 0));
                 const keep = keepScale(p, b, h, i, j);
                 const dS = P * (dP * keep - D[row]) * scoreSlope(p, dot);
                 for (let x = 0; x < d; x++) {
@@ -187,6 +187,12 @@ export function backward(p: Problem, saved: SavedForBackward): Computed<Gradient
 /** The score of a dot product: `dot·scale`, or `c·tanh(dot·scale / c)` with softcap c. */
 function score(p: Problem, dot: number): number {
   return p.softcap ? p.softcap * Math.tanh((dot * p.scale) / p.softcap) : dot * p.scale;
+}
+
+/** The position bias of element (b, h, i, j): ALiBi's −slope·|i + offset − j|, or 0. */
+function bias(p: Problem, b: number, h: number, i: number, j: number): number {
+  const a = p.alibi;
+  return a ? -a.slopes[b * p.heads + h] * Math.abs(i + a.offsets[b] - j) : 0;
 }
 
 /** d score / d dot: `scale`, or `scale·(1 − tanh²(dot·scale / c))` with softcap c. */

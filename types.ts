@@ -77,6 +77,14 @@ export interface AttentionOptions {
    */
   sinks?: Float32Array;
   /**
+   * ALiBi (FlashAttention's `alibi_slopes`): a linear position bias added to each score after
+   * the scale and the softcap, `s_ij += −slope · |i + Nk − Nq − j|`, bottom-right aligned like
+   * causal (with `kvLength`, against each entry's own length). One slope per query head (length
+   * Hq), or per batch entry and head (length batch·Hq, batch-major). No N² bias tensor is made;
+   * the slopes get no gradient.
+   */
+  alibiSlopes?: Float32Array;
+  /**
    * Block-sparse mask over (row block, column block) tiles, combined with the FlashMask: both
    * must allow a tile for it to be computed.
    */
@@ -234,6 +242,11 @@ export interface Problem {
   readonly dropout?: Dropout;
   /** One sink logit per query head (a copy of `options.sinks`; undefined without). */
   readonly sinks?: Float32Array;
+  /**
+   * ALiBi: a slope per (batch, query head), `[batch·Hq]`, and per batch entry the offset of its
+   * diagonal, `kvLength[b] − Nq` (or `Nk − Nq`): s_ij += −slope·|i + offset − j|.
+   */
+  readonly alibi?: { readonly slopes: Float32Array; readonly offsets: Int32Array };
   /** The block-sparse mask, if any (already applied by `schedule`). */
   readonly blockMask?: BlockMask;
 }
@@ -287,4 +300,4 @@ export interface BackendInfo {
 }
 
 /** Options that need kernel support (the mask-like ones become FlashMasks and need none). */
-export type Feature = "softcap" | "dropout" | "blockMask" | "sinks";
+export type Feature = "softcap" | "dropout" | "blockMask" | "sinks" | "alibi";

@@ -32,6 +32,8 @@ export interface ReferenceOptions {
   dropout?: Dropout;
   /** Sink logits, one per query head (terms/sink.ts). */
   sinks?: ArrayLike<number>;
+  /** ALiBi slopes, Hq or batch·Hq: s_ij −= slope·|i + (kvLength[b] ?? Nk) − Nq − j|. */
+  alibiSlopes?: ArrayLike<number>;
 }
 
 /** Whether query i of head h (of `heads`), batch b may see key j, by definition. */
@@ -163,6 +165,26 @@ function score(dot: number, scale: number, opt: ReferenceOptions, f: Round): num
   return opt.softcap ? f(f(opt.softcap) * f(Math.tanh(f(s / f(opt.softcap))))) : s;
 }
 
+/** A row of scores (null: masked), with ALiBi's position bias added after the cap. */
+function scoreRow(
+  dot: (number | null)[],
+  D: Dims,
+  opt: ReferenceOptions,
+  b: number,
+  h: number,
+  i: number,
+  f: Round,
+): (number | null)[] {
+  const sl = opt.alibiSlopes;
+  const slope = sl ? f(sl.length === D.heads ? sl[h] : sl[b * D.heads + h]) : 0;
+  const off = (opt.kvLength ? opt.kvLength[b] : D.nk) - D.nq;
+  return dot.map((x, j) => {
+    if (x === null) return null;
+    const s = score(x, D.scale, opt, f);
+    return sl ? f(s - f(slope * Math.abs(i + off - j))) : s;
+  });
+}
+
 /**
  * Softmax probabilities of a score row (null → 0) and its log-sum-exp; with a sink logit, the
  * softmax also runs over it (it takes probability exp(sink − lse) and has no value).
@@ -202,16 +224,14 @@ export function referenceForward(
   f: Round = exact,
 ): { out: Float64Array; lse: Float64Array } {
   const D = dims(qt, kt, opt.scale);
-  const { batch, nq, nk, heads, kvHeads, d, scale } = D;
+  const { batch, nq, nk, heads, kvHeads, d } = D;
   const q = toFloat32(qt), k = toFloat32(kt), v = toFloat32(vt);
   const out = new Float64Array(q.length), lse = new Float64Array(batch * heads * nq);
   for (let b = 0; b < batch; b++) {
     for (let h = 0; h < heads; h++) {
       const kh = Math.floor((h * kvHeads) / heads);
       for (let i = 0; i < nq; i++) {
-        const row = dots(q, k, D, opt, b, h, i, f).map((x) =>
-          x === null ? null : score(x, scale, opt, f)
-        );
+        const row = scoreRow(dots(q, k, D, opt, b, h, i, f), D, opt, b, h, i, f);
         const { p, lse: l } = softmax(row, f, opt.sinks?.[h]);
         lse[(b * heads + h) * nq + i] = l;
         const pd = p.map((x, j) => x === 0 ? 0 : f(x * keep(opt, b, h, i, j)));
@@ -258,7 +278,7 @@ export function referenceBackward(
       const kh = Math.floor((h * kvHeads) / heads);
       for (let i = 0; i < nq; i++) {
         const dot = dots(q, k, D, opt, b, h, i, f);
-        const row = dot.map((x) => x === null ? null : score(x, scale, opt, f));
+        const row = scoreRow(dot, D, opt, b, h, i, f);
         const sink = opt.sinks?.[h];
         let { p, lse } = softmax(row, f, sink);
         // A float32 backward recomputes P from the float32 lse, as FlashAttention's does.
@@ -369,7 +389,7 @@ export function referenceMagnitudes(
       for (let i = 0; i < nq; i++) {
         const qo = ((b * nq + i) * heads + h) * d;
         const dot = dots(q, k, D, opt, b, h, i, exact);
-        const row = dot.map((x) => x === null ? null : score(x, scale, opt, exact));
+        const row = scoreRow(dot, D, opt, b, h, i, exact);
         const sink = opt.sinks?.[h];
         const { p, lse } = softmax(row, exact, sink);
         if (lse === -Infinity) continue;

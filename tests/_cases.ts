@@ -53,6 +53,8 @@ export interface Case {
   dropout?: Dropout;
   /** Sink logits, one per query head. */
   sinks?: Float32Array;
+  /** ALiBi slopes, Hq or batch·Hq. */
+  alibiSlopes?: Float32Array;
   /** Standard deviation of q and k entries (default 1). */
   sigma?: number;
   /** Makes q, k, v and dOut (default: normal entries, q and k with `sigma`). */
@@ -426,6 +428,97 @@ export function sinkCases(): Case[] {
 }
 
 /**
+ * ALiBi with every mask builder, GQA, Nq ≠ Nk (bottom-right alignment), per-batch slopes, ragged
+ * caches (alignment per entry), packed sequences, f16, softcap, dropout, sinks and decoding
+ * shapes; slopes as ALiBi's (2^(−8h/Hq)) and a few larger ones, so that the bias reorders scores.
+ */
+export function alibiCases(): Case[] {
+  const slopes = (h: number, x = 1) =>
+    Float32Array.from({ length: h }, (_, i) => x * 2 ** (-8 * (i + 1) / h));
+  const one = {
+    batch: 1,
+    heads: 3,
+    kvHeads: 1,
+    dtype: "f32" as DType,
+    d: 16,
+    alibiSlopes: slopes(3),
+  };
+  const cases: Case[] = MASK_NAMES.map((name) => ({
+    ...one,
+    name: `alibi, ${name} n=37`,
+    nq: 37,
+    nk: 37,
+    mask: exampleMask(name, 37, 4).mask,
+  }));
+  cases.push(
+    { ...one, name: "alibi, no mask, Nq < Nk, d=59", nq: 19, nk: 41, d: 59 },
+    { ...one, name: "alibi, causal Nq > Nk (rows that see nothing)", nq: 23, nk: 9, causal: true },
+    {
+      ...one,
+      name: "alibi per batch entry and head (batch·Hq slopes), GQA 4:2, causal",
+      batch: 2,
+      heads: 4,
+      kvHeads: 2,
+      alibiSlopes: Float32Array.from([0.5, 0.25, 1, 2, 0.125, 0.75, 0.0625, 3]),
+      nq: 30,
+      nk: 45,
+      causal: true,
+    },
+    {
+      ...one,
+      name: "alibi, f16, a window, d=40",
+      dtype: "f16",
+      nq: 33,
+      nk: 33,
+      d: 40,
+      windowSize: [9, 3],
+    },
+    {
+      ...one,
+      name: "alibi with softcap 5, sinks and dropout 0.2",
+      nq: 29,
+      nk: 29,
+      softcap: 5,
+      sigma: 2,
+      sinks: Float32Array.from([0.5, -1, 2]),
+      dropout: { p: 0.2, seed: 9 },
+      causal: true,
+      alibiSlopes: slopes(3, 4),
+    },
+    {
+      ...one,
+      name: "alibi, cuSeqlens causal",
+      heads: 1,
+      alibiSlopes: slopes(1, 2),
+      nq: 40,
+      nk: 40,
+      cuSeqlens: [0, 11, 25, 40],
+      causal: true,
+    },
+    {
+      ...one,
+      name: "alibi, kvLength [40, 0, 7] causal, 2 new queries (aligned per entry)",
+      batch: 3,
+      nq: 2,
+      nk: 40,
+      kvLength: [40, 0, 7],
+      causal: true,
+    },
+    {
+      ...one,
+      name: "alibi, decode: 1 query against 300 keys, GQA 8:2, d=64",
+      heads: 8,
+      kvHeads: 2,
+      alibiSlopes: slopes(8),
+      nq: 1,
+      nk: 300,
+      d: 64,
+    },
+  );
+  return cases;
+}
+
+/**
  * Decoding shapes (few queries against a long cache): single and multiple queries, GQA,
  * ragged caches, per-query-head masks, the score options, odd head dims and f16.
  */
@@ -539,6 +632,7 @@ export function prepareCase(c: Case, seed = 1, options: { thorough?: boolean } =
     softcap: c.softcap,
     dropout: c.dropout,
     sinks: c.sinks,
+    alibiSlopes: c.alibiSlopes,
   };
   const f32 = referenceForward(q, k, v, opt, Math.fround);
   const pc: PreparedCase = {

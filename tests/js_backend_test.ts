@@ -1,4 +1,11 @@
-import { checkCase, checkMaskedRows, featureCases, sinkCases, standardCases } from "./_cases.ts";
+import {
+  alibiCases,
+  checkCase,
+  checkMaskedRows,
+  featureCases,
+  sinkCases,
+  standardCases,
+} from "./_cases.ts";
 
 for (const c of standardCases({ large: true })) {
   Deno.test(`js backend: ${c.name}`, () => checkCase(c, { backend: "js" }));
@@ -11,6 +18,6 @@ for (const c of featureCases()) {
   Deno.test(`js backend: ${c.name}`, () => checkCase(c, { backend: "js" }));
 }
 
-for (const c of sinkCases()) {
+for (const c of [...sinkCases(), ...alibiCases()]) {
   Deno.test(`js backend: ${c.name}`, () => checkCase(c, { backend: "js" }));
 }
