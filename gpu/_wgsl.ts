@@ -191,6 +191,23 @@ export function storeColumns(
 }
 
 /**
+ * ALiBi on a register tile (log2 units): element (i, m) −= slope·|query + offset − key|, with
+ * (slope·log2 e, offset) of batch entry `b` and head `h` from the `alibi` binding. Keys past the
+ * sequence use the clamped key of the mask descriptor; the mask overwrites them after.
+ */
+export function alibiTile(emit: Emit, o: Parameters<typeof maskTile>[1]): void {
+  emit(`      {
+        let ab = alibi[b * P.heads + h];`);
+  for (const i of range(o.rows)) {
+    for (const m of range(o.cols)) {
+      const key = o.keyOfColumn ? o.key(m) : o.key(i), r = reg(o.acc, i, m);
+      emit(`        ${r} = ${r} - ab.x * abs(f32(${o.query(i, m)}) + ab.y - f32(${key}));`);
+    }
+  }
+  emit(`      }`);
+}
+
+/**
  * Masks a register tile: element (i, m) is set to NEG when its query is masked for its key by
  * the key's canonical bounds `[lts, lte) ∪ [uts, ute)` (read from the schedule buffer at
  * `boundsBase + key·4`), or when `oob(i, m)` holds. `keyOfColumn` says whether the key varies
@@ -231,14 +248,15 @@ export function maskTile(
 }
 
 /**
- * The score tile's treatment between the product and the softmax: softcap (when on), then, in
- * partial tiles and where `ragged` (a WGSL condition: the block runs past the sequence) holds,
- * the mask of {@linkcode maskTile}.
+ * The score tile's treatment between the product and the softmax, the score pipeline's order:
+ * softcap (when on), ALiBi's position bias (when on), then, in partial tiles and where `ragged`
+ * (a WGSL condition: the block runs past the sequence) holds, the mask of {@linkcode maskTile}.
  */
 export function capAndMask(
   emit: Emit,
   o: {
     softcap: boolean;
+    alibi?: boolean;
     ragged: string;
     indent: string;
     mask: Parameters<typeof maskTile>[1];
@@ -247,6 +265,7 @@ export function capAndMask(
   },
 ): void {
   if (o.softcap) capTile(emit, o.mask.acc, o.mask.rows, o.mask.cols / 4, o.slopes);
+  if (o.alibi) alibiTile(emit, o.mask);
   emit(`${o.indent}if ((tile & 1u) != 0u || ${o.ragged}) {`);
   maskTile(emit, o.mask);
   emit(`${o.indent}}`);

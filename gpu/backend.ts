@@ -198,7 +198,7 @@ export async function gpuBackward(
       const b: BackwardBuffers = { ...inputs, stats, dq: grads.dq!, dk: grads.dk!, dv: grads.dv! };
       const plan = planBackward(ctx, p, b, kern);
       const sink = sinkPipe && dsinks
-        ? planSinkGrad(ctx, p, sinkPipe, { stats, sinks: sinksOnGpu(ctx, p.sinks!), dsinks })
+        ? planSinkGrad(ctx, p, sinkPipe, { stats, sinks: sinksOnGpu(ctx, p), dsinks })
         : undefined;
       return {
         encode: (pass) => {
@@ -254,7 +254,7 @@ async function info(headDim: number): Promise<BackendInfo> {
 /** The WebGPU backend for host tensors. */
 export const gpuBackend: Backend = {
   name: "webgpu",
-  features: new Set(["blockMask", "softcap", "dropout", "sinks"]),
+  features: new Set(["blockMask", "softcap", "dropout", "sinks", "alibi"]),
   forward: (p, q, k, v) =>
     gpuForward(p, q, k, v, { resident: false }) as Promise<Computed<AttentionResult>>,
   backward: (p, s: SavedForBackward) =>

@@ -9,17 +9,24 @@
 
 import type { Problem } from "../types.ts";
 import type { Schedule } from "../masks/schedule.ts";
-import { scheduleOnGpu } from "./buffers.ts";
+import { alibiOnGpu, scheduleOnGpu } from "./buffers.ts";
 import { pipelineLayout } from "./binding.ts";
 import { type GpuContext, pipeline } from "./device.ts";
-import { bound, encodeChunks, type KernelPlan, problemUniforms, type Region } from "./dispatch.ts";
+import {
+  type Bound,
+  bound,
+  encodeChunks,
+  type KernelPlan,
+  problemUniforms,
+  type Region,
+} from "./dispatch.ts";
 import {
   type BackwardConfig,
   backwardKey,
   backwardSharedBytes,
-  DKV_LAYOUT,
+  dkvLayout,
   dkvWgsl,
-  DQ_LAYOUT,
+  dqLayout,
   dqWgsl,
   PREP_LAYOUT,
   prepWgsl,
@@ -32,7 +39,7 @@ export function backwardConfig(
   ctx: GpuContext,
   headDim: number,
   dtype: "f32" | "f16",
-  score: { softcap?: number; dropout?: unknown } = {},
+  score: { softcap?: number; dropout?: unknown; alibi?: unknown } = {},
 ): BackwardConfig {
   const dn = headDimWidth(headDim);
   // Measured on an H100 (f32, d = 128, N = 16384, useful TFLOP/s): rm 4 cn 4 rn 4 cm 4: 13.3;
@@ -52,6 +59,7 @@ export function backwardConfig(
     ...gpuTuning().backward,
     softcap: score.softcap !== undefined,
     dropout: score.dropout !== undefined,
+    alibi: score.alibi !== undefined,
   };
   const need = () => {
     const b = backwardSharedBytes(cfg);
@@ -106,8 +114,8 @@ export async function backwardKernels(
   const cfg = backwardConfig(ctx, p.headDim, dtype, p);
   const pipes = await Promise.all([
     pipeline(ctx, backwardKey("prep", cfg), () => prepWgsl(cfg), pipelineLayout(ctx, PREP_LAYOUT)),
-    pipeline(ctx, backwardKey("dq", cfg), () => dqWgsl(cfg), pipelineLayout(ctx, DQ_LAYOUT)),
-    pipeline(ctx, backwardKey("dkv", cfg), () => dkvWgsl(cfg), pipelineLayout(ctx, DKV_LAYOUT)),
+    pipeline(ctx, backwardKey("dq", cfg), () => dqWgsl(cfg), pipelineLayout(ctx, dqLayout(cfg))),
+    pipeline(ctx, backwardKey("dkv", cfg), () => dkvWgsl(cfg), pipelineLayout(ctx, dkvLayout(cfg))),
   ]);
   return {
     cfg,
@@ -141,6 +149,9 @@ export function planBackward(
   const q = (r: Region) => bound(r, qn);
   const k = (r: Region) => bound(r, kn);
   const stats = bound(b.stats, rows);
+  const alibi: Record<string, Bound> = cfg.alibi
+    ? { alibi: { buffer: alibiOnGpu(ctx, p), perBatch: 0 } }
+    : {};
   const prep = encodeChunks(
     ctx,
     prepPipe,
@@ -154,7 +165,7 @@ export function planBackward(
   const dq = encodeChunks(
     ctx,
     dqPipe,
-    DQ_LAYOUT,
+    dqLayout(cfg),
     dtype,
     {
       ...base,
@@ -173,13 +184,14 @@ export function planBackward(
       stats,
       dq: q(b.dq),
       sched: { buffer: dqSb.buffer, perBatch: 0 },
+      ...alibi,
     },
     (n) => [dqPlan.rowBlocks, p.heads, n],
   );
   const dkv = encodeChunks(
     ctx,
     kvPipe,
-    DKV_LAYOUT,
+    dkvLayout(cfg),
     dtype,
     {
       ...base,
@@ -199,6 +211,7 @@ export function planBackward(
       dk: k(b.dk),
       dv: k(b.dv),
       sched: { buffer: kvSb.buffer, perBatch: 0 },
+      ...alibi,
     },
     (n) => [kvPlan.colBlocks, p.kvHeads, n],
   );

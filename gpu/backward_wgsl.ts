@@ -45,7 +45,7 @@ import {
   zeroTile,
 } from "./_wgsl.ts";
 import { storeRow } from "./forward_wgsl.ts";
-import { type KernelLayout, layoutWgsl } from "./layout.ts";
+import { ALIBI_BINDING, type KernelLayout, layoutWgsl, withBindings } from "./layout.ts";
 
 /** Compile-time constants of the backward pipelines. */
 export interface BackwardConfig {
@@ -71,6 +71,8 @@ export interface BackwardConfig {
   softcap: boolean;
   /** Drop probabilities (threshold and key in the uniforms). */
   dropout: boolean;
+  /** Add ALiBi's position bias to the recomputed scores (the `alibi` binding). */
+  alibi?: boolean;
   /**
    * dK/dV kernel: do dV += Pᵀ dO and dK += dSᵀ Q one after the other through the same
    * workgroup memory (for adapters with little of it), instead of together.
@@ -144,9 +146,21 @@ export const DKV_LAYOUT: KernelLayout = {
   ],
 };
 
+/** The dQ kernel's layout for a configuration (ALiBi adds its binding). */
+export function dqLayout(c: BackwardConfig): KernelLayout {
+  return withBindings(DQ_LAYOUT, [c.alibi && ALIBI_BINDING]);
+}
+
+/** The dK/dV kernel's layout for a configuration. */
+export function dkvLayout(c: BackwardConfig): KernelLayout {
+  return withBindings(DKV_LAYOUT, [c.alibi && ALIBI_BINDING]);
+}
+
 /** A stable key of every compile-time constant, per kernel. */
 export function backwardKey(kind: "prep" | "dq" | "dkv", c: BackwardConfig): string {
-  const flags = `${c.split ? ":split" : ""}${c.softcap ? ":cap" : ""}${c.dropout ? ":drop" : ""}`;
+  const flags = `${c.split ? ":split" : ""}${c.softcap ? ":cap" : ""}${c.dropout ? ":drop" : ""}${
+    c.alibi ? ":alibi" : ""
+  }`;
   return `bwd-${kind}:${c.dtype}:d${c.headDim}:rm${c.rm}:cn${c.cn}:rn${c.rn}:cm${c.cm}:dn${c.dn}:kc${c.kc}:kv${c.kv}${flags}`;
 }
 
@@ -214,7 +228,7 @@ export function dqWgsl(c: BackwardConfig): string {
   const total4 = Math.max(vReg + (kc * bc) / 4, krReg + (kv * d) / 4);
   const L: string[] = [];
   const emit: Emit = (s) => L.push(s);
-  emit(header(c, DQ_LAYOUT));
+  emit(header(c, dqLayout(c)));
   emit(`var<workgroup> sm: array<vec4<f32>, ${total4}>;
 var<workgroup> wsU: array<u32, 4>;
 
@@ -247,6 +261,7 @@ ${rowBlockPrologue(br, rm, HD)}`);
   });
   capAndMask(emit, {
     softcap: c.softcap,
+    alibi: c.alibi,
     ragged: `col0 + ${bc}u > P.nk`,
     indent: "    ",
     mask: rowMajorMask(rm, cn),
@@ -341,7 +356,7 @@ export function dkvWgsl(c: BackwardConfig): string {
   const total4 = Math.max(oReg + (kc * br) / 4, qrReg + (kv * d) / 4);
   const L: string[] = [];
   const emit: Emit = (s) => L.push(s);
-  emit(header(c, DKV_LAYOUT));
+  emit(header(c, dkvLayout(c)));
   emit(`var<workgroup> sm: array<vec4<f32>, ${total4}>;
 var<workgroup> wsU: array<u32, 4>;
 
@@ -390,6 +405,7 @@ ${tileLoop("P.ptrOff + slice * P.colBlocks + cb", "row0", br, "    ")}`);
   }
   capAndMask(emit, {
     softcap: c.softcap,
+    alibi: c.alibi,
     slopes: "capd",
     ragged: `row0 + ${br}u > P.nq`,
     indent: "      ",

@@ -8,6 +8,7 @@
  */
 
 import type { Schedule } from "../masks/schedule.ts";
+import type { Problem } from "../types.ts";
 import { type GpuContext, unlessLost } from "./device.ts";
 import { gpuTuning } from "./tuning.ts";
 
@@ -380,30 +381,46 @@ export function scheduleOnGpu(ctx: GpuContext, plan: Schedule): ScheduleBuffer {
   return sb;
 }
 
-/** Most sink arrays kept on the GPU per device (distinct contents: a model's layers). */
-const MAX_SINK_BUFFERS = 256;
+/** Most term arrays kept on the GPU per device (distinct contents: a model's layers). */
+const MAX_TERM_BUFFERS = 256;
 
-const sinkBuffers = new WeakMap<GpuContext, Map<string, GPUBuffer>>();
+const termBuffers = new WeakMap<GpuContext, Map<string, GPUBuffer>>();
 
 /**
- * The sink logits on the GPU (one f32 per query head), uploaded once per content and device:
- * a decoding loop, whose layers' sinks do not change, creates no buffer per call. Least recently
- * used contents are dropped past {@linkcode MAX_SINK_BUFFERS}, as schedules are.
+ * A score term's small array on the GPU (sink logits; ALiBi's slopes and offsets), uploaded once
+ * per content and device: a decoding loop, whose layers' terms do not change, creates no buffer
+ * per call. Least recently used contents are dropped past {@linkcode MAX_TERM_BUFFERS}, as
+ * schedules are.
  */
-export function sinksOnGpu(ctx: GpuContext, sinks: Float32Array): GPUBuffer {
-  let cache = sinkBuffers.get(ctx);
-  if (!cache) sinkBuffers.set(ctx, cache = new Map());
-  const key = String(new Uint32Array(sinks.buffer, sinks.byteOffset, sinks.length));
+export function termOnGpu(ctx: GpuContext, data: Float32Array, label: string): GPUBuffer {
+  let cache = termBuffers.get(ctx);
+  if (!cache) termBuffers.set(ctx, cache = new Map());
+  const key = `${label}:${new Uint32Array(data.buffer, data.byteOffset, data.length)}`;
   let buf = cache.get(key);
   if (buf) cache.delete(key); // most recently used last
-  else buf = markCached(upload(ctx, sinks, "sinks"));
+  else buf = markCached(upload(ctx, data, label));
   cache.set(key, buf);
   for (const [old, b] of cache) {
-    if (cache.size <= MAX_SINK_BUFFERS) break;
+    if (cache.size <= MAX_TERM_BUFFERS) break;
     cache.delete(old);
     retireLater(ctx, b); // the call being bound may use it
   }
   return buf;
+}
+
+/** The sink logits of `p` on the GPU (one f32 per query head). */
+export function sinksOnGpu(ctx: GpuContext, p: Problem): GPUBuffer {
+  return termOnGpu(ctx, p.sinks!, "sinks");
+}
+
+/** ALiBi of `p` on the GPU: (slope · log2 e, diagonal offset) per (batch, query head). */
+export function alibiOnGpu(ctx: GpuContext, p: Problem): GPUBuffer {
+  const a = p.alibi!, data = new Float32Array(2 * a.slopes.length);
+  for (let x = 0; x < a.slopes.length; x++) {
+    data[2 * x] = a.slopes[x] * Math.LOG2E;
+    data[2 * x + 1] = a.offsets[Math.floor(x / p.heads)];
+  }
+  return termOnGpu(ctx, data, "alibi");
 }
 
 const retiring = new WeakMap<GpuContext, GPUBuffer[]>();

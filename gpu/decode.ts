@@ -9,7 +9,7 @@
 
 import type { Problem } from "../types.ts";
 import type { Schedule } from "../masks/schedule.ts";
-import { scheduleOnGpu, scratch, sinksOnGpu } from "./buffers.ts";
+import { alibiOnGpu, scheduleOnGpu, scratch, sinksOnGpu } from "./buffers.ts";
 import { pipelineLayout } from "./binding.ts";
 import { type GpuContext, pipeline } from "./device.ts";
 import { bound, encodeChunks, type KernelPlan, problemUniforms, type Region } from "./dispatch.ts";
@@ -66,6 +66,7 @@ export async function decodeKernels(
     softcap: p.softcap !== undefined,
     dropout: p.dropout !== undefined,
     sinks: p.sinks !== undefined,
+    alibi: p.alibi !== undefined,
   };
   const chunks = Math.ceil(rowsTotal / rows);
   const tiles = Math.ceil(p.nk / DECODE_TILE);
@@ -160,6 +161,7 @@ export function planDecode(
       sched: { buffer: sb.buffer, perBatch: 0 },
       part,
       plse,
+      ...(kern.cfg.alibi ? { alibi: { buffer: alibiOnGpu(ctx, p), perBatch: 0 } } : {}),
     },
     (n) => [kern.splits, p.kvHeads * kern.chunks, n],
   );
@@ -175,7 +177,7 @@ export function planDecode(
       plse,
       out: bound(b.out, qn),
       lse: bound(b.lse, p.heads * p.nq),
-      ...(kern.cfg.sinks ? { sinks: { buffer: sinksOnGpu(ctx, p.sinks!), perBatch: 0 } } : {}),
+      ...(kern.cfg.sinks ? { sinks: { buffer: sinksOnGpu(ctx, p), perBatch: 0 } } : {}),
     },
     (n) => [Math.ceil((p.heads * p.nq * kern.cfg.cw) / 256), n, 1],
   );

@@ -31,7 +31,13 @@ import {
   OPTION_PARAMS,
   softcapWgsl,
 } from "./_wgsl.ts";
-import { type KernelLayout, layoutWgsl } from "./layout.ts";
+import {
+  ALIBI_BINDING,
+  type KernelLayout,
+  layoutWgsl,
+  SINKS_BINDING,
+  withBindings,
+} from "./layout.ts";
 
 /** Keys per tile (one per invocation in phase 1). */
 export const DECODE_TILE = 256;
@@ -55,6 +61,8 @@ export interface DecodeConfig {
   dropout: boolean;
   /** The combine adds each head's sink logit to its softmax (the `sinks` binding). */
   sinks?: boolean;
+  /** The splits add ALiBi's position bias to the scores (the `alibi` binding). */
+  alibi?: boolean;
 }
 
 /** Uniform block of the decoding kernels, shared by both. */
@@ -101,7 +109,7 @@ export function decodeLayout(c: DecodeConfig): KernelLayout {
   const key = `${wide}:${vec}`;
   let layout = decodeLayouts.get(key);
   if (!layout) decodeLayouts.set(key, layout = makeDecodeLayout(wide, vec));
-  return layout;
+  return withBindings(layout, [c.alibi && ALIBI_BINDING]);
 }
 
 /** One layout object per variant, so that what is cached by layout is found again. */
@@ -132,15 +140,9 @@ export const COMBINE_LAYOUT: KernelLayout = {
   ],
 };
 
-/** The combining kernel with attention sinks: one more binding, the sink logits. */
-export const COMBINE_SINK_LAYOUT: KernelLayout = {
-  params: COMBINE_LAYOUT.params,
-  bindings: [...COMBINE_LAYOUT.bindings, { name: "sinks", type: "f32" }],
-};
-
-/** The combining kernel's layout for a configuration. */
+/** The combining kernel's layout for a configuration (sinks add their binding). */
 export function combineLayout(c: DecodeConfig): KernelLayout {
-  return c.sinks ? COMBINE_SINK_LAYOUT : COMBINE_LAYOUT;
+  return withBindings(COMBINE_LAYOUT, [c.sinks && SINKS_BINDING]);
 }
 
 /** Pipeline keys (the splits never see the sink: only the combine's key names it). */
@@ -149,7 +151,7 @@ export function decodeKey(kind: "decode" | "combine", c: DecodeConfig): string {
     c.vec ? ":vec" : ""
   }${c.softcap ? ":cap" : ""}${c.dropout ? ":drop" : ""}${
     kind === "combine" && c.sinks ? ":sink" : ""
-  }`;
+  }${kind === "decode" && c.alibi ? ":alibi" : ""}`;
 }
 
 function header(c: DecodeConfig, layout: KernelLayout): string {
@@ -228,7 +230,9 @@ ${
   let rc${r} = min(chunk * ${R}u + ${r}u, P.rowsTotal - 1u);
   let hq${r} = kh * group + rc${r} / P.nq;
   let qi${r} = rc${r} % P.nq;
-  let bo${r} = P.boundsOff + (b * P.maskBatchStride + hq${r} / P.maskHeadDiv) * P.nk * 4u;`
+  let bo${r} = P.boundsOff + (b * P.maskBatchStride + hq${r} / P.maskHeadDiv) * P.nk * 4u;${
+        c.alibi ? `\n  let ab${r} = alibi[b * P.heads + hq${r}];` : ""
+      }`
     )
   }
   // queries into workgroup memory, pre-scaled
@@ -326,7 +330,7 @@ ${
     each((r) =>
       `      sc[${r * TK}u + t] = select(${
         c.softcap ? `P.softcap2 * tanhAcc1(acc${r} / P.softcap2)` : `acc${r}`
-      }, NEG, m${r});${
+      }${c.alibi ? ` - ab${r}.x * abs(f32(qi${r}) + ab${r}.y - f32(j))` : ""}, NEG, m${r});${
         c.dropout
           ? `
       zs[${r * TK}u + t] = select(keep(b, hq${r}, qi${r}, j), 0.0, m${r});`

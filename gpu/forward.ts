@@ -8,7 +8,7 @@
 
 import type { Problem } from "../types.ts";
 import type { Schedule } from "../masks/schedule.ts";
-import { scheduleOnGpu, sinksOnGpu } from "./buffers.ts";
+import { alibiOnGpu, scheduleOnGpu, sinksOnGpu } from "./buffers.ts";
 import { pipelineLayout } from "./binding.ts";
 import { type GpuContext, pipeline } from "./device.ts";
 import { bound, encodeChunks, type KernelPlan, problemUniforms, type Region } from "./dispatch.ts";
@@ -27,7 +27,7 @@ export function forwardConfig(
   ctx: GpuContext,
   headDim: number,
   dtype: "f32" | "f16",
-  score: { softcap?: number; dropout?: unknown; sinks?: unknown } = {},
+  score: { softcap?: number; dropout?: unknown; sinks?: unknown; alibi?: unknown } = {},
 ): ForwardConfig {
   const dn = headDimWidth(headDim);
   // Measured on an H100 (f32, d = 128, N = 16384): rm 8, cn 4 (128 × 64 tiles) 22.8 TFLOP/s;
@@ -48,6 +48,7 @@ export function forwardConfig(
     softcap: score.softcap !== undefined,
     dropout: score.dropout !== undefined,
     sinks: score.sinks !== undefined,
+    alibi: score.alibi !== undefined,
   };
   return fitShared(ctx, cfg, () => forwardSharedBytes(cfg), headDim, [
     () => cfg.kv > 16 && (16 * cfg.cn) % (cfg.kv / 2) === 0 && (cfg.kv /= 2) > 0,
@@ -125,7 +126,8 @@ export function planForward(
       out: bound(b.out, qn),
       lse: bound(b.lse, p.heads * p.nq),
       sched: { buffer: sb.buffer, perBatch: 0 },
-      ...(cfg.sinks ? { sinks: { buffer: sinksOnGpu(ctx, p.sinks!), perBatch: 0 } } : {}),
+      ...(cfg.sinks ? { sinks: { buffer: sinksOnGpu(ctx, p), perBatch: 0 } } : {}),
+      ...(cfg.alibi ? { alibi: { buffer: alibiOnGpu(ctx, p), perBatch: 0 } } : {}),
     },
     (n) => [plan.rowBlocks, p.heads, n],
   );

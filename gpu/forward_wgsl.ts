@@ -45,7 +45,13 @@ import {
   XYZW,
   zeroTile,
 } from "./_wgsl.ts";
-import { type KernelLayout, layoutWgsl } from "./layout.ts";
+import {
+  ALIBI_BINDING,
+  type KernelLayout,
+  layoutWgsl,
+  SINKS_BINDING,
+  withBindings,
+} from "./layout.ts";
 
 /** Compile-time constants of one forward pipeline. */
 export interface ForwardConfig {
@@ -71,6 +77,8 @@ export interface ForwardConfig {
   dropout: boolean;
   /** Start each row's online softmax from its head's sink logit (the `sinks` binding). */
   sinks?: boolean;
+  /** Add ALiBi's position bias to the scores (the `alibi` binding). */
+  alibi?: boolean;
 }
 
 /** Uniforms and bindings of the forward kernel. */
@@ -106,15 +114,9 @@ export const FORWARD_LAYOUT: KernelLayout = {
   ],
 };
 
-/** The forward kernel with attention sinks: one more binding, the sink logits (one per head). */
-export const FORWARD_SINK_LAYOUT: KernelLayout = {
-  params: FORWARD_LAYOUT.params,
-  bindings: [...FORWARD_LAYOUT.bindings, { name: "sinks", type: "f32" }],
-};
-
-/** The layout of a forward configuration. */
+/** The layout of a forward configuration: the terms it uses add their bindings. */
 export function forwardLayout(c: ForwardConfig): KernelLayout {
-  return c.sinks ? FORWARD_SINK_LAYOUT : FORWARD_LAYOUT;
+  return withBindings(FORWARD_LAYOUT, [c.sinks && SINKS_BINDING, c.alibi && ALIBI_BINDING]);
 }
 
 /** Workgroup memory the kernel needs, in bytes. */
@@ -127,7 +129,9 @@ export function forwardSharedBytes(c: ForwardConfig): number {
 export function forwardKey(c: ForwardConfig): string {
   return `fwd:${c.dtype}:d${c.headDim}:rm${c.rm}:cn${c.cn}:dn${c.dn}:kc${c.kc}:kv${c.kv}:sg${
     c.subgroups ? 1 : 0
-  }${c.softcap ? ":cap" : ""}${c.dropout ? ":drop" : ""}${c.sinks ? ":sink" : ""}`;
+  }${c.softcap ? ":cap" : ""}${c.dropout ? ":drop" : ""}${c.sinks ? ":sink" : ""}${
+    c.alibi ? ":alibi" : ""
+  }`;
 }
 
 /** Generates the WGSL of the forward kernel. */
@@ -213,6 +217,7 @@ ${rowBlockPrologue(br, rm, HD)}
   // ---- softcap; mask: partial tiles and the ragged last column block
   capAndMask(emit, {
     softcap: c.softcap,
+    alibi: c.alibi,
     ragged: `col0 + ${bc}u > P.nk`,
     indent: "    ",
     mask: rowMajorMask(rm, cn),

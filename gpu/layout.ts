@@ -40,6 +40,33 @@ export interface KernelLayout {
   readonly bindings: readonly StorageBinding[];
 }
 
+/**
+ * `base` with more storage bindings after its own (a term's data, e.g. the sink logits): one
+ * layout object per combination, so that what is cached by layout is found again.
+ */
+export function withBindings(
+  base: KernelLayout,
+  extra: readonly (StorageBinding | false | undefined)[],
+): KernelLayout {
+  const more = extra.filter((b): b is StorageBinding => !!b);
+  if (more.length === 0) return base;
+  let byBase = extended.get(base);
+  if (!byBase) extended.set(base, byBase = new Map());
+  const key = more.map((b) => `${b.name}:${b.type}`).join(",");
+  let layout = byBase.get(key);
+  if (!layout) {
+    byBase.set(key, layout = { params: base.params, bindings: [...base.bindings, ...more] });
+  }
+  return layout;
+}
+
+const extended = new WeakMap<KernelLayout, Map<string, KernelLayout>>();
+
+/** Sink logits, one f32 per query head (`terms/sink.ts`). */
+export const SINKS_BINDING: StorageBinding = { name: "sinks", type: "f32" };
+/** ALiBi per (batch, query head): (slope · log2 e, the batch entry's diagonal offset). */
+export const ALIBI_BINDING: StorageBinding = { name: "alibi", type: "vec2<f32>" };
+
 /** Uniform fields of type f32 (the others are u32), for every kernel. */
 export const FLOAT_PARAMS: ReadonlySet<string> = new Set([
   "qkScale",

@@ -21,6 +21,7 @@ import {
 import { exampleMask } from "../masks/mod.ts";
 import { setGpuTuning } from "../gpu/internal.ts";
 import {
+  alibiCases,
   type Case,
   checkCase,
   checkMaskedRows,
@@ -69,11 +70,11 @@ for (const c of decodeCases()) {
   });
 }
 
-for (const c of sinkCases()) {
+for (const c of [...sinkCases(), ...alibiCases()]) {
   Deno.test({ name: `webgpu: ${c.name}`, ignore, fn: () => checkCase(c, { backend: "webgpu" }) });
   if (c.nq > 16) continue;
   Deno.test({
-    name: `webgpu: ${c.name} (split-KV decoding, 3 splits: the combine adds the sink)`,
+    name: `webgpu: ${c.name} (split-KV decoding, 3 splits)`,
     ignore,
     async fn() {
       const old = setGpuTuning({ decode: true, splits: 3 });
