@@ -4,7 +4,14 @@
 import assert from "node:assert/strict";
 import { tuning } from "../wasm/backend.ts";
 import { engine } from "../wasm/_runtime.ts";
-import { checkCase, checkMaskedRows, featureCases, sinkCases, standardCases } from "./_cases.ts";
+import {
+  alibiCases,
+  checkCase,
+  checkMaskedRows,
+  featureCases,
+  sinkCases,
+  standardCases,
+} from "./_cases.ts";
 
 tuning.flopsPerThread = 0;
 const eng = engine({ forceSimd: true });
@@ -15,7 +22,7 @@ for (const c of standardCases()) {
   Deno.test(`wasm plain-SIMD build (2 threads): ${c.name}`, () =>
     checkCase(c, { backend: "wasm", threads: 2 }));
 }
-for (const c of [...featureCases(), ...sinkCases()]) {
+for (const c of [...featureCases(), ...sinkCases(), ...alibiCases()]) {
   Deno.test(`wasm plain-SIMD build (2 threads), options: ${c.name}`, () =>
     checkCase(c, { backend: "wasm", threads: 2 }));
 }

@@ -12,6 +12,7 @@ import { philox4x32 } from "../masks/dropout.ts";
 import { tuning } from "../wasm/backend.ts";
 import { engine } from "../wasm/_runtime.ts";
 import {
+  alibiCases,
   type Case,
   checkCase,
   checkMaskedRows,
@@ -37,7 +38,7 @@ for (const threads of [1, 2]) {
   for (const c of featureCases()) {
     Deno.test(`wasm backend (${threads} thread), options: ${c.name}`, () => checkCase(c, opt));
   }
-  for (const c of sinkCases()) {
+  for (const c of [...sinkCases(), ...alibiCases()]) {
     Deno.test(`wasm backend (${threads} thread): ${c.name}`, () => checkCase(c, opt));
   }
 }

@@ -216,6 +216,8 @@ interface Frame {
   sliceOf: number;
   /** The sink logits · log2 e (0: none). */
   sinks: number;
+  /** ALiBi per (b, h): slope · log2 e, offset (0: none). */
+  alibi: number;
   bounds: number;
   tilePtr: number;
   tiles: number;
@@ -249,6 +251,7 @@ function takeFrame(
   const params = L.take(PARAM_SLOTS * 4), counters = L.take(64);
   const sliceOf = L.take(p.batch * p.heads * 4);
   const sinks = p.sinks ? L.take(p.heads * 4) : 0;
+  const alibi = p.alibi ? L.take(p.batch * p.heads * 8) : 0;
   const bounds = L.take(plan.bounds.byteLength);
   const tilePtr = L.take(ptr.byteLength), tiles = L.take(list.byteLength);
   const raw = packs.map(([n, h]) => L.take(p.batch * n * h * p.headDim * eb));
@@ -263,6 +266,7 @@ function takeFrame(
     counters,
     sliceOf,
     sinks,
+    alibi,
     bounds,
     tilePtr,
     tiles,
@@ -326,6 +330,15 @@ function writeFrame(
   if (p.sinks) {
     i32[P.SINKS] = f.sinks;
     put(buf, f.sinks, p.sinks.map((s) => s * Math.LOG2E));
+  }
+  if (p.alibi) {
+    const { slopes, offsets } = p.alibi, table = new Float32Array(2 * slopes.length);
+    for (let x = 0; x < slopes.length; x++) {
+      table[2 * x] = slopes[x] * Math.LOG2E;
+      table[2 * x + 1] = offsets[Math.floor(x / p.heads)];
+    }
+    i32[P.ALIBI] = f.alibi;
+    put(buf, f.alibi, table);
   }
   put(buf, f.bounds, plan.bounds);
   put(buf, f.tilePtr, f.ptr);
@@ -676,7 +689,7 @@ export function wasmUnusable(): string | undefined {
 
 export const wasmBackend: Backend = {
   name: "wasm",
-  features: new Set(["softcap", "dropout", "blockMask", "sinks"]),
+  features: new Set(["softcap", "dropout", "blockMask", "sinks", "alibi"]),
   checksFinite: true,
   forward,
   backward,

@@ -1,11 +1,11 @@
 // Split-KV decoding: few query rows against many keys; items are (batch entry, range of column
 // blocks), merged in split order by decodeCombine.
 
-import { P_BC, P_BOUNDS, P_COL_BLOCKS, P_D, P_DEC_ROWS, P_DP, P_DROP, P_F16, P_GROUPS, P_GROUPS_MAX, P_GROUP_PTR, P_H, P_HK, P_IN_F16, P_K, P_KV_DIRECT, P_LSE, P_NK, P_NQ, P_OUT, P_PART, P_Q, P_QT, P_ROWS_MAX, P_ROW_BLOCKS, P_SCALE2, P_SCRATCH, P_SCRATCH_BYTES, P_SINKS, P_SLICE_OF, P_SOFTCAP2, P_SPLITS, P_TILES, P_TILE_PTR, P_V } from "./abi";
+import { P_BC, P_BOUNDS, P_COL_BLOCKS, P_D, P_DEC_ROWS, P_DP, P_DROP, P_F16, P_GROUPS, P_GROUPS_MAX, P_GROUP_PTR, P_H, P_HK, P_IN_F16, P_K, P_KV_DIRECT, P_LSE, P_NK, P_NQ, P_OUT, P_PART, P_Q, P_QT, P_ROWS_MAX, P_ROW_BLOCKS, P_SCALE2, P_SCRATCH, P_SCRATCH_BYTES, P_SINKS, P_ALIBI, P_SLICE_OF, P_SOFTCAP2, P_SPLITS, P_TILES, P_TILE_PTR, P_V } from "./abi";
 import { nextItem, pf, pi, pu } from "./work";
 import { exp2v, h2f, h2f4, K_C0, K_C1, K_C2, K_C3, K_C4, K_C5, K_LO, K_MAGIC, K_ONE, KF, KH, KI, madd } from "./math";
 import { gemmTN } from "./gemm";
-import { capTile, dropTile, maskTile, softmaxTile } from "./tile";
+import { alibiTile, capTile, dropTile, maskTile, softmaxTile } from "./tile";
 import { finishRow } from "./forward";
 
 /**
@@ -158,7 +158,7 @@ export function decode(p: usize, tid: i32, counter: usize, items: usize, nItems:
   const splits = pi(p, P_SPLITS), rowsMax = pi(p, P_ROWS_MAX);
   const part = pu(p, P_PART), direct = pi(p, P_KV_DIRECT) != 0;
   const qtAll = pu(p, P_QT), rowsAll = pu(p, P_DEC_ROWS);
-  const cap = pf(p, P_SOFTCAP2), drop = pi(p, P_DROP) != 0;
+  const cap = pf(p, P_SOFTCAP2), drop = pi(p, P_DROP) != 0, alibi = pu(p, P_ALIBI);
   const eb: usize = f16 ? 2 : 4;
   const ld = <usize>dp << 2;
   const partBytes = <usize>rowsMax * (ld + 8);
@@ -228,8 +228,8 @@ export function decode(p: usize, tid: i32, counter: usize, items: usize, nItems:
         const RI = rowsAll + <usize>g * (lsMax << 1), RH = RI + lsMax;
         const kt = kp + (<usize>(b_ * nk + j0) * Hk + kh) * d * eb;
         const vt = vp + (<usize>(b_ * nk + j0) * Hk + kh) * d * eb;
-        // full tiles without softcap: the score GEMM also takes the row maxima
-        const fused = (e & 1) == 0 && cap == 0;
+        // full tiles without softcap or ALiBi: the score GEMM also takes the row maxima
+        const fused = (e & 1) == 0 && cap == 0 && alibi == 0;
         if (fused) {
           for (let r = 0; r < RPad; r += 4) v128.store(MX + (<usize>r << 2), negInf);
         }
@@ -239,6 +239,7 @@ export function decode(p: usize, tid: i32, counter: usize, items: usize, nItems:
           gemmDots(PK + <usize>kh * ld, lp, QR, ld, ST, ls, cols, RPad, dp, fused ? MX : 0);
         }
         if (cap != 0) capTile(ST, ls, cols, RPad, cap);
+        if (alibi) alibiTile(ST, ls, cols, RPad, RI, RH, alibi + (<usize>(b_ * H) << 3), j0);
         if (e & 1) maskTile(ST, ls, cols, RPad, RI, bounds + (<usize>(slice * nk + j0) << 4), 0, nq);
         softmaxTile(ST, ls, cols, RPad, M, L, AL, fused ? MX : 0);
         if (drop) dropTile(ST, ls, cols, RPad, RI, RH, b_, j0, p, PH);

@@ -1,10 +1,10 @@
 // The forward pass: one work item per (b, query head, row block) walks its row's tile list.
 
-import { P_BC, P_BOUNDS, P_BR, P_COL_BLOCKS, P_D, P_DP, P_DROP, P_F16, P_H, P_HK, P_IN_F16, P_K, P_LSE, P_NK, P_NQ, P_OUT, P_Q, P_ROW_BLOCKS, P_SCALE2, P_SCRATCH, P_SCRATCH_BYTES, P_SINKS, P_SLICE_OF, P_SOFTCAP2, P_TILES, P_TILE_PTR, P_V } from "./abi";
+import { P_BC, P_BOUNDS, P_BR, P_COL_BLOCKS, P_D, P_DP, P_DROP, P_F16, P_H, P_HK, P_IN_F16, P_K, P_LSE, P_NK, P_NQ, P_OUT, P_Q, P_ROW_BLOCKS, P_SCALE2, P_SCRATCH, P_SCRATCH_BYTES, P_SINKS, P_ALIBI, P_SLICE_OF, P_SOFTCAP2, P_TILES, P_TILE_PTR, P_V } from "./abi";
 import { nextItem, pf, pi, pu } from "./work";
 import { h2f, ln, storeOut } from "./math";
 import { gemmScores, gemmTN } from "./gemm";
-import { capTile, dropTile, maskTile, softmaxTile } from "./tile";
+import { alibiTile, capTile, dropTile, maskTile, softmaxTile } from "./tile";
 
 /**
  * Forward work item b·H·rowBlocks + h·rowBlocks + r: rows [r·Br, r·Br + Br) of query head h,
@@ -36,7 +36,7 @@ export function forward(p: usize, tid: i32, counter: usize, items: usize, nItems
   const panel = <usize>dp * Bc << 2; // a transposed K panel (dp × Bc)
   const colBlocks = pi(p, P_COL_BLOCKS);
   const negInf = f32x4.splat(-Infinity), zero = f32x4.splat(0);
-  const sinks = pu(p, P_SINKS);
+  const sinks = pu(p, P_SINKS), alibi = pu(p, P_ALIBI);
   for (let it = nextItem(counter, items, nItems); it >= 0; it = nextItem(counter, items, nItems)) {
     const r = it % rowBlocks, bh = it / rowBlocks, h = bh % H, b = bh / H;
     const kh = h / group, slice = load<i32>(sliceOf + (<usize>bh << 2));
@@ -74,13 +74,14 @@ export function forward(p: usize, tid: i32, counter: usize, items: usize, nItems
     for (let t = load<u32>(tilePtr + (<usize>list << 2)); t < t1; t++) {
       const e = load<u32>(tiles + (<usize>t << 2));
       const c = <i32>(e >> 1), j0 = c * Bc, cols = min(Bc, nk - j0);
-      // full tiles without softcap: the score GEMM also takes the row maxima
-      const fused = (e & 1) == 0 && cap == 0;
+      // full tiles without softcap or ALiBi: the score GEMM also takes the row maxima
+      const fused = (e & 1) == 0 && cap == 0 && alibi == 0;
       if (fused) {
         for (let g = 0; g < rowsPad; g += 4) v128.store(MX + (<usize>g << 2), negInf);
       }
       gemmScores(kb + <usize>c * panel, <usize>Bc << 2, QT, ls, ST, ls, cols, rowsPad >> 2, dp, fused ? MX : 0);
       if (cap != 0) capTile(ST, ls, cols, rowsPad, cap);
+      if (alibi) alibiTile(ST, ls, cols, rowsPad, RI, RH, alibi + (<usize>(b * H) << 3), j0);
       if (e & 1) maskTile(ST, ls, cols, rowsPad, RI, bounds + (<usize>(slice * nk + j0) << 4), i0, i0 + rowsPad);
       softmaxTile(ST, ls, cols, rowsPad, M, L, AL, fused ? MX : 0);
       if (drop) dropTile(ST, ls, cols, rowsPad, RI, RH, b, j0, p, PH);

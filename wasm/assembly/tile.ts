@@ -44,6 +44,27 @@ export function maskTile(S: usize, ls: usize, cols: i32, rowsPad: i32, RI: usize
   }
 }
 
+/**
+ * ALiBi on a log2-domain score tile (after the softcap, before the mask): Sᵀ[j][r] −=
+ * slope·|RI[r] + offset − (j0 + j)|, with (slope · log2 e, offset) of batch entry b's head RH[r]
+ * from the table at `A` (2 × f32 per (b, h); `A` already points at batch entry b's first head).
+ */
+export function alibiTile(S: usize, ls: usize, cols: i32, rowsPad: i32, RI: usize, RH: usize, A: usize, j0: i32): void {
+  for (let g = 0; g < rowsPad; g += 4) {
+    const go = <usize>g << 2;
+    const h0 = <usize>load<i32>(RH + go), h1 = <usize>load<i32>(RH + go, 4);
+    const h2 = <usize>load<i32>(RH + go, 8), h3 = <usize>load<i32>(RH + go, 12);
+    const slope = f32x4(load<f32>(A + (h0 << 3)), load<f32>(A + (h1 << 3)), load<f32>(A + (h2 << 3)), load<f32>(A + (h3 << 3)));
+    // row + offset, as f32 (the offset is the batch entry's, the same for every head)
+    const pos = f32x4.add(f32x4.convert_i32x4_s(v128.load(RI + go)), f32x4.splat(load<f32>(A, 4)));
+    for (let j = 0; j < cols; j++) {
+      const a = S + <usize>j * ls + go;
+      const dist = f32x4.abs(f32x4.sub(pos, f32x4.splat(<f32>(j0 + j))));
+      v128.store(a, f32x4.sub(v128.load(a), f32x4.mul(slope, dist)));
+    }
+  }
+}
+
 /** Softcap on a log2-domain score tile: Sᵀ ← C·tanh(Sᵀ / C), C = softcap · log2 e. */
 export function capTile(S: usize, ls: usize, cols: i32, rowsPad: i32, cap: f32): void {
   const c = f32x4.splat(cap), inv = f32x4.splat(<f32>1.0 / cap);
