@@ -239,9 +239,10 @@ export function decode(p: usize, tid: i32, counter: usize, items: usize, nItems:
           gemmDots(PK + <usize>kh * ld, lp, QR, ld, ST, ls, cols, RPad, dp, fused ? MX : 0);
         }
         if (cap != 0) capTile(ST, ls, cols, RPad, cap);
-        if (alibi) alibiTile(ST, ls, cols, RPad, RI, RH, alibi + (<usize>(b_ * H) << 3), j0);
+        const biasMax = (e & 1) == 0 && cap == 0 && alibi != 0;
+        if (alibi) alibiTile(ST, ls, cols, RPad, RI, RH, alibi + (<usize>(b_ * H) << 3), j0, biasMax ? MX : 0);
         if (e & 1) maskTile(ST, ls, cols, RPad, RI, bounds + (<usize>(slice * nk + j0) << 4), 0, nq);
-        softmaxTile(ST, ls, cols, RPad, M, L, AL, fused ? MX : 0);
+        softmaxTile(ST, ls, cols, RPad, M, L, AL, fused || biasMax ? MX : 0);
         if (drop) dropTile(ST, ls, cols, RPad, RI, RH, b_, j0, p, PH);
         if (direct) {
           gemmTN(ST, ls, vt, lk, O, ld, RPad, dp >> 2, cols, AL);

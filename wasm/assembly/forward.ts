@@ -81,9 +81,11 @@ export function forward(p: usize, tid: i32, counter: usize, items: usize, nItems
       }
       gemmScores(kb + <usize>c * panel, <usize>Bc << 2, QT, ls, ST, ls, cols, rowsPad >> 2, dp, fused ? MX : 0);
       if (cap != 0) capTile(ST, ls, cols, rowsPad, cap);
-      if (alibi) alibiTile(ST, ls, cols, rowsPad, RI, RH, alibi + (<usize>(b * H) << 3), j0);
+      // full tiles with ALiBi and no softcap: the bias step takes the row maxima
+      const biasMax = (e & 1) == 0 && cap == 0 && alibi != 0;
+      if (alibi) alibiTile(ST, ls, cols, rowsPad, RI, RH, alibi + (<usize>(b * H) << 3), j0, biasMax ? MX : 0);
       if (e & 1) maskTile(ST, ls, cols, rowsPad, RI, bounds + (<usize>(slice * nk + j0) << 4), i0, i0 + rowsPad);
-      softmaxTile(ST, ls, cols, rowsPad, M, L, AL, fused ? MX : 0);
+      softmaxTile(ST, ls, cols, rowsPad, M, L, AL, fused || biasMax ? MX : 0);
       if (drop) dropTile(ST, ls, cols, rowsPad, RI, RH, b, j0, p, PH);
       gemmTN(ST, ls, vb + <usize>j0 * ld, ld, O, ld, rowsPad, dp >> 2, cols, AL);
     }

@@ -48,8 +48,10 @@ export function maskTile(S: usize, ls: usize, cols: i32, rowsPad: i32, RI: usize
  * ALiBi on a log2-domain score tile (after the softcap, before the mask): Sᵀ[j][r] −=
  * slope·|RI[r] + offset − (j0 + j)|, with (slope · log2 e, offset) of batch entry b's head RH[r]
  * from the table at `A` (2 × f32 per (b, h); `A` already points at batch entry b's first head).
+ * `MX` (0: none): also the rows' maxima of the result, for {@linkcode softmaxTile} (full tiles:
+ * no mask follows), so that the tile is not read once more for them.
  */
-export function alibiTile(S: usize, ls: usize, cols: i32, rowsPad: i32, RI: usize, RH: usize, A: usize, j0: i32): void {
+export function alibiTile(S: usize, ls: usize, cols: i32, rowsPad: i32, RI: usize, RH: usize, A: usize, j0: i32, MX: usize): void {
   for (let g = 0; g < rowsPad; g += 4) {
     const go = <usize>g << 2;
     const h0 = <usize>load<i32>(RH + go), h1 = <usize>load<i32>(RH + go, 4);
@@ -57,11 +59,15 @@ export function alibiTile(S: usize, ls: usize, cols: i32, rowsPad: i32, RI: usiz
     const slope = f32x4(load<f32>(A + (h0 << 3)), load<f32>(A + (h1 << 3)), load<f32>(A + (h2 << 3)), load<f32>(A + (h3 << 3)));
     // row + offset, as f32 (the offset is the batch entry's, the same for every head)
     const pos = f32x4.add(f32x4.convert_i32x4_s(v128.load(RI + go)), f32x4.splat(load<f32>(A, 4)));
+    let mx = f32x4.splat(-Infinity);
     for (let j = 0; j < cols; j++) {
       const a = S + <usize>j * ls + go;
       const dist = f32x4.abs(f32x4.sub(pos, f32x4.splat(<f32>(j0 + j))));
-      v128.store(a, f32x4.sub(v128.load(a), f32x4.mul(slope, dist)));
+      const s = f32x4.sub(v128.load(a), f32x4.mul(slope, dist));
+      v128.store(a, s);
+      mx = f32x4.pmax(mx, s);
     }
+    if (MX) v128.store(MX + go, mx);
   }
 }
 
