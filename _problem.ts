@@ -28,7 +28,8 @@ export function featuresOf(p: Problem): Feature[] {
   if (p.dropout !== undefined) f.push("dropout");
   if (p.blockMask !== undefined) f.push("blockMask");
   if (p.sinks !== undefined) f.push("sinks");
-  if (p.alibi !== undefined) f.push("alibi");
+  if (p.alibi !== undefined) f.push("alibiSlopes");
+  if (p.pages !== undefined) f.push("blockTable");
   return f;
 }
 
@@ -157,8 +158,13 @@ export function checkProblem(
     }
   }
   const [batch, nq, heads, headDim] = q.shape;
-  const [kb, nk, kvHeads, kd] = k.shape;
-  if (kb !== batch) throw new RangeError(`k.shape[0] (batch) is ${kb}; q has ${batch}`);
+  const [kb, kn, kvHeads, kd] = k.shape;
+  const pages = options.blockTable === undefined
+    ? undefined
+    : checkBlockTable(options.blockTable, batch, kb, kn);
+  // with a page table, k and v hold pages and Nk is the logical key length
+  const nk = pages ? pages.perSequence * pages.pageSize : kn;
+  if (!pages && kb !== batch) throw new RangeError(`k.shape[0] (batch) is ${kb}; q has ${batch}`);
   if (kd !== headDim) throw new RangeError(`k.shape[3] (headDim) is ${kd}; q has ${headDim}`);
   for (let i = 0; i < 4; i++) {
     if (v.shape[i] !== k.shape[i]) {
@@ -241,8 +247,58 @@ export function checkProblem(
     dropout,
     sinks,
     alibi,
+    pages,
     blockMask: bm,
   };
+}
+
+/**
+ * `options.blockTable` against k's pages `[numPages, pageSize, …]`: an Int32Array of
+ * `[batch, blocksPerSequence]` page indices, each in `[0, numPages)`.
+ */
+function checkBlockTable(
+  t: unknown,
+  batch: number,
+  numPages: number,
+  pageSize: number,
+): { table: Int32Array; perSequence: number; pageSize: number } {
+  const bt = t as { data?: unknown; shape?: unknown };
+  if (typeof t !== "object" || t === null || !(bt.data instanceof Int32Array)) {
+    throw new TypeError(
+      `options.blockTable must be { data: Int32Array, shape: [batch, blocksPerSequence] }, got ${
+        describe(t)
+      }`,
+    );
+  }
+  const shape = bt.shape as number[];
+  if (
+    !Array.isArray(shape) || shape.length !== 2 || shape[0] !== batch ||
+    !Number.isSafeInteger(shape[1]) || shape[1] < 1
+  ) {
+    throw new RangeError(
+      `options.blockTable.shape must be [${batch} (batch), blocksPerSequence ≥ 1], got ${
+        JSON.stringify(bt.shape)
+      }`,
+    );
+  }
+  if (bt.data.length !== batch * shape[1]) {
+    throw new RangeError(
+      `options.blockTable.data.length is ${bt.data.length}; shape [${shape}] needs ${
+        batch * shape[1]
+      }`,
+    );
+  }
+  for (let i = 0; i < bt.data.length; i++) {
+    const page = bt.data[i];
+    if (page < 0 || page >= numPages) {
+      throw new RangeError(
+        `options.blockTable.data[${i}] (batch ${Math.floor(i / shape[1])}, block ${
+          i % shape[1]
+        }) = ${page} is not a page of k: expected 0 to ${numPages - 1} (k.shape[0])`,
+      );
+    }
+  }
+  return { table: bt.data.slice(), perSequence: shape[1], pageSize };
 }
 
 /**

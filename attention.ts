@@ -150,6 +150,12 @@ export async function attentionBackward(
         "attentionBackward({ q, k, v, out, lse, dOut }, options), with out and lse from attention",
     );
   }
+  if (options?.blockTable !== undefined) {
+    throw new TypeError(
+      "options.blockTable: attention over a paged KV cache is forward only (as " +
+        "flash_attn_with_kvcache); train on contiguous k and v",
+    );
+  }
   const p = checkProblem(saved, options);
   const { q, out, lse, dOut } = saved;
   for (const [name, t] of [["out", out], ["dOut", dOut]] as const) {

@@ -18,7 +18,7 @@ import { wasmBackend, wasmUnusable } from "./wasm/backend.ts";
 /** The plain TypeScript backend: `tiled.ts`, the readable specification. */
 export const jsBackend: Backend = {
   name: "js",
-  features: new Set(["softcap", "dropout", "blockMask", "sinks", "alibi"]),
+  features: new Set(["softcap", "dropout", "blockMask", "sinks", "alibiSlopes", "blockTable"]),
   forward: (p, q, k, v) => Promise.resolve(tiled.forward(p, q, k, v)),
   backward: (p, s) => Promise.resolve(tiled.backward(p, s)),
   info: () =>

@@ -39,6 +39,7 @@ export type {
   AttentionResult,
   BackendInfo,
   BackendName,
+  BlockTable,
   Computed,
   ComputedBy,
   GpuAttentionResult,

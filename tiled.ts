@@ -15,6 +15,7 @@
  * backward), then ALiBi adds its position bias (no derivative with respect to q or k); dropout scales kept probabilities by 1/(1 − p) in O and dV, and the lse is that of
  * the undropped scores (FlashAttention's convention); sinks start each row's online softmax
  * from the sink's state (`terms/sink.ts`), and their gradient is `sinkGradient`.
+ * With a page table (forward only), keys and values are read through it (`keyRow`).
  * Arithmetic is float64 (JavaScript numbers); results are rounded to the output dtype.
  *
  * @module
@@ -68,7 +69,7 @@ export function forward(
                 s[jj] = -Infinity;
                 continue;
               }
-              const ko = ((b * nk + j) * kvHeads + kh) * d;
+              const ko = (keyRow(p, b, j) * kvHeads + kh) * d;
               let dot = 0;
               for (let x = 0; x < d; x++) dot += q[qo + x] * k[ko + x];
               s[jj] = score(p, dot) + bias(p, b, h, i, j);
@@ -87,7 +88,7 @@ export function forward(
               l[ii] += pj; // the lse is that of the scores before dropout
               const w = pj * keepScale(p, b, h, i, j0 + jj);
               if (w === 0) continue;
-              const vo = ((b * nk + j0 + jj) * kvHeads + kh) * d;
+              const vo = (keyRow(p, b, j0 + jj) * kvHeads + kh) * d;
               for (let x = 0; x < d; x++) acc[ao + x] += w * v[vo + x];
             }
           }
@@ -187,6 +188,14 @@ export function backward(p: Problem, saved: SavedForBackward): Computed<Gradient
 /** The score of a dot product: `dot·scale`, or `c·tanh(dot·scale / c)` with softcap c. */
 function score(p: Problem, dot: number): number {
   return p.softcap ? p.softcap * Math.tanh((dot * p.scale) / p.softcap) : dot * p.scale;
+}
+
+/** The row of k and v holding key j of batch entry b: in place, or through the page table. */
+function keyRow(p: Problem, b: number, j: number): number {
+  const pg = p.pages;
+  if (!pg) return b * p.nk + j;
+  const block = Math.floor(j / pg.pageSize);
+  return pg.table[b * pg.perSequence + block] * pg.pageSize + (j - block * pg.pageSize);
 }
 
 /** The position bias of element (b, h, i, j): ALiBi's −slope·|i + offset − j|, or 0. */

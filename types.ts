@@ -85,6 +85,14 @@ export interface AttentionOptions {
    */
   alibiSlopes?: Float32Array;
   /**
+   * A paged KV cache (FlashAttention's `block_table`): k and v are pages of shape
+   * `[numPages, pageSize, Hk, d]`, and batch entry b's keys are the pages
+   * `data[b·blocksPerSequence + 0, 1, …]` in order, so Nk = blocksPerSequence · pageSize; masks,
+   * `causal`, windows and `kvLength` (each entry's valid length) refer to these logical
+   * positions. Results are bitwise those of the same cache laid out contiguously. Forward only.
+   */
+  blockTable?: BlockTable;
+  /**
    * Block-sparse mask over (row block, column block) tiles, combined with the FlashMask: both
    * must allow a tile for it to be computed.
    */
@@ -109,6 +117,14 @@ export interface AttentionOptions {
    * problems use fewer. Results are bitwise the same for any thread count.
    */
   threads?: number;
+}
+
+/** The page table of a paged KV cache (see `AttentionOptions.blockTable`). */
+export interface BlockTable {
+  /** Page indices, `[batch, blocksPerSequence]` row-major, each in `[0, numPages)`. */
+  data: Int32Array;
+  /** `[batch, blocksPerSequence]`. */
+  shape: readonly [number, number];
 }
 
 /** Where GPU-resident results go (see `AttentionOptions.outputs`). */
@@ -247,6 +263,11 @@ export interface Problem {
    * diagonal, `kvLength[b] − Nq` (or `Nk − Nq`): s_ij += −slope·|i + offset − j|.
    */
   readonly alibi?: { readonly slopes: Float32Array; readonly offsets: Int32Array };
+  /**
+   * A paged KV cache: k and v hold pages of `pageSize` keys; logical key j of batch entry b is
+   * row `table[b·perSequence + floor(j / pageSize)]·pageSize + j mod pageSize` of them.
+   */
+  readonly pages?: { readonly table: Int32Array; readonly perSequence: number; readonly pageSize: number };
   /** The block-sparse mask, if any (already applied by `schedule`). */
   readonly blockMask?: BlockMask;
 }
@@ -300,4 +321,4 @@ export interface BackendInfo {
 }
 
 /** Options that need kernel support (the mask-like ones become FlashMasks and need none). */
-export type Feature = "softcap" | "dropout" | "blockMask" | "sinks" | "alibi";
+export type Feature = "softcap" | "dropout" | "blockMask" | "sinks" | "alibiSlopes" | "blockTable";

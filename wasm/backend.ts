@@ -689,7 +689,7 @@ export function wasmUnusable(): string | undefined {
 
 export const wasmBackend: Backend = {
   name: "wasm",
-  features: new Set(["softcap", "dropout", "blockMask", "sinks", "alibi"]),
+  features: new Set(["softcap", "dropout", "blockMask", "sinks", "alibiSlopes"]),
   checksFinite: true,
   forward,
   backward,
