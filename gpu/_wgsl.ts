@@ -53,7 +53,18 @@ export interface Source {
   limit: string;
   /** Columns at or beyond the head dimension (WGSL expression, u32) are read as 0. */
   headDim: string;
+  /** Where logical row `row` is stored (default: the row itself); a paged KV cache's `pageRow`. */
+  rowOf?: (row: string) => string;
 }
+
+/**
+ * The storage row of logical key j of batch entry b in a paged KV cache (the `pages` binding,
+ * `[batch, perSequence]` page indices; uniforms `pageSize`, `perSequence`). Callers pass j < Nk.
+ */
+export const PAGE_ROW_DECL = `fn pageRow(b: u32, j: u32) -> u32 {
+  let blk = j / P.pageSize;
+  return pages[b * P.perSequence + blk] * P.pageSize + (j - blk * P.pageSize);
+}`;
 
 /**
  * Loads columns `d0 .. d0+kc` of a tile's R rows into `sm` transposed: element (row, kk) goes to
@@ -80,9 +91,9 @@ export function loadTransposed(
     for (const z of range(4)) {
       const row = `r0 + ${o.perm ? 16 * z : z}u`;
       emit(
-        `          if (${row} < ${s.limit}) { x.${
-          XYZW[z]
-        } = f32(${s.src}[${s.base} + (${row}) * ${s.stride} + dcol]); }`,
+        `          if (${row} < ${s.limit}) { x.${XYZW[z]} = f32(${s.src}[${s.base} + (${
+          s.rowOf ? s.rowOf(row) : row
+        }) * ${s.stride} + dcol]); }`,
       );
     }
     emit(`        }
@@ -111,7 +122,7 @@ export function loadRows(
       let dc = (e % ${o.d / 4}u) * 4u;
       var x = vec4<f32>(0.0);
       if (row < ${s.limit}) {
-        let base = ${s.base} + row * ${s.stride} + dc;`);
+        let base = ${s.base} + ${s.rowOf ? s.rowOf("row") : "row"} * ${s.stride} + dc;`);
     for (const z of range(4)) {
       emit(
         `        if (dc + ${z}u < ${s.headDim}) { x.${XYZW[z]} = f32(${s.src}[base + ${z}u]); }`,
@@ -318,6 +329,8 @@ export const OPTION_PARAMS = [
   "dropScale",
   "seedLo",
   "seedHi",
+  "pageSize",
+  "perSequence",
 ] as const;
 
 /** Uniform fields of type f32 among {@linkcode OPTION_PARAMS}. */
@@ -325,7 +338,7 @@ export const OPTION_FLOATS = ["softcap2", "dropScale"] as const;
 
 /**
  * Uniform values of the score options: softcap in log2 units, and dropout's threshold, scale and
- * Philox key as masks/dropout.ts defines them.
+ * Philox key as masks/dropout.ts defines them (a paged cache's sizes: 0 here, set by the plan).
  */
 export function optionValues(
   softcap: number | undefined,
@@ -338,6 +351,8 @@ export function optionValues(
     dropScale: dropout ? 1 / (1 - dropout.p) : 1,
     seedLo,
     seedHi,
+    pageSize: 0,
+    perSequence: 0,
   };
 }
 

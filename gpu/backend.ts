@@ -254,7 +254,7 @@ async function info(headDim: number): Promise<BackendInfo> {
 /** The WebGPU backend for host tensors. */
 export const gpuBackend: Backend = {
   name: "webgpu",
-  features: new Set(["blockMask", "softcap", "dropout", "sinks", "alibiSlopes"]),
+  features: new Set(["blockMask", "softcap", "dropout", "sinks", "alibiSlopes", "blockTable"]),
   forward: (p, q, k, v) =>
     gpuForward(p, q, k, v, { resident: false }) as Promise<Computed<AttentionResult>>,
   backward: (p, s: SavedForBackward) =>

@@ -413,6 +413,12 @@ export function sinksOnGpu(ctx: GpuContext, p: Problem): GPUBuffer {
   return termOnGpu(ctx, p.sinks!, "sinks");
 }
 
+/** The page table of `p`'s paged KV cache on the GPU (u32 page indices, `[batch, perSequence]`). */
+export function pagesOnGpu(ctx: GpuContext, p: Problem): GPUBuffer {
+  const t = p.pages!.table;
+  return termOnGpu(ctx, new Float32Array(t.buffer, t.byteOffset, t.length), "pages");
+}
+
 /** ALiBi of `p` on the GPU: (slope · log2 e, diagonal offset) per (batch, query head). */
 export function alibiOnGpu(ctx: GpuContext, p: Problem): GPUBuffer {
   const a = p.alibi!, data = new Float32Array(2 * a.slopes.length);

@@ -9,7 +9,7 @@
 
 import type { Problem } from "../types.ts";
 import type { Schedule } from "../masks/schedule.ts";
-import { alibiOnGpu, scheduleOnGpu, scratch, sinksOnGpu } from "./buffers.ts";
+import { alibiOnGpu, pagesOnGpu, scheduleOnGpu, scratch, sinksOnGpu } from "./buffers.ts";
 import { pipelineLayout } from "./binding.ts";
 import { type GpuContext, pipeline } from "./device.ts";
 import { bound, encodeChunks, type KernelPlan, problemUniforms, type Region } from "./dispatch.ts";
@@ -67,6 +67,7 @@ export async function decodeKernels(
     dropout: p.dropout !== undefined,
     sinks: p.sinks !== undefined,
     alibi: p.alibi !== undefined,
+    paged: p.pages !== undefined,
   };
   const chunks = Math.ceil(rowsTotal / rows);
   const tiles = Math.ceil(p.nk / DECODE_TILE);
@@ -156,9 +157,11 @@ export function planDecode(
     p.batch,
     {
       q: bound(b.q, qn),
-      k: bound(b.k, kn),
-      v: bound(b.v, kn),
+      // pages of a paged cache are shared by the batch entries: bound whole
+      k: bound(b.k, kern.cfg.paged ? 0 : kn),
+      v: bound(b.v, kern.cfg.paged ? 0 : kn),
       sched: { buffer: sb.buffer, perBatch: 0 },
+      ...(kern.cfg.paged ? { pages: { buffer: pagesOnGpu(ctx, p), perBatch: 0 } } : {}),
       part,
       plse,
       ...(kern.cfg.alibi ? { alibi: { buffer: alibiOnGpu(ctx, p), perBatch: 0 } } : {}),

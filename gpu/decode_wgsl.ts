@@ -29,12 +29,14 @@ import {
   headDimExpr,
   NEG_DECL,
   OPTION_PARAMS,
+  PAGE_ROW_DECL,
   softcapWgsl,
 } from "./_wgsl.ts";
 import {
   ALIBI_BINDING,
   type KernelLayout,
   layoutWgsl,
+  PAGES_BINDING,
   SINKS_BINDING,
   withBindings,
 } from "./layout.ts";
@@ -63,6 +65,8 @@ export interface DecodeConfig {
   sinks?: boolean;
   /** The splits add ALiBi's position bias to the scores (the `alibi` binding). */
   alibi?: boolean;
+  /** The splits read k and v through a page table (the `pages` binding; k and v bound whole). */
+  paged?: boolean;
 }
 
 /** Uniform block of the decoding kernels, shared by both. */
@@ -109,7 +113,7 @@ export function decodeLayout(c: DecodeConfig): KernelLayout {
   const key = `${wide}:${vec}`;
   let layout = decodeLayouts.get(key);
   if (!layout) decodeLayouts.set(key, layout = makeDecodeLayout(wide, vec));
-  return withBindings(layout, [c.alibi && ALIBI_BINDING]);
+  return withBindings(layout, [c.alibi && ALIBI_BINDING, c.paged && PAGES_BINDING]);
 }
 
 /** One layout object per variant, so that what is cached by layout is found again. */
@@ -151,7 +155,7 @@ export function decodeKey(kind: "decode" | "combine", c: DecodeConfig): string {
     c.vec ? ":vec" : ""
   }${c.softcap ? ":cap" : ""}${c.dropout ? ":drop" : ""}${
     kind === "combine" && c.sinks ? ":sink" : ""
-  }${kind === "decode" && c.alibi ? ":alibi" : ""}`;
+  }${kind === "decode" && c.alibi ? ":alibi" : ""}${kind === "decode" && c.paged ? ":paged" : ""}`;
 }
 
 function header(c: DecodeConfig, layout: KernelLayout): string {
@@ -172,6 +176,9 @@ export function decodeWgsl(c: DecodeConfig): string {
   emit(header(c, decodeLayout(c)));
   if (c.dropout) emit(dropoutWgsl());
   if (c.softcap) emit(softcapWgsl());
+  if (c.paged) emit(PAGE_ROW_DECL);
+  // the storage row of key j: itself, or its page's row (a paged cache)
+  const keyRow = (j: string) => (c.paged ? `pageRow(b, ${j})` : j);
   const loadV = c.vec
     ? `select(vec4<f32>(0.0), vec4<f32>(v[(base + x) / 4u]), x < ${HD})`
     : `vec4<f32>(${
@@ -220,7 +227,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let b = P.batchBase + bl;
   let group = P.heads / P.kvHeads;
   let kStride = P.kvHeads * ${HD};
-  let kBase = P.kOff + (bl * P.nk * P.kvHeads + kh) * ${HD};
+  let kBase = ${c.paged ? `P.kOff + kh * ${HD}` : `P.kOff + (bl * P.nk * P.kvHeads + kh) * ${HD}`};
   let cw = t % ${CW}u;   // phase 2: vec4 column
   let g = t / ${CW}u;    // phase 2: key group
   // rows of this workgroup: (query head, query) pairs of key head kh
@@ -323,7 +330,7 @@ ${
     )
   }
       if (${each((r) => `!m${r}`, " || ")}) {
-        let base = kBase + j * kStride;
+        let base = kBase + ${keyRow("j")} * kStride;
         ${dot}
       }
 ${
@@ -376,7 +383,7 @@ ${each((r) => `    o${r} = o${r} * rowA[${r}u];`)}
     for (var u = g; u < ${TK}u; u += ${G2}u) {
       let j = col0 + u;
       if (j < P.nk) {
-        let vv = load_v(kBase + j * kStride, cw * 4u);
+        let vv = load_v(kBase + ${keyRow("j")} * kStride, cw * 4u);
 ${each((r) => `        o${r} = fma(vec4<f32>(sc[${r * TK}u + u]), vv, o${r});`)}
       }
     }

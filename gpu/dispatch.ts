@@ -201,6 +201,7 @@ export function problemUniforms(p: Problem): Record<string, number> {
     maskHeadDiv: p.heads / mh,
     qkScale: p.scale * Math.LOG2E,
     ...optionValues(p.softcap, p.dropout),
+    ...(p.pages ? { pageSize: p.pages.pageSize, perSequence: p.pages.perSequence } : {}),
   };
 }
 

@@ -8,7 +8,7 @@
 
 import type { Problem } from "../types.ts";
 import type { Schedule } from "../masks/schedule.ts";
-import { alibiOnGpu, scheduleOnGpu, sinksOnGpu } from "./buffers.ts";
+import { alibiOnGpu, pagesOnGpu, scheduleOnGpu, sinksOnGpu } from "./buffers.ts";
 import { pipelineLayout } from "./binding.ts";
 import { type GpuContext, pipeline } from "./device.ts";
 import { bound, encodeChunks, type KernelPlan, problemUniforms, type Region } from "./dispatch.ts";
@@ -27,7 +27,13 @@ export function forwardConfig(
   ctx: GpuContext,
   headDim: number,
   dtype: "f32" | "f16",
-  score: { softcap?: number; dropout?: unknown; sinks?: unknown; alibi?: unknown } = {},
+  score: {
+    softcap?: number;
+    dropout?: unknown;
+    sinks?: unknown;
+    alibi?: unknown;
+    pages?: unknown;
+  } = {},
 ): ForwardConfig {
   const dn = headDimWidth(headDim);
   // Measured on an H100 (f32, d = 128, N = 16384): rm 8, cn 4 (128 × 64 tiles) 22.8 TFLOP/s;
@@ -49,6 +55,7 @@ export function forwardConfig(
     dropout: score.dropout !== undefined,
     sinks: score.sinks !== undefined,
     alibi: score.alibi !== undefined,
+    paged: score.pages !== undefined,
   };
   return fitShared(ctx, cfg, () => forwardSharedBytes(cfg), headDim, [
     () => cfg.kv > 16 && (16 * cfg.cn) % (cfg.kv / 2) === 0 && (cfg.kv /= 2) > 0,
@@ -121,11 +128,13 @@ export function planForward(
     p.batch,
     {
       q: bound(b.q, qn),
-      k: bound(b.k, kn),
-      v: bound(b.v, kn),
+      // pages of a paged cache are shared by the batch entries: bound whole
+      k: bound(b.k, cfg.paged ? 0 : kn),
+      v: bound(b.v, cfg.paged ? 0 : kn),
       out: bound(b.out, qn),
       lse: bound(b.lse, p.heads * p.nq),
       sched: { buffer: sb.buffer, perBatch: 0 },
+      ...(cfg.paged ? { pages: { buffer: pagesOnGpu(ctx, p), perBatch: 0 } } : {}),
       ...(cfg.sinks ? { sinks: { buffer: sinksOnGpu(ctx, p), perBatch: 0 } } : {}),
       ...(cfg.alibi ? { alibi: { buffer: alibiOnGpu(ctx, p), perBatch: 0 } } : {}),
     },

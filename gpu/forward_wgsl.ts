@@ -34,6 +34,7 @@ import {
   loadTransposed,
   NEG_DECL,
   OPTION_PARAMS,
+  PAGE_ROW_DECL,
   product,
   range,
   reg,
@@ -49,6 +50,7 @@ import {
   ALIBI_BINDING,
   type KernelLayout,
   layoutWgsl,
+  PAGES_BINDING,
   SINKS_BINDING,
   withBindings,
 } from "./layout.ts";
@@ -79,6 +81,8 @@ export interface ForwardConfig {
   sinks?: boolean;
   /** Add ALiBi's position bias to the scores (the `alibi` binding). */
   alibi?: boolean;
+  /** Read k and v through a page table (the `pages` binding; k and v bound whole). */
+  paged?: boolean;
 }
 
 /** Uniforms and bindings of the forward kernel. */
@@ -116,7 +120,11 @@ export const FORWARD_LAYOUT: KernelLayout = {
 
 /** The layout of a forward configuration: the terms it uses add their bindings. */
 export function forwardLayout(c: ForwardConfig): KernelLayout {
-  return withBindings(FORWARD_LAYOUT, [c.sinks && SINKS_BINDING, c.alibi && ALIBI_BINDING]);
+  return withBindings(FORWARD_LAYOUT, [
+    c.sinks && SINKS_BINDING,
+    c.alibi && ALIBI_BINDING,
+    c.paged && PAGES_BINDING,
+  ]);
 }
 
 /** Workgroup memory the kernel needs, in bytes. */
@@ -131,7 +139,7 @@ export function forwardKey(c: ForwardConfig): string {
     c.subgroups ? 1 : 0
   }${c.softcap ? ":cap" : ""}${c.dropout ? ":drop" : ""}${c.sinks ? ":sink" : ""}${
     c.alibi ? ":alibi" : ""
-  }`;
+  }${c.paged ? ":paged" : ""}`;
 }
 
 /** Generates the WGSL of the forward kernel. */
@@ -155,11 +163,15 @@ export function forwardWgsl(c: ForwardConfig): string {
 var<workgroup> sm: array<vec4<f32>, ${total4}>;
 var<workgroup> wsU: array<u32, 4>;
 ${NEG_DECL}
-${c.dropout ? dropoutWgsl() : ""}${c.softcap ? softcapWgsl() : ""}
+${c.dropout ? dropoutWgsl() : ""}${c.softcap ? softcapWgsl() : ""}${
+    c.paged ? `${PAGE_ROW_DECL}\n` : ""
+  }
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
 ${rowBlockPrologue(br, rm, HD)}
   let vBase = kBase;`);
+  // a paged cache: keys are found through the page table, row by row (k and v bound whole)
+  if (c.paged) emit(`  let pBase = P.kOff + kh * ${HD};`);
   // the online softmax starts empty, or from the sink's state (terms/sink.ts): m = σ_h (log2
   // units), l = 1, counted once among the 16 invocations that share a row
   if (c.sinks) emit(`  let sink2 = sinks[h] * 1.4426950408889634;`);
@@ -186,6 +198,14 @@ ${rowBlockPrologue(br, rm, HD)}
     limit,
     headDim: HD,
   });
+  // k or v rows from `first`: in place, or through the page table
+  const kvSrc = (name: string, first: string) =>
+    c.paged
+      ? {
+        ...src(name, "pBase", "kStride", first, "P.nk"),
+        rowOf: (r: string) => `pageRow(b, ${r})`,
+      }
+      : src(name, name === "k" ? "kBase" : "vBase", "kStride", first, "P.nk");
   loadTransposed(emit, src("q", "qBase", "qStride", "row0", "P.nq"), {
     region: qReg,
     rows: br,
@@ -194,7 +214,7 @@ ${rowBlockPrologue(br, rm, HD)}
     perm: 0,
     scale: "P.qkScale",
   });
-  loadTransposed(emit, src("k", "kBase", "kStride", "col0", "P.nk"), {
+  loadTransposed(emit, kvSrc("k", "col0"), {
     region: kReg,
     rows: bc,
     kc,
@@ -267,7 +287,7 @@ ${rowBlockPrologue(br, rm, HD)}
       R: br,
       owner: `ty * ${R4}u`,
     });
-    loadRows(emit, src("v", "vBase", "kStride", `col0 + ${ch * kv}u`, "P.nk"), {
+    loadRows(emit, kvSrc("v", `col0 + ${ch * kv}u`), {
       region: vReg,
       count: kv,
       d,

@@ -66,6 +66,8 @@ const extended = new WeakMap<KernelLayout, Map<string, KernelLayout>>();
 export const SINKS_BINDING: StorageBinding = { name: "sinks", type: "f32" };
 /** ALiBi per (batch, query head): (slope · log2 e, the batch entry's diagonal offset). */
 export const ALIBI_BINDING: StorageBinding = { name: "alibi", type: "vec2<f32>" };
+/** A paged KV cache's page table, `[batch, perSequence]` page indices. */
+export const PAGES_BINDING: StorageBinding = { name: "pages", type: "u32" };
 
 /** Uniform fields of type f32 (the others are u32), for every kernel. */
 export const FLOAT_PARAMS: ReadonlySet<string> = new Set([

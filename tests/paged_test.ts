@@ -14,7 +14,8 @@ import {
   tensor,
 } from "../mod.ts";
 import { exampleMask } from "../masks/mod.ts";
-import { randomTensor, rng } from "./_util.ts";
+import { setGpuTuning } from "../gpu/internal.ts";
+import { randomTensor, rng, testAdapter } from "./_util.ts";
 
 interface PagedCase {
   name: string;
@@ -134,9 +135,27 @@ async function checkPaged(c: PagedCase, backend: AttentionOptions["backend"]): P
   assert.equal(got.backend, want.backend);
 }
 
+const gpu = await testAdapter();
 for (const c of cases) {
   Deno.test(`paged KV cache, js: ${c.name}: bitwise the contiguous cache's`, () =>
     checkPaged(c, "js"));
+  Deno.test({
+    name: `paged KV cache, webgpu: ${c.name}: bitwise the contiguous cache's`,
+    ignore: gpu === undefined,
+    fn: () => checkPaged(c, "webgpu"),
+  });
+  Deno.test({
+    name: `paged KV cache, webgpu: ${c.name} (split-KV decoding, 3 splits)`,
+    ignore: gpu === undefined || c.nq > 16,
+    async fn() {
+      const old = setGpuTuning({ decode: true, splits: 3 });
+      try {
+        await checkPaged(c, "webgpu");
+      } finally {
+        setGpuTuning(old);
+      }
+    },
+  });
 }
 
 Deno.test("paged KV cache: the page table is validated; the backward refuses it", async () => {
