@@ -137,8 +137,10 @@ async function checkPaged(c: PagedCase, backend: AttentionOptions["backend"]): P
 
 const gpu = await testAdapter();
 for (const c of cases) {
-  Deno.test(`paged KV cache, js: ${c.name}: bitwise the contiguous cache's`, () =>
-    checkPaged(c, "js"));
+  for (const backend of ["js", "wasm"] as const) {
+    Deno.test(`paged KV cache, ${backend}: ${c.name}: bitwise the contiguous cache's`, () =>
+      checkPaged(c, backend));
+  }
   Deno.test({
     name: `paged KV cache, webgpu: ${c.name}: bitwise the contiguous cache's`,
     ignore: gpu === undefined,
@@ -189,6 +191,16 @@ Deno.test("paged KV cache: the page table is validated; the backward refuses it"
     attention(q, pages, pages, { ...table([0, 1, 2, 3]), kvLength: [8, 9] }),
     /kvLength\[1\] = 9 must be an integer in \[0, 8\]/,
   );
+  // every page is an input: a NaN in one the table does not list is still found, on every backend
+  const bad = { ...pages, data: pages.data.slice() } as Tensor;
+  (bad.data as Float32Array)[1 * 32 + 5] = NaN; // page 1
+  for (const backend of ["js", "wasm"] as const) {
+    await assert.rejects(
+      attention(q, bad, pages, { ...table([4, 0, 2, 3]), backend }),
+      /RangeError: k\.data\[37\] .*is not finite/,
+      backend,
+    );
+  }
   const ok = await attention(q, pages, pages, table([4, 0, 2, 3]));
   assert.deepEqual(ok.out.shape, q.shape);
   const d = tensor(new Float32Array(32), [2, 1, 2, 8]);

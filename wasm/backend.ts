@@ -38,7 +38,7 @@ import type {
   Problem,
   SavedForBackward,
 } from "../types.ts";
-import { notFinite } from "../_problem.ts";
+import { checkFinite, notFinite } from "../_problem.ts";
 import type { Schedule } from "../masks/schedule.ts";
 import { type Tensor, toFloat32 } from "../tensor.ts";
 import { sinkGradient } from "../terms/sink.ts";
@@ -183,14 +183,30 @@ const COPY_CHUNK = 1 << 14;
 function putInputs(eng: Engine, p: Problem, at: number[], tensors: [string, Tensor][]): void {
   const f16 = p.dtype === "f16", eb = f16 ? 2 : 4;
   tensors.forEach(([name, t], i) => {
-    if (!p.checkFinite) return put(eng.memory.buffer, at[i], t);
     const data = t.data, View = data.constructor as Float32ArrayConstructor;
-    const dst = new View(eng.memory.buffer, at[i], data.length);
-    for (let s = 0; s < data.length; s += COPY_CHUNK) {
-      const e = Math.min(data.length, s + COPY_CHUNK);
-      dst.set((data as Float32Array).subarray(s, e), s);
-      const bad = eng.exports.firstNonFinite(at[i] + s * eb, e - s, f16 ? 1 : 0);
-      if (bad >= 0) throw notFinite(t, name, s + bad);
+    // [source offset, memory offset, length] runs: the tensor whole, or (k and v of a paged
+    // cache) its pages in logical order, so that the kernels see the contiguous cache and give
+    // its bits; the pages are copied once, as a contiguous cache would be
+    const runs: [number, number, number][] = [];
+    const pg = p.pages;
+    let scan = p.checkFinite;
+    if (pg && (name === "k" || name === "v")) {
+      const n = pg.pageSize * p.kvHeads * p.headDim;
+      pg.table.forEach((page, s) => runs.push([page * n, s * n, n]));
+      // every page is an input, read or not: scanned whole, as the other backends do
+      if (scan) checkFinite(t, name);
+      scan = false;
+    } else runs.push([0, 0, data.length]);
+    const size = runs.reduce((a, r) => a + r[2], 0);
+    const dst = new View(eng.memory.buffer, at[i], size);
+    for (const [from, to, len] of runs) {
+      for (let s = 0; s < len; s += COPY_CHUNK) {
+        const e = Math.min(len, s + COPY_CHUNK);
+        dst.set((data as Float32Array).subarray(from + s, from + e), to + s);
+        if (!scan) continue;
+        const bad = eng.exports.firstNonFinite(at[i] + (to + s) * eb, e - s, f16 ? 1 : 0);
+        if (bad >= 0) throw notFinite(t, name, from + s + bad);
+      }
     }
   });
 }
@@ -689,7 +705,7 @@ export function wasmUnusable(): string | undefined {
 
 export const wasmBackend: Backend = {
   name: "wasm",
-  features: new Set(["softcap", "dropout", "blockMask", "sinks", "alibiSlopes"]),
+  features: new Set(["softcap", "dropout", "blockMask", "sinks", "alibiSlopes", "blockTable"]),
   checksFinite: true,
   forward,
   backward,
