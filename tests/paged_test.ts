@@ -10,8 +10,11 @@ import {
   attentionBackward,
   type AttentionOptions,
   type BlockTable,
+  fromGpu,
+  readGpuArray,
   type Tensor,
   tensor,
+  toGpu,
 } from "../mod.ts";
 import { exampleMask } from "../masks/mod.ts";
 import { setGpuTuning } from "../gpu/internal.ts";
@@ -133,6 +136,15 @@ async function checkPaged(c: PagedCase, backend: AttentionOptions["backend"]): P
   assert.deepEqual(got.out.data, want.out.data, `${c.name}: out`);
   assert.deepEqual(got.lse, want.lse, `${c.name}: lse`);
   assert.equal(got.backend, want.backend);
+  if (backend === "webgpu" && (c.dtype === "f32" || gpu?.f16)) {
+    // GPU-resident pages (the caller's cache buffers), the same bits
+    const r2 = await attention(await toGpu(q), await toGpu(kp.pages), await toGpu(vp.pages), {
+      ...c.options,
+      blockTable: kp.table,
+    });
+    assert.deepEqual((await fromGpu(r2.out)).data, want.out.data, `${c.name}: GPU-resident out`);
+    assert.deepEqual(await readGpuArray(r2.lse), want.lse, `${c.name}: GPU-resident lse`);
+  }
 }
 
 const gpu = await testAdapter();
