@@ -38,14 +38,13 @@ import type {
   Problem,
   SavedForBackward,
 } from "../types.ts";
-import { checkFinite, notFinite } from "../_problem.ts";
 import type { Schedule } from "../masks/schedule.ts";
 import { type Tensor, toFloat32 } from "../tensor.ts";
 import { sinkGradient } from "../terms/sink.ts";
-import { dropoutKey, dropoutThreshold } from "../masks/dropout.ts";
-import { type Engine, engine, HEAP_BASE, MAX_MEMORY_BYTES, type Phase } from "./_runtime.ts";
+import { engine, HEAP_BASE, MAX_MEMORY_BYTES, type Phase } from "./_runtime.ts";
+import { Layout, type PackSpec, put, take, takeFrame, writeFrame } from "./_frame.ts";
 import { logicalCores } from "./_threads.ts";
-import { MAX_PACKED_TENSORS, P, PARAM_SLOTS } from "./abi.ts";
+import { P } from "./abi.ts";
 
 /** Query rows per tile (a multiple of 8) without a block mask. */
 export const BLOCK_ROWS = 48;
@@ -80,16 +79,6 @@ export const stats = { forward: 0, decode: 0, backward: 0 };
 /** The tile `[rows, cols]` of a forward or backward call. */
 export function tileFor(p: Problem): [number, number] {
   return p.blockMask ? [BLOCK_MASK_TILE.rows, BLOCK_MASK_TILE.cols] : [BLOCK_ROWS, BLOCK_COLS];
-}
-
-/** A bump allocator over the wasm memory; offsets are 64-byte aligned. */
-class Layout {
-  end = HEAP_BASE;
-  take(bytes: number): number {
-    const at = this.end;
-    this.end = at + Math.ceil(Math.max(bytes, 1) / 64) * 64;
-    return at;
-  }
 }
 
 /** Threads a call may use without `options.threads`: the machine's logical cores. */
@@ -150,217 +139,6 @@ function byCost(costs: Int32Array | number[]): Int32Array {
   const idx = Array.from({ length: costs.length }, (_, i) => i);
   idx.sort((a, b) => costs[b] - costs[a] || a - b);
   return Int32Array.from(idx);
-}
-
-function sliceTable(p: Problem): Int32Array {
-  const t = new Int32Array(p.batch * p.heads);
-  for (let b = 0; b < p.batch; b++) {
-    for (let h = 0; h < p.heads; h++) t[b * p.heads + h] = p.slice(b, h);
-  }
-  return t;
-}
-
-/** Copies a tensor's raw data (f32 or binary16 bits) into the memory at `at`. */
-function put(
-  buf: ArrayBufferLike,
-  at: number,
-  t: Tensor | Float32Array | Int32Array | Uint32Array,
-) {
-  const data = "dtype" in t ? t.data : t;
-  const View = data.constructor as Float32ArrayConstructor;
-  new View(buf, at, data.length).set(data as Float32Array);
-}
-
-/** Elements copied per step by {@linkcode putInputs} (scanned while they are in the cache). */
-const COPY_CHUNK = 1 << 14;
-
-/**
- * Copies the named input tensors' raw data (f32 or binary16 bits) into the memory at `at`, and
- * with `p.checkFinite` does the API's finiteness check on the copies (see
- * {@linkcode Backend.checksFinite}), chunk by chunk right after each is copied (from the cache:
- * 2–3× faster than a second pass): throws the RangeError of the first NaN or ±∞.
- */
-function putInputs(eng: Engine, p: Problem, at: number[], tensors: [string, Tensor][]): void {
-  const f16 = p.dtype === "f16", eb = f16 ? 2 : 4;
-  tensors.forEach(([name, t], i) => {
-    const data = t.data, View = data.constructor as Float32ArrayConstructor;
-    // [source offset, memory offset, length] runs: the tensor whole, or (k and v of a paged
-    // cache) its pages in logical order, so that the kernels see the contiguous cache and give
-    // its bits; the pages are copied once, as a contiguous cache would be
-    const runs: [number, number, number][] = [];
-    const pg = p.pages;
-    let scan = p.checkFinite;
-    if (pg && (name === "k" || name === "v")) {
-      const n = pg.pageSize * p.kvHeads * p.headDim;
-      pg.table.forEach((page, s) => runs.push([page * n, s * n, n]));
-      // every page is an input, read or not: scanned whole, as the other backends do
-      if (scan) checkFinite(t, name);
-      scan = false;
-    } else runs.push([0, 0, data.length]);
-    const size = runs.reduce((a, r) => a + r[2], 0);
-    const dst = new View(eng.memory.buffer, at[i], size);
-    for (const [from, to, len] of runs) {
-      for (let s = 0; s < len; s += COPY_CHUNK) {
-        const e = Math.min(len, s + COPY_CHUNK);
-        dst.set((data as Float32Array).subarray(from + s, from + e), to + s);
-        if (!scan) continue;
-        const bad = eng.exports.firstNonFinite(at[i] + (to + s) * eb, e - s, f16 ? 1 : 0);
-        if (bad >= 0) throw notFinite(t, name, from + s + bad);
-      }
-    }
-  });
-}
-
-function take(
-  buf: ArrayBufferLike,
-  at: number,
-  n: number,
-  f16: boolean,
-): Float32Array | Uint16Array {
-  return f16 ? new Uint16Array(buf, at, n).slice() : new Float32Array(buf, at, n).slice();
-}
-
-/**
- * What every call (forward, decode, backward) lays out alike, at the start of the memory: the
- * parameter block, the phase counters, the schedule in the call's direction (forward and decode:
- * tiles by row block, backward: by column block), and each input tensor, raw as given and then,
- * unless it is read in place, packed (see {@linkcode PackSpec}).
- */
-interface Frame {
-  params: number;
-  counters: number;
-  sliceOf: number;
-  /** The sink logits · log2 e (0: none). */
-  sinks: number;
-  /** ALiBi per (b, h): slope · log2 e, offset (0: none). */
-  alibi: number;
-  bounds: number;
-  tilePtr: number;
-  tiles: number;
-  /** Raw tensors (f32 or binary16), in the order of `packs`. */
-  raw: number[];
-  /** Their packed f32 copies, rows or panels padded to a multiple of 4 (−1: read in place). */
-  packed: number[];
-  /** What goes there: the tile pointers and tile list of the schedule, and the pack spec. */
-  ptr: Uint32Array;
-  list: Uint32Array;
-  packs: PackSpec;
-}
-
-/**
- * `[sequence length, heads, layout]` of each tensor of a call, in order: copied raw into the
- * memory, then packed by the `pack` phase as head-major rows `[B, heads, N, dp]` ("rows",
- * the default), as transposed panels `[B, heads, ceil(N / Bc), dp, Bc]` ("panels", at most one
- * tensor), or not at all ("raw": the kernels read the raw copy).
- */
-type PackSpec = [number, number, ("rows" | "panels" | "raw")?][];
-
-function takeFrame(
-  L: Layout,
-  p: Problem,
-  plan: Schedule,
-  ptr: Uint32Array,
-  list: Uint32Array,
-  packs: PackSpec,
-): Frame {
-  const dp = Math.ceil(p.headDim / 4) * 4, eb = p.dtype === "f16" ? 2 : 4;
-  const params = L.take(PARAM_SLOTS * 4), counters = L.take(64);
-  const sliceOf = L.take(p.batch * p.heads * 4);
-  const sinks = p.sinks ? L.take(p.heads * 4) : 0;
-  const alibi = p.alibi ? L.take(p.batch * p.heads * 8) : 0;
-  const bounds = L.take(plan.bounds.byteLength);
-  const tilePtr = L.take(ptr.byteLength), tiles = L.take(list.byteLength);
-  const raw = packs.map(([n, h]) => L.take(p.batch * n * h * p.headDim * eb));
-  const packed = packs.map(([n, h, layout]) =>
-    layout === "raw" ? -1 : L.take(
-      p.batch * h * (layout === "panels" ? Math.ceil(n / plan.blockCols) * plan.blockCols : n) *
-        dp * 4,
-    )
-  );
-  return {
-    params,
-    counters,
-    sliceOf,
-    sinks,
-    alibi,
-    bounds,
-    tilePtr,
-    tiles,
-    raw,
-    packed,
-    ptr,
-    list,
-    packs,
-  };
-}
-
-/** Writes the scale, dtypes, softcap and dropout slots of the parameter block at `params`. */
-function writeOptions(buf: ArrayBufferLike, params: number, p: Problem): void {
-  const i32 = new Int32Array(buf, params, PARAM_SLOTS);
-  const u32 = new Uint32Array(buf, params, PARAM_SLOTS);
-  const f32 = new Float32Array(buf, params, PARAM_SLOTS);
-  f32[P.SCALE] = p.scale;
-  f32[P.SCALE2] = p.scale * Math.LOG2E;
-  i32[P.F16] = i32[P.IN_F16] = p.dtype === "f16" ? 1 : 0;
-  f32[P.SOFTCAP2] = p.softcap === undefined ? 0 : p.softcap * Math.LOG2E;
-  if (p.dropout) {
-    i32[P.DROP] = 1;
-    u32[P.DROP_THR] = dropoutThreshold(p.dropout.p);
-    f32[P.DROP_SCALE] = 1 / (1 - p.dropout.p);
-    [u32[P.SEED_LO], u32[P.SEED_HI]] = dropoutKey(p.dropout.seed);
-  }
-}
-
-/**
- * Writes the shared part of a call into the memory: the problem and frame slots of the parameter
- * block (the rest zeroed), the schedule, and the raw tensors. Returns the parameter block as i32.
- */
-function writeFrame(
-  eng: Engine,
-  f: Frame,
-  p: Problem,
-  plan: Schedule,
-  tensors: [string, Tensor][],
-): Int32Array {
-  const buf = eng.memory.buffer;
-  const { batch: B, nq, nk, heads: H, kvHeads: Hk, headDim: d } = p;
-  const i32 = new Int32Array(buf, f.params, PARAM_SLOTS);
-  i32.fill(0);
-  [i32[P.B], i32[P.NQ], i32[P.NK], i32[P.H], i32[P.HK], i32[P.D]] = [B, nq, nk, H, Hk, d];
-  i32[P.DP] = Math.ceil(d / 4) * 4;
-  [i32[P.BR], i32[P.BC]] = [plan.blockRows, plan.blockCols];
-  [i32[P.ROW_BLOCKS], i32[P.COL_BLOCKS]] = [plan.rowBlocks, plan.colBlocks];
-  writeOptions(buf, f.params, p);
-  i32[P.BOUNDS] = f.bounds;
-  i32[P.TILE_PTR] = f.tilePtr;
-  i32[P.TILES] = f.tiles;
-  i32[P.SLICE_OF] = f.sliceOf;
-  const packed = f.packs.flatMap(([n, h, layout], t) =>
-    layout === "raw" ? [] : [{ desc: [f.raw[t], f.packed[t], n, h], panels: layout === "panels" }]
-  );
-  if (packed.length > MAX_PACKED_TENSORS) throw new Error("internal: too many packed tensors");
-  i32[P.NPACK] = packed.length;
-  i32[P.PACK_T] = packed.findIndex((x) => x.panels);
-  packed.forEach((x, t) => i32.set(x.desc, P.PACK + 4 * t));
-  put(buf, f.sliceOf, sliceTable(p));
-  if (p.sinks) {
-    i32[P.SINKS] = f.sinks;
-    put(buf, f.sinks, p.sinks.map((s) => s * Math.LOG2E));
-  }
-  if (p.alibi) {
-    const { slopes, offsets } = p.alibi, table = new Float32Array(2 * slopes.length);
-    for (let x = 0; x < slopes.length; x++) {
-      table[2 * x] = slopes[x] * Math.LOG2E;
-      table[2 * x + 1] = offsets[Math.floor(x / p.heads)];
-    }
-    i32[P.ALIBI] = f.alibi;
-    put(buf, f.alibi, table);
-  }
-  put(buf, f.bounds, plan.bounds);
-  put(buf, f.tilePtr, f.ptr);
-  put(buf, f.tiles, f.list);
-  putInputs(eng, p, f.raw, tensors);
-  return i32;
 }
 
 async function forward(
