@@ -334,7 +334,10 @@ function checkAlibi(
   }
   const all = new Float32Array(batch * heads);
   for (let b = 0; b < batch; b++) {
-    all.set(slopes.length === heads ? slopes : slopes.subarray(b * heads, (b + 1) * heads), b * heads);
+    all.set(
+      slopes.length === heads ? slopes : slopes.subarray(b * heads, (b + 1) * heads),
+      b * heads,
+    );
   }
   // kvLength is validated with the mask it builds (resolveMask, before this)
   const offsets = Int32Array.from({ length: batch }, (_, b) => (kvLength?.[b] ?? nk) - nq);

@@ -13,6 +13,7 @@ import type { WindowSize } from "./masks/builders.ts";
 import type { Dropout } from "./masks/dropout.ts";
 import type { Schedule } from "./masks/schedule.ts";
 import type { DType, GpuArray, GpuTensor, Tensor } from "./tensor.ts";
+import type { Alibi } from "./terms/alibi.ts";
 
 /** Which implementation computes: `auto` picks WebGPU when a hardware adapter exists, else WASM. */
 export type BackendName = "auto" | "webgpu" | "wasm" | "js";
@@ -262,12 +263,16 @@ export interface Problem {
    * ALiBi: a slope per (batch, query head), `[batch·Hq]`, and per batch entry the offset of its
    * diagonal, `kvLength[b] − Nq` (or `Nk − Nq`): s_ij += −slope·|i + offset − j|.
    */
-  readonly alibi?: { readonly slopes: Float32Array; readonly offsets: Int32Array };
+  readonly alibi?: Alibi;
   /**
    * A paged KV cache: k and v hold pages of `pageSize` keys; logical key j of batch entry b is
    * row `table[b·perSequence + floor(j / pageSize)]·pageSize + j mod pageSize` of them.
    */
-  readonly pages?: { readonly table: Int32Array; readonly perSequence: number; readonly pageSize: number };
+  readonly pages?: {
+    readonly table: Int32Array;
+    readonly perSequence: number;
+    readonly pageSize: number;
+  };
   /** The block-sparse mask, if any (already applied by `schedule`). */
   readonly blockMask?: BlockMask;
 }

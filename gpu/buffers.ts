@@ -9,6 +9,7 @@
 
 import type { Schedule } from "../masks/schedule.ts";
 import type { Problem } from "../types.ts";
+import { alibiTable } from "../terms/alibi.ts";
 import { type GpuContext, unlessLost } from "./device.ts";
 import { gpuTuning } from "./tuning.ts";
 
@@ -421,12 +422,7 @@ export function pagesOnGpu(ctx: GpuContext, p: Problem): GPUBuffer {
 
 /** ALiBi of `p` on the GPU: (slope · log2 e, diagonal offset) per (batch, query head). */
 export function alibiOnGpu(ctx: GpuContext, p: Problem): GPUBuffer {
-  const a = p.alibi!, data = new Float32Array(2 * a.slopes.length);
-  for (let x = 0; x < a.slopes.length; x++) {
-    data[2 * x] = a.slopes[x] * Math.LOG2E;
-    data[2 * x + 1] = a.offsets[Math.floor(x / p.heads)];
-  }
-  return termOnGpu(ctx, data, "alibi");
+  return termOnGpu(ctx, alibiTable(p.alibi!, p.heads), "alibi");
 }
 
 const retiring = new WeakMap<GpuContext, GPUBuffer[]>();

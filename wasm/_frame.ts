@@ -14,6 +14,7 @@ import type { Tensor } from "../tensor.ts";
 import { dropoutKey, dropoutThreshold } from "../masks/dropout.ts";
 import { type Engine, HEAP_BASE } from "./_runtime.ts";
 import { MAX_PACKED_TENSORS, P, PARAM_SLOTS } from "./abi.ts";
+import { alibiTable } from "../terms/alibi.ts";
 
 /** A bump allocator over the wasm memory; offsets are 64-byte aligned. */
 export class Layout {
@@ -226,13 +227,8 @@ export function writeFrame(
     put(buf, f.sinks, p.sinks.map((s) => s * Math.LOG2E));
   }
   if (p.alibi) {
-    const { slopes, offsets } = p.alibi, table = new Float32Array(2 * slopes.length);
-    for (let x = 0; x < slopes.length; x++) {
-      table[2 * x] = slopes[x] * Math.LOG2E;
-      table[2 * x + 1] = offsets[Math.floor(x / p.heads)];
-    }
     i32[P.ALIBI] = f.alibi;
-    put(buf, f.alibi, table);
+    put(buf, f.alibi, alibiTable(p.alibi, p.heads));
   }
   put(buf, f.bounds, plan.bounds);
   put(buf, f.tilePtr, f.ptr);
