@@ -90,7 +90,9 @@ export interface AttentionOptions {
    * `[numPages, pageSize, Hk, d]`, and batch entry b's keys are the pages
    * `data[b·blocksPerSequence + 0, 1, …]` in order, so Nk = blocksPerSequence · pageSize; masks,
    * `causal`, windows and `kvLength` (each entry's valid length) refer to these logical
-   * positions. Results are bitwise those of the same cache laid out contiguously. Forward only.
+   * positions. Any page size; every backend reads the pages through the table (WebGPU kernels
+   * row by row; WASM in the one copy of the inputs into its memory). Results are bitwise those
+   * of the same cache laid out contiguously. Forward only.
    */
   blockTable?: BlockTable;
   /**
