@@ -55,6 +55,11 @@ export interface Case {
   sinks?: Float32Array;
   /** ALiBi slopes, Hq or batch·Hq. */
   alibiSlopes?: Float32Array;
+  /**
+   * Run the forward on a paged copy of the KV cache (`blockTable`, pages of this many keys, in
+   * shuffled order): it must give the contiguous cache's results. Nk must be a multiple of it.
+   */
+  pageSize?: number;
   /** Standard deviation of q and k entries (default 1). */
   sigma?: number;
   /** Makes q, k, v and dOut (default: normal entries, q and k with `sigma`). */
@@ -686,6 +691,13 @@ export async function checkPrepared(
   const copies = [q, k, v, dOut].map((t) => t.data.slice());
   const options: AttentionOptions = { ...opt, ...extra };
   const { out, lse } = await attention(q, k, v, options);
+  if (c.pageSize) {
+    // the same cache in shuffled pages: bitwise the contiguous results
+    const paged = pagedCache(k, v, c.pageSize, c.batch * c.nq + c.nk);
+    const r = await attention(q, paged.k, paged.v, { ...options, blockTable: paged.table });
+    assert.deepEqual(r.out.data, out.data, `${c.name}: paged out`);
+    assert.deepEqual(r.lse, lse, `${c.name}: paged lse`);
+  }
   const { ref, f32, f32r } = pc.forward;
   // The floor of a few float32 ulps (2^-21) grows like the square root of the longest sum
   // (rounding errors of a long sum add up like a random walk; the baselines sum the rows and
@@ -748,6 +760,33 @@ export async function checkPrepared(
     assert.deepEqual(t.data, copies[i], "inputs unchanged")
   );
   return { out, lse, ...grads, unchecked };
+}
+
+/**
+ * k and v `[B, Nk, Hk, d]` as a paged cache: pages of `pageSize` keys in an order shuffled by
+ * `seed`, and its page table.
+ */
+export function pagedCache(
+  k: Tensor,
+  v: Tensor,
+  pageSize: number,
+  seed: number,
+): { k: Tensor; v: Tensor; table: { data: Int32Array; shape: [number, number] } } {
+  const [B, nk, Hk, d] = k.shape, per = nk / pageSize, n = B * per, len = pageSize * Hk * d;
+  const rand = rng(seed);
+  const order = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  const page = (t: Tensor): Tensor => {
+    const src = t.data, dst = new (src.constructor as Float32ArrayConstructor)(src.length);
+    order.forEach((p, s) =>
+      dst.set((src as Float32Array).subarray(s * len, (s + 1) * len), p * len)
+    );
+    return { data: dst, shape: [n, pageSize, Hk, d], dtype: t.dtype } as Tensor;
+  };
+  return { k: page(k), v: page(v), table: { data: Int32Array.from(order), shape: [B, per] } };
 }
 
 /** The largest |q·k|·scale over all query and key pairs (masked or not). */

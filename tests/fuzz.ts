@@ -2,8 +2,8 @@
  * The seeded property test (`deno task fuzz`): random attention problems — shapes including 1
  * and odd sizes and tile boundaries, GQA ratios, f32 and f16, random valid FlashMasks of all
  * four column layouts (causal and not, per batch and per head), the builders' masks, windows,
- * packed sequences, ragged KV caches, block masks, softcap, dropout, sinks, ALiBi, scales, large
- * scores —
+ * packed sequences, ragged KV caches, block masks, softcap, dropout, sinks, ALiBi, paged caches,
+ * scales, large scores —
  * each checked on every available backend against the float64 reference, forward and
  * backward, with the suite's tolerances (`checkPrepared`, thorough: a second summation order and
  * the outputs' rounding-error magnitudes, see `prepareCase`). The WASM backend is also checked for
@@ -216,6 +216,12 @@ export function drawCase(seed: number): Case {
     const n = terms() < 0.5 ? heads : batch * heads;
     c.alibiSlopes = Float32Array.from({ length: n }, () => 2 ** (-8 * terms()));
     parts.push(`alibi [${Array.from(c.alibiSlopes, (x) => x.toFixed(3))}]`);
+  }
+  if (terms() < 0.25) {
+    // a paged copy of the cache: pages of a divisor of Nk (1 included: a page per key)
+    const divisors = Array.from({ length: nk }, (_, i) => i + 1).filter((x) => nk % x === 0);
+    c.pageSize = divisors[Math.floor(terms() * divisors.length)];
+    parts.push(`paged ${c.pageSize}`);
   }
   c.name = `fuzz seed ${seed}: ${parts.join(", ")}`;
   return c;
