@@ -55,7 +55,8 @@ for (const c of [...cases, ...featureCases()]) {
   });
 }
 
-for (const c of decodeCases()) {
+/** A case on the split-KV decoding kernels, forced, with 3 splits of the keys. */
+function splitDecoding(c: Case): void {
   Deno.test({
     name: `webgpu: ${c.name} (split-KV decoding, 3 splits)`,
     ignore,
@@ -70,21 +71,11 @@ for (const c of decodeCases()) {
   });
 }
 
+for (const c of decodeCases()) splitDecoding(c);
+
 for (const c of [...sinkCases(), ...alibiCases()]) {
   Deno.test({ name: `webgpu: ${c.name}`, ignore, fn: () => checkCase(c, { backend: "webgpu" }) });
-  if (c.nq > 16) continue;
-  Deno.test({
-    name: `webgpu: ${c.name} (split-KV decoding, 3 splits)`,
-    ignore,
-    async fn() {
-      const old = setGpuTuning({ decode: true, splits: 3 });
-      try {
-        await checkCase(c, { backend: "webgpu" });
-      } finally {
-        setGpuTuning(old);
-      }
-    },
-  });
+  if (c.nq <= 16) splitDecoding(c);
 }
 
 Deno.test({
