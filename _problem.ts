@@ -441,8 +441,11 @@ function resolveMask(options: AttentionOptions, dims: MaskDims): FlashMask {
   return plainMask(nq, nk, causal);
 }
 
-/** Throws a RangeError naming the first NaN or infinite element of a host tensor. */
-export function checkFinite(t: Tensor, name: string): void {
+/**
+ * Throws a RangeError naming the first NaN or infinite element of a host tensor; `outer` names
+ * its first dimension (`"page"` for the k and v of a paged cache).
+ */
+export function checkFinite(t: Tensor, name: string, outer = "batch"): void {
   const d = t.data;
   let bad = -1;
   if (d instanceof Float32Array) {
@@ -468,11 +471,11 @@ export function checkFinite(t: Tensor, name: string): void {
       }
     }
   }
-  if (bad >= 0) throw notFinite(t, name, bad);
+  if (bad >= 0) throw notFinite(t, name, bad, outer);
 }
 
 /** The error for a tensor whose element `bad` (a flat index into its data) is NaN or ±∞. */
-export function notFinite(t: Tensor, name: string, bad: number): RangeError {
+export function notFinite(t: Tensor, name: string, bad: number, outer = "batch"): RangeError {
   const [, n, h, dim] = t.shape;
   const at = [
     Math.floor(bad / (n * h * dim)),
@@ -481,7 +484,7 @@ export function notFinite(t: Tensor, name: string, bad: number): RangeError {
     bad % dim,
   ];
   return new RangeError(
-    `${name}.data[${bad}] (batch ${at[0]}, row ${at[1]}, head ${at[2]}, dim ${
+    `${name}.data[${bad}] (${outer} ${at[0]}, row ${at[1]}, head ${at[2]}, dim ${
       at[3]
     }) is not finite; ` +
       "pass checkFinite: false to skip this check",

@@ -227,7 +227,11 @@ type Named = [string, Tensor | GpuTensor];
 /** Scans the host tensors for NaN and ±∞ (unless `checkFinite: false`). */
 function checkHostFinite(p: Problem, tensors: Named[]) {
   if (!p.checkFinite) return;
-  for (const [name, t] of tensors) if (!isGpuTensor(t)) checkFinite(t, name);
+  for (const [name, t] of tensors) {
+    // the k and v of a paged cache are pages
+    const outer = p.pages && (name === "k" || name === "v") ? "page" : "batch";
+    if (!isGpuTensor(t)) checkFinite(t, name, outer);
+  }
 }
 
 /**

@@ -73,7 +73,7 @@ export function putInputs(
       const n = pg.pageSize * p.kvHeads * p.headDim;
       pg.table.forEach((page, s) => runs.push([page * n, s * n, n]));
       // every page is an input, read or not: scanned whole, as the other backends do
-      if (scan) checkFinite(t, name);
+      if (scan) checkFinite(t, name, "page");
       scan = false;
     } else runs.push([0, 0, data.length]);
     const size = runs.reduce((a, r) => a + r[2], 0);
