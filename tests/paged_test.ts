@@ -11,6 +11,8 @@ import {
   type AttentionOptions,
   type BlockTable,
   fromGpu,
+  gpuDevice,
+  type GpuTensor,
   readGpuArray,
   type Tensor,
   tensor,
@@ -144,6 +146,24 @@ async function checkPaged(c: PagedCase, backend: AttentionOptions["backend"]): P
     });
     assert.deepEqual((await fromGpu(r2.out)).data, want.out.data, `${c.name}: GPU-resident out`);
     assert.deepEqual(await readGpuArray(r2.lse), want.lse, `${c.name}: GPU-resident lse`);
+    // the pages at a byte offset into a larger buffer (a cache inside a bigger allocation)
+    const device = (await gpuDevice())!;
+    const at = (t: Tensor, offset: number): GpuTensor => {
+      const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+      const buffer = device.createBuffer({
+        size: Math.ceil((offset + bytes.length) / 4) * 4,
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+      });
+      device.queue.writeBuffer(buffer, offset, bytes);
+      return { buffer, shape: t.shape, dtype: t.dtype, offset };
+    };
+    const r3 = await attention(
+      await toGpu(q),
+      at(kp.pages, 256),
+      at(vp.pages, 512),
+      { ...c.options, blockTable: kp.table },
+    );
+    assert.deepEqual((await fromGpu(r3.out)).data, want.out.data, `${c.name}: pages at an offset`);
   }
 }
 
