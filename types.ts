@@ -103,7 +103,7 @@ export interface AttentionOptions {
   /**
    * GPU-resident calls: write the results into these tensors of the caller's instead of new
    * buffers (preallocated activations; no buffer is created per call). `attention` takes `out`
-   * and `lse`, `attentionBackward` `dq`, `dk` and `dv`; each is optional. They must not overlap
+   * and `lse`, `attentionBackward` `dq`, `dk`, `dv` (and `dsinks` with sinks); each is optional. They must not overlap
    * the inputs or each other.
    */
   outputs?: GpuOutputs;
@@ -142,6 +142,8 @@ export interface GpuOutputs {
   dk?: GpuTensor;
   /** attentionBackward: the gradient of v. */
   dv?: GpuTensor;
+  /** attentionBackward with `sinks`: the sinks' gradient, Hq float32. */
+  dsinks?: GpuArray;
 }
 
 /** Which backend computed a result, and for `webgpu` on which adapter. */

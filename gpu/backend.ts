@@ -26,7 +26,7 @@ import type {
 import type { GpuArray, GpuTensor, Shape4, Tensor } from "../tensor.ts";
 import { checkGpuBuffers, release, sinksOnGpu, storage, upload } from "./buffers.ts";
 import { deviceType, hostTensor, onDevice, requireGpu, submit } from "./dispatch.ts";
-import { checkOutputs, checkResident, gpuBuffers, type Named } from "./io.ts";
+import { checkOutputs, checkResident, gpuBuffers, type Named, type OutputSpec } from "./io.ts";
 import { adapterInfo, type GpuContext } from "./device.ts";
 import { type ForwardBuffers, forwardConfig, forwardKernel, planForward } from "./forward.ts";
 import { type BackwardBuffers, backwardKernels, planBackward } from "./backward.ts";
@@ -154,12 +154,9 @@ export async function gpuBackward(
   ]];
   checkResident(ctx, inputs);
   // out and lse are read by the preprocessing kernel only, which writes none of the gradients
-  checkOutputs(ctx, io.outputs, [["dq", qs], ["dk", ks], ["dv", ks]], dt, inputs, [
-    "q",
-    "k",
-    "v",
-    "dOut",
-  ]);
+  const specs: OutputSpec[] = [["dq", qs], ["dk", ks], ["dv", ks]];
+  if (p.sinks) specs.push(["dsinks", p.heads]);
+  checkOutputs(ctx, io.outputs, specs, dt, inputs, ["q", "k", "v", "dOut"]);
   const given = io.outputs ?? {};
   const buffers = gpuBuffers([...inputs, ...(Object.entries(given) as Named)]);
   await checkGpuBuffers(ctx, buffers);
@@ -171,7 +168,7 @@ export async function gpuBackward(
   const call = new CallBuffers();
   const made: GPUBuffer[] = [];
   const grads: Partial<Record<"dq" | "dk" | "dv", GpuTensor>> = {};
-  let dsinks: GPUBuffer | undefined;
+  let dsinks: GpuArray | undefined;
   try {
     const got = await submit(ctx, () => {
       const lse = s.lse instanceof Float32Array
@@ -193,7 +190,10 @@ export async function gpuBackward(
           { buffer: made[made.push(storage(ctx, n, name)) - 1], shape: sh, dtype: dt };
       }
       // the sinks' gradient: from the prep kernel's row stats (gpu/sink.ts)
-      if (sinkPipe) dsinks = made[made.push(storage(ctx, p.heads * 4, "dsinks")) - 1];
+      if (sinkPipe) {
+        dsinks = given.dsinks ??
+          { buffer: made[made.push(storage(ctx, p.heads * 4, "dsinks")) - 1], length: p.heads };
+      }
       if (!io.resident) made.forEach((b) => call.add(b));
       const b: BackwardBuffers = { ...inputs, stats, dq: grads.dq!, dk: grads.dk!, dv: grads.dv! };
       const plan = planBackward(ctx, p, b, kern);
@@ -209,7 +209,7 @@ export async function gpuBackward(
           [grads.dq!.buffer, qBytes],
           [grads.dk!.buffer, kBytes],
           [grads.dv!.buffer, kBytes],
-          ...(dsinks ? [[dsinks, p.heads * 4] as [GPUBuffer, number]] : []),
+          ...(dsinks ? [[dsinks.buffer, p.heads * 4] as [GPUBuffer, number]] : []),
         ],
       };
     }, io.encoder);
@@ -218,7 +218,7 @@ export async function gpuBackward(
         dq: grads.dq!,
         dk: grads.dk!,
         dv: grads.dv!,
-        ...(dsinks ? { dsinks: { buffer: dsinks, length: p.heads } } : {}),
+        ...(dsinks ? { dsinks } : {}),
       };
     }
     return {

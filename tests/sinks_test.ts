@@ -10,6 +10,7 @@ import {
   attentionBackward,
   type AttentionOptions,
   fromGpu,
+  gpuDevice,
   readGpuArray,
   toFloat32,
   toGpu,
@@ -138,5 +139,25 @@ Deno.test({
     near("lse", await readGpuArray(r.lse), js.lse);
     near("dsinks", await readGpuArray(g.dsinks), gjs.dsinks!);
     near("dq", toFloat32(await fromGpu(g.dq)), toFloat32(gjs.dq));
+    // into the caller's buffer (at an offset), as the other gradients can be
+    const device = (await gpuDevice())!;
+    const buffer = device.createBuffer({
+      size: 512,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
+    });
+    const mine = { buffer, length: 3, offset: 256 };
+    const g2 = await attentionBackward(
+      { q: gq, k: gk, v: gv, out: r.out, lse: r.lse, dOut: gd },
+      { ...options, outputs: { dsinks: mine } },
+    );
+    assert.equal(g2.dsinks, mine);
+    assert.deepEqual(await readGpuArray(mine), await readGpuArray(g.dsinks));
+    await assert.rejects(
+      attentionBackward(
+        { q: gq, k: gk, v: gv, out: r.out, lse: r.lse, dOut: gd },
+        { causal: true, outputs: { dsinks: mine } },
+      ),
+      /options\.outputs\.dsinks is not an output of this call; it takes dq, dk, dv/,
+    );
   },
 });
