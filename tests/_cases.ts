@@ -361,6 +361,17 @@ export function featureCases(): Case[] {
   ];
 }
 
+/** A term's cases on every mask builder at n = 37 (`base`: the case without its mask). */
+function everyMaskBuilder(term: string, base: Omit<Case, "name" | "nq" | "nk">): Case[] {
+  return MASK_NAMES.map((name) => ({
+    ...base,
+    name: `${term}, ${name} n=37`,
+    nq: 37,
+    nk: 37,
+    mask: exampleMask(name, 37, 4).mask,
+  }));
+}
+
 /**
  * Attention sinks (one logit per query head) with every mask builder, a random FlashMask, GQA,
  * Nq ≠ Nk, f16, softcap, dropout, ragged caches with an empty entry (rows that see no key: out 0,
@@ -371,13 +382,7 @@ export function sinkCases(): Case[] {
   const rand = rng(29);
   const sinks = (h: number) => Float32Array.from({ length: h }, () => -3 + 7 * rand());
   const one = { batch: 1, heads: 3, kvHeads: 1, dtype: "f32" as DType, d: 16, sinks: sinks(3) };
-  const cases: Case[] = MASK_NAMES.map((name) => ({
-    ...one,
-    name: `sinks, ${name} n=37`,
-    nq: 37,
-    nk: 37,
-    mask: exampleMask(name, 37, 4).mask,
-  }));
+  const cases = everyMaskBuilder("sinks", one);
   cases.push(
     { ...one, name: "sinks, no mask, Nq > Nk, d=59", nq: 41, nk: 19, d: 59 },
     { ...one, name: "sinks, causal Nq > Nk (rows that see nothing)", nq: 23, nk: 9, causal: true },
@@ -448,13 +453,7 @@ export function alibiCases(): Case[] {
     d: 16,
     alibiSlopes: slopes(3),
   };
-  const cases: Case[] = MASK_NAMES.map((name) => ({
-    ...one,
-    name: `alibi, ${name} n=37`,
-    nq: 37,
-    nk: 37,
-    mask: exampleMask(name, 37, 4).mask,
-  }));
+  const cases = everyMaskBuilder("alibi", one);
   cases.push(
     { ...one, name: "alibi, no mask, Nq < Nk, d=59", nq: 19, nk: 41, d: 59 },
     { ...one, name: "alibi, causal Nq > Nk (rows that see nothing)", nq: 23, nk: 9, causal: true },

@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { type DType, type Tensor, toFloat32 } from "../tensor.ts";
+import type { AttentionOptions } from "../types.ts";
 export { randn, randomTensor, rng } from "../reference/random.ts";
 import { gpuInfo } from "../gpu/mod.ts";
 
@@ -22,6 +23,19 @@ export async function testAdapter(): ReturnType<typeof gpuInfo> {
     );
   }
   return info;
+}
+
+/**
+ * Every backend as a test target: [name, options, ignore]. WebGPU is ignored (listed, not left
+ * out) where the machine has no adapter; wasm runs on 2 threads.
+ */
+export async function backendTargets(): Promise<[string, AttentionOptions, boolean][]> {
+  const info = await testAdapter();
+  return [
+    ["js", { backend: "js" }, false],
+    ["wasm", { backend: "wasm", threads: 2 }, false],
+    ["webgpu", { backend: "webgpu" }, info === undefined],
+  ];
 }
 
 /**

@@ -16,14 +16,9 @@ import {
   tensor,
   toFloat32,
 } from "../mod.ts";
-import { randn, rng, testAdapter } from "./_util.ts";
+import { backendTargets, randn, rng } from "./_util.ts";
 
-const info = await testAdapter();
-const backends: [string, AttentionOptions, boolean][] = [
-  ["js", { backend: "js" }, false],
-  ["wasm", { backend: "wasm", threads: 2 }, false],
-  ["webgpu", { backend: "webgpu" }, info === undefined],
-];
+const backends = await backendTargets();
 
 type Site = "q" | "k" | "v" | "dOut";
 interface Shape {

@@ -18,14 +18,9 @@ import {
 import { exampleMask } from "../masks/mod.ts";
 import { type Case, checkCase } from "./_cases.ts";
 import { referenceForward, roundTo } from "../reference/attention.ts";
-import { assertClose, randn, rng, testAdapter, values } from "./_util.ts";
+import { assertClose, backendTargets, randn, rng, values } from "./_util.ts";
 
-const info = await testAdapter();
-const backends: [string, AttentionOptions, boolean][] = [
-  ["js", { backend: "js" }, false],
-  ["wasm", { backend: "wasm", threads: 2 }, false],
-  ["webgpu", { backend: "webgpu" }, info === undefined],
-];
+const backends = await backendTargets();
 
 /** f16 entries of magnitude in [lo, hi] with random signs. */
 function wide(rand: () => number, shape: Tensor["shape"], lo: number, hi: number): Tensor {
