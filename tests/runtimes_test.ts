@@ -3,9 +3,9 @@
  * (`deno task build:bundle`, `tools/bundle.ts`), built fresh, imports nothing and gives the
  * source's bits on every CPU backend in Deno; it runs in Node without TypeScript support (Node 20
  * in CI: no `navigator`, threads from `node:os`), and the source and the bundle run in Bun (web
- * workers), in Cloudflare's workerd with the shipped `.wasm` builds, and in headless Chromium,
- * cross-origin isolated (worker threads) or not (one thread). `.ci/run` installs Bun, workerd and
- * Chromium; a runtime missing here is reported as ignored.
+ * workers), in Cloudflare's workerd with the `kernels.wasm` written beside the bundle, and in
+ * headless Chromium, cross-origin isolated (worker threads) or not (one thread). `.ci/run`
+ * installs Bun, workerd and Chromium; a runtime missing here is reported as ignored.
  */
 
 import assert from "node:assert/strict";
@@ -94,9 +94,7 @@ async function sameBitsIn(
     const info = await lib.backendInfo({ backend: "wasm" });
     // the precompiled plain-SIMD build, as a runtime that cannot compile bytes would load it
     const fs = await import("node:fs/promises");
-    const plainFile = new URL(${
-    JSON.stringify(new URL("../wasm/kernels.wasm", import.meta.url).href)
-  });
+    const plainFile = new URL(${JSON.stringify(pathToFileURL(`${dir}/kernels.wasm`).href)});
     lib.setWasmModule(await WebAssembly.compile(await fs.readFile(plainFile)));
     const plain = await run(lib, "wasm");
     console.log(JSON.stringify({ js, wasm, plain, info }));
@@ -203,15 +201,15 @@ interface WorkerdResult {
 }
 
 /**
- * Runs forward and backward in Cloudflare's workerd on the bundle, with a shipped kernel build
- * given to `setWasmModule` (workerd does not compile code from bytes, and has no workers): the
- * results of one request.
+ * Runs forward and backward in Cloudflare's workerd on the bundle, with the `kernels.wasm` written
+ * beside it given to `setWasmModule` (workerd does not compile code from bytes, and has no
+ * workers): the results of one request.
  */
-async function inWorkerd(kernels: string): Promise<WorkerdResult> {
+async function inWorkerd(): Promise<WorkerdResult> {
   const work = await Deno.makeTempDir({ dir });
   const port = 20000 + Math.floor(Math.random() * 20000);
   await Deno.copyFile(file, `${work}/flashmask.js`);
-  await Deno.copyFile(new URL(`../wasm/${kernels}`, import.meta.url), `${work}/kernels.wasm`);
+  await Deno.copyFile(`${dir}/kernels.wasm`, `${work}/kernels.wasm`);
   await Deno.writeTextFile(
     `${work}/worker.js`,
     `import * as lib from "./flashmask.js";
@@ -274,12 +272,11 @@ const w :Workerd.Worker = (
 }
 
 Deno.test({
-  name:
-    "runtimes: the bundle in Cloudflare workerd with the shipped wasm/kernels.wasm, Deno's bits",
+  name: "runtimes: the bundle in Cloudflare workerd with the kernels.wasm beside it, Deno's bits",
   ignore: !await have(["workerd"]),
   async fn() {
     const plain = await wasmBits(false), js = await run(source, "js");
-    const r = await inWorkerd("kernels.wasm");
+    const r = await inWorkerd();
     assert.equal(r.error, undefined, r.error ?? "");
     assert.match(
       r.compiled,
@@ -295,7 +292,7 @@ Deno.test({
 /**
  * Runs forward and backward in headless Chromium on the bundle (a page of the bundle served by
  * this test, cross-origin isolated by COOP/COEP headers or not), with the shipped plain-SIMD
- * `wasm/kernels.wasm` fetched for `setWasmModule` as a page would.
+ * `kernels.wasm` beside it fetched for `setWasmModule` as a page would.
  */
 async function inChromium(isolated: boolean): Promise<Computed> {
   const { default: puppeteer } = await import("npm:puppeteer-core@24.31.0");
@@ -308,7 +305,7 @@ async function inChromium(isolated: boolean): Promise<Computed> {
   const files: Record<string, [string | Uint8Array, string]> = {
     "/flashmask.js": [await Deno.readTextFile(file), "text/javascript"],
     "/kernels.wasm": [
-      await Deno.readFile(new URL("../wasm/kernels.wasm", import.meta.url)),
+      await Deno.readFile(`${dir}/kernels.wasm`),
       "application/wasm",
     ],
     "/": [

@@ -1,8 +1,8 @@
 /**
  * Threads are an optimisation, never a requirement: where a worker cannot be created or never
  * starts, or there is no shared memory, the WASM backend runs on the calling thread with the same
- * bits and keeps no thread; precompiled kernel modules (the shipped `.wasm` files) give the bits
- * of the embedded ones; without WebAssembly, `auto` computes with `js` and says so once.
+ * bits and keeps no thread; precompiled kernel modules (every build, as `deno task build:bundle`
+ * writes one) give the bits of the embedded ones; without WebAssembly, `auto` computes with `js` and says so once.
  */
 
 import assert from "node:assert/strict";
@@ -84,12 +84,9 @@ Deno.test("wasm threads: without shared memory the kernels run unshared, one thr
   });
 });
 
-Deno.test("wasm threads: modules given to setWasmModule (every build, and the shipped wasm/kernels.wasm) give the embedded kernels' bits", async () => {
+Deno.test("wasm threads: modules given to setWasmModule (every build) give the embedded kernels' bits", async () => {
   const compile = (relaxed: boolean, unshared: boolean) =>
     WebAssembly.compile(kernelBytes({ relaxed, unshared }));
-  // the shipped file is the plain-SIMD build importing an unshared memory
-  const shipped = await Deno.readFile(new URL("../wasm/kernels.wasm", import.meta.url));
-  assert.deepEqual(shipped, kernelBytes({ unshared: true }));
   for (const build of ["simd", "relaxed"] as const) {
     if (build === "relaxed" && !engine().relaxed) continue; // no relaxed SIMD here
     const embedded = new Engine({ forceSimd: build === "simd" });
@@ -119,7 +116,7 @@ Deno.test("wasm threads: modules given to setWasmModule (every build, and the sh
   const plain = new Engine({ forceSimd: true });
   let want: unknown;
   await withEngine(plain, async () => void (want = await runBits(problem, three)));
-  setWasmModule(await WebAssembly.compile(shipped));
+  setWasmModule(await compile(false, true));
   try {
     assert.deepEqual(await runBits(problem, three), want);
     assert.match(
@@ -134,7 +131,7 @@ Deno.test("wasm threads: modules given to setWasmModule (every build, and the sh
   const shared = await compile(false, false);
   assert.throws(
     () => new Engine({ module: shared, unshared: "SharedArrayBuffer is not available" }),
-    /needs a shared memory, and SharedArrayBuffer is not available: give setWasmModule a build importing an unshared memory, as the shipped wasm\/kernels.wasm/,
+    /needs a shared memory, and SharedArrayBuffer is not available: give setWasmModule a build importing an unshared memory, as the kernels.wasm of deno task build:bundle/,
   );
   assert.throws(
     () => setWasmModule(new WebAssembly.Module(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]))),

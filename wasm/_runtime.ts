@@ -7,7 +7,8 @@
  * module, and the worker is a small script given as a `data:` URL, so importing this library from
  * an http(s) URL works with no `--allow-*` flags. Where code cannot be compiled from bytes
  * (Cloudflare Workers, pages whose content security policy forbids it), the program hands over a
- * precompiled module ({@linkcode setWasmModule}, from the shipped `.wasm` files).
+ * precompiled module ({@linkcode setWasmModule}: the `kernels.wasm` that `deno task build:bundle`
+ * writes beside the one-file bundle).
  *
  * Threads are an optimisation, never a requirement (`_threads.ts`): the memory is shared where
  * `SharedArrayBuffer` exists (and a page is cross-origin isolated); otherwise the kernels run on
@@ -23,7 +24,7 @@
  * @module
  */
 
-import { KERNELS_RELAXED, KERNELS_SIMD } from "./_generated/kernels.ts";
+import { KERNELS, RELAXED_BYTES, SIMD_BYTES } from "./_generated/kernels.ts";
 import { inflateRaw } from "./_inflate.ts";
 import { sharedMemoryMissing, startThread, type Thread } from "./_threads.ts";
 import { unsharedMemoryImport } from "./_unshared.ts";
@@ -96,12 +97,14 @@ export interface Phase {
   nItems: number;
 }
 
-/** The bytes of an embedded build: base64 of its raw DEFLATE. */
-function decode(b64: string): Uint8Array<ArrayBuffer> {
-  const s = atob(b64);
-  const out = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
-  return inflateRaw(out);
+/** The bytes of an embedded build, a fresh copy: base64 of one raw DEFLATE stream of both. */
+function decode(relaxed: boolean): Uint8Array<ArrayBuffer> {
+  const s = atob(KERNELS);
+  const packed = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) packed[i] = s.charCodeAt(i);
+  const both = inflateRaw(packed);
+  if (both.length !== RELAXED_BYTES + SIMD_BYTES) throw new Error("corrupt embedded kernels");
+  return relaxed ? both.slice(0, RELAXED_BYTES) : both.slice(RELAXED_BYTES);
 }
 
 /**
@@ -111,7 +114,7 @@ function decode(b64: string): Uint8Array<ArrayBuffer> {
 export function kernelBytes(
   { relaxed = false, unshared = false }: { relaxed?: boolean; unshared?: boolean } = {},
 ): Uint8Array<ArrayBuffer> {
-  const bytes = decode(relaxed ? KERNELS_RELAXED : KERNELS_SIMD);
+  const bytes = decode(relaxed);
   return unshared ? unsharedMemoryImport(bytes) : bytes;
 }
 
@@ -165,9 +168,9 @@ export class Engine {
       module = given;
       this.relaxed = relaxedModules.has(given);
     } else {
-      const relaxed = decode(KERNELS_RELAXED);
+      const relaxed = decode(true);
       this.relaxed = !options.forceSimd && WebAssembly.validate(relaxed);
-      const bytes = this.relaxed ? relaxed : decode(KERNELS_SIMD);
+      const bytes = this.relaxed ? relaxed : decode(false);
       module = new WebAssembly.Module(missing ? unsharedMemoryImport(bytes) : bytes);
     }
     const memory = (shared: boolean) =>
@@ -184,7 +187,7 @@ export class Engine {
       if (!given || missing !== undefined) {
         throw new Error(
           `the kernel module needs a shared memory, and ${missing}: give setWasmModule a build ` +
-            `importing an unshared memory, as the shipped wasm/kernels.wasm (${
+            `importing an unshared memory, as the kernels.wasm of deno task build:bundle (${
               (e as Error).message
             })`,
         );
@@ -395,22 +398,22 @@ const relaxedModules = new WeakSet<WebAssembly.Module>();
 /**
  * Makes the WASM backend use `module`, a precompiled build of its kernels, instead of compiling
  * the bytes it embeds: for runtimes that forbid compiling code from bytes (Cloudflare Workers,
- * pages with a content security policy without `wasm-unsafe-eval`). The library ships one, as
- * `wasm/kernels.wasm`: plain SIMD, importing an unshared memory, so it runs on the calling thread
- * (such runtimes have no worker threads); `deno task build:wasm` makes the relaxed-SIMD and
- * shared-memory (threaded) builds, which it also accepts. Call it before the first WASM call;
+ * pages with a content security policy without `wasm-unsafe-eval`). `deno task build:bundle`
+ * writes one, `kernels.wasm`, beside the one-file bundle: plain SIMD, importing an unshared memory,
+ * so it runs on the calling thread (such runtimes have no worker threads); the relaxed-SIMD and
+ * shared-memory (threaded) builds are accepted too. Call it before the first WASM call;
  * `relaxed` says which build it is (only reported by `backendInfo`); `undefined` goes back to the
  * embedded bytes.
  *
  * @example
  * ```ts
  * import { attention, setWasmModule, tensor } from "../mod.ts";
+ * import { kernelBytes } from "./internal.ts";
  *
- * // the file ships beside this module; in Cloudflare Workers,
+ * // kernelBytes gives the bytes of the kernels.wasm that `deno task build:bundle` writes; a page
+ * // would compile `fetch("./kernels.wasm")`, and in Cloudflare Workers
  * // `import kernels from "./kernels.wasm";` gives the compiled module directly
- * const kernels = await WebAssembly.compile(
- *   await (await fetch(new URL("./kernels.wasm", import.meta.url))).arrayBuffer(),
- * );
+ * const kernels = await WebAssembly.compile(kernelBytes({ unshared: true }));
  * setWasmModule(kernels);
  * const x = tensor(new Float32Array(64).fill(0.5), [1, 8, 1, 8]);
  * await attention(x, x, x, { backend: "wasm" });
@@ -434,7 +437,7 @@ export function setWasmModule(
     if (!names.includes(need)) {
       throw new TypeError(
         `setWasmModule: this module has no "${need}" export; it is not a build of this ` +
-          "library's kernels (wasm/kernels.wasm)",
+          "library's kernels (kernels.wasm, written by deno task build:bundle)",
       );
     }
   }
@@ -458,7 +461,7 @@ export function engine(options: EngineOptions = {}): Engine {
     throw new Error(
       `backend "wasm": the kernels could not be loaded (${(e as Error)?.message ?? e}); ` +
         "where code cannot be compiled from bytes, give setWasmModule a precompiled build " +
-        '(wasm/kernels.wasm), or use backend: "js"',
+        '(the kernels.wasm of deno task build:bundle), or use backend: "js"',
     );
   }
 }

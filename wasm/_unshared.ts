@@ -1,6 +1,6 @@
 /**
  * The kernel module for runtimes without shared memory: the same code importing an unshared
- * memory (used when loading, and by the build for the shipped `wasm/kernels.wasm`).
+ * memory (used when loading, and by the bundle's `dist/kernels.wasm`).
  *
  * @module
  */
