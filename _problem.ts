@@ -15,7 +15,13 @@ import {
   maskSlice,
 } from "./masks/flashmask.ts";
 import { checkBlockMask, sliceLike } from "./masks/block_mask.ts";
-import { kvCache, localWindow, varlen } from "./masks/builders.ts";
+import { checkKvLength, checkWindow, kvCache, localWindow, varlen } from "./masks/builders.ts";
+import {
+  kvCacheWindows,
+  scheduleWindows,
+  windowedFlashMask,
+  type WindowedMask,
+} from "./masks/windowed.ts";
 import { checkDropout } from "./masks/dropout.ts";
 import { schedule, unchangingMask } from "./masks/schedule.ts";
 import { ATTENTION_OPTIONS, checkKeys } from "./_options.ts";
@@ -209,9 +215,12 @@ export function checkProblem(
     const ok = Number.isSafeInteger(threads) && threads >= 1 && threads <= 1024;
     checkNumber(threads, "options.threads", ok, "an integer from 1 to 1024");
   }
-  const mask = resolveMask(options, { batch, heads, kvHeads, nq, nk });
+  const resolved = resolveMask(options, { batch, heads, kvHeads, nq, nk });
   const bm = options.blockMask;
   if (bm !== undefined) checkBlockMask(bm, { batch, heads, kvHeads, nq, nk });
+  // a ragged KV cache's windows (never with a block mask): O(batch) a call, not O(batch × Nk)
+  const windows = "template" in resolved ? resolved : undefined;
+  const mask = windows ? windowedFlashMask(windows) : resolved as FlashMask;
   const effective = bm ? sliceLike(mask, bm) : mask;
   const softcap = options.softcap;
   if (softcap !== undefined) {
@@ -239,7 +248,9 @@ export function checkProblem(
     dtype: q.dtype,
     mask: effective,
     schedule: (blockRows, blockCols) =>
-      schedule(effective, { nq, nk, blockRows, blockCols, blockMask: bm }),
+      windows
+        ? scheduleWindows(windows, blockRows, blockCols)
+        : schedule(effective, { nq, nk, blockRows, blockCols, blockMask: bm }),
     slice: (b, h) => maskSlice(effective, b, h, heads),
     threads,
     checkFinite: options.checkFinite ?? true,
@@ -382,7 +393,7 @@ function built(key: string, make: () => FlashMask): FlashMask {
  * The FlashMask in force: `mask`, or one built from `windowSize`, `cuSeqlens` or `kvLength`
  * (with `causal`), or plain full / causal. A window with a FlashMask is an error, as in FlashMask.
  */
-function resolveMask(options: AttentionOptions, dims: MaskDims): FlashMask {
+function resolveMask(options: AttentionOptions, dims: MaskDims): FlashMask | WindowedMask {
   const { batch, nq, nk } = dims;
   if (options.causal !== undefined && typeof options.causal !== "boolean") {
     throw new TypeError(`options.causal must be a boolean, got ${describe(options.causal)}`);
@@ -430,6 +441,9 @@ function resolveMask(options: AttentionOptions, dims: MaskDims): FlashMask {
     if (kl?.length !== batch) {
       throw new RangeError(`options.kvLength must hold ${batch} lengths (one per batch entry)`);
     }
+    checkKvLength(kl, nk, "options.kvLength");
+    if (win !== undefined) checkWindow(win, "options.windowSize");
+    if (options.blockMask === undefined) return kvCacheWindows(kl, nq, nk, causal, win);
     return built(
       `kv:${nq}:${nk}:${causal}:${w}:${Array.from(kl).join(",")}`,
       () => kvCache(kl, nq, nk, { causal, windowSize: win }),

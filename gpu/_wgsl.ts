@@ -526,7 +526,7 @@ export function rowBlockPrologue(br: number, rm: number, headDim: string): strin
   let kStride = P.kvHeads * ${headDim};
   let qBase = P.qOff + (bl * P.nq * P.heads + h) * ${headDim};
   let kBase = P.kOff + (bl * P.nk * P.kvHeads + kh) * ${headDim};
-  let boundsBase = P.boundsOff + slice * P.nk * 4u;
+  let boundsBase = sched[P.boundsOff + slice];
   let myRow = i32(row0 + ty * ${rm}u);`;
 }
 

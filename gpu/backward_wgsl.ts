@@ -382,7 +382,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let slice = b * P.maskBatchStride + h / P.maskHeadDiv;
     let qBase = P.qOff + (bl * P.nq * P.heads + h) * ${HD};
     let statsBase = P.statsOff + (bl * P.heads + h) * P.nq;
-    let boundsBase = P.boundsOff + slice * P.nk * 4u;
+    let boundsBase = sched[P.boundsOff + slice];
 ${tileLoop("P.ptrOff + slice * P.colBlocks + cb", "row0", br, "    ")}`);
   zeroTile(emit, "s", rn, M4);
   zeroTile(emit, "dp", rn, M4);

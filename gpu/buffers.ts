@@ -7,7 +7,9 @@
  * @module
  */
 
+import { BOUNDS_PER_COLUMN } from "../masks/flashmask.ts";
 import type { Schedule } from "../masks/schedule.ts";
+import { isTemplate } from "../masks/windowed.ts";
 import type { Problem } from "../types.ts";
 import { alibiTable } from "../terms/alibi.ts";
 import { type GpuContext, unlessLost } from "./device.ts";
@@ -272,9 +274,10 @@ function destroyedError(name: string): Error {
 }
 
 /**
- * A schedule on the GPU: rowPtr, rowTiles, colPtr, colTiles and the bounds, one after another in
- * `buffer` from element `rowPtrOff`; each offset counts u32 elements from the buffer's start
- * (the kernels take them as uniforms, so that schedules sharing a buffer share bind groups).
+ * A schedule on the GPU: rowPtr, rowTiles, colPtr, colTiles and the per-slice bounds table in
+ * `buffer`; each offset counts u32 elements from the buffer's start (the kernels take them as
+ * uniforms, so that schedules sharing a buffer share bind groups). `sched[boundsOff + s]` is the
+ * element where slice s's canonical bounds start (its key 0), in the same buffer.
  */
 export interface ScheduleBuffer {
   ctx: GpuContext;
@@ -287,50 +290,49 @@ export interface ScheduleBuffer {
 }
 
 /**
- * Most schedules kept on the GPU per device. A mask that changes every call (a new `kvLength`
- * per decoding step, a new mask per training step) must not leave one schedule per call behind:
+ * Most schedules kept on the GPU per device. A mask that changes every call (a new mask per
+ * training step, a new `kvLength` per decoding step) must not leave one schedule per call behind:
  * the garbage collector does not see GPU memory, so cached schedules are dropped, least recently
  * used first.
  */
 export const MAX_SCHEDULE_BUFFERS = 32;
 
 /**
- * Bytes of the buffer that small schedules share. They are written into it one after another and
- * never rewritten (work already submitted, or recorded into a caller's encoder, keeps reading
- * what it was bound with); a full one is replaced, and destroyed at the start of the next call.
- * A schedule larger than a quarter of it gets a buffer of its own.
+ * Bytes of the buffer that small schedules share (at least; one that must hold a large bounds
+ * template is larger). They are written into it one after another and never rewritten (work
+ * already submitted, or recorded into a caller's encoder, keeps reading what it was bound with);
+ * a full one is replaced, and destroyed at the start of the next call. A schedule larger than a
+ * quarter of it gets a buffer of its own.
  */
 const SHARED_SCHEDULE_BYTES = 1 << 22;
 
 interface Schedules {
   cache: Map<Schedule, ScheduleBuffer>;
-  shared?: { buffer: GPUBuffer; used: number };
+  /** The shared buffer, and where the bounds arrays written into it start (u32 elements). */
+  shared?: { buffer: GPUBuffer; used: number; columns: Map<Int32Array, number> };
 }
 
 const scheduleBuffers = new WeakMap<GpuContext, Schedules>();
 
 /**
  * The schedule on the GPU, uploaded once per schedule and device (cached, least recently used
- * dropped). Dropping happens while binding another call; calls bind and submit synchronously, so
- * a dropped schedule is never bound afterwards, and work already submitted keeps its buffer alive.
+ * dropped). Its bounds (`columnBounds`) are written once per shared buffer: a ragged KV cache's
+ * template serves every decoding step, which writes only its tile lists and bounds table.
+ * Dropping happens while binding another call; calls bind and submit synchronously, so a dropped
+ * schedule is never bound afterwards, and work already submitted keeps its buffer alive.
  */
 export function scheduleOnGpu(ctx: GpuContext, plan: Schedule): ScheduleBuffer {
   let s = scheduleBuffers.get(ctx);
   if (!s) scheduleBuffers.set(ctx, s = { cache: new Map() });
   const { cache } = s;
   // bound whole: within the device's (or the tests' tuned) largest binding
-  const shared = Math.floor(
-    Math.min(
-      SHARED_SCHEDULE_BYTES,
-      ctx.limits.maxStorageBufferBindingSize,
-      gpuTuning().maxBindingBytes ?? Infinity,
-    ) / 16,
+  const limit = Math.floor(
+    Math.min(ctx.limits.maxStorageBufferBindingSize, gpuTuning().maxBindingBytes ?? Infinity) / 16,
   ) * 16;
-  if (s.shared && s.shared.buffer.size > shared) {
+  const shared = Math.min(SHARED_SCHEDULE_BYTES, limit);
+  if (s.shared && s.shared.buffer.size > limit) {
     // the limit shrank (tests tune it): schedules in the shared buffer are uploaded again
-    for (const [k, v] of cache) if (v.buffer === s.shared.buffer) cache.delete(k);
-    retireLater(ctx, s.shared.buffer);
-    s.shared = undefined;
+    dropShared(ctx, s);
   }
   const hit = cache.get(plan);
   if (hit) {
@@ -338,32 +340,54 @@ export function scheduleOnGpu(ctx: GpuContext, plan: Schedule): ScheduleBuffer {
     cache.set(plan, hit);
     return hit;
   }
-  const parts = [plan.rowPtr, plan.rowTiles, plan.colPtr, plan.colTiles, plan.bounds];
+  const lists = [plan.rowPtr, plan.rowTiles, plan.colPtr, plan.colTiles];
   const offs: number[] = [];
   let n = 0;
-  for (const a of parts) {
+  for (const a of lists) {
     offs.push(n);
     n += a.length;
   }
-  const all = new Uint32Array(Math.max(4, Math.ceil(n / 4) * 4));
-  parts.forEach((a, i) => all.set(new Uint32Array(a.buffer, a.byteOffset, a.length), offs[i]));
-  let buffer: GPUBuffer, base = 0;
-  if (all.byteLength * 4 <= shared) {
+  const tableAt = n;
+  n += plan.slices;
+  const columns = plan.columnBounds, own = !isTemplate(columns);
+  const bytes = (x: number) => Math.ceil(x / 4) * 16;
+  let buffer: GPUBuffer, base: number, columnsAt: number;
+  const alone = bytes(n) + bytes(columns.length);
+  if (own && alone * 4 > shared) {
+    // a large mask's own schedule: a buffer of its own, the bounds after the lists
+    base = 0;
+    columnsAt = bytes(n) / 4;
+    buffer = markCached(createBuffer(ctx, alone, STORAGE | COPY_DST, "schedule"));
+    write(ctx, buffer, 0, lists, plan, offs, tableAt, columnsAt, n);
+    ctx.device.queue.writeBuffer(buffer, columnsAt * 4, columns);
+  } else {
     let sh = s.shared;
-    if (!sh || sh.used + all.byteLength > sh.buffer.size) {
-      if (sh) {
-        const old = sh.buffer;
-        for (const [k, v] of cache) if (v.buffer === old) cache.delete(k);
-        retireLater(ctx, old); // the call being bound may use it
+    const known = own ? undefined : sh?.columns.get(columns);
+    const need = bytes(n) + (known === undefined ? bytes(columns.length) : 0);
+    if (!sh || sh.used + need > sh.buffer.size) {
+      if (sh) dropShared(ctx, s);
+      const size = Math.min(limit, Math.max(shared, 4 * bytes(columns.length)));
+      if (size < bytes(n) + bytes(columns.length)) {
+        throw new RangeError(
+          `a mask's schedule needs ${bytes(n) + bytes(columns.length)} bytes in one binding; ` +
+            `this device binds at most ${limit}`,
+        );
       }
-      const buf = createBuffer(ctx, shared, STORAGE | COPY_DST, "schedules");
-      sh = s.shared = { buffer: markCached(buf), used: 0 };
+      const buf = createBuffer(ctx, size, STORAGE | COPY_DST, "schedules");
+      sh = s.shared = { buffer: markCached(buf), used: 0, columns: new Map() };
     }
     buffer = sh.buffer;
+    columnsAt = sh.columns.get(columns) ?? -1;
+    if (columnsAt < 0) {
+      columnsAt = sh.used / 4;
+      ctx.device.queue.writeBuffer(buffer, sh.used, columns);
+      sh.used += bytes(columns.length);
+      if (!own) sh.columns.set(columns, columnsAt);
+    }
     base = sh.used / 4;
-    ctx.device.queue.writeBuffer(buffer, sh.used, all);
-    sh.used += all.byteLength;
-  } else buffer = markCached(upload(ctx, all, "schedule"));
+    write(ctx, buffer, sh.used, lists, plan, offs, tableAt, columnsAt, n);
+    sh.used += bytes(n);
+  }
   const sb: ScheduleBuffer = {
     ctx,
     buffer,
@@ -371,7 +395,7 @@ export function scheduleOnGpu(ctx: GpuContext, plan: Schedule): ScheduleBuffer {
     rowTilesOff: base + offs[1],
     colPtrOff: base + offs[2],
     colTilesOff: base + offs[3],
-    boundsOff: base + offs[4],
+    boundsOff: base + tableAt,
   };
   cache.set(plan, sb);
   for (const [old, b] of cache) {
@@ -380,6 +404,34 @@ export function scheduleOnGpu(ctx: GpuContext, plan: Schedule): ScheduleBuffer {
     if (b.buffer !== s.shared?.buffer) retire(ctx, b.buffer);
   }
   return sb;
+}
+
+/** Writes a schedule's lists and its bounds table (absolute u32 elements) at byte `at`. */
+function write(
+  ctx: GpuContext,
+  buffer: GPUBuffer,
+  at: number,
+  lists: Uint32Array[],
+  plan: Schedule,
+  offs: number[],
+  tableAt: number,
+  columnsAt: number,
+  n: number,
+): void {
+  const all = new Uint32Array(Math.ceil(n / 4) * 4);
+  lists.forEach((a, i) => all.set(a, offs[i]));
+  for (let x = 0; x < plan.slices; x++) {
+    all[tableAt + x] = columnsAt + plan.sliceColumn[x] * BOUNDS_PER_COLUMN;
+  }
+  ctx.device.queue.writeBuffer(buffer, at, all);
+}
+
+/** Retires the shared buffer: the schedules in it are uploaded again when next used. */
+function dropShared(ctx: GpuContext, s: Schedules): void {
+  const old = s.shared!.buffer;
+  for (const [k, v] of s.cache) if (v.buffer === old) s.cache.delete(k);
+  retireLater(ctx, old); // the call being bound may use it
+  s.shared = undefined;
 }
 
 /** Most term arrays kept on the GPU per device (distinct contents: a model's layers). */

@@ -237,7 +237,7 @@ ${
   let rc${r} = min(chunk * ${R}u + ${r}u, P.rowsTotal - 1u);
   let hq${r} = kh * group + rc${r} / P.nq;
   let qi${r} = rc${r} % P.nq;
-  let bo${r} = P.boundsOff + (b * P.maskBatchStride + hq${r} / P.maskHeadDiv) * P.nk * 4u;${
+  let bo${r} = sched[P.boundsOff + b * P.maskBatchStride + hq${r} / P.maskHeadDiv];${
         c.alibi ? `\n  let ab${r} = alibi[b * P.heads + hq${r}];` : ""
       }`
     )

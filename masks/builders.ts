@@ -519,7 +519,8 @@ export function stack(
 /** FlashAttention's `window_size`: `[left, right]`, -1 meaning unbounded. */
 export type WindowSize = readonly [left: number, right: number];
 
-function checkWindow(w: unknown, what: string): [number, number] {
+/** Throws a RangeError unless `w` is `[left, right]`, integers ≥ -1. */
+export function checkWindow(w: unknown, what: string): [number, number] {
   if (!isList(w) || (w as number[]).length !== 2) {
     throw new RangeError(`${what} must be [left, right]`);
   }
@@ -643,39 +644,50 @@ export function kvCache(
 ): FlashMask {
   checkLength(nq, "kvCache: nq");
   checkLength(nk, "kvCache: nk");
+  checkKvLength(kvLength, nk, "kvLength");
+  const [left, right] = options.windowSize
+    ? checkWindow(options.windowSize, "kvCache: windowSize")
+    : [-1, -1];
+  const causalFlag = options.causal ?? false, batch = kvLength.length;
+  const b = new Int32Array(batch * nk * BOUNDS_PER_COLUMN);
+  for (let s = 0; s < batch; s++) {
+    for (let j = 0; j < nk; j++) {
+      b.set(kvCacheColumn(j - kvLength[s], nq, left, right, causalFlag), (s * nk + j) * 4);
+    }
+  }
+  return compactMask(b, [batch, 1, nk], nq);
+}
+
+/** Throws a RangeError unless `kvLength` holds integers in [0, nk], at least one. */
+export function checkKvLength(kvLength: ArrayLike<number>, nk: number, what: string): void {
   if (!kvLength || typeof kvLength.length !== "number" || kvLength.length < 1) {
-    throw new RangeError("kvLength must hold one length per batch entry");
+    throw new RangeError(`${what} must hold one length per batch entry`);
   }
   for (let b = 0; b < kvLength.length; b++) {
     const len = kvLength[b];
     if (!Number.isSafeInteger(len) || len < 0 || len > nk) {
-      throw new RangeError(`kvLength[${b}] = ${len} must be an integer in [0, ${nk}] (Nk)`);
+      throw new RangeError(`${what}[${b}] = ${len} must be an integer in [0, ${nk}] (Nk)`);
     }
   }
-  const [left, right] = options.windowSize
-    ? checkWindow(options.windowSize, "kvCache: windowSize")
-    : [-1, -1];
-  const causalFlag = options.causal ?? false;
-  if (!options.windowSize) {
-    // the decode path builds this mask on every step: the columns written directly (the same
-    // bounds as windowRuns with an unbounded window), no closure or tuple per column
-    const batch = kvLength.length, b = new Int32Array(batch * nk * BOUNDS_PER_COLUMN);
-    for (let s = 0; s < batch; s++) {
-      const len = kvLength[s], off = len - nq;
-      for (let j = 0, o = s * nk * 4; j < nk; j++, o += 4) {
-        const past = j >= len;
-        b[o] = past ? 0 : nq;
-        b[o + 1] = nq;
-        b[o + 3] = !past && causalFlag ? clamp(j - off, nq) : 0;
-      }
-    }
-    return compactMask(b, [batch, 1, nk], nq);
-  }
-  return fromRuns(
-    nq,
-    nk,
-    (j, b) =>
-      j >= kvLength[b] ? [0, nq, 0, 0] : windowRuns(j, kvLength[b] - nq, left, right, causalFlag),
-    kvLength.length,
-  );
+}
+
+/**
+ * The canonical bounds of a ragged KV cache's column at `t = j − kvLength[b]` (they depend on
+ * nothing else): past the entry's length every row is masked, before it the window or causal
+ * constraint aligned to the length.
+ */
+export function kvCacheColumn(
+  t: number,
+  nq: number,
+  left: number,
+  right: number,
+  causal: boolean,
+): [number, number, number, number] {
+  // masked: [0, ute) ∪ [lts, nq), in the form compactMask gives it (a run from row 0 is the
+  // upper one), so that a schedule's tiles are those of the kvCache mask
+  if (t >= 0) return [nq, nq, 0, nq];
+  const [lts, , , ute] = windowRuns(t + nq, 0, left, right, causal);
+  const lo = clamp(lts, nq), up = clamp(ute, nq);
+  if (lo <= up) return [nq, nq, 0, nq];
+  return [lo, nq, 0, up];
 }

@@ -72,6 +72,15 @@ export interface Schedule {
   /** Canonical bounds `[lts, lte, uts, ute]` per (slice, key column): what partial tiles test. */
   readonly bounds: Int32Array;
   /**
+   * What kernels read the bounds from: key column j of slice s has the canonical bounds of
+   * column `sliceColumn[s] + j` of `columnBounds`. For a mask given as a FlashMask, `columnBounds`
+   * is `bounds` and `sliceColumn[s]` is `s·nk`; the slices of a ragged KV cache are windows of one
+   * template shared by every length (`columnBounds`), so a decoding step writes O(batch) of them.
+   */
+  readonly columnBounds: Int32Array;
+  /** Per slice: the column of `columnBounds` where its key 0 is. */
+  readonly sliceColumn: Int32Array;
+  /**
    * Per (slice, column block): min and max of each bound,
    * `[minLTS, maxLTS, minLTE, maxLTE, minUTS, maxUTS, minUTE, maxUTE]`.
    */
@@ -216,7 +225,7 @@ function buildSchedule(
     const row = Math.floor((r * br) / bm.blockRows), col = Math.floor((c * bc) / bm.blockCols);
     return bm.data[(bs * rb + row) * cb + col] !== 0;
   };
-  const tr = Math.ceil(nq / br), tc = Math.ceil(nk / bc);
+  const tc = Math.ceil(nk / bc);
   const bounds = maskBounds(mask, nq);
 
   // Per (slice, column block): min/max of each bound over the block's columns.
@@ -239,6 +248,38 @@ function buildSchedule(
     }
   }
 
+  const sliceColumn = Int32Array.from({ length: slices }, (_, s) => s * nk);
+  const visible = bm ? blockVisibleFraction(bounds, nq, nk, br, bc, allowed) : undefined;
+  return tileSchedule({ nq, nk, br, bc, slices }, blockBounds, {
+    bounds: () => bounds,
+    columnBounds: bounds,
+    sliceColumn,
+    visible,
+  }, bm && allowed);
+}
+
+/** Where a schedule's kernels read the canonical bounds (see {@linkcode Schedule}). */
+export interface ScheduleColumns {
+  /** The per-(slice, column) bounds, made when first read. */
+  bounds: () => Int32Array;
+  columnBounds: Int32Array;
+  sliceColumn: Int32Array;
+  /** The visible fraction when known up front (under a block mask). */
+  visible?: number;
+}
+
+/**
+ * The tile lists of a schedule from the per-(slice, column block) min/max of the bounds: the part
+ * of scheduling every mask representation shares. O(tiles).
+ */
+export function tileSchedule(
+  sizes: { nq: number; nk: number; br: number; bc: number; slices: number },
+  blockBounds: Int32Array,
+  columns: ScheduleColumns,
+  allowed?: (s: number, r: number, c: number) => boolean,
+): Schedule {
+  const { nq, nk, br, bc, slices } = sizes;
+  const tr = Math.ceil(nq / br), tc = Math.ceil(nk / bc);
   // Classify every tile, then list the computed ones per row block and per column block.
   const cls = new Uint8Array(slices * tr * tc);
   let full = 0, partial = 0;
@@ -248,7 +289,9 @@ function buildSchedule(
     for (let r = 0; r < tr; r++) {
       const r0 = r * br, r1 = Math.min(nq, r0 + br);
       for (let c = 0; c < tc; c++) {
-        const k = allowed(s, r, c) ? classifyTile(blockBounds, (s * tc + c) * 8, r0, r1) : 0;
+        const k = !allowed || allowed(s, r, c)
+          ? classifyTile(blockBounds, (s * tc + c) * 8, r0, r1)
+          : 0;
         cls[(s * tr + r) * tc + c] = k;
         if (k === TILE_SKIPPED) continue;
         if (k === TILE_FULL) full++;
@@ -277,8 +320,9 @@ function buildSchedule(
   }
   const total = slices * tr * tc;
   // O(size of the mask): without a block mask (whose data the caller may change later), computed
-  // when first read rather than on every call that builds a mask (a decode step's kvLength)
-  let visible = bm ? blockVisibleFraction(bounds, nq, nk, br, bc, allowed) : undefined;
+  // when first read rather than on every call that builds a mask
+  let visible = columns.visible, bounds: Int32Array | undefined;
+  const allBounds = () => bounds ??= columns.bounds();
   return {
     nq,
     nk,
@@ -287,7 +331,11 @@ function buildSchedule(
     rowBlocks: tr,
     colBlocks: tc,
     slices,
-    bounds,
+    get bounds() {
+      return allBounds();
+    },
+    columnBounds: columns.columnBounds,
+    sliceColumn: columns.sliceColumn,
     blockBounds,
     rowPtr,
     rowTiles,
@@ -296,7 +344,7 @@ function buildSchedule(
     tiles: { full, partial, skipped: total - full - partial },
     density: (full + partial) / total,
     get visibleFraction() {
-      return visible ??= boundsVisibleFraction(bounds, nq);
+      return visible ??= boundsVisibleFraction(allBounds(), nq);
     },
   };
 }

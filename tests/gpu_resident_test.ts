@@ -399,15 +399,15 @@ Deno.test({
   },
 });
 
-/** Counts the device's GPU object creations and buffer writes while `fn` runs. */
+/** Counts the device's GPU object creations and buffer writes (and bytes) while `fn` runs. */
 async function counting(device: GPUDevice, fn: () => Promise<unknown>) {
-  const n = { bindGroups: 0, buffers: 0, writes: 0 };
+  const n = { bindGroups: 0, buffers: 0, writes: 0, bytes: 0 };
   const { createBindGroup, createBuffer } = device;
   const { writeBuffer } = device.queue;
   device.createBindGroup = (d) => (n.bindGroups++, createBindGroup.call(device, d));
   device.createBuffer = (d) => (n.buffers++, createBuffer.call(device, d));
   device.queue.writeBuffer = (...a: Parameters<GPUQueue["writeBuffer"]>) => (
-    n.writes++, writeBuffer.apply(device.queue, a)
+    n.writes++, n.bytes += (a[2] as ArrayBufferView).byteLength, writeBuffer.apply(device.queue, a)
   );
   try {
     await fn();
@@ -420,7 +420,8 @@ async function counting(device: GPUDevice, fn: () => Promise<unknown>) {
 }
 
 Deno.test({
-  name: "webgpu: a repeated call creates no GPU object; a new kvLength writes only uniforms",
+  name:
+    "webgpu: a repeated call creates no GPU object; a new kvLength writes only uniforms and tile lists",
   ignore,
   fn: () =>
     withOwnDevice(async (device) => {
@@ -440,13 +441,20 @@ Deno.test({
       for (const kvLength of [600, 433]) {
         await call(kvLength); // first: binds and writes what it needs
         const again = await counting(device, () => call(kvLength));
-        assert.deepEqual(again, { bindGroups: 0, buffers: 0, writes: 0 }, "a repeated call");
+        assert.deepEqual(
+          again,
+          { bindGroups: 0, buffers: 0, writes: 0, bytes: 0 },
+          "a repeated call",
+        );
         const want = await attention(tq, tk, tv, { ...gpu, kvLength: [kvLength] });
         assert.deepEqual(bits((await fromGpu(out)).data), bits(want.out.data as Float32Array));
       }
       const grown = await counting(device, () => call(434));
       assert.equal(grown.bindGroups + grown.buffers, 0, "a new kvLength reuses the bind groups");
       assert.ok(grown.writes > 0, "and writes its uniforms");
+      // the mask's bounds are one template for every length (2·Nk columns of 16 bytes): a new
+      // length writes its tile lists and a bounds table, not the bounds
+      assert.ok(grown.bytes < (2 * 600 * 16) / 4, `a new kvLength wrote ${grown.bytes} bytes`);
       const want = await attention(tq, tk, tv, { ...gpu, kvLength: [434] });
       assert.deepEqual(bits((await fromGpu(out)).data), bits(want.out.data as Float32Array));
     }),

@@ -9,6 +9,8 @@ import {
   TILE_SKIPPED,
   visibleFraction,
 } from "../masks/mod.ts";
+import { kvCache, toDense } from "../masks/mod.ts";
+import { kvCacheWindows, scheduleWindows, windowedFlashMask } from "../masks/windowed.ts";
 import { referenceAllowed } from "../reference/attention.ts";
 import { rng } from "./_util.ts";
 
@@ -35,8 +37,14 @@ function randomMask(rand: () => number, nq: number, nk: number, slices: [number,
 }
 
 /** Checks every tile of a schedule against the dense mask read through the reference table. */
-function checkSchedule(mask: FlashMask, nq: number, nk: number, br: number, bc: number) {
-  const plan = schedule(mask, { nq, nk, blockRows: br, blockCols: bc });
+function checkSchedule(
+  mask: FlashMask,
+  nq: number,
+  nk: number,
+  br: number,
+  bc: number,
+  plan = schedule(mask, { nq, nk, blockRows: br, blockCols: bc }),
+) {
   const [mb, mh] = mask.shape;
   let visible = 0, full = 0, partial = 0;
   for (let s = 0; s < mb * mh; s++) {
@@ -150,4 +158,62 @@ Deno.test("visibleFraction is exact", () => {
   // causal with Nq < Nk (bottom-right): query i sees keys [0, i + Nk - Nq]
   const m = flashMask(new Int32Array(6).fill(2), [1, 1, 6, 1], { causal: true });
   assert.equal(visibleFraction(m, 2), (5 + 6) / 12);
+});
+
+Deno.test("a ragged KV cache's windows of one template: the kvCache mask, a sound and as tight schedule", () => {
+  const rand = rng(11);
+  for (let t = 0; t < 120; t++) {
+    const nq = 1 + Math.floor(rand() * (t % 3 ? 5 : 40)), nk = 1 + Math.floor(rand() * 90);
+    const batch = 1 + Math.floor(rand() * 3);
+    const kvLength = Array.from(
+      { length: batch },
+      () => rand() < 0.15 ? (rand() < 0.5 ? 0 : nk) : Math.floor(rand() * (nk + 1)),
+    );
+    const causalFlag = rand() < 0.6;
+    const pickSide = () => rand() < 0.3 ? -1 : Math.floor(rand() * 12);
+    const windowSize = rand() < 0.4 ? [pickSide(), pickSide()] as [number, number] : undefined;
+    const [br, bc] = [[1, 16], [16, 16], [8, 32], [4, 7]][t % 4];
+    const mask = kvCache(kvLength, nq, nk, { causal: causalFlag, windowSize });
+    const w = kvCacheWindows(kvLength, nq, nk, causalFlag, windowSize);
+    const what =
+      `kvLength [${kvLength}] nq ${nq} nk ${nk} causal ${causalFlag} window ${windowSize}`;
+    for (let b = 0; b < batch; b++) {
+      assert.deepEqual(
+        toDense(windowedFlashMask(w), { batch: b, nq }),
+        toDense(mask, { batch: b, nq }),
+        what,
+      );
+    }
+    const plan = checkSchedule(mask, nq, nk, br, bc, scheduleWindows(w, br, bc));
+    // kernels read the template through the slices' columns: the same bounds
+    for (let s = 0; s < batch; s++) {
+      const at = plan.sliceColumn[s] * 4;
+      assert.deepEqual(
+        plan.columnBounds.subarray(at, at + nk * 4),
+        plan.bounds.subarray(s * nk * 4, (s + 1) * nk * 4),
+      );
+    }
+    const materialised = schedule(mask, { nq, nk, blockRows: br, blockCols: bc });
+    assert.ok(
+      plan.tiles.full + plan.tiles.partial <=
+          materialised.tiles.full + materialised.tiles.partial &&
+        plan.tiles.partial <= materialised.tiles.partial,
+      `${what}: ${JSON.stringify(plan.tiles)} against ${JSON.stringify(materialised.tiles)}`,
+    );
+  }
+});
+
+Deno.test("a decoding step's new kvLength reuses the template: O(batch + tiles) new data", () => {
+  const nk = 1 << 16;
+  const a = kvCacheWindows([40000, 7], 1, nk, true, undefined);
+  const b = kvCacheWindows([40001, 8], 1, nk, true, undefined);
+  assert.equal(a.template, b.template);
+  // causal at Nq = 1 changes nothing: the keys before the length, and those past it
+  assert.equal(a.template.runs.length, 2 + 1);
+  assert.equal(kvCacheWindows([9], 4, 16, true, undefined).template.runs.length, 4 + 1 + 1);
+  const pa = scheduleWindows(a, 1, 64), pb = scheduleWindows(b, 1, 64);
+  assert.notEqual(pa, pb);
+  assert.equal(pb.columnBounds, pa.columnBounds);
+  assert.equal(scheduleWindows(kvCacheWindows([40001, 8], 1, nk, true, undefined), 1, 64), pb);
+  assert.equal(pb.tiles.full + pb.tiles.partial, Math.ceil(40001 / 64) + 1);
 });
