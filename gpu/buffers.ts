@@ -359,7 +359,7 @@ export function scheduleOnGpu(ctx: GpuContext, plan: Schedule): ScheduleBuffer {
     columnsAt = bytes(n) / 4;
     buffer = markCached(createBuffer(ctx, alone, STORAGE | COPY_DST, "schedule"));
     write(ctx, buffer, 0, lists, plan, offs, tableAt, columnsAt, n);
-    ctx.device.queue.writeBuffer(buffer, columnsAt * 4, columns);
+    ctx.device.queue.writeBuffer(buffer, columnsAt * 4, columns as Int32Array<ArrayBuffer>);
   } else {
     let sh = s.shared;
     const known = own ? undefined : sh?.columns.get(columns);
@@ -380,7 +380,7 @@ export function scheduleOnGpu(ctx: GpuContext, plan: Schedule): ScheduleBuffer {
     columnsAt = sh.columns.get(columns) ?? -1;
     if (columnsAt < 0) {
       columnsAt = sh.used / 4;
-      ctx.device.queue.writeBuffer(buffer, sh.used, columns);
+      ctx.device.queue.writeBuffer(buffer, sh.used, columns as Int32Array<ArrayBuffer>);
       sh.used += bytes(columns.length);
       if (!own) sh.columns.set(columns, columnsAt);
     }
