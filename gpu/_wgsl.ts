@@ -260,7 +260,7 @@ export function maskTile(
 
 /**
  * The score tile's treatment between the product and the softmax, the score pipeline's order:
- * softcap (when on), ALiBi's position bias (when on), then, in partial tiles and where `ragged`
+ * scale·log2 e (the softmax works in log2 units), softcap (when on), ALiBi's position bias (when on), then, in partial tiles and where `ragged`
  * (a WGSL condition: the block runs past the sequence) holds, the mask of {@linkcode maskTile}.
  */
 export function capAndMask(
@@ -275,6 +275,12 @@ export function capAndMask(
     slopes?: string;
   },
 ): void {
+  // the scale on the f32 scores, as FlashAttention-2 applies it (not on a rounded copy of q)
+  for (const i of range(o.mask.rows)) {
+    for (const j of range(o.mask.cols / 4)) {
+      emit(`${o.indent}${o.mask.acc}${i}_${j} = ${o.mask.acc}${i}_${j} * P.qkScale;`);
+    }
+  }
   if (o.softcap) capTile(emit, o.mask.acc, o.mask.rows, o.mask.cols / 4, o.slopes);
   if (o.alibi) alibiTile(emit, o.mask);
   emit(`${o.indent}if ((tile & 1u) != 0u || ${o.ragged}) {`);
@@ -438,7 +444,7 @@ export function capTile(
 
 /** One side of the two products of a backward tile: two tensors loaded alike. */
 export interface ProductSide {
-  /** The tensors (storage array names), the first pre-scaled by scale·log2 e. */
+  /** The tensors (storage array names): `[0]` for the scores, `[1]` for dP. */
   names: [string, string];
   /** Element offset and row stride of their rows (WGSL). */
   base: string;
@@ -459,7 +465,7 @@ export interface ProductSide {
 
 /**
  * The first phase of a backward tile: over the head dimension in chunks of `kc`, loads
- * `a.names[i]` and `b.names[i]` chunks and accumulates `s += A₀ ⊗ B₀` (scores, A₀ pre-scaled) and
+ * `a.names[i]` and `b.names[i]` chunks and accumulates `s += A₀ ⊗ B₀` (scores, unscaled) and
  * `dp += A₁ ⊗ B₁` (dP). The dQ kernel puts queries on the A side, the dK/dV kernel keys.
  */
 export function scoresAndDp(
@@ -487,7 +493,6 @@ ${o.indent}  let d0 = kc * ${kc}u;`);
           kc,
           d0: "d0",
           perm: side.perm,
-          scale: side === a && i === 0 ? "P.qkScale" : undefined,
         },
       )
     );

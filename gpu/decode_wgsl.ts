@@ -6,9 +6,9 @@
  * - `decode`: one workgroup per (key split, key head · row chunk, batch). Its R rows are the
  *   (query head of the GQA group, query) pairs of one key head, so K and V are read once for the
  *   whole group. Keys come in tiles of 256: in phase 1 invocation t computes the R scores of key
- *   col0 + t against the queries (held in workgroup memory, pre-scaled by scale·log2 e), testing
- *   each against its key's canonical bounds (partial tiles only) and skipping the K row when every
- *   row masks it; the row max and sum of the tile are reduced in workgroup memory and the online
+ *   col0 + t against the queries (held in workgroup memory; each f32 score is then multiplied by
+ *   scale·log2 e, the softmax working in log2 units), testing each against its key's canonical
+ *   bounds (partial tiles only) and skipping the K row when every row masks it; the row max and sum of the tile are reduced in workgroup memory and the online
  *   softmax rescales O; in phase 2 invocation (group g, column c) accumulates O[r][c] over the
  *   tile's keys g, g + G₂, … (V read once, coalesced). At the end the groups' O are summed and the
  *   split's normalised output and natural-log lse are written to a partials buffer.
@@ -242,7 +242,7 @@ ${
       }`
     )
   }
-  // queries into workgroup memory, pre-scaled
+  // queries into workgroup memory (the scale goes on each f32 score)
   for (var e = t; e < ${R * CW}u; e += 256u) {
     let r = e / ${CW}u;
     let x = (e % ${CW}u) * 4u;
@@ -254,7 +254,7 @@ ${
         if (x + z < ${HD}) { val[z] = f32(q[base + x + z]); }
       }
     }
-    qs[e] = val * P.qkScale;
+    qs[e] = val;
   }
   if (t < ${R}u) { rowM[t] = NEG; rowL[t] = 0.0; }
 ${each((r) => `  var o${r} = vec4<f32>(0.0);`)}
@@ -336,7 +336,9 @@ ${
 ${
     each((r) =>
       `      sc[${r * TK}u + t] = select(${
-        c.softcap ? `P.softcap2 * tanhAcc1(acc${r} / P.softcap2)` : `acc${r}`
+        c.softcap
+          ? `P.softcap2 * tanhAcc1(acc${r} * P.qkScale / P.softcap2)`
+          : `acc${r} * P.qkScale`
       }${c.alibi ? ` - ab${r}.x * abs(f32(qi${r}) + ab${r}.y - f32(j))` : ""}, NEG, m${r});${
         c.dropout
           ? `

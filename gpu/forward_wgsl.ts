@@ -11,8 +11,9 @@
  * rows `ty·RM .. +RM` and keys `tx + 16·m` (m < CN), and output rows `ty·RM .. +RM`, columns
  * `tx·DN .. +DN`, all in fully unrolled named vec4 registers (naga clamps dynamically indexed
  * arrays and counts loop trips; unrolled code with constant indices avoids both).
- * S = Q Kᵀ accumulates over d in chunks of KC through workgroup memory (Q transposed and
- * pre-multiplied by scale·log2(e), so the softmax uses exp2); P = exp2(S − m) is written to
+ * S = Q Kᵀ accumulates over d in chunks of KC through workgroup memory (Q transposed), then each f32
+ * score is multiplied by scale·log2(e), as FlashAttention-2 applies the scale (not to a rounded copy
+ * of Q), so the softmax uses exp2; P = exp2(S − m) is written to
  * workgroup memory KV keys at a time and O += P V accumulates from there.
  *
  * Invariants: the online softmax keeps, per row, the running max m (log2 domain) and a
@@ -212,7 +213,6 @@ ${rowBlockPrologue(br, rm, HD)}
     kc,
     d0: "d0",
     perm: 0,
-    scale: "P.qkScale",
   });
   loadTransposed(emit, kvSrc("k", "col0"), {
     region: kReg,

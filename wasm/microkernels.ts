@@ -11,7 +11,9 @@
  *   `rows` elements of step k adjacent at `a + k·la`.
  * - `b`, `lb`: B, step k's vectors at `b + k·lb`; `c`, `lc`: C rows, `lc` bytes apart.
  * - `acc`: C is loaded (else it starts at zero); `al` not 0 (with `acc`): row r of C is first
- *   scaled by the f32 at `al + 4r` (the online softmax's rescale); `mx` not 0: the block's column
+ *   scaled by the f32 at `al + 4r` (the online softmax's rescale); without `acc`, the products are
+ *   multiplied by the f32 at `al` before they are stored (the score GEMM's scale·log2 e, applied to
+ *   the f32 scores as FlashAttention-2 applies it); `mx` not 0: the block's column
  *   maxima are merged into the `vecs` vectors at `mx` after the stores (the score GEMM's fused row
  *   maxima of Sᵀ).
  *
@@ -120,6 +122,11 @@ export function microKernel(k: MicroKernel): string {
       L.push(`  if (k < K) {`, ...body("    "), `  }`);
     } else L.push(`  for (; k < K; k++) {`, ...body("    "), `  }`);
   }
+  L.push(`  if (!acc && al) {`, `    const s = v128.load32_splat(al);`);
+  for (const r of R) {
+    L.push(`    ${V.map((v) => `${acc(r, v)} = f32x4.mul(${acc(r, v)}, s);`).join(" ")}`);
+  }
+  L.push(`  }`);
   for (const r of R) {
     L.push(`  ${V.map((v) => `v128.store(${row(r)}, ${acc(r, v)}${at(v)});`).join(" ")}`);
   }

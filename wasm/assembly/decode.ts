@@ -47,7 +47,8 @@ export function loadPanel(src: usize, ls: usize, cols: i32, d: i32, dp: i32, f16
  * j < cols, r < RPad (a multiple of 4), x < X (a multiple of 4); K and Q rows are read as
  * vectors along x (K in place: no transpose), 2 keys × 4 rows at a time (8 accumulators, 6 loads
  * per 8 multiply-adds, where the Sᵀ-layout GEMM with 4 rows needs 7 per 6), then each key's 4
- * row sums are gathered into one vector of Sᵀ. `MX` (0: none): row maxima, as in gemmScores.
+ * row sums are gathered into one vector of Sᵀ, multiplied by `scale` (scale · log2 e on the f32
+ * scores). `MX` (0: none): row maxima, as in gemmScores.
  */
 function gemmDots(
   K: usize,
@@ -60,7 +61,9 @@ function gemmDots(
   RPad: i32,
   X: i32,
   MX: usize,
+  scale: f32,
 ): void {
+  const sc = f32x4.splat(scale);
   const end = <usize>X << 2;
   for (let g = 0; g < RPad; g += 4) {
     const q0 = Q + <usize>g * lq, q1 = q0 + lq, q2 = q1 + lq, q3 = q2 + lq;
@@ -82,7 +85,7 @@ function gemmDots(
         y = v128.load(q3 + o);
         a30 = madd(x0, y, a30); a31 = madd(x1, y, a31);
       }
-      const s0 = sum4(a00, a10, a20, a30), s1 = sum4(a01, a11, a21, a31);
+      const s0 = f32x4.mul(sum4(a00, a10, a20, a30), sc), s1 = f32x4.mul(sum4(a01, a11, a21, a31), sc);
       v128.store(S + <usize>j * ls + go, s0);
       v128.store(S + <usize>(j + 1) * ls + go, s1);
       mx = f32x4.pmax(mx, f32x4.pmax(s0, s1));
@@ -97,7 +100,7 @@ function gemmDots(
         a2 = madd(x0, v128.load(q2 + o), a2);
         a3 = madd(x0, v128.load(q3 + o), a3);
       }
-      const s0 = sum4(a0, a1, a2, a3);
+      const s0 = f32x4.mul(sum4(a0, a1, a2, a3), sc);
       v128.store(S + <usize>j * ls + go, s0);
       mx = f32x4.pmax(mx, s0);
     }
@@ -106,14 +109,14 @@ function gemmDots(
 }
 
 /**
- * Decode preparation, work item g (a row group): the group's Q · scale · log2 e (RPad × dp,
+ * Decode preparation, work item g (a row group): the group's Q (RPad × dp,
  * zero padded), and the query row and head of each of its rows (for the mask and dropout). A row
  * group is the query rows (h, i), h in [h0, h0 + nh) (heads of one key head that share one mask
  * slice), i < Nq, in row r = (h − h0)·Nq + i, so K and V are read once for the whole group.
  */
 export function decodePrep(p: usize, tid: i32, counter: usize, items: usize, nItems: i32): void {
   const nq = pi(p, P_NQ), H = pi(p, P_H), d = pi(p, P_D), dp = pi(p, P_DP);
-  const scale2 = pf(p, P_SCALE2), f16 = pi(p, P_IN_F16) != 0, qp = pu(p, P_Q);
+  const f16 = pi(p, P_IN_F16) != 0, qp = pu(p, P_Q);
   const groups = pu(p, P_GROUPS), rowsMax = pi(p, P_ROWS_MAX);
   const qAll = pu(p, P_QT), rowsAll = pu(p, P_DEC_ROWS);
   const eb: usize = f16 ? 2 : 4;
@@ -130,7 +133,7 @@ export function decodePrep(p: usize, tid: i32, counter: usize, items: usize, nIt
       const q = qp + <usize>((b * nq + i) * H + h) * d * eb;
       for (let x = 0; x < dp; x++) {
         let v: f32 = 0;
-        if (r < R && x < d) v = (f16 ? h2f(load<u16>(q + (<usize>x << 1))) : load<f32>(q + (<usize>x << 2))) * scale2;
+        if (r < R && x < d) v = f16 ? h2f(load<u16>(q + (<usize>x << 1))) : load<f32>(q + (<usize>x << 2));
         store<f32>(QR + <usize>r * ld + (<usize>x << 2), v);
       }
     }
@@ -159,6 +162,7 @@ export function decode(p: usize, tid: i32, counter: usize, items: usize, nItems:
   const part = pu(p, P_PART), direct = pi(p, P_KV_DIRECT) != 0;
   const qtAll = pu(p, P_QT), rowsAll = pu(p, P_DEC_ROWS);
   const cap = pf(p, P_SOFTCAP2), drop = pi(p, P_DROP) != 0, alibi = pu(p, P_ALIBI);
+  const scale2 = pf(p, P_SCALE2);
   const eb: usize = f16 ? 2 : 4;
   const ld = <usize>dp << 2;
   const partBytes = <usize>rowsMax * (ld + 8);
@@ -228,15 +232,16 @@ export function decode(p: usize, tid: i32, counter: usize, items: usize, nItems:
         const RI = rowsAll + <usize>g * (lsMax << 1), RH = RI + lsMax;
         const kt = kp + (<usize>(b_ * nk + j0) * Hk + kh) * d * eb;
         const vt = vp + (<usize>(b_ * nk + j0) * Hk + kh) * d * eb;
-        // full tiles without softcap or ALiBi: the score GEMM also takes the row maxima
+        // S = (K Qᵀ)·scale·log2 e, the scale on the f32 scores (FlashAttention-2's); full tiles
+        // without softcap or ALiBi: the score GEMM also takes the row maxima
         const fused = (e & 1) == 0 && cap == 0 && alibi == 0;
         if (fused) {
           for (let r = 0; r < RPad; r += 4) v128.store(MX + (<usize>r << 2), negInf);
         }
         if (direct) {
-          gemmDots(kt, lk, QR, ld, ST, ls, cols, RPad, d, fused ? MX : 0);
+          gemmDots(kt, lk, QR, ld, ST, ls, cols, RPad, d, fused ? MX : 0, scale2);
         } else {
-          gemmDots(PK + <usize>kh * ld, lp, QR, ld, ST, ls, cols, RPad, dp, fused ? MX : 0);
+          gemmDots(PK + <usize>kh * ld, lp, QR, ld, ST, ls, cols, RPad, dp, fused ? MX : 0, scale2);
         }
         if (cap != 0) capTile(ST, ls, cols, RPad, cap);
         const biasMax = (e & 1) == 0 && cap == 0 && alibi != 0;

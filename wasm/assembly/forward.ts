@@ -13,7 +13,7 @@ import { alibiTile, capTile, dropTile, maskTile, softmaxTile } from "./tile";
 export function forward(p: usize, tid: i32, counter: usize, items: usize, nItems: i32): void {
   const nq = pi(p, P_NQ), nk = pi(p, P_NK), H = pi(p, P_H), Hk = pi(p, P_HK);
   const d = pi(p, P_D), dp = pi(p, P_DP), Br = pi(p, P_BR), Bc = pi(p, P_BC);
-  const rowBlocks = pi(p, P_ROW_BLOCKS), scale2 = pf(p, P_SCALE2), f16 = pi(p, P_F16) != 0;
+  const rowBlocks = pi(p, P_ROW_BLOCKS), f16 = pi(p, P_F16) != 0;
   const bounds = pu(p, P_BOUNDS), tilePtr = pu(p, P_TILE_PTR), tiles = pu(p, P_TILES);
   const sliceOf = pu(p, P_SLICE_OF);
   const qp = pu(p, P_Q), kp = pu(p, P_K), vp = pu(p, P_V), outp = pu(p, P_OUT), lsep = pu(p, P_LSE);
@@ -41,7 +41,7 @@ export function forward(p: usize, tid: i32, counter: usize, items: usize, nItems
     const r = it % rowBlocks, bh = it / rowBlocks, h = bh % H, b = bh / H;
     const kh = h / group, slice = load<i32>(sliceOf + (<usize>bh << 2));
     const i0 = r * Br, rows = min(Br, nq - i0), rowsPad = (rows + 7) & ~7;
-    // Qᵀ · scale · log2 e from q in place (user layout), zero in padded rows and columns
+    // Qᵀ from q in place (user layout), zero in padded rows and columns
     let q = qp + (<usize>((b * nq + i0) * H + h) * d) * eb;
     for (let i = 0; i < rowsPad; i++) {
       const dst = QT + (<usize>i << 2);
@@ -49,7 +49,7 @@ export function forward(p: usize, tid: i32, counter: usize, items: usize, nItems
       if (i < rows) {
         for (; x < d; x++) {
           const v = inF16 ? h2f(load<u16>(q + (<usize>x << 1))) : load<f32>(q + (<usize>x << 2));
-          store<f32>(dst + <usize>x * ls, v * scale2);
+          store<f32>(dst + <usize>x * ls, v);
         }
       }
       for (; x < dp; x++) store<f32>(dst + <usize>x * ls, 0);
@@ -74,12 +74,13 @@ export function forward(p: usize, tid: i32, counter: usize, items: usize, nItems
     for (let t = load<u32>(tilePtr + (<usize>list << 2)); t < t1; t++) {
       const e = load<u32>(tiles + (<usize>t << 2));
       const c = <i32>(e >> 1), j0 = c * Bc, cols = min(Bc, nk - j0);
-      // full tiles without softcap or ALiBi: the score GEMM also takes the row maxima
+      // S = (K Qᵀ)·scale·log2 e, the scale on the f32 scores (FlashAttention-2's); full tiles
+      // without softcap or ALiBi: the score GEMM also takes the row maxima
       const fused = (e & 1) == 0 && cap == 0 && alibi == 0;
       if (fused) {
         for (let g = 0; g < rowsPad; g += 4) v128.store(MX + (<usize>g << 2), negInf);
       }
-      gemmScores(kb + <usize>c * panel, <usize>Bc << 2, QT, ls, ST, ls, cols, rowsPad >> 2, dp, fused ? MX : 0);
+      gemmScores(kb + <usize>c * panel, <usize>Bc << 2, QT, ls, ST, ls, cols, rowsPad >> 2, dp, fused ? MX : 0, p + (<usize>P_SCALE2 << 2));
       if (cap != 0) capTile(ST, ls, cols, rowsPad, cap);
       // full tiles with ALiBi and no softcap: the bias step takes the row maxima
       const biasMax = (e & 1) == 0 && cap == 0 && alibi != 0;

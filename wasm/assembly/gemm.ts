@@ -88,9 +88,10 @@ export function gemmTN(
 
 /**
  * The score GEMM: C[m][n] = Σ_k A[k][m]·B[k][n] (TN, C overwritten) for m < M, n < 4·NV, k < K,
- * A a transposed K panel (k-major, so the 6 broadcast elements of a step are adjacent). `MX`
- * (0: none): the column maxima over m are folded into MX[n] (the tile's row maxima in the
- * softmax, saving it a pass over the tile).
+ * A a transposed K panel (k-major, so the 6 broadcast elements of a step are adjacent), times the
+ * f32 at `SC` (scale · log2 e on the f32 scores, as FlashAttention-2 applies it). `MX` (0: none):
+ * the column maxima over m are folded into MX[n] (the tile's row maxima in the softmax, saving it
+ * a pass over the tile).
  */
 export function gemmScores(
   A: usize,
@@ -103,6 +104,7 @@ export function gemmScores(
   NV: i32,
   K: i32,
   MX: usize,
+  SC: usize,
 ): void {
   let m = 0;
   for (; m + 6 <= M && M - m != 8; m += 6) {
@@ -110,30 +112,31 @@ export function gemmScores(
     const c = C + <usize>m * lc;
     let n = 0;
     for (; n + 2 <= NV; n += 2) {
-      tn6x2(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, false, 0, MX ? MX + (<usize>n << 4) : 0);
+      tn6x2(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, false, SC, MX ? MX + (<usize>n << 4) : 0);
     }
-    if (n < NV) stCol(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, MX ? MX + (<usize>n << 4) : 0, 6);
+    if (n < NV) stCol(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, MX ? MX + (<usize>n << 4) : 0, 6, SC);
   }
   for (; m + 4 <= M; m += 4) {
     const a = A + (<usize>m << 2);
     const c = C + <usize>m * lc;
     let n = 0;
     for (; n + 2 <= NV; n += 2) {
-      st4x2(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, false, 0, MX ? MX + (<usize>n << 4) : 0);
+      st4x2(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, false, SC, MX ? MX + (<usize>n << 4) : 0);
     }
-    if (n < NV) stCol(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, MX ? MX + (<usize>n << 4) : 0, 4);
+    if (n < NV) stCol(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, MX ? MX + (<usize>n << 4) : 0, 4, SC);
   }
   if (m < M) {
     const a = A + (<usize>m << 2);
     const c = C + <usize>m * lc;
     for (let n = 0; n < NV; n++) {
-      stCol(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, MX ? MX + (<usize>n << 4) : 0, M - m);
+      stCol(a, la, Bm + (<usize>n << 4), lb, c + (<usize>n << 4), lc, K, MX ? MX + (<usize>n << 4) : 0, M - m, SC);
     }
   }
 }
 
 /** One column vector of `rows` rows (taken two at a time): remainders of the score GEMM. */
-function stCol(a: usize, la: usize, b: usize, lb: usize, c: usize, lc: usize, K: i32, mx: usize, rows: i32): void {
+function stCol(a: usize, la: usize, b: usize, lb: usize, c: usize, lc: usize, K: i32, mx: usize, rows: i32, sc: usize): void {
+  const scale = v128.load32_splat(sc);
   for (let r = 0; r < rows; r += 2) {
     const two = rows - r >= 2;
     let c0 = f32x4.splat(0), c1 = c0;
@@ -145,6 +148,8 @@ function stCol(a: usize, la: usize, b: usize, lb: usize, c: usize, lc: usize, K:
       ak += la;
       bk += lb;
     }
+    c0 = f32x4.mul(c0, scale);
+    c1 = f32x4.mul(c1, scale);
     v128.store(c + <usize>r * lc, c0);
     if (two) v128.store(c + <usize>(r + 1) * lc, c1);
     if (mx) {

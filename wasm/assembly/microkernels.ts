@@ -73,6 +73,15 @@ import { madd } from "./math";
     off += 4;
     b += lb;
   }
+  if (!acc && al) {
+    const s = v128.load32_splat(al);
+    c00 = f32x4.mul(c00, s); c01 = f32x4.mul(c01, s);
+    c10 = f32x4.mul(c10, s); c11 = f32x4.mul(c11, s);
+    c20 = f32x4.mul(c20, s); c21 = f32x4.mul(c21, s);
+    c30 = f32x4.mul(c30, s); c31 = f32x4.mul(c31, s);
+    c40 = f32x4.mul(c40, s); c41 = f32x4.mul(c41, s);
+    c50 = f32x4.mul(c50, s); c51 = f32x4.mul(c51, s);
+  }
   v128.store(c, c00); v128.store(c, c01, 16);
   v128.store(c + lc, c10); v128.store(c + lc, c11, 16);
   v128.store(c + 2 * lc, c20); v128.store(c + 2 * lc, c21, 16);
@@ -126,6 +135,15 @@ import { madd } from "./math";
     off += 4;
     b += lb;
   }
+  if (!acc && al) {
+    const s = v128.load32_splat(al);
+    c00 = f32x4.mul(c00, s);
+    c10 = f32x4.mul(c10, s);
+    c20 = f32x4.mul(c20, s);
+    c30 = f32x4.mul(c30, s);
+    c40 = f32x4.mul(c40, s);
+    c50 = f32x4.mul(c50, s);
+  }
   v128.store(c, c00);
   v128.store(c + lc, c10);
   v128.store(c + 2 * lc, c20);
@@ -168,6 +186,13 @@ import { madd } from "./math";
     c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
     off += 4;
     b += lb;
+  }
+  if (!acc && al) {
+    const s = v128.load32_splat(al);
+    c00 = f32x4.mul(c00, s); c01 = f32x4.mul(c01, s);
+    c10 = f32x4.mul(c10, s); c11 = f32x4.mul(c11, s);
+    c20 = f32x4.mul(c20, s); c21 = f32x4.mul(c21, s);
+    c30 = f32x4.mul(c30, s); c31 = f32x4.mul(c31, s);
   }
   v128.store(c, c00); v128.store(c, c01, 16);
   v128.store(c + lc, c10); v128.store(c + lc, c11, 16);
@@ -212,6 +237,13 @@ import { madd } from "./math";
     off += 4;
     b += lb;
   }
+  if (!acc && al) {
+    const s = v128.load32_splat(al);
+    c00 = f32x4.mul(c00, s);
+    c10 = f32x4.mul(c10, s);
+    c20 = f32x4.mul(c20, s);
+    c30 = f32x4.mul(c30, s);
+  }
   v128.store(c, c00);
   v128.store(c + lc, c10);
   v128.store(c + 2 * lc, c20);
@@ -239,6 +271,10 @@ import { madd } from "./math";
     c00 = madd(x, b0, c00);
     off += 4;
     b += lb;
+  }
+  if (!acc && al) {
+    const s = v128.load32_splat(al);
+    c00 = f32x4.mul(c00, s);
   }
   v128.store(c, c00);
 }
@@ -318,6 +354,15 @@ import { madd } from "./math";
     a += la;
     b += lb;
   }
+  if (!acc && al) {
+    const s = v128.load32_splat(al);
+    c00 = f32x4.mul(c00, s); c01 = f32x4.mul(c01, s);
+    c10 = f32x4.mul(c10, s); c11 = f32x4.mul(c11, s);
+    c20 = f32x4.mul(c20, s); c21 = f32x4.mul(c21, s);
+    c30 = f32x4.mul(c30, s); c31 = f32x4.mul(c31, s);
+    c40 = f32x4.mul(c40, s); c41 = f32x4.mul(c41, s);
+    c50 = f32x4.mul(c50, s); c51 = f32x4.mul(c51, s);
+  }
   v128.store(c, c00); v128.store(c, c01, 16);
   v128.store(c + lc, c10); v128.store(c + lc, c11, 16);
   v128.store(c + 2 * lc, c20); v128.store(c + 2 * lc, c21, 16);
@@ -369,6 +414,15 @@ import { madd } from "./math";
     a += la;
     b += lb;
   }
+  if (!acc && al) {
+    const s = v128.load32_splat(al);
+    c00 = f32x4.mul(c00, s);
+    c10 = f32x4.mul(c10, s);
+    c20 = f32x4.mul(c20, s);
+    c30 = f32x4.mul(c30, s);
+    c40 = f32x4.mul(c40, s);
+    c50 = f32x4.mul(c50, s);
+  }
   v128.store(c, c00);
   v128.store(c + lc, c10);
   v128.store(c + 2 * lc, c20);
@@ -410,6 +464,13 @@ import { madd } from "./math";
     c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
     a += la;
     b += lb;
+  }
+  if (!acc && al) {
+    const s = v128.load32_splat(al);
+    c00 = f32x4.mul(c00, s); c01 = f32x4.mul(c01, s);
+    c10 = f32x4.mul(c10, s); c11 = f32x4.mul(c11, s);
+    c20 = f32x4.mul(c20, s); c21 = f32x4.mul(c21, s);
+    c30 = f32x4.mul(c30, s); c31 = f32x4.mul(c31, s);
   }
   v128.store(c, c00); v128.store(c, c01, 16);
   v128.store(c + lc, c10); v128.store(c + lc, c11, 16);
@@ -453,6 +514,13 @@ import { madd } from "./math";
     a += la;
     b += lb;
   }
+  if (!acc && al) {
+    const s = v128.load32_splat(al);
+    c00 = f32x4.mul(c00, s);
+    c10 = f32x4.mul(c10, s);
+    c20 = f32x4.mul(c20, s);
+    c30 = f32x4.mul(c30, s);
+  }
   v128.store(c, c00);
   v128.store(c + lc, c10);
   v128.store(c + 2 * lc, c20);
@@ -479,6 +547,10 @@ import { madd } from "./math";
     c00 = madd(x, b0, c00);
     a += la;
     b += lb;
+  }
+  if (!acc && al) {
+    const s = v128.load32_splat(al);
+    c00 = f32x4.mul(c00, s);
   }
   v128.store(c, c00);
 }
@@ -511,6 +583,13 @@ import { madd } from "./math";
     c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
     a += la;
     b += lb;
+  }
+  if (!acc && al) {
+    const s = v128.load32_splat(al);
+    c00 = f32x4.mul(c00, s); c01 = f32x4.mul(c01, s);
+    c10 = f32x4.mul(c10, s); c11 = f32x4.mul(c11, s);
+    c20 = f32x4.mul(c20, s); c21 = f32x4.mul(c21, s);
+    c30 = f32x4.mul(c30, s); c31 = f32x4.mul(c31, s);
   }
   v128.store(c, c00); v128.store(c, c01, 16);
   v128.store(c + lc, c10); v128.store(c + lc, c11, 16);
