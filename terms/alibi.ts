@@ -6,7 +6,7 @@
  *
  * It needs no N² tensor: kernels compute it per score from the row, the key, and one
  * (slope, offset) pair per (batch entry, query head). In log2 units (the kernels' scores are
- * pre-multiplied by log2 e) the slope is slope · log2 e. The backward adds the same bias when it
+ * multiplied by scale · log2 e) the slope is slope · log2 e. The backward adds the same bias when it
  * recomputes the scores; the slopes get no gradient, and the bias does not change dS's slope.
  * Where each backend composes it: `bias` in `tiled.ts`, `alibiTile` in `gpu/_wgsl.ts` (forward,
  * dQ, dK/dV) and in the decode kernel (`gpu/decode_wgsl.ts`), `alibiTile` in

@@ -40,7 +40,7 @@ const SLOTS = [
   ["SCRATCH", 23, "per-thread scratch"],
   ["SCRATCH_BYTES", 24, "bytes of scratch per thread"],
   ["DO", 25, "packed dO"],
-  ["QT", 26, "backward: per (b, h, row block) qᵀ·scale2, dp × Br"],
+  ["QT", 26, "backward: per (b, h, row block) qᵀ, dp × Br"],
   ["DOT", 27, "backward: per (b, h, row block) dOᵀ, dp × Br"],
   ["DD", 28, "backward: D, [B, H, nqPad]"],
   ["LSE2", 29, "backward: lse · log2 e (+∞ for rows that see nothing), [B, H, nqPad]"],
@@ -61,7 +61,7 @@ const SLOTS = [
   [
     "GROUPS",
     63,
-    "decode: row groups, 4 × i32 each: b, key head, first head, heads (decode also uses P_QT: per row group, Q · scale · log2 e, ROWS_MAX × dp)",
+    "decode: row groups, 4 × i32 each: b, key head, first head, heads (decode also uses P_QT: per row group, Q, ROWS_MAX × dp)",
   ],
   ["SPLITS", 64, "decode: key splits per batch entry"],
   ["ROWS_MAX", 65, "decode: most rows of a group, rounded up to 4"],

@@ -42,7 +42,7 @@
 // Invariants: skipped tiles are never touched (they are not in the lists); full tiles do no mask
 // work; partial tiles test each element against its column's canonical bounds
 // [lts, lte) ∪ [uts, ute) and nothing else (no mask semantics are derived here). Scores are in
-// log2 units (q is pre-scaled by scale·log2 e) so exp is exp2. A row that sees nothing keeps
+// log2 units (the score GEMMs multiply by scale·log2 e before they store) so exp is exp2. A row that sees nothing keeps
 // m = −∞, l = 0 and gets out 0, lse −∞; in the backward pass its lse2 is +∞, so P = 0 exactly.
 // Every output element is produced by exactly one work item, in a fixed order, so results do not
 // depend on the thread count: dQ is accumulated per chunk into its own partial buffer (the chunk
