@@ -49,6 +49,7 @@ const templateColumns = new WeakSet<Int32Array>();
 export function isTemplate(columnBounds: Int32Array): boolean {
   return templateColumns.has(columnBounds);
 }
+
 const schedules = new Map<string, Schedule>();
 /** Templates and schedules kept (least recently used dropped): a few models' shapes. */
 const KEPT = 8;
@@ -84,7 +85,10 @@ export function kvCacheWindows(
     for (let u = 0; u < width; u++) {
       const o = u * BOUNDS_PER_COLUMN;
       columns.set(kvCacheColumn(u - nk, nq, left, right, causal), o);
-      if (u > 0 && columns.subarray(o - 4, o).some((x, k) => x !== columns[o + k])) starts.push(u);
+      if (
+        u > 0 && (columns[o] !== columns[o - 4] || columns[o + 1] !== columns[o - 3] ||
+          columns[o + 2] !== columns[o - 2] || columns[o + 3] !== columns[o - 1])
+      ) starts.push(u);
     }
     starts.push(width);
     templateColumns.add(columns);
