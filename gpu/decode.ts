@@ -45,12 +45,63 @@ export interface DecodeKernels {
   tilesPerSplit: number;
 }
 
+/** What a problem's decoding kernels depend on, besides its lengths: their configuration. */
+interface Compiled {
+  cfg: DecodeConfig;
+  pipes: [decode: GPUComputePipeline, combine: GPUComputePipeline];
+  rowsTotal: number;
+  chunks: number;
+}
+
+/**
+ * Compiled decoding kernels per context and problem signature: a decode loop's repeated calls
+ * find theirs without building configurations, pipeline keys or layouts.
+ */
+const compiledKernels = new WeakMap<GpuContext, Map<string, Compiled>>();
+
 /** Compiles (or finds) the decoding kernels of problem `p`. */
 export async function decodeKernels(
   ctx: GpuContext,
   p: Problem,
   dtype: "f32" | "f16",
 ): Promise<DecodeKernels> {
+  const sig = `${dtype}:${p.heads}:${p.kvHeads}:${p.nq}:${p.headDim}:${p.mask.shape[1]}:${
+    p.softcap !== undefined
+  }:${p.dropout !== undefined}:${p.sinks !== undefined}:${p.alibi !== undefined}:${
+    p.pages !== undefined
+  }`;
+  let known = compiledKernels.get(ctx);
+  if (!known) compiledKernels.set(ctx, known = new Map());
+  let c = known.get(sig);
+  if (!c) {
+    c = await compileDecode(ctx, p, dtype);
+    if (known.size >= 64) known.clear();
+    known.set(sig, c);
+  }
+  const { cfg, pipes, rowsTotal, chunks } = c;
+  const tiles = Math.ceil(p.nk / DECODE_TILE);
+  // about 512 workgroups: measured on an H100 (Nq 1, Nk 131072, Hk 8, f16), 32 splits read K
+  // and V at 1211 GB/s, 64 at 1670, 128 at 1412, 256 at 1153
+  const want = gpuTuning().splits ?? Math.ceil(512 / (p.kvHeads * chunks * p.batch));
+  const tilesPerSplit = Math.ceil(tiles / Math.max(1, Math.min(tiles, want)));
+  return {
+    cfg,
+    pipes,
+    schedule: p.schedule(DECODE_MAX_NQ, DECODE_TILE),
+    dtype,
+    rowsTotal,
+    chunks,
+    splits: Math.ceil(tiles / tilesPerSplit),
+    tilesPerSplit,
+  };
+}
+
+/** The configuration and pipelines of problem `p`'s decoding kernels (compiled once per key). */
+async function compileDecode(
+  ctx: GpuContext,
+  p: Problem,
+  dtype: "f32" | "f16",
+): Promise<Compiled> {
   const group = p.heads / p.kvHeads, mh = p.mask.shape[1];
   const rowsTotal = group * p.nq;
   let cw = 1;
@@ -70,11 +121,6 @@ export async function decodeKernels(
     paged: p.pages !== undefined,
   };
   const chunks = Math.ceil(rowsTotal / rows);
-  const tiles = Math.ceil(p.nk / DECODE_TILE);
-  // about 512 workgroups: measured on an H100 (Nq 1, Nk 131072, Hk 8, f16), 32 splits read K
-  // and V at 1211 GB/s, 64 at 1670, 128 at 1412, 256 at 1153
-  const want = gpuTuning().splits ?? Math.ceil(512 / (p.kvHeads * chunks * p.batch));
-  const tilesPerSplit = Math.ceil(tiles / Math.max(1, Math.min(tiles, want)));
   const pipes = await Promise.all([
     pipeline(
       ctx,
@@ -89,16 +135,7 @@ export async function decodeKernels(
       pipelineLayout(ctx, combineLayout(cfg)),
     ),
   ]);
-  return {
-    cfg,
-    pipes,
-    schedule: p.schedule(DECODE_MAX_NQ, DECODE_TILE),
-    dtype,
-    rowsTotal,
-    chunks,
-    splits: Math.ceil(tiles / tilesPerSplit),
-    tilesPerSplit,
-  };
+  return { cfg, pipes, rowsTotal, chunks };
 }
 
 /** Scratch bytes of the decoding partials, per batch entry: [outputs, lses]. */
