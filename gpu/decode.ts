@@ -69,7 +69,7 @@ export async function decodeKernels(
     p.softcap !== undefined
   }:${p.dropout !== undefined}:${p.sinks !== undefined}:${p.alibi !== undefined}:${
     p.pages !== undefined
-  }`;
+  }:${gpuTuning().noSubgroups === true}:${gpuTuning().decodeCoop === true}`;
   let known = compiledKernels.get(ctx);
   if (!known) compiledKernels.set(ctx, known = new Map());
   let c = known.get(sig);
@@ -114,6 +114,10 @@ async function compileDecode(
     rows,
     shared: mh <= p.kvHeads, // every query head of a GQA group uses one mask slice
     vec: p.headDim % 4 === 0,
+    // 8 invocations a key (subgroups of 8 or more, four rows, vec4 keys, D ≥ 64): only when asked
+    // for until it is measured on hardware (faster on lavapipe: 17.6 against 22.0 ms)
+    coop: gpuTuning().decodeCoop === true && !gpuTuning().noSubgroups &&
+      ctx.subgroupLanes >= 8 && rows === 4 && p.headDim % 4 === 0 && cw >= 16,
     softcap: p.softcap !== undefined,
     dropout: p.dropout !== undefined,
     sinks: p.sinks !== undefined,

@@ -8,10 +8,12 @@
  *   whole group. Keys come in tiles of 256: in phase 1 invocation t computes the R scores of key
  *   col0 + t against the queries (held in workgroup memory; each f32 score is then multiplied by
  *   scale·log2 e, the softmax working in log2 units), testing each against its key's canonical
- *   bounds (partial tiles only) and skipping the K row when every row masks it; the row max and sum of the tile are reduced in workgroup memory and the online
- *   softmax rescales O; in phase 2 invocation (group g, column c) accumulates O[r][c] over the
+ *   bounds (partial tiles only) and skipping the K row when every row masks it; the row max and
+ *   sum of the tile are reduced in workgroup memory and the online softmax rescales O; in phase 2 invocation (group g, column c) accumulates O[r][c] over the
  *   tile's keys g, g + G₂, … (V read once, coalesced). At the end the groups' O are summed and the
  *   split's normalised output and natural-log lse are written to a partials buffer.
+ * - phase 1 cooperative (`coop`, asked for by tuning until measured on hardware): 8 invocations a
+ *   key, each over D/8 dims with its queries in registers, summed by subgroup shuffles.
  * - `combine`: per (batch, query head, query, vec4 column), merges the splits:
  *   lse = log Σ exp(lseₛ), out = Σ exp(lseₛ − lse)·oₛ; rows no split sees get 0 and −∞.
  *
@@ -57,6 +59,12 @@ export interface DecodeConfig {
   rows: number;
   /** All rows of a workgroup share one mask slice: walk the tile list, load bounds once. */
   shared: boolean;
+  /**
+   * Phase 1 cooperative (subgroups of at least 8, 4 rows, vec4 keys, D ≥ 32): 8 invocations a key,
+   * each over D/8 dims with its queries' in registers, summed by subgroup shuffles; a key row is
+   * read by 8 adjacent invocations, and no query is read from workgroup memory per key.
+   */
+  coop?: boolean;
   /** d % 4 == 0: K and V are read as vec4 (8 or 16 bytes per load). */
   vec: boolean;
   softcap: boolean;
@@ -152,8 +160,8 @@ export function combineLayout(c: DecodeConfig): KernelLayout {
 /** Pipeline keys (the splits never see the sink: only the combine's key names it). */
 export function decodeKey(kind: "decode" | "combine", c: DecodeConfig): string {
   return `${kind}:${c.dtype}:d${c.headDim}:cw${c.cw}:r${c.rows}${c.shared ? ":shared" : ""}${
-    c.vec ? ":vec" : ""
-  }${c.softcap ? ":cap" : ""}${c.dropout ? ":drop" : ""}${
+    kind === "decode" && c.coop ? ":coop" : ""
+  }${c.vec ? ":vec" : ""}${c.softcap ? ":cap" : ""}${c.dropout ? ":drop" : ""}${
     kind === "combine" && c.sinks ? ":sink" : ""
   }${kind === "decode" && c.alibi ? ":alibi" : ""}${kind === "decode" && c.paged ? ":paged" : ""}`;
 }
@@ -307,7 +315,21 @@ ${each((r) => `          acc${r} = acc${r} + dot(qs[${r * CW}u + x4], kv);`)}
         }`;
   emit(`  }
   let tFirst = workgroupUniformLoad(&wsU[0]);
-  let tLast = workgroupUniformLoad(&wsU[1]);
+  let tLast = workgroupUniformLoad(&wsU[1]);${
+    c.coop
+      ? `
+  // phase 1's queries in registers: lane's dims lane·${CW / 2} .. +${CW / 2} of each row
+  let lane = t % 8u;
+${
+        each((r) =>
+          Array.from(
+            { length: CW / 8 },
+            (_, i) => `  let qr${r}_${i} = qs[${r * CW}u + lane * ${CW / 8}u + ${i}u];`,
+          ).join("\n")
+        )
+      }`
+      : ""
+  }
   for (var it = tFirst; it < tLast; it++) {`);
   if (c.shared) {
     emit(`    if (t == 0u) { wsU[2] = sched[P.tilesOff + it]; }
@@ -318,37 +340,41 @@ ${each((r) => `          acc${r} = acc${r} + dot(qs[${r * CW}u + x4], kv);`)}
     emit(`    let col0 = it * ${TK}u;
     let partial = true;`);
   }
-  emit(`    // ---- phase 1: scores of key col0 + t for every row
+  if (c.coop) {
+    coopScores(emit, c, { TK, HD, wide, keyRow });
+  } else {
+    emit(`    // ---- phase 1: scores of key col0 + t for every row
     {
       let j = col0 + t;
       let jc = min(j, P.nk - 1u) * 4u;
 ${
-    each((r) =>
-      `      var m${r} = !ok${r} || j >= P.nk;
+      each((r) =>
+        `      var m${r} = !ok${r} || j >= P.nk;
       if (partial && !m${r}) { m${r} = masked(bo${r} + jc, qi${r}); }
       var acc${r} = 0.0;`
-    )
-  }
+      )
+    }
       if (${each((r) => `!m${r}`, " || ")}) {
         let base = kBase + ${keyRow("j")} * kStride;
         ${dot}
       }
 ${
-    each((r) =>
-      `      sc[${r * TK}u + t] = select(${
-        c.softcap
-          ? `P.softcap2 * tanhAcc1(acc${r} * P.qkScale / P.softcap2)`
-          : `acc${r} * P.qkScale`
-      }${c.alibi ? ` - ab${r}.x * abs(f32(qi${r}) + ab${r}.y - f32(j))` : ""}, NEG, m${r});${
-        c.dropout
-          ? `
+      each((r) =>
+        `      sc[${r * TK}u + t] = select(${
+          c.softcap
+            ? `P.softcap2 * tanhAcc1(acc${r} * P.qkScale / P.softcap2)`
+            : `acc${r} * P.qkScale`
+        }${c.alibi ? ` - ab${r}.x * abs(f32(qi${r}) + ab${r}.y - f32(j))` : ""}, NEG, m${r});${
+          c.dropout
+            ? `
       zs[${r * TK}u + t] = select(keep(b, hq${r}, qi${r}, j), 0.0, m${r});`
-          : ""
-      }`
-    )
-  }
+            : ""
+        }`
+      )
     }
-    workgroupBarrier();
+    }`);
+  }
+  emit(`    workgroupBarrier();
     // ---- row max and sum of the tile: ${TP} invocations per row, ${R} keys each, then a tree
     let tr = t / ${TP}u;
     let tp = t % ${TP}u;
@@ -412,6 +438,76 @@ ${
   }
 }`);
   return L.join("\n");
+}
+
+/**
+ * Phase 1 cooperatively ({@linkcode DecodeConfig.coop}): 32 keys a pass, 8 invocations a key,
+ * lane l over dims l·D/8 .. +D/8 with its queries in registers `qr{r}_{i}`; the lanes' partial
+ * dot products are summed by three shuffles (aligned groups of 8 in subgroups of ≥ 8), and lane 0
+ * masks and stores the score. Loads are unconditional (the key index clamped), so that the
+ * shuffles stay in uniform control flow.
+ */
+function coopScores(
+  emit: Emit,
+  c: DecodeConfig,
+  o: { TK: number; HD: string; wide: boolean; keyRow: (j: string) => string },
+): void {
+  const R = c.rows, V = c.cw / 8; // vec4 of dims per lane
+  const rows = Array.from({ length: R }, (_, r) => r), vs = Array.from({ length: V }, (_, i) => i);
+  const each = (f: (r: number) => string, sep = "\n") => rows.map(f).join(sep);
+  const loads = o.wide
+    ? Array.from({ length: V / 2 }, (_, i) =>
+      `        {
+          let w = k[(base + lane * ${4 * V}u + ${8 * i}u) / 8u];
+          let lo = vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
+          let hi = vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w));
+${
+        each((r) =>
+          `          acc${r} = acc${r} + dot(qr${r}_${2 * i}, lo) + dot(qr${r}_${2 * i + 1}, hi);`
+        )
+      }
+        }`).join("\n")
+    : vs.map((i) =>
+      `        {
+          let x = lane * ${4 * V}u + ${4 * i}u;
+          let kv = select(vec4<f32>(0.0), vec4<f32>(k[(base + x) / 4u]), x < ${o.HD});
+${each((r) => `          acc${r} = acc${r} + dot(qr${r}_${i}, kv);`)}
+        }`
+    ).join("\n");
+  emit(`    // ---- phase 1, cooperative: 8 invocations a key, 32 keys a pass
+    for (var ps = 0u; ps < ${o.TK / 32}u; ps++) {
+      let kt = ps * 32u + t / 8u;
+      let j = col0 + kt;
+      let jk = min(j, P.nk - 1u);
+      let base = kBase + ${o.keyRow("jk")} * kStride;
+${each((r) => `      var acc${r} = 0.0;`)}
+${loads}
+${
+    each((r) =>
+      [4, 2, 1].map((m) => `      acc${r} = acc${r} + subgroupShuffleXor(acc${r}, ${m}u);`).join(
+        "\n",
+      )
+    )
+  }
+      if (lane == 0u) {
+${
+    each((r) =>
+      `        var m${r} = !ok${r} || j >= P.nk;
+        if (partial && !m${r}) { m${r} = masked(bo${r} + jk * 4u, qi${r}); }
+        sc[${r * o.TK}u + kt] = select(${
+        c.softcap
+          ? `P.softcap2 * tanhAcc1(acc${r} * P.qkScale / P.softcap2)`
+          : `acc${r} * P.qkScale`
+      }${c.alibi ? ` - ab${r}.x * abs(f32(qi${r}) + ab${r}.y - f32(j))` : ""}, NEG, m${r});${
+        c.dropout
+          ? `
+        zs[${r * o.TK}u + kt] = select(keep(b, hq${r}, qi${r}, j), 0.0, m${r});`
+          : ""
+      }`
+    )
+  }
+      }
+    }`);
 }
 
 /** The combining kernel: one invocation per (batch, query head, query, vec4 column). */

@@ -4,8 +4,9 @@
  * keyed by every compile-time constant of a kernel.
  *
  * Deno 2.9 accepts "subgroups" in requestDevice although adapter.features does not list it,
- * so it is probed by asking for it; the kernels use subgroup shuffles only when the adapter's
- * subgroups are at least 16 wide, and work without them.
+ * so it is probed by asking for it (where subgroups are at least 8 wide); the tile kernels use
+ * subgroup shuffles only when they are at least 16 wide, the decoding kernel at 8, and every
+ * kernel works without them.
  *
  * Device loss: the context records a lost device (`lost`) and wakes every pending wait of a call
  * ({@linkcode unlessLost}), so that no call waits forever on a dead device; the next call
@@ -32,6 +33,8 @@ export interface GpuContext {
   readonly timestamps: boolean;
   /** Subgroup operations are available with subgroups of at least 16 invocations. */
   readonly subgroups: boolean;
+  /** The smallest subgroup size when subgroup operations are enabled at all (0: not enabled). */
+  readonly subgroupLanes: number;
   /** A software rasteriser (llvmpipe, lavapipe, SwiftShader): slower than the WASM backend. */
   readonly software: boolean;
   readonly limits: GPUSupportedLimits;
@@ -135,7 +138,7 @@ export function useGpuDevice(device: GPUDevice | undefined): GpuInfo | undefined
     ctx = newContext(device, {
       name,
       fallback: info?.isFallbackAdapter === true,
-      subgroups: device.features.has("subgroups") && (info?.subgroupMinSize ?? 0) >= 16,
+      subgroupLanes: device.features.has("subgroups") ? info?.subgroupMinSize ?? 0 : 0,
     });
     external.set(device, ctx);
   }
@@ -149,7 +152,7 @@ export function useGpuDevice(device: GPUDevice | undefined): GpuInfo | undefined
  */
 function newContext(
   device: GPUDevice,
-  o: { adapter?: GPUAdapter; name: string; fallback: boolean; subgroups: boolean },
+  o: { adapter?: GPUAdapter; name: string; fallback: boolean; subgroupLanes: number },
 ): GpuContext {
   const ctx: GpuContext = {
     adapter: o.adapter,
@@ -159,7 +162,8 @@ function newContext(
     software: o.fallback || SOFTWARE.test(o.name),
     f16: device.features.has("shader-f16"),
     timestamps: device.features.has("timestamp-query"),
-    subgroups: o.subgroups,
+    subgroups: o.subgroupLanes >= 16,
+    subgroupLanes: o.subgroupLanes,
     limits: device.limits,
     lost: undefined,
     lostWaiters: new Set(),
@@ -265,15 +269,15 @@ async function acquire(): Promise<GpuContext | undefined> {
   }
   // "subgroups" is not always listed by the adapter; probe it.
   let device: GPUDevice | undefined;
-  let subgroups = false;
+  let subgroupLanes = 0;
   const minSize = (adapter.info as unknown as { subgroupMinSize?: number }).subgroupMinSize ?? 0;
-  if (minSize >= 16) {
+  if (minSize >= 8) {
     try {
       device = await adapter.requestDevice({
         requiredFeatures: [...features, "subgroups" as GPUFeatureName],
         requiredLimits,
       });
-      subgroups = true;
+      subgroupLanes = minSize;
     } catch {
       device = undefined;
     }
@@ -285,7 +289,7 @@ async function acquire(): Promise<GpuContext | undefined> {
     name,
     fallback: (adapter.info as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter ===
       true,
-    subgroups,
+    subgroupLanes,
   });
   const lose = (reason: string) => loseContext(ctx, reason);
   // Deno resolves device.lost only a while after destroy(): record the loss at once.

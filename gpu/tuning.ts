@@ -25,6 +25,11 @@ export interface GpuTuning {
   decode?: boolean;
   /** Key splits of the decoding kernel (default: about 256 workgroups). */
   splits?: number;
+  /**
+   * The decoding kernel's cooperative first phase (8 invocations a key, subgroup sums) where the
+   * device has subgroups of 8 or more: off unless asked for, until measured on hardware.
+   */
+  decodeCoop?: boolean;
   /** Called right after a call's work is submitted (fault-injection tests: lose the device). */
   afterSubmit?: (device: GPUDevice) => void;
 }

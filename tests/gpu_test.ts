@@ -19,7 +19,7 @@ import {
   toGpu,
 } from "../mod.ts";
 import { exampleMask } from "../masks/mod.ts";
-import { setGpuTuning } from "../gpu/internal.ts";
+import { checkProblem, decodeKernels, requireGpu, setGpuTuning } from "../gpu/internal.ts";
 import {
   alibiCases,
   type Case,
@@ -72,6 +72,29 @@ function splitDecoding(c: Case): void {
 }
 
 for (const c of decodeCases()) splitDecoding(c);
+
+Deno.test({
+  name: "webgpu: the decoding kernel's cooperative first phase (8 invocations a key) is exact",
+  ignore,
+  async fn() {
+    const ctx = await requireGpu();
+    const old = setGpuTuning({ decode: true, splits: 3, decodeCoop: true });
+    try {
+      // where the device has subgroups of 8 or more (lavapipe's are 8), the variant is taken
+      const r = rng(12);
+      const t = (n: number, h: number) => randomTensor(r, [1, n, h, 64]);
+      const kern = await decodeKernels(
+        ctx,
+        checkProblem({ q: t(1, 4), k: t(600, 1), v: t(600, 1) }, {}),
+        "f32",
+      );
+      assert.equal(kern.cfg.coop, ctx.subgroupLanes >= 8, `subgroups of ${ctx.subgroupLanes}`);
+      for (const c of decodeCases()) await checkCase(c, { backend: "webgpu" });
+    } finally {
+      setGpuTuning(old);
+    }
+  },
+});
 
 for (const c of [...sinkCases(), ...alibiCases()]) {
   Deno.test({ name: `webgpu: ${c.name}`, ignore, fn: () => checkCase(c, { backend: "webgpu" }) });

@@ -37,7 +37,7 @@ const USAGE =
   `usage: deno run -A bench/gpu/gpu_bench.ts [--seq N] [--batch B] [--heads H] [--kv-heads HK]
   [--dim D] [--dtype f32|f16] [--masks a,b|all] [--reps R] [--pass fwd|bwd|both]
   [--sweep "fwd:rm,cn,dn,kc,kv;bwd:rm,cn,rn,cm,kc,kv;..."] [--no-subgroups] [--json FILE]
-  [--nq Q: decoding, Q queries against --seq keys] [--splits S,S...] [--copy-bw]`;
+  [--nq Q: decoding, Q queries against --seq keys] [--splits S,S...] [--decode-coop] [--copy-bw]`;
 
 /** Schema tag of the `--json` report. */
 export const GPU_BENCH_SCHEMA = "flashmask-gpu-bench/1";
@@ -173,6 +173,8 @@ async function benchDecode(
     dtype: "f32" | "f16";
     reps: number;
     splits?: number;
+    noSubgroups?: boolean;
+    coop?: boolean;
   },
 ): Promise<GpuBenchRow[]> {
   const { batch, nq, nk, heads, kvHeads, d, dtype } = o;
@@ -192,7 +194,12 @@ async function benchDecode(
       k: { buffer: buf.k, shape: [batch, nk, kvHeads, d], dtype },
       v: { buffer: buf.v, shape: [batch, nk, kvHeads, d], dtype },
     }, { causal });
-    setGpuTuning({ decode: true, splits: o.splits });
+    setGpuTuning({
+      decode: true,
+      splits: o.splits,
+      noSubgroups: o.noSubgroups,
+      decodeCoop: o.coop,
+    });
     const kern = await decodeKernels(ctx, p, dtype);
     const plan = planDecode(ctx, p, { ...buf, ...decodeBuffers(ctx, p, kern) }, kern);
     const ms = await timeKernel(ctx, (pass) => plan.encode(pass), o.reps);
@@ -200,7 +207,9 @@ async function benchDecode(
     const kvBytes = 2 * kn * bytes;
     rows.push({
       mask: causal ? "causal" : "full",
-      config: `decode r${kern.cfg.rows} cw${kern.cfg.cw} splits ${kern.splits} nq ${nq}`,
+      config: `decode r${kern.cfg.rows} cw${kern.cfg.cw}${
+        kern.cfg.coop ? " coop" : ""
+      } splits ${kern.splits} nq ${nq}`,
       pass: "fwd",
       seq: nk,
       ms,
@@ -234,6 +243,7 @@ if (import.meta.main) {
       splits: { type: "string" },
       "copy-bw": { type: "boolean" },
       "no-subgroups": { type: "boolean" },
+      "decode-coop": { type: "boolean" },
       json: { type: "string" },
       help: { type: "boolean" },
     },
@@ -274,7 +284,14 @@ if (import.meta.main) {
     for (const n of seqs) {
       for (const sp of (a.splits ?? "0").split(",").map(Number)) {
         const o = { batch, nq: Number(a.nq), nk: n, heads, kvHeads, d, dtype, reps };
-        rows.push(...await benchDecode(ctx, { ...o, splits: sp || undefined }));
+        rows.push(
+          ...await benchDecode(ctx, {
+            ...o,
+            splits: sp || undefined,
+            noSubgroups: a["no-subgroups"],
+            coop: a["decode-coop"],
+          }),
+        );
       }
     }
   }
