@@ -86,19 +86,42 @@ export interface ForwardKernel {
   dtype: "f32" | "f16";
 }
 
+/**
+ * Compiled forward kernels per context and problem signature: a layer's repeated calls find
+ * theirs without building configurations, pipeline keys or layouts.
+ */
+const compiledKernels = new WeakMap<
+  GpuContext,
+  Map<string, { cfg: ForwardConfig; pipe: GPUComputePipeline }>
+>();
+
 /** Compiles (or finds) the forward kernel of problem `p` for storage type `dtype`. */
 export async function forwardKernel(
   ctx: GpuContext,
   p: Problem,
   dtype: "f32" | "f16",
 ): Promise<ForwardKernel> {
-  const cfg = forwardConfig(ctx, p.headDim, dtype, p);
-  const pipe = await pipeline(
-    ctx,
-    forwardKey(cfg),
-    () => forwardWgsl(cfg),
-    pipelineLayout(ctx, forwardLayout(cfg)),
-  );
+  const t = gpuTuning();
+  const sig = `${dtype}:${p.headDim}:${p.softcap !== undefined}:${p.dropout !== undefined}:${
+    p.sinks !== undefined
+  }:${p.alibi !== undefined}:${p.pages !== undefined}:${t.noSubgroups === true}:${
+    t.forward ? JSON.stringify(t.forward) : ""
+  }`;
+  let known = compiledKernels.get(ctx);
+  if (!known) compiledKernels.set(ctx, known = new Map());
+  let c = known.get(sig);
+  if (!c) {
+    const cfg = forwardConfig(ctx, p.headDim, dtype, p);
+    const pipe = await pipeline(
+      ctx,
+      forwardKey(cfg),
+      () => forwardWgsl(cfg),
+      pipelineLayout(ctx, forwardLayout(cfg)),
+    );
+    if (known.size >= 64) known.clear();
+    known.set(sig, c = { cfg, pipe });
+  }
+  const { cfg, pipe } = c;
   return { cfg, pipe, schedule: p.schedule(16 * cfg.rm, 16 * cfg.cn), dtype };
 }
 
