@@ -89,7 +89,18 @@ Deno.test({
         "f32",
       );
       assert.equal(kern.cfg.coop, ctx.subgroupLanes >= 8, `subgroups of ${ctx.subgroupLanes}`);
-      for (const c of decodeCases()) await checkCase(c, { backend: "webgpu" });
+      // every decoding case, the terms' (sinks, ALiBi), and a paged cache
+      const cases = [
+        ...decodeCases(),
+        ...[...sinkCases(), ...alibiCases()].filter((c) => c.nq <= 16),
+        // pages of the largest size up to 32 that divides the cache
+        ...decodeCases().slice(0, 2).map((c) => {
+          let pageSize = 32;
+          while (c.nk % pageSize) pageSize--;
+          return { ...c, name: `${c.name}, pages of ${pageSize}`, pageSize };
+        }),
+      ];
+      for (const c of cases) await checkCase(c, { backend: "webgpu" });
     } finally {
       setGpuTuning(old);
     }
