@@ -358,20 +358,7 @@ ${
         let base = kBase + ${keyRow("j")} * kStride;
         ${dot}
       }
-${
-      each((r) =>
-        `      sc[${r * TK}u + t] = select(${
-          c.softcap
-            ? `P.softcap2 * tanhAcc1(acc${r} * P.qkScale / P.softcap2)`
-            : `acc${r} * P.qkScale`
-        }${c.alibi ? ` - ab${r}.x * abs(f32(qi${r}) + ab${r}.y - f32(j))` : ""}, NEG, m${r});${
-          c.dropout
-            ? `
-      zs[${r * TK}u + t] = select(keep(b, hq${r}, qi${r}, j), 0.0, m${r});`
-            : ""
-        }`
-      )
-    }
+${each((r) => storeScore(c, r, `${r * TK}u + t`, "      "))}
     }`);
   }
   emit(`    workgroupBarrier();
@@ -441,6 +428,20 @@ ${
 }
 
 /**
+ * Row r's score of key j into `sc[at]` (and its dropout factor into `zs[at]`): the dot product
+ * `acc{r}` times scale·log2 e, the softcap, ALiBi's bias, NEG where `m{r}` masks it. The one
+ * place phase 1's two forms turn a dot product into a score.
+ */
+function storeScore(c: DecodeConfig, r: number, at: string, indent: string): string {
+  const s = c.softcap
+    ? `P.softcap2 * tanhAcc1(acc${r} * P.qkScale / P.softcap2)`
+    : `acc${r} * P.qkScale`;
+  const bias = c.alibi ? ` - ab${r}.x * abs(f32(qi${r}) + ab${r}.y - f32(j))` : "";
+  return `${indent}sc[${at}] = select(${s}${bias}, NEG, m${r});` +
+    (c.dropout ? `\n${indent}zs[${at}] = select(keep(b, hq${r}, qi${r}, j), 0.0, m${r});` : "");
+}
+
+/**
  * Phase 1 cooperatively ({@linkcode DecodeConfig.coop}): 32 keys a pass, 8 invocations a key,
  * lane l over dims l·D/8 .. +D/8 with its queries in registers `qr{r}_{i}`; the lanes' partial
  * dot products are summed by three shuffles (aligned groups of 8 in subgroups of ≥ 8), and lane 0
@@ -494,16 +495,7 @@ ${
     each((r) =>
       `        var m${r} = !ok${r} || j >= P.nk;
         if (partial && !m${r}) { m${r} = masked(bo${r} + jk * 4u, qi${r}); }
-        sc[${r * o.TK}u + kt] = select(${
-        c.softcap
-          ? `P.softcap2 * tanhAcc1(acc${r} * P.qkScale / P.softcap2)`
-          : `acc${r} * P.qkScale`
-      }${c.alibi ? ` - ab${r}.x * abs(f32(qi${r}) + ab${r}.y - f32(j))` : ""}, NEG, m${r});${
-        c.dropout
-          ? `
-        zs[${r * o.TK}u + kt] = select(keep(b, hq${r}, qi${r}, j), 0.0, m${r});`
-          : ""
-      }`
+${storeScore(c, r, `${r * o.TK}u + kt`, "        ")}`
     )
   }
       }
