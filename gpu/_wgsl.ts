@@ -1,61 +1,17 @@
 /**
  * Emitters of the unrolled WGSL pieces that the forward and backward kernels share.
  *
- * Every kernel runs 256 invocations as a 16 × 16 grid (ty = lid / 16, tx = lid % 16) and keeps
- * its tiles in one `var<workgroup> sm: array<vec4<f32>, N>`, addressed in vec4 units. Register
- * tiles are named vec4 variables `${acc}${i}_${j}`: row i (0 ≤ i < rows) and columns
- * 4j .. 4j+3. Indices into `sm` are a thread-dependent base plus compile-time constants.
+ * Every kernel runs 256 invocations as a 16 × 16 grid and keeps its tiles in one
+ * `var<workgroup> sm: array<vec4<f32>, N>`, addressed in vec4 units, and in named register tiles
+ * (`_emit.ts`); tiles come in through `_loads.ts`. Indices into `sm` are a thread-dependent base
+ * plus compile-time constants.
  *
  * @module
  */
 
 import { dropoutKey, dropoutThreshold } from "../masks/dropout.ts";
-
-/** Adds one line of WGSL. */
-export type Emit = (line: string) => void;
-
-/** 0 .. n−1. */
-export const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
-
-/** Vector component names. */
-export const XYZW = ["x", "y", "z", "w"] as const;
-
-/** Component c of register column m: `${acc}${i}_${m >> 2}.xyzw[m & 3]`. */
-export function reg(acc: string, i: number, m: number): string {
-  return `${acc}${i}_${m >> 2}.${XYZW[m & 3]}`;
-}
-
-/** Declares a rows × (cols4·4) register tile initialised to zero. */
-export function declareTile(emit: Emit, acc: string, rows: number, cols4: number): void {
-  for (const i of range(rows)) {
-    for (const j of range(cols4)) emit(`  var ${acc}${i}_${j} = vec4<f32>(0.0);`);
-  }
-}
-
-/** Sets a register tile to zero. */
-export function zeroTile(emit: Emit, acc: string, rows: number, cols4: number): void {
-  for (const i of range(rows)) {
-    for (const j of range(cols4)) emit(`    ${acc}${i}_${j} = vec4<f32>(0.0);`);
-  }
-}
-
-/** Where one tensor chunk comes from: `src[base + row·stride + column]`, rows < limit. */
-export interface Source {
-  /** Storage array name. */
-  src: string;
-  /** Element offset of row 0, column 0 (WGSL expression). */
-  base: string;
-  /** Elements between rows (WGSL expression). */
-  stride: string;
-  /** Index of the tile's first row (WGSL expression, u32). */
-  first: string;
-  /** Rows at or beyond this are read as 0 (WGSL expression, u32). */
-  limit: string;
-  /** Columns at or beyond the head dimension (WGSL expression, u32) are read as 0. */
-  headDim: string;
-  /** Where logical row `row` is stored (default: the row itself); a paged KV cache's `pageRow`. */
-  rowOf?: (row: string) => string;
-}
+import { type Emit, range, reg, XYZW } from "./_emit.ts";
+import { loadTransposed } from "./_loads.ts";
 
 /**
  * The storage row of logical key j of batch entry b in a paged KV cache (the `pages` binding,
@@ -65,74 +21,6 @@ export const PAGE_ROW_DECL = `fn pageRow(b: u32, j: u32) -> u32 {
   let blk = j / P.pageSize;
   return pages[b * P.perSequence + blk] * P.pageSize + (j - blk * P.pageSize);
 }`;
-
-/**
- * Loads columns `d0 .. d0+kc` of a tile's R rows into `sm` transposed: element (row, kk) goes to
- * position `kk·R + pos`, 4 positions per vec4. With `perm = 0`, pos = row (invocation ty reads
- * its rows ty·RM.. as vec4s); with `perm = c`, pos = (row % 16)·c + row / 16, so that
- * invocation tx reads rows tx + 16·m (m < c) as vec4s.
- */
-export function loadTransposed(
-  emit: Emit,
-  s: Source,
-  o: { region: number; rows: number; kc: number; d0: string; perm: number; scale?: string },
-): void {
-  const items = (o.rows / 4) * o.kc;
-  for (const u of range(Math.ceil(items / 256))) {
-    const guard = (u + 1) * 256 > items;
-    emit(`      {
-        let e = lid + ${u * 256}u;${guard ? `\n        if (e < ${items}u) {` : ""}
-        let kk = e % ${o.kc}u;
-        let pos = (e / ${o.kc}u) * 4u;
-        let r0 = ${s.first} + ${o.perm ? `pos / ${o.perm}u + 16u * (pos % ${o.perm}u)` : "pos"};
-        let dcol = ${o.d0} + kk;
-        var x = vec4<f32>(0.0);
-        if (dcol < ${s.headDim}) {`);
-    for (const z of range(4)) {
-      const row = `r0 + ${o.perm ? 16 * z : z}u`;
-      emit(
-        `          if (${row} < ${s.limit}) { x.${XYZW[z]} = f32(${s.src}[${s.base} + (${
-          s.rowOf ? s.rowOf(row) : row
-        }) * ${s.stride} + dcol]); }`,
-      );
-    }
-    emit(`        }
-        sm[${o.region}u + (kk * ${o.rows}u + pos) / 4u] = x${o.scale ? ` * ${o.scale}` : ""};${
-      guard ? "\n        }" : ""
-    }
-      }`);
-  }
-}
-
-/**
- * Loads `count` rows starting at `s.first` (all D padded columns) into `sm` row-major:
- * element (row, col) at `region·4 + row·D + col`.
- */
-export function loadRows(
-  emit: Emit,
-  s: Source,
-  o: { region: number; count: number; d: number; scale?: string },
-): void {
-  const items = (o.count * o.d) / 4;
-  for (const u of range(Math.ceil(items / 256))) {
-    const guard = (u + 1) * 256 > items;
-    emit(`    {
-      let e = lid + ${u * 256}u;${guard ? `\n      if (e < ${items}u) {` : ""}
-      let row = ${s.first} + e / ${o.d / 4}u;
-      let dc = (e % ${o.d / 4}u) * 4u;
-      var x = vec4<f32>(0.0);
-      if (row < ${s.limit}) {
-        let base = ${s.base} + ${s.rowOf ? s.rowOf("row") : "row"} * ${s.stride} + dc;`);
-    for (const z of range(4)) {
-      emit(
-        `        if (dc + ${z}u < ${s.headDim}) { x.${XYZW[z]} = f32(${s.src}[base + ${z}u]); }`,
-      );
-    }
-    emit(`      }
-      sm[${o.region}u + e] = x${o.scale ? ` * ${o.scale}` : ""};${guard ? "\n      }" : ""}
-    }`);
-  }
-}
 
 /**
  * acc(i, ·) += A[kk][row i] · B[kk][cols] for kk < steps, fully unrolled: A at

@@ -21,28 +21,23 @@
  * @module
  */
 
+import { declareTile, type Emit, range, reg, zeroTile } from "./_emit.ts";
+import { loadRows, type Source } from "./_loads.ts";
 import {
   AT_MOST_0_DECL,
   capAndMask,
-  declareTile,
   dropoutWgsl,
-  type Emit,
   headDimExpr,
-  loadRows,
   NEG_DECL,
   OPTION_PARAMS,
   product,
-  range,
-  reg,
   rowBlockPrologue,
   rowMajorMask,
   scoresAndDp,
   side,
   softcapWgsl,
-  type Source,
   storeColumns,
   tileLoop,
-  zeroTile,
 } from "./_wgsl.ts";
 import { storeRow } from "./forward_wgsl.ts";
 import { ALIBI_BINDING, type KernelLayout, layoutWgsl, withBindings } from "./layout.ts";

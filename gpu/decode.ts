@@ -115,8 +115,9 @@ async function compileDecode(
     shared: mh <= p.kvHeads, // every query head of a GQA group uses one mask slice
     vec: p.headDim % 4 === 0,
     // 8 invocations a key (subgroups of 8 or more, four rows, vec4 keys, D ≥ 64): only when asked
-    // for until it is measured on hardware (lavapipe, `gpu_bench.ts --nq 1 --seq 4096 --heads 8
-    // --kv-heads 2 --dim 64 --masks full [--decode-coop]`: 17.6 against 22.0 ms)
+    // for. Faster on lavapipe (`gpu_bench.ts --nq 1 --seq 4096 --heads 8 --kv-heads 2 --dim 64
+    // --masks full [--decode-coop]`: 17.6 against 22.0 ms), slower on an H200 (131072 keys, Hq 32
+    // Hk 8 d 128: f16 K and V at 1191 against 1821 GB/s, f32 2187 against 2621; BENCHMARKS.md)
     coop: gpuTuning().decodeCoop === true && !gpuTuning().noSubgroups &&
       ctx.subgroupLanes >= 8 && rows === 4 && p.headDim % 4 === 0 && cw >= 16,
     softcap: p.softcap !== undefined,

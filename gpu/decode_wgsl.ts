@@ -12,7 +12,7 @@
  *   sum of the tile are reduced in workgroup memory and the online softmax rescales O; in phase 2 invocation (group g, column c) accumulates O[r][c] over the
  *   tile's keys g, g + G₂, … (V read once, coalesced). At the end the groups' O are summed and the
  *   split's normalised output and natural-log lse are written to a partials buffer.
- * - phase 1 cooperative (`coop`, asked for by tuning until measured on hardware): 8 invocations a
+ * - phase 1 cooperative (`coop`, only when tuning asks: slower than the default on an H200): 8 invocations a
  *   key, each over D/8 dims with its queries in registers, summed by subgroup shuffles.
  * - `combine`: per (batch, query head, query, vec4 column), merges the splits:
  *   lse = log Σ exp(lseₛ), out = Σ exp(lseₛ − lse)·oₛ; rows no split sees get 0 and −∞.
@@ -25,9 +25,9 @@
  * @module
  */
 
+import type { Emit } from "./_emit.ts";
 import {
   dropoutWgsl,
-  type Emit,
   headDimExpr,
   NEG_DECL,
   OPTION_PARAMS,

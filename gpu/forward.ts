@@ -36,8 +36,9 @@ export function forwardConfig(
   } = {},
 ): ForwardConfig {
   const dn = headDimWidth(headDim);
-  // Measured on an H100 (f32, d = 128, N = 16384): rm 8, cn 4 (128 × 64 tiles) 22.8 TFLOP/s;
-  // rm 4 cn 4: 20.8; rm 8 cn 8 (kc 16, kv 16): 17.9; rm 4 cn 8: 15.0.
+  // Measured on an H200 (f32, N = 16384, H = 16, `gpu_bench.ts --sweep`, docs/BENCHMARKS.md):
+  // d ≤ 64, rm 8 cn 8 (128 × 128 tiles) 1.15× rm 8 cn 4; d = 128, rm 8 cn 4 with kc 32 kv 16
+  // 1.00–1.16× kc 16 kv 32 (machines differ), rm 4 or cn 8 slower, kc 8 slower.
   // Software rasterisers get the smallest tiles: their shader compilers take minutes on the
   // fully unrolled large ones, and they are correctness tools, not fast.
   const small = ctx.software;
@@ -45,10 +46,10 @@ export function forwardConfig(
     dtype,
     headDim: fixedHeadDim(headDim, dn),
     rm: dn <= 8 && !small ? 8 : 4,
-    cn: dn <= 8 || small ? 4 : 8,
+    cn: dn === 8 || small ? 4 : 8,
     dn,
-    kc: small ? 8 : 16,
-    kv: small ? 16 : 32,
+    kc: small ? 8 : dn === 8 ? 32 : 16,
+    kv: small || dn === 8 ? 16 : 32,
     subgroups: ctx.subgroups && !gpuTuning().noSubgroups,
     ...gpuTuning().forward,
     softcap: score.softcap !== undefined,

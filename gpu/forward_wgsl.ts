@@ -25,27 +25,21 @@
  * @module
  */
 
+import { declareTile, type Emit, range, reg, XYZW, zeroTile } from "./_emit.ts";
+import { loadRows, loadTransposed } from "./_loads.ts";
 import {
   capAndMask,
-  declareTile,
   dropoutWgsl,
-  type Emit,
   headDimExpr,
-  loadRows,
-  loadTransposed,
   NEG_DECL,
   OPTION_PARAMS,
   PAGE_ROW_DECL,
   product,
-  range,
-  reg,
   rowBlockPrologue,
   rowMajorMask,
   softcapWgsl,
   storeColumns,
   tileLoop,
-  XYZW,
-  zeroTile,
 } from "./_wgsl.ts";
 import {
   ALIBI_BINDING,

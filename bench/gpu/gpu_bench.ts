@@ -259,15 +259,22 @@ if (import.meta.main) {
   const dtype = a.dtype as "f32" | "f16";
   const masks = (a.masks === "all" ? MASK_NAMES.join(",") : a.masks!).split(",") as MaskName[];
   const reps = Number(a.reps);
-  // --sweep "fwd:rm,cn,dn,kc,kv;bwd:rm,cn,rn,cm,kc,kv;..." (each entry one configuration)
+  // --sweep "fwd:rm,cn,dn,kc,kv;bwd:rm,cn,rn,cm,kc,kv;..." (each entry one configuration; a
+  // number left empty keeps the default)
   const sweep: ({ fwd?: Partial<ForwardConfig>; bwd?: Partial<BackwardConfig> } | undefined)[] =
     a.sweep
       ? a.sweep.split(";").map((s) => {
         const [kind, list] = s.includes(":") ? s.split(":") : ["fwd", s];
-        const x = list.split(",").map(Number);
-        return kind === "bwd"
-          ? { bwd: { rm: x[0], cn: x[1], rn: x[2], cm: x[3], kc: x[4], kv: x[5] } }
-          : { fwd: { rm: x[0], cn: x[1], dn: x[2], kc: x[3], kv: x[4] } };
+        const parts = list.split(",");
+        const names = kind === "bwd"
+          ? ["rm", "cn", "rn", "cm", "kc", "kv"]
+          : ["rm", "cn", "dn", "kc", "kv"];
+        const cfg: Record<string, number> = {};
+        parts.forEach((x, i) => {
+          if (/^\d+$/.test(x) && i < names.length) cfg[names[i]] = Number(x);
+          else if (x !== "") throw new RangeError(`--sweep: cannot read "${x}" in "${s}"`);
+        });
+        return kind === "bwd" ? { bwd: cfg } : { fwd: cfg };
       })
       : [undefined];
   console.error(
