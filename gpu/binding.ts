@@ -51,13 +51,17 @@ interface Binding {
   groups: WeakMap<object, Node>;
   /** Bumped when a call fails: bind groups made before are not trusted any more. */
   generation: number;
+  /** Replaced whenever the arena is, or a call fails ({@linkcode bindingEpoch}). */
+  epoch: object;
 }
 
 const state = new WeakMap<GpuContext, Binding>();
 
 function stateOf(ctx: GpuContext): Binding {
   let s = state.get(ctx);
-  if (!s) state.set(ctx, s = { layouts: new Map(), groups: new WeakMap(), generation: 0 });
+  if (!s) {
+    state.set(ctx, s = { layouts: new Map(), groups: new WeakMap(), generation: 0, epoch: {} });
+  }
   return s;
 }
 
@@ -150,6 +154,7 @@ export function uniformSlot(
   if (!a || a.used + stride > a.buffer.size) {
     if (a) retireLater(ctx, a.buffer); // the call being bound may already use it
     const size = Math.max(ARENA_BYTES, stride);
+    s.epoch = {};
     a = s.arena = {
       buffer: markCached(createBuffer(ctx, size, UNIFORM | COPY_DST, "uniform blocks")),
       used: 0,
@@ -209,6 +214,15 @@ export function bindGroup(
   return group;
 }
 
+/**
+ * An object that stays the same while what this module made may be reused as it is: replaced
+ * when the uniform arena is (the old one is destroyed at the next call) and when a call fails.
+ * A plan that binds through this module is valid while the epoch it was made in is current.
+ */
+export function bindingEpoch(ctx: GpuContext): object {
+  return stateOf(ctx).epoch;
+}
+
 /** WebGPU accepted a call: what it made may be reused. */
 export function bindingAccepted(ctx: GpuContext): void {
   const a = state.get(ctx)?.arena;
@@ -223,6 +237,7 @@ export function bindingFailed(ctx: GpuContext): void {
   const s = state.get(ctx);
   if (!s) return;
   s.generation++;
+  s.epoch = {};
   if (s.arena?.fresh) {
     retire(ctx, s.arena.buffer);
     s.arena = undefined;

@@ -187,16 +187,22 @@ export function planDecode(
     tilesOff: sb.rowTilesOff,
     boundsOff: sb.boundsOff,
     negInf: -Infinity,
+    // each chunk's element offsets are set by encodeChunks
+    qOff: 0,
+    kOff: 0,
+    oOff: 0,
+    lseOff: 0,
+    partOff: 0,
+    plseOff: 0,
   };
   const part = bound(b.part, partBytes / 16);
   const plse = bound(b.plse, plseBytes / 4);
-  const defaults = { qOff: 0, kOff: 0, oOff: 0, lseOff: 0, partOff: 0, plseOff: 0 };
   const decode = encodeChunks(
     ctx,
     kern.pipes[0],
     decodeLayout(kern.cfg),
     kern.dtype,
-    { ...values, ...defaults },
+    values,
     p.batch,
     {
       q: bound(b.q, qn),
@@ -216,7 +222,7 @@ export function planDecode(
     kern.pipes[1],
     combineLayout(kern.cfg),
     kern.dtype,
-    { ...values, ...defaults },
+    values,
     p.batch,
     {
       part,

@@ -22,6 +22,7 @@ import { COPY_DST, countSubmit, createBuffer, MAP_READ, retirePending, upload } 
 import {
   bindGroup,
   bindingAccepted,
+  bindingEpoch,
   bindingFailed,
   type BufferRange,
   uniformSlot,
@@ -102,6 +103,47 @@ export function bound(r: Region, perBatch: number): Bound {
  * per chunk; each chunk's element offsets go to the uniforms its layout names.
  */
 export function encodeChunks(
+  ctx: GpuContext,
+  pipe: GPUComputePipeline,
+  layout: KernelLayout,
+  dtype: "f32" | "f16",
+  values: Record<string, number>,
+  batch: number,
+  buffers: Record<string, Bound>,
+  workgroups: (batches: number) => [number, number, number],
+): KernelPlan {
+  // a call repeated with the same buffers and uniforms (a layer, a decoding step's layers)
+  // finds its plan: the same bind groups and uniform slots, while they may be reused
+  let node = plans.get(pipe) as PlanNode;
+  if (node === undefined) plans.set(pipe, node = { next: new WeakMap() });
+  let key = `${dtype}|${batch}|${gpuTuning().maxBindingBytes}|${workgroups(batch)}|`;
+  for (const d of layout.bindings) {
+    const b = buffers[d.name];
+    if (!b) throw new Error(`internal: no buffer for binding ${d.name}`);
+    let next: PlanNode | undefined = node.next.get(b.buffer);
+    if (!next) node.next.set(b.buffer, next = { next: new WeakMap<GPUBuffer, PlanNode>() });
+    node = next;
+    key += `${b.offset ?? 0}+${b.perBatch},`;
+  }
+  for (const f of layout.params) key += `${values[f]},`;
+  const leaf = node.leaf ??= new Map();
+  const epoch = bindingEpoch(ctx), known = leaf.get(key);
+  if (known?.epoch === epoch && known.layout === layout) return known.plan;
+  const plan = makeChunks(ctx, pipe, layout, dtype, values, batch, buffers, workgroups);
+  if (leaf.size >= 64) leaf.clear();
+  leaf.set(key, { plan, epoch, layout });
+  return plan;
+}
+
+interface PlanNode {
+  next: WeakMap<GPUBuffer, PlanNode>;
+  leaf?: Map<string, { plan: KernelPlan; epoch: object; layout: KernelLayout }>;
+}
+
+/** Plans by pipeline, every bound buffer (weakly held), then sizes, offsets and uniforms. */
+const plans = new WeakMap<GPUComputePipeline, PlanNode>();
+
+function makeChunks(
   ctx: GpuContext,
   pipe: GPUComputePipeline,
   layout: KernelLayout,

@@ -79,7 +79,8 @@ export function kvCacheWindows(
 ): WindowedMask {
   const [left, right] = windowSize ?? [-1, -1];
   const key = `${nq}:${nk}:${causal}:${left}:${right}`;
-  const template = remember(templates, key, () => {
+  // a decoding step's layers ask for the same template one after another
+  const template = last?.key === key ? last : last = remember(templates, key, () => {
     const width = 2 * nk, columns = new Int32Array(width * BOUNDS_PER_COLUMN);
     const starts = [0];
     for (let u = 0; u < width; u++) {
@@ -94,13 +95,33 @@ export function kvCacheWindows(
     templateColumns.add(columns);
     return { key, columns, runs: Int32Array.from(starts) };
   });
-  return { nq, nk, template, offsets: Int32Array.from(kvLength, (len) => nk - len) };
+  const offsets = new Int32Array(kvLength.length);
+  for (let b = 0; b < offsets.length; b++) offsets[b] = nk - kvLength[b];
+  return { nq, nk, template, offsets };
 }
+
+let last: Template | undefined;
 
 /** The schedule of a windowed mask for tiles of `br × bc`, cached by offsets and tile size. */
 export function scheduleWindows(w: WindowedMask, br: number, bc: number): Schedule {
-  return remember(schedules, `${w.template.key}:${br}:${bc}:${w.offsets}`, () => build(w, br, bc));
+  const o = w.offsets, l = lastSchedule;
+  // the layers of a decoding step: the schedule just made, found without a key
+  if (
+    l?.template === w.template && l.br === br && l.bc === bc && l.offsets.length === o.length &&
+    l.offsets.every((x, i) => x === o[i])
+  ) return l.schedule;
+  const schedule = remember(
+    schedules,
+    `${w.template.key}:${br}:${bc}:${o}`,
+    () => build(w, br, bc),
+  );
+  lastSchedule = { template: w.template, br, bc, offsets: o, schedule };
+  return schedule;
 }
+
+let lastSchedule:
+  | { template: Template; br: number; bc: number; offsets: Int32Array; schedule: Schedule }
+  | undefined;
 
 function build(w: WindowedMask, br: number, bc: number): Schedule {
   const { nq, nk, offsets } = w, { columns, runs } = w.template;
