@@ -101,6 +101,10 @@ export function bound(r: Region, perBatch: number): Bound {
  * Binds `buffers` (by the names of `layout`'s bindings) and splits the batch into chunks whose
  * bindings each fit the adapter's largest storage binding, with one bind group and uniform block
  * per chunk; each chunk's element offsets go to the uniforms its layout names.
+ *
+ * The chunks of a set of buffers are worked out once ({@linkcode chunksOf}) and keep their bind
+ * group; a call then finds its uniform block by content ({@linkcode uniformSlot}): a decoding
+ * step's layers, and every repeated call, do no more.
  */
 export function encodeChunks(
   ctx: GpuContext,
@@ -112,47 +116,88 @@ export function encodeChunks(
   buffers: Record<string, Bound>,
   workgroups: (batches: number) => [number, number, number],
 ): KernelPlan {
-  // a call repeated with the same buffers and uniforms (a layer, a decoding step's layers)
-  // finds its plan: the same bind groups and uniform slots, while they may be reused
-  let node = plans.get(pipe) as PlanNode;
-  if (node === undefined) plans.set(pipe, node = { next: new WeakMap() });
-  let key = `${dtype}|${batch}|${gpuTuning().maxBindingBytes}|${workgroups(batch)}|`;
-  for (const d of layout.bindings) {
-    const b = buffers[d.name];
-    if (!b) throw new Error(`internal: no buffer for binding ${d.name}`);
-    let next: PlanNode | undefined = node.next.get(b.buffer);
-    if (!next) node.next.set(b.buffer, next = { next: new WeakMap<GPUBuffer, PlanNode>() });
-    node = next;
-    key += `${b.offset ?? 0}+${b.perBatch},`;
+  const chunks = chunksOf(ctx, pipe, layout, dtype, batch, buffers, workgroups);
+  const groups: { bind: GPUBindGroup; offset: number; wg: [number, number, number] }[] = [];
+  for (const c of chunks) {
+    const vals: Record<string, number> = { ...values, batchBase: c.b0 };
+    for (const [field, elem] of c.offsets) vals[field] = elem;
+    const slot = uniformSlot(ctx, layout, vals);
+    const epoch = bindingEpoch(ctx); // after the slot: a new arena is a new epoch
+    if (c.bound?.epoch !== epoch || c.bound.arena !== slot.buffer) {
+      c.bound = { epoch, arena: slot.buffer, group: bindGroup(ctx, layout, slot.buffer, c.ranges) };
+    }
+    groups.push({ bind: c.bound.group, offset: slot.offset, wg: c.wg });
   }
-  for (const f of layout.params) key += `${values[f]},`;
-  const leaf = node.leaf ??= new Map();
-  const epoch = bindingEpoch(ctx), known = leaf.get(key);
-  if (known?.epoch === epoch && known.layout === layout) return known.plan;
-  const plan = makeChunks(ctx, pipe, layout, dtype, values, batch, buffers, workgroups);
-  if (leaf.size >= 64) leaf.clear();
-  leaf.set(key, { plan, epoch, layout });
-  return plan;
+  return {
+    encode(pass) {
+      pass.setPipeline(pipe);
+      for (const g of groups) {
+        pass.setBindGroup(0, g.bind, [g.offset]);
+        if (g.wg.every((x) => x > 0)) pass.dispatchWorkgroups(...g.wg);
+      }
+    },
+  };
 }
 
-interface PlanNode {
-  next: WeakMap<GPUBuffer, PlanNode>;
-  leaf?: Map<string, { plan: KernelPlan; epoch: object; layout: KernelLayout }>;
+/** One batch chunk of a kernel's bindings: its ranges, offset uniforms, workgroups, bind group. */
+interface Chunk {
+  b0: number;
+  ranges: BufferRange[];
+  /** Offset uniforms of the chunk (element offsets of its first entry). */
+  offsets: [string, number][];
+  wg: [number, number, number];
+  /** The bind group over the arena it was made for, valid in its binding epoch. */
+  bound?: { epoch: object; arena: GPUBuffer; group: GPUBindGroup };
 }
 
-/** Plans by pipeline, every bound buffer (weakly held), then sizes, offsets and uniforms. */
-const plans = new WeakMap<GPUComputePipeline, PlanNode>();
+interface ChunkNode {
+  next: WeakMap<GPUBuffer, ChunkNode>;
+  last?: { key: string; layout: KernelLayout; chunks: Chunk[] };
+}
 
-function makeChunks(
+/** Chunks by pipeline, every bound buffer (weakly held), then sizes and offsets. */
+const chunkCache = new WeakMap<GPUComputePipeline, ChunkNode>();
+
+/**
+ * The batch chunks of `buffers` for a kernel: found by its pipeline, its buffers and their
+ * offsets (the last ones made for those buffers), else worked out.
+ */
+function chunksOf(
   ctx: GpuContext,
   pipe: GPUComputePipeline,
   layout: KernelLayout,
   dtype: "f32" | "f16",
-  values: Record<string, number>,
   batch: number,
   buffers: Record<string, Bound>,
   workgroups: (batches: number) => [number, number, number],
-): KernelPlan {
+): Chunk[] {
+  let node = chunkCache.get(pipe) as ChunkNode;
+  if (node === undefined) chunkCache.set(pipe, node = { next: new WeakMap() });
+  // workgroups(n) is linear in n: its value at the batch fixes it
+  let key = `${dtype}|${batch}|${gpuTuning().maxBindingBytes}|${workgroups(batch)}|`;
+  for (const d of layout.bindings) {
+    const b = buffers[d.name];
+    if (!b) throw new Error(`internal: no buffer for binding ${d.name}`);
+    let next: ChunkNode | undefined = node.next.get(b.buffer);
+    if (!next) node.next.set(b.buffer, next = { next: new WeakMap<GPUBuffer, ChunkNode>() });
+    node = next;
+    key += `${b.offset ?? 0}+${b.perBatch},`;
+  }
+  const known = node.last;
+  if (known?.key === key && known.layout === layout) return known.chunks;
+  const chunks = makeChunks(ctx, layout, dtype, batch, buffers, workgroups);
+  node.last = { key, layout, chunks };
+  return chunks;
+}
+
+function makeChunks(
+  ctx: GpuContext,
+  layout: KernelLayout,
+  dtype: "f32" | "f16",
+  batch: number,
+  buffers: Record<string, Bound>,
+  workgroups: (batches: number) => [number, number, number],
+): Chunk[] {
   const bindings: Binding[] = layout.bindings.map((d) => {
     const b = buffers[d.name];
     if (!b) throw new Error(`internal: no buffer for binding ${d.name}`);
@@ -177,7 +222,7 @@ function makeChunks(
     const size = Math.min(b.buffer.size - offset, Math.ceil((end - offset) / 4) * 4);
     return { offset, size: Math.max(4, size), elem: (start - offset) / b.bytes };
   };
-  const groups: { bind: GPUBindGroup; offset: number; wg: [number, number, number] }[] = [];
+  const chunks: Chunk[] = [];
   for (let b0 = 0; b0 < batch;) {
     // grow the chunk while every binding fits
     let b1 = b0 + 1;
@@ -202,32 +247,19 @@ function makeChunks(
       );
     }
     while (b1 < batch && fits(b1 + 1)) b1++;
-    const vals: Record<string, number> = { ...values, batchBase: b0 };
+    const offsets: [string, number][] = [];
     const ranges: BufferRange[] = bindings.map((b, i) => {
       const r = range(b, b0, b1);
-      if (b.offsetField) vals[b.offsetField] = r.elem;
+      if (b.offsetField) offsets.push([b.offsetField, r.elem]);
       else if (r.elem !== 0 || (b0 > 0 && b.perBatch > 0)) {
         throw new Error(`internal: binding ${i + 1} needs an offset uniform`);
       }
       return { buffer: b.buffer, offset: r.offset, size: r.size };
     });
-    const slot = uniformSlot(ctx, layout, vals);
-    groups.push({
-      bind: bindGroup(ctx, layout, slot.buffer, ranges),
-      offset: slot.offset,
-      wg: workgroups(b1 - b0),
-    });
+    chunks.push({ b0, ranges, offsets, wg: workgroups(b1 - b0) });
     b0 = b1;
   }
-  return {
-    encode(pass) {
-      pass.setPipeline(pipe);
-      for (const g of groups) {
-        pass.setBindGroup(0, g.bind, [g.offset]);
-        if (g.wg.every((x) => x > 0)) pass.dispatchWorkgroups(...g.wg);
-      }
-    },
-  };
+  return chunks;
 }
 
 /** Uniform values every kernel takes from the problem: sizes, the mask slice map, scale, options. */
