@@ -77,7 +77,7 @@ for (let r = 0; r < Number(a.rounds); r++) {
 }
 const median = (x: number[]) => [...x].sort((p, q) => p - q)[x.length >> 1];
 console.log(`pattern ${a.pattern}, ${a.rounds} alternating blocks; µs a call`);
-trees.forEach((t, i) =>
+trees.forEach((_, i) =>
   console.log(
     `${a.trees!.split(",")[i]}: median ${median(times[i]).toFixed(1)}, min ${
       Math.min(...times[i]).toFixed(1)
