@@ -45,7 +45,7 @@ async function setup(url: string): Promise<Block> {
     m.toGpu(m.tensor(Float32Array.from({ length: s.reduce((x, y) => x * y) }, Math.random), s));
   const q = await random([1, shape.nq, shape.hq, shape.d]);
   const kv = [1, shape.nk, shape.hk, shape.d];
-  const ls = [];
+  const ls: { k: unknown; v: unknown; outputs: unknown }[] = [];
   for (let l = 0; l < layers; l++) {
     const out = await random([1, shape.nq, shape.hq, shape.d]);
     const lse = { buffer: (await random([1, shape.hq, shape.nq, 1])).buffer, length: shape.hq };
