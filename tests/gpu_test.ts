@@ -27,6 +27,7 @@ import {
   checkMaskedRows,
   decodeCases,
   featureCases,
+  randomMask,
   sinkCases,
   standardCases,
 } from "./_cases.ts";
@@ -137,6 +138,52 @@ Deno.test({
       }
     } finally {
       setGpuTuning(old);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "webgpu: the hardware adapters' forward tiles (128×128 for d ≤ 64; 128×64 in 32-wide chunks for d = 128) match the reference",
+  ignore,
+  async fn() {
+    // lavapipe runs the small tiles by default; these are what hardware adapters get
+    // (gpu/forward.ts), each compiled once here (about 15 s apiece), over several tiles
+    const rand = rng(17);
+    const one = { batch: 1, heads: 2, kvHeads: 1, dtype: "f32" as const };
+    const tiles = [
+      [{ rm: 8, cn: 8, kc: 16, kv: 32 }, [
+        { ...one, name: "d=64 causal 150", nq: 150, nk: 150, d: 64, causal: true },
+        {
+          ...one,
+          name: "d=59 random mask 97×201",
+          nq: 97,
+          nk: 201,
+          d: 59,
+          mask: randomMask(rand, 97, 201, [1, 1]),
+        },
+      ]],
+      [{ rm: 8, cn: 4, kc: 32, kv: 16 }, [
+        { ...one, name: "d=128 causal 150", nq: 150, nk: 150, d: 128, causal: true },
+        {
+          ...one,
+          name: "d=96 random mask 130×70",
+          nq: 130,
+          nk: 70,
+          d: 96,
+          mask: randomMask(rand, 130, 70, [1, 2]),
+          heads: 2,
+          kvHeads: 2,
+        },
+      ]],
+    ] as const;
+    for (const [forward, cs] of tiles) {
+      const old = setGpuTuning({ forward });
+      try {
+        for (const c of cs) await checkCase(c, { backend: "webgpu" });
+      } finally {
+        setGpuTuning(old);
+      }
     }
   },
 });
