@@ -116,7 +116,7 @@ export function encodeChunks(
   buffers: Record<string, Bound>,
   workgroups: (batches: number) => [number, number, number],
 ): KernelPlan {
-  const chunks = chunksOf(ctx, pipe, layout, dtype, batch, buffers, workgroups);
+  const chunks = chunksOf(ctx, pipe, { layout, dtype, batch, buffers, workgroups });
   const groups: { bind: GPUBindGroup; offset: number; wg: [number, number, number] }[] = [];
   for (const c of chunks) {
     const vals: Record<string, number> = { ...values, batchBase: c.b0 };
@@ -162,15 +162,8 @@ const chunkCache = new WeakMap<GPUComputePipeline, ChunkNode>();
  * The batch chunks of `buffers` for a kernel: found by its pipeline, its buffers and their
  * offsets (the last ones made for those buffers), else worked out.
  */
-function chunksOf(
-  ctx: GpuContext,
-  pipe: GPUComputePipeline,
-  layout: KernelLayout,
-  dtype: "f32" | "f16",
-  batch: number,
-  buffers: Record<string, Bound>,
-  workgroups: (batches: number) => [number, number, number],
-): Chunk[] {
+function chunksOf(ctx: GpuContext, pipe: GPUComputePipeline, r: BindRequest): Chunk[] {
+  const { layout, dtype, batch, buffers, workgroups } = r;
   let node = chunkCache.get(pipe) as ChunkNode;
   if (node === undefined) chunkCache.set(pipe, node = { next: new WeakMap() });
   // workgroups(n) is linear in n: its value at the batch fixes it
@@ -185,19 +178,22 @@ function chunksOf(
   }
   const known = node.last;
   if (known?.key === key && known.layout === layout) return known.chunks;
-  const chunks = makeChunks(ctx, layout, dtype, batch, buffers, workgroups);
+  const chunks = makeChunks(ctx, r);
   node.last = { key, layout, chunks };
   return chunks;
 }
 
-function makeChunks(
-  ctx: GpuContext,
-  layout: KernelLayout,
-  dtype: "f32" | "f16",
-  batch: number,
-  buffers: Record<string, Bound>,
-  workgroups: (batches: number) => [number, number, number],
-): Chunk[] {
+/** What one call of a kernel binds: its layout and storage type, the batch, the buffers. */
+interface BindRequest {
+  layout: KernelLayout;
+  dtype: "f32" | "f16";
+  batch: number;
+  buffers: Record<string, Bound>;
+  workgroups: (batches: number) => [number, number, number];
+}
+
+function makeChunks(ctx: GpuContext, r: BindRequest): Chunk[] {
+  const { layout, dtype, batch, buffers, workgroups } = r;
   const bindings: Binding[] = layout.bindings.map((d) => {
     const b = buffers[d.name];
     if (!b) throw new Error(`internal: no buffer for binding ${d.name}`);

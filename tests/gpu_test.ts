@@ -151,31 +151,26 @@ Deno.test({
     // (gpu/forward.ts), each compiled once here (about 15 s apiece), over several tiles
     const rand = rng(17);
     const one = { batch: 1, heads: 2, kvHeads: 1, dtype: "f32" as const };
+    const causal = (d: number): Case => ({
+      ...one,
+      name: `d=${d} causal 150`,
+      nq: 150,
+      nk: 150,
+      d,
+      causal: true,
+    });
+    const masked = (d: number, nq: number, nk: number, kvHeads: number): Case => ({
+      ...one,
+      kvHeads,
+      name: `d=${d} random mask ${nq}×${nk}`,
+      nq,
+      nk,
+      d,
+      mask: randomMask(rand, nq, nk, [1, 2 / kvHeads]),
+    });
     const tiles = [
-      [{ rm: 8, cn: 8, kc: 16, kv: 32 }, [
-        { ...one, name: "d=64 causal 150", nq: 150, nk: 150, d: 64, causal: true },
-        {
-          ...one,
-          name: "d=59 random mask 97×201",
-          nq: 97,
-          nk: 201,
-          d: 59,
-          mask: randomMask(rand, 97, 201, [1, 1]),
-        },
-      ]],
-      [{ rm: 8, cn: 4, kc: 32, kv: 16 }, [
-        { ...one, name: "d=128 causal 150", nq: 150, nk: 150, d: 128, causal: true },
-        {
-          ...one,
-          name: "d=96 random mask 130×70",
-          nq: 130,
-          nk: 70,
-          d: 96,
-          mask: randomMask(rand, 130, 70, [1, 2]),
-          heads: 2,
-          kvHeads: 2,
-        },
-      ]],
+      [{ rm: 8, cn: 8, kc: 16, kv: 32 }, [causal(64), masked(59, 97, 201, 2)]],
+      [{ rm: 8, cn: 4, kc: 32, kv: 16 }, [causal(128), masked(96, 130, 70, 1)]],
     ] as const;
     for (const [forward, cs] of tiles) {
       const old = setGpuTuning({ forward });
