@@ -51,17 +51,13 @@ interface Binding {
   groups: WeakMap<object, Node>;
   /** Bumped when a call fails: bind groups made before are not trusted any more. */
   generation: number;
-  /** Replaced whenever the arena is, or a call fails ({@linkcode bindingEpoch}). */
-  epoch: object;
 }
 
 const state = new WeakMap<GpuContext, Binding>();
 
 function stateOf(ctx: GpuContext): Binding {
   let s = state.get(ctx);
-  if (!s) {
-    state.set(ctx, s = { layouts: new Map(), groups: new WeakMap(), generation: 0, epoch: {} });
-  }
+  if (!s) state.set(ctx, s = { layouts: new Map(), groups: new WeakMap(), generation: 0 });
   return s;
 }
 
@@ -154,7 +150,6 @@ export function uniformSlot(
   if (!a || a.used + stride > a.buffer.size) {
     if (a) retireLater(ctx, a.buffer); // the call being bound may already use it
     const size = Math.max(ARENA_BYTES, stride);
-    s.epoch = {};
     a = s.arena = {
       buffer: markCached(createBuffer(ctx, size, UNIFORM | COPY_DST, "uniform blocks")),
       used: 0,
@@ -215,12 +210,11 @@ export function bindGroup(
 }
 
 /**
- * An object that stays the same while what this module made may be reused as it is: replaced
- * when the uniform arena is (the old one is destroyed at the next call) and when a call fails.
- * A plan that binds through this module is valid while the epoch it was made in is current.
+ * Bumped when a call fails: a bind group made before (by {@linkcode bindGroup} or kept by a
+ * caller of it) is not reused once this has changed.
  */
-export function bindingEpoch(ctx: GpuContext): object {
-  return stateOf(ctx).epoch;
+export function bindingGeneration(ctx: GpuContext): number {
+  return stateOf(ctx).generation;
 }
 
 /** WebGPU accepted a call: what it made may be reused. */
@@ -237,7 +231,6 @@ export function bindingFailed(ctx: GpuContext): void {
   const s = state.get(ctx);
   if (!s) return;
   s.generation++;
-  s.epoch = {};
   if (s.arena?.fresh) {
     retire(ctx, s.arena.buffer);
     s.arena = undefined;

@@ -22,8 +22,8 @@ import { COPY_DST, countSubmit, createBuffer, MAP_READ, retirePending, upload } 
 import {
   bindGroup,
   bindingAccepted,
-  bindingEpoch,
   bindingFailed,
+  bindingGeneration,
   type BufferRange,
   uniformSlot,
 } from "./binding.ts";
@@ -122,9 +122,11 @@ export function encodeChunks(
     const vals: Record<string, number> = { ...values, batchBase: c.b0 };
     for (const [field, elem] of c.offsets) vals[field] = elem;
     const slot = uniformSlot(ctx, layout, vals);
-    const epoch = bindingEpoch(ctx); // after the slot: a new arena is a new epoch
-    if (c.bound?.epoch !== epoch || c.bound.arena !== slot.buffer) {
-      c.bound = { epoch, arena: slot.buffer, group: bindGroup(ctx, layout, slot.buffer, c.ranges) };
+    // the chunk's bind group, unless the arena was replaced or a call failed since
+    const generation = bindingGeneration(ctx);
+    if (c.bound?.generation !== generation || c.bound.arena !== slot.buffer) {
+      const group = bindGroup(ctx, layout, slot.buffer, c.ranges);
+      c.bound = { generation, arena: slot.buffer, group };
     }
     groups.push({ bind: c.bound.group, offset: slot.offset, wg: c.wg });
   }
@@ -146,8 +148,8 @@ interface Chunk {
   /** Offset uniforms of the chunk (element offsets of its first entry). */
   offsets: [string, number][];
   wg: [number, number, number];
-  /** The bind group over the arena it was made for, valid in its binding epoch. */
-  bound?: { epoch: object; arena: GPUBuffer; group: GPUBindGroup };
+  /** The bind group over the uniform arena it was made for, in the binding generation then. */
+  bound?: { generation: number; arena: GPUBuffer; group: GPUBindGroup };
 }
 
 interface ChunkNode {

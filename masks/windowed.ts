@@ -80,27 +80,29 @@ export function kvCacheWindows(
   const [left, right] = windowSize ?? [-1, -1];
   const key = `${nq}:${nk}:${causal}:${left}:${right}`;
   // a decoding step's layers ask for the same template one after another
-  const template = last?.key === key ? last : last = remember(templates, key, () => {
-    const width = 2 * nk, columns = new Int32Array(width * BOUNDS_PER_COLUMN);
-    const starts = [0];
-    for (let u = 0; u < width; u++) {
-      const o = u * BOUNDS_PER_COLUMN;
-      columns.set(kvCacheColumn(u - nk, nq, left, right, causal), o);
-      if (
-        u > 0 && (columns[o] !== columns[o - 4] || columns[o + 1] !== columns[o - 3] ||
-          columns[o + 2] !== columns[o - 2] || columns[o + 3] !== columns[o - 1])
-      ) starts.push(u);
-    }
-    starts.push(width);
-    templateColumns.add(columns);
-    return { key, columns, runs: Int32Array.from(starts) };
-  });
+  const template = lastTemplate?.key === key
+    ? lastTemplate
+    : lastTemplate = remember(templates, key, () => {
+      const width = 2 * nk, columns = new Int32Array(width * BOUNDS_PER_COLUMN);
+      const starts = [0];
+      for (let u = 0; u < width; u++) {
+        const o = u * BOUNDS_PER_COLUMN;
+        columns.set(kvCacheColumn(u - nk, nq, left, right, causal), o);
+        if (
+          u > 0 && (columns[o] !== columns[o - 4] || columns[o + 1] !== columns[o - 3] ||
+            columns[o + 2] !== columns[o - 2] || columns[o + 3] !== columns[o - 1])
+        ) starts.push(u);
+      }
+      starts.push(width);
+      templateColumns.add(columns);
+      return { key, columns, runs: Int32Array.from(starts) };
+    });
   const offsets = new Int32Array(kvLength.length);
   for (let b = 0; b < offsets.length; b++) offsets[b] = nk - kvLength[b];
   return { nq, nk, template, offsets };
 }
 
-let last: Template | undefined;
+let lastTemplate: Template | undefined;
 
 /** The schedule of a windowed mask for tiles of `br × bc`, cached by offsets and tile size. */
 export function scheduleWindows(w: WindowedMask, br: number, bc: number): Schedule {
