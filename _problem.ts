@@ -14,7 +14,7 @@ import {
   type MaskDims,
   maskSlice,
 } from "./masks/flashmask.ts";
-import { checkBlockMask, sliceLike } from "./masks/block_mask.ts";
+import { type BlockMask, checkBlockMask, sliceLike } from "./masks/block_mask.ts";
 import { checkKvLength, checkWindow, kvCache, localWindow, varlen } from "./masks/builders.ts";
 import {
   kvCacheWindows,
@@ -215,13 +215,8 @@ export function checkProblem(
     const ok = Number.isSafeInteger(threads) && threads >= 1 && threads <= 1024;
     checkNumber(threads, "options.threads", ok, "an integer from 1 to 1024");
   }
-  const resolved = resolveMask(options, { batch, heads, kvHeads, nq, nk });
   const bm = options.blockMask;
   if (bm !== undefined) checkBlockMask(bm, { batch, heads, kvHeads, nq, nk });
-  // a ragged KV cache's windows (never with a block mask): O(batch) a call, not O(batch × Nk)
-  const windows = "template" in resolved ? resolved : undefined;
-  const mask = windows ? windowedFlashMask(windows) : resolved as FlashMask;
-  const effective = bm ? sliceLike(mask, bm) : mask;
   const softcap = options.softcap;
   if (softcap !== undefined) {
     checkNumber(
@@ -234,32 +229,77 @@ export function checkProblem(
   if (options.dropout !== undefined) checkDropout(options.dropout);
   const dropout = options.dropout && options.dropout.p > 0 ? { ...options.dropout } : undefined;
   const sinks = options.sinks === undefined ? undefined : checkSinks(options.sinks, heads);
-  const alibi = options.alibiSlopes === undefined
+  const slopes = options.alibiSlopes === undefined
     ? undefined
-    : checkAlibi(options.alibiSlopes, batch, heads, nq, nk, options.kvLength);
+    : checkAlibi(options.alibiSlopes, batch, heads);
+  const sizes = { batch, nq, nk, heads, kvHeads, headDim };
   return {
-    batch,
-    nq,
-    nk,
-    heads,
-    kvHeads,
-    headDim,
+    ...sizes,
     scale,
     dtype: q.dtype,
+    ...maskTerms(options, sizes, bm, slopes),
+    threads,
+    checkFinite: options.checkFinite ?? true,
+    softcap,
+    dropout,
+    sinks,
+    pages,
+    blockMask: bm,
+  };
+}
+
+/**
+ * Problem `p` (validated with `options`) with new valid key lengths: `kvLength` is checked as
+ * `options.kvLength` would be, and only the terms it changes are made again (mask, schedule,
+ * ALiBi's diagonals). A prepared call's step costs this, not a whole validation.
+ */
+export function withKvLength(
+  p: Problem,
+  options: AttentionOptions,
+  kvLength: ArrayLike<number>,
+  name = "step.kvLength",
+): Problem {
+  const other = (["mask", "cuSeqlens"] as const).find((key) => options[key] !== undefined);
+  if (other) throw new TypeError(`${name} cannot be combined with options.${other}`);
+  if (kvLength?.length !== p.batch) {
+    throw new RangeError(`${name} must hold ${p.batch} lengths (one per batch entry)`);
+  }
+  checkKvLength(kvLength, p.nk, name);
+  return { ...p, ...maskTerms({ ...options, kvLength }, p, p.blockMask, p.alibi?.slopes) };
+}
+
+/** The terms of a problem that its mask options decide. */
+type MaskTerms = Pick<Problem, "mask" | "schedule" | "slice" | "alibi">;
+
+/**
+ * The mask in force (with `options.blockMask` `bm`), its schedule and slice map, and ALiBi's
+ * `slopes` (already expanded to batch·Hq) with each entry's diagonal offset.
+ */
+function maskTerms(
+  options: AttentionOptions,
+  dims: Pick<Problem, "batch" | "nq" | "nk" | "heads" | "kvHeads">,
+  bm: BlockMask | undefined,
+  slopes: Float32Array | undefined,
+): MaskTerms {
+  const { batch, nq, nk, heads } = dims;
+  const resolved = resolveMask(options, dims);
+  // a ragged KV cache's windows (never with a block mask): O(batch) a call, not O(batch × Nk)
+  const windows = "template" in resolved ? resolved : undefined;
+  const mask = windows ? windowedFlashMask(windows) : resolved as FlashMask;
+  const effective = bm ? sliceLike(mask, bm) : mask;
+  const kvLength = options.kvLength;
+  return {
     mask: effective,
     schedule: (blockRows, blockCols) =>
       windows
         ? scheduleWindows(windows, blockRows, blockCols)
         : schedule(effective, { nq, nk, blockRows, blockCols, blockMask: bm }),
     slice: (b, h) => maskSlice(effective, b, h, heads),
-    threads,
-    checkFinite: options.checkFinite ?? true,
-    softcap,
-    dropout,
-    sinks,
-    alibi,
-    pages,
-    blockMask: bm,
+    // kvLength is validated with the mask it builds (resolveMask, above)
+    alibi: slopes && {
+      slopes,
+      offsets: Int32Array.from({ length: batch }, (_, b) => (kvLength?.[b] ?? nk) - nq),
+    },
   };
 }
 
@@ -313,17 +353,14 @@ function checkBlockTable(
 }
 
 /**
- * `options.alibiSlopes`: a Float32Array of Hq or batch·Hq finite slopes; expanded to batch·Hq,
- * with each batch entry's diagonal offset (`kvLength[b] − Nq`, or `Nk − Nq`).
+ * `options.alibiSlopes`: a Float32Array of Hq or batch·Hq finite slopes; expanded to batch·Hq
+ * (each batch entry's diagonal offset comes with the mask: `maskTerms`).
  */
 function checkAlibi(
   slopes: unknown,
   batch: number,
   heads: number,
-  nq: number,
-  nk: number,
-  kvLength: ArrayLike<number> | undefined,
-): { slopes: Float32Array; offsets: Int32Array } {
+): Float32Array {
   if (!(slopes instanceof Float32Array)) {
     throw new TypeError(
       `options.alibiSlopes must be a Float32Array of ${heads} (Hq) or ${
@@ -350,9 +387,7 @@ function checkAlibi(
       b * heads,
     );
   }
-  // kvLength is validated with the mask it builds (resolveMask, before this)
-  const offsets = Int32Array.from({ length: batch }, (_, b) => (kvLength?.[b] ?? nk) - nq);
-  return { slopes: all, offsets };
+  return all;
 }
 
 /** `options.sinks`: a Float32Array of one finite logit per query head; a copy. */

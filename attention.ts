@@ -22,7 +22,7 @@
  * @module
  */
 
-import { checkFinite, checkOffset, checkProblem, checkTensor, missingFeature } from "./_problem.ts";
+import { checkFinite, checkOffset, checkProblem, checkTensor } from "./_problem.ts";
 import type {
   AttentionOptions,
   AttentionResult,
@@ -37,8 +37,7 @@ import type {
 } from "./types.ts";
 import { type GpuArray, type GpuTensor, isGpuTensor, type Tensor } from "./tensor.ts";
 import { gpuBackend, gpuBackward, gpuForward, type GpuIo } from "./gpu/backend.ts";
-import { pickBackend } from "./backends.ts";
-import { gpuContext } from "./gpu/device.ts";
+import { checkFeatures, computedBy, pickBackend, requireWebGpu } from "./backends.ts";
 
 export type {
   AttentionOptions,
@@ -206,16 +205,6 @@ export async function attentionBackward(
   return await run(options, p, named, (b) => b.backward(p, saved as SavedForBackward)) as Gradients;
 }
 
-/** Throws if backend `b` lacks an option the problem uses. */
-function checkFeatures(b: Backend, p: Problem): void {
-  const f = missingFeature(b, p);
-  if (f) {
-    throw new TypeError(
-      `backend "${b.name}" does not implement options.${f} yet; use backend "js" (or "auto")`,
-    );
-  }
-}
-
 function isGpuArray(x: unknown): x is GpuArray {
   return typeof x === "object" && x !== null && "buffer" in x && "length" in x &&
     !ArrayBuffer.isView(x);
@@ -266,20 +255,7 @@ function refuseGpuOptions(options: AttentionOptions): void {
   }
 }
 
-function requireWebGpu(options: AttentionOptions): void {
-  const name = options.backend ?? "auto";
-  if (name !== "auto" && name !== "webgpu") {
-    throw new TypeError(`GPU-resident tensors need backend "webgpu" (or "auto"), not "${name}"`);
-  }
-}
-
 let warnedFallback = false;
-
-/** Which backend computed a result: its name, and for webgpu the adapter's. */
-async function computedBy(backend: ComputedBy["backend"]): Promise<ComputedBy> {
-  if (backend !== "webgpu") return { backend };
-  return { backend, adapter: (await gpuContext())?.name };
-}
 
 /**
  * Runs a call on the chosen backend. `auto` uses WebGPU when a hardware adapter exists (software

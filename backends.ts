@@ -9,7 +9,14 @@
 
 import { missingFeature } from "./_problem.ts";
 import { checkKeys } from "./_options.ts";
-import type { Backend, BackendInfo, BackendName, Problem } from "./types.ts";
+import type {
+  AttentionOptions,
+  Backend,
+  BackendInfo,
+  BackendName,
+  ComputedBy,
+  Problem,
+} from "./types.ts";
 import * as tiled from "./tiled.ts";
 import { gpuBackend } from "./gpu/backend.ts";
 import { gpuContext } from "./gpu/device.ts";
@@ -89,4 +96,28 @@ export async function backendInfo(options: BackendInfoOptions = {}): Promise<Bac
     throw new RangeError(`options.headDim must be a positive integer, got ${headDim}`);
   }
   return await (await pickBackend(backend)).backend.info(headDim);
+}
+
+/** Throws if backend `b` lacks an option the problem uses. */
+export function checkFeatures(b: Backend, p: Problem): void {
+  const f = missingFeature(b, p);
+  if (f) {
+    throw new TypeError(
+      `backend "${b.name}" does not implement options.${f} yet; use backend "js" (or "auto")`,
+    );
+  }
+}
+
+/** Throws unless `options.backend` lets GPU-resident tensors be used (webgpu, auto). */
+export function requireWebGpu(options: AttentionOptions): void {
+  const name = options.backend ?? "auto";
+  if (name !== "auto" && name !== "webgpu") {
+    throw new TypeError(`GPU-resident tensors need backend "webgpu" (or "auto"), not "${name}"`);
+  }
+}
+
+/** Which backend computed a result: its name, and for webgpu the adapter's. */
+export async function computedBy(backend: ComputedBy["backend"]): Promise<ComputedBy> {
+  if (backend !== "webgpu") return { backend };
+  return { backend, adapter: (await gpuContext())?.name };
 }

@@ -34,6 +34,7 @@ export {
   toFloat32,
 } from "./tensor.ts";
 export { attention, attentionBackward, MAX_HEAD_DIM } from "./attention.ts";
+export { type AttentionStep, prepareAttention, type PreparedAttention } from "./prepared.ts";
 export type {
   AttentionOptions,
   AttentionResult,

@@ -28,9 +28,21 @@ import { checkGpuBuffers, release, sinksOnGpu, storage, upload } from "./buffers
 import { deviceType, hostTensor, onDevice, requireGpu, submit } from "./dispatch.ts";
 import { checkOutputs, checkResident, gpuBuffers, type Named, type OutputSpec } from "./io.ts";
 import { adapterInfo, type GpuContext } from "./device.ts";
-import { type ForwardBuffers, forwardConfig, forwardKernel, planForward } from "./forward.ts";
+import {
+  type ForwardBuffers,
+  forwardConfig,
+  forwardKernel,
+  planForward,
+  rescheduleForward,
+} from "./forward.ts";
 import { type BackwardBuffers, backwardKernels, planBackward } from "./backward.ts";
-import { decodeBuffers, decodeKernels, planDecode, usesDecode } from "./decode.ts";
+import {
+  decodeBuffers,
+  decodeKernels,
+  planDecode,
+  rescheduleDecode,
+  usesDecode,
+} from "./decode.ts";
 import { planSinkGrad, sinkGradKernel } from "./sink.ts";
 
 /** How a GPU call hands back its results. */
@@ -73,6 +85,28 @@ async function nameDestroyed(
   throw e;
 }
 
+/** The results of a forward call that stay on the GPU. */
+export interface GpuForwardResult {
+  out: GpuTensor;
+  lse: GpuArray;
+}
+
+/**
+ * A forward call bound to its tensors: checked against the device and compiled once, then run
+ * for any number of steps (each a problem of the same sizes and options, with its own key
+ * lengths: `withKvLength`). Its outputs (unless the caller's) are made by the first run and
+ * written by every run after it.
+ */
+export interface GpuForwardCall {
+  /** Binds, encodes and submits (or records into `encoder`) one step of the call. */
+  run(
+    p: Problem,
+    encoder?: GPUCommandEncoder,
+  ): Promise<Computed<AttentionResult> | GpuForwardResult>;
+  /** Destroys the outputs the call made (not the caller's). */
+  destroy(): void;
+}
+
 /** Forward pass; GPU-resident outputs when `io.resident`. */
 export async function gpuForward(
   p: Problem,
@@ -80,50 +114,85 @@ export async function gpuForward(
   k: Tensor | GpuTensor,
   v: Tensor | GpuTensor,
   io: GpuIo,
-): Promise<Computed<AttentionResult> | { out: GpuTensor; lse: GpuArray }> {
+): Promise<Computed<AttentionResult> | GpuForwardResult> {
+  return await (await prepareGpuForward(p, q, k, v, io)).run(p, io.encoder);
+}
+
+/**
+ * Checks a forward call's GPU tensors and outputs on the device and compiles its kernels; the
+ * returned call binds and submits ({@linkcode GpuForwardCall}).
+ */
+export async function prepareGpuForward(
+  p0: Problem,
+  q: Tensor | GpuTensor,
+  k: Tensor | GpuTensor,
+  v: Tensor | GpuTensor,
+  io: GpuIo,
+): Promise<GpuForwardCall> {
   const ctx = await requireGpu();
-  const dt = deviceType(ctx, p.dtype);
-  const shape: Shape4 = [p.batch, p.nq, p.heads, p.headDim];
-  const lseLen = p.batch * p.heads * p.nq;
+  const dt = deviceType(ctx, p0.dtype);
+  const shape: Shape4 = [p0.batch, p0.nq, p0.heads, p0.headDim];
+  const lseLen = p0.batch * p0.heads * p0.nq;
   const inputs: Named = [["q", q], ["k", k], ["v", v]];
   checkResident(ctx, inputs);
   checkOutputs(ctx, io.outputs, [["out", shape], ["lse", lseLen]], dt, inputs, ["q", "k", "v"]);
   const given = io.outputs ?? {};
   const buffers = gpuBuffers([...inputs, ...(Object.entries(given) as Named)]);
   await checkGpuBuffers(ctx, buffers);
-  const dec = usesDecode(p) ? await decodeKernels(ctx, p, dt) : undefined;
-  const kern = dec ? undefined : await forwardKernel(ctx, p, dt);
-  const outBytes = p.batch * p.nq * p.heads * p.headDim * (dt === "f16" ? 2 : 4);
-  const call = new CallBuffers();
-  // outputs the call creates: the caller's when resident, read back and destroyed otherwise
-  const made: GPUBuffer[] = [];
-  let out: GpuTensor | undefined, lse: GpuArray | undefined;
-  try {
-    const [o, l] = await submit(ctx, () => {
-      const qr = onDevice(ctx, q, dt, "q", call.temps);
-      const kr = onDevice(ctx, k, dt, "k", call.temps);
-      const vr = onDevice(ctx, v, dt, "v", call.temps);
-      const own = (bytes: number, label: string) => made[made.push(storage(ctx, bytes, label)) - 1];
-      out = given.out ?? { buffer: own(outBytes, "out"), shape, dtype: dt };
-      lse = given.lse ?? { buffer: own(lseLen * 4, "lse"), length: lseLen };
-      if (!io.resident) made.forEach((b) => call.add(b));
-      const b: ForwardBuffers = { q: qr, k: kr, v: vr, out, lse };
-      const plan = dec
-        ? planDecode(ctx, p, { ...b, ...decodeBuffers(ctx, p, dec) }, dec)
-        : planForward(ctx, p, b, kern!);
-      return {
-        encode: plan.encode,
-        reads: io.resident ? [] : [[out.buffer, outBytes], [lse.buffer, lseLen * 4]],
-      };
-    }, io.encoder);
-    if (io.resident) return { out: out!, lse: lse! };
-    return { out: hostTensor(o, shape, p.dtype, dt), lse: new Float32Array(l) };
-  } catch (e) {
-    if (io.resident) made.forEach((b) => b.destroy());
-    return await nameDestroyed(ctx, buffers, e);
-  } finally {
-    call.end(io.encoder !== undefined);
-  }
+  const dec = usesDecode(p0) ? await decodeKernels(ctx, p0, dt) : undefined;
+  const kern = dec ? undefined : await forwardKernel(ctx, p0, dt);
+  const outBytes = p0.batch * p0.nq * p0.heads * p0.headDim * (dt === "f16" ? 2 : 4);
+  // the outputs the call makes: kept when resident, read back and destroyed otherwise
+  let made: Partial<GpuForwardResult> = {};
+  return {
+    destroy() {
+      made.out?.buffer.destroy();
+      made.lse?.buffer.destroy();
+      made = {};
+    },
+    async run(p, encoder) {
+      const call = new CallBuffers();
+      let out: GpuTensor | undefined, lse: GpuArray | undefined;
+      let fresh: GPUBuffer[] = [];
+      try {
+        const [o, l] = await submit(ctx, () => {
+          const qr = onDevice(ctx, q, dt, "q", call.temps);
+          const kr = onDevice(ctx, k, dt, "k", call.temps);
+          const vr = onDevice(ctx, v, dt, "v", call.temps);
+          const own = (n: number, label: string) => fresh[fresh.push(storage(ctx, n, label)) - 1];
+          if (!io.resident) made = {}; // host results: read back, then destroyed with the call
+          out = given.out ?? (made.out ??= { buffer: own(outBytes, "out"), shape, dtype: dt });
+          lse = given.lse ?? (made.lse ??= { buffer: own(lseLen * 4, "lse"), length: lseLen });
+          if (!io.resident) fresh.forEach((b) => call.add(b));
+          const b: ForwardBuffers = { q: qr, k: kr, v: vr, out, lse };
+          const same = p === p0; // the kernels hold p0's schedule
+          const plan = dec
+            ? planDecode(
+              ctx,
+              p,
+              { ...b, ...decodeBuffers(ctx, p, dec) },
+              same ? dec : rescheduleDecode(dec, p),
+            )
+            : planForward(ctx, p, b, same ? kern! : rescheduleForward(kern!, p));
+          return {
+            encode: plan.encode,
+            reads: io.resident ? [] : [[out.buffer, outBytes], [lse.buffer, lseLen * 4]],
+          };
+        }, encoder);
+        fresh = [];
+        if (io.resident) return { out: out!, lse: lse! };
+        return { out: hostTensor(o, shape, p.dtype, dt), lse: new Float32Array(l) };
+      } catch (e) {
+        // outputs made by a failed run are not kept
+        if (made.out && fresh.includes(made.out.buffer)) made.out = undefined;
+        if (made.lse && fresh.includes(made.lse.buffer)) made.lse = undefined;
+        if (io.resident) fresh.forEach((b) => b.destroy());
+        return await nameDestroyed(ctx, buffers, e);
+      } finally {
+        call.end(encoder !== undefined);
+      }
+    },
+  };
 }
 
 /** The tensors of a backward call. */

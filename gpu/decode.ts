@@ -84,16 +84,16 @@ export async function decodeKernels(
   // and V at 1211 GB/s, 64 at 1670, 128 at 1412, 256 at 1153
   const want = gpuTuning().splits ?? Math.ceil(512 / (p.kvHeads * chunks * p.batch));
   const tilesPerSplit = Math.ceil(tiles / Math.max(1, Math.min(tiles, want)));
-  return {
-    cfg,
-    pipes,
-    schedule: p.schedule(DECODE_MAX_NQ, DECODE_TILE),
-    dtype,
-    rowsTotal,
-    chunks,
-    splits: Math.ceil(tiles / tilesPerSplit),
-    tilesPerSplit,
-  };
+  const sizes = { cfg, pipes, dtype, rowsTotal, chunks, splits: Math.ceil(tiles / tilesPerSplit) };
+  return rescheduleDecode({ ...sizes, tilesPerSplit }, p);
+}
+
+/**
+ * Decoding kernels with the schedule of problem `p` (its mask; the sizes the kernels were made
+ * for: only the key lengths may differ).
+ */
+export function rescheduleDecode(kern: Omit<DecodeKernels, "schedule">, p: Problem): DecodeKernels {
+  return { ...kern, schedule: p.schedule(DECODE_MAX_NQ, DECODE_TILE) };
 }
 
 /** The configuration and pipelines of problem `p`'s decoding kernels (compiled once per key). */

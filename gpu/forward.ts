@@ -123,7 +123,15 @@ export async function forwardKernel(
     known.set(sig, c = { cfg, pipe });
   }
   const { cfg, pipe } = c;
-  return { cfg, pipe, schedule: p.schedule(16 * cfg.rm, 16 * cfg.cn), dtype };
+  return rescheduleForward({ cfg, pipe, dtype }, p);
+}
+
+/** A compiled forward kernel with the schedule of problem `p` (its mask) for the kernel's tile. */
+export function rescheduleForward(
+  kern: Omit<ForwardKernel, "schedule">,
+  p: Problem,
+): ForwardKernel {
+  return { ...kern, schedule: p.schedule(16 * kern.cfg.rm, 16 * kern.cfg.cn) };
 }
 
 /** Binds the forward kernel to buffers `b` (synchronous: no other task runs in between). */

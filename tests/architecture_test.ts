@@ -62,7 +62,7 @@ function layer(file: string): number {
     return 3;
   }
   if (file === "tiled.ts" || file.startsWith("wasm/") || file.startsWith("gpu/")) return 4;
-  if (file === "attention.ts" || file === "backends.ts") return 5;
+  if (["attention.ts", "backends.ts", "prepared.ts"].includes(file)) return 5;
   if (entries.includes(file)) return 6;
   throw new Error(`${file} has no layer: add it to tests/architecture_test.ts`);
 }

@@ -22,6 +22,7 @@ import {
   fromGpu,
   type GpuArray,
   type GpuTensor,
+  prepareAttention,
   tensor,
   toGpu,
   useGpuDevice,
@@ -49,6 +50,10 @@ export interface OverheadRow {
   wallMs: number;
   /** Wall time per call recorded into the caller's encoders, 32 calls a submission. */
   recordedMs: number;
+  /** As `wallMs`, with the call prepared once (`prepareAttention`) and run each time. */
+  preparedMs: number;
+  /** As `recordedMs`, with the call prepared once. */
+  preparedRecordedMs: number;
   /** The kernels' time per call (timestamp queries). */
   kernelMs: number;
   /** wallMs − kernelMs. */
@@ -97,6 +102,42 @@ async function kernelMs(
   return await timeKernel(ctx, (pass) => plan.encode(pass), 20);
 }
 
+/**
+ * Wall time per call of `reps` calls (after `WARM` uncounted ones, the queue drained), then a
+ * read-back of `out`: each call awaited and submitted, or (`record`) recorded into the caller's
+ * encoders, one submission per 32 calls, as a model's layers would be.
+ */
+async function perCall(
+  ctx: GpuContext,
+  call: (encoder?: GPUCommandEncoder) => Promise<unknown>,
+  record: boolean,
+  reps: number,
+  out: GpuTensor,
+): Promise<number> {
+  let encoder = record ? ctx.device.createCommandEncoder() : undefined;
+  const one = async (i: number) => {
+    if (encoder && i % 32 === 31) {
+      ctx.device.queue.submit([encoder.finish()]);
+      encoder = ctx.device.createCommandEncoder();
+    }
+    await call(encoder);
+  };
+  const flush = () => {
+    if (!encoder) return;
+    ctx.device.queue.submit([encoder.finish()]);
+    encoder = ctx.device.createCommandEncoder();
+  };
+  // warm: compiled, the JIT settled (the first tens of calls run ~2× slower), the queue drained
+  for (let i = 0; i < WARM; i++) await one(i);
+  flush();
+  await fromGpu(out);
+  const t0 = performance.now();
+  for (let i = 0; i < reps; i++) await one(i);
+  flush();
+  await fromGpu(out);
+  return (performance.now() - t0) / reps;
+}
+
 /** Measures every shape. */
 export async function measure(reps: number, maxSeq = Infinity): Promise<OverheadRow[]> {
   const ctx = await requireGpu();
@@ -113,31 +154,13 @@ export async function measure(reps: number, maxSeq = Infinity): Promise<Overhead
       length: s.batch * s.heads * s.nq,
     };
     const options = { outputs: { out, lse } };
-    // warm: compiled, the JIT settled (the first tens of calls run ~2× slower), the queue drained
-    for (let i = 0; i < WARM; i++) await attention(q, k, v, options);
-    await fromGpu(out);
-    const t0 = performance.now();
-    for (let i = 0; i < reps; i++) await attention(q, k, v, options);
-    await fromGpu(out);
-    const wallMs = (performance.now() - t0) / reps;
-    // the same calls recorded into the caller's encoders, one submission per 32 (a model's layers)
-    let encoder = ctx.device.createCommandEncoder();
-    const recorded = async (i: number) => {
-      if (i % 32 === 31) {
-        ctx.device.queue.submit([encoder.finish()]);
-        encoder = ctx.device.createCommandEncoder();
-      }
-      await attention(q, k, v, { ...options, encoder });
-    };
-    for (let i = 0; i < WARM; i++) await recorded(i);
-    ctx.device.queue.submit([encoder.finish()]);
-    encoder = ctx.device.createCommandEncoder();
-    await fromGpu(out);
-    const t2 = performance.now();
-    for (let i = 0; i < reps; i++) await recorded(i);
-    ctx.device.queue.submit([encoder.finish()]);
-    await fromGpu(out);
-    const recordedMs = (performance.now() - t2) / reps;
+    const prepared = await prepareAttention(q, k, v, options);
+    const once = (encoder?: GPUCommandEncoder) => attention(q, k, v, { ...options, encoder });
+    const step = (encoder?: GPUCommandEncoder) => prepared.run({ encoder });
+    const wallMs = await perCall(ctx, once, false, reps, out);
+    const recordedMs = await perCall(ctx, once, true, reps, out);
+    const preparedMs = await perCall(ctx, step, false, reps, out);
+    const preparedRecordedMs = await perCall(ctx, step, true, reps, out);
     const kms = await kernelMs(ctx, q, k, v, out, lse);
     // the same call with host arrays: upload, kernels, read-back of out and lse, every call
     const [hq, hk, hv] = await Promise.all([q, k, v].map(fromGpu));
@@ -148,7 +171,16 @@ export async function measure(reps: number, maxSeq = Infinity): Promise<Overhead
     const hostMs = (performance.now() - t1) / hostReps;
     const shape =
       `${s.name} B=${s.batch} Nq=${s.nq} Nk=${s.nk} Hq=${s.heads} Hk=${s.kvHeads} d=${s.d}`;
-    rows.push({ shape, wallMs, recordedMs, kernelMs: kms, overheadMs: wallMs - kms, hostMs });
+    rows.push({
+      shape,
+      wallMs,
+      recordedMs,
+      preparedMs,
+      preparedRecordedMs,
+      kernelMs: kms,
+      overheadMs: wallMs - kms,
+      hostMs,
+    });
     for (const t of [q, k, v, out, lse]) t.buffer.destroy();
   }
   return rows;
@@ -259,7 +291,7 @@ if (import.meta.main) {
   console.log(`device: ${ctx.name}; ${reps} awaited GPU-resident calls, then one read-back`);
   const rows = await measure(reps, Number(values["max-seq"] ?? Infinity));
   console.log(
-    "shape                                            wall ms/call  kernel ms  overhead ms  wall/kernel  recorded ms/call  recorded/kernel  host arrays ms/call",
+    "shape                                            wall ms/call  kernel ms  overhead ms  wall/kernel  recorded ms/call  recorded/kernel  prepared: wall/kernel  recorded/kernel  host arrays ms/call",
   );
   for (const r of rows) {
     console.log(
@@ -269,6 +301,8 @@ if (import.meta.main) {
         (r.wallMs / r.kernelMs).toFixed(2).padStart(12)
       } ${r.recordedMs.toFixed(3).padStart(17)} ${
         (r.recordedMs / r.kernelMs).toFixed(2).padStart(16)
+      } ${(r.preparedMs / r.kernelMs).toFixed(2).padStart(22)} ${
+        (r.preparedRecordedMs / r.kernelMs).toFixed(2).padStart(16)
       } ${r.hostMs.toFixed(2).padStart(20)}`,
     );
   }
@@ -277,12 +311,14 @@ if (import.meta.main) {
   const o = { layers, steps: 64, prompt: 4096 - 64, cache: 4096, heads: 32, kvHeads: 8, dim: 128 };
   const perLayerKernel = rows[0].kernelMs;
   const loops = [];
-  for (const record of [false, true]) {
-    await decodeLoop({ ...o, record, steps: 16, prompt: 4096 - 16 });
-    const loop = await decodeLoop({ ...o, record });
-    loops.push({ record, ...loop, out: undefined });
+  for (const [record, prepared] of [[false, false], [true, false], [false, true], [true, true]]) {
+    await decodeLoop({ ...o, record, prepared, steps: 16, prompt: 4096 - 16 });
+    const loop = await decodeLoop({ ...o, record, prepared });
+    loops.push({ record, prepared, ...loop, out: undefined });
+    const how = [record ? "recorded, one submission a token" : "", prepared ? "prepared" : ""];
     console.log(
-      `decode loop${record ? " (recorded, one submission a token)" : ""}: ${layers} layers × ` +
+      `decode loop${how.some((x) => x) ? ` (${how.filter((x) => x).join(", ")})` : ""}: ` +
+        `${layers} layers × ` +
         `${o.steps} tokens at Nk≈4096: ${loop.tokensPerSecond.toFixed(1)} tokens/s, ` +
         `${(loop.ms / o.steps).toFixed(2)} ms a token, ${
           (loop.ms / o.steps / layers).toFixed(3)

@@ -6,14 +6,16 @@
  * tensors (`options.outputs`). Nothing waits for the GPU until the one read-back at the end.
  *
  * With `record`, a step's layers are recorded into one command encoder (`options.encoder`) and
- * submitted once, as a framework that batches its own kernels would.
+ * submitted once, as a framework that batches its own kernels would. With `prepared`, each layer's
+ * call is prepared once (`prepareAttention`: validated, checked on the device and compiled before
+ * the first token) and run each step with the new `kvLength`.
  *
  * A real model would put its projections and MLP between the attention calls (its own kernels on
  * the same device, `gpuDevice()` or one given to `useGpuDevice`); here a layer's output is the
  * next layer's query, and the new keys and values are pseudo-random.
  *
  * Run: `deno run -A docs/examples/decode_loop.ts [--layers 32] [--steps 64] [--cache 4096]
- * [--record]` (prints tokens per second; needs a WebGPU adapter).
+ * [--record] [--prepared]` (prints tokens per second; needs a WebGPU adapter).
  *
  * @module
  */
@@ -25,6 +27,7 @@ import {
   type GpuArray,
   gpuDevice,
   type GpuTensor,
+  prepareAttention,
   type Tensor,
   tensor,
 } from "../../mod.ts";
@@ -45,6 +48,8 @@ export interface DecodeLoopOptions {
   seed?: number;
   /** Record each step's layers into one command encoder, submitted once per step. */
   record?: boolean;
+  /** Prepare each layer's call once (`prepareAttention`) and run it each step. */
+  prepared?: boolean;
 }
 
 /** What the loop produced and how long it took. */
@@ -102,6 +107,14 @@ export async function decodeLoop(o: DecodeLoopOptions): Promise<DecodeLoopResult
     dtype: "f32",
   }));
   const lse: GpuArray = { buffer: buffer(heads * 4), length: heads };
+  // a prepared call per layer: everything but the key length is fixed
+  const layer = o.prepared
+    ? await Promise.all(
+      acts.slice(0, layers).map((q, l) =>
+        prepareAttention(q, K[l], V[l], { kvLength: [prompt], outputs: { out: acts[l + 1], lse } })
+      ),
+    )
+    : undefined;
   // the prompt's upload is not part of decoding: let the queue finish it before the clock starts
   await device.queue.onSubmittedWorkDone();
   const t0 = performance.now();
@@ -113,11 +126,14 @@ export async function decodeLoop(o: DecodeLoopOptions): Promise<DecodeLoopResult
     for (let l = 0; l < layers; l++) {
       device.queue.writeBuffer(K[l].buffer, t * row, token(kvHeads * dim, seedOf(seed, s, l, 1)));
       device.queue.writeBuffer(V[l].buffer, t * row, token(kvHeads * dim, seedOf(seed, s, l, 2)));
-      await attention(acts[l], K[l], V[l], {
-        kvLength: [t + 1],
-        outputs: { out: acts[l + 1], lse },
-        encoder,
-      });
+      if (layer) await layer[l].run({ kvLength: [t + 1], encoder });
+      else {
+        await attention(acts[l], K[l], V[l], {
+          kvLength: [t + 1],
+          outputs: { out: acts[l + 1], lse },
+          encoder,
+        });
+      }
     }
     if (encoder) device.queue.submit([encoder.finish()]);
   }
@@ -170,6 +186,7 @@ if (import.meta.main) {
       "kv-heads": { type: "string", default: "8" },
       dim: { type: "string", default: "128" },
       record: { type: "boolean", default: false },
+      prepared: { type: "boolean", default: false },
     },
   });
   const cache = Number(values.cache), steps = Number(values.steps);
@@ -182,15 +199,16 @@ if (import.meta.main) {
     kvHeads: Number(values["kv-heads"]),
     dim: Number(values.dim),
     record: values.record,
+    prepared: values.prepared,
   };
   // compile the kernels and let the JIT settle first
   await decodeLoop({ ...o, steps: Math.min(steps, 16), prompt: cache - Math.min(steps, 16) });
   const r = await decodeLoop(o);
   console.log(
     `${o.layers} layers, ${steps} tokens against ${o.prompt}–${cache} cached keys ` +
-      `(Hq ${o.heads}, Hk ${o.kvHeads}, d ${o.dim}, f32${o.record ? ", recorded" : ""}): ${
-        r.tokensPerSecond.toFixed(1)
-      } tokens/s ` +
+      `(Hq ${o.heads}, Hk ${o.kvHeads}, d ${o.dim}, f32${o.record ? ", recorded" : ""}${
+        o.prepared ? ", prepared" : ""
+      }): ${r.tokensPerSecond.toFixed(1)} tokens/s ` +
       `(${(r.ms / steps).toFixed(2)} ms a token, ${
         (r.ms / steps / o.layers).toFixed(3)
       } ms a layer)`,
