@@ -1,10 +1,11 @@
 /**
  * What a GPU-resident call costs beyond its kernels: for each shape, the wall time per call of R
- * awaited GPU-resident `attention` calls followed by one read-back (results into preallocated
- * tensors, as a model's layers would call it), and of R calls recorded into the caller's command
- * encoders (one submission per 32 calls), next to the kernels' own time from timestamp queries;
- * and the decode-loop example's tokens per second for a stack of layers next to the layers ×
- * kernel time.
+ * awaited GPU-resident `attention` calls followed by one read-back (R: `--reps`, or enough calls
+ * for 300 ms of kernels, at most 3000; results into preallocated tensors, as a model's layers
+ * would call it), and of R calls recorded into the caller's command encoders (one submission per
+ * 32 calls), both again with the call prepared once (`prepareAttention`), next to the kernels' own
+ * time from timestamp queries; and the decode-loop example's tokens per second for a stack of
+ * layers next to the layers × kernel time, each form with and without prepared calls.
  *
  * Then the prefill shapes side by side with onnxruntime-web's WebGPU execution provider in the
  * same process, on the same device and buffers ({@linkcode ortSideBySide}).
@@ -46,6 +47,10 @@ import { mhaModel } from "../cpu/_onnx.ts";
 /** One measured shape. */
 export interface OverheadRow {
   shape: string;
+  /** Calls timed before the one read-back (`--reps`, or more where kernels are short). */
+  calls: number;
+  /** One read-back of the output when the GPU is idle (Deno's fixed cost of a read-back). */
+  readBackMs: number;
   /** Wall time per awaited call, the final read-back shared out over the calls. */
   wallMs: number;
   /** Wall time per call recorded into the caller's encoders, 32 calls a submission. */
@@ -157,11 +162,17 @@ export async function measure(reps: number, maxSeq = Infinity): Promise<Overhead
     const prepared = await prepareAttention(q, k, v, options);
     const once = (encoder?: GPUCommandEncoder) => attention(q, k, v, { ...options, encoder });
     const step = (encoder?: GPUCommandEncoder) => prepared.run({ encoder });
-    const wallMs = await perCall(ctx, once, false, reps, out);
-    const recordedMs = await perCall(ctx, once, true, reps, out);
-    const preparedMs = await perCall(ctx, step, false, reps, out);
-    const preparedRecordedMs = await perCall(ctx, step, true, reps, out);
     const kms = await kernelMs(ctx, q, k, v, out, lse);
+    // enough calls for 300 ms of kernels (at most 3000): the one read-back's fixed cost (Deno
+    // sleeps ~10 ms in it, readBackMs) then adds at most a few µs to a call
+    const calls = Math.max(reps, Math.min(3000, Math.ceil(300 / kms)));
+    const wallMs = await perCall(ctx, once, false, calls, out);
+    const recordedMs = await perCall(ctx, once, true, calls, out);
+    const preparedMs = await perCall(ctx, step, false, calls, out);
+    const preparedRecordedMs = await perCall(ctx, step, true, calls, out);
+    const t0 = performance.now();
+    await fromGpu(out); // the GPU is idle: the read-back alone
+    const readBackMs = performance.now() - t0;
     // the same call with host arrays: upload, kernels, read-back of out and lse, every call
     const [hq, hk, hv] = await Promise.all([q, k, v].map(fromGpu));
     const hostReps = Math.max(3, Math.min(reps, 10));
@@ -173,6 +184,8 @@ export async function measure(reps: number, maxSeq = Infinity): Promise<Overhead
       `${s.name} B=${s.batch} Nq=${s.nq} Nk=${s.nk} Hq=${s.heads} Hk=${s.kvHeads} d=${s.d}`;
     rows.push({
       shape,
+      calls,
+      readBackMs,
       wallMs,
       recordedMs,
       preparedMs,
@@ -291,11 +304,11 @@ if (import.meta.main) {
   console.log(`device: ${ctx.name}; ${reps} awaited GPU-resident calls, then one read-back`);
   const rows = await measure(reps, Number(values["max-seq"] ?? Infinity));
   console.log(
-    "shape                                            wall ms/call  kernel ms  overhead ms  wall/kernel  recorded ms/call  recorded/kernel  prepared: wall/kernel  recorded/kernel  host arrays ms/call",
+    "shape                                            calls  wall ms/call  kernel ms  overhead ms  wall/kernel  recorded ms/call  recorded/kernel  prepared: wall/kernel  recorded/kernel  host arrays ms/call  idle read-back ms",
   );
   for (const r of rows) {
     console.log(
-      `${r.shape.padEnd(48)} ${r.wallMs.toFixed(3).padStart(12)} ${
+      `${r.shape.padEnd(48)} ${String(r.calls).padStart(5)} ${r.wallMs.toFixed(3).padStart(12)} ${
         r.kernelMs.toFixed(3).padStart(10)
       } ${r.overheadMs.toFixed(3).padStart(12)} ${
         (r.wallMs / r.kernelMs).toFixed(2).padStart(12)
@@ -303,27 +316,32 @@ if (import.meta.main) {
         (r.recordedMs / r.kernelMs).toFixed(2).padStart(16)
       } ${(r.preparedMs / r.kernelMs).toFixed(2).padStart(22)} ${
         (r.preparedRecordedMs / r.kernelMs).toFixed(2).padStart(16)
-      } ${r.hostMs.toFixed(2).padStart(20)}`,
+      } ${r.hostMs.toFixed(2).padStart(20)} ${r.readBackMs.toFixed(2).padStart(18)}`,
     );
   }
   // the decode example: `layers` layers, 64 tokens against ~4096 cached keys, each layer call
-  // awaited, then each step's layers recorded into one encoder
+  // awaited or each step's layers recorded into one encoder, each call made anew or prepared
   const o = { layers, steps: 64, prompt: 4096 - 64, cache: 4096, heads: 32, kvHeads: 8, dim: 128 };
   const perLayerKernel = rows[0].kernelMs;
   const loops = [];
-  for (const [record, prepared] of [[false, false], [true, false], [false, true], [true, true]]) {
+  const forms = [[false, false], [true, false], [false, true], [true, true]] as const;
+  for (const [record, prepared] of forms) {
     await decodeLoop({ ...o, record, prepared, steps: 16, prompt: 4096 - 16 });
-    const loop = await decodeLoop({ ...o, record, prepared });
-    loops.push({ record, prepared, ...loop, out: undefined });
-    const how = [record ? "recorded, one submission a token" : "", prepared ? "prepared" : ""];
-    console.log(
-      `decode loop${how.some((x) => x) ? ` (${how.filter((x) => x).join(", ")})` : ""}: ` +
-        `${layers} layers × ` +
-        `${o.steps} tokens at Nk≈4096: ${loop.tokensPerSecond.toFixed(1)} tokens/s, ` +
-        `${(loop.ms / o.steps).toFixed(2)} ms a token, ${
-          (loop.ms / o.steps / layers).toFixed(3)
-        } ms a layer; ${layers} × kernel time = ${(layers * perLayerKernel).toFixed(2)} ms a token`,
-    );
+  }
+  // two rounds, the second in the opposite order: the host's speed drifts within a run
+  for (const round of [0, 1]) {
+    for (const [record, prepared] of round ? [...forms].reverse() : forms) {
+      const loop = await decodeLoop({ ...o, record, prepared });
+      loops.push({ round, record, prepared, ...loop, out: undefined });
+      const how = [record ? "recorded, one submission a token" : "", prepared ? "prepared" : ""];
+      console.log(
+        `decode loop${how.some((x) => x) ? ` (${how.filter((x) => x).join(", ")})` : ""}: ` +
+          `${layers} layers × ${o.steps} tokens at Nk≈4096: ` +
+          `${loop.tokensPerSecond.toFixed(1)} tokens/s, ${(loop.ms / o.steps).toFixed(2)} ms a ` +
+          `token, ${(loop.ms / o.steps / layers).toFixed(3)} ms a layer; ${layers} × kernel ` +
+          `time = ${(layers * perLayerKernel).toFixed(2)} ms a token`,
+      );
+    }
   }
   let ort;
   if (!values["no-ort"]) {
