@@ -8,7 +8,9 @@
  * Everything `attention` checks is checked by {@linkcode prepareAttention}; a step checks its
  * own fields (`kvLength` as `options.kvLength` would be). What the prepared call holds is fixed:
  * its tensors' buffers and offsets (their contents are the caller's to change: the queue orders
- * the caller's writes before the steps submitted after them), its options and its outputs.
+ * the caller's writes before the steps submitted after them), its options, its outputs and its
+ * GPU device: after that device is lost, every step fails with the device-lost Error; prepare the
+ * call again on the device that replaces it.
  *
  * @module
  */

@@ -145,3 +145,28 @@ export function assertClose(
   );
   return { err, base, checked: true };
 }
+
+/**
+ * Watches `device` for anything that waits for the GPU (`queue.onSubmittedWorkDone`,
+ * `GPUBuffer.mapAsync`) while `fn` runs: returns the names of the calls made, in order.
+ */
+export async function gpuWaitsDuring(
+  device: GPUDevice,
+  fn: () => Promise<void>,
+): Promise<string[]> {
+  const waits: string[] = [];
+  const done = device.queue.onSubmittedWorkDone.bind(device.queue);
+  const mapAsync = GPUBuffer.prototype.mapAsync;
+  device.queue.onSubmittedWorkDone = () => (waits.push("onSubmittedWorkDone"), done());
+  GPUBuffer.prototype.mapAsync = function (...a: Parameters<GPUBuffer["mapAsync"]>) {
+    waits.push("mapAsync");
+    return mapAsync.apply(this, a);
+  };
+  try {
+    await fn();
+  } finally {
+    device.queue.onSubmittedWorkDone = done;
+    GPUBuffer.prototype.mapAsync = mapAsync;
+  }
+  return waits;
+}

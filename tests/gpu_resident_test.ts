@@ -13,7 +13,9 @@ import {
   causalDocument,
   fromGpu,
   type GpuArray,
+  type GpuAttentionResult,
   gpuDevice,
+  type GpuGradients,
   type GpuTensor,
   readGpuArray,
   type Tensor,
@@ -22,7 +24,7 @@ import {
 } from "../mod.ts";
 import { gpuStats } from "../gpu/internal.ts";
 import { referenceBackward, referenceForward } from "../reference/attention.ts";
-import { assertClose, randomTensor, rng, testAdapter } from "./_util.ts";
+import { assertClose, gpuWaitsDuring, randomTensor, rng, testAdapter } from "./_util.ts";
 
 const info = await testAdapter();
 const ignore = info === undefined;
@@ -117,43 +119,35 @@ Deno.test({
       mask,
     });
     const dev = (await gpuDevice())!;
-    const waits: string[] = [];
-    const done = dev.queue.onSubmittedWorkDone.bind(dev.queue);
-    const mapAsync = GPUBuffer.prototype.mapAsync;
-    dev.queue.onSubmittedWorkDone = () => (waits.push("onSubmittedWorkDone"), done());
-    GPUBuffer.prototype.mapAsync = function (...a: Parameters<GPUBuffer["mapAsync"]>) {
-      waits.push("mapAsync");
-      return mapAsync.apply(this, a);
-    };
-    try {
-      // a chain: each output is the next call's query
-      let x = gq;
-      const results = [];
+    // a chain: each output is the next call's query
+    let x = gq;
+    const results: GpuAttentionResult[] = [];
+    let g: GpuGradients | undefined;
+    const waits = await gpuWaitsDuring(dev, async () => {
       for (let i = 0; i < 5; i++) {
         const r = await attention(x, gk, gv, { ...gpu, mask });
         results.push(r);
         x = { ...r.out, shape: gq.shape };
       }
-      const g = await attentionBackward(
+      g = await attentionBackward(
         { q: gq, k: gk, v: gv, out: results[0].out, lse: results[0].lse, dOut: gd },
         { ...gpu, mask },
       );
-      assert.deepEqual(waits, [], "GPU-resident calls waited for the GPU");
-      // the same chain with host arrays (each call waits and reads back) gives the same bits
-      let hx = q;
+    });
+    assert.deepEqual(waits, [], "GPU-resident calls waited for the GPU");
+    // the same chain with host arrays (each call waits and reads back) gives the same bits
+    let hx = q;
+    const hostWaits = await gpuWaitsDuring(dev, async () => {
       for (let i = 0; i < 5; i++) hx = (await attention(hx, k, v, { ...gpu, mask })).out;
-      assert.ok((waits as string[]).includes("mapAsync"), "host calls read back");
-      assert.deepEqual(bits((await fromGpu(x)).data), bits(hx.data));
-      const host = await attention(q, k, v, { ...gpu, mask });
-      const hg = await attentionBackward({ q, k, v, ...host, dOut }, { ...gpu, mask });
-      assert.deepEqual(bits((await fromGpu(g.dq)).data), bits(hg.dq.data));
-      assert.deepEqual(bits(await readGpuArray(results[0].lse)), bits(host.lse));
-      for (const r of results) r.out.buffer.destroy(), r.lse.buffer.destroy();
-      for (const t of [gq, gk, gv, gd, g.dq, g.dk, g.dv]) t.buffer.destroy();
-    } finally {
-      dev.queue.onSubmittedWorkDone = done;
-      GPUBuffer.prototype.mapAsync = mapAsync;
-    }
+    });
+    assert.ok(hostWaits.includes("mapAsync"), "host calls read back");
+    assert.deepEqual(bits((await fromGpu(x)).data), bits(hx.data));
+    const host = await attention(q, k, v, { ...gpu, mask });
+    const hg = await attentionBackward({ q, k, v, ...host, dOut }, { ...gpu, mask });
+    assert.deepEqual(bits((await fromGpu(g!.dq)).data), bits(hg.dq.data));
+    assert.deepEqual(bits(await readGpuArray(results[0].lse)), bits(host.lse));
+    for (const r of results) r.out.buffer.destroy(), r.lse.buffer.destroy();
+    for (const t of [gq, gk, gv, gd, g!.dq, g!.dk, g!.dv]) t.buffer.destroy();
   },
 });
 

@@ -23,7 +23,7 @@ import {
   toGpu,
 } from "../mod.ts";
 import { referenceForward } from "../reference/attention.ts";
-import { assertClose, randomTensor, rng, testAdapter } from "./_util.ts";
+import { assertClose, gpuWaitsDuring, randomTensor, rng, testAdapter } from "./_util.ts";
 
 const info = await testAdapter();
 const ignore = info === undefined;
@@ -134,27 +134,20 @@ Deno.test({
     const prep = await prepareAttention(q, k, v, { kvLength: [600] });
     await prep.run(); // compiled and bound before watching
     const dev = (await gpuDevice())!;
-    const waits: string[] = [];
-    const done = dev.queue.onSubmittedWorkDone.bind(dev.queue);
-    const mapAsync = GPUBuffer.prototype.mapAsync;
-    dev.queue.onSubmittedWorkDone = () => (waits.push("onSubmittedWorkDone"), done());
-    GPUBuffer.prototype.mapAsync = function (...a: Parameters<GPUBuffer["mapAsync"]>) {
-      waits.push("mapAsync");
-      return mapAsync.apply(this, a);
-    };
-    try {
+    const waits = await gpuWaitsDuring(dev, async () => {
       for (let t = 601; t < 610; t++) await prep.run({ kvLength: [t] });
       const encoder = dev.createCommandEncoder();
       for (let t = 610; t < 615; t++) await prep.run({ kvLength: [t], encoder });
       dev.queue.submit([encoder.finish()]);
-      assert.deepEqual(waits, [], "prepared steps waited for the GPU");
-    } finally {
-      dev.queue.onSubmittedWorkDone = done;
-      GPUBuffer.prototype.mapAsync = mapAsync;
-    }
+    });
+    assert.deepEqual(waits, [], "prepared steps waited for the GPU");
     const r = await prep.run({ kvLength: [614] });
     const want = await attention(q, k, v, { kvLength: [614] });
-    assert.deepEqual(bits((await fromGpu(r.out)).data), bits((await fromGpu(want.out)).data));
+    let got: Float32Array | Uint16Array | undefined;
+    // the watch sees a read-back
+    const reads = await gpuWaitsDuring(dev, async () => void (got = (await fromGpu(r.out)).data));
+    assert.ok(reads.includes("mapAsync"));
+    assert.deepEqual(bits(got!), bits((await fromGpu(want.out)).data));
     prep.destroy();
     for (const t of [q, k, v, want.out, want.lse]) t.buffer.destroy();
   },
