@@ -213,3 +213,68 @@ Deno.test({
     q.buffer.destroy(), v.buffer.destroy();
   },
 });
+
+Deno.test({
+  name:
+    "prepared attention: random shapes, terms and step sequences (GQA, f16, windows, softcap, sinks, ALiBi, a paged cache) give attention's bits at every step",
+  ignore,
+  async fn() {
+    const rand = rng(2026);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
+    const device = (await gpuDevice())!;
+    for (let trial = 0; trial < 14; trial++) {
+      const batch = pick([1, 2, 3]), nq = pick([1, 3, 17]), nk = pick([40, 97, 530]);
+      const [heads, kvHeads] = pick([[4, 2], [2, 2], [4, 1]] as const);
+      const d = pick([16, 59, 96]);
+      const dtype = info!.f16 && rand() < 0.3 ? "f16" : "f32";
+      const paged = trial % 5 === 4;
+      const pageSize = 16, perSequence = Math.ceil(nk / pageSize);
+      const pages = batch * perSequence + 1; // one spare page, so the table is a permutation
+      const kvShape: Shape4 = paged ? [pages, pageSize, kvHeads, d] : [batch, nk, kvHeads, d];
+      const r = () => rng(Math.floor(rand() * 1e9));
+      const hq = randomTensor(r(), [batch, nq, heads, d], dtype);
+      const hk = randomTensor(r(), kvShape, dtype), hv = randomTensor(r(), kvShape, dtype);
+      const [q, k, v] = await Promise.all([hq, hk, hv].map(toGpu));
+      const logical = paged ? perSequence * pageSize : nk;
+      const lengths = () => Array.from({ length: batch }, () => Math.floor(rand() * (logical + 1)));
+      const options: AttentionOptions = { kvLength: lengths() };
+      if (rand() < 0.5) options.causal = true;
+      if (rand() < 0.3) options.windowSize = [pick([0, 7, 30]), pick([0, 5])];
+      if (rand() < 0.3) options.softcap = 20;
+      if (rand() < 0.3) options.sinks = Float32Array.from({ length: heads }, () => rand() - 0.5);
+      if (rand() < 0.3) {
+        options.alibiSlopes = Float32Array.from({ length: heads }, (_, h) => 2 ** -(h + 1));
+      }
+      if (rand() < 0.3) options.scale = 0.3;
+      if (paged) {
+        const order = Array.from({ length: pages }, (_, i) => i).sort(() => rand() - 0.5);
+        options.blockTable = {
+          data: Int32Array.from(order.slice(0, batch * perSequence)),
+          shape: [batch, perSequence],
+        };
+      }
+      const what = `trial ${trial}: B${batch} Nq${nq} Nk${logical} H${heads}/${kvHeads} d${d} ` +
+        `${dtype}${paged ? " paged" : ""} ${
+          Object.keys(options).filter((o) => o !== "kvLength").join(",")
+        }`;
+      const prep = await prepareAttention(q, k, v, options);
+      for (let s = 0; s < 3; s++) {
+        const kvLength = lengths();
+        const encoder = s === 1 ? device.createCommandEncoder() : undefined;
+        const got = await prep.run({ kvLength, encoder });
+        if (encoder) device.queue.submit([encoder.finish()]);
+        const want = await attention(q, k, v, { ...options, kvLength });
+        const at = `${what}, step ${s} kvLength [${kvLength}]`;
+        assert.deepEqual(
+          bits((await fromGpu(got.out)).data),
+          bits((await fromGpu(want.out)).data),
+          at,
+        );
+        assert.deepEqual(bits(await readGpuArray(got.lse)), bits(await readGpuArray(want.lse)), at);
+        want.out.buffer.destroy(), want.lse.buffer.destroy();
+      }
+      prep.destroy();
+      for (const t of [q, k, v]) t.buffer.destroy();
+    }
+  },
+});
