@@ -57,15 +57,29 @@ export interface PreparedAttention {
  * except `encoder`, which each step takes) for steps that differ only in `kvLength`: the layers
  * of a decoding loop, or any call repeated on the same buffers.
  *
- * @example A decoding step over two layers, recorded into one encoder
- * ```ts ignore
- * const layers = await Promise.all(caches.map(({ k, v }, l) =>
- *   prepareAttention(acts[l], k, v, { kvLength: [prompt], outputs: { out: acts[l + 1] } })
- * ));
- * for (let t = prompt; t < prompt + steps; t++) {
- *   const encoder = device.createCommandEncoder();
- *   for (const layer of layers) await layer.run({ kvLength: [t + 1], encoder });
- *   device.queue.submit([encoder.finish()]);
+ * @example One layer of a decoding loop: prepared once, run a step per token
+ * ```ts
+ * import { fromGpu, gpuDevice, prepareAttention, tensor, toGpu } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const device = await gpuDevice(); // undefined where WebGPU has no adapter
+ * if (device) {
+ *   const [heads, kvHeads, d, cache] = [4, 2, 16, 600];
+ *   const rand = (n: number) => Float32Array.from({ length: n }, () => Math.random() - 0.5);
+ *   const q = await toGpu(tensor(rand(heads * d), [1, 1, heads, d]));
+ *   const k = await toGpu(tensor(rand(cache * kvHeads * d), [1, cache, kvHeads, d]));
+ *   const v = await toGpu(tensor(rand(cache * kvHeads * d), [1, cache, kvHeads, d]));
+ *   const layer = await prepareAttention(q, k, v, { kvLength: [500] });
+ *   for (let t = 500; t < 510; t++) {
+ *     // a model would write token t's keys and values into k and v here
+ *     const encoder = device.createCommandEncoder();
+ *     await layer.run({ kvLength: [t + 1], encoder }); // recorded: the caller submits
+ *     device.queue.submit([encoder.finish()]);
+ *   }
+ *   const { out } = await layer.run({ kvLength: [510] }); // submitted; nothing waits
+ *   assert.deepEqual((await fromGpu(out)).shape, [1, 1, heads, d]); // the one read-back
+ *   layer.destroy();
+ *   for (const t of [q, k, v]) t.buffer.destroy();
  * }
  * ```
  *
