@@ -283,25 +283,35 @@ function maskTerms(
 ): MaskTerms {
   const { batch, nq, nk, heads } = dims;
   const resolved = resolveMask(options, dims);
-  // a ragged KV cache's windows (never with a block mask): O(batch) a call, not O(batch × Nk)
+  const kvLength = options.kvLength;
+  // kvLength is validated with the mask it builds (resolveMask, above)
+  const alibi = slopes && {
+    slopes,
+    offsets: Int32Array.from({ length: batch }, (_, b) => (kvLength?.[b] ?? nk) - nq),
+  };
+  // a ragged KV cache's windows (never with a block mask): O(batch) a call, not O(batch × Nk);
+  // the layers of a decoding step get the same windows object, and its terms made once
   const windows = "template" in resolved ? resolved : undefined;
+  const last = lastWindowTerms;
+  if (windows && last?.windows === windows && last.heads === heads) return { ...last.terms, alibi };
   const mask = windows ? windowedFlashMask(windows) : resolved as FlashMask;
   const effective = bm ? sliceLike(mask, bm) : mask;
-  const kvLength = options.kvLength;
-  return {
+  const terms = {
     mask: effective,
-    schedule: (blockRows, blockCols) =>
+    schedule: (blockRows: number, blockCols: number) =>
       windows
         ? scheduleWindows(windows, blockRows, blockCols)
         : schedule(effective, { nq, nk, blockRows, blockCols, blockMask: bm }),
-    slice: (b, h) => maskSlice(effective, b, h, heads),
-    // kvLength is validated with the mask it builds (resolveMask, above)
-    alibi: slopes && {
-      slopes,
-      offsets: Int32Array.from({ length: batch }, (_, b) => (kvLength?.[b] ?? nk) - nq),
-    },
+    slice: (b: number, h: number) => maskSlice(effective, b, h, heads),
   };
+  if (windows) lastWindowTerms = { windows, heads, terms };
+  return { ...terms, alibi };
 }
+
+/** The terms of the windows made last (see {@linkcode maskTerms}). */
+let lastWindowTerms:
+  | { windows: WindowedMask; heads: number; terms: Omit<MaskTerms, "alibi"> }
+  | undefined;
 
 /**
  * `options.blockTable` against k's pages `[numPages, pageSize, …]`: an Int32Array of

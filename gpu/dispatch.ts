@@ -154,7 +154,8 @@ interface Chunk {
 
 interface ChunkNode {
   next: WeakMap<GPUBuffer, ChunkNode>;
-  last?: { key: string; layout: KernelLayout; chunks: Chunk[] };
+  /** The chunks made last for these buffers, with the sizes and offsets they were made for. */
+  last?: { sig: number[]; layout: KernelLayout; chunks: Chunk[] };
 }
 
 /** Chunks by pipeline, every bound buffer (weakly held), then sizes and offsets. */
@@ -169,19 +170,24 @@ function chunksOf(ctx: GpuContext, pipe: GPUComputePipeline, r: BindRequest): Ch
   let node = chunkCache.get(pipe) as ChunkNode;
   if (node === undefined) chunkCache.set(pipe, node = { next: new WeakMap() });
   // workgroups(n) is linear in n: its value at the batch fixes it
-  let key = `${dtype}|${batch}|${gpuTuning().maxBindingBytes}|${workgroups(batch)}|`;
+  const wg = workgroups(batch);
+  const sig = [dtype === "f16" ? 1 : 0, batch, gpuTuning().maxBindingBytes ?? -1, ...wg];
   for (const d of layout.bindings) {
     const b = buffers[d.name];
     if (!b) throw new Error(`internal: no buffer for binding ${d.name}`);
     let next: ChunkNode | undefined = node.next.get(b.buffer);
     if (!next) node.next.set(b.buffer, next = { next: new WeakMap<GPUBuffer, ChunkNode>() });
     node = next;
-    key += `${b.offset ?? 0}+${b.perBatch},`;
+    sig.push(b.offset ?? 0, b.perBatch);
   }
   const known = node.last;
-  if (known?.key === key && known.layout === layout) return known.chunks;
+  if (known?.layout === layout && known.sig.length === sig.length) {
+    let same = true;
+    for (let i = 0; i < sig.length && same; i++) same = known.sig[i] === sig[i];
+    if (same) return known.chunks;
+  }
   const chunks = makeChunks(ctx, r);
-  node.last = { key, layout, chunks };
+  node.last = { sig, layout, chunks };
   return chunks;
 }
 

@@ -78,6 +78,18 @@ export function kvCacheWindows(
   windowSize: WindowSize | undefined,
 ): WindowedMask {
   const [left, right] = windowSize ?? [-1, -1];
+  // a decoding step's layers ask for the same windows one after another: found without a key
+  const l = lastWindows;
+  if (
+    l !== undefined && l.nq === nq && l.nk === nk && l.causal === causal && l.left === left &&
+    l.right === right && l.windows.offsets.length === kvLength.length
+  ) {
+    let same = true;
+    for (let b = 0; b < kvLength.length && same; b++) {
+      same = l.windows.offsets[b] === nk - kvLength[b];
+    }
+    if (same) return l.windows;
+  }
   const key = `${nq}:${nk}:${causal}:${left}:${right}`;
   // a decoding step's layers ask for the same template one after another
   const template = lastTemplate?.key === key
@@ -99,10 +111,23 @@ export function kvCacheWindows(
     });
   const offsets = new Int32Array(kvLength.length);
   for (let b = 0; b < offsets.length; b++) offsets[b] = nk - kvLength[b];
-  return { nq, nk, template, offsets };
+  const windows = { nq, nk, template, offsets };
+  lastWindows = { nq, nk, causal, left, right, windows };
+  return windows;
 }
 
 let lastTemplate: Template | undefined;
+/** The windows made last, with what they were made of (the same object is returned again). */
+let lastWindows:
+  | {
+    nq: number;
+    nk: number;
+    causal: boolean;
+    left: number;
+    right: number;
+    windows: WindowedMask;
+  }
+  | undefined;
 
 /** The schedule of a windowed mask for tiles of `br × bc`, cached by offsets and tile size. */
 export function scheduleWindows(w: WindowedMask, br: number, bc: number): Schedule {
