@@ -104,3 +104,10 @@ export function checkKeys(options: object, valid: readonly string[], where: stri
     );
   }
 }
+
+/** A value's type for error messages: `a string ("x")`, `a number (3)`, `an object`. */
+export function describe(x: unknown): string {
+  if (x === null) return "null";
+  if (typeof x === "object") return `a ${(x as object).constructor?.name ?? "object"}`;
+  return `${typeof x} (${JSON.stringify(x) ?? String(x)})`;
+}

@@ -15,7 +15,8 @@
  * @module
  */
 
-import { checkProblem, withKvLength } from "./_problem.ts";
+import { checkProblem } from "./_problem.ts";
+import { withKvLength } from "./_mask_terms.ts";
 import { checkKeys } from "./_options.ts";
 import type { AttentionOptions, GpuAttentionResult, Problem } from "./types.ts";
 import { type GpuTensor, isGpuTensor } from "./tensor.ts";

@@ -58,7 +58,10 @@ for (const e of entries) await graph(e, libraryGraph);
 function layer(file: string): number {
   if (file === "tensor.ts" || file.startsWith("masks/") || file.startsWith("terms/")) return 1;
   if (file === "types.ts") return 2;
-  if (["_problem.ts", "_options.ts", "merge.ts"].includes(file) || file.startsWith("reference/")) {
+  if (
+    ["_problem.ts", "_mask_terms.ts", "_options.ts", "merge.ts"].includes(file) ||
+    file.startsWith("reference/")
+  ) {
     return 3;
   }
   if (file === "tiled.ts" || file.startsWith("wasm/") || file.startsWith("gpu/")) return 4;
