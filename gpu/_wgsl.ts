@@ -96,7 +96,7 @@ export function storeColumns(
  */
 export function alibiTile(emit: Emit, o: Parameters<typeof maskTile>[1]): void {
   emit(`      {
-        let ab = alibi[b * P.heads + h];`);
+        let ab = alibi[P.alibiOff + b * P.heads + h];`);
   for (const i of range(o.rows)) {
     for (const m of range(o.cols)) {
       const key = o.keyOfColumn ? o.key(m) : o.key(i), r = reg(o.acc, i, m);
@@ -225,6 +225,7 @@ export const OPTION_PARAMS = [
   "seedHi",
   "pageSize",
   "perSequence",
+  "alibiOff",
 ] as const;
 
 /** Uniform fields of type f32 among {@linkcode OPTION_PARAMS}. */
@@ -232,7 +233,8 @@ export const OPTION_FLOATS = ["softcap2", "dropScale"] as const;
 
 /**
  * Uniform values of the score options: softcap in log2 units, and dropout's threshold, scale and
- * Philox key as masks/dropout.ts defines them (a paged cache's sizes: 0 here, set by the plan).
+ * Philox key as masks/dropout.ts defines them (a paged cache's sizes and ALiBi's table offset: 0
+ * here, set by the plan).
  */
 export function optionValues(
   softcap: number | undefined,
@@ -247,6 +249,7 @@ export function optionValues(
     seedHi,
     pageSize: 0,
     perSequence: 0,
+    alibiOff: 0,
   };
 }
 

@@ -9,8 +9,8 @@
 
 import type { Problem } from "../types.ts";
 import type { Schedule } from "../masks/schedule.ts";
-import { alibiOnGpu, scheduleOnGpu } from "./buffers.ts";
-import { pipelineLayout } from "./binding.ts";
+import { scheduleOnGpu } from "./buffers.ts";
+import { alibiSlot, pipelineLayout } from "./binding.ts";
 import { type GpuContext, pipeline } from "./device.ts";
 import {
   type Bound,
@@ -138,6 +138,10 @@ export function planBackward(
   const dqSb = scheduleOnGpu(ctx, dqPlan), kvSb = scheduleOnGpu(ctx, kvPlan);
   const qn = p.nq * p.heads * p.headDim, kn = p.nk * p.kvHeads * p.headDim;
   const rows = p.heads * p.nq;
+  const table = cfg.alibi ? alibiSlot(ctx, p) : undefined;
+  const alibi: Record<string, Bound> = table
+    ? { alibi: { buffer: table.buffer, perBatch: 0 } }
+    : {};
   const base = {
     ...problemUniforms(p),
     scale: p.scale,
@@ -145,13 +149,11 @@ export function planBackward(
     kOff: 0,
     statsOff: 0,
     lseOff: 0,
+    alibiOff: table?.at ?? 0,
   };
   const q = (r: Region) => bound(r, qn);
   const k = (r: Region) => bound(r, kn);
   const stats = bound(b.stats, rows);
-  const alibi: Record<string, Bound> = cfg.alibi
-    ? { alibi: { buffer: alibiOnGpu(ctx, p), perBatch: 0 } }
-    : {};
   const prep = encodeChunks(
     ctx,
     prepPipe,

@@ -9,6 +9,8 @@
  *   rewritten, so work already submitted, or recorded into a caller's encoder and submitted
  *   later, always reads what it was bound with; a full arena is replaced by a new one, and
  *   destroyed when the next call starts ({@linkcode uniformSlot});
+ * - per-call tables of score terms (ALiBi's, whose diagonal offsets follow `kvLength`) the same
+ *   way, in a storage arena bound whole, their offset in a uniform ({@linkcode alibiSlot});
  * - bind groups keyed by the bind group layout, the arena and every buffer they bind, held
  *   through weak maps, so that a cached bind group lives only while the program still holds all
  *   of its buffers ({@linkcode bindGroup}).
@@ -23,11 +25,22 @@
  * @module
  */
 
-import { COPY_DST, createBuffer, markCached, retire, retireLater, UNIFORM } from "./buffers.ts";
+import {
+  COPY_DST,
+  createBuffer,
+  markCached,
+  retire,
+  retireLater,
+  STORAGE,
+  UNIFORM,
+} from "./buffers.ts";
 import type { GpuContext } from "./device.ts";
+import type { Problem } from "../types.ts";
+import { alibiTable } from "../terms/alibi.ts";
+import { gpuTuning } from "./tuning.ts";
 import { FLOAT_PARAMS, type KernelLayout } from "./layout.ts";
 
-/** Bytes of a uniform arena: 256 slots at the usual 256-byte offset alignment. */
+/** Bytes of an arena: 256 uniform slots at the usual 256-byte offset alignment. */
 const ARENA_BYTES = 65536;
 /** Most bind groups kept for one combination of buffers (different offsets or sizes). */
 const MAX_PER_BUFFERS = 64;
@@ -46,7 +59,8 @@ interface Node {
 }
 
 interface Binding {
-  arena?: Arena;
+  /** The write-once arenas: uniform blocks, and per-call term tables (ALiBi's). */
+  arenas: { uniforms?: Arena; terms?: Arena };
   layouts: Map<string, [GPUBindGroupLayout, GPUPipelineLayout]>;
   groups: WeakMap<object, Node>;
   /** Bumped when a call fails: bind groups made before are not trusted any more. */
@@ -57,7 +71,9 @@ const state = new WeakMap<GpuContext, Binding>();
 
 function stateOf(ctx: GpuContext): Binding {
   let s = state.get(ctx);
-  if (!s) state.set(ctx, s = { layouts: new Map(), groups: new WeakMap(), generation: 0 });
+  if (!s) {
+    state.set(ctx, s = { arenas: {}, layouts: new Map(), groups: new WeakMap(), generation: 0 });
+  }
   return s;
 }
 
@@ -141,17 +157,70 @@ export function uniformSlot(
       key += bitsU32[0] + ",";
     } else key += (x >>> 0) + ",";
   }
-  const s = stateOf(ctx);
   const align = ctx.limits.minUniformBufferOffsetAlignment;
   const stride = Math.ceil(bytes / align) * align;
-  let a = s.arena;
+  const slot = arenaSlot(ctx, "uniforms", key, stride, UNIFORM | COPY_DST, Infinity);
+  if (slot.empty) {
+    const block = new ArrayBuffer(bytes);
+    const u = new Uint32Array(block), f = new Float32Array(block);
+    fields.forEach((name, i) => floats[i] ? (f[i] = values[name]) : (u[i] = values[name]));
+    ctx.device.queue.writeBuffer(slot.buffer, slot.offset, block);
+  }
+  return slot;
+}
+
+/**
+ * A per-call table of a score term (ALiBi's slopes and diagonal offsets, which change with
+ * `kvLength`) in a write-once arena of storage slots keyed by content: its byte offset goes to a
+ * uniform, and the arena is bound whole, so that a new table makes no buffer and no bind group.
+ * The arena fits `limit`, the largest storage binding.
+ */
+function termSlot(
+  ctx: GpuContext,
+  data: Float32Array,
+  limit: number,
+): { buffer: GPUBuffer; offset: number } {
+  const key = new Uint32Array(data.buffer, data.byteOffset, data.length).join(",");
+  const bytes = Math.ceil(data.byteLength / 16) * 16;
+  if (bytes > limit) {
+    throw new RangeError(
+      `a term table of ${bytes} bytes needs one binding; this device binds at most ${limit}`,
+    );
+  }
+  const slot = arenaSlot(ctx, "terms", key, bytes, STORAGE | COPY_DST, limit);
+  if (slot.empty) {
+    ctx.device.queue.writeBuffer(slot.buffer, slot.offset, data as Float32Array<ArrayBuffer>);
+  }
+  return slot;
+}
+
+/**
+ * The slot of `key` in arena `kind`: found, or the next `stride` bytes (`empty`: the caller
+ * writes it, once). A full arena, or one larger than `limit`, is replaced, and retired when the
+ * next call starts.
+ */
+function arenaSlot(
+  ctx: GpuContext,
+  kind: keyof Binding["arenas"],
+  key: string,
+  stride: number,
+  usage: number,
+  limit: number,
+): { buffer: GPUBuffer; offset: number; empty: boolean } {
+  const arenas = stateOf(ctx).arenas;
+  let a = arenas[kind];
+  if (a && a.buffer.size > limit) {
+    retireLater(ctx, a.buffer); // the limit shrank (tests tune it)
+    a = arenas[kind] = undefined;
+  }
   const hit = a?.slots.get(key);
-  if (a && hit !== undefined) return { buffer: a.buffer, offset: hit };
+  if (a && hit !== undefined) return { buffer: a.buffer, offset: hit, empty: false };
   if (!a || a.used + stride > a.buffer.size) {
     if (a) retireLater(ctx, a.buffer); // the call being bound may already use it
-    const size = Math.max(ARENA_BYTES, stride);
-    a = s.arena = {
-      buffer: markCached(createBuffer(ctx, size, UNIFORM | COPY_DST, "uniform blocks")),
+    const size = Math.min(limit, Math.max(ARENA_BYTES, stride));
+    const label = kind === "terms" ? "term tables" : "uniform blocks";
+    a = arenas[kind] = {
+      buffer: markCached(createBuffer(ctx, size, usage, label)),
       used: 0,
       slots: new Map(),
       fresh: true,
@@ -159,12 +228,8 @@ export function uniformSlot(
   }
   const offset = a.used;
   a.used += stride;
-  const block = new ArrayBuffer(bytes);
-  const u = new Uint32Array(block), f = new Float32Array(block);
-  fields.forEach((name, i) => floats[i] ? (f[i] = values[name]) : (u[i] = values[name]));
-  ctx.device.queue.writeBuffer(a.buffer, offset, block);
   a.slots.set(key, offset);
-  return { buffer: a.buffer, offset };
+  return { buffer: a.buffer, offset, empty: true };
 }
 
 /** One storage binding of a bind group: a buffer range. */
@@ -219,8 +284,9 @@ export function bindingGeneration(ctx: GpuContext): number {
 
 /** WebGPU accepted a call: what it made may be reused. */
 export function bindingAccepted(ctx: GpuContext): void {
-  const a = state.get(ctx)?.arena;
-  if (a) a.fresh = false;
+  const arenas = state.get(ctx)?.arenas;
+  if (arenas?.uniforms) arenas.uniforms.fresh = false;
+  if (arenas?.terms) arenas.terms.fresh = false;
 }
 
 /**
@@ -231,8 +297,23 @@ export function bindingFailed(ctx: GpuContext): void {
   const s = state.get(ctx);
   if (!s) return;
   s.generation++;
-  if (s.arena?.fresh) {
-    retire(ctx, s.arena.buffer);
-    s.arena = undefined;
+  for (const kind of ["uniforms", "terms"] as const) {
+    const a = s.arenas[kind];
+    if (a?.fresh) {
+      retire(ctx, a.buffer);
+      s.arenas[kind] = undefined;
+    }
   }
+}
+
+/**
+ * ALiBi of `p` for its kernels: (slope · log2 e, diagonal offset) per (batch, query head), in
+ * the term arena (`buffer`, bound whole) from vec2 element `at` (the `alibiOff` uniform).
+ */
+export function alibiSlot(ctx: GpuContext, p: Problem): { buffer: GPUBuffer; at: number } {
+  const limit = Math.floor(
+    Math.min(ctx.limits.maxStorageBufferBindingSize, gpuTuning().maxBindingBytes ?? Infinity) / 16,
+  ) * 16;
+  const slot = termSlot(ctx, alibiTable(p.alibi!, p.heads), limit);
+  return { buffer: slot.buffer, at: slot.offset / 8 };
 }

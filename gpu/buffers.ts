@@ -11,7 +11,6 @@ import { BOUNDS_PER_COLUMN } from "../masks/flashmask.ts";
 import type { Schedule } from "../masks/schedule.ts";
 import { isTemplate } from "../masks/windowed.ts";
 import type { Problem } from "../types.ts";
-import { alibiTable } from "../terms/alibi.ts";
 import { type GpuContext, unlessLost } from "./device.ts";
 import { gpuTuning } from "./tuning.ts";
 
@@ -440,7 +439,7 @@ const MAX_TERM_BUFFERS = 256;
 const termBuffers = new WeakMap<GpuContext, Map<string, GPUBuffer>>();
 
 /**
- * A score term's small array on the GPU (sink logits; ALiBi's slopes and offsets), uploaded once
+ * A score term's small array on the GPU (sink logits, a page table), uploaded once
  * per content and device: a decoding loop, whose layers' terms do not change, creates no buffer
  * per call. Least recently used contents are dropped past {@linkcode MAX_TERM_BUFFERS}, as
  * schedules are.
@@ -470,11 +469,6 @@ export function sinksOnGpu(ctx: GpuContext, p: Problem): GPUBuffer {
 export function pagesOnGpu(ctx: GpuContext, p: Problem): GPUBuffer {
   const t = p.pages!.table;
   return termOnGpu(ctx, new Float32Array(t.buffer, t.byteOffset, t.length), "pages");
-}
-
-/** ALiBi of `p` on the GPU: (slope · log2 e, diagonal offset) per (batch, query head). */
-export function alibiOnGpu(ctx: GpuContext, p: Problem): GPUBuffer {
-  return termOnGpu(ctx, alibiTable(p.alibi!, p.heads), "alibi");
 }
 
 const retiring = new WeakMap<GpuContext, GPUBuffer[]>();

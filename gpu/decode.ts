@@ -9,8 +9,8 @@
 
 import type { Problem } from "../types.ts";
 import type { Schedule } from "../masks/schedule.ts";
-import { alibiOnGpu, pagesOnGpu, scheduleOnGpu, scratch, sinksOnGpu } from "./buffers.ts";
-import { pipelineLayout } from "./binding.ts";
+import { pagesOnGpu, scheduleOnGpu, scratch, sinksOnGpu } from "./buffers.ts";
+import { alibiSlot, pipelineLayout } from "./binding.ts";
 import { type GpuContext, pipeline } from "./device.ts";
 import { bound, encodeChunks, type KernelPlan, problemUniforms, type Region } from "./dispatch.ts";
 import {
@@ -176,6 +176,7 @@ export function planDecode(
   const sb = scheduleOnGpu(ctx, kern.schedule);
   const qn = p.nq * p.heads * p.headDim, kn = p.nk * p.kvHeads * p.headDim;
   const [partBytes, plseBytes] = decodeScratch(p, kern);
+  const alibi = kern.cfg.alibi ? alibiSlot(ctx, p) : undefined;
   const values = {
     ...problemUniforms(p),
     rowsTotal: kern.rowsTotal,
@@ -187,6 +188,7 @@ export function planDecode(
     tilesOff: sb.rowTilesOff,
     boundsOff: sb.boundsOff,
     negInf: -Infinity,
+    alibiOff: alibi?.at ?? 0,
     // each chunk's element offsets are set by encodeChunks
     qOff: 0,
     kOff: 0,
@@ -213,7 +215,7 @@ export function planDecode(
       ...(kern.cfg.paged ? { pages: { buffer: pagesOnGpu(ctx, p), perBatch: 0 } } : {}),
       part,
       plse,
-      ...(kern.cfg.alibi ? { alibi: { buffer: alibiOnGpu(ctx, p), perBatch: 0 } } : {}),
+      ...(alibi ? { alibi: { buffer: alibi.buffer, perBatch: 0 } } : {}),
     },
     (n) => [kern.splits, p.kvHeads * kern.chunks, n],
   );

@@ -246,7 +246,7 @@ ${
   let hq${r} = kh * group + rc${r} / P.nq;
   let qi${r} = rc${r} % P.nq;
   let bo${r} = sched[P.boundsOff + b * P.maskBatchStride + hq${r} / P.maskHeadDiv];${
-        c.alibi ? `\n  let ab${r} = alibi[b * P.heads + hq${r}];` : ""
+        c.alibi ? `\n  let ab${r} = alibi[P.alibiOff + b * P.heads + hq${r}];` : ""
       }`
     )
   }

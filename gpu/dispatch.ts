@@ -412,11 +412,6 @@ export async function mapRead(
   return copy;
 }
 
-/** The buffers of the GPU-resident tensors among `ts`, with their names. */
-export function residentBuffers(ts: [string, Tensor | GpuTensor][]): [string, GPUBuffer][] {
-  return ts.filter(([, t]) => isGpuTensor(t)).map(([n, t]) => [n, (t as GpuTensor).buffer]);
-}
-
 /** Wraps device bytes as a tensor of the problem's dtype. */
 export function hostTensor(
   bytes: ArrayBuffer,

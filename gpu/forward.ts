@@ -8,8 +8,8 @@
 
 import type { Problem } from "../types.ts";
 import type { Schedule } from "../masks/schedule.ts";
-import { alibiOnGpu, pagesOnGpu, scheduleOnGpu, sinksOnGpu } from "./buffers.ts";
-import { pipelineLayout } from "./binding.ts";
+import { pagesOnGpu, scheduleOnGpu, sinksOnGpu } from "./buffers.ts";
+import { alibiSlot, pipelineLayout } from "./binding.ts";
 import { type GpuContext, pipeline } from "./device.ts";
 import { bound, encodeChunks, type KernelPlan, problemUniforms, type Region } from "./dispatch.ts";
 import {
@@ -144,6 +144,7 @@ export function planForward(
   const { cfg, pipe, schedule: plan, dtype } = kern;
   const sb = scheduleOnGpu(ctx, plan);
   const qn = p.nq * p.heads * p.headDim, kn = p.nk * p.kvHeads * p.headDim;
+  const alibi = cfg.alibi ? alibiSlot(ctx, p) : undefined;
   const kernel = encodeChunks(
     ctx,
     pipe,
@@ -156,6 +157,7 @@ export function planForward(
       tilesOff: sb.rowTilesOff,
       boundsOff: sb.boundsOff,
       negInf: -Infinity,
+      alibiOff: alibi?.at ?? 0,
     },
     p.batch,
     {
@@ -168,7 +170,7 @@ export function planForward(
       sched: { buffer: sb.buffer, perBatch: 0 },
       ...(cfg.paged ? { pages: { buffer: pagesOnGpu(ctx, p), perBatch: 0 } } : {}),
       ...(cfg.sinks ? { sinks: { buffer: sinksOnGpu(ctx, p), perBatch: 0 } } : {}),
-      ...(cfg.alibi ? { alibi: { buffer: alibiOnGpu(ctx, p), perBatch: 0 } } : {}),
+      ...(alibi ? { alibi: { buffer: alibi.buffer, perBatch: 0 } } : {}),
     },
     (n) => [plan.rowBlocks, p.heads, n],
   );

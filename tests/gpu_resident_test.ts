@@ -415,7 +415,7 @@ async function counting(device: GPUDevice, fn: () => Promise<unknown>) {
 
 Deno.test({
   name:
-    "webgpu: a repeated call creates no GPU object; a new kvLength writes only uniforms and tile lists",
+    "webgpu: a repeated call creates no GPU object; a new kvLength writes only uniforms and tile lists (and ALiBi its table)",
   ignore,
   fn: () =>
     withOwnDevice(async (device) => {
@@ -430,27 +430,33 @@ Deno.test({
         buffer: device.createBuffer({ size: 16, usage: STORAGE | COPY_SRC }),
         length: 4,
       };
-      const call = (kvLength: number) =>
-        attention(gq, gk, gv, { ...gpu, kvLength: [kvLength], outputs: { out, lse } });
-      for (const kvLength of [600, 433]) {
-        await call(kvLength); // first: binds and writes what it needs
-        const again = await counting(device, () => call(kvLength));
-        assert.deepEqual(
-          again,
-          { bindGroups: 0, buffers: 0, writes: 0, bytes: 0 },
-          "a repeated call",
-        );
-        const want = await attention(tq, tk, tv, { ...gpu, kvLength: [kvLength] });
-        assert.deepEqual(bits((await fromGpu(out)).data), bits(want.out.data as Float32Array));
+      // ALiBi's diagonal offsets change with kvLength: its table is written, nothing is made
+      for (const terms of [{}, { alibiSlopes: new Float32Array([0.5, 0.25, 0.125, 0.0625]) }]) {
+        const what = "alibiSlopes" in terms ? " with ALiBi" : "";
+        const call = (kvLength: number) =>
+          attention(gq, gk, gv, { ...gpu, ...terms, kvLength: [kvLength], outputs: { out, lse } });
+        for (const kvLength of [600, 433]) {
+          await call(kvLength); // first: binds and writes what it needs
+          const again = await counting(device, () => call(kvLength));
+          assert.deepEqual(
+            again,
+            { bindGroups: 0, buffers: 0, writes: 0, bytes: 0 },
+            `a repeated call${what}`,
+          );
+          const want = await attention(tq, tk, tv, { ...gpu, ...terms, kvLength: [kvLength] });
+          assert.deepEqual(bits((await fromGpu(out)).data), bits(want.out.data as Float32Array));
+        }
+        for (const kvLength of [434, 435]) {
+          const grown = await counting(device, () => call(kvLength));
+          assert.equal(grown.bindGroups + grown.buffers, 0, `a new kvLength${what} makes nothing`);
+          assert.ok(grown.writes > 0, "and writes its uniforms");
+          // the mask's bounds are one template for every length (2·Nk columns of 16 bytes): a new
+          // length writes its tile lists and a bounds table, not the bounds
+          assert.ok(grown.bytes < (2 * 600 * 16) / 4, `a new kvLength wrote ${grown.bytes} bytes`);
+          const want = await attention(tq, tk, tv, { ...gpu, ...terms, kvLength: [kvLength] });
+          assert.deepEqual(bits((await fromGpu(out)).data), bits(want.out.data as Float32Array));
+        }
       }
-      const grown = await counting(device, () => call(434));
-      assert.equal(grown.bindGroups + grown.buffers, 0, "a new kvLength reuses the bind groups");
-      assert.ok(grown.writes > 0, "and writes its uniforms");
-      // the mask's bounds are one template for every length (2·Nk columns of 16 bytes): a new
-      // length writes its tile lists and a bounds table, not the bounds
-      assert.ok(grown.bytes < (2 * 600 * 16) / 4, `a new kvLength wrote ${grown.bytes} bytes`);
-      const want = await attention(tq, tk, tv, { ...gpu, kvLength: [434] });
-      assert.deepEqual(bits((await fromGpu(out)).data), bits(want.out.data as Float32Array));
     }),
 });
 
