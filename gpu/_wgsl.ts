@@ -19,7 +19,7 @@ import { loadTransposed } from "./_loads.ts";
  */
 export const PAGE_ROW_DECL = `fn pageRow(b: u32, j: u32) -> u32 {
   let blk = j / P.pageSize;
-  return pages[b * P.perSequence + blk] * P.pageSize + (j - blk * P.pageSize);
+  return pages[P.pagesOff + b * P.perSequence + blk] * P.pageSize + (j - blk * P.pageSize);
 }`;
 
 /**
@@ -226,6 +226,7 @@ export const OPTION_PARAMS = [
   "pageSize",
   "perSequence",
   "alibiOff",
+  "pagesOff",
 ] as const;
 
 /** Uniform fields of type f32 among {@linkcode OPTION_PARAMS}. */
@@ -233,8 +234,8 @@ export const OPTION_FLOATS = ["softcap2", "dropScale"] as const;
 
 /**
  * Uniform values of the score options: softcap in log2 units, and dropout's threshold, scale and
- * Philox key as masks/dropout.ts defines them (a paged cache's sizes and ALiBi's table offset: 0
- * here, set by the plan).
+ * Philox key as masks/dropout.ts defines them (a paged cache's sizes and the offsets of ALiBi's and
+ * the page table in the term arena: 0 here, set by the plan).
  */
 export function optionValues(
   softcap: number | undefined,
@@ -250,6 +251,7 @@ export function optionValues(
     pageSize: 0,
     perSequence: 0,
     alibiOff: 0,
+    pagesOff: 0,
   };
 }
 

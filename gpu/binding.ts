@@ -9,8 +9,9 @@
  *   rewritten, so work already submitted, or recorded into a caller's encoder and submitted
  *   later, always reads what it was bound with; a full arena is replaced by a new one, and
  *   destroyed when the next call starts ({@linkcode uniformSlot});
- * - per-call tables of score terms (ALiBi's, whose diagonal offsets follow `kvLength`) the same
- *   way, in a storage arena bound whole, their offset in a uniform ({@linkcode alibiSlot});
+ * - per-call tables (ALiBi's, whose diagonal offsets follow `kvLength`; a paged cache's page
+ *   table, which a decoding step may grow) the same way, in a storage arena bound whole, their
+ *   offset in a uniform ({@linkcode alibiSlot}, {@linkcode pagesSlot});
  * - bind groups keyed by the bind group layout, the arena and every buffer they bind, held
  *   through weak maps, so that a cached bind group lives only while the program still holds all
  *   of its buffers ({@linkcode bindGroup}).
@@ -59,7 +60,7 @@ interface Node {
 }
 
 interface Binding {
-  /** The write-once arenas: uniform blocks, and per-call term tables (ALiBi's). */
+  /** The write-once arenas: uniform blocks, and per-call tables (ALiBi's, page tables). */
   arenas: { uniforms?: Arena; terms?: Arena };
   layouts: Map<string, [GPUBindGroupLayout, GPUPipelineLayout]>;
   groups: WeakMap<object, Node>;
@@ -170,8 +171,8 @@ export function uniformSlot(
 }
 
 /**
- * A per-call table of a score term (ALiBi's slopes and diagonal offsets, which change with
- * `kvLength`) in a write-once arena of storage slots keyed by content: its byte offset goes to a
+ * A per-call table (ALiBi's slopes and diagonal offsets, which change with `kvLength`; a page
+ * table) in a write-once arena of storage slots keyed by content: its byte offset goes to a
  * uniform, and the arena is bound whole, so that a new table makes no buffer and no bind group.
  * The arena fits `limit`, the largest storage binding.
  */
@@ -306,14 +307,28 @@ export function bindingFailed(ctx: GpuContext): void {
   }
 }
 
+/** The largest storage binding: the device's, or the tests' tuned one (a term arena fits it). */
+function bindingLimit(ctx: GpuContext): number {
+  return Math.floor(
+    Math.min(ctx.limits.maxStorageBufferBindingSize, gpuTuning().maxBindingBytes ?? Infinity) / 16,
+  ) * 16;
+}
+
 /**
  * ALiBi of `p` for its kernels: (slope · log2 e, diagonal offset) per (batch, query head), in
  * the term arena (`buffer`, bound whole) from vec2 element `at` (the `alibiOff` uniform).
  */
 export function alibiSlot(ctx: GpuContext, p: Problem): { buffer: GPUBuffer; at: number } {
-  const limit = Math.floor(
-    Math.min(ctx.limits.maxStorageBufferBindingSize, gpuTuning().maxBindingBytes ?? Infinity) / 16,
-  ) * 16;
-  const slot = termSlot(ctx, alibiTable(p.alibi!, p.heads), limit);
+  const slot = termSlot(ctx, alibiTable(p.alibi!, p.heads), bindingLimit(ctx));
   return { buffer: slot.buffer, at: slot.offset / 8 };
+}
+
+/**
+ * The page table of `p`'s paged KV cache (u32 page indices, `[batch, perSequence]`), which a
+ * decoding step may grow, in the term arena from u32 element `at` (the `pagesOff` uniform).
+ */
+export function pagesSlot(ctx: GpuContext, p: Problem): { buffer: GPUBuffer; at: number } {
+  const t = p.pages!.table;
+  const slot = termSlot(ctx, new Float32Array(t.buffer, t.byteOffset, t.length), bindingLimit(ctx));
+  return { buffer: slot.buffer, at: slot.offset / 4 };
 }

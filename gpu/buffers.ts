@@ -439,7 +439,7 @@ const MAX_TERM_BUFFERS = 256;
 const termBuffers = new WeakMap<GpuContext, Map<string, GPUBuffer>>();
 
 /**
- * A score term's small array on the GPU (sink logits, a page table), uploaded once
+ * A score term's small array on the GPU (the sink logits), uploaded once
  * per content and device: a decoding loop, whose layers' terms do not change, creates no buffer
  * per call. Least recently used contents are dropped past {@linkcode MAX_TERM_BUFFERS}, as
  * schedules are.
@@ -463,12 +463,6 @@ export function termOnGpu(ctx: GpuContext, data: Float32Array, label: string): G
 /** The sink logits of `p` on the GPU (one f32 per query head). */
 export function sinksOnGpu(ctx: GpuContext, p: Problem): GPUBuffer {
   return termOnGpu(ctx, p.sinks!, "sinks");
-}
-
-/** The page table of `p`'s paged KV cache on the GPU (u32 page indices, `[batch, perSequence]`). */
-export function pagesOnGpu(ctx: GpuContext, p: Problem): GPUBuffer {
-  const t = p.pages!.table;
-  return termOnGpu(ctx, new Float32Array(t.buffer, t.byteOffset, t.length), "pages");
 }
 
 const retiring = new WeakMap<GpuContext, GPUBuffer[]>();

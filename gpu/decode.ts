@@ -9,8 +9,8 @@
 
 import type { Problem } from "../types.ts";
 import type { Schedule } from "../masks/schedule.ts";
-import { pagesOnGpu, scheduleOnGpu, scratch, sinksOnGpu } from "./buffers.ts";
-import { alibiSlot, pipelineLayout } from "./binding.ts";
+import { scheduleOnGpu, scratch, sinksOnGpu } from "./buffers.ts";
+import { alibiSlot, pagesSlot, pipelineLayout } from "./binding.ts";
 import { type GpuContext, pipeline } from "./device.ts";
 import { bound, encodeChunks, type KernelPlan, problemUniforms, type Region } from "./dispatch.ts";
 import {
@@ -177,6 +177,7 @@ export function planDecode(
   const qn = p.nq * p.heads * p.headDim, kn = p.nk * p.kvHeads * p.headDim;
   const [partBytes, plseBytes] = decodeScratch(p, kern);
   const alibi = kern.cfg.alibi ? alibiSlot(ctx, p) : undefined;
+  const pages = kern.cfg.paged ? pagesSlot(ctx, p) : undefined;
   const values = {
     ...problemUniforms(p),
     rowsTotal: kern.rowsTotal,
@@ -189,6 +190,7 @@ export function planDecode(
     boundsOff: sb.boundsOff,
     negInf: -Infinity,
     alibiOff: alibi?.at ?? 0,
+    pagesOff: pages?.at ?? 0,
     // each chunk's element offsets are set by encodeChunks
     qOff: 0,
     kOff: 0,
@@ -212,7 +214,7 @@ export function planDecode(
       k: bound(b.k, kern.cfg.paged ? 0 : kn),
       v: bound(b.v, kern.cfg.paged ? 0 : kn),
       sched: { buffer: sb.buffer, perBatch: 0 },
-      ...(kern.cfg.paged ? { pages: { buffer: pagesOnGpu(ctx, p), perBatch: 0 } } : {}),
+      ...(pages ? { pages: { buffer: pages.buffer, perBatch: 0 } } : {}),
       part,
       plse,
       ...(alibi ? { alibi: { buffer: alibi.buffer, perBatch: 0 } } : {}),

@@ -8,8 +8,8 @@
 
 import type { Problem } from "../types.ts";
 import type { Schedule } from "../masks/schedule.ts";
-import { pagesOnGpu, scheduleOnGpu, sinksOnGpu } from "./buffers.ts";
-import { alibiSlot, pipelineLayout } from "./binding.ts";
+import { scheduleOnGpu, sinksOnGpu } from "./buffers.ts";
+import { alibiSlot, pagesSlot, pipelineLayout } from "./binding.ts";
 import { type GpuContext, pipeline } from "./device.ts";
 import { bound, encodeChunks, type KernelPlan, problemUniforms, type Region } from "./dispatch.ts";
 import {
@@ -145,6 +145,7 @@ export function planForward(
   const sb = scheduleOnGpu(ctx, plan);
   const qn = p.nq * p.heads * p.headDim, kn = p.nk * p.kvHeads * p.headDim;
   const alibi = cfg.alibi ? alibiSlot(ctx, p) : undefined;
+  const pages = cfg.paged ? pagesSlot(ctx, p) : undefined;
   const kernel = encodeChunks(
     ctx,
     pipe,
@@ -158,6 +159,7 @@ export function planForward(
       boundsOff: sb.boundsOff,
       negInf: -Infinity,
       alibiOff: alibi?.at ?? 0,
+      pagesOff: pages?.at ?? 0,
     },
     p.batch,
     {
@@ -168,7 +170,7 @@ export function planForward(
       out: bound(b.out, qn),
       lse: bound(b.lse, p.heads * p.nq),
       sched: { buffer: sb.buffer, perBatch: 0 },
-      ...(cfg.paged ? { pages: { buffer: pagesOnGpu(ctx, p), perBatch: 0 } } : {}),
+      ...(pages ? { pages: { buffer: pages.buffer, perBatch: 0 } } : {}),
       ...(cfg.sinks ? { sinks: { buffer: sinksOnGpu(ctx, p), perBatch: 0 } } : {}),
       ...(alibi ? { alibi: { buffer: alibi.buffer, perBatch: 0 } } : {}),
     },

@@ -461,6 +461,48 @@ Deno.test({
 });
 
 Deno.test({
+  name: "webgpu: a paged cache's new page table (a decoding step's) makes no buffer or bind group",
+  ignore,
+  fn: () =>
+    withOwnDevice(async (device) => {
+      const r = rng(8);
+      const pageSize = 16, pages = 40, perSequence = 36; // 576 logical keys: the decoding kernels
+      const tq = randomTensor(r, [1, 1, 4, 32]), to = randomTensor(r, [1, 1, 4, 32]);
+      const tk = randomTensor(r, [pages, pageSize, 2, 32]);
+      const tv = randomTensor(r, [pages, pageSize, 2, 32]);
+      const [gq, gk, gv] = packed(device, [tq, tk, tv], 0);
+      const [out] = packed(device, [to], 0);
+      const lse: GpuArray = {
+        buffer: device.createBuffer({ size: 16, usage: STORAGE | COPY_SRC }),
+        length: 4,
+      };
+      const table = (shift: number) => ({
+        data: Int32Array.from({ length: perSequence }, (_, i) => (i * 7 + shift) % pages),
+        shape: [1, perSequence] as [number, number],
+      });
+      const options = (shift: number, kvLength: number) => ({
+        ...gpu,
+        blockTable: table(shift),
+        kvLength: [kvLength],
+      });
+      const call = (shift: number, kvLength: number) =>
+        attention(gq, gk, gv, { ...options(shift, kvLength), outputs: { out, lse } });
+      await call(0, 570); // first: binds and writes what it needs
+      assert.deepEqual(
+        await counting(device, () => call(0, 570)),
+        { bindGroups: 0, buffers: 0, writes: 0, bytes: 0 },
+        "a repeated call",
+      );
+      for (const [shift, kvLength] of [[3, 571], [5, 572]]) {
+        const n = await counting(device, () => call(shift, kvLength));
+        assert.equal(n.bindGroups + n.buffers, 0, "a new page table makes nothing");
+        const want = await attention(tq, tk, tv, options(shift, kvLength));
+        assert.deepEqual(bits((await fromGpu(out)).data), bits(want.out.data as Float32Array));
+      }
+    }),
+});
+
+Deno.test({
   name:
     "webgpu: more distinct calls recorded into one encoder than a uniform arena holds stay valid",
   ignore,
