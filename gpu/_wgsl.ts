@@ -227,6 +227,7 @@ export const OPTION_PARAMS = [
   "perSequence",
   "alibiOff",
   "pagesOff",
+  "sinksOff",
 ] as const;
 
 /** Uniform fields of type f32 among {@linkcode OPTION_PARAMS}. */
@@ -234,8 +235,8 @@ export const OPTION_FLOATS = ["softcap2", "dropScale"] as const;
 
 /**
  * Uniform values of the score options: softcap in log2 units, and dropout's threshold, scale and
- * Philox key as masks/dropout.ts defines them (a paged cache's sizes and the offsets of ALiBi's and
- * the page table in the term arena: 0 here, set by the plan).
+ * Philox key as masks/dropout.ts defines them (a paged cache's sizes and the offsets of the tables in
+ * the term arena: 0 here, set by the plan).
  */
 export function optionValues(
   softcap: number | undefined,
@@ -252,6 +253,7 @@ export function optionValues(
     perSequence: 0,
     alibiOff: 0,
     pagesOff: 0,
+    sinksOff: 0,
   };
 }
 

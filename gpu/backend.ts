@@ -24,7 +24,8 @@ import type {
   SavedForBackward,
 } from "../types.ts";
 import type { GpuArray, GpuTensor, Shape4, Tensor } from "../tensor.ts";
-import { checkGpuBuffers, release, sinksOnGpu, storage, upload } from "./buffers.ts";
+import { checkGpuBuffers, release, storage, upload } from "./buffers.ts";
+import { sinksSlot } from "./binding.ts";
 import { deviceType, hostTensor, onDevice, requireGpu, submit } from "./dispatch.ts";
 import { checkOutputs, checkResident, gpuBuffers, type Named, type OutputSpec } from "./io.ts";
 import { adapterInfo, type GpuContext } from "./device.ts";
@@ -267,7 +268,7 @@ export async function gpuBackward(
       const b: BackwardBuffers = { ...inputs, stats, dq: grads.dq!, dk: grads.dk!, dv: grads.dv! };
       const plan = planBackward(ctx, p, b, kern);
       const sink = sinkPipe && dsinks
-        ? planSinkGrad(ctx, p, sinkPipe, { stats, sinks: sinksOnGpu(ctx, p), dsinks })
+        ? planSinkGrad(ctx, p, sinkPipe, { stats, sinks: sinksSlot(ctx, p), dsinks })
         : undefined;
       return {
         encode: (pass) => {

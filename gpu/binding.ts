@@ -9,9 +9,10 @@
  *   rewritten, so work already submitted, or recorded into a caller's encoder and submitted
  *   later, always reads what it was bound with; a full arena is replaced by a new one, and
  *   destroyed when the next call starts ({@linkcode uniformSlot});
- * - per-call tables (ALiBi's, whose diagonal offsets follow `kvLength`; a paged cache's page
- *   table, which a decoding step may grow) the same way, in a storage arena bound whole, their
- *   offset in a uniform ({@linkcode alibiSlot}, {@linkcode pagesSlot});
+ * - the small tables of score terms and caches (sink logits; ALiBi's, whose diagonal offsets
+ *   follow `kvLength`; a paged cache's page table, which a decoding step may grow) the same way,
+ *   in a storage arena bound whole, their offsets in uniforms ({@linkcode sinksSlot},
+ *   {@linkcode alibiSlot}, {@linkcode pagesSlot});
  * - bind groups keyed by the bind group layout, the arena and every buffer they bind, held
  *   through weak maps, so that a cached bind group lives only while the program still holds all
  *   of its buffers ({@linkcode bindGroup}).
@@ -60,7 +61,7 @@ interface Node {
 }
 
 interface Binding {
-  /** The write-once arenas: uniform blocks, and per-call tables (ALiBi's, page tables). */
+  /** The write-once arenas: uniform blocks, and the tables of terms (sinks, ALiBi, pages). */
   arenas: { uniforms?: Arena; terms?: Arena };
   layouts: Map<string, [GPUBindGroupLayout, GPUPipelineLayout]>;
   groups: WeakMap<object, Node>;
@@ -171,8 +172,8 @@ export function uniformSlot(
 }
 
 /**
- * A per-call table (ALiBi's slopes and diagonal offsets, which change with `kvLength`; a page
- * table) in a write-once arena of storage slots keyed by content: its byte offset goes to a
+ * A small table (sink logits; ALiBi's slopes and diagonal offsets, which change with `kvLength`;
+ * a page table) in a write-once arena of storage slots keyed by content: its byte offset goes to a
  * uniform, and the arena is bound whole, so that a new table makes no buffer and no bind group.
  * The arena fits `limit`, the largest storage binding.
  */
@@ -330,5 +331,11 @@ export function alibiSlot(ctx: GpuContext, p: Problem): { buffer: GPUBuffer; at:
 export function pagesSlot(ctx: GpuContext, p: Problem): { buffer: GPUBuffer; at: number } {
   const t = p.pages!.table;
   const slot = termSlot(ctx, new Float32Array(t.buffer, t.byteOffset, t.length), bindingLimit(ctx));
+  return { buffer: slot.buffer, at: slot.offset / 4 };
+}
+
+/** The sink logits of `p` (one f32 per query head) in the term arena from f32 element `at`. */
+export function sinksSlot(ctx: GpuContext, p: Problem): { buffer: GPUBuffer; at: number } {
+  const slot = termSlot(ctx, p.sinks!, bindingLimit(ctx));
   return { buffer: slot.buffer, at: slot.offset / 4 };
 }

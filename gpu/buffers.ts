@@ -10,7 +10,6 @@
 import { BOUNDS_PER_COLUMN } from "../masks/flashmask.ts";
 import type { Schedule } from "../masks/schedule.ts";
 import { isTemplate } from "../masks/windowed.ts";
-import type { Problem } from "../types.ts";
 import { type GpuContext, unlessLost } from "./device.ts";
 import { gpuTuning } from "./tuning.ts";
 
@@ -431,38 +430,6 @@ function dropShared(ctx: GpuContext, s: Schedules): void {
   for (const [k, v] of s.cache) if (v.buffer === old) s.cache.delete(k);
   retireLater(ctx, old); // the call being bound may use it
   s.shared = undefined;
-}
-
-/** Most term arrays kept on the GPU per device (distinct contents: a model's layers). */
-const MAX_TERM_BUFFERS = 256;
-
-const termBuffers = new WeakMap<GpuContext, Map<string, GPUBuffer>>();
-
-/**
- * A score term's small array on the GPU (the sink logits), uploaded once
- * per content and device: a decoding loop, whose layers' terms do not change, creates no buffer
- * per call. Least recently used contents are dropped past {@linkcode MAX_TERM_BUFFERS}, as
- * schedules are.
- */
-export function termOnGpu(ctx: GpuContext, data: Float32Array, label: string): GPUBuffer {
-  let cache = termBuffers.get(ctx);
-  if (!cache) termBuffers.set(ctx, cache = new Map());
-  const key = `${label}:${new Uint32Array(data.buffer, data.byteOffset, data.length)}`;
-  let buf = cache.get(key);
-  if (buf) cache.delete(key); // most recently used last
-  else buf = markCached(upload(ctx, data, label));
-  cache.set(key, buf);
-  for (const [old, b] of cache) {
-    if (cache.size <= MAX_TERM_BUFFERS) break;
-    cache.delete(old);
-    retireLater(ctx, b); // the call being bound may use it
-  }
-  return buf;
-}
-
-/** The sink logits of `p` on the GPU (one f32 per query head). */
-export function sinksOnGpu(ctx: GpuContext, p: Problem): GPUBuffer {
-  return termOnGpu(ctx, p.sinks!, "sinks");
 }
 
 const retiring = new WeakMap<GpuContext, GPUBuffer[]>();

@@ -9,8 +9,8 @@
 
 import type { Problem } from "../types.ts";
 import type { Schedule } from "../masks/schedule.ts";
-import { scheduleOnGpu, scratch, sinksOnGpu } from "./buffers.ts";
-import { alibiSlot, pagesSlot, pipelineLayout } from "./binding.ts";
+import { scheduleOnGpu, scratch } from "./buffers.ts";
+import { alibiSlot, pagesSlot, pipelineLayout, sinksSlot } from "./binding.ts";
 import { type GpuContext, pipeline } from "./device.ts";
 import { bound, encodeChunks, type KernelPlan, problemUniforms, type Region } from "./dispatch.ts";
 import {
@@ -178,6 +178,7 @@ export function planDecode(
   const [partBytes, plseBytes] = decodeScratch(p, kern);
   const alibi = kern.cfg.alibi ? alibiSlot(ctx, p) : undefined;
   const pages = kern.cfg.paged ? pagesSlot(ctx, p) : undefined;
+  const sinks = kern.cfg.sinks ? sinksSlot(ctx, p) : undefined;
   const values = {
     ...problemUniforms(p),
     rowsTotal: kern.rowsTotal,
@@ -191,6 +192,7 @@ export function planDecode(
     negInf: -Infinity,
     alibiOff: alibi?.at ?? 0,
     pagesOff: pages?.at ?? 0,
+    sinksOff: sinks?.at ?? 0,
     // each chunk's element offsets are set by encodeChunks
     qOff: 0,
     kOff: 0,
@@ -233,7 +235,7 @@ export function planDecode(
       plse,
       out: bound(b.out, qn),
       lse: bound(b.lse, p.heads * p.nq),
-      ...(kern.cfg.sinks ? { sinks: { buffer: sinksOnGpu(ctx, p), perBatch: 0 } } : {}),
+      ...(sinks ? { sinks: { buffer: sinks.buffer, perBatch: 0 } } : {}),
     },
     (n) => [Math.ceil((p.heads * p.nq * kern.cfg.cw) / 256), n, 1],
   );

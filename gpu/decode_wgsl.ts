@@ -524,7 +524,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var m = NEG;
   for (var s = 0u; s < P.splits; s++) { m = max(m, plse[P.plseOff + (slot0 + s) * ${R}u + r]); }${
     c.sinks
-      ? "\n  let sink = sinks[hq]; // the sink joins once, with weight exp(σ − m) and no value\n  m = max(m, sink);"
+      ? "\n  let sink = sinks[P.sinksOff + hq]; // the sink joins once, with weight exp(σ − m) and no value\n  m = max(m, sink);"
       : ""
   }
   // m stays NEG where no split saw a key (every plse −∞, so every w is 0); a NaN plse makes sum

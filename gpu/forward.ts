@@ -8,8 +8,8 @@
 
 import type { Problem } from "../types.ts";
 import type { Schedule } from "../masks/schedule.ts";
-import { scheduleOnGpu, sinksOnGpu } from "./buffers.ts";
-import { alibiSlot, pagesSlot, pipelineLayout } from "./binding.ts";
+import { scheduleOnGpu } from "./buffers.ts";
+import { alibiSlot, pagesSlot, pipelineLayout, sinksSlot } from "./binding.ts";
 import { type GpuContext, pipeline } from "./device.ts";
 import { bound, encodeChunks, type KernelPlan, problemUniforms, type Region } from "./dispatch.ts";
 import {
@@ -146,6 +146,7 @@ export function planForward(
   const qn = p.nq * p.heads * p.headDim, kn = p.nk * p.kvHeads * p.headDim;
   const alibi = cfg.alibi ? alibiSlot(ctx, p) : undefined;
   const pages = cfg.paged ? pagesSlot(ctx, p) : undefined;
+  const sinks = cfg.sinks ? sinksSlot(ctx, p) : undefined;
   const kernel = encodeChunks(
     ctx,
     pipe,
@@ -160,6 +161,7 @@ export function planForward(
       negInf: -Infinity,
       alibiOff: alibi?.at ?? 0,
       pagesOff: pages?.at ?? 0,
+      sinksOff: sinks?.at ?? 0,
     },
     p.batch,
     {
@@ -171,7 +173,7 @@ export function planForward(
       lse: bound(b.lse, p.heads * p.nq),
       sched: { buffer: sb.buffer, perBatch: 0 },
       ...(pages ? { pages: { buffer: pages.buffer, perBatch: 0 } } : {}),
-      ...(cfg.sinks ? { sinks: { buffer: sinksOnGpu(ctx, p), perBatch: 0 } } : {}),
+      ...(sinks ? { sinks: { buffer: sinks.buffer, perBatch: 0 } } : {}),
       ...(alibi ? { alibi: { buffer: alibi.buffer, perBatch: 0 } } : {}),
     },
     (n) => [plan.rowBlocks, p.heads, n],

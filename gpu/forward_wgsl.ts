@@ -169,7 +169,7 @@ ${rowBlockPrologue(br, rm, HD)}
   if (c.paged) emit(`  let pBase = P.kOff + kh * ${HD};`);
   // the online softmax starts empty, or from the sink's state (terms/sink.ts): m = σ_h (log2
   // units), l = 1, counted once among the 16 invocations that share a row
-  if (c.sinks) emit(`  let sink2 = sinks[h] * 1.4426950408889634;`);
+  if (c.sinks) emit(`  let sink2 = sinks[P.sinksOff + h] * 1.4426950408889634;`);
   for (const i of range(rm)) {
     emit(
       c.sinks

@@ -19,7 +19,7 @@ import { layoutWgsl } from "./layout.ts";
 
 /** Uniforms and bindings of the sink-gradient kernel (stats bound whole: every batch entry). */
 export const SINK_GRAD_LAYOUT: KernelLayout = {
-  params: ["nq", "heads", "batchTotal"],
+  params: ["nq", "heads", "batchTotal", "sinksOff"],
   bindings: [
     { name: "stats", type: "vec2<f32>" },
     { name: "sinks", type: "f32" },
@@ -34,7 +34,7 @@ var<workgroup> red: array<f32, 256>;
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let h = wid.x;
-  let sink2 = sinks[h] * 1.4426950408889634;
+  let sink2 = sinks[P.sinksOff + h] * 1.4426950408889634;
   var acc = 0.0;
   let n = P.batchTotal * P.nq;
   for (var r = t; r < n; r += 256u) {
@@ -56,23 +56,26 @@ export function sinkGradKernel(ctx: GpuContext): Promise<GPUComputePipeline> {
   return pipeline(ctx, "sink-grad", sinkGradWgsl, pipelineLayout(ctx, SINK_GRAD_LAYOUT));
 }
 
-/** Binds the kernel: stats (all rows), the sinks and the dsinks output (synchronous). */
+/**
+ * Binds the kernel: stats (all rows), the sinks (in the term arena, from element `at`) and the
+ * dsinks output (synchronous).
+ */
 export function planSinkGrad(
   ctx: GpuContext,
   p: Problem,
   pipe: GPUComputePipeline,
-  b: { stats: Region; sinks: GPUBuffer; dsinks: Region },
+  b: { stats: Region; sinks: { buffer: GPUBuffer; at: number }; dsinks: Region },
 ): KernelPlan {
   return encodeChunks(
     ctx,
     pipe,
     SINK_GRAD_LAYOUT,
     "f32",
-    { nq: p.nq, heads: p.heads, batchTotal: p.batch },
+    { nq: p.nq, heads: p.heads, batchTotal: p.batch, sinksOff: b.sinks.at },
     1,
     {
       stats: bound(b.stats, 0),
-      sinks: bound(b.sinks, 0),
+      sinks: bound(b.sinks.buffer, 0),
       dsinks: bound(b.dsinks, 0),
     },
     () => [p.heads, 1, 1],
