@@ -35,11 +35,11 @@ import {
   retireLater,
   STORAGE,
   UNIFORM,
+  wholeBindingLimit,
 } from "./buffers.ts";
 import type { GpuContext } from "./device.ts";
 import type { Problem } from "../types.ts";
 import { alibiTable } from "../terms/alibi.ts";
-import { gpuTuning } from "./tuning.ts";
 import { FLOAT_PARAMS, type KernelLayout } from "./layout.ts";
 
 /** Bytes of an arena: 256 uniform slots at the usual 256-byte offset alignment. */
@@ -308,19 +308,12 @@ export function bindingFailed(ctx: GpuContext): void {
   }
 }
 
-/** The largest storage binding: the device's, or the tests' tuned one (a term arena fits it). */
-function bindingLimit(ctx: GpuContext): number {
-  return Math.floor(
-    Math.min(ctx.limits.maxStorageBufferBindingSize, gpuTuning().maxBindingBytes ?? Infinity) / 16,
-  ) * 16;
-}
-
 /**
  * ALiBi of `p` for its kernels: (slope · log2 e, diagonal offset) per (batch, query head), in
  * the term arena (`buffer`, bound whole) from vec2 element `at` (the `alibiOff` uniform).
  */
 export function alibiSlot(ctx: GpuContext, p: Problem): { buffer: GPUBuffer; at: number } {
-  const slot = termSlot(ctx, alibiTable(p.alibi!, p.heads), bindingLimit(ctx));
+  const slot = termSlot(ctx, alibiTable(p.alibi!, p.heads), wholeBindingLimit(ctx));
   return { buffer: slot.buffer, at: slot.offset / 8 };
 }
 
@@ -330,12 +323,16 @@ export function alibiSlot(ctx: GpuContext, p: Problem): { buffer: GPUBuffer; at:
  */
 export function pagesSlot(ctx: GpuContext, p: Problem): { buffer: GPUBuffer; at: number } {
   const t = p.pages!.table;
-  const slot = termSlot(ctx, new Float32Array(t.buffer, t.byteOffset, t.length), bindingLimit(ctx));
+  const slot = termSlot(
+    ctx,
+    new Float32Array(t.buffer, t.byteOffset, t.length),
+    wholeBindingLimit(ctx),
+  );
   return { buffer: slot.buffer, at: slot.offset / 4 };
 }
 
 /** The sink logits of `p` (one f32 per query head) in the term arena from f32 element `at`. */
 export function sinksSlot(ctx: GpuContext, p: Problem): { buffer: GPUBuffer; at: number } {
-  const slot = termSlot(ctx, p.sinks!, bindingLimit(ctx));
+  const slot = termSlot(ctx, p.sinks!, wholeBindingLimit(ctx));
   return { buffer: slot.buffer, at: slot.offset / 4 };
 }

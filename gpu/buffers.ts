@@ -313,6 +313,16 @@ interface Schedules {
 const scheduleBuffers = new WeakMap<GpuContext, Schedules>();
 
 /**
+ * The largest buffer a kernel binds whole (the schedules, the term arena): the device's largest
+ * storage binding, or the tests' tuned one, in 16-byte units.
+ */
+export function wholeBindingLimit(ctx: GpuContext): number {
+  return Math.floor(
+    Math.min(ctx.limits.maxStorageBufferBindingSize, gpuTuning().maxBindingBytes ?? Infinity) / 16,
+  ) * 16;
+}
+
+/**
  * The schedule on the GPU, uploaded once per schedule and device (cached, least recently used
  * dropped). Its bounds (`columnBounds`) are written once per shared buffer: a ragged KV cache's
  * template serves every decoding step, which writes only its tile lists and bounds table.
@@ -323,10 +333,7 @@ export function scheduleOnGpu(ctx: GpuContext, plan: Schedule): ScheduleBuffer {
   let s = scheduleBuffers.get(ctx);
   if (!s) scheduleBuffers.set(ctx, s = { cache: new Map() });
   const { cache } = s;
-  // bound whole: within the device's (or the tests' tuned) largest binding
-  const limit = Math.floor(
-    Math.min(ctx.limits.maxStorageBufferBindingSize, gpuTuning().maxBindingBytes ?? Infinity) / 16,
-  ) * 16;
+  const limit = wholeBindingLimit(ctx); // bound whole
   const shared = Math.min(SHARED_SCHEDULE_BYTES, limit);
   if (s.shared && s.shared.buffer.size > limit) {
     // the limit shrank (tests tune it): schedules in the shared buffer are uploaded again

@@ -115,13 +115,15 @@ Deno.test({
             assertClose(`${at}: out`, await fromGpu(r.out), ref.out, f32.out);
           }
         }
+        const last = bits((await fromGpu(first!)).data);
         prep.destroy();
         if (given) {
-          // the caller's outputs are left alone
-          assert.equal((await fromGpu(mine!.out)).data.length, lseLen * c.q[3]);
+          // the caller's outputs are left alone: readable, with the last step's bits
+          assert.deepEqual(bits((await fromGpu(mine!.out)).data), last, `${what}: after destroy`);
           mine!.out.buffer.destroy(), mine!.lse.buffer.destroy();
         } else {
-          // destroyed; a later step makes new ones
+          // destroyed (a read is an error naming it); a later step makes new ones
+          await assert.rejects(() => fromGpu(first!), /destroyed/);
           const r = await prep.run();
           assert.notEqual(r.out, first);
           prep.destroy();
