@@ -26,6 +26,21 @@ import {
 import type { ForwardBuffers } from "./forward.ts";
 import { gpuTuning } from "./tuning.ts";
 
+/**
+ * Per storage type: from which width (vec4 columns, D/4) phase 1 is cooperative (8 invocations a
+ * key, where the device allows), and the K and V loads an invocation issues before it uses the
+ * first. Measured on an H200, Nq 1, f32 (`gpu_bench.ts --decode-loads K:V --decode-coop on|off`,
+ * BENCHMARKS.md): 131072 keys, Hq 32 Hk 8 d 128, K and V read at 3159 GB/s cooperatively with
+ * [·, 8] against 2554 with one load at a time (the loop form before), 2804 not cooperative with
+ * [2, 2]; more K loads cost occupancy ([4, 1]: 1784). 32768 keys, Hq = Hk = 16: d 128 cooperative
+ * 2999 against 2803, but d 64 1785 against 2380 (two loads a lane do not pay for the shuffles).
+ * f16 (d 128): 2207 GB/s with [2, 4], not cooperative (1827 cooperative; 1811 before).
+ */
+const DECODE_DEFAULTS = {
+  f32: { coopWidth: 32, loads: [2, 8] },
+  f16: { coopWidth: Infinity, loads: [2, 4] },
+} as const;
+
 /** Whether problem `p` takes the split-KV decoding kernels (few queries, long keys). */
 export function usesDecode(p: Problem): boolean {
   const force = gpuTuning().decode;
@@ -69,7 +84,7 @@ export async function decodeKernels(
     p.softcap !== undefined
   }:${p.dropout !== undefined}:${p.sinks !== undefined}:${p.alibi !== undefined}:${
     p.pages !== undefined
-  }:${gpuTuning().noSubgroups === true}:${gpuTuning().decodeCoop === true}`;
+  }:${gpuTuning().noSubgroups === true}:${gpuTuning().decodeCoop}:${gpuTuning().decodeLoads}`;
   let known = compiledKernels.get(ctx);
   if (!known) compiledKernels.set(ctx, known = new Map());
   let c = known.get(sig);
@@ -114,11 +129,11 @@ async function compileDecode(
     rows,
     shared: mh <= p.kvHeads, // every query head of a GQA group uses one mask slice
     vec: p.headDim % 4 === 0,
-    // 8 invocations a key (subgroups of 8 or more, four rows, vec4 keys, D ≥ 64): only when asked
-    // for. Faster on lavapipe (`gpu_bench.ts --nq 1 --seq 4096 --heads 8 --kv-heads 2 --dim 64
-    // --masks full [--decode-coop]`: 17.6 against 22.0 ms), slower on an H200 (131072 keys, Hq 32
-    // Hk 8 d 128: f16 K and V at 1191 against 1821 GB/s, f32 2187 against 2621; BENCHMARKS.md)
-    coop: gpuTuning().decodeCoop === true && !gpuTuning().noSubgroups &&
+    loads: gpuTuning().decodeLoads ?? DECODE_DEFAULTS[dtype].loads,
+    // 8 invocations a key where the width calls for it (DECODE_DEFAULTS) and the device allows
+    // (subgroups of 8 or more, four rows, vec4 keys, D ≥ 64)
+    coop: (gpuTuning().decodeCoop ?? cw >= DECODE_DEFAULTS[dtype].coopWidth) &&
+      !gpuTuning().noSubgroups &&
       ctx.subgroupLanes >= 8 && rows === 4 && p.headDim % 4 === 0 && cw >= 16,
     softcap: p.softcap !== undefined,
     dropout: p.dropout !== undefined,

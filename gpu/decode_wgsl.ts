@@ -9,11 +9,14 @@
  *   col0 + t against the queries (held in workgroup memory; each f32 score is then multiplied by
  *   scale·log2 e, the softmax working in log2 units), testing each against its key's canonical
  *   bounds (partial tiles only) and skipping the K row when every row masks it; the row max and
- *   sum of the tile are reduced in workgroup memory and the online softmax rescales O; in phase 2 invocation (group g, column c) accumulates O[r][c] over the
- *   tile's keys g, g + G₂, … (V read once, coalesced). At the end the groups' O are summed and the
- *   split's normalised output and natural-log lse are written to a partials buffer.
- * - phase 1 cooperative (`coop`, only when tuning asks: slower than the default on an H200): 8 invocations a
- *   key, each over D/8 dims with its queries in registers, summed by subgroup shuffles.
+ *   sum of the tile are reduced in workgroup memory and the online softmax rescales O; in phase 2
+ *   invocation (group g, column c) accumulates O[r][c] over the tile's keys g, g + G₂, … (V read
+ *   once, coalesced). At the end the groups' O are summed and the split's normalised output and
+ *   natural-log lse are written to a partials buffer. Both phases issue `loads` K or V loads before
+ *   they use the first (more loads in flight read K and V faster: docs/BENCHMARKS.md).
+ * - phase 1 cooperative (`coop`, the default where it measured faster: `gpu/decode.ts`): 8
+ *   invocations a key, each over D/8 dims with its queries in registers, summed by subgroup
+ *   shuffles; the 8 lanes' loads are interleaved, so that one load instruction reads whole rows.
  * - `combine`: per (batch, query head, query, vec4 column), merges the splits:
  *   lse = log Σ exp(lseₛ), out = Σ exp(lseₛ − lse)·oₛ; rows no split sees get 0 and −∞.
  *
@@ -67,6 +70,11 @@ export interface DecodeConfig {
   coop?: boolean;
   /** d % 4 == 0: K and V are read as vec4 (8 or 16 bytes per load). */
   vec: boolean;
+  /**
+   * K loads (phase 1) and V loads (phase 2) an invocation issues before it uses the first (each
+   * phase's loop unrolled by this many, clamped to its trip count); 1: one load at a time.
+   */
+  loads: readonly [keys: number, values: number];
   softcap: boolean;
   dropout: boolean;
   /** The combine adds each head's sink logit to its softmax (the `sinks` binding). */
@@ -161,9 +169,11 @@ export function combineLayout(c: DecodeConfig): KernelLayout {
 export function decodeKey(kind: "decode" | "combine", c: DecodeConfig): string {
   return `${kind}:${c.dtype}:d${c.headDim}:cw${c.cw}:r${c.rows}${c.shared ? ":shared" : ""}${
     kind === "decode" && c.coop ? ":coop" : ""
-  }${c.vec ? ":vec" : ""}${c.softcap ? ":cap" : ""}${c.dropout ? ":drop" : ""}${
-    kind === "combine" && c.sinks ? ":sink" : ""
-  }${kind === "decode" && c.alibi ? ":alibi" : ""}${kind === "decode" && c.paged ? ":paged" : ""}`;
+  }${c.vec ? ":vec" : ""}:l${c.loads[0]}.${c.loads[1]}${c.softcap ? ":cap" : ""}${
+    c.dropout ? ":drop" : ""
+  }${kind === "combine" && c.sinks ? ":sink" : ""}${kind === "decode" && c.alibi ? ":alibi" : ""}${
+    kind === "decode" && c.paged ? ":paged" : ""
+  }`;
 }
 
 function header(c: DecodeConfig, layout: KernelLayout): string {
@@ -287,44 +297,71 @@ ${each((r) => `  var o${r} = vec4<f32>(0.0);`)}
     emit(`    wsU[0] = tileLo;
     wsU[1] = max(tileLo, tileHi);`);
   }
+  // phase 1: key j's row in batches of loads (all issued, then used), dims ascending
+  const KB = Math.min(c.loads[0], wide ? CW / 2 : CW);
+  const VB = Math.min(c.loads[1], TK / G2);
+  // the trip counts are powers of two: a batch must be one too
+  if (!(KB > 0 && VB > 0 && (KB & (KB - 1)) === 0 && (VB & (VB - 1)) === 0)) {
+    throw new RangeError(
+      `invalid decoding config ${decodeKey("decode", c)}: loads must be powers of two`,
+    );
+  }
+  const ks = Array.from({ length: KB }, (_, i) => i);
   const dot = wide
-    ? `for (var x8 = 0u; x8 < ${CW / 2}u; x8++) {
-          let w = k[(base + x8 * 8u) / 8u];
-          let lo = vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
-          let hi = vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w));
+    ? `for (var x0 = 0u; x0 < ${CW / 2}u; x0 += ${KB}u) {
+${ks.map((i) => `          let w${i} = k[(base + (x0 + ${i}u) * 8u) / 8u];`).join("\n")}
 ${
-      each((r) =>
-        `          acc${r} = acc${r} + dot(qs[${r * CW}u + 2u * x8], lo) + dot(qs[${
-          r * CW
-        }u + 2u * x8 + 1u], hi);`
-      )
+      ks.map((i) =>
+        `          {
+            let lo = vec4<f32>(unpack2x16float(w${i}.x), unpack2x16float(w${i}.y));
+            let hi = vec4<f32>(unpack2x16float(w${i}.z), unpack2x16float(w${i}.w));
+${
+          each((r) =>
+            `            acc${r} = acc${r} + dot(qs[${r * CW}u + 2u * (x0 + ${i}u)], lo) + dot(qs[${
+              r * CW
+            }u + 2u * (x0 + ${i}u) + 1u], hi);`
+          )
+        }
+          }`
+      ).join("\n")
     }
         }`
-    : `for (var x4 = 0u; x4 < ${CW}u; x4++) {
-          let x = x4 * 4u;
-          let kv = ${
-      c.vec
-        ? `select(vec4<f32>(0.0), vec4<f32>(k[(base + x) / 4u]), x < ${HD})`
-        : `vec4<f32>(${
-          [0, 1, 2, 3].map((z) => `select(0.0, f32(k[base + x + ${z}u]), x + ${z}u < ${HD})`).join(
-            ", ",
-          )
-        })`
-    };
-${each((r) => `          acc${r} = acc${r} + dot(qs[${r * CW}u + x4], kv);`)}
+    : `for (var x0 = 0u; x0 < ${CW}u; x0 += ${KB}u) {
+${
+      ks.map((i) =>
+        `          let k${i} = ${
+          c.vec
+            ? `select(vec4<f32>(0.0), vec4<f32>(k[(base + (x0 + ${i}u) * 4u) / 4u]), (x0 + ${i}u) * 4u < ${HD})`
+            : `vec4<f32>(${
+              [0, 1, 2, 3].map((z) =>
+                `select(0.0, f32(k[base + (x0 + ${i}u) * 4u + ${z}u]), (x0 + ${i}u) * 4u + ${z}u < ${HD})`
+              ).join(", ")
+            })`
+        };`
+      ).join("\n")
+    }
+${
+      ks.map((i) =>
+        each((r) => `          acc${r} = acc${r} + dot(qs[${r * CW}u + x0 + ${i}u], k${i});`)
+      )
+        .join("\n")
+    }
         }`;
+  // phase 2: the group's keys g + G₂·u in batches of loads; keys past the end read as 0 (their
+  // row clamped, so that every load in a batch is unconditional)
+  const vs = Array.from({ length: VB }, (_, i) => i);
   emit(`  }
   let tFirst = workgroupUniformLoad(&wsU[0]);
   let tLast = workgroupUniformLoad(&wsU[1]);${
     c.coop
       ? `
-  // phase 1's queries in registers: lane's dims lane·${CW / 2} .. +${CW / 2} of each row
+  // phase 1's queries in registers: the lane's vec4s of each row (coopVec4)
   let lane = t % 8u;
 ${
         each((r) =>
           Array.from(
             { length: CW / 8 },
-            (_, i) => `  let qr${r}_${i} = qs[${r * CW}u + lane * ${CW / 8}u + ${i}u];`,
+            (_, i) => `  let qr${r}_${i} = qs[${r * CW}u + ${coopVec4(i, wide)}];`,
           ).join("\n")
         )
       }`
@@ -395,12 +432,22 @@ ${each((r) => storeScore(c, r, `${r * TK}u + t`, "      "))}
     if (tp == 0u) { rowL[tr] = rowL[tr] * rowA[tr] + red[t]; }
     // ---- phase 2: O[r][cw] += P[r][j] · V[j][cw] over keys g, g + ${G2}, … of the tile
 ${each((r) => `    o${r} = o${r} * rowA[${r}u];`)}
-    for (var u = g; u < ${TK}u; u += ${G2}u) {
-      let j = col0 + u;
-      if (j < P.nk) {
-        let vv = load_v(kBase + ${keyRow("j")} * kStride, cw * 4u);
-${each((r) => `        o${r} = fma(vec4<f32>(sc[${r * TK}u + u]), vv, o${r});`)}
-      }
+    for (var u0 = 0u; u0 < ${TK / G2}u; u0 += ${VB}u) {
+${
+    vs.map((i) =>
+      `      let j${i} = col0 + g + (u0 + ${i}u) * ${G2}u;
+      let v${i} = select(vec4<f32>(0.0), load_v(kBase + ${
+        keyRow(`min(j${i}, P.nk - 1u)`)
+      } * kStride, cw * 4u), j${i} < P.nk);`
+    ).join("\n")
+  }
+${
+    vs.map((i) =>
+      each((r) =>
+        `      o${r} = fma(vec4<f32>(sc[${r * TK}u + g + (u0 + ${i}u) * ${G2}u]), v${i}, o${r});`
+      )
+    ).join("\n")
+  }
     }
     workgroupBarrier();
   }
@@ -442,11 +489,20 @@ function storeScore(c: DecodeConfig, r: number, at: string, indent: string): str
 }
 
 /**
+ * The vec4 of dims that is a cooperating lane's i-th (i < D/32): the 8 lanes of a key read
+ * adjacent 16-byte pieces of its row at each load, so that one load instruction of a subgroup
+ * reads whole rows (wide f16 loads take two adjacent vec4s).
+ */
+function coopVec4(i: number, wide: boolean): string {
+  return wide ? `${16 * (i >> 1) + (i & 1)}u + 2u * lane` : `${8 * i}u + lane`;
+}
+
+/**
  * Phase 1 cooperatively ({@linkcode DecodeConfig.coop}): 32 keys a pass, 8 invocations a key,
- * lane l over dims l·D/8 .. +D/8 with its queries in registers `qr{r}_{i}`; the lanes' partial
- * dot products are summed by three shuffles (aligned groups of 8 in subgroups of ≥ 8), and lane 0
- * masks and stores the score. Loads are unconditional (the key index clamped), so that the
- * shuffles stay in uniform control flow.
+ * lane l over its D/8 dims ({@linkcode coopVec4}) with its queries in registers `qr{r}_{i}`, every
+ * load issued before the first is used; the lanes' partial dot products are summed by three
+ * shuffles (aligned groups of 8 in subgroups of ≥ 8), and lane 0 masks and stores the score. Loads
+ * are unconditional (the key index clamped), so that the shuffles stay in uniform control flow.
  */
 function coopScores(
   emit: Emit,
@@ -457,24 +513,27 @@ function coopScores(
   const rows = Array.from({ length: R }, (_, r) => r), vs = Array.from({ length: V }, (_, i) => i);
   const each = (f: (r: number) => string, sep = "\n") => rows.map(f).join(sep);
   const loads = o.wide
-    ? Array.from({ length: V / 2 }, (_, i) =>
-      `        {
-          let w = k[(base + lane * ${4 * V}u + ${8 * i}u) / 8u];
-          let lo = vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
-          let hi = vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w));
+    ? Array.from(
+      { length: V / 2 },
+      (_, i) => `        let w${i} = k[(base + (${coopVec4(2 * i, true)}) * 4u) / 8u];`,
+    ).join("\n") + "\n" +
+      Array.from({ length: V / 2 }, (_, i) =>
+        `        {
+          let lo = vec4<f32>(unpack2x16float(w${i}.x), unpack2x16float(w${i}.y));
+          let hi = vec4<f32>(unpack2x16float(w${i}.z), unpack2x16float(w${i}.w));
 ${
-        each((r) =>
-          `          acc${r} = acc${r} + dot(qr${r}_${2 * i}, lo) + dot(qr${r}_${2 * i + 1}, hi);`
-        )
-      }
+          each((r) =>
+            `          acc${r} = acc${r} + dot(qr${r}_${2 * i}, lo) + dot(qr${r}_${2 * i + 1}, hi);`
+          )
+        }
         }`).join("\n")
     : vs.map((i) =>
-      `        {
-          let x = lane * ${4 * V}u + ${4 * i}u;
-          let kv = select(vec4<f32>(0.0), vec4<f32>(k[(base + x) / 4u]), x < ${o.HD});
-${each((r) => `          acc${r} = acc${r} + dot(qr${r}_${i}, kv);`)}
-        }`
-    ).join("\n");
+      `        let x${i} = (${coopVec4(i, false)}) * 4u;
+        let kv${i} = select(vec4<f32>(0.0), vec4<f32>(k[(base + x${i}) / 4u]), x${i} < ${o.HD});`
+    ).join("\n") + "\n" +
+      vs.map((i) => each((r) => `        acc${r} = acc${r} + dot(qr${r}_${i}, kv${i});`)).join(
+        "\n",
+      );
   emit(`    // ---- phase 1, cooperative: 8 invocations a key, 32 keys a pass
     for (var ps = 0u; ps < ${o.TK / 32}u; ps++) {
       let kt = ps * 32u + t / 8u;

@@ -26,10 +26,13 @@ export interface GpuTuning {
   /** Key splits of the decoding kernel (default: about 256 workgroups). */
   splits?: number;
   /**
-   * The decoding kernel's cooperative first phase (8 invocations a key, subgroup sums) where the
-   * device has subgroups of 8 or more: off unless asked for (faster on lavapipe, slower on an H200).
+   * Force (true) or forbid (false) the decoding kernel's cooperative first phase (8 invocations a
+   * key, subgroup sums; only where the device has subgroups of 8 or more); default per storage
+   * type in `gpu/decode.ts`.
    */
   decodeCoop?: boolean;
+  /** K and V loads a decoding invocation has in flight (default in `gpu/decode.ts`). */
+  decodeLoads?: readonly [keys: number, values: number];
   /** Called right after a call's work is submitted (fault-injection tests: lose the device). */
   afterSubmit?: (device: GPUDevice) => void;
 }

@@ -84,16 +84,23 @@ Deno.test({
   ignore: ignore || lanes < 8,
   async fn() {
     const ctx = await requireGpu();
+    // the default from d 128 in f32 only (gpu/decode.ts): the tests' head dims take it only here
     const old = setGpuTuning({ decode: true, splits: 3, decodeCoop: true });
     try {
       const r = rng(12);
-      const t = (n: number, h: number) => randomTensor(r, [1, n, h, 64]);
-      const kern = await decodeKernels(
-        ctx,
-        checkProblem({ q: t(1, 4), k: t(600, 1), v: t(600, 1) }, {}),
-        "f32",
-      );
-      assert.ok(kern.cfg.coop, `the variant is taken (subgroups of ${ctx.subgroupLanes})`);
+      for (const dtype of ["f32", "f16"] as const) {
+        if (dtype === "f16" && !ctx.f16) continue;
+        const t = (n: number, h: number) => randomTensor(r, [1, n, h, 64], dtype);
+        const kern = await decodeKernels(
+          ctx,
+          checkProblem({ q: t(1, 4), k: t(600, 1), v: t(600, 1) }, {}),
+          dtype,
+        );
+        assert.ok(
+          kern.cfg.coop,
+          `${dtype}: the variant is taken (subgroups of ${ctx.subgroupLanes})`,
+        );
+      }
       // every decoding case, the terms' (sinks, ALiBi), and a paged cache
       const cases = [
         ...decodeCases(),
@@ -106,6 +113,37 @@ Deno.test({
         }),
       ];
       for (const c of cases) await checkCase(c, { backend: "webgpu" });
+    } finally {
+      setGpuTuning(old);
+    }
+  },
+});
+
+Deno.test({
+  name: "webgpu: the decoding kernel's loads in flight change no bit",
+  ignore,
+  async fn() {
+    const ctx = await requireGpu();
+    const r = rng(31);
+    const old = setGpuTuning({});
+    try {
+      // vec4 keys (d 64; f16: 16-byte keys), scalar keys (d 59); 300 keys end inside a tile
+      for (const [d, dtype] of [[64, "f32"], [59, "f32"], [64, "f16"]] as const) {
+        if (dtype === "f16" && !ctx.f16) continue;
+        const q = randomTensor(r, [2, 3, 4, d], dtype);
+        const k = randomTensor(r, [2, 300, 2, d], dtype),
+          v = randomTensor(r, [2, 300, 2, d], dtype);
+        const bits: Uint8Array[] = [];
+        for (const loads of [[1, 1], [4, 2], [2, 8], [16, 16]] as const) {
+          setGpuTuning({ decode: true, splits: 3, decodeCoop: false, decodeLoads: loads });
+          const { out, lse } = await attention(q, k, v, { backend: "webgpu", causal: true });
+          const one = new Uint8Array(out.data.byteLength + lse.byteLength);
+          one.set(new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.byteLength));
+          one.set(new Uint8Array(lse.buffer, lse.byteOffset, lse.byteLength), out.data.byteLength);
+          bits.push(one);
+        }
+        for (const b of bits.slice(1)) assert.deepEqual(b, bits[0], `d ${d} ${dtype}`);
+      }
     } finally {
       setGpuTuning(old);
     }

@@ -37,7 +37,7 @@ const USAGE =
   `usage: deno run -A bench/gpu/gpu_bench.ts [--seq N] [--batch B] [--heads H] [--kv-heads HK]
   [--dim D] [--dtype f32|f16] [--masks a,b|all] [--reps R] [--pass fwd|bwd|both]
   [--sweep "fwd:rm,cn,dn,kc,kv;bwd:rm,cn,rn,cm,kc,kv;..."] [--no-subgroups] [--json FILE]
-  [--nq Q: decoding, Q queries against --seq keys] [--splits S,S...] [--decode-coop] [--copy-bw]`;
+  [--nq Q: decoding, Q queries against --seq keys] [--splits S,S...] [--decode-coop on|off] [--decode-loads K:V,K:V...] [--copy-bw]`;
 
 /** Schema tag of the `--json` report. */
 export const GPU_BENCH_SCHEMA = "flashmask-gpu-bench/1";
@@ -175,6 +175,7 @@ async function benchDecode(
     splits?: number;
     noSubgroups?: boolean;
     coop?: boolean;
+    loads?: readonly [number, number];
   },
 ): Promise<GpuBenchRow[]> {
   const { batch, nq, nk, heads, kvHeads, d, dtype } = o;
@@ -199,6 +200,7 @@ async function benchDecode(
       splits: o.splits,
       noSubgroups: o.noSubgroups,
       decodeCoop: o.coop,
+      decodeLoads: o.loads,
     });
     const kern = await decodeKernels(ctx, p, dtype);
     const plan = planDecode(ctx, p, { ...buf, ...decodeBuffers(ctx, p, kern) }, kern);
@@ -207,8 +209,8 @@ async function benchDecode(
     const kvBytes = 2 * kn * bytes;
     rows.push({
       mask: causal ? "causal" : "full",
-      config: `decode r${kern.cfg.rows} cw${kern.cfg.cw}${
-        kern.cfg.coop ? " coop" : ""
+      config: `decode r${kern.cfg.rows} cw${kern.cfg.cw}${kern.cfg.coop ? " coop" : ""} loads ${
+        kern.cfg.loads.join(":")
       } splits ${kern.splits} nq ${nq}`,
       pass: "fwd",
       seq: nk,
@@ -243,7 +245,8 @@ if (import.meta.main) {
       splits: { type: "string" },
       "copy-bw": { type: "boolean" },
       "no-subgroups": { type: "boolean" },
-      "decode-coop": { type: "boolean" },
+      "decode-coop": { type: "string" },
+      "decode-loads": { type: "string" },
       json: { type: "string" },
       help: { type: "boolean" },
     },
@@ -290,15 +293,19 @@ if (import.meta.main) {
   if (a.nq) {
     for (const n of seqs) {
       for (const sp of (a.splits ?? "0").split(",").map(Number)) {
-        const o = { batch, nq: Number(a.nq), nk: n, heads, kvHeads, d, dtype, reps };
-        rows.push(
-          ...await benchDecode(ctx, {
-            ...o,
-            splits: sp || undefined,
-            noSubgroups: a["no-subgroups"],
-            coop: a["decode-coop"],
-          }),
-        );
+        for (const kv of (a["decode-loads"] ?? "").split(",")) {
+          const loads = kv ? kv.split(":").map(Number) as [number, number] : undefined;
+          const o = { batch, nq: Number(a.nq), nk: n, heads, kvHeads, d, dtype, reps };
+          rows.push(
+            ...await benchDecode(ctx, {
+              ...o,
+              splits: sp || undefined,
+              noSubgroups: a["no-subgroups"],
+              coop: a["decode-coop"] === undefined ? undefined : a["decode-coop"] === "on",
+              loads,
+            }),
+          );
+        }
       }
     }
   }
