@@ -577,8 +577,9 @@ export function decodeCases(): Case[] {
       windowSize: [200, 0],
       causal: true,
     },
-    // d 128: the widths whose defaults differ (the cooperative first phase in f32)
+    // d 96 and 128: the widths whose defaults differ (the cooperative first phase in f32)
     { ...one, name: "decode d 128, 1 query, 1100 keys, GQA 4", nq: 1, nk: 1100, d: 128 },
+    { ...one, name: "decode d 96, 2 queries, 1025 keys, GQA 2", nq: 2, nk: 1025, d: 96, heads: 4 },
     {
       ...one,
       name: "decode d 128 f16, 1 query, 1100 keys, GQA 4, causal",
