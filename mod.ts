@@ -78,5 +78,17 @@ export {
 export { maskPicture, type PictureOptions, type SliceOptions, toDense } from "./masks/dense.ts";
 export { type BlockMask, blockMask } from "./masks/block_mask.ts";
 export type { Dropout } from "./masks/dropout.ts";
-export { fromGpu, gpuDevice, gpuInfo, readGpuArray, toGpu, useGpuDevice } from "./gpu/mod.ts";
+export {
+  fromGpu,
+  gpuDevice,
+  gpuInfo,
+  type GpuTuneCandidate,
+  type GpuTuneEntry,
+  type GpuTuneOptions,
+  type GpuTuneReport,
+  readGpuArray,
+  toGpu,
+  tuneGpu,
+  useGpuDevice,
+} from "./gpu/mod.ts";
 export { setWasmModule } from "./wasm/_runtime.ts";

@@ -19,10 +19,32 @@ import {
   forwardSharedBytes,
   forwardWgsl,
 } from "./forward_wgsl.ts";
-import { fitShared, gpuTuning, headDimWidth } from "./tuning.ts";
+import { chosenTiles, fitShared, type ForwardTiles, gpuTuning, headDimWidth } from "./tuning.ts";
 import { fixedHeadDim } from "./_wgsl.ts";
 
-/** The forward configuration for a head dimension on this adapter. */
+/**
+ * The forward tiles of a head-dimension width (`dn` = D / 16) on this adapter, before any
+ * measured choice (`tuneGpu`, `gpu/tune.ts`). Measured on an H200 (f32, N = 16384, H = 16,
+ * `gpu_bench.ts --sweep`, docs/BENCHMARKS.md): d ≤ 64, rm 8 cn 8 (128 × 128 tiles) 1.15× rm 8 cn
+ * 4; d = 128, rm 8 cn 4 with kc 32 kv 16 1.00–1.16× kc 16 kv 32 (machines differ), rm 4 or cn 8
+ * slower, kc 8 slower. Software rasterisers get the smallest tiles: their shader compilers take
+ * minutes on the fully unrolled large ones, and they are correctness tools, not fast.
+ */
+export function defaultTiles(ctx: GpuContext, dn: number): ForwardTiles {
+  const small = ctx.software;
+  return {
+    rm: dn <= 8 && !small ? 8 : 4,
+    cn: dn === 8 || small ? 4 : 8,
+    kc: small ? 8 : dn === 8 ? 32 : 16,
+    kv: small || dn === 8 ? 16 : 32,
+  };
+}
+
+/**
+ * The forward configuration for a head dimension on this adapter: the given tiles, else those a
+ * measured tune chose for its storage type and width, else the defaults; then the tests' and
+ * benchmarks' overrides; shrunk until it fits workgroup memory.
+ */
 export function forwardConfig(
   ctx: GpuContext,
   headDim: number,
@@ -34,22 +56,14 @@ export function forwardConfig(
     alibi?: unknown;
     pages?: unknown;
   } = {},
+  tiles?: ForwardTiles,
 ): ForwardConfig {
   const dn = headDimWidth(headDim);
-  // Measured on an H200 (f32, N = 16384, H = 16, `gpu_bench.ts --sweep`, docs/BENCHMARKS.md):
-  // d ≤ 64, rm 8 cn 8 (128 × 128 tiles) 1.15× rm 8 cn 4; d = 128, rm 8 cn 4 with kc 32 kv 16
-  // 1.00–1.16× kc 16 kv 32 (machines differ), rm 4 or cn 8 slower, kc 8 slower.
-  // Software rasterisers get the smallest tiles: their shader compilers take minutes on the
-  // fully unrolled large ones, and they are correctness tools, not fast.
-  const small = ctx.software;
   const cfg: ForwardConfig = {
     dtype,
     headDim: fixedHeadDim(headDim, dn),
-    rm: dn <= 8 && !small ? 8 : 4,
-    cn: dn === 8 || small ? 4 : 8,
     dn,
-    kc: small ? 8 : dn === 8 ? 32 : 16,
-    kv: small || dn === 8 ? 16 : 32,
+    ...(tiles ?? chosenTiles(ctx, dtype, dn) ?? defaultTiles(ctx, dn)),
     subgroups: ctx.subgroups && !gpuTuning().noSubgroups,
     ...gpuTuning().forward,
     softcap: score.softcap !== undefined,
@@ -95,6 +109,11 @@ const compiledKernels = new WeakMap<
   GpuContext,
   Map<string, { cfg: ForwardConfig; pipe: GPUComputePipeline }>
 >();
+
+/** Forgets the compiled forward kernels of a context (its tiles were chosen anew). */
+export function forgetForwardKernels(ctx: GpuContext): void {
+  compiledKernels.delete(ctx);
+}
 
 /** Compiles (or finds) the forward kernel of problem `p` for storage type `dtype`. */
 export async function forwardKernel(

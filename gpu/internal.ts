@@ -22,6 +22,8 @@ export { gpuMemoryStats, type GpuStats, gpuStats, storage, upload } from "./buff
 export type { GpuContext } from "./device.ts";
 export { type KernelPlan, requireGpu } from "./dispatch.ts";
 export {
+  defaultTiles,
+  forgetForwardKernels,
   type ForwardBuffers,
   forwardConfig,
   forwardKernel,
@@ -38,4 +40,5 @@ export {
 } from "./backward.ts";
 export type { BackwardConfig } from "./backward_wgsl.ts";
 export { decodeBuffers, decodeKernels, decodeScratch, planDecode, usesDecode } from "./decode.ts";
-export { type GpuTuning, setGpuTuning } from "./tuning.ts";
+export { chooseTiles, type ForwardTiles, type GpuTuning, setGpuTuning } from "./tuning.ts";
+export { sampleData, timeKernel, type TimingBudget } from "./timing.ts";

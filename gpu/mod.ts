@@ -26,6 +26,13 @@ import { checkGpuBuffers, createBuffer, upload } from "./buffers.ts";
 import { mapRead, READ_BACK_USAGE, requireGpu } from "./dispatch.ts";
 import { adapterInfo, gpuContext, unlessLost } from "./device.ts";
 export { useGpuDevice } from "./device.ts";
+export {
+  type GpuTuneCandidate,
+  type GpuTuneEntry,
+  type GpuTuneOptions,
+  type GpuTuneReport,
+  tuneGpu,
+} from "./tune.ts";
 
 export type { GpuArray, GpuInfo };
 

@@ -51,6 +51,33 @@ export function gpuTuning(): Readonly<GpuTuning> {
   return tuning;
 }
 
+/** The part of a forward configuration a measured tune chooses: its tiles. */
+export type ForwardTiles = Pick<ForwardConfig, "rm" | "cn" | "kc" | "kv">;
+
+/** Tiles chosen by measurement, per context, by storage type and head-dimension width. */
+const chosen = new WeakMap<GpuContext, Map<string, ForwardTiles>>();
+
+/** The forward tiles measured best for a storage type and width on this context, if any. */
+export function chosenTiles(
+  ctx: GpuContext,
+  dtype: "f32" | "f16",
+  dn: number,
+): ForwardTiles | undefined {
+  return chosen.get(ctx)?.get(`${dtype}:${dn}`);
+}
+
+/** Records the forward tiles measured best for a storage type and width on this context. */
+export function chooseTiles(
+  ctx: GpuContext,
+  dtype: "f32" | "f16",
+  dn: number,
+  tiles: ForwardTiles,
+): void {
+  let m = chosen.get(ctx);
+  if (!m) chosen.set(ctx, m = new Map());
+  m.set(`${dtype}:${dn}`, { rm: tiles.rm, cn: tiles.cn, kc: tiles.kc, kv: tiles.kv });
+}
+
 /** Output columns per invocation for a head dimension (D = 16·dn ≥ headDim). */
 export function headDimWidth(headDim: number): number {
   return headDim <= 64 ? 4 : headDim <= 128 ? 8 : headDim <= 192 ? 12 : 16;

@@ -38,9 +38,9 @@ import {
   planForward,
   requireGpu,
   storage,
+  timeKernel,
   usesDecode,
 } from "../../gpu/internal.ts";
-import { timeKernel } from "./gpu_bench.ts";
 import { decodeLoop } from "../../docs/examples/decode_loop.ts";
 import { mhaModel } from "../cpu/_onnx.ts";
 

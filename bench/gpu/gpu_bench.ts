@@ -14,7 +14,7 @@
 import { parseArgs } from "node:util";
 import { checkProblem } from "../../gpu/internal.ts";
 import { exampleMask, MASK_NAMES, type MaskName } from "../../masks/mod.ts";
-import { toF16 } from "../../mod.ts";
+import { tuneGpu } from "../../mod.ts";
 import {
   type BackwardBuffers,
   backwardKernels,
@@ -27,8 +27,10 @@ import {
   planDecode,
   planForward,
   requireGpu,
+  sampleData,
   setGpuTuning,
   storage,
+  timeKernel,
   upload,
 } from "../../gpu/internal.ts";
 import type { BackwardConfig, ForwardConfig, GpuContext } from "../../gpu/internal.ts";
@@ -37,7 +39,8 @@ const USAGE =
   `usage: deno run -A bench/gpu/gpu_bench.ts [--seq N] [--batch B] [--heads H] [--kv-heads HK]
   [--dim D] [--dtype f32|f16] [--masks a,b|all] [--reps R] [--pass fwd|bwd|both]
   [--sweep "fwd:rm,cn,dn,kc,kv;bwd:rm,cn,rn,cm,kc,kv;..."] [--no-subgroups] [--json FILE]
-  [--nq Q: decoding, Q queries against --seq keys] [--splits S,S...] [--decode-coop on|off] [--decode-loads K:V,K:V...] [--copy-bw]`;
+  [--nq Q: decoding, Q queries against --seq keys] [--splits S,S...] [--decode-coop on|off] [--decode-loads K:V,K:V...] [--copy-bw]
+  [--tune: first let tuneGpu choose the forward tiles for --dtype and --dim]`;
 
 /** Schema tag of the `--json` report. */
 export const GPU_BENCH_SCHEMA = "flashmask-gpu-bench/1";
@@ -73,57 +76,6 @@ function report(r: GpuBenchRow): void {
       r.tflops.toFixed(2)
     } TFLOP/s`,
   );
-}
-
-function randomData(n: number, dtype: "f32" | "f16", seed: number): Float32Array | Uint16Array {
-  const x = new Float32Array(n);
-  let s = seed * 7919 + 12345;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    x[i] = (s / 4294967296) * 2 - 1;
-  }
-  return dtype === "f16" ? toF16(x) : x;
-}
-
-/** Median time in ms of `reps` back-to-back encodings, measured with timestamp queries. */
-export async function timeKernel(
-  ctx: GpuContext,
-  encode: (pass: GPUComputePassEncoder) => void,
-  reps: number,
-): Promise<number> {
-  const { device } = ctx;
-  const qs = device.createQuerySet({ type: "timestamp", count: 2 });
-  const resolve = device.createBuffer({ size: 16, usage: 0x200 | 0x4 }); // QUERY_RESOLVE | COPY_SRC
-  const read = device.createBuffer({ size: 16, usage: 0x1 | 0x8 });
-  const samples: number[] = [];
-  // warm-up passes first (at least ~200 ms of work, so that the clocks have ramped up)
-  let warm = 0, n = reps;
-  for (let trial = 0; trial < 4 + warm; trial++) {
-    const enc = device.createCommandEncoder();
-    const pass = enc.beginComputePass({
-      timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
-    });
-    for (let r = 0; r < n; r++) encode(pass);
-    pass.end();
-    enc.resolveQuerySet(qs, 0, 2, resolve, 0);
-    enc.copyBufferToBuffer(resolve, 0, read, 0, 16);
-    device.queue.submit([enc.finish()]);
-    await read.mapAsync(1);
-    const t = new BigUint64Array(read.getMappedRange().slice(0));
-    read.unmap();
-    const ms = Number(t[1] - t[0]) / 1e6;
-    if (trial === 0 && ms < 200 && warm < 20) {
-      warm++; // another warm-up pass, and enough repetitions for ≥ 50 ms per timed pass
-      n = Math.max(reps, Math.ceil((50 * n) / Math.max(ms, 1e-3)));
-      trial--;
-      continue;
-    }
-    if (trial > 0) samples.push(ms / n);
-  }
-  qs.destroy();
-  resolve.destroy();
-  read.destroy();
-  return samples.sort((a, b) => a - b)[Math.floor(samples.length / 2)];
 }
 
 /**
@@ -182,9 +134,9 @@ async function benchDecode(
   const bytes = dtype === "f16" ? 2 : 4;
   const qn = batch * nq * heads * d, kn = batch * nk * kvHeads * d;
   const buf = {
-    q: upload(ctx, randomData(qn, dtype, 1), "q"),
-    k: upload(ctx, randomData(kn, dtype, 2), "k"),
-    v: upload(ctx, randomData(kn, dtype, 3), "v"),
+    q: upload(ctx, sampleData(qn, dtype, 1), "q"),
+    k: upload(ctx, sampleData(kn, dtype, 2), "k"),
+    v: upload(ctx, sampleData(kn, dtype, 3), "v"),
     out: storage(ctx, qn * bytes, "out"),
     lse: storage(ctx, batch * heads * nq * 4, "lse"),
   };
@@ -244,6 +196,7 @@ if (import.meta.main) {
       nq: { type: "string" },
       splits: { type: "string" },
       "copy-bw": { type: "boolean" },
+      tune: { type: "boolean" },
       "no-subgroups": { type: "boolean" },
       "decode-coop": { type: "string" },
       "decode-loads": { type: "string" },
@@ -285,6 +238,12 @@ if (import.meta.main) {
   );
   const rows: GpuBenchRow[] = [];
   const passes = a.pass === "both" ? ["fwd", "bwd"] : [a.pass!];
+  if (a.tune) {
+    for (const e of (await tuneGpu({ dtypes: [dtype], headDims: [d] })).entries) {
+      const all = e.candidates.map((c) => `${c.tiles} ${c.ms.toFixed(3)} ms`).join(", ");
+      console.log(`tuneGpu ${e.dtype} d=${e.headDim}: ${e.tiles} (timed: ${all})`);
+    }
+  }
   if (a["copy-bw"]) {
     console.log(
       `device-to-device copy: ${(await copyBandwidth(ctx)).toFixed(0)} GB/s (read + write)`,
@@ -313,16 +272,16 @@ if (import.meta.main) {
     const qn = batch * n * heads * d, kn = batch * n * kvHeads * d;
     const bytes = dtype === "f16" ? 2 : 4;
     const buf: ForwardBuffers = {
-      q: upload(ctx, randomData(qn, dtype, 1), "q"),
-      k: upload(ctx, randomData(kn, dtype, 2), "k"),
-      v: upload(ctx, randomData(kn, dtype, 3), "v"),
+      q: upload(ctx, sampleData(qn, dtype, 1), "q"),
+      k: upload(ctx, sampleData(kn, dtype, 2), "k"),
+      v: upload(ctx, sampleData(kn, dtype, 3), "v"),
       out: storage(ctx, qn * bytes, "out"),
       lse: storage(ctx, batch * heads * n * 4, "lse"),
     };
     const bwd: BackwardBuffers | undefined = passes.includes("bwd")
       ? {
         ...buf,
-        dOut: upload(ctx, randomData(qn, dtype, 4), "dOut"),
+        dOut: upload(ctx, sampleData(qn, dtype, 4), "dOut"),
         stats: storage(ctx, batch * heads * n * 8, "stats"),
         dq: storage(ctx, qn * bytes, "dq"),
         dk: storage(ctx, kn * bytes, "dk"),
