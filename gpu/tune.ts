@@ -118,9 +118,10 @@ function checkTuneOptions(o: GpuTuneOptions): void {
 /**
  * Measures the forward kernel's tile shapes on the device in use and keeps the fastest for each
  * storage type and head-dimension width asked for: later forward calls (not the backward, and not
- * calls prepared before) of that type and width compile and use it. Takes a few seconds on a GPU
- * (each candidate is compiled and timed on one problem, B=1, no mask); errors and the device's
- * lack of shader-f16 for `dtypes: ["f16"]` are reported before anything runs.
+ * calls prepared before) of that type and width compile and use it. Each of 3–4 candidates a type
+ * and width is compiled and timed on one problem (B=1, no mask; on lavapipe, the CPU rasteriser,
+ * one type and width takes about 8 s); errors and the device's lack of shader-f16 for
+ * `dtypes: ["f16"]` are reported before anything runs.
  *
  * @example Tune the device once, early in a long-running program
  * ```ts
@@ -180,25 +181,20 @@ async function tuneOne(
       v: { buffer: buf.v, shape, dtype },
     }, {});
     // each candidate fitted to the device; shapes that fit to the same configuration timed once
-    const configs = new Map<string, ForwardConfig>();
+    const configs = new Map<string, { cfg: ForwardConfig; code: string }>();
     for (const [i, t] of candidates(ctx, dn).entries()) {
       const cfg = forwardConfig(ctx, headDim, dtype, {}, t);
+      if (configs.has(forwardKey(cfg))) continue;
       try {
-        forwardWgsl(cfg); // a shape fitted past what the kernel allows is left out
+        configs.set(forwardKey(cfg), { cfg, code: forwardWgsl(cfg) });
       } catch (e) {
-        if (e instanceof RangeError && i > 0) continue; // (the default must compile)
-        throw e;
+        // a shape fitted past what the kernel allows is left out (the default must compile)
+        if (!(e instanceof RangeError && i > 0)) throw e;
       }
-      configs.set(forwardKey(cfg), cfg);
     }
     const timed: { cfg: ForwardConfig; ms: number }[] = [];
-    for (const [key, cfg] of configs) {
-      const pipe = await pipeline(
-        ctx,
-        key,
-        () => forwardWgsl(cfg),
-        pipelineLayout(ctx, forwardLayout(cfg)),
-      );
+    for (const [key, { cfg, code }] of configs) {
+      const pipe = await pipeline(ctx, key, () => code, pipelineLayout(ctx, forwardLayout(cfg)));
       const plan = planForward(ctx, p, buf, rescheduleForward({ cfg, pipe, dtype }, p));
       const ms = await timeKernel(ctx, (pass) => plan.encode(pass), 1, {
         warmMs: 50,
