@@ -30,7 +30,7 @@ export {
   type ForwardPlan,
   planForward,
 } from "./forward.ts";
-export type { ForwardConfig } from "./forward_wgsl.ts";
+export { type ForwardConfig, forwardKey } from "./forward_wgsl.ts";
 export {
   type BackwardBuffers,
   backwardConfig,
@@ -42,3 +42,4 @@ export type { BackwardConfig } from "./backward_wgsl.ts";
 export { decodeBuffers, decodeKernels, decodeScratch, planDecode, usesDecode } from "./decode.ts";
 export { chooseTiles, type ForwardTiles, type GpuTuning, setGpuTuning } from "./tuning.ts";
 export { sampleData, timeKernel, type TimingBudget } from "./timing.ts";
+export { tileCandidates } from "./tune.ts";

@@ -68,8 +68,8 @@ export interface GpuTuneReport {
  * the shapes the H200 sweeps found close to it (docs/BENCHMARKS.md); on a software adapter, small
  * shapes only (its compiler takes minutes on large ones).
  */
-function candidates(ctx: GpuContext, dn: number): ForwardTiles[] {
-  const list = ctx.software
+export function tileCandidates(software: boolean, dn: number): ForwardTiles[] {
+  const list = software
     ? [[4, 4, 8, 16], [4, 4, 16, 16], [4, 4, 8, 32]]
     : dn <= 4
     ? [[8, 8, 16, 32], [8, 4, 16, 32], [8, 8, 32, 16], [8, 8, 16, 16]]
@@ -182,7 +182,7 @@ async function tuneOne(
     }, {});
     // each candidate fitted to the device; shapes that fit to the same configuration timed once
     const configs = new Map<string, { cfg: ForwardConfig; code: string }>();
-    for (const [i, t] of candidates(ctx, dn).entries()) {
+    for (const [i, t] of tileCandidates(ctx.software, dn).entries()) {
       const cfg = forwardConfig(ctx, headDim, dtype, {}, t);
       if (configs.has(forwardKey(cfg))) continue;
       try {
