@@ -226,6 +226,9 @@ Deno.test({
       [{ rm: 8, cn: 8, kc: 16, kv: 32 }, 64, [causal(64), masked(59, 97, 201, 2)]],
       [{ rm: 8, cn: 4, kc: 32, kv: 16 }, 128, [causal(128), masked(96, 130, 70, 1)]],
     ];
+    // the 32-wide chunks themselves, on tiles small enough for 32 KiB
+    tiles.push([{ rm: 4, cn: 4, kc: 32, kv: 16 }, 96, [masked(96, 97, 130, 2)]]);
+    tiles.push([{ rm: 4, cn: 8, kc: 16, kv: 32 }, 59, [masked(59, 97, 130, 2)]]);
     for (const [dn, d] of [[4, 59], [8, 96]]) {
       for (const t of tileCandidates(false, dn).slice(1)) {
         tiles.push([t, d, [masked(d, 97, 130, 2)]]);
@@ -244,7 +247,8 @@ Deno.test({
       }
     }
     console.log(`forward configurations run: ${[...ran].join(", ")}`);
-    assert.ok(ran.size >= 3, `${ran.size} distinct configurations`);
+    assert.ok(ran.size >= 5, `${ran.size} distinct configurations`);
+    for (const w of ["kc32", "kv32"]) assert.ok([...ran].some((k) => k.includes(`:${w}:`)), w);
   },
 });
 
