@@ -85,6 +85,7 @@ export {
   type GpuTuneCandidate,
   type GpuTuneEntry,
   type GpuTuneOptions,
+  type GpuTunePass,
   type GpuTuneReport,
   readGpuArray,
   toGpu,

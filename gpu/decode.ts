@@ -24,7 +24,7 @@ import {
   decodeWgsl,
 } from "./decode_wgsl.ts";
 import type { ForwardBuffers } from "./forward.ts";
-import { gpuTuning } from "./tuning.ts";
+import { chosenDecode, type DecodePhases, gpuTuning } from "./tuning.ts";
 
 /**
  * Per storage type: from which width (vec4 columns, D/4) phase 1 is cooperative (8 invocations a
@@ -40,6 +40,12 @@ const DECODE_DEFAULTS = {
   f32: { coopWidth: 32, loads: [2, 8] },
   f16: { coopWidth: Infinity, loads: [2, 4] },
 } as const;
+
+/** The decoding phases of a storage type and width (`cw` = D / 4) before any measured choice. */
+export function defaultPhases(dtype: "f32" | "f16", cw: number): DecodePhases {
+  const d = DECODE_DEFAULTS[dtype];
+  return { coop: cw >= d.coopWidth, loads: d.loads };
+}
 
 /** Whether problem `p` takes the split-KV decoding kernels (few queries, long keys). */
 export function usesDecode(p: Problem): boolean {
@@ -61,7 +67,7 @@ export interface DecodeKernels {
 }
 
 /** What a problem's decoding kernels depend on, besides its lengths: their configuration. */
-interface Compiled {
+export interface CompiledDecode {
   cfg: DecodeConfig;
   pipes: [decode: GPUComputePipeline, combine: GPUComputePipeline];
   rowsTotal: number;
@@ -72,7 +78,12 @@ interface Compiled {
  * Compiled decoding kernels per context and problem signature: a decode loop's repeated calls
  * find theirs without building configurations, pipeline keys or layouts.
  */
-const compiledKernels = new WeakMap<GpuContext, Map<string, Compiled>>();
+const compiledKernels = new WeakMap<GpuContext, Map<string, CompiledDecode>>();
+
+/** Forgets the compiled decoding kernels of a context (their phases were chosen anew). */
+export function forgetDecodeKernels(ctx: GpuContext): void {
+  compiledKernels.delete(ctx);
+}
 
 /** Compiles (or finds) the decoding kernels of problem `p`. */
 export async function decodeKernels(
@@ -93,6 +104,11 @@ export async function decodeKernels(
     if (known.size >= 64) known.clear();
     known.set(sig, c);
   }
+  return sizeDecode(c, p, dtype);
+}
+
+/** Compiled decoding kernels split for problem `p`'s key length, with its schedule. */
+export function sizeDecode(c: CompiledDecode, p: Problem, dtype: "f32" | "f16"): DecodeKernels {
   const { cfg, pipes, rowsTotal, chunks } = c;
   const tiles = Math.ceil(p.nk / DECODE_TILE);
   // about 512 workgroups: measured on an H100 (Nq 1, Nk 131072, Hk 8, f16), 32 splits read K
@@ -111,17 +127,23 @@ export function rescheduleDecode(kern: Omit<DecodeKernels, "schedule">, p: Probl
   return { ...kern, schedule: p.schedule(DECODE_MAX_NQ, DECODE_TILE) };
 }
 
-/** The configuration and pipelines of problem `p`'s decoding kernels (compiled once per key). */
-async function compileDecode(
+/**
+ * The configuration and pipelines of problem `p`'s decoding kernels (compiled once per key): the
+ * given phases, else those a measured tune chose for its storage type and width, else the
+ * defaults; the tests' and benchmarks' overrides above all.
+ */
+export async function compileDecode(
   ctx: GpuContext,
   p: Problem,
   dtype: "f32" | "f16",
-): Promise<Compiled> {
+  phases?: DecodePhases,
+): Promise<CompiledDecode> {
   const group = p.heads / p.kvHeads, mh = p.mask.shape[1];
   const rowsTotal = group * p.nq;
   let cw = 1;
   while (cw * 4 < p.headDim) cw *= 2;
   const rows = rowsTotal <= 4 ? 4 : rowsTotal <= 8 ? 8 : 16;
+  const pick = phases ?? chosenDecode(ctx, dtype, cw) ?? defaultPhases(dtype, cw);
   const cfg: DecodeConfig = {
     dtype,
     headDim: p.headDim === 4 * cw ? p.headDim : 0,
@@ -129,11 +151,10 @@ async function compileDecode(
     rows,
     shared: mh <= p.kvHeads, // every query head of a GQA group uses one mask slice
     vec: p.headDim % 4 === 0,
-    loads: gpuTuning().decodeLoads ?? DECODE_DEFAULTS[dtype].loads,
-    // 8 invocations a key where the width calls for it (DECODE_DEFAULTS) and the device allows
-    // (subgroups of 8 or more, four rows, vec4 keys, D ≥ 64)
-    coop: (gpuTuning().decodeCoop ?? cw >= DECODE_DEFAULTS[dtype].coopWidth) &&
-      !gpuTuning().noSubgroups &&
+    loads: gpuTuning().decodeLoads ?? pick.loads,
+    // 8 invocations a key where chosen and the device allows (subgroups of 8 or more, four rows,
+    // vec4 keys, D ≥ 64)
+    coop: (gpuTuning().decodeCoop ?? pick.coop) && !gpuTuning().noSubgroups &&
       ctx.subgroupLanes >= 8 && rows === 4 && p.headDim % 4 === 0 && cw >= 16,
     softcap: p.softcap !== undefined,
     dropout: p.dropout !== undefined,

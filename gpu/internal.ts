@@ -39,7 +39,22 @@ export {
   planBackward,
 } from "./backward.ts";
 export type { BackwardConfig } from "./backward_wgsl.ts";
-export { decodeBuffers, decodeKernels, decodeScratch, planDecode, usesDecode } from "./decode.ts";
-export { chooseTiles, type ForwardTiles, type GpuTuning, setGpuTuning } from "./tuning.ts";
+export {
+  decodeBuffers,
+  decodeKernels,
+  decodeScratch,
+  defaultPhases,
+  forgetDecodeKernels,
+  planDecode,
+  usesDecode,
+} from "./decode.ts";
+export {
+  chooseDecode,
+  chooseTiles,
+  type DecodePhases,
+  type ForwardTiles,
+  type GpuTuning,
+  setGpuTuning,
+} from "./tuning.ts";
 export { sampleData, timeKernel, type TimingBudget } from "./timing.ts";
-export { tileCandidates } from "./tune.ts";
+export { phaseCandidates, tileCandidates } from "./tune.ts";

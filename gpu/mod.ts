@@ -30,6 +30,7 @@ export {
   type GpuTuneCandidate,
   type GpuTuneEntry,
   type GpuTuneOptions,
+  type GpuTunePass,
   type GpuTuneReport,
   tuneGpu,
 } from "./tune.ts";

@@ -1,54 +1,81 @@
 /**
- * A measured choice of the forward kernel's tiles for the device in use: for each storage type
- * and head-dimension width asked for, a few tile shapes (each fitted to the device's workgroup
- * memory) are compiled and timed on one problem, and the fastest becomes the device's forward
- * configuration for that type and width until the next tune. Opt-in: without it the defaults of
- * `forward.ts` apply, chosen on an H200; the same kernels do not rank alike on every GPU, nor on
- * every H200 lent (docs/BENCHMARKS.md), so a program that runs long can measure its own.
+ * Measured choices for the device in use: the forward kernel's tiles, and the split-KV decoding
+ * kernel's first phase and loads in flight. For each pass, storage type and head-dimension width
+ * asked for, a few candidates (fitted to the device's limits) are compiled and timed on one
+ * problem, and the fastest becomes the device's configuration for that pass, type and width until
+ * the next tune. Opt-in: without it the defaults apply (`forward.ts`, `decode.ts`), chosen on an
+ * H200; the same kernels do not rank alike on every GPU, nor on every H200 lent
+ * (docs/BENCHMARKS.md), so a program that runs long can measure its own.
  *
  * @module
  */
 
 import { checkKeys, describe } from "../_options.ts";
 import { checkProblem } from "../_problem.ts";
+import type { Problem } from "../types.ts";
 import { MAX_HEAD_DIM } from "../types.ts";
 import { storage, upload } from "./buffers.ts";
 import { pipelineLayout } from "./binding.ts";
+import {
+  compileDecode,
+  decodeBuffers,
+  defaultPhases,
+  forgetDecodeKernels,
+  planDecode,
+  sizeDecode,
+} from "./decode.ts";
+import { decodeKey } from "./decode_wgsl.ts";
 import { type GpuContext, pipeline } from "./device.ts";
-import { requireGpu } from "./dispatch.ts";
+import { type KernelPlan, requireGpu } from "./dispatch.ts";
 import { forgetForwardKernels, forwardConfig, planForward, rescheduleForward } from "./forward.ts";
 import { type ForwardConfig, forwardKey, forwardLayout, forwardWgsl } from "./forward_wgsl.ts";
 import { sampleData, timeKernel } from "./timing.ts";
-import { chooseTiles, type ForwardTiles, headDimWidth } from "./tuning.ts";
+import {
+  chooseDecode,
+  chooseTiles,
+  type DecodePhases,
+  type ForwardTiles,
+  headDimWidth,
+} from "./tuning.ts";
+
+/** The passes {@linkcode tuneGpu} can measure. */
+export type GpuTunePass = "forward" | "decode";
 
 /** What {@linkcode tuneGpu} measures. */
 export interface GpuTuneOptions {
+  /** Passes to tune (default both): the forward tiles, the decoding phases. */
+  passes?: readonly GpuTunePass[];
   /** Storage types to tune (default: f32, and f16 where the device has shader-f16). */
   dtypes?: readonly ("f32" | "f16")[];
-  /** Head dimensions to tune, one per width: 1–64, 65–128, 129–192, 193–256 (default 64, 128). */
+  /** Head dimensions to tune, one per width (default 64, 128). */
   headDims?: readonly number[];
-  /** Sequence length of the problem timed (default 2048; 128 on a software adapter). */
+  /**
+   * Sequence length of the forward problem timed (default 2048; 128 on a software adapter); the
+   * decoding problem has 16 times as many keys.
+   */
   seq?: number;
-  /** Heads of the problem timed (default 8). */
+  /** Query heads of the problems timed (default 8; decoding: a quarter of them as key heads). */
   heads?: number;
 }
 
-/** One tile shape timed: `rm cn kc kv` and its median kernel time. */
+/** One candidate timed and its median kernel time. */
 export interface GpuTuneCandidate {
-  /** The tiles, as `rm8 cn4 kc32 kv16` (rows and keys per invocation, ×16 per tile). */
-  tiles: string;
+  /** The candidate: `rm8 cn4 kc32 kv16` (forward tiles), `coop loads 2:8` (decoding). */
+  choice: string;
   /** Median kernel time in ms. */
   ms: number;
 }
 
-/** The choice for one storage type and head-dimension width. */
+/** The choice for one pass, storage type and head-dimension width. */
 export interface GpuTuneEntry {
+  /** The pass tuned. */
+  pass: GpuTunePass;
   /** The storage type timed. */
   dtype: "f32" | "f16";
   /** The head dimension timed (the choice serves its whole width). */
   headDim: number;
-  /** The tiles chosen (the fastest candidate). */
-  tiles: string;
+  /** The candidate chosen (the fastest). */
+  choice: string;
   /** Every candidate timed, in the order timed. */
   candidates: GpuTuneCandidate[];
 }
@@ -59,7 +86,7 @@ export interface GpuTuneReport {
   adapter: string;
   /** How kernels were timed: timestamp queries, or wall time where the device has none. */
   timer: "timestamps" | "wall";
-  /** One choice per storage type and head-dimension width, in the order measured. */
+  /** One choice per pass, storage type and width, in the order measured. */
   entries: GpuTuneEntry[];
 }
 
@@ -79,13 +106,37 @@ export function tileCandidates(software: boolean, dn: number): ForwardTiles[] {
   return list.map(([rm, cn, kc, kv]) => ({ rm, cn, kc, kv }));
 }
 
+/**
+ * The decoding phases tried for a storage type and width (`cw` = D / 4): the default first, then
+ * both first phases with the loads the H200 sweeps found close (docs/BENCHMARKS.md).
+ */
+export function phaseCandidates(dtype: "f32" | "f16", cw: number): DecodePhases[] {
+  const first = defaultPhases(dtype, cw);
+  const rest: DecodePhases[] = [];
+  for (const coop of [false, true]) {
+    for (const loads of [[2, 4], [2, 8], [1, 4]] as const) rest.push({ coop, loads });
+  }
+  const same = (a: DecodePhases, b: DecodePhases) =>
+    a.coop === b.coop && a.loads[0] === b.loads[0] && a.loads[1] === b.loads[1];
+  return [first, ...rest.filter((r) => !same(r, first))];
+}
+
 const tilesName = (c: ForwardTiles) => `rm${c.rm} cn${c.cn} kc${c.kc} kv${c.kv}`;
+const phasesName = (c: DecodePhases) => `${c.coop ? "coop " : ""}loads ${c.loads.join(":")}`;
+
+/** The width of a head dimension for a pass: `dn` = D / 16 (forward), `cw` = D / 4 (decoding). */
+function widthOf(pass: GpuTunePass, headDim: number): number {
+  if (pass === "forward") return headDimWidth(headDim);
+  let cw = 1;
+  while (cw * 4 < headDim) cw *= 2;
+  return cw;
+}
 
 function checkTuneOptions(o: GpuTuneOptions): void {
   if (typeof o !== "object" || o === null) {
     throw new TypeError(`tuneGpu options must be an object, got ${describe(o)}`);
   }
-  checkKeys(o, ["dtypes", "headDims", "seq", "heads"], "options");
+  checkKeys(o, ["passes", "dtypes", "headDims", "seq", "heads"], "options");
   const list = (name: string, v: unknown, ok: (x: unknown) => boolean, what: string) => {
     if (v === undefined) return;
     if (!Array.isArray(v) || v.length === 0) {
@@ -99,6 +150,7 @@ function checkTuneOptions(o: GpuTuneOptions): void {
       }
     });
   };
+  list("passes", o.passes, (x) => x === "forward" || x === "decode", `"forward" or "decode"`);
   list("dtypes", o.dtypes, (x) => x === "f32" || x === "f16", `"f32" or "f16"`);
   list(
     "headDims",
@@ -116,20 +168,20 @@ function checkTuneOptions(o: GpuTuneOptions): void {
 }
 
 /**
- * Measures the forward kernel's tile shapes on the device in use and keeps the fastest for each
- * storage type and head-dimension width asked for: later forward calls (not the backward, and not
- * calls prepared before) of that type and width compile and use it. Each of 3–4 candidates a type
- * and width is compiled and timed on one problem (B=1, no mask; on lavapipe, the CPU rasteriser,
- * one type and width takes about 8 s); errors and the device's lack of shader-f16 for
- * `dtypes: ["f16"]` are reported before anything runs.
+ * Measures the forward kernel's tile shapes and the decoding kernel's phases on the device in use
+ * and keeps the fastest for each pass, storage type and head-dimension width asked for: later calls
+ * of that type and width compile and use it (not the backward, and not calls prepared before).
+ * Each of 3–7 candidates a pass, type and width is compiled and timed on one problem (B=1, no mask;
+ * on lavapipe, the CPU rasteriser, one type and width of both passes takes about 15 s); errors and
+ * the device's lack of shader-f16 for `dtypes: ["f16"]` are reported before anything runs.
  *
  * @example Tune the device once, early in a long-running program
  * ```ts
  * import { gpuInfo, tuneGpu } from "../mod.ts";
  *
  * if (await gpuInfo()) {
- *   const report = await tuneGpu({ dtypes: ["f32"], headDims: [64], seq: 128, heads: 2 });
- *   console.log(report.entries.map((e) => `${e.dtype} d${e.headDim}: ${e.tiles}`));
+ *   const report = await tuneGpu({ dtypes: ["f32"], headDims: [64], seq: 128, heads: 4 });
+ *   console.log(report.entries.map((e) => `${e.pass} ${e.dtype} d${e.headDim}: ${e.choice}`));
  * }
  * ```
  */
@@ -141,76 +193,145 @@ export async function tuneGpu(options: GpuTuneOptions = {}): Promise<GpuTuneRepo
       `options.dtypes: f16 needs the device feature shader-f16, which ${ctx.name} lacks`,
     );
   }
-  const dtypes = options.dtypes ?? (ctx.f16 ? ["f32", "f16"] : ["f32"]);
+  const dtypes: ("f32" | "f16")[] = [
+    ...new Set(options.dtypes ?? (ctx.f16 ? ["f32", "f16"] as const : ["f32"] as const)),
+  ];
   const seq = options.seq ?? (ctx.software ? 128 : 2048), heads = options.heads ?? 8;
-  // one head dimension per width: the first given
-  const dims = new Map<number, number>();
-  for (const d of options.headDims ?? [64, 128]) {
-    if (!dims.has(headDimWidth(d))) dims.set(headDimWidth(d), d);
-  }
   const entries: GpuTuneEntry[] = [];
-  for (const dtype of [...new Set(dtypes)]) {
-    for (const [dn, d] of dims) entries.push(await tuneOne(ctx, dtype, dn, d, seq, heads));
+  try {
+    for (const pass of [...new Set(options.passes ?? ["forward", "decode"] as const)]) {
+      // one head dimension per width: the first given
+      const dims = new Map<number, number>();
+      for (const d of options.headDims ?? [64, 128]) {
+        if (!dims.has(widthOf(pass, d))) dims.set(widthOf(pass, d), d);
+      }
+      for (const dtype of dtypes) {
+        for (const [w, d] of dims) {
+          entries.push(await tuneOne(ctx, pass, dtype, w, d, { seq, heads }));
+        }
+      }
+    }
+  } finally {
+    forgetForwardKernels(ctx);
+    forgetDecodeKernels(ctx);
   }
-  forgetForwardKernels(ctx);
   return { adapter: ctx.name, timer: ctx.timestamps ? "timestamps" : "wall", entries };
 }
 
-/** Times the candidates of one storage type and width; records and returns the choice. */
+/** A compiled candidate: its name, its plan on the problem timed, and how to record the choice. */
+interface Trial {
+  choice: string;
+  plan: KernelPlan;
+  keep(): void;
+}
+
+/** Times the candidates of one pass, storage type and width; records and returns the choice. */
 async function tuneOne(
   ctx: GpuContext,
+  pass: GpuTunePass,
   dtype: "f32" | "f16",
-  dn: number,
+  width: number,
   headDim: number,
-  seq: number,
-  heads: number,
+  size: { seq: number; heads: number },
 ): Promise<GpuTuneEntry> {
-  const n = seq * heads * headDim, bytes = dtype === "f16" ? 2 : 4;
+  const decode = pass === "decode";
+  const nq = decode ? 1 : size.seq, nk = decode ? 16 * size.seq : size.seq;
+  const hk = decode && size.heads % 4 === 0 ? size.heads / 4 : size.heads;
+  const bytes = dtype === "f16" ? 2 : 4;
+  const qn = nq * size.heads * headDim, kn = nk * hk * headDim;
   const buf = {
-    q: upload(ctx, sampleData(n, dtype, 1), "tune q"),
-    k: upload(ctx, sampleData(n, dtype, 2), "tune k"),
-    v: upload(ctx, sampleData(n, dtype, 3), "tune v"),
-    out: storage(ctx, n * bytes, "tune out"),
-    lse: storage(ctx, heads * seq * 4, "tune lse"),
+    q: upload(ctx, sampleData(qn, dtype, 1), "tune q"),
+    k: upload(ctx, sampleData(kn, dtype, 2), "tune k"),
+    v: upload(ctx, sampleData(kn, dtype, 3), "tune v"),
+    out: storage(ctx, qn * bytes, "tune out"),
+    lse: storage(ctx, size.heads * nq * 4, "tune lse"),
   };
   try {
-    const shape = [1, seq, heads, headDim] as const;
     const p = checkProblem({
-      q: { buffer: buf.q, shape, dtype },
-      k: { buffer: buf.k, shape, dtype },
-      v: { buffer: buf.v, shape, dtype },
+      q: { buffer: buf.q, shape: [1, nq, size.heads, headDim], dtype },
+      k: { buffer: buf.k, shape: [1, nk, hk, headDim], dtype },
+      v: { buffer: buf.v, shape: [1, nk, hk, headDim], dtype },
     }, {});
-    // each candidate fitted to the device; shapes that fit to the same configuration timed once
-    const configs = new Map<string, { cfg: ForwardConfig; code: string }>();
-    for (const [i, t] of tileCandidates(ctx.software, dn).entries()) {
-      const cfg = forwardConfig(ctx, headDim, dtype, {}, t);
-      if (configs.has(forwardKey(cfg))) continue;
-      try {
-        configs.set(forwardKey(cfg), { cfg, code: forwardWgsl(cfg) });
-      } catch (e) {
-        // a shape fitted past what the kernel allows is left out (the default must compile)
-        if (!(e instanceof RangeError && i > 0)) throw e;
-      }
-    }
-    const timed: { cfg: ForwardConfig; ms: number }[] = [];
-    for (const [key, { cfg, code }] of configs) {
-      const pipe = await pipeline(ctx, key, () => code, pipelineLayout(ctx, forwardLayout(cfg)));
-      const plan = planForward(ctx, p, buf, rescheduleForward({ cfg, pipe, dtype }, p));
-      const ms = await timeKernel(ctx, (pass) => plan.encode(pass), 1, {
+    const trials = decode
+      ? await decodeTrials(ctx, p, dtype, width, buf)
+      : await forwardTrials(ctx, p, dtype, width, headDim, buf);
+    const timed: { trial: Trial; ms: number }[] = [];
+    for (const trial of trials) {
+      const ms = await timeKernel(ctx, (pass) => trial.plan.encode(pass), 1, {
         warmMs: 50,
         passMs: 20,
       });
-      timed.push({ cfg, ms });
+      timed.push({ trial, ms });
     }
     const best = timed.reduce((a, b) => (b.ms < a.ms ? b : a));
-    chooseTiles(ctx, dtype, dn, best.cfg);
+    best.trial.keep();
     return {
+      pass,
       dtype,
       headDim,
-      tiles: tilesName(best.cfg),
-      candidates: timed.map((t) => ({ tiles: tilesName(t.cfg), ms: t.ms })),
+      choice: best.trial.choice,
+      candidates: timed.map((t) => ({ choice: t.trial.choice, ms: t.ms })),
     };
   } finally {
     for (const b of Object.values(buf)) b.destroy();
   }
+}
+
+type TuneBuffers = Record<"q" | "k" | "v" | "out" | "lse", GPUBuffer>;
+
+/** The forward candidates, each fitted to the device; shapes that fit alike compiled once. */
+async function forwardTrials(
+  ctx: GpuContext,
+  p: Problem,
+  dtype: "f32" | "f16",
+  dn: number,
+  headDim: number,
+  buf: TuneBuffers,
+): Promise<Trial[]> {
+  const configs = new Map<string, { cfg: ForwardConfig; code: string }>();
+  for (const [i, t] of tileCandidates(ctx.software, dn).entries()) {
+    const cfg = forwardConfig(ctx, headDim, dtype, {}, t);
+    if (configs.has(forwardKey(cfg))) continue;
+    try {
+      configs.set(forwardKey(cfg), { cfg, code: forwardWgsl(cfg) });
+    } catch (e) {
+      // a shape fitted past what the kernel allows is left out (the default must compile)
+      if (!(e instanceof RangeError && i > 0)) throw e;
+    }
+  }
+  const trials: Trial[] = [];
+  for (const [key, { cfg, code }] of configs) {
+    const pipe = await pipeline(ctx, key, () => code, pipelineLayout(ctx, forwardLayout(cfg)));
+    trials.push({
+      choice: tilesName(cfg),
+      plan: planForward(ctx, p, buf, rescheduleForward({ cfg, pipe, dtype }, p)),
+      keep: () => chooseTiles(ctx, dtype, dn, cfg),
+    });
+  }
+  return trials;
+}
+
+/** The decoding candidates, as the device allows them; configurations alike compiled once. */
+async function decodeTrials(
+  ctx: GpuContext,
+  p: Problem,
+  dtype: "f32" | "f16",
+  cw: number,
+  buf: TuneBuffers,
+): Promise<Trial[]> {
+  const trials: Trial[] = [];
+  const seen = new Set<string>();
+  for (const phases of phaseCandidates(dtype, cw)) {
+    const c = await compileDecode(ctx, p, dtype, phases);
+    if (seen.has(decodeKey("decode", c.cfg))) continue; // (the device refused the first phase)
+    seen.add(decodeKey("decode", c.cfg));
+    const kern = sizeDecode(c, p, dtype);
+    const taken = { coop: c.cfg.coop === true, loads: c.cfg.loads };
+    trials.push({
+      choice: phasesName(taken),
+      plan: planDecode(ctx, p, { ...buf, ...decodeBuffers(ctx, p, kern) }, kern),
+      keep: () => chooseDecode(ctx, dtype, cw, taken),
+    });
+  }
+  return trials;
 }

@@ -54,8 +54,22 @@ export function gpuTuning(): Readonly<GpuTuning> {
 /** The part of a forward configuration a measured tune chooses: its tiles. */
 export type ForwardTiles = Pick<ForwardConfig, "rm" | "cn" | "kc" | "kv">;
 
-/** Tiles chosen by measurement, per context, by storage type and head-dimension width. */
-const chosen = new WeakMap<GpuContext, Map<string, ForwardTiles>>();
+/** The part of a decoding configuration a measured tune chooses: its first phase and loads. */
+export interface DecodePhases {
+  /** Phase 1 cooperative (where the device and shape allow). */
+  coop: boolean;
+  /** K and V loads in flight. */
+  loads: readonly [keys: number, values: number];
+}
+
+/** Choices made by measurement, per context, by pass, storage type and width. */
+const chosen = new WeakMap<GpuContext, Map<string, ForwardTiles | DecodePhases>>();
+
+function choose(ctx: GpuContext, key: string, value: ForwardTiles | DecodePhases): void {
+  let m = chosen.get(ctx);
+  if (!m) chosen.set(ctx, m = new Map());
+  m.set(key, value);
+}
 
 /** The forward tiles measured best for a storage type and width on this context, if any. */
 export function chosenTiles(
@@ -63,7 +77,7 @@ export function chosenTiles(
   dtype: "f32" | "f16",
   dn: number,
 ): ForwardTiles | undefined {
-  return chosen.get(ctx)?.get(`${dtype}:${dn}`);
+  return chosen.get(ctx)?.get(`fwd:${dtype}:${dn}`) as ForwardTiles | undefined;
 }
 
 /** Records the forward tiles measured best for a storage type and width on this context. */
@@ -73,9 +87,26 @@ export function chooseTiles(
   dn: number,
   tiles: ForwardTiles,
 ): void {
-  let m = chosen.get(ctx);
-  if (!m) chosen.set(ctx, m = new Map());
-  m.set(`${dtype}:${dn}`, { rm: tiles.rm, cn: tiles.cn, kc: tiles.kc, kv: tiles.kv });
+  choose(ctx, `fwd:${dtype}:${dn}`, { rm: tiles.rm, cn: tiles.cn, kc: tiles.kc, kv: tiles.kv });
+}
+
+/** The decoding phases measured best for a storage type and width (`cw`), if any. */
+export function chosenDecode(
+  ctx: GpuContext,
+  dtype: "f32" | "f16",
+  cw: number,
+): DecodePhases | undefined {
+  return chosen.get(ctx)?.get(`decode:${dtype}:${cw}`) as DecodePhases | undefined;
+}
+
+/** Records the decoding phases measured best for a storage type and width (`cw`). */
+export function chooseDecode(
+  ctx: GpuContext,
+  dtype: "f32" | "f16",
+  cw: number,
+  phases: DecodePhases,
+): void {
+  choose(ctx, `decode:${dtype}:${cw}`, { coop: phases.coop, loads: phases.loads });
 }
 
 /** Output columns per invocation for a head dimension (D = 16·dn ≥ headDim). */

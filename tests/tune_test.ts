@@ -1,21 +1,27 @@
 /**
- * The measured tile choice (`tuneGpu`): its options are checked before anything runs; it times
- * every candidate, keeps the fastest, and later forward calls of that type and width compile and
- * use it and stay exact; a choice other than the default is honoured and exact too.
+ * The measured choices (`tuneGpu`): its options are checked before anything runs; it times every
+ * candidate, keeps the fastest, and later calls of that pass, type and width compile and use it
+ * and stay exact; a choice other than the default is honoured and exact too.
  */
 
 import assert from "node:assert/strict";
 import { tuneGpu } from "../mod.ts";
 import {
   checkProblem,
+  chooseDecode,
   chooseTiles,
+  decodeKernels,
+  defaultPhases,
   defaultTiles,
+  forgetDecodeKernels,
   forgetForwardKernels,
   forwardConfig,
   forwardKernel,
+  phaseCandidates,
   requireGpu,
 } from "../gpu/internal.ts";
-import { type Case, checkCase } from "./_cases.ts";
+import type { GpuContext } from "../gpu/internal.ts";
+import { type Case, checkCase, decodeCases } from "./_cases.ts";
 import { randomTensor, rng, testAdapter } from "./_util.ts";
 
 const info = await testAdapter();
@@ -23,6 +29,8 @@ const ignore = info === undefined;
 
 const tiles = (c: { rm: number; cn: number; kc: number; kv: number }) =>
   `rm${c.rm} cn${c.cn} kc${c.kc} kv${c.kv}`;
+const phases = (c: { coop?: boolean; loads: readonly number[] }) =>
+  `${c.coop ? "coop " : ""}loads ${c.loads.join(":")}`;
 
 /** A forward case at d 64 (width 4): odd lengths, causal, GQA. */
 const d64: Case = {
@@ -36,12 +44,28 @@ const d64: Case = {
   dtype: "f32",
   causal: true,
 };
+/** Decoding cases at d 64 (width 16): GQA 4 (the cooperative phase's shape), ragged, f16. */
+const decoding = decodeCases().filter((c) =>
+  ["decode 1 query, 1025 keys, GQA 4", "decode ragged kvLength causal", "decode f16 window"]
+    .includes(c.name)
+);
+
+/** Puts the defaults back (the choices are per device, and the tests share it). */
+function restore(ctx: GpuContext): void {
+  chooseTiles(ctx, "f32", 4, defaultTiles(ctx, 4));
+  for (const dtype of ["f32", "f16"] as const) {
+    chooseDecode(ctx, dtype, 16, defaultPhases(dtype, 16));
+  }
+  forgetForwardKernels(ctx);
+  forgetDecodeKernels(ctx);
+}
 
 Deno.test("tuneGpu: bad options are clear errors before anything runs", async () => {
   const cases: [unknown, ErrorConstructor | RangeErrorConstructor, RegExp][] = [
     [{ dtype: ["f32"] }, TypeError, /options\.dtype is not an option; did you mean dtypes\?/],
     [{ dtypes: ["f64"] }, TypeError, /options\.dtypes\[0\] must be "f32" or "f16", got string/],
     [{ dtypes: [] }, TypeError, /options\.dtypes must be a non-empty array/],
+    [{ passes: ["backward"] }, TypeError, /options\.passes\[0\] must be "forward" or "decode"/],
     [{ headDims: [64, 0] }, RangeError, /options\.headDims\[1\] must be an integer from 1 to 256/],
     [{ headDims: 64 }, TypeError, /options\.headDims must be a non-empty array, got number/],
     [{ seq: 8 }, RangeError, /options\.seq must be an integer from 16 to 65536, got number \(8\)/],
@@ -58,54 +82,75 @@ Deno.test("tuneGpu: bad options are clear errors before anything runs", async ()
 });
 
 Deno.test({
-  name: "tuneGpu: times every candidate, keeps the fastest, and forward calls use it exactly",
+  name: "tuneGpu: times every candidate, keeps the fastest, and later calls use it exactly",
   ignore,
   async fn() {
     const ctx = await requireGpu();
     try {
-      const report = await tuneGpu({ dtypes: ["f32"], headDims: [64, 59], seq: 64, heads: 2 });
+      const report = await tuneGpu({ dtypes: ["f32"], headDims: [64, 59], seq: 64, heads: 4 });
       assert.equal(report.adapter, ctx.name);
       assert.equal(report.timer, ctx.timestamps ? "timestamps" : "wall");
-      // 59 and 64 share a width: timed once, as the first given
-      assert.equal(report.entries.length, 1);
-      const [e] = report.entries;
-      assert.equal(e.dtype, "f32");
-      assert.equal(e.headDim, 64);
-      assert.ok(e.candidates.length >= 2, `${e.candidates.length} candidates`);
-      assert.equal(new Set(e.candidates.map((c) => c.tiles)).size, e.candidates.length);
-      for (const c of e.candidates) assert.ok(Number.isFinite(c.ms) && c.ms > 0, `${c.tiles}`);
-      const fastest = e.candidates.reduce((a, b) => (b.ms < a.ms ? b : a));
-      assert.equal(e.tiles, fastest.tiles);
-      // the choice serves the width's head dims, and the kernels compiled after the tune
-      assert.equal(tiles(forwardConfig(ctx, 59, "f32")), e.tiles);
-      const t = (n: number) => randomTensor(rng(1), [1, n, 2, 64]);
-      const p = checkProblem({ q: t(33), k: t(33), v: t(33) }, {});
-      assert.equal(tiles((await forwardKernel(ctx, p, "f32")).cfg), e.tiles);
+      // 59 and 64 share a width in both passes: timed once each, as the first given
+      assert.deepEqual(report.entries.map((e) => [e.pass, e.dtype, e.headDim]), [
+        ["forward", "f32", 64],
+        ["decode", "f32", 64],
+      ]);
+      for (const e of report.entries) {
+        assert.ok(e.candidates.length >= 2, `${e.pass}: ${e.candidates.length} candidates`);
+        assert.equal(new Set(e.candidates.map((c) => c.choice)).size, e.candidates.length);
+        for (const c of e.candidates) assert.ok(Number.isFinite(c.ms) && c.ms > 0, c.choice);
+        assert.equal(e.choice, e.candidates.reduce((a, b) => (b.ms < a.ms ? b : a)).choice);
+      }
+      const [fwd, dec] = report.entries;
+      // the choices serve the width's head dims, in the kernels compiled after the tune
+      assert.equal(tiles(forwardConfig(ctx, 59, "f32")), fwd.choice);
+      const t = (n: number, h: number) => randomTensor(rng(1), [1, n, h, 64]);
+      const p = checkProblem({ q: t(33, 2), k: t(33, 2), v: t(33, 2) }, {});
+      assert.equal(tiles((await forwardKernel(ctx, p, "f32")).cfg), fwd.choice);
+      const pd = checkProblem({ q: t(1, 4), k: t(600, 1), v: t(600, 1) }, {});
+      assert.equal(phases((await decodeKernels(ctx, pd, "f32")).cfg), dec.choice);
       await checkCase(d64, { backend: "webgpu" });
+      for (const c of decoding.filter((c) => c.dtype === "f32")) {
+        await checkCase(c, { backend: "webgpu" });
+      }
     } finally {
-      chooseTiles(ctx, "f32", 4, defaultTiles(ctx, 4));
-      forgetForwardKernels(ctx);
+      restore(ctx);
     }
   },
 });
 
 Deno.test({
-  name: "tuneGpu: a choice other than the default is compiled, used and exact",
+  name: "tuneGpu: choices other than the defaults are compiled, used and exact",
   ignore,
   async fn() {
     const ctx = await requireGpu();
-    const other = { ...defaultTiles(ctx, 4), kc: defaultTiles(ctx, 4).kc === 16 ? 32 : 16 };
-    assert.notEqual(tiles(other), tiles(defaultTiles(ctx, 4)));
+    assert.equal(decoding.length, 3);
     try {
+      const other = { ...defaultTiles(ctx, 4), kc: defaultTiles(ctx, 4).kc === 16 ? 32 : 16 };
       chooseTiles(ctx, "f32", 4, other);
       forgetForwardKernels(ctx);
-      const t = (n: number) => randomTensor(rng(2), [1, n, 2, 64]);
-      const p = checkProblem({ q: t(33), k: t(33), v: t(33) }, {});
+      const t = (n: number, h: number) => randomTensor(rng(2), [1, n, h, 64]);
+      const p = checkProblem({ q: t(33, 2), k: t(33, 2), v: t(33, 2) }, {});
       assert.equal(tiles((await forwardKernel(ctx, p, "f32")).cfg), tiles(other));
       await checkCase(d64, { backend: "webgpu" });
+      // every decoding candidate but the default, in both types, on the decoding cases
+      for (const dtype of ["f32", "f16"] as const) {
+        if (dtype === "f16" && !ctx.f16) continue;
+        for (const ph of phaseCandidates(dtype, 16).slice(1)) {
+          chooseDecode(ctx, dtype, 16, ph);
+          forgetDecodeKernels(ctx);
+          const u = (n: number, h: number) => randomTensor(rng(3), [1, n, h, 64], dtype);
+          const pd = checkProblem({ q: u(1, 4), k: u(600, 1), v: u(600, 1) }, {});
+          const cfg = (await decodeKernels(ctx, pd, dtype)).cfg;
+          assert.deepEqual(cfg.loads, ph.loads, `${dtype} ${phases(ph)}`);
+          assert.equal(cfg.coop, ph.coop && ctx.subgroupLanes >= 8, `${dtype} ${phases(ph)}`);
+          for (const c of decoding.filter((c) => c.dtype === dtype)) {
+            await checkCase(c, { backend: "webgpu" });
+          }
+        }
+      }
     } finally {
-      chooseTiles(ctx, "f32", 4, defaultTiles(ctx, 4));
-      forgetForwardKernels(ctx);
+      restore(ctx);
     }
   },
 });
