@@ -41,6 +41,13 @@ const DECODE_DEFAULTS = {
   f16: { coopWidth: Infinity, loads: [2, 4] },
 } as const;
 
+/** The vec4 columns one decoding group covers for a head dimension: a power of two ≥ d / 4. */
+export function decodeWidth(headDim: number): number {
+  let cw = 1;
+  while (cw * 4 < headDim) cw *= 2;
+  return cw;
+}
+
 /** The decoding phases of a storage type and width (`cw` = D / 4) before any measured choice. */
 export function defaultPhases(dtype: "f32" | "f16", cw: number): DecodePhases {
   const d = DECODE_DEFAULTS[dtype];
@@ -140,8 +147,7 @@ export async function compileDecode(
 ): Promise<CompiledDecode> {
   const group = p.heads / p.kvHeads, mh = p.mask.shape[1];
   const rowsTotal = group * p.nq;
-  let cw = 1;
-  while (cw * 4 < p.headDim) cw *= 2;
+  const cw = decodeWidth(p.headDim);
   const rows = rowsTotal <= 4 ? 4 : rowsTotal <= 8 ? 8 : 16;
   const pick = phases ?? chosenDecode(ctx, dtype, cw) ?? defaultPhases(dtype, cw);
   const cfg: DecodeConfig = {

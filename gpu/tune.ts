@@ -19,6 +19,7 @@ import { pipelineLayout } from "./binding.ts";
 import {
   compileDecode,
   decodeBuffers,
+  decodeWidth,
   defaultPhases,
   forgetDecodeKernels,
   planDecode,
@@ -126,10 +127,7 @@ const phasesName = (c: DecodePhases) => `${c.coop ? "coop " : ""}loads ${c.loads
 
 /** The width of a head dimension for a pass: `dn` = D / 16 (forward), `cw` = D / 4 (decoding). */
 function widthOf(pass: GpuTunePass, headDim: number): number {
-  if (pass === "forward") return headDimWidth(headDim);
-  let cw = 1;
-  while (cw * 4 < headDim) cw *= 2;
-  return cw;
+  return pass === "forward" ? headDimWidth(headDim) : decodeWidth(headDim);
 }
 
 function checkTuneOptions(o: GpuTuneOptions): void {
@@ -172,7 +170,7 @@ function checkTuneOptions(o: GpuTuneOptions): void {
  * and keeps the fastest for each pass, storage type and head-dimension width asked for: later calls
  * of that type and width compile and use it (not the backward, and not calls prepared before).
  * Each of 3–7 candidates a pass, type and width is compiled and timed on one problem (B=1, no mask;
- * on lavapipe, the CPU rasteriser, one type and width of both passes takes about 15 s); errors and
+ * on lavapipe, the CPU rasteriser, one type and width of both passes took 12 s); errors and
  * the device's lack of shader-f16 for `dtypes: ["f16"]` are reported before anything runs.
  *
  * @example Tune the device once, early in a long-running program
