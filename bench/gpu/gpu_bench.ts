@@ -209,6 +209,10 @@ if (import.meta.main) {
     console.log(USAGE);
     Deno.exit(0);
   }
+  const coop = a["decode-coop"];
+  if (coop !== undefined && coop !== "on" && coop !== "off") {
+    throw new RangeError(`--decode-coop must be on or off, got "${coop}"`);
+  }
   const ctx = await requireGpu();
   const seqs = a.seq!.split(",").map(Number);
   const batch = Number(a.batch), heads = Number(a.heads);
@@ -262,7 +266,7 @@ if (import.meta.main) {
               ...o,
               splits: sp || undefined,
               noSubgroups: a["no-subgroups"],
-              coop: a["decode-coop"] === undefined ? undefined : a["decode-coop"] === "on",
+              coop: coop === undefined ? undefined : coop === "on",
               loads,
             }),
           );
