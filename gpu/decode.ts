@@ -29,12 +29,14 @@ import { chosenDecode, type DecodePhases, gpuTuning } from "./tuning.ts";
 /**
  * Per storage type: from which width (vec4 columns, D/4) phase 1 is cooperative (8 invocations a
  * key, where the device allows), and the K and V loads an invocation issues before it uses the
- * first. Measured on an H200, Nq 1, f32 (`gpu_bench.ts --decode-loads K:V --decode-coop on|off`,
- * BENCHMARKS.md): 131072 keys, Hq 32 Hk 8 d 128, K and V read at 3159 GB/s cooperatively with
- * [·, 8] against 2554 with one load at a time (the loop form before), 2804 not cooperative with
- * [2, 2]; more K loads cost occupancy ([4, 1]: 1784). 32768 keys, Hq = Hk = 16: d 128 cooperative
- * 2999 against 2803, but d 64 1785 against 2380 (two loads a lane do not pay for the shuffles).
- * f16 (d 128): 2207 GB/s with [2, 4], not cooperative (1827 cooperative; 1811 before).
+ * first. Measured on an H200, Nq 1 (`gpu_bench.ts --decode-loads K:V --decode-coop on|off`;
+ * docs/bench/h200/decode_loads.txt, each comparison within one run): 131072 keys, Hq 32 Hk 8
+ * d 128, f32 K and V read at 3159 GB/s cooperatively with [·, 8] against 2554 with one load at a
+ * time (the loop form before), 3169 against 2804 not cooperative with [2, 2]; more K loads cost
+ * occupancy ([4, 1] 1784 against [2, 4] 3041). 32768 keys, Hq = Hk = 16, [2, 8]: d 128
+ * cooperative 2999 against 2803, but d 64 1785 against 2380 (two loads a lane do not pay for the
+ * shuffles). f16 (d 128): 2207 GB/s with [2, 4] against 1811 before; cooperative 1731–1827
+ * against 2120 not.
  */
 const DECODE_DEFAULTS = {
   f32: { coopWidth: 32, loads: [2, 8] },
