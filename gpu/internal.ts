@@ -38,7 +38,7 @@ export {
   type BackwardPlan,
   planBackward,
 } from "./backward.ts";
-export type { BackwardConfig } from "./backward_wgsl.ts";
+export { type BackwardConfig, backwardKey } from "./backward_wgsl.ts";
 export {
   decodeBuffers,
   decodeKernels,

@@ -21,6 +21,9 @@ import {
 } from "../mod.ts";
 import { exampleMask } from "../masks/mod.ts";
 import {
+  type BackwardConfig,
+  backwardConfig,
+  backwardKey,
   checkProblem,
   decodeKernels,
   forwardConfig,
@@ -249,6 +252,51 @@ Deno.test({
     console.log(`forward configurations run: ${[...ran].join(", ")}`);
     assert.ok(ran.size >= 5, `${ran.size} distinct configurations`);
     for (const w of ["kc32", "kv32"]) assert.ok([...ran].some((k) => k.includes(`:${w}:`)), w);
+  },
+});
+
+Deno.test({
+  name:
+    "webgpu: the backward's hardware configurations (16-wide head-dimension chunks; 32-wide value chunks, split) match the reference (as fitted to this device's workgroup memory)",
+  ignore,
+  async fn() {
+    // lavapipe's default backward takes 8-wide chunks; hardware adapters take 16-wide ones and
+    // 32-wide value chunks where they fit (gpu/backward.ts: d ≤ 64 on the H200). Each distinct
+    // configuration runs once (forward and backward against the reference), and there must be
+    // several with 16-wide chunks.
+    const ctx = await requireGpu();
+    const rand = rng(29);
+    const masked = (d: number): Case => ({
+      name: `d=${d} random mask 97×130, GQA 2:1`,
+      batch: 1,
+      nq: 97,
+      nk: 130,
+      heads: 2,
+      kvHeads: 1,
+      d,
+      dtype: "f32",
+      mask: randomMask(rand, 97, 130, [1, 2]),
+    });
+    const configs: [Partial<BackwardConfig>, Case][] = [
+      [{ kc: 16, kv: 16 }, masked(64)],
+      [{ kc: 16, kv: 16 }, masked(96)],
+      [{ kc: 16, kv: 32, split: true }, masked(59)],
+    ];
+    const ran = new Set<string>();
+    for (const [backward, c] of configs) {
+      const old = setGpuTuning({ backward });
+      try {
+        const key = backwardKey("dkv", backwardConfig(ctx, c.d, "f32"));
+        if (ran.has(key)) continue;
+        ran.add(key);
+        await checkCase(c, { backend: "webgpu" });
+      } finally {
+        setGpuTuning(old);
+      }
+    }
+    console.log(`backward configurations run: ${[...ran].join(", ")}`);
+    assert.ok([...ran].filter((k) => k.includes(":kc16:")).length >= 2, [...ran].join(", "));
+    assert.ok([...ran].some((k) => k.includes(":kv32")), "32-wide value chunks");
   },
 });
 
