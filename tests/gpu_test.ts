@@ -29,6 +29,7 @@ import {
   forwardConfig,
   forwardKey,
   type ForwardTiles,
+  type GpuTuning,
   requireGpu,
   setGpuTuning,
   tileCandidates,
@@ -194,6 +195,30 @@ Deno.test({
   },
 });
 
+/**
+ * Runs each item's cases on the webgpu backend against the reference under its tuning override,
+ * once per distinct configuration (`key`, read under the override); returns the keys run.
+ */
+async function eachConfiguration(
+  pass: string,
+  items: [GpuTuning, Case[], () => string][],
+): Promise<Set<string>> {
+  const ran = new Set<string>();
+  for (const [tuning, cs, key] of items) {
+    const old = setGpuTuning(tuning);
+    try {
+      const k = key();
+      if (ran.has(k)) continue;
+      ran.add(k);
+      for (const c of cs) await checkCase(c, { backend: "webgpu" });
+    } finally {
+      setGpuTuning(old);
+    }
+  }
+  console.log(`${pass} configurations run: ${[...ran].join(", ")}`);
+  return ran;
+}
+
 Deno.test({
   name:
     "webgpu: the forward tiles of hardware adapters, and the others tuneGpu may choose there, match the reference (as fitted to this device's workgroup memory)",
@@ -237,19 +262,12 @@ Deno.test({
         tiles.push([t, d, [masked(d, 97, 130, 2)]]);
       }
     }
-    const ran = new Set<string>();
-    for (const [forward, d, cs] of tiles) {
-      const old = setGpuTuning({ forward });
-      try {
-        const key = forwardKey(forwardConfig(ctx, d, "f32"));
-        if (ran.has(key)) continue;
-        ran.add(key);
-        for (const c of cs) await checkCase(c, { backend: "webgpu" });
-      } finally {
-        setGpuTuning(old);
-      }
-    }
-    console.log(`forward configurations run: ${[...ran].join(", ")}`);
+    const ran = await eachConfiguration(
+      "forward",
+      tiles.map((
+        [forward, d, cs],
+      ) => [{ forward }, cs, () => forwardKey(forwardConfig(ctx, d, "f32"))]),
+    );
     assert.ok(ran.size >= 5, `${ran.size} distinct configurations`);
     for (const w of ["kc32", "kv32"]) assert.ok([...ran].some((k) => k.includes(`:${w}:`)), w);
   },
@@ -282,19 +300,14 @@ Deno.test({
       [{ kc: 16, kv: 16 }, masked(96)],
       [{ kc: 16, kv: 32, split: true }, masked(59)],
     ];
-    const ran = new Set<string>();
-    for (const [backward, c] of configs) {
-      const old = setGpuTuning({ backward });
-      try {
-        const key = backwardKey("dkv", backwardConfig(ctx, c.d, "f32"));
-        if (ran.has(key)) continue;
-        ran.add(key);
-        await checkCase(c, { backend: "webgpu" });
-      } finally {
-        setGpuTuning(old);
-      }
-    }
-    console.log(`backward configurations run: ${[...ran].join(", ")}`);
+    const ran = await eachConfiguration(
+      "backward",
+      configs.map(([backward, c]) => [
+        { backward },
+        [c],
+        () => backwardKey("dkv", backwardConfig(ctx, c.d, "f32")),
+      ]),
+    );
     assert.ok([...ran].filter((k) => k.includes(":kc16:")).length >= 2, [...ran].join(", "));
     assert.ok([...ran].some((k) => k.includes(":kv32")), "32-wide value chunks");
   },
