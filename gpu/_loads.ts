@@ -1,6 +1,6 @@
 /**
- * Tile loads from storage into workgroup memory (`var<workgroup> sm: array<vec4<f32>, N>`), for
- * the forward and backward kernels: 256 invocations each load ⌈items / 256⌉ vec4 units.
+ * Tile loads from storage into regions of workgroup memory (`Region` in `_emit.ts`), for the
+ * forward and backward kernels: 256 invocations each load ⌈items / 256⌉ vec4 units.
  *
  * Invariants: rows at or past `limit` and columns at or past the head dimension are read as 0;
  * nothing outside them is read (a paged cache's page table is consulted only for rows < limit).
@@ -13,7 +13,7 @@
  * @module
  */
 
-import { type Emit, range, XYZW } from "./_emit.ts";
+import { type Emit, range, type Region, XYZW } from "./_emit.ts";
 
 /** Where one tensor chunk comes from: `src[base + row·stride + column]`, rows < limit. */
 export interface Source {
@@ -34,15 +34,15 @@ export interface Source {
 }
 
 /**
- * Loads columns `d0 .. d0+kc` of a tile's R rows into `sm` transposed: element (row, kk) goes to
- * position `kk·R + pos`, 4 positions per vec4. With `perm = 0`, pos = row (invocation ty reads
+ * Loads columns `d0 .. d0+kc` of a tile's R rows into `region` transposed: element (row, kk) goes
+ * to logical position `kk·R + pos`, 4 positions per vec4 (slot kk). With `perm = 0`, pos = row (invocation ty reads
  * its rows ty·RM.. as vec4s); with `perm = c`, pos = (row % 16)·c + row / 16, so that
  * invocation tx reads rows tx + 16·m (m < c) as vec4s.
  */
 export function loadTransposed(
   emit: Emit,
   s: Source,
-  o: { region: number; rows: number; kc: number; d0: string; perm: number; scale?: string },
+  o: { region: Region; rows: number; kc: number; d0: string; perm: number; scale?: string },
 ): void {
   const items = (o.rows / 4) * o.kc;
   for (const u of range(Math.ceil(items / 256))) {
@@ -64,7 +64,7 @@ export function loadTransposed(
       );
     }
     emit(`        }
-        sm[${o.region}u + (kk * ${o.rows}u + pos) / 4u] = x${o.scale ? ` * ${o.scale}` : ""};${
+        ${o.region.flat(`(kk * ${o.rows}u + pos) / 4u`)} = x${o.scale ? ` * ${o.scale}` : ""};${
       guard ? "\n        }" : ""
     }
       }`);
@@ -72,13 +72,14 @@ export function loadTransposed(
 }
 
 /**
- * Loads `count` rows starting at `s.first` (all D padded columns) into `sm` row-major:
- * element (row, col) at `region·4 + row·D + col`.
+ * Loads `count` rows starting at `s.first` (all D padded columns) into `region` row-major:
+ * element (row, col) at logical position `row·D + col` (slot row; owner tx holds columns
+ * tx·D/16 ..).
  */
 export function loadRows(
   emit: Emit,
   s: Source,
-  o: { region: number; count: number; d: number; scale?: string },
+  o: { region: Region; count: number; d: number; scale?: string },
 ): void {
   const items = (o.count * o.d) / 4;
   for (const u of range(Math.ceil(items / 256))) {
@@ -96,7 +97,7 @@ export function loadRows(
       );
     }
     emit(`      }
-      sm[${o.region}u + e] = x${o.scale ? ` * ${o.scale}` : ""};${guard ? "\n      }" : ""}
+      ${o.region.flat("e")} = x${o.scale ? ` * ${o.scale}` : ""};${guard ? "\n      }" : ""}
     }`);
   }
 }

@@ -2,15 +2,15 @@
  * Emitters of the unrolled WGSL pieces that the forward and backward kernels share.
  *
  * Every kernel runs 256 invocations as a 16 × 16 grid and keeps its tiles in one
- * `var<workgroup> sm: array<vec4<f32>, N>`, addressed in vec4 units, and in named register tiles
- * (`_emit.ts`); tiles come in through `_loads.ts`. Indices into `sm` are a thread-dependent base
- * plus compile-time constants.
+ * `var<workgroup> sm: array<array<vec4<f32>, 16>, R>` (regions of it: `Region` in `_emit.ts`)
+ * and in named register tiles; tiles come in through `_loads.ts`. The products read `sm` at a
+ * constant row and the invocation's own column (its ty or tx).
  *
  * @module
  */
 
 import { dropoutKey, dropoutThreshold } from "../masks/dropout.ts";
-import { type Emit, range, reg, XYZW } from "./_emit.ts";
+import { type Emit, range, reg, type Region, XYZW } from "./_emit.ts";
 import { loadTransposed } from "./_loads.ts";
 
 /**
@@ -23,9 +23,9 @@ export const PAGE_ROW_DECL = `fn pageRow(b: u32, j: u32) -> u32 {
 }`;
 
 /**
- * acc(i, ·) += A[kk][row i] · B[kk][cols] for kk < steps, fully unrolled: A at
- * `sm[a.region + kk·a.stride + a.owner + i/4]` (vec4 over 4 rows), B at
- * `sm[b.region + kk·b.stride + b.owner + j]`.
+ * acc(i, ·) += A[kk][row i] · B[kk][cols] for kk < steps, fully unrolled: A's vec4 over rows
+ * i..i+3 is vec4 i/4 of owner `a.owner` in slot kk of region `a.region`, B's columns 4j..4j+3
+ * vec4 j of `b.owner`.
  */
 export function product(
   emit: Emit,
@@ -35,17 +35,17 @@ export function product(
     cols4: number;
     steps: number;
     tag: string;
-    a: { region: number; stride: number; owner: string };
-    b: { region: number; stride: number; owner: string };
+    a: { region: Region; owner: string };
+    b: { region: Region; owner: string };
   },
 ): void {
   for (const kk of range(o.steps)) {
     const A = `${o.tag}a${kk}_`, B = `${o.tag}b${kk}_`;
     for (const i4 of range(o.rows / 4)) {
-      emit(`      let ${A}${i4} = sm[${o.a.region + kk * o.a.stride + i4}u + ${o.a.owner}];`);
+      emit(`      let ${A}${i4} = ${o.a.region.at(kk, o.a.owner, i4)};`);
     }
     for (const j of range(o.cols4)) {
-      emit(`      let ${B}${j} = sm[${o.b.region + kk * o.b.stride + j}u + ${o.b.owner}];`);
+      emit(`      let ${B}${j} = ${o.b.region.at(kk, o.b.owner, j)};`);
     }
     for (const i of range(o.rows)) {
       for (const j of range(o.cols4)) {
@@ -60,9 +60,9 @@ export function product(
 }
 
 /**
- * Stores register columns m = first .. first+count of tile `acc` transposed into `sm`:
- * column m of the owner's rows goes to `sm[region + (tx + 16·(m − first))·R/4 + owner + i/4]`,
- * a vec4 over 4 rows (R rows in total per stored column).
+ * Stores register columns m = first .. first+count of tile `acc` transposed into `region`:
+ * column m of the owner's rows goes to slot `tx + 16·(m − first)`, vec4 i/4 of `owner` (a vec4
+ * over 4 rows).
  */
 export function storeColumns(
   emit: Emit,
@@ -71,8 +71,7 @@ export function storeColumns(
     rows: number;
     first: number;
     count: number;
-    region: number;
-    R: number;
+    region: Region;
     owner: string;
   },
 ): void {
@@ -80,11 +79,7 @@ export function storeColumns(
     const m = o.first + mm;
     for (const i4 of range(o.rows / 4)) {
       const v = range(4).map((z) => reg(o.acc, 4 * i4 + z, m)).join(", ");
-      emit(
-        `    sm[${o.region}u + (tx + ${16 * mm}u) * ${
-          o.R / 4
-        }u + ${o.owner} + ${i4}u] = vec4<f32>(${v});`,
-      );
+      emit(`    ${o.region.at(`tx + ${16 * mm}u`, o.owner, i4)} = vec4<f32>(${v});`);
     }
   }
 }
@@ -351,10 +346,10 @@ export interface ProductSide {
   rows: number;
   perm: number;
   /** Workgroup-memory regions of the two tensors. */
-  regions: [number, number];
+  regions: [Region, Region];
   /** Register rows (for the A side) or columns/4 (for the B side) an invocation owns. */
   owned: number;
-  /** The owner offset expression in vec4 units. */
+  /** The owner index (`ty` or `tx`). */
   owner: string;
 }
 
@@ -400,8 +395,8 @@ ${o.indent}  let d0 = kc * ${kc}u;`);
       cols4: b.owned / 4,
       steps: kc,
       tag: acc === "s" ? "s" : "d",
-      a: { region: a.regions[i], stride: a.rows / 4, owner: a.owner },
-      b: { region: b.regions[i], stride: b.rows / 4, owner: b.owner },
+      a: { region: a.regions[i], owner: a.owner },
+      b: { region: b.regions[i], owner: b.owner },
     })
   );
   emit(`${o.indent}  workgroupBarrier();
@@ -433,7 +428,7 @@ export function rowBlockPrologue(br: number, rm: number, headDim: string): strin
 /** The query side (q and dO rows) or key side (k and v rows) of {@linkcode scoresAndDp}. */
 export function side(
   which: "queries" | "keys",
-  o: { rows: number; perm: number; regions: [number, number]; owned: number; owner: string },
+  o: { rows: number; perm: number; regions: [Region, Region]; owned: number; owner: string },
 ): ProductSide {
   return which === "queries"
     ? { names: ["q", "dout"], base: "qBase", stride: "qStride", first: "row0", limit: "P.nq", ...o }

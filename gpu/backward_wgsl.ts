@@ -21,7 +21,16 @@
  * @module
  */
 
-import { declareTile, type Emit, range, reg, zeroTile } from "./_emit.ts";
+import {
+  declareTile,
+  type Emit,
+  range,
+  reg,
+  type Region,
+  smDecl,
+  smRegion,
+  zeroTile,
+} from "./_emit.ts";
 import { loadRows, type Source } from "./_loads.ts";
 import {
   AT_MOST_0_DECL,
@@ -217,14 +226,15 @@ export function dqWgsl(c: BackwardConfig): string {
   }
   const R4 = rm / 4, C4 = cn / 4, D4 = dn / 4;
   // phase 1: Qs, dOs (kc × br), Ks, Vs (kc × bc); phase 2: dSs (kv × br), Krows (kv × d)
-  const qReg = 0, oReg = qReg + (kc * br) / 4, kReg = oReg + (kc * br) / 4;
-  const vReg = kReg + (kc * bc) / 4;
-  const sReg = 0, krReg = (kv * br) / 4;
-  const total4 = Math.max(vReg + (kc * bc) / 4, krReg + (kv * d) / 4);
+  // (in rows of 16 vec4)
+  const qReg = 0, oReg = qReg + kc * R4, kReg = oReg + kc * R4, vReg = kReg + kc * C4;
+  const sReg = 0, krReg = kv * R4;
+  const smRows = Math.max(vReg + kc * C4, krReg + kv * D4);
+  const dS = smRegion(sReg, R4), kRows = smRegion(krReg, D4);
   const L: string[] = [];
   const emit: Emit = (s) => L.push(s);
   emit(header(c, dqLayout(c)));
-  emit(`var<workgroup> sm: array<vec4<f32>, ${total4}>;
+  emit(`${smDecl(smRows)}
 var<workgroup> wsU: array<u32, 4>;
 
 @compute @workgroup_size(256)
@@ -245,11 +255,17 @@ ${rowBlockPrologue(br, rm, HD)}`);
     a: side("queries", {
       rows: br,
       perm: 0,
-      regions: [qReg, oReg],
+      regions: [smRegion(qReg, R4), smRegion(oReg, R4)],
       owned: rm,
-      owner: `ty * ${R4}u`,
+      owner: "ty",
     }),
-    b: side("keys", { rows: bc, perm: cn, regions: [kReg, vReg], owned: cn, owner: `tx * ${C4}u` }),
+    b: side("keys", {
+      rows: bc,
+      perm: cn,
+      regions: [smRegion(kReg, C4), smRegion(vReg, C4)],
+      owned: cn,
+      owner: "tx",
+    }),
     kc,
     headDim: HD,
     indent: "    ",
@@ -290,12 +306,11 @@ ${rowBlockPrologue(br, rm, HD)}`);
       rows: rm,
       first: (ch * kv) / 16,
       count: kv / 16,
-      region: sReg,
-      R: br,
-      owner: `ty * ${R4}u`,
+      region: dS,
+      owner: "ty",
     });
     loadRows(emit, src("k", "kBase", "kStride", `col0 + ${ch * kv}u`, "P.nk", HD), {
-      region: krReg,
+      region: kRows,
       count: kv,
       d,
     });
@@ -306,8 +321,8 @@ ${rowBlockPrologue(br, rm, HD)}`);
       cols4: D4,
       steps: kv,
       tag: `g${ch}`,
-      a: { region: sReg, stride: br / 4, owner: `ty * ${R4}u` },
-      b: { region: krReg, stride: d / 4, owner: `tx * ${D4}u` },
+      a: { region: dS, owner: "ty" },
+      b: { region: kRows, owner: "tx" },
     });
     emit(`    workgroupBarrier();`);
   }
@@ -345,14 +360,15 @@ export function dkvWgsl(c: BackwardConfig): string {
   const N4 = rn / 4, M4 = cm / 4, D4 = dn / 4;
   // phase 1: Ks, Vs (kc × bc), Qs, dOs (kc × br, permuted); phase 2: Ps, dSs (kv × bc),
   // dO rows, Q rows (kv × d)
-  const kReg = 0, vReg = (kc * bc) / 4, qReg = vReg + (kc * bc) / 4, oReg = qReg + (kc * br) / 4;
-  const pReg = 0, sReg = (kv * bc) / 4, orReg = sReg + (kv * bc) / 4;
-  const qrReg = c.split ? orReg : orReg + (kv * d) / 4;
-  const total4 = Math.max(oReg + (kc * br) / 4, qrReg + (kv * d) / 4);
+  // (in rows of 16 vec4)
+  const kReg = 0, vReg = kc * N4, qReg = vReg + kc * N4, oReg = qReg + kc * M4;
+  const pReg = 0, sReg = kv * N4, orReg = sReg + kv * N4;
+  const qrReg = c.split ? orReg : orReg + kv * D4;
+  const smRows = Math.max(oReg + kc * M4, qrReg + kv * D4);
   const L: string[] = [];
   const emit: Emit = (s) => L.push(s);
   emit(header(c, dkvLayout(c)));
-  emit(`var<workgroup> sm: array<vec4<f32>, ${total4}>;
+  emit(`${smDecl(smRows)}
 var<workgroup> wsU: array<u32, 4>;
 
 @compute @workgroup_size(256)
@@ -382,13 +398,19 @@ ${tileLoop("P.ptrOff + slice * P.colBlocks + cb", "row0", br, "    ")}`);
   zeroTile(emit, "s", rn, M4);
   zeroTile(emit, "dp", rn, M4);
   scoresAndDp(emit, {
-    a: side("keys", { rows: bc, perm: 0, regions: [kReg, vReg], owned: rn, owner: `ty * ${N4}u` }),
+    a: side("keys", {
+      rows: bc,
+      perm: 0,
+      regions: [smRegion(kReg, N4), smRegion(vReg, N4)],
+      owned: rn,
+      owner: "ty",
+    }),
     b: side("queries", {
       rows: br,
       perm: cm,
-      regions: [qReg, oReg],
+      regions: [smRegion(qReg, M4), smRegion(oReg, M4)],
       owned: cm,
-      owner: `tx * ${M4}u`,
+      owner: "tx",
     }),
     kc,
     headDim: HD,
@@ -434,32 +456,40 @@ ${tileLoop("P.ptrOff + slice * P.colBlocks + cb", "row0", br, "    ")}`);
     }
   }
   for (const ch of range(br / kv)) {
-    const part = { rows: rn, first: (ch * kv) / 16, count: kv / 16, R: bc, owner: `ty * ${N4}u` };
-    storeColumns(emit, { acc: "s", region: pReg, ...part });
-    storeColumns(emit, { acc: "dp", region: sReg, ...part });
-    const rows = (name: string, region: number) =>
+    const part = { rows: rn, first: (ch * kv) / 16, count: kv / 16, owner: "ty" };
+    const [pS, dS] = [smRegion(pReg, N4), smRegion(sReg, N4)];
+    const [oRows, qRows] = [smRegion(orReg, D4), smRegion(qrReg, D4)];
+    storeColumns(emit, { acc: "s", region: pS, ...part });
+    storeColumns(emit, { acc: "dp", region: dS, ...part });
+    const rows = (name: string, region: Region) =>
       loadRows(emit, src(name, "qBase", "qStride", `row0 + ${ch * kv}u`, "P.nq", HD), {
         region,
         count: kv,
         d,
       });
-    const pA = (region: number) => ({ region, stride: bc / 4, owner: `ty * ${N4}u` });
-    const dB = (region: number) => ({ region, stride: d / 4, owner: `tx * ${D4}u` });
-    const grad = (acc: string, tag: string, a: number, b: number) =>
-      product(emit, { acc, rows: rn, cols4: D4, steps: kv, tag, a: pA(a), b: dB(b) });
-    rows("dout", orReg);
+    const grad = (acc: string, tag: string, a: Region, b: Region) =>
+      product(emit, {
+        acc,
+        rows: rn,
+        cols4: D4,
+        steps: kv,
+        tag,
+        a: { region: a, owner: "ty" },
+        b: { region: b, owner: "tx" },
+      });
+    rows("dout", oRows);
     if (c.split) { // dV then dK through the same rows region
       emit(`      workgroupBarrier();`);
-      grad("gv", `v${ch}`, pReg, orReg);
+      grad("gv", `v${ch}`, pS, oRows);
       emit(`      workgroupBarrier();`);
-      rows("q", qrReg);
+      rows("q", qRows);
       emit(`      workgroupBarrier();`);
-      grad("gk", `k${ch}`, sReg, qrReg);
+      grad("gk", `k${ch}`, dS, qRows);
     } else {
-      rows("q", qrReg);
+      rows("q", qRows);
       emit(`      workgroupBarrier();`);
-      grad("gv", `v${ch}`, pReg, orReg);
-      grad("gk", `k${ch}`, sReg, qrReg);
+      grad("gv", `v${ch}`, pS, oRows);
+      grad("gk", `k${ch}`, dS, qRows);
     }
     emit(`      workgroupBarrier();`);
   }

@@ -25,7 +25,17 @@
  * @module
  */
 
-import { declareTile, type Emit, range, reg, XYZW, zeroTile } from "./_emit.ts";
+import {
+  declareTile,
+  type Emit,
+  range,
+  reg,
+  type Region,
+  smDecl,
+  smRegion,
+  XYZW,
+  zeroTile,
+} from "./_emit.ts";
 import { loadRows, loadTransposed } from "./_loads.ts";
 import {
   capAndMask,
@@ -141,21 +151,22 @@ export function forwardKey(c: ForwardConfig): string {
 export function forwardWgsl(c: ForwardConfig): string {
   const { rm, cn, dn, kc, kv } = c;
   const br = 16 * rm, bc = 16 * cn, d = 16 * dn, HD = headDimExpr(c.headDim);
-  if (
-    rm % 4 || cn % 4 || dn % 4 || kv % 16 || bc % kv || c.headDim > d ||
-    (!c.subgroups && kc * (br + bc) < 16 * br)
-  ) throw new RangeError(`invalid forward config ${forwardKey(c)}`);
+  if (rm % 4 || cn % 4 || dn % 4 || kv % 16 || bc % kv || c.headDim > d) {
+    throw new RangeError(`invalid forward config ${forwardKey(c)}`);
+  }
   const T = c.dtype;
   const R4 = rm / 4, C4 = cn / 4, D4 = dn / 4;
-  // workgroup memory regions, in vec4 units
-  const qReg = 0, kReg = qReg + (kc * br) / 4, pReg = kReg + (kc * bc) / 4;
-  const vReg = pReg + (kv * br) / 4, total4 = vReg + (kv * d) / 4;
+  // workgroup memory, in rows of 16 vec4: Q and K chunks (transposed, kc slots), P and V (kv
+  // slots, one a key)
+  const qRow = 0, kRow = qRow + kc * R4, pRow = kRow + kc * C4, vRow = pRow + kv * R4;
+  const qs = smRegion(qRow, R4), ks = smRegion(kRow, C4), ps = smRegion(pRow, R4);
+  const vs = smRegion(vRow, D4), smRows = vRow + kv * D4;
   const L: string[] = [];
   const emit: Emit = (s) => L.push(s);
 
   if (T === "f16") emit("enable f16;");
   emit(`${layoutWgsl(forwardLayout(c), T)}
-var<workgroup> sm: array<vec4<f32>, ${total4}>;
+${smDecl(smRows)}
 var<workgroup> wsU: array<u32, 4>;
 ${NEG_DECL}
 ${c.dropout ? dropoutWgsl() : ""}${c.softcap ? softcapWgsl() : ""}${
@@ -202,14 +213,14 @@ ${rowBlockPrologue(br, rm, HD)}
       }
       : src(name, name === "k" ? "kBase" : "vBase", "kStride", first, "P.nk");
   loadTransposed(emit, src("q", "qBase", "qStride", "row0", "P.nq"), {
-    region: qReg,
+    region: qs,
     rows: br,
     kc,
     d0: "d0",
     perm: 0,
   });
   loadTransposed(emit, kvSrc("k", "col0"), {
-    region: kReg,
+    region: ks,
     rows: bc,
     kc,
     d0: "d0",
@@ -222,8 +233,8 @@ ${rowBlockPrologue(br, rm, HD)}
     cols4: C4,
     steps: kc,
     tag: "s",
-    a: { region: qReg, stride: br / 4, owner: `ty * ${R4}u` },
-    b: { region: kReg, stride: bc / 4, owner: `tx * ${C4}u` },
+    a: { region: qs, owner: "ty" },
+    b: { region: ks, owner: "tx" },
   });
   emit(`      workgroupBarrier();
     }`);
@@ -245,7 +256,7 @@ ${rowBlockPrologue(br, rm, HD)}
       `    let mx${i} = ${mx};\n    var rmax${i} = max(max(mx${i}.x, mx${i}.y), max(mx${i}.z, mx${i}.w));`,
     );
   }
-  emitRowReduce(emit, c, "rmax", "max", qReg);
+  emitRowReduce(emit, c, "rmax", "max", ps);
   for (const i of range(rm)) {
     emit(`    {
       let mNew = max(m${i}, rmax${i});
@@ -277,12 +288,11 @@ ${rowBlockPrologue(br, rm, HD)}
       rows: rm,
       first: (ch * kv) / 16,
       count: kv / 16,
-      region: pReg,
-      R: br,
-      owner: `ty * ${R4}u`,
+      region: ps,
+      owner: "ty",
     });
     loadRows(emit, kvSrc("v", `col0 + ${ch * kv}u`), {
-      region: vReg,
+      region: vs,
       count: kv,
       d,
     });
@@ -293,8 +303,8 @@ ${rowBlockPrologue(br, rm, HD)}
       cols4: D4,
       steps: kv,
       tag: `p${ch}`,
-      a: { region: pReg, stride: br / 4, owner: `ty * ${R4}u` },
-      b: { region: vReg, stride: d / 4, owner: `tx * ${D4}u` },
+      a: { region: ps, owner: "ty" },
+      b: { region: vs, owner: "tx" },
     });
     emit(`    workgroupBarrier();`);
   }
@@ -302,7 +312,7 @@ ${rowBlockPrologue(br, rm, HD)}
 
   // ---- finish: l summed over the 16 invocations of a row, out = o / l, lse
   for (const i of range(rm)) emit(`  var lsum${i} = l${i};`);
-  emitRowReduce(emit, c, "lsum", "+", qReg);
+  emitRowReduce(emit, c, "lsum", "+", ps);
   for (const i of range(rm)) {
     emit(`  {
     let row = row0 + ty * ${rm}u + ${i}u;
@@ -353,16 +363,18 @@ export function storeRow(
 
 /**
  * Reduces per-invocation row values `${name}i` (i < RM) over the 16 invocations that share
- * the rows (same ty), with subgroup shuffles or through workgroup memory at `region`.
+ * the rows (same ty), with subgroup shuffles or through workgroup memory: `region`'s slots
+ * 0..15 (owner ty, RM/4 vec4s), free when this starts and again when it returns (it ends
+ * with a barrier).
  */
 function emitRowReduce(
   emit: Emit,
   c: ForwardConfig,
   name: string,
   op: "max" | "+",
-  region: number,
+  region: Region,
 ): void {
-  const rm = c.rm, br = 16 * rm;
+  const rm = c.rm;
   const f = (a: string, b: string) => op === "max" ? `max(${a}, ${b})` : `(${a} + ${b})`;
   if (c.subgroups) {
     for (const i of range(rm)) {
@@ -372,17 +384,17 @@ function emitRowReduce(
     }
     return;
   }
-  // red[tx][row] as vec4 over 4 rows; the region is free at this point (S phase is over)
+  // red[tx][ty][i4]: invocation tx's values of rows ty·RM + 4·i4 ..
   for (const i4 of range(rm / 4)) {
     const comp = range(4).map((z) => `${name}${4 * i4 + z}`).join(", ");
-    emit(`    sm[${region}u + tx * ${br / 4}u + ty * ${rm / 4}u + ${i4}u] = vec4<f32>(${comp});`);
+    emit(`    ${region.at("tx", "ty", i4)} = vec4<f32>(${comp});`);
   }
   emit(`    workgroupBarrier();`);
   for (const i4 of range(rm / 4)) {
     emit(`    {
-      var acc = sm[${region}u + ty * ${rm / 4}u + ${i4}u];
+      var acc = ${region.at(0, "ty", i4)};
       for (var t2 = 1u; t2 < 16u; t2++) {
-        let x = sm[${region}u + t2 * ${br / 4}u + ty * ${rm / 4}u + ${i4}u];
+        let x = ${region.at("t2", "ty", i4)};
         acc = ${op === "max" ? "max(acc, x)" : "acc + x"};
       }`);
     for (const z of range(4)) emit(`      ${name}${4 * i4 + z} = acc.${XYZW[z]};`);
