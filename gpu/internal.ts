@@ -57,4 +57,4 @@ export {
   setGpuTuning,
 } from "./tuning.ts";
 export { sampleData, timeKernel, type TimingBudget } from "./timing.ts";
-export { phaseCandidates, tileCandidates } from "./tune.ts";
+export { phaseCandidates, tileCandidates, TUNE_MARGIN } from "./tune.ts";
