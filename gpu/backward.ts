@@ -42,19 +42,21 @@ export function backwardConfig(
   score: { softcap?: number; dropout?: unknown; alibi?: unknown } = {},
 ): BackwardConfig {
   const dn = headDimWidth(headDim);
-  // Measured on an H100 (f32, d = 128, N = 16384, useful TFLOP/s): rm 4 cn 4 rn 4 cm 4: 13.3;
-  // rm 8 cn 4 / cm 8: 12.4; rm 4 cn 8: 11.9; rn 8: 11.4.
-  const small = ctx.software;
+  // Measured on an H200 (f32, N = 16384, H = 16, useful TFLOP/s; docs/bench/h200/bwd_sweep.txt):
+  // d = 128: rm 4 cn 4 rn 4 cm 4 (value chunks fitted to 16): 16.5; rm 8: 16.2; rn 8: 15.2;
+  // cn 8: 14.7; kc 32: 14.8; cm 8: 14.1; 32-wide value chunks split: 14.3. d = 64: rn 8 kv 16:
+  // 20.1; cm 8: 18.9; rn 4 cm 4 kv 32: 17.6.
+  const small = ctx.software, wideKeys = !small && dn <= 4;
   const cfg: BackwardConfig = {
     dtype,
     headDim: fixedHeadDim(headDim, dn),
     rm: 4,
     cn: 4,
-    rn: 4,
+    rn: wideKeys ? 8 : 4,
     cm: 4,
     dn,
     kc: small ? 8 : 16,
-    kv: small ? 16 : 32,
+    kv: small || wideKeys ? 16 : 32,
     split: false,
     ...gpuTuning().backward,
     softcap: score.softcap !== undefined,

@@ -275,11 +275,11 @@ Deno.test({
 
 Deno.test({
   name:
-    "webgpu: the backward's hardware configurations (16-wide head-dimension chunks; 32-wide value chunks, split) match the reference (as fitted to this device's workgroup memory)",
+    "webgpu: the backward's hardware configurations (16-wide head-dimension chunks; 128-key tiles; 32-wide value chunks, split) match the reference (as fitted to this device's workgroup memory)",
   ignore,
   async fn() {
-    // lavapipe's default backward takes 8-wide chunks; hardware adapters take 16-wide ones and
-    // 32-wide value chunks where they fit (gpu/backward.ts: d ≤ 64 on the H200). Each distinct
+    // lavapipe's default backward takes 8-wide chunks; hardware adapters take 16-wide ones, 32-wide
+    // value chunks where they fit, and 128-key tiles at d ≤ 64 (gpu/backward.ts). Each distinct
     // configuration runs once (forward and backward against the reference), and there must be
     // several with 16-wide chunks.
     const ctx = await requireGpu();
@@ -297,6 +297,7 @@ Deno.test({
     });
     const configs: [Partial<BackwardConfig>, Case][] = [
       [{ kc: 16, kv: 16 }, masked(64)],
+      [{ kc: 16, kv: 16, rn: 8 }, masked(64)],
       [{ kc: 16, kv: 16 }, masked(96)],
       [{ kc: 16, kv: 32, split: true }, masked(59)],
     ];
@@ -310,6 +311,7 @@ Deno.test({
     );
     assert.ok([...ran].filter((k) => k.includes(":kc16:")).length >= 2, [...ran].join(", "));
     assert.ok([...ran].some((k) => k.includes(":kv32")), "32-wide value chunks");
+    assert.ok([...ran].some((k) => k.includes(":rn8:")), "128-key tiles");
   },
 });
 

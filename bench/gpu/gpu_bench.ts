@@ -38,7 +38,7 @@ import type { BackwardConfig, ForwardConfig, GpuContext } from "../../gpu/intern
 const USAGE =
   `usage: deno run -A bench/gpu/gpu_bench.ts [--seq N] [--batch B] [--heads H] [--kv-heads HK]
   [--dim D] [--dtype f32|f16] [--masks a,b|all] [--reps R] [--pass fwd|bwd|both]
-  [--sweep "fwd:rm,cn,dn,kc,kv;bwd:rm,cn,rn,cm,kc,kv;..."] [--no-subgroups] [--json FILE]
+  [--sweep "fwd:rm,cn,dn,kc,kv;bwd:rm,cn,rn,cm,kc,kv,split;..."] [--no-subgroups] [--json FILE]
   [--nq Q: decoding, Q queries against --seq keys] [--splits S,S...] [--decode-coop on|off] [--decode-loads K:V,K:V...] [--copy-bw]
   [--tune: first let tuneGpu choose the forward tiles (with --nq: the decoding phases) for --dtype
   and --dim]`;
@@ -220,19 +220,20 @@ if (import.meta.main) {
   const dtype = a.dtype as "f32" | "f16";
   const masks = (a.masks === "all" ? MASK_NAMES.join(",") : a.masks!).split(",") as MaskName[];
   const reps = Number(a.reps);
-  // --sweep "fwd:rm,cn,dn,kc,kv;bwd:rm,cn,rn,cm,kc,kv;..." (each entry one configuration; a
-  // number left empty keeps the default)
+  // --sweep "fwd:rm,cn,dn,kc,kv;bwd:rm,cn,rn,cm,kc,kv,split;..." (each entry one configuration; a
+  // number left empty keeps the default; split 1 or 0)
   const sweep: ({ fwd?: Partial<ForwardConfig>; bwd?: Partial<BackwardConfig> } | undefined)[] =
     a.sweep
       ? a.sweep.split(";").map((s) => {
         const [kind, list] = s.includes(":") ? s.split(":") : ["fwd", s];
         const parts = list.split(",");
         const names = kind === "bwd"
-          ? ["rm", "cn", "rn", "cm", "kc", "kv"]
+          ? ["rm", "cn", "rn", "cm", "kc", "kv", "split"]
           : ["rm", "cn", "dn", "kc", "kv"];
-        const cfg: Record<string, number> = {};
+        const cfg: Record<string, number | boolean> = {};
         parts.forEach((x, i) => {
-          if (/^\d+$/.test(x) && i < names.length) cfg[names[i]] = Number(x);
+          if (names[i] === "split" && /^[01]$/.test(x)) cfg.split = x === "1";
+          else if (/^\d+$/.test(x) && i < names.length) cfg[names[i]] = Number(x);
           else if (x !== "") throw new RangeError(`--sweep: cannot read "${x}" in "${s}"`);
         });
         return kind === "bwd" ? { bwd: cfg } : { fwd: cfg };
@@ -332,7 +333,9 @@ if (import.meta.main) {
             const b = bk.cfg;
             rows.push({
               mask: name,
-              config: `rm${b.rm} cn${b.cn} rn${b.rn} cm${b.cm} kc${b.kc} kv${b.kv}`,
+              config: `rm${b.rm} cn${b.cn} rn${b.rn} cm${b.cm} kc${b.kc} kv${b.kv}${
+                b.split ? " split" : ""
+              }`,
               pass: "bwd",
               seq: n,
               ms,
