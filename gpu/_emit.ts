@@ -46,10 +46,8 @@ export function zeroTile(emit: Emit, acc: string, rows: number, cols4: number): 
  * `Restrict` bounds-check policy of wgpu's Vulkan backend). With a constant row and the owner
  * as the only runtime index, that clamp is one `min(owner, 15u)` shared by every access, and
  * the row stays a constant address offset; a flat index `C + owner·w` is clamped as a whole, an
- * add and a min per access. The 16 owners' vec4s of a row are adjacent, so 16 invocations
- * reading theirs touch 256 consecutive bytes (no bank conflicts). Against the flat array in the
- * same run (H200, N = 16384, H = 16, d = 128): forward 23.1 → 26.1 TFLOP/s (f32), backward
- * 13.3 → 16.4 (f32), 14.4 → 19.1 (f16).
+ * add and a min per access (10–33 % slower on an H200, docs/BENCHMARKS.md). The 16 owners'
+ * vec4s of a row are adjacent: 16 invocations reading theirs touch 256 consecutive bytes.
  */
 export interface Region {
   /** vec4 `i` of owner `owner` in slot `slot` (WGSL u32 expressions or constants). */

@@ -42,10 +42,8 @@ export function backwardConfig(
   score: { softcap?: number; dropout?: unknown; alibi?: unknown } = {},
 ): BackwardConfig {
   const dn = headDimWidth(headDim);
-  // Measured on an H200 (f32, N = 16384, H = 16, useful TFLOP/s; docs/bench/h200/tile_sweeps.txt):
-  // d = 128: rm 4 cn 4 rn 4 cm 4 (value chunks fitted to 16): 16.5; rm 8: 16.2; rn 8: 15.2;
-  // cn 8: 14.7; kc 32: 14.8; cm 8: 14.1; 32-wide value chunks split: 14.3. d = 64: rn 8 kv 16:
-  // 20.1; cm 8: 18.9; rn 4 cm 4 kv 32: 17.6.
+  // The fastest of the H200 sweeps (docs/BENCHMARKS.md): 64 × 64 tiles at d = 128, 128-key dK/dV
+  // tiles at d ≤ 64 (1.15× 64 × 64).
   const small = ctx.software, wideKeys = !small && dn <= 4;
   const cfg: BackwardConfig = {
     dtype,

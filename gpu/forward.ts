@@ -24,10 +24,8 @@ import { fixedHeadDim } from "./_wgsl.ts";
 
 /**
  * The forward tiles of a head-dimension width (`dn` = D / 16) on this adapter, before any
- * measured choice (`tuneGpu`, `gpu/tune.ts`). Measured on an H200 (f32, N = 16384, H = 16,
- * `gpu_bench.ts --sweep`, docs/bench/h200/tile_sweeps.txt): d ≤ 64, rm 8 cn 8 (128 × 128 tiles)
- * 1.10× rm 8 cn 4; d = 128, rm 8 cn 4 with kc 32 kv 16 0.99× kc 16 kv 32 (1.00–1.16× on earlier
- * lends), 128 × 128 or 64-row tiles 0.70–0.77×. Software rasterisers get the smallest tiles: their shader compilers take
+ * measured choice (`tuneGpu`, `gpu/tune.ts`): the fastest of the H200 sweeps (docs/BENCHMARKS.md),
+ * 128 × 128 tiles at d ≤ 64, 128 × 64 at d = 128. Software rasterisers get the smallest tiles: their shader compilers take
  * minutes on the fully unrolled large ones, and they are correctness tools, not fast.
  */
 export function defaultTiles(ctx: GpuContext, dn: number): ForwardTiles {

@@ -52,7 +52,8 @@ export interface GpuTuneOptions {
   headDims?: readonly number[];
   /**
    * Sequence length of the forward problem timed (default 2048; 128 on a software adapter); the
-   * decoding problem has 16 times as many keys.
+   * decoding problem has 16 times as many keys, so pass a sixteenth of the cache length decoded
+   * against: the decoding candidates rank by it (H200: docs/BENCHMARKS.md).
    */
   seq?: number;
   /**
