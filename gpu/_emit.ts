@@ -46,8 +46,9 @@ export function zeroTile(emit: Emit, acc: string, rows: number, cols4: number): 
  * `Restrict` bounds-check policy of wgpu's Vulkan backend). With a constant row and the owner
  * as the only runtime index, that clamp is one `min(owner, 15u)` shared by every access, and
  * the row stays a constant address offset; a flat index `C + owner·w` is clamped as a whole, an
- * add and a min per access (10–33 % slower on an H200, docs/BENCHMARKS.md). The 16 owners'
- * vec4s of a row are adjacent: 16 invocations reading theirs touch 256 consecutive bytes.
+ * add and a min per access (the rows ran 1.10–1.33× faster on an H200, docs/BENCHMARKS.md).
+ * The 16 owners' vec4s of a row are adjacent: 16 invocations reading theirs touch 256
+ * consecutive bytes.
  */
 export interface Region {
   /** vec4 `i` of owner `owner` in slot `slot` (WGSL u32 expressions or constants). */

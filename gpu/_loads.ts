@@ -32,10 +32,10 @@ export interface Source {
 }
 
 /**
- * Loads columns `d0 .. d0+kc` of a tile's R rows into `region` transposed: element (row, kk) goes
- * to logical position `kk·R + pos`, 4 positions per vec4 (slot kk). With `perm = 0`, pos = row (invocation ty reads
- * its rows ty·RM.. as vec4s); with `perm = c`, pos = (row % 16)·c + row / 16, so that
- * invocation tx reads rows tx + 16·m (m < c) as vec4s.
+ * Loads columns `d0 .. d0+kc` of a tile's R rows into `region` transposed: element (row, kk)
+ * goes to logical position `kk·R + pos` (slot kk), 4 positions per vec4. With `perm = 0`,
+ * pos = row (invocation ty reads its rows ty·RM.. as vec4s); with `perm = c`,
+ * pos = (row % 16)·c + row / 16, so that invocation tx reads rows tx + 16·m (m < c) as vec4s.
  */
 export function loadTransposed(
   emit: Emit,
