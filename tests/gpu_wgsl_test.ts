@@ -5,14 +5,23 @@
  */
 
 import assert from "node:assert/strict";
-import { type ForwardConfig, forwardKey, forwardWgsl } from "../gpu/forward_wgsl.ts";
+import {
+  type ForwardConfig,
+  forwardKey,
+  forwardSharedBytes,
+  forwardWgsl,
+} from "../gpu/forward_wgsl.ts";
 import {
   type BackwardConfig,
   backwardKey,
+  backwardSharedBytes,
   dkvWgsl,
   dqWgsl,
   prepWgsl,
 } from "../gpu/backward_wgsl.ts";
+import { backwardConfig } from "../gpu/backward.ts";
+import { forwardConfig } from "../gpu/forward.ts";
+import type { GpuContext } from "../gpu/internal.ts";
 
 function* combos<T extends object>(
   choices: { [K in keyof T]: T[K][] },
@@ -94,4 +103,69 @@ Deno.test("backward kernel keys name every compile-time constant", () => {
       }
     })(),
   );
+});
+
+/** Bytes of workgroup memory a kernel's WGSL declares: `sm` (rows of 16 vec4s) and `wsU`. */
+function declaredBytes(code: string): number {
+  const rows = code.match(/var<workgroup> sm: array<array<vec4<f32>, 16>, (\d+)>;/);
+  assert.ok(rows && /var<workgroup> wsU: array<u32, 4>;/.test(code), "sm and wsU declared");
+  return Number(rows[1]) * 256 + 16;
+}
+
+Deno.test("every head dimension fitted to 16, 32 or 48 KiB of workgroup memory gets kernels that declare what was counted, or a RangeError that says what to request", () => {
+  let built = 0;
+  const refused = new Map<number, number>();
+  for (const software of [false, true]) {
+    for (const subgroups of [false, true]) {
+      for (const limit of [16384, 32768, 49152]) {
+        const ctx = {
+          software,
+          subgroups,
+          limits: { maxComputeWorkgroupStorageSize: limit },
+        } as unknown as GpuContext;
+        for (const d of [1, 17, 59, 64, 96, 128, 160, 256]) {
+          for (const dtype of ["f32", "f16"] as const) {
+            const what = `${software ? "software" : "hardware"} sg ${subgroups} ${limit} B d=${d}`;
+            for (
+              const kernels of [
+                () => {
+                  const c = forwardConfig(ctx, d, dtype);
+                  return [[forwardWgsl(c), forwardSharedBytes(c)]] as const;
+                },
+                () => {
+                  const c = backwardConfig(ctx, d, dtype), b = backwardSharedBytes(c);
+                  return [[dqWgsl(c), b.dq], [dkvWgsl(c), b.dkv]] as const;
+                },
+              ]
+            ) {
+              let made;
+              try {
+                made = kernels();
+              } catch (e) {
+                assert.ok(e instanceof RangeError, `${what}: ${e}`);
+                assert.match(
+                  e.message,
+                  new RegExp(
+                    `needs \\d+ bytes of workgroup memory; the GPU device allows ${limit} .*requiredLimits`,
+                  ),
+                  what,
+                );
+                refused.set(limit, (refused.get(limit) ?? 0) + 1);
+                continue;
+              }
+              for (const [code, counted] of made) {
+                assert.equal(declaredBytes(code), counted, what);
+                assert.ok(counted <= limit, what);
+                built++;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  // every head dimension fits 48 KiB (the hardware adapters the defaults were chosen on); the
+  // default 16 KiB of a caller's device is too little above d = 64
+  assert.equal(refused.get(49152), undefined);
+  assert.ok((refused.get(16384) ?? 0) > 0 && built > 300, `${built} built`);
 });
