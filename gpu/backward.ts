@@ -69,6 +69,11 @@ export function backwardConfig(
     () => cfg.kv > 16 && (cfg.kv /= 2) > 0,
     () => !cfg.split && (cfg.split = true),
     () => cfg.kc > 4 && (cfg.kc /= 2) > 0,
+    // then the tiles, to 64 × 64
+    () => cfg.rn > 4 && (cfg.rn = 4) > 0,
+    () => cfg.cm > 4 && (cfg.cm = 4) > 0,
+    () => cfg.rm > 4 && (cfg.rm = 4) > 0,
+    () => cfg.cn > 4 && (cfg.cn = 4) > 0,
   ]);
 }
 

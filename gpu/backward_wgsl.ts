@@ -174,7 +174,7 @@ export function backwardSharedBytes(c: BackwardConfig): { dq: number; dkv: numbe
   const dqBr = 16 * c.rm, dqBc = 16 * c.cn, kvBc = 16 * c.rn, kvBr = 16 * c.cm;
   return {
     dq: 4 * Math.max(2 * c.kc * (dqBr + dqBc), c.kv * (dqBr + d)) + 16,
-    dkv: 4 * Math.max(2 * c.kc * (kvBc + kvBr), c.kv * (2 * kvBc + (c.split ? 1 : 2) * d)) + 16,
+    dkv: 4 * Math.max(2 * c.kc * (kvBc + kvBr), c.kv * (c.split ? kvBc + d : 2 * (kvBc + d))) + 16,
   };
 }
 
@@ -359,10 +359,10 @@ export function dkvWgsl(c: BackwardConfig): string {
   }
   const N4 = rn / 4, M4 = cm / 4, D4 = dn / 4;
   // phase 1: Ks, Vs (kc × bc), Qs, dOs (kc × br, permuted); phase 2: Ps, dSs (kv × bc),
-  // dO rows, Q rows (kv × d)
+  // dO rows, Q rows (kv × d); split: Ps with dO rows, then dSs with Q rows, in the same place
   // (in rows of 16 vec4)
   const kReg = 0, vReg = kc * N4, qReg = vReg + kc * N4, oReg = qReg + kc * M4;
-  const pReg = 0, sReg = kv * N4, orReg = sReg + kv * N4;
+  const pReg = 0, sReg = c.split ? pReg : kv * N4, orReg = sReg + kv * N4;
   const qrReg = c.split ? orReg : orReg + kv * D4;
   const smRows = Math.max(oReg + kc * M4, qrReg + kv * D4);
   const L: string[] = [];
@@ -460,7 +460,7 @@ ${tileLoop("P.ptrOff + slice * P.colBlocks + cb", "row0", br, "    ")}`);
     const [pS, dS] = [smRegion(pReg, N4), smRegion(sReg, N4)];
     const [oRows, qRows] = [smRegion(orReg, D4), smRegion(qrReg, D4)];
     storeColumns(emit, { acc: "s", region: pS, ...part });
-    storeColumns(emit, { acc: "dp", region: dS, ...part });
+    if (!c.split) storeColumns(emit, { acc: "dp", region: dS, ...part });
     const rows = (name: string, region: Region) =>
       loadRows(emit, src(name, "qBase", "qStride", `row0 + ${ch * kv}u`, "P.nq", HD), {
         region,
@@ -478,10 +478,11 @@ ${tileLoop("P.ptrOff + slice * P.colBlocks + cb", "row0", br, "    ")}`);
         b: { region: b, owner: "tx" },
       });
     rows("dout", oRows);
-    if (c.split) { // dV then dK through the same rows region
+    if (c.split) { // dV, then dK through the same regions
       emit(`      workgroupBarrier();`);
       grad("gv", `v${ch}`, pS, oRows);
       emit(`      workgroupBarrier();`);
+      storeColumns(emit, { acc: "dp", region: dS, ...part });
       rows("q", qRows);
       emit(`      workgroupBarrier();`);
       grad("gk", `k${ch}`, dS, qRows);

@@ -104,6 +104,8 @@ const external = new WeakMap<GPUDevice, GpuContext>();
  * that GPU tensors can be shared with it; `undefined` goes back to the library's own device. The
  * kernels use what that device was created with: `shader-f16` for f16 tensors, `subgroups` for
  * subgroup reductions, its limits for tile sizes; a call that needs more says what to request.
+ * With WebGPU's default 16 KiB of workgroup memory, head dimensions up to 128 run (on smaller
+ * tiles than the adapter's own limit allows: request `maxComputeWorkgroupStorageSize` for speed).
  * A lost device is not replaced: calls fail until another is given.
  *
  * @example

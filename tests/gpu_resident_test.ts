@@ -23,6 +23,7 @@ import {
   useGpuDevice,
 } from "../mod.ts";
 import { gpuStats } from "../gpu/internal.ts";
+import { checkCase } from "./_cases.ts";
 import { referenceBackward, referenceForward } from "../reference/attention.ts";
 import { assertClose, gpuWaitsDuring, randomTensor, rng, testAdapter } from "./_util.ts";
 
@@ -339,6 +340,35 @@ Deno.test({
       );
     } finally {
       useGpuDevice(undefined);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "webgpu: a caller's device with WebGPU's default 16 KiB of workgroup memory runs head dimensions up to 128, forward and backward, against the reference",
+  ignore,
+  async fn() {
+    const plain = await (await navigator.gpu.requestAdapter())!.requestDevice();
+    assert.equal(plain.limits.maxComputeWorkgroupStorageSize, 16384);
+    useGpuDevice(plain);
+    try {
+      for (const d of [64, 128]) {
+        await checkCase({
+          name: `d=${d}, causal, 70 × 70, GQA 2:1 on 16 KiB`,
+          batch: 1,
+          nq: 70,
+          nk: 70,
+          heads: 2,
+          kvHeads: 1,
+          d,
+          dtype: "f32",
+          causal: true,
+        }, gpu);
+      }
+    } finally {
+      useGpuDevice(undefined);
+      plain.destroy();
     }
   },
 });
