@@ -31,30 +31,50 @@ import {
   PREP_LAYOUT,
   prepWgsl,
 } from "./backward_wgsl.ts";
-import { fitShared, gpuTuning, headDimWidth } from "./tuning.ts";
+import {
+  type BackwardTiles,
+  chosenBackward,
+  fitShared,
+  gpuTuning,
+  headDimWidth,
+} from "./tuning.ts";
 import { fixedHeadDim } from "./_wgsl.ts";
 
-/** The backward configuration for a head dimension on this adapter. */
+/**
+ * The backward tiles of a head-dimension width (`dn` = D / 16) on this adapter, before any
+ * measured choice (`tuneGpu`): the fastest of the H200 sweeps (docs/BENCHMARKS.md), 64 × 64
+ * tiles at d = 128 and 128-key dK/dV tiles at d ≤ 64; software rasterisers get small chunks.
+ */
+export function defaultBackwardTiles(ctx: GpuContext, dn: number): BackwardTiles {
+  const small = ctx.software, wideKeys = !small && dn <= 4;
+  return {
+    rm: 4,
+    cn: 4,
+    rn: wideKeys ? 8 : 4,
+    cm: 4,
+    kc: small ? 8 : 16,
+    kv: small || wideKeys ? 16 : 32,
+  };
+}
+
+/**
+ * The backward configuration for a head dimension on this adapter: the given tiles, else those
+ * a measured tune chose for its storage type and width, else the defaults; then the tests' and
+ * benchmarks' overrides; shrunk until it fits workgroup memory.
+ */
 export function backwardConfig(
   ctx: GpuContext,
   headDim: number,
   dtype: "f32" | "f16",
   score: { softcap?: number; dropout?: unknown; alibi?: unknown } = {},
+  tiles?: BackwardTiles,
 ): BackwardConfig {
   const dn = headDimWidth(headDim);
-  // The fastest of the H200 sweeps (docs/BENCHMARKS.md): 64 × 64 tiles at d = 128, 128-key dK/dV
-  // tiles at d ≤ 64 (1.15× 64 × 64).
-  const small = ctx.software, wideKeys = !small && dn <= 4;
   const cfg: BackwardConfig = {
     dtype,
     headDim: fixedHeadDim(headDim, dn),
-    rm: 4,
-    cn: 4,
-    rn: wideKeys ? 8 : 4,
-    cm: 4,
     dn,
-    kc: small ? 8 : 16,
-    kv: small || wideKeys ? 16 : 32,
+    ...(tiles ?? chosenBackward(ctx, dtype, dn) ?? defaultBackwardTiles(ctx, dn)),
     split: false,
     ...gpuTuning().backward,
     softcap: score.softcap !== undefined,
@@ -116,7 +136,16 @@ export async function backwardKernels(
   p: Problem,
   dtype: "f32" | "f16",
 ): Promise<BackwardKernels> {
-  const cfg = backwardConfig(ctx, p.headDim, dtype, p);
+  return await compileBackward(ctx, p, backwardConfig(ctx, p.headDim, dtype, p));
+}
+
+/** Compiles (or finds) the backward kernels of configuration `cfg` for problem `p`. */
+export async function compileBackward(
+  ctx: GpuContext,
+  p: Problem,
+  cfg: BackwardConfig,
+): Promise<BackwardKernels> {
+  const dtype = cfg.dtype;
   const pipes = await Promise.all([
     pipeline(ctx, backwardKey("prep", cfg), () => prepWgsl(cfg), pipelineLayout(ctx, PREP_LAYOUT)),
     pipeline(ctx, backwardKey("dq", cfg), () => dqWgsl(cfg), pipelineLayout(ctx, dqLayout(cfg))),

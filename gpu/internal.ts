@@ -36,6 +36,7 @@ export {
   backwardConfig,
   backwardKernels,
   type BackwardPlan,
+  defaultBackwardTiles,
   planBackward,
 } from "./backward.ts";
 export { type BackwardConfig, backwardKey } from "./backward_wgsl.ts";
@@ -49,6 +50,8 @@ export {
   usesDecode,
 } from "./decode.ts";
 export {
+  type BackwardTiles,
+  chooseBackward,
   chooseDecode,
   chooseTiles,
   type DecodePhases,
@@ -57,4 +60,4 @@ export {
   setGpuTuning,
 } from "./tuning.ts";
 export { sampleData, timeKernel, type TimingBudget } from "./timing.ts";
-export { phaseCandidates, tileCandidates, TUNE_MARGIN } from "./tune.ts";
+export { backwardCandidates, phaseCandidates, tileCandidates, TUNE_MARGIN } from "./tune.ts";

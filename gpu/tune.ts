@@ -1,9 +1,9 @@
 /**
- * Measured choices for the device in use: the forward kernel's tiles, and the split-KV decoding
- * kernel's first phase and loads in flight. For each pass, storage type and head-dimension width
+ * Measured choices for the device in use: the forward and backward kernels' tiles, and the
+ * split-KV decoding kernel's first phase and loads in flight. For each pass, storage type and head-dimension width
  * asked for, a few candidates (fitted to the device's limits) are compiled and timed on one
  * problem, and the fastest becomes the device's configuration for that pass, type and width until
- * the next tune. Opt-in: without it the defaults apply (`forward.ts`, `decode.ts`), chosen on an
+ * the next tune. Opt-in: without it the defaults apply (`forward.ts`, `backward.ts`, `decode.ts`), chosen on an
  * H200; the same kernels do not rank alike on every GPU, nor on every H200 lent
  * (docs/BENCHMARKS.md), so a program that runs long can measure its own.
  *
@@ -16,6 +16,8 @@ import type { Problem } from "../types.ts";
 import { MAX_HEAD_DIM } from "../types.ts";
 import { storage, upload } from "./buffers.ts";
 import { pipelineLayout } from "./binding.ts";
+import { type BackwardBuffers, backwardConfig, compileBackward, planBackward } from "./backward.ts";
+import { backwardKey } from "./backward_wgsl.ts";
 import {
   compileDecode,
   decodeBuffers,
@@ -32,6 +34,8 @@ import { forgetForwardKernels, forwardConfig, planForward, rescheduleForward } f
 import { type ForwardConfig, forwardKey, forwardLayout, forwardWgsl } from "./forward_wgsl.ts";
 import { sampleData, timeKernel } from "./timing.ts";
 import {
+  type BackwardTiles,
+  chooseBackward,
   chooseDecode,
   chooseTiles,
   type DecodePhases,
@@ -40,11 +44,11 @@ import {
 } from "./tuning.ts";
 
 /** The passes {@linkcode tuneGpu} can measure. */
-export type GpuTunePass = "forward" | "decode";
+export type GpuTunePass = "forward" | "backward" | "decode";
 
 /** What {@linkcode tuneGpu} measures. */
 export interface GpuTuneOptions {
-  /** Passes to tune (default both): the forward tiles, the decoding phases. */
+  /** Passes to tune (default all): the forward tiles, the backward tiles, the decoding phases. */
   passes?: readonly GpuTunePass[];
   /** Storage types to tune (default: f32, and f16 where the device has shader-f16). */
   dtypes?: readonly ("f32" | "f16")[];
@@ -65,7 +69,10 @@ export interface GpuTuneOptions {
 
 /** One candidate timed and its median kernel time. */
 export interface GpuTuneCandidate {
-  /** The candidate: `rm8 cn4 kc32 kv16` (forward tiles), `coop loads 2:8` (decoding). */
+  /**
+   * The candidate: `rm8 cn4 kc32 kv16` (forward tiles), `rm4 cn4 rn8 cm4 kc16 kv16` (backward),
+   * `coop loads 2:8` (decoding).
+   */
   choice: string;
   /** Median kernel time in ms. */
   ms: number;
@@ -115,6 +122,20 @@ export function tileCandidates(software: boolean, dn: number): ForwardTiles[] {
 }
 
 /**
+ * The backward shapes tried for a width (`dn` = D / 16), as [rm, cn, rn, cm, kc, kv]: the
+ * default first, then the shapes the H200 sweeps found close to it (docs/BENCHMARKS.md); on a
+ * software adapter, small ones only.
+ */
+export function backwardCandidates(software: boolean, dn: number): BackwardTiles[] {
+  const list = software
+    ? [[4, 4, 4, 4, 8, 16], [4, 4, 4, 4, 16, 16]]
+    : dn <= 4
+    ? [[4, 4, 8, 4, 16, 16], [4, 4, 4, 8, 16, 32], [4, 4, 4, 4, 16, 32]]
+    : [[4, 4, 4, 4, 16, 32], [8, 4, 4, 4, 16, 16], [4, 4, 8, 4, 16, 16]];
+  return list.map(([rm, cn, rn, cm, kc, kv]) => ({ rm, cn, rn, cm, kc, kv }));
+}
+
+/**
  * The decoding phases tried for a storage type and width (`cw` = D / 4): the default first, then
  * both first phases with the loads the H200 sweeps found close (docs/BENCHMARKS.md).
  */
@@ -136,11 +157,13 @@ export function phaseCandidates(dtype: "f32" | "f16", cw: number): DecodePhases[
 export const TUNE_MARGIN = 0.02;
 
 const tilesName = (c: ForwardTiles) => `rm${c.rm} cn${c.cn} kc${c.kc} kv${c.kv}`;
+const backwardName = (c: BackwardTiles & { split?: boolean }) =>
+  `rm${c.rm} cn${c.cn} rn${c.rn} cm${c.cm} kc${c.kc} kv${c.kv}${c.split ? " split" : ""}`;
 const phasesName = (c: DecodePhases) => `${c.coop ? "coop " : ""}loads ${c.loads.join(":")}`;
 
 /** The width of a head dimension for a pass: `dn` = D / 16 (forward), `cw` = D / 4 (decoding). */
 function widthOf(pass: GpuTunePass, headDim: number): number {
-  return pass === "forward" ? headDimWidth(headDim) : decodeWidth(headDim);
+  return pass === "decode" ? decodeWidth(headDim) : headDimWidth(headDim);
 }
 
 function checkTuneOptions(o: GpuTuneOptions): void {
@@ -161,7 +184,12 @@ function checkTuneOptions(o: GpuTuneOptions): void {
       }
     });
   };
-  list("passes", o.passes, (x) => x === "forward" || x === "decode", `"forward" or "decode"`);
+  list(
+    "passes",
+    o.passes,
+    (x) => x === "forward" || x === "backward" || x === "decode",
+    `"forward", "backward" or "decode"`,
+  );
   list("dtypes", o.dtypes, (x) => x === "f32" || x === "f16", `"f32" or "f16"`);
   list(
     "headDims",
@@ -179,12 +207,12 @@ function checkTuneOptions(o: GpuTuneOptions): void {
 }
 
 /**
- * Measures the forward kernel's tile shapes and the decoding kernel's phases on the device in use
- * and keeps the fastest for each pass, storage type and head-dimension width asked for (the
- * default unless another beats it by more than 2 %): later calls
- * of that type and width compile and use it (not the backward, and not calls prepared before).
- * Each of 3–7 candidates a pass, type and width is compiled and timed on one problem (B=1, no mask;
- * on lavapipe, the CPU rasteriser, one type and width of both passes took 12 s); errors and
+ * Measures the forward and backward kernels' tile shapes and the decoding kernel's phases on the
+ * device in use and keeps the fastest for each pass, storage type and head-dimension width asked
+ * for (the default unless another beats it by more than 2 %): later calls of that pass, type and
+ * width compile and use it (not calls prepared before).
+ * Each of 2–7 candidates a pass, type and width is compiled and timed on one problem (B=1, no mask;
+ * on lavapipe, the CPU rasteriser, one type and width of the three passes took 13 s); errors and
  * the device's lack of shader-f16 for `dtypes: ["f16"]` are reported before anything runs.
  *
  * @example Tune the device once, early in a long-running program
@@ -211,7 +239,7 @@ export async function tuneGpu(options: GpuTuneOptions = {}): Promise<GpuTuneRepo
   const seq = options.seq ?? (ctx.software ? 128 : 2048), heads = options.heads ?? 8;
   const entries: GpuTuneEntry[] = [];
   try {
-    for (const pass of [...new Set(options.passes ?? ["forward", "decode"] as const)]) {
+    for (const pass of [...new Set(options.passes ?? ["forward", "backward", "decode"] as const)]) {
       // one head dimension per width: the first given
       const dims = new Map<number, number>();
       for (const d of options.headDims ?? [64, 128]) {
@@ -258,6 +286,16 @@ async function tuneOne(
     out: storage(ctx, qn * bytes, "tune out"),
     lse: storage(ctx, hq * nq * 4, "tune lse"),
   };
+  // the backward's gradients and scratch (its inputs out and lse as left by no forward: zeros)
+  const grads = pass === "backward"
+    ? {
+      dOut: upload(ctx, sampleData(qn, dtype, 4), "tune dOut"),
+      stats: storage(ctx, hq * nq * 8, "tune stats"),
+      dq: storage(ctx, qn * bytes, "tune dq"),
+      dk: storage(ctx, kn * bytes, "tune dk"),
+      dv: storage(ctx, kn * bytes, "tune dv"),
+    }
+    : undefined;
   try {
     const p = checkProblem({
       q: { buffer: buf.q, shape: [1, nq, hq, headDim], dtype },
@@ -266,6 +304,8 @@ async function tuneOne(
     }, {});
     const trials = decode
       ? await decodeTrials(ctx, p, dtype, width, buf)
+      : grads
+      ? await backwardTrials(ctx, p, dtype, width, headDim, { ...buf, ...grads })
       : await forwardTrials(ctx, p, dtype, width, headDim, buf);
     const timed: { trial: Trial; ms: number }[] = [];
     for (const trial of trials) {
@@ -286,7 +326,7 @@ async function tuneOne(
       candidates: timed.map((t) => ({ choice: t.trial.choice, ms: t.ms })),
     };
   } finally {
-    for (const b of Object.values(buf)) b.destroy();
+    for (const b of [...Object.values(buf), ...Object.values(grads ?? {})]) b.destroy();
   }
 }
 
@@ -319,6 +359,31 @@ async function forwardTrials(
       choice: tilesName(cfg),
       plan: planForward(ctx, p, buf, rescheduleForward({ cfg, pipe, dtype }, p)),
       keep: () => chooseTiles(ctx, dtype, dn, cfg),
+    });
+  }
+  return trials;
+}
+
+/** The backward candidates, each fitted to the device; configurations alike compiled once. */
+async function backwardTrials(
+  ctx: GpuContext,
+  p: Problem,
+  dtype: "f32" | "f16",
+  dn: number,
+  headDim: number,
+  buf: BackwardBuffers,
+): Promise<Trial[]> {
+  const trials: Trial[] = [];
+  const seen = new Set<string>();
+  for (const t of backwardCandidates(ctx.software, dn)) {
+    const cfg = backwardConfig(ctx, headDim, dtype, {}, t);
+    if (seen.has(backwardKey("dq", cfg))) continue;
+    seen.add(backwardKey("dq", cfg));
+    const kern = await compileBackward(ctx, p, cfg);
+    trials.push({
+      choice: backwardName(cfg),
+      plan: planBackward(ctx, p, buf, kern),
+      keep: () => chooseBackward(ctx, dtype, dn, cfg),
     });
   }
   return trials;

@@ -54,6 +54,9 @@ export function gpuTuning(): Readonly<GpuTuning> {
 /** The part of a forward configuration a measured tune chooses: its tiles. */
 export type ForwardTiles = Pick<ForwardConfig, "rm" | "cn" | "kc" | "kv">;
 
+/** The part of a backward configuration a measured tune chooses: its tiles and chunks. */
+export type BackwardTiles = Pick<BackwardConfig, "rm" | "cn" | "rn" | "cm" | "kc" | "kv">;
+
 /** The part of a decoding configuration a measured tune chooses: its first phase and loads. */
 export interface DecodePhases {
   /** Phase 1 cooperative (where the device and shape allow). */
@@ -63,9 +66,13 @@ export interface DecodePhases {
 }
 
 /** Choices made by measurement, per context, by pass, storage type and width. */
-const chosen = new WeakMap<GpuContext, Map<string, ForwardTiles | DecodePhases>>();
+const chosen = new WeakMap<GpuContext, Map<string, ForwardTiles | BackwardTiles | DecodePhases>>();
 
-function choose(ctx: GpuContext, key: string, value: ForwardTiles | DecodePhases): void {
+function choose(
+  ctx: GpuContext,
+  key: string,
+  value: ForwardTiles | BackwardTiles | DecodePhases,
+): void {
   let m = chosen.get(ctx);
   if (!m) chosen.set(ctx, m = new Map());
   m.set(key, value);
@@ -88,6 +95,25 @@ export function chooseTiles(
   tiles: ForwardTiles,
 ): void {
   choose(ctx, `fwd:${dtype}:${dn}`, { rm: tiles.rm, cn: tiles.cn, kc: tiles.kc, kv: tiles.kv });
+}
+
+/** The backward tiles measured best for a storage type and width on this context, if any. */
+export function chosenBackward(
+  ctx: GpuContext,
+  dtype: "f32" | "f16",
+  dn: number,
+): BackwardTiles | undefined {
+  return chosen.get(ctx)?.get(`bwd:${dtype}:${dn}`) as BackwardTiles | undefined;
+}
+
+/** Records the backward tiles measured best for a storage type and width on this context. */
+export function chooseBackward(
+  ctx: GpuContext,
+  dtype: "f32" | "f16",
+  dn: number,
+  t: BackwardTiles,
+): void {
+  choose(ctx, `bwd:${dtype}:${dn}`, { rm: t.rm, cn: t.cn, rn: t.rn, cm: t.cm, kc: t.kc, kv: t.kv });
 }
 
 /** The decoding phases measured best for a storage type and width (`cw`), if any. */

@@ -7,10 +7,15 @@
 import assert from "node:assert/strict";
 import { tuneGpu } from "../mod.ts";
 import {
+  backwardCandidates,
+  backwardConfig,
+  backwardKernels,
   checkProblem,
+  chooseBackward,
   chooseDecode,
   chooseTiles,
   decodeKernels,
+  defaultBackwardTiles,
   defaultPhases,
   defaultTiles,
   forgetDecodeKernels,
@@ -21,7 +26,7 @@ import {
   requireGpu,
   TUNE_MARGIN,
 } from "../gpu/internal.ts";
-import type { GpuContext } from "../gpu/internal.ts";
+import type { BackwardTiles, GpuContext } from "../gpu/internal.ts";
 import { type Case, checkCase, decodeCases } from "./_cases.ts";
 import { randomTensor, rng, testAdapter } from "./_util.ts";
 
@@ -30,6 +35,8 @@ const ignore = info === undefined;
 
 const tiles = (c: { rm: number; cn: number; kc: number; kv: number }) =>
   `rm${c.rm} cn${c.cn} kc${c.kc} kv${c.kv}`;
+const bwdTiles = (c: BackwardTiles & { split?: boolean }) =>
+  `rm${c.rm} cn${c.cn} rn${c.rn} cm${c.cm} kc${c.kc} kv${c.kv}${c.split ? " split" : ""}`;
 const phases = (c: { coop?: boolean; loads: readonly number[] }) =>
   `${c.coop ? "coop " : ""}loads ${c.loads.join(":")}`;
 
@@ -54,6 +61,7 @@ const decoding = decodeCases().filter((c) =>
 /** Puts the defaults back (the choices are per device, and the tests share it). */
 function restore(ctx: GpuContext): void {
   chooseTiles(ctx, "f32", 4, defaultTiles(ctx, 4));
+  chooseBackward(ctx, "f32", 4, defaultBackwardTiles(ctx, 4));
   for (const dtype of ["f32", "f16"] as const) {
     chooseDecode(ctx, dtype, 16, defaultPhases(dtype, 16));
   }
@@ -66,7 +74,11 @@ Deno.test("tuneGpu: bad options are clear errors before anything runs", async ()
     [{ dtype: ["f32"] }, TypeError, /options\.dtype is not an option; did you mean dtypes\?/],
     [{ dtypes: ["f64"] }, TypeError, /options\.dtypes\[0\] must be "f32" or "f16", got string/],
     [{ dtypes: [] }, TypeError, /options\.dtypes must be a non-empty array/],
-    [{ passes: ["backward"] }, TypeError, /options\.passes\[0\] must be "forward" or "decode"/],
+    [
+      { passes: ["sideways"] },
+      TypeError,
+      /options\.passes\[0\] must be "forward", "backward" or "decode"/,
+    ],
     [{ headDims: [64, 0] }, RangeError, /options\.headDims\[1\] must be an integer from 1 to 256/],
     [{ headDims: 64 }, TypeError, /options\.headDims must be a non-empty array, got number/],
     [{ seq: 8 }, RangeError, /options\.seq must be an integer from 16 to 65536, got number \(8\)/],
@@ -92,9 +104,10 @@ Deno.test({
       const report = await tuneGpu({ dtypes: ["f32"], headDims: [64, 59], seq: 64, heads: 4 });
       assert.equal(report.adapter, ctx.name);
       assert.equal(report.timer, ctx.timestamps ? "timestamps" : "wall");
-      // 59 and 64 share a width in both passes: timed once each, as the first given
+      // 59 and 64 share a width in every pass: timed once each, as the first given
       assert.deepEqual(report.entries.map((e) => [e.pass, e.dtype, e.headDim]), [
         ["forward", "f32", 64],
+        ["backward", "f32", 64],
         ["decode", "f32", 64],
       ]);
       for (const e of report.entries) {
@@ -106,12 +119,14 @@ Deno.test({
         const kept = fastest.ms < first.ms * (1 - TUNE_MARGIN) ? fastest : first;
         assert.equal(e.choice, kept.choice);
       }
-      const [fwd, dec] = report.entries;
+      const [fwd, bwd, dec] = report.entries;
       // the choices serve the width's head dims, in the kernels compiled after the tune
       assert.equal(tiles(forwardConfig(ctx, 59, "f32")), fwd.choice);
+      assert.equal(bwdTiles(backwardConfig(ctx, 59, "f32")), bwd.choice);
       const t = (n: number, h: number) => randomTensor(rng(1), [1, n, h, 64]);
       const p = checkProblem({ q: t(33, 2), k: t(33, 2), v: t(33, 2) }, {});
       assert.equal(tiles((await forwardKernel(ctx, p, "f32")).cfg), fwd.choice);
+      assert.equal(bwdTiles((await backwardKernels(ctx, p, "f32")).cfg), bwd.choice);
       const pd = checkProblem({ q: t(1, 4), k: t(600, 1), v: t(600, 1) }, {});
       assert.equal(phases((await decodeKernels(ctx, pd, "f32")).cfg), dec.choice);
       await checkCase(d64, { backend: "webgpu" });
@@ -138,6 +153,14 @@ Deno.test({
       const p = checkProblem({ q: t(33, 2), k: t(33, 2), v: t(33, 2) }, {});
       assert.equal(tiles((await forwardKernel(ctx, p, "f32")).cfg), tiles(other));
       await checkCase(d64, { backend: "webgpu" });
+      // every backward candidate but the default, forward and backward against the reference
+      for (const b of backwardCandidates(ctx.software, 4).slice(1)) {
+        chooseBackward(ctx, "f32", 4, b);
+        const cfg = (await backwardKernels(ctx, p, "f32")).cfg;
+        assert.equal(bwdTiles(cfg), bwdTiles(backwardConfig(ctx, 64, "f32", {}, b)));
+        assert.deepEqual([cfg.rm, cfg.cn, cfg.rn, cfg.cm], [b.rm, b.cn, b.rn, b.cm], bwdTiles(b));
+        await checkCase(d64, { backend: "webgpu" });
+      }
       // every decoding candidate but the default, in both types, on the decoding cases
       for (const dtype of ["f32", "f16"] as const) {
         if (dtype === "f16" && !ctx.f16) continue;

@@ -40,7 +40,7 @@ const USAGE =
   [--dim D] [--dtype f32|f16] [--masks a,b|all] [--reps R] [--pass fwd|bwd|both]
   [--sweep "fwd:rm,cn,dn,kc,kv;bwd:rm,cn,rn,cm,kc,kv,split;..."] [--no-subgroups] [--json FILE]
   [--nq Q: decoding, Q queries against --seq keys] [--splits S,S...] [--decode-coop on|off] [--decode-loads K:V,K:V...] [--copy-bw]
-  [--tune: first let tuneGpu choose the forward tiles (with --nq: the decoding phases) for --dtype
+  [--tune: first let tuneGpu choose the tiles of --pass (with --nq: the decoding phases) for --dtype
   and --dim]`;
 
 /** Schema tag of the `--json` report. */
@@ -245,7 +245,10 @@ if (import.meta.main) {
   const rows: GpuBenchRow[] = [];
   const passes = a.pass === "both" ? ["fwd", "bwd"] : [a.pass!];
   if (a.tune) {
-    const passes = [a.nq ? "decode" as const : "forward" as const];
+    const passes = a.nq ? ["decode" as const] : [
+      ...(a.pass === "bwd" ? [] : ["forward" as const]),
+      ...(a.pass === "fwd" ? [] : ["backward" as const]),
+    ];
     for (const e of (await tuneGpu({ passes, dtypes: [dtype], headDims: [d] })).entries) {
       const all = e.candidates.map((c) => `${c.choice} ${c.ms.toFixed(3)} ms`).join(", ");
       console.log(`tuneGpu ${e.pass} ${e.dtype} d=${e.headDim}: ${e.choice} (timed: ${all})`);
