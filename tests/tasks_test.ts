@@ -70,9 +70,8 @@ Deno.test("deno publish --dry-run: the library files only, with LICENSE and CHAN
   // a guard against growth, not a target: 495 KiB with sinks, ALiBi, paged caches, ragged caches'
   // mask templates, prepared calls, the measured choices (forward, backward and decoding, with
   // their margin), the kernels' workgroup-memory regions and both WASM builds in one compressed
-  // stream
-  // (the sources are 35 % doc comments; the mask pictures live in docs/MASKS.md, not in the
-  // published README)
+  // stream (the sources are 35 % doc comments; the mask pictures live in docs/MASKS.md, not in
+  // the published README)
   assert.ok(kib < 498, `the package grew to ${kib.toFixed(0)} KiB`);
 });
 
