@@ -76,7 +76,9 @@ export function values(x: Tensor | ArrayLike<number>): ArrayLike<number> {
  * (`baseline`, rounded to the same output dtype), with a floor of a few float32 ulps
  * (2^-21 ≈ 4.8e-7) for problems a plain computation happens to get exact, and never above
  * `cap` (default: the issue's bound, 1e-5 for f32 and 3e-3 for f16) unless the plain float32
- * computation itself misses the cap (then 8× its error is the bound). Ill-conditioned problems
+ * computation itself misses the cap (then 8× its error is the bound); and never below twice the
+ * worst plain computation's error (another summation order may land on either side of a cap
+ * the plain computations only just meet). Ill-conditioned problems
  * (huge scores) pass `cap: Infinity` and a `floor` for the error that float32 scores imply.
  */
 export function assertClose(
@@ -118,7 +120,7 @@ export function assertClose(
   // misses it (ill-conditioned gradients, or outputs that cancel to ~0), 8× its error is the bound.
   let bound = base > cap
     ? factor * base
-    : Math.min(cap, Math.max(factor * base, options.floor ?? 2 ** -21));
+    : Math.max(Math.min(cap, Math.max(factor * base, options.floor ?? 2 ** -21)), 2 * base);
   if (options.magnitudes) {
     let m = 0, r = 0;
     for (let i = 0; i < ref.length; i++) {
