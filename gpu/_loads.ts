@@ -5,8 +5,9 @@
  * Invariants: rows at or past `limit` and columns at or past the head dimension are read as 0;
  * nothing outside them is read (a paged cache's page table is consulted only for rows < limit).
  *
- * Vectorised reads and register prefetch of the next chunk measured no faster on an H200
- * (docs/BENCHMARKS.md), so the loads stay scalar.
+ * The loads stay scalar: vectorised reads and register prefetch of the next chunk measured no
+ * faster on an H200 with the earlier flat workgroup memory (the git history of
+ * docs/BENCHMARKS.md); not re-measured since the rows of 16.
  *
  * @module
  */

@@ -373,18 +373,37 @@ async function backwardTrials(
   headDim: number,
   buf: BackwardBuffers,
 ): Promise<Trial[]> {
+  return await distinctTrials(backwardCandidates(ctx.software, dn), (t) => {
+    const cfg = backwardConfig(ctx, headDim, dtype, {}, t);
+    return {
+      key: backwardKey("dq", cfg),
+      trial: async () => ({
+        choice: backwardName(cfg),
+        plan: planBackward(ctx, p, buf, await compileBackward(ctx, p, cfg)),
+        keep: () => chooseBackward(ctx, dtype, dn, cfg),
+      }),
+    };
+  });
+}
+
+/** A candidate's configuration key, and how to make its trial (only if the key is new). */
+type Distinct = { key: string; trial: () => Promise<Trial> };
+
+/**
+ * One trial per distinct configuration of `candidates`: those fitted alike to the device (or
+ * refused a part by it) are timed once, as the first.
+ */
+async function distinctTrials<C>(
+  candidates: C[],
+  make: (c: C) => Distinct | Promise<Distinct>,
+): Promise<Trial[]> {
   const trials: Trial[] = [];
   const seen = new Set<string>();
-  for (const t of backwardCandidates(ctx.software, dn)) {
-    const cfg = backwardConfig(ctx, headDim, dtype, {}, t);
-    if (seen.has(backwardKey("dq", cfg))) continue;
-    seen.add(backwardKey("dq", cfg));
-    const kern = await compileBackward(ctx, p, cfg);
-    trials.push({
-      choice: backwardName(cfg),
-      plan: planBackward(ctx, p, buf, kern),
-      keep: () => chooseBackward(ctx, dtype, dn, cfg),
-    });
+  for (const c of candidates) {
+    const { key, trial } = await make(c);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    trials.push(await trial());
   }
   return trials;
 }
@@ -397,19 +416,20 @@ async function decodeTrials(
   cw: number,
   buf: TuneBuffers,
 ): Promise<Trial[]> {
-  const trials: Trial[] = [];
-  const seen = new Set<string>();
-  for (const phases of phaseCandidates(dtype, cw)) {
+  return await distinctTrials(phaseCandidates(dtype, cw), async (phases) => {
+    // (where the device refuses the cooperative first phase, its candidates compile alike)
     const c = await compileDecode(ctx, p, dtype, phases);
-    if (seen.has(decodeKey("decode", c.cfg))) continue; // (the device refused the first phase)
-    seen.add(decodeKey("decode", c.cfg));
-    const kern = sizeDecode(c, p, dtype);
     const taken = { coop: c.cfg.coop === true, loads: c.cfg.loads };
-    trials.push({
-      choice: phasesName(taken),
-      plan: planDecode(ctx, p, { ...buf, ...decodeBuffers(ctx, p, kern) }, kern),
-      keep: () => chooseDecode(ctx, dtype, cw, taken),
-    });
-  }
-  return trials;
+    return {
+      key: decodeKey("decode", c.cfg),
+      trial: () => {
+        const kern = sizeDecode(c, p, dtype);
+        return Promise.resolve({
+          choice: phasesName(taken),
+          plan: planDecode(ctx, p, { ...buf, ...decodeBuffers(ctx, p, kern) }, kern),
+          keep: () => chooseDecode(ctx, dtype, cw, taken),
+        });
+      },
+    };
+  });
 }
