@@ -1,13 +1,16 @@
 /**
  * Tile loads from storage into regions of workgroup memory (`Region` in `_emit.ts`), for the
- * forward and backward kernels: 256 invocations each load ⌈items / 256⌉ vec4 units.
+ * forward and backward kernels: 256 invocations each load ⌈items / 256⌉ vec4 units, in two
+ * steps: `fetch…` reads storage into vec4 registers, `put…` stores them into the region. A plain
+ * load puts right after it fetches; a kernel that reads ahead (f32) fetches the next chunk after
+ * the barrier that publishes this one, so that the reads' latency overlaps the product instead
+ * of stalling every invocation after each barrier (docs/BENCHMARKS.md: 1.2–1.3× forward,
+ * 1.1–1.2× backward on an H200).
  *
  * Invariants: rows at or past `limit` and columns at or past the head dimension are read as 0;
  * nothing outside them is read (a paged cache's page table is consulted only for rows < limit).
- *
- * The loads stay scalar: vectorised reads and register prefetch of the next chunk measured no
- * faster on an H200 with the earlier flat workgroup memory (the git history of
- * docs/BENCHMARKS.md); not re-measured since the rows of 16.
+ * The reads are scalar (vectorised reads measured no faster on an H200, before the workgroup
+ * memory's rows of 16; the git history of docs/BENCHMARKS.md).
  *
  * @module
  */
@@ -33,27 +36,41 @@ export interface Source {
 }
 
 /**
- * Loads columns `d0 .. d0+kc` of a tile's R rows into `region` transposed: element (row, kk)
+ * Columns `d0 .. d0+kc` of a tile's R rows, stored into `region` transposed: element (row, kk)
  * goes to logical position `kk·R + pos` (slot kk), 4 positions per vec4. With `perm = 0`,
  * pos = row (invocation ty reads its rows ty·RM.. as vec4s); with `perm = c`,
  * pos = (row % 16)·c + row / 16, so that invocation tx reads rows tx + 16·m (m < c) as vec4s.
  */
-export function loadTransposed(
-  emit: Emit,
-  s: Source,
-  o: { region: Region; rows: number; kc: number; d0: string; perm: number; scale?: string },
-): void {
+export interface TransposedChunk {
+  region: Region;
+  rows: number;
+  kc: number;
+  d0: string;
+  perm: number;
+  scale?: string;
+}
+
+/** vec4 registers a chunk of `items` vec4s takes per invocation. */
+export const unitsOf = (items: number): number => Math.ceil(items / 256);
+
+/**
+ * Reads a transposed chunk from storage into the vec4
+ * registers `${reg}u` (u < {@linkcode unitsOf} (rows / 4 · kc), declared by the caller), and
+ * writes nothing: {@linkcode putTransposed} stores them, right after (a plain load) or after the
+ * product of the chunk before (reading ahead).
+ */
+export function fetchTransposed(emit: Emit, s: Source, o: TransposedChunk, reg: string): void {
   const items = (o.rows / 4) * o.kc;
-  for (const u of range(Math.ceil(items / 256))) {
+  for (const u of range(unitsOf(items))) {
     const guard = (u + 1) * 256 > items;
     emit(`      {
-        let e = lid + ${u * 256}u;${guard ? `\n        if (e < ${items}u) {` : ""}
+        let e = lid + ${u * 256}u;
         let kk = e % ${o.kc}u;
         let pos = (e / ${o.kc}u) * 4u;
         let r0 = ${s.first} + ${o.perm ? `pos / ${o.perm}u + 16u * (pos % ${o.perm}u)` : "pos"};
         let dcol = ${o.d0} + kk;
         var x = vec4<f32>(0.0);
-        if (dcol < ${s.headDim}) {`);
+        if (${guard ? `e < ${items}u && ` : ""}dcol < ${s.headDim}) {`);
     for (const z of range(4)) {
       const row = `r0 + ${o.perm ? 16 * z : z}u`;
       emit(
@@ -63,32 +80,56 @@ export function loadTransposed(
       );
     }
     emit(`        }
-        ${o.region.flat(`(kk * ${o.rows}u + pos) / 4u`)} = x${o.scale ? ` * ${o.scale}` : ""};${
-      guard ? "\n        }" : ""
-    }
+        ${reg}${u} = x;
       }`);
   }
 }
 
+/** Stores the registers {@linkcode fetchTransposed} read into the chunk's region. */
+export function putTransposed(emit: Emit, o: TransposedChunk, reg: string): void {
+  const items = (o.rows / 4) * o.kc;
+  for (const u of range(unitsOf(items))) {
+    const guard = (u + 1) * 256 > items;
+    emit(`      {
+        let e = lid + ${u * 256}u;${guard ? `\n        if (e < ${items}u) {` : ""}
+        ${o.region.flat(`(e % ${o.kc}u * ${o.rows}u + e / ${o.kc}u * 4u) / 4u`)} = ${reg}${u}${
+      o.scale ? ` * ${o.scale}` : ""
+    };${guard ? "\n        }" : ""}
+      }`);
+  }
+}
+
+/** Declares the vec4 registers `${reg}u` of a chunk of `items` vec4s. */
+export function declareUnits(emit: Emit, reg: string, items: number): void {
+  for (const u of range(unitsOf(items))) emit(`  var ${reg}${u} = vec4<f32>(0.0);`);
+}
+
 /**
- * Loads `count` rows starting at `s.first` (all D padded columns) into `region` row-major:
- * element (row, col) at logical position `row·D + col` (slot row; owner tx holds columns
- * tx·D/16 ..).
+ * `count` rows (all D padded columns), stored into `region` row-major: element (row, col) at
+ * logical position `row·D + col` (slot row; owner tx holds columns tx·D/16 ..).
  */
-export function loadRows(
-  emit: Emit,
-  s: Source,
-  o: { region: Region; count: number; d: number; scale?: string },
-): void {
+export interface RowsChunk {
+  region: Region;
+  count: number;
+  d: number;
+  scale?: string;
+}
+
+/**
+ * Reads `count` rows from `s.first` (all D padded columns) into the vec4 registers `${reg}u`
+ * (u < {@linkcode unitsOf} (count · D / 4), declared by the caller); {@linkcode putRows} stores
+ * them.
+ */
+export function fetchRows(emit: Emit, s: Source, o: RowsChunk, reg: string): void {
   const items = (o.count * o.d) / 4;
-  for (const u of range(Math.ceil(items / 256))) {
+  for (const u of range(unitsOf(items))) {
     const guard = (u + 1) * 256 > items;
     emit(`    {
-      let e = lid + ${u * 256}u;${guard ? `\n      if (e < ${items}u) {` : ""}
+      let e = lid + ${u * 256}u;
       let row = ${s.first} + e / ${o.d / 4}u;
       let dc = (e % ${o.d / 4}u) * 4u;
       var x = vec4<f32>(0.0);
-      if (row < ${s.limit}) {
+      if (${guard ? `e < ${items}u && ` : ""}row < ${s.limit}) {
         let base = ${s.base} + ${s.rowOf ? s.rowOf("row") : "row"} * ${s.stride} + dc;`);
     for (const z of range(4)) {
       emit(
@@ -96,7 +137,17 @@ export function loadRows(
       );
     }
     emit(`      }
-      ${o.region.flat("e")} = x${o.scale ? ` * ${o.scale}` : ""};${guard ? "\n      }" : ""}
+      ${reg}${u} = x;
     }`);
+  }
+}
+
+/** Stores the registers {@linkcode fetchRows} read into the chunk's region. */
+export function putRows(emit: Emit, o: RowsChunk, reg: string): void {
+  const items = (o.count * o.d) / 4;
+  for (const u of range(unitsOf(items))) {
+    const e = `(lid + ${u * 256}u)`;
+    const put = `${o.region.flat(e)} = ${reg}${u}${o.scale ? ` * ${o.scale}` : ""};`;
+    emit(`    ${(u + 1) * 256 > items ? `if (${e} < ${items}u) { ${put} }` : put}`);
   }
 }

@@ -11,7 +11,7 @@
 
 import { dropoutKey, dropoutThreshold } from "../masks/dropout.ts";
 import { type Emit, range, reg, type Region, XYZW } from "./_emit.ts";
-import { loadTransposed } from "./_loads.ts";
+import { declareUnits, fetchTransposed, putTransposed } from "./_loads.ts";
 
 /**
  * The storage row of logical key j of batch entry b in a paged KV cache (the `pages` binding,
@@ -342,7 +342,7 @@ export interface ProductSide {
   /** First row of the tile and the row limit (WGSL). */
   first: string;
   limit: string;
-  /** Rows in the tile, and the `perm` layout of {@linkcode loadTransposed} (0: rows). */
+  /** Rows in the tile, and the `perm` layout of a transposed chunk (0: rows; `TransposedChunk`). */
   rows: number;
   perm: number;
   /** Workgroup-memory regions of the two tensors. */
@@ -360,34 +360,46 @@ export interface ProductSide {
  */
 export function scoresAndDp(
   emit: Emit,
-  o: { a: ProductSide; b: ProductSide; kc: number; headDim: string; indent: string },
+  o: {
+    a: ProductSide;
+    b: ProductSide;
+    kc: number;
+    headDim: string;
+    indent: string;
+    /** Read each chunk into registers while the one before is multiplied (`fetchTransposed`). */
+    prefetch?: boolean;
+  },
 ): void {
   const { a, b, kc } = o;
+  // the four chunks: [source, chunk shape at d0, register name]
+  const chunks = [a, b].flatMap((side, si) =>
+    side.names.map((name, i) => ({
+      src: {
+        src: name,
+        base: side.base,
+        stride: side.stride,
+        first: side.first,
+        limit: side.limit,
+        headDim: o.headDim,
+      },
+      at: (d0: string) => ({ region: side.regions[i], rows: side.rows, kc, d0, perm: side.perm }),
+      reg: `f${si}${i}_`,
+    }))
+  );
+  for (const c of chunks) declareUnits(emit, c.reg, (c.at("").rows / 4) * kc);
+  if (o.prefetch) { for (const c of chunks) fetchTransposed(emit, c.src, c.at("0u"), c.reg); }
   emit(`${o.indent}for (var kc = 0u; kc < (${o.headDim} + ${kc - 1}u) / ${kc}u; kc++) {
 ${o.indent}  let d0 = kc * ${kc}u;`);
-  for (const side of [a, b]) {
-    side.names.forEach((name, i) =>
-      loadTransposed(
-        emit,
-        {
-          src: name,
-          base: side.base,
-          stride: side.stride,
-          first: side.first,
-          limit: side.limit,
-          headDim: o.headDim,
-        },
-        {
-          region: side.regions[i],
-          rows: side.rows,
-          kc,
-          d0: "d0",
-          perm: side.perm,
-        },
-      )
-    );
+  for (const c of chunks) {
+    if (!o.prefetch) fetchTransposed(emit, c.src, c.at("d0"), c.reg);
+    putTransposed(emit, c.at("d0"), c.reg);
   }
   emit(`${o.indent}  workgroupBarrier();`);
+  if (o.prefetch) { // the next chunk, read while this one is multiplied
+    emit(`${o.indent}  if (d0 + ${kc}u < ${o.headDim}) {`);
+    for (const c of chunks) fetchTransposed(emit, c.src, c.at(`d0 + ${kc}u`), c.reg);
+    emit(`${o.indent}  }`);
+  }
   ["s", "dp"].forEach((acc, i) =>
     product(emit, {
       acc,

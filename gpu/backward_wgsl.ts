@@ -31,7 +31,7 @@ import {
   smRegion,
   zeroTile,
 } from "./_emit.ts";
-import { loadRows, type Source } from "./_loads.ts";
+import { declareUnits, fetchRows, putRows, type Source } from "./_loads.ts";
 import {
   AT_MOST_0_DECL,
   capAndMask,
@@ -82,6 +82,11 @@ export interface BackwardConfig {
    * workgroup memory (for adapters with little of it), instead of together.
    */
   split: boolean;
+  /**
+   * Read each chunk of the inputs into registers while the one before is multiplied, and store
+   * it to workgroup memory after (as the forward's `prefetch`).
+   */
+  prefetch?: boolean;
 }
 
 /** Uniform block of the backward kernels (32-bit each), shared by prep, dQ and dK/dV. */
@@ -162,9 +167,9 @@ export function dkvLayout(c: BackwardConfig): KernelLayout {
 
 /** A stable key of every compile-time constant, per kernel. */
 export function backwardKey(kind: "prep" | "dq" | "dkv", c: BackwardConfig): string {
-  const flags = `${c.split ? ":split" : ""}${c.softcap ? ":cap" : ""}${c.dropout ? ":drop" : ""}${
-    c.alibi ? ":alibi" : ""
-  }`;
+  const flags = `${c.split ? ":split" : ""}${c.prefetch ? ":pf" : ""}${c.softcap ? ":cap" : ""}${
+    c.dropout ? ":drop" : ""
+  }${c.alibi ? ":alibi" : ""}`;
   return `bwd-${kind}:${c.dtype}:d${c.headDim}:rm${c.rm}:cn${c.cn}:rn${c.rn}:cm${c.cm}:dn${c.dn}:kc${c.kc}:kv${c.kv}${flags}`;
 }
 
@@ -269,7 +274,12 @@ ${rowBlockPrologue(br, rm, HD)}`);
     kc,
     headDim: HD,
     indent: "    ",
+    prefetch: c.prefetch,
   });
+  const kSrc = (ch: number) => src("k", "kBase", "kStride", `col0 + ${ch * kv}u`, "P.nk", HD);
+  const kChunk = { region: kRows, count: kv, d };
+  declareUnits(emit, "fr", (kv * d) / 4);
+  if (c.prefetch) fetchRows(emit, kSrc(0), kChunk, "fr"); // read during dS
   capAndMask(emit, {
     softcap: c.softcap,
     alibi: c.alibi,
@@ -309,12 +319,10 @@ ${rowBlockPrologue(br, rm, HD)}`);
       region: dS,
       owner: "ty",
     });
-    loadRows(emit, src("k", "kBase", "kStride", `col0 + ${ch * kv}u`, "P.nk", HD), {
-      region: kRows,
-      count: kv,
-      d,
-    });
+    if (!c.prefetch) fetchRows(emit, kSrc(ch), kChunk, "fr");
+    putRows(emit, kChunk, "fr");
     emit(`    workgroupBarrier();`);
+    if (c.prefetch && ch + 1 < bc / kv) fetchRows(emit, kSrc(ch + 1), kChunk, "fr");
     product(emit, {
       acc: "g",
       rows: rm,
@@ -415,7 +423,16 @@ ${tileLoop("P.ptrOff + slice * P.colBlocks + cb", "row0", br, "    ")}`);
     kc,
     headDim: HD,
     indent: "      ",
+    prefetch: c.prefetch,
   });
+  const qSrc = (name: string, ch: number) =>
+    src(name, "qBase", "qStride", `row0 + ${ch * kv}u`, "P.nq", HD);
+  declareUnits(emit, "fo", (kv * d) / 4);
+  declareUnits(emit, "fq", (kv * d) / 4);
+  if (c.prefetch) { // the first dO and Q chunks of the gradients, read during Pᵀ and dSᵀ
+    fetchRows(emit, qSrc("dout", 0), { region: smRegion(orReg, D4), count: kv, d }, "fo");
+    fetchRows(emit, qSrc("q", 0), { region: smRegion(qrReg, D4), count: kv, d }, "fq");
+  }
   // per owned query row tx + 16·m: its stats
   for (const m of range(cm)) {
     emit(`      let st${m} = stats[statsBase + min(row0 + tx + ${16 * m}u, P.nq - 1u)];`);
@@ -461,12 +478,18 @@ ${tileLoop("P.ptrOff + slice * P.colBlocks + cb", "row0", br, "    ")}`);
     const [oRows, qRows] = [smRegion(orReg, D4), smRegion(qrReg, D4)];
     storeColumns(emit, { acc: "s", region: pS, ...part });
     if (!c.split) storeColumns(emit, { acc: "dp", region: dS, ...part });
-    const rows = (name: string, region: Region) =>
-      loadRows(emit, src(name, "qBase", "qStride", `row0 + ${ch * kv}u`, "P.nq", HD), {
-        region,
-        count: kv,
-        d,
-      });
+    // the chunk's dO or Q rows into workgroup memory: loaded, or stored from the registers read
+    // during the product before (and the next chunk's read)
+    const rows = (name: string, region: Region) => {
+      const chunk = { region, count: kv, d }, reg = name === "q" ? "fq" : "fo";
+      if (!c.prefetch) fetchRows(emit, qSrc(name, ch), chunk, reg);
+      putRows(emit, chunk, reg);
+    };
+    const next = (name: string, region: Region) => {
+      if (c.prefetch && ch + 1 < br / kv) {
+        fetchRows(emit, qSrc(name, ch + 1), { region, count: kv, d }, name === "q" ? "fq" : "fo");
+      }
+    };
     const grad = (acc: string, tag: string, a: Region, b: Region) =>
       product(emit, {
         acc,
@@ -480,15 +503,19 @@ ${tileLoop("P.ptrOff + slice * P.colBlocks + cb", "row0", br, "    ")}`);
     rows("dout", oRows);
     if (c.split) { // dV, then dK through the same regions
       emit(`      workgroupBarrier();`);
+      next("dout", oRows);
       grad("gv", `v${ch}`, pS, oRows);
       emit(`      workgroupBarrier();`);
       storeColumns(emit, { acc: "dp", region: dS, ...part });
       rows("q", qRows);
       emit(`      workgroupBarrier();`);
+      next("q", qRows);
       grad("gk", `k${ch}`, dS, qRows);
     } else {
       rows("q", qRows);
       emit(`      workgroupBarrier();`);
+      next("dout", oRows);
+      next("q", qRows);
       grad("gv", `v${ch}`, pS, oRows);
       grad("gk", `k${ch}`, dS, qRows);
     }

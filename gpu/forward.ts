@@ -23,19 +23,29 @@ import { chosenTiles, fitShared, type ForwardTiles, gpuTuning, headDimWidth } fr
 import { fixedHeadDim } from "./_wgsl.ts";
 
 /**
- * The forward tiles of a head-dimension width (`dn` = D / 16) on this adapter, before any
- * measured choice (`tuneGpu`, `gpu/tune.ts`): the fastest of the H200 sweeps (docs/BENCHMARKS.md),
- * 128 × 128 tiles at d ≤ 64, 128 × 64 at d = 128. Software rasterisers get the smallest tiles: their shader compilers take
+ * The forward tile shapes of a head-dimension width (`dn` = D / 16) and storage type, as
+ * [rm, cn, kc, kv], the default first, then those the H200 sweeps found close to it (what
+ * `tuneGpu` tries; docs/BENCHMARKS.md): 128 × 128 tiles at d ≤ 64, 128 × 64 at d = 128 (f32 with
+ * 16-wide chunks of the head dimension and 32-key value chunks, read ahead; f16, which is not
+ * read ahead, the reverse). Software rasterisers get small tiles only: their shader compilers take
  * minutes on the fully unrolled large ones, and they are correctness tools, not fast.
  */
-export function defaultTiles(ctx: GpuContext, dn: number): ForwardTiles {
-  const small = ctx.software;
-  return {
-    rm: dn <= 8 && !small ? 8 : 4,
-    cn: dn === 8 || small ? 4 : 8,
-    kc: small ? 8 : dn === 8 ? 32 : 16,
-    kv: small || dn === 8 ? 16 : 32,
-  };
+export function forwardShapes(software: boolean, dn: number, dtype: "f32" | "f16"): ForwardTiles[] {
+  const list = software
+    ? [[4, 4, 8, 16], [4, 4, 16, 16], [4, 4, 8, 32]]
+    : dn <= 4
+    ? [[8, 8, 16, 32], [8, 4, 16, 32], [8, 8, 32, 16], [8, 8, 16, 16]]
+    : dn === 8
+    ? dtype === "f32"
+      ? [[8, 4, 16, 32], [8, 4, 32, 16], [8, 4, 16, 16]]
+      : [[8, 4, 32, 16], [8, 4, 16, 32], [8, 4, 16, 16]]
+    : [[4, 8, 16, 32], [4, 4, 16, 32], [4, 8, 8, 32]];
+  return list.map(([rm, cn, kc, kv]) => ({ rm, cn, kc, kv }));
+}
+
+/** The forward tiles of a width and storage type on this adapter before any measured choice. */
+export function defaultTiles(ctx: GpuContext, dn: number, dtype: "f32" | "f16"): ForwardTiles {
+  return forwardShapes(ctx.software, dn, dtype)[0];
 }
 
 /**
@@ -61,8 +71,11 @@ export function forwardConfig(
     dtype,
     headDim: fixedHeadDim(headDim, dn),
     dn,
-    ...(tiles ?? chosenTiles(ctx, dtype, dn) ?? defaultTiles(ctx, dn)),
+    ...(tiles ?? chosenTiles(ctx, dtype, dn) ?? defaultTiles(ctx, dn, dtype)),
     subgroups: ctx.subgroups && !gpuTuning().noSubgroups,
+    // reading ahead hides global-memory latency for f32 (1.22–1.30× on an H200); f16 storage,
+    // read as 2-byte elements, measured 0.96–0.97× with it (docs/BENCHMARKS.md)
+    prefetch: dtype === "f32",
     ...gpuTuning().forward,
     softcap: score.softcap !== undefined,
     dropout: score.dropout !== undefined,

@@ -36,7 +36,7 @@ import {
   XYZW,
   zeroTile,
 } from "./_emit.ts";
-import { loadRows, loadTransposed } from "./_loads.ts";
+import { declareUnits, fetchRows, fetchTransposed, putRows, putTransposed } from "./_loads.ts";
 import {
   capAndMask,
   dropoutWgsl,
@@ -78,6 +78,12 @@ export interface ForwardConfig {
   kv: number;
   /** Reduce rows with subgroup shuffles (subgroups of ≥ 16) instead of workgroup memory. */
   subgroups: boolean;
+  /**
+   * Read each chunk of Q, K and V from storage into registers while the previous one is
+   * multiplied (software pipelining), and store it to workgroup memory after: global-memory
+   * latency overlaps the products instead of stalling every invocation after each barrier.
+   */
+  prefetch?: boolean;
   /** Cap scores (value in the uniforms). */
   softcap: boolean;
   /** Drop probabilities (threshold and key in the uniforms). */
@@ -142,9 +148,9 @@ export function forwardSharedBytes(c: ForwardConfig): number {
 export function forwardKey(c: ForwardConfig): string {
   return `fwd:${c.dtype}:d${c.headDim}:rm${c.rm}:cn${c.cn}:dn${c.dn}:kc${c.kc}:kv${c.kv}:sg${
     c.subgroups ? 1 : 0
-  }${c.softcap ? ":cap" : ""}${c.dropout ? ":drop" : ""}${c.sinks ? ":sink" : ""}${
-    c.alibi ? ":alibi" : ""
-  }${c.paged ? ":paged" : ""}`;
+  }${c.prefetch ? ":pf" : ""}${c.softcap ? ":cap" : ""}${c.dropout ? ":drop" : ""}${
+    c.sinks ? ":sink" : ""
+  }${c.alibi ? ":alibi" : ""}${c.paged ? ":paged" : ""}`;
 }
 
 /** Generates the WGSL of the forward kernel. */
@@ -190,12 +196,6 @@ ${rowBlockPrologue(br, rm, HD)}
   }
   declareTile(emit, "o", rm, D4);
   declareTile(emit, "s", rm, C4);
-  emit(tileLoop("P.ptrOff + slice * P.rowBlocks + rb", "col0", bc, "  "));
-  zeroTile(emit, "s", rm, C4);
-
-  // ---- S = Q Kᵀ over d in chunks of KC
-  emit(`    for (var kc = 0u; kc < (${HD} + ${kc - 1}u) / ${kc}u; kc++) {
-      let d0 = kc * ${kc}u;`);
   const src = (name: string, base: string, stride: string, first: string, limit: string) => ({
     src: name,
     base,
@@ -212,21 +212,39 @@ ${rowBlockPrologue(br, rm, HD)}
         rowOf: (r: string) => `pageRow(b, ${r})`,
       }
       : src(name, name === "k" ? "kBase" : "vBase", "kStride", first, "P.nk");
-  loadTransposed(emit, src("q", "qBase", "qStride", "row0", "P.nq"), {
-    region: qs,
-    rows: br,
-    kc,
-    d0: "d0",
-    perm: 0,
-  });
-  loadTransposed(emit, kvSrc("k", "col0"), {
-    region: ks,
-    rows: bc,
-    kc,
-    d0: "d0",
-    perm: cn,
-  });
+  const qSrc = src("q", "qBase", "qStride", "row0", "P.nq");
+  const qChunk = (d0: string) => ({ region: qs, rows: br, kc, d0, perm: 0 });
+  const kChunk = (d0: string) => ({ region: ks, rows: bc, kc, d0, perm: cn });
+  const vChunk = { region: vs, count: kv, d };
+  const pf = c.prefetch === true;
+  declareUnits(emit, "fq", (br / 4) * kc);
+  declareUnits(emit, "fk", (bc / 4) * kc);
+  declareUnits(emit, "fv", (kv * d) / 4);
+  emit(tileLoop("P.ptrOff + slice * P.rowBlocks + rb", "col0", bc, "  "));
+  zeroTile(emit, "s", rm, C4);
+  if (pf) { // chunk 0 of the first tile (of the others: read during the tile before)
+    emit(`    if (t == tStart) {`);
+    fetchTransposed(emit, qSrc, qChunk("0u"), "fq");
+    fetchTransposed(emit, kvSrc("k", "col0"), kChunk("0u"), "fk");
+    emit(`    }`);
+  }
+
+  // ---- S = Q Kᵀ over d in chunks of KC
+  emit(`    for (var kc = 0u; kc < (${HD} + ${kc - 1}u) / ${kc}u; kc++) {
+      let d0 = kc * ${kc}u;`);
+  if (!pf) {
+    fetchTransposed(emit, qSrc, qChunk("d0"), "fq");
+    fetchTransposed(emit, kvSrc("k", "col0"), kChunk("d0"), "fk");
+  }
+  putTransposed(emit, qChunk("d0"), "fq");
+  putTransposed(emit, kChunk("d0"), "fk");
   emit(`      workgroupBarrier();`);
+  if (pf) { // the next chunk, read while this one is multiplied
+    emit(`      if (d0 + ${kc}u < ${HD}) {`);
+    fetchTransposed(emit, qSrc, qChunk(`d0 + ${kc}u`), "fq");
+    fetchTransposed(emit, kvSrc("k", "col0"), kChunk(`d0 + ${kc}u`), "fk");
+    emit(`      }`);
+  }
   product(emit, {
     acc: "s",
     rows: rm,
@@ -239,6 +257,7 @@ ${rowBlockPrologue(br, rm, HD)}
   emit(`      workgroupBarrier();
     }`);
 
+  if (pf) fetchRows(emit, kvSrc("v", "col0"), vChunk, "fv"); // read during the softmax
   // ---- softcap; mask: partial tiles and the ragged last column block
   capAndMask(emit, {
     softcap: c.softcap,
@@ -291,12 +310,18 @@ ${rowBlockPrologue(br, rm, HD)}
       region: ps,
       owner: "ty",
     });
-    loadRows(emit, kvSrc("v", `col0 + ${ch * kv}u`), {
-      region: vs,
-      count: kv,
-      d,
-    });
+    if (!pf) fetchRows(emit, kvSrc("v", `col0 + ${ch * kv}u`), vChunk, "fv");
+    putRows(emit, vChunk, "fv");
     emit(`    workgroupBarrier();`);
+    if (pf && ch + 1 < bc / kv) {
+      fetchRows(emit, kvSrc("v", `col0 + ${(ch + 1) * kv}u`), vChunk, "fv");
+    } else if (pf) { // the next tile's first Q and K chunks
+      emit(`    if (t + 1u < tEnd) {
+      let nextCol = (sched[P.tilesOff + t + 1u] >> 1u) * ${bc}u;`);
+      fetchTransposed(emit, qSrc, qChunk("0u"), "fq");
+      fetchTransposed(emit, kvSrc("k", "nextCol"), kChunk("0u"), "fk");
+      emit(`    }`);
+    }
     product(emit, {
       acc: "o",
       rows: rm,

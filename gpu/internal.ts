@@ -28,6 +28,7 @@ export {
   forwardConfig,
   forwardKernel,
   type ForwardPlan,
+  forwardShapes,
   planForward,
 } from "./forward.ts";
 export { type ForwardConfig, forwardKey } from "./forward_wgsl.ts";
@@ -60,4 +61,4 @@ export {
   setGpuTuning,
 } from "./tuning.ts";
 export { sampleData, timeKernel, type TimingBudget } from "./timing.ts";
-export { backwardCandidates, phaseCandidates, tileCandidates, TUNE_MARGIN } from "./tune.ts";
+export { backwardCandidates, phaseCandidates, TUNE_MARGIN } from "./tune.ts";

@@ -30,7 +30,13 @@ import {
 import { decodeKey } from "./decode_wgsl.ts";
 import { type GpuContext, pipeline } from "./device.ts";
 import { type KernelPlan, requireGpu } from "./dispatch.ts";
-import { forgetForwardKernels, forwardConfig, planForward, rescheduleForward } from "./forward.ts";
+import {
+  forgetForwardKernels,
+  forwardConfig,
+  forwardShapes,
+  planForward,
+  rescheduleForward,
+} from "./forward.ts";
 import { type ForwardConfig, forwardKey, forwardLayout, forwardWgsl } from "./forward_wgsl.ts";
 import { sampleData, timeKernel } from "./timing.ts";
 import {
@@ -103,22 +109,6 @@ export interface GpuTuneReport {
   timer: "timestamps" | "wall";
   /** One choice per pass, storage type and width, in the order measured. */
   entries: GpuTuneEntry[];
-}
-
-/**
- * The tile shapes tried for a width (`dn` = D / 16), as [rm, cn, kc, kv]: the default first, then
- * the shapes the H200 sweeps found close to it (docs/BENCHMARKS.md); on a software adapter, small
- * shapes only (its compiler takes minutes on large ones).
- */
-export function tileCandidates(software: boolean, dn: number): ForwardTiles[] {
-  const list = software
-    ? [[4, 4, 8, 16], [4, 4, 16, 16], [4, 4, 8, 32]]
-    : dn <= 4
-    ? [[8, 8, 16, 32], [8, 4, 16, 32], [8, 8, 32, 16], [8, 8, 16, 16]]
-    : dn === 8
-    ? [[8, 4, 32, 16], [8, 4, 16, 32], [8, 4, 16, 16]]
-    : [[4, 8, 16, 32], [4, 4, 16, 32], [4, 8, 8, 32]];
-  return list.map(([rm, cn, kc, kv]) => ({ rm, cn, kc, kv }));
 }
 
 /**
@@ -342,7 +332,7 @@ async function forwardTrials(
   buf: TuneBuffers,
 ): Promise<Trial[]> {
   const configs = new Map<string, { cfg: ForwardConfig; code: string }>();
-  for (const [i, t] of tileCandidates(ctx.software, dn).entries()) {
+  for (const [i, t] of forwardShapes(ctx.software, dn, dtype).entries()) {
     const cfg = forwardConfig(ctx, headDim, dtype, {}, t);
     if (configs.has(forwardKey(cfg))) continue;
     try {

@@ -60,7 +60,7 @@ const decoding = decodeCases().filter((c) =>
 
 /** Puts the defaults back (the choices are per device, and the tests share it). */
 function restore(ctx: GpuContext): void {
-  chooseTiles(ctx, "f32", 4, defaultTiles(ctx, 4));
+  chooseTiles(ctx, "f32", 4, defaultTiles(ctx, 4, "f32"));
   chooseBackward(ctx, "f32", 4, defaultBackwardTiles(ctx, 4));
   for (const dtype of ["f32", "f16"] as const) {
     chooseDecode(ctx, dtype, 16, defaultPhases(dtype, 16));
@@ -146,7 +146,10 @@ Deno.test({
     const ctx = await requireGpu();
     assert.equal(decoding.length, 3);
     try {
-      const other = { ...defaultTiles(ctx, 4), kc: defaultTiles(ctx, 4).kc === 16 ? 32 : 16 };
+      const other = {
+        ...defaultTiles(ctx, 4, "f32"),
+        kc: defaultTiles(ctx, 4, "f32").kc === 16 ? 32 : 16,
+      };
       chooseTiles(ctx, "f32", 4, other);
       forgetForwardKernels(ctx);
       const t = (n: number, h: number) => randomTensor(rng(2), [1, n, h, 64]);

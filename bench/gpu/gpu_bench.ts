@@ -38,7 +38,7 @@ import type { BackwardConfig, ForwardConfig, GpuContext } from "../../gpu/intern
 const USAGE =
   `usage: deno run -A bench/gpu/gpu_bench.ts [--seq N] [--batch B] [--heads H] [--kv-heads HK]
   [--dim D] [--dtype f32|f16] [--masks a,b|all] [--reps R] [--pass fwd|bwd|both]
-  [--sweep "fwd:rm,cn,dn,kc,kv;bwd:rm,cn,rn,cm,kc,kv,split;..."] [--no-subgroups] [--json FILE]
+  [--sweep "fwd:rm,cn,dn,kc,kv,prefetch;bwd:rm,cn,rn,cm,kc,kv,split,prefetch;..."] [--no-subgroups] [--json FILE]
   [--nq Q: decoding, Q queries against --seq keys] [--splits S,S...] [--decode-coop on|off] [--decode-loads K:V,K:V...] [--copy-bw]
   [--tune: first let tuneGpu choose the tiles of --pass (with --nq: the decoding phases) for --dtype
   and --dim]`;
@@ -220,7 +220,7 @@ if (import.meta.main) {
   const dtype = a.dtype as "f32" | "f16";
   const masks = (a.masks === "all" ? MASK_NAMES.join(",") : a.masks!).split(",") as MaskName[];
   const reps = Number(a.reps);
-  // --sweep "fwd:rm,cn,dn,kc,kv;bwd:rm,cn,rn,cm,kc,kv,split;..." (each entry one configuration; a
+  // --sweep "fwd:rm,cn,dn,kc,kv,prefetch;bwd:rm,cn,rn,cm,kc,kv,split,prefetch;..." (each entry one configuration; a
   // number left empty keeps the default; split 1 or 0)
   const sweep: ({ fwd?: Partial<ForwardConfig>; bwd?: Partial<BackwardConfig> } | undefined)[] =
     a.sweep
@@ -228,11 +228,11 @@ if (import.meta.main) {
         const [kind, list] = s.includes(":") ? s.split(":") : ["fwd", s];
         const parts = list.split(",");
         const names = kind === "bwd"
-          ? ["rm", "cn", "rn", "cm", "kc", "kv", "split"]
-          : ["rm", "cn", "dn", "kc", "kv"];
+          ? ["rm", "cn", "rn", "cm", "kc", "kv", "split", "prefetch"]
+          : ["rm", "cn", "dn", "kc", "kv", "prefetch"];
         const cfg: Record<string, number | boolean> = {};
         parts.forEach((x, i) => {
-          if (names[i] === "split" && /^[01]$/.test(x)) cfg.split = x === "1";
+          if (/^(split|prefetch)$/.test(names[i]) && /^[01]$/.test(x)) cfg[names[i]] = x === "1";
           else if (/^\d+$/.test(x) && i < names.length) cfg[names[i]] = Number(x);
           else if (x !== "") throw new RangeError(`--sweep: cannot read "${x}" in "${s}"`);
         });
@@ -319,7 +319,7 @@ if (import.meta.main) {
               mask: name,
               config: `rm${c.rm} cn${c.cn} dn${c.dn} kc${c.kc} kv${c.kv}${
                 c.subgroups ? " sg" : ""
-              }`,
+              }${c.prefetch ? " prefetch" : ""}`,
               pass: "fwd",
               seq: n,
               ms: fms,
@@ -338,7 +338,7 @@ if (import.meta.main) {
               mask: name,
               config: `rm${b.rm} cn${b.cn} rn${b.rn} cm${b.cm} kc${b.kc} kv${b.kv}${
                 b.split ? " split" : ""
-              }`,
+              }${b.prefetch ? " prefetch" : ""}`,
               pass: "bwd",
               seq: n,
               ms,
