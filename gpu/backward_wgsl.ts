@@ -16,7 +16,9 @@
  * Shapes as in the forward kernel: q, dO, dq `[B, Nq, Hq, d]`; k, v, dk, dv `[B, Nk, Hk, d]`;
  * lse `[B, Hq, Nq]`. Workgroup memory of the two phases of a tile (the S/dP products and the
  * dQ or dK/dV products) is shared: barriers separate them. Full tiles do no mask work; partial
- * tiles and ragged edge tiles test each element against the key's canonical bounds.
+ * tiles and ragged edge tiles test each element against the key's canonical bounds. Reading
+ * ahead (`prefetch`, the f32 default), each chunk is read into registers during the product
+ * before it (a tile's first S/dP chunk at the tile's start, the first K or dO/Q rows during dS).
  *
  * @module
  */

@@ -14,7 +14,10 @@
  * S = Q Kᵀ accumulates over d in chunks of KC through workgroup memory (Q transposed), then each f32
  * score is multiplied by scale·log2(e), as FlashAttention-2 applies the scale (not to a rounded copy
  * of Q), so the softmax uses exp2; P = exp2(S − m) is written to
- * workgroup memory KV keys at a time and O += P V accumulates from there.
+ * workgroup memory KV keys at a time and O += P V accumulates from there. Reading ahead
+ * (`prefetch`, the f32 default): every Q, K and V chunk is read into registers during the product
+ * of the chunk before (V's first during the softmax, the next tile's first Q and K chunks during
+ * the last P V product) and stored after the barrier that frees its region.
  *
  * Invariants: the online softmax keeps, per row, the running max m (log2 domain) and a
  * per-invocation partial row sum l; O is rescaled by exp2(m_old − m_new) when m grows and divided
