@@ -48,6 +48,8 @@ export interface TransposedChunk {
   d0: string;
   perm: number;
   scale?: string;
+  /** The storage element type, kept in the registers until stored (default f32). */
+  elem?: "f32" | "f16";
 }
 
 /** vec4 registers a chunk of `items` vec4s takes per invocation. */
@@ -69,14 +71,14 @@ export function fetchTransposed(emit: Emit, s: Source, o: TransposedChunk, reg: 
         let pos = (e / ${o.kc}u) * 4u;
         let r0 = ${s.first} + ${o.perm ? `pos / ${o.perm}u + 16u * (pos % ${o.perm}u)` : "pos"};
         let dcol = ${o.d0} + kk;
-        var x = vec4<f32>(0.0);
+        var x = vec4<${o.elem ?? "f32"}>(0.0);
         if (${guard ? `e < ${items}u && ` : ""}dcol < ${s.headDim}) {`);
     for (const z of range(4)) {
       const row = `r0 + ${o.perm ? 16 * z : z}u`;
       emit(
-        `          if (${row} < ${s.limit}) { x.${XYZW[z]} = f32(${s.src}[${s.base} + (${
+        `          if (${row} < ${s.limit}) { x.${XYZW[z]} = ${s.src}[${s.base} + (${
           s.rowOf ? s.rowOf(row) : row
-        }) * ${s.stride} + dcol]); }`,
+        }) * ${s.stride} + dcol]; }`,
       );
     }
     emit(`        }
@@ -92,17 +94,29 @@ export function putTransposed(emit: Emit, o: TransposedChunk, reg: string): void
     const guard = (u + 1) * 256 > items;
     emit(`      {
         let e = lid + ${u * 256}u;${guard ? `\n        if (e < ${items}u) {` : ""}
-        ${o.region.flat(`(e % ${o.kc}u * ${o.rows}u + e / ${o.kc}u * 4u) / 4u`)} = ${reg}${u}${
-      o.scale ? ` * ${o.scale}` : ""
-    };${guard ? "\n        }" : ""}
+        ${o.region.flat(`(e % ${o.kc}u * ${o.rows}u + e / ${o.kc}u * 4u) / 4u`)} = ${
+      asF32(`${reg}${u}`, o.elem)
+    }${o.scale ? ` * ${o.scale}` : ""};${guard ? "\n        }" : ""}
       }`);
   }
 }
 
-/** Declares the vec4 registers `${reg}u` of a chunk of `items` vec4s. */
-export function declareUnits(emit: Emit, reg: string, items: number): void {
-  for (const u of range(unitsOf(items))) emit(`  var ${reg}${u} = vec4<f32>(0.0);`);
+/**
+ * Declares the vec4 registers `${reg}u` of a chunk of `items` vec4s of element type `elem`
+ * (storage's: converted to f32 when stored, so that no instruction right after a read-ahead
+ * load waits for it).
+ */
+export function declareUnits(
+  emit: Emit,
+  reg: string,
+  items: number,
+  elem: "f32" | "f16" = "f32",
+): void {
+  for (const u of range(unitsOf(items))) emit(`  var ${reg}${u} = vec4<${elem}>(0.0);`);
 }
+
+/** A vec4 register of element type `elem` as vec4<f32>. */
+const asF32 = (r: string, elem?: "f32" | "f16") => elem === "f16" ? `vec4<f32>(${r})` : r;
 
 /**
  * `count` rows (all D padded columns), stored into `region` row-major: element (row, col) at
@@ -113,6 +127,8 @@ export interface RowsChunk {
   count: number;
   d: number;
   scale?: string;
+  /** The storage element type, kept in the registers until stored (default f32). */
+  elem?: "f32" | "f16";
 }
 
 /**
@@ -128,12 +144,12 @@ export function fetchRows(emit: Emit, s: Source, o: RowsChunk, reg: string): voi
       let e = lid + ${u * 256}u;
       let row = ${s.first} + e / ${o.d / 4}u;
       let dc = (e % ${o.d / 4}u) * 4u;
-      var x = vec4<f32>(0.0);
+      var x = vec4<${o.elem ?? "f32"}>(0.0);
       if (${guard ? `e < ${items}u && ` : ""}row < ${s.limit}) {
         let base = ${s.base} + ${s.rowOf ? s.rowOf("row") : "row"} * ${s.stride} + dc;`);
     for (const z of range(4)) {
       emit(
-        `        if (dc + ${z}u < ${s.headDim}) { x.${XYZW[z]} = f32(${s.src}[base + ${z}u]); }`,
+        `        if (dc + ${z}u < ${s.headDim}) { x.${XYZW[z]} = ${s.src}[base + ${z}u]; }`,
       );
     }
     emit(`      }
@@ -147,7 +163,9 @@ export function putRows(emit: Emit, o: RowsChunk, reg: string): void {
   const items = (o.count * o.d) / 4;
   for (const u of range(unitsOf(items))) {
     const e = `(lid + ${u * 256}u)`;
-    const put = `${o.region.flat(e)} = ${reg}${u}${o.scale ? ` * ${o.scale}` : ""};`;
+    const put = `${o.region.flat(e)} = ${asF32(`${reg}${u}`, o.elem)}${
+      o.scale ? ` * ${o.scale}` : ""
+    };`;
     emit(`    ${(u + 1) * 256 > items ? `if (${e} < ${items}u) { ${put} }` : put}`);
   }
 }

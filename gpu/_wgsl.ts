@@ -368,6 +368,8 @@ export function scoresAndDp(
     indent: string;
     /** Read each chunk into registers while the one before is multiplied (`fetchTransposed`). */
     prefetch?: boolean;
+    /** The storage element type (default f32). */
+    elem?: "f32" | "f16";
   },
 ): void {
   const { a, b, kc } = o;
@@ -382,11 +384,18 @@ export function scoresAndDp(
         limit: side.limit,
         headDim: o.headDim,
       },
-      at: (d0: string) => ({ region: side.regions[i], rows: side.rows, kc, d0, perm: side.perm }),
+      at: (d0: string) => ({
+        region: side.regions[i],
+        rows: side.rows,
+        kc,
+        d0,
+        perm: side.perm,
+        elem: o.elem,
+      }),
       reg: `f${si}${i}_`,
     }))
   );
-  for (const c of chunks) declareUnits(emit, c.reg, (c.at("").rows / 4) * kc);
+  for (const c of chunks) declareUnits(emit, c.reg, (c.at("").rows / 4) * kc, o.elem);
   if (o.prefetch) { for (const c of chunks) fetchTransposed(emit, c.src, c.at("0u"), c.reg); }
   emit(`${o.indent}for (var kc = 0u; kc < (${o.headDim} + ${kc - 1}u) / ${kc}u; kc++) {
 ${o.indent}  let d0 = kc * ${kc}u;`);

@@ -277,10 +277,11 @@ ${rowBlockPrologue(br, rm, HD)}`);
     headDim: HD,
     indent: "    ",
     prefetch: c.prefetch,
+    elem: c.dtype,
   });
   const kSrc = (ch: number) => src("k", "kBase", "kStride", `col0 + ${ch * kv}u`, "P.nk", HD);
-  const kChunk = { region: kRows, count: kv, d };
-  declareUnits(emit, "fr", (kv * d) / 4);
+  const kChunk = { region: kRows, count: kv, d, elem: c.dtype };
+  declareUnits(emit, "fr", (kv * d) / 4, c.dtype);
   if (c.prefetch) fetchRows(emit, kSrc(0), kChunk, "fr"); // read during dS
   capAndMask(emit, {
     softcap: c.softcap,
@@ -426,14 +427,25 @@ ${tileLoop("P.ptrOff + slice * P.colBlocks + cb", "row0", br, "    ")}`);
     headDim: HD,
     indent: "      ",
     prefetch: c.prefetch,
+    elem: c.dtype,
   });
   const qSrc = (name: string, ch: number) =>
     src(name, "qBase", "qStride", `row0 + ${ch * kv}u`, "P.nq", HD);
-  declareUnits(emit, "fo", (kv * d) / 4);
-  declareUnits(emit, "fq", (kv * d) / 4);
+  declareUnits(emit, "fo", (kv * d) / 4, c.dtype);
+  declareUnits(emit, "fq", (kv * d) / 4, c.dtype);
   if (c.prefetch) { // the first dO and Q chunks of the gradients, read during Pᵀ and dSᵀ
-    fetchRows(emit, qSrc("dout", 0), { region: smRegion(orReg, D4), count: kv, d }, "fo");
-    fetchRows(emit, qSrc("q", 0), { region: smRegion(qrReg, D4), count: kv, d }, "fq");
+    fetchRows(
+      emit,
+      qSrc("dout", 0),
+      { region: smRegion(orReg, D4), count: kv, d, elem: c.dtype },
+      "fo",
+    );
+    fetchRows(
+      emit,
+      qSrc("q", 0),
+      { region: smRegion(qrReg, D4), count: kv, d, elem: c.dtype },
+      "fq",
+    );
   }
   // per owned query row tx + 16·m: its stats
   for (const m of range(cm)) {
@@ -483,13 +495,18 @@ ${tileLoop("P.ptrOff + slice * P.colBlocks + cb", "row0", br, "    ")}`);
     // the chunk's dO or Q rows into workgroup memory: loaded, or stored from the registers read
     // during the product before (and the next chunk's read)
     const rows = (name: string, region: Region) => {
-      const chunk = { region, count: kv, d }, reg = name === "q" ? "fq" : "fo";
+      const chunk = { region, count: kv, d, elem: c.dtype }, reg = name === "q" ? "fq" : "fo";
       if (!c.prefetch) fetchRows(emit, qSrc(name, ch), chunk, reg);
       putRows(emit, chunk, reg);
     };
     const next = (name: string, region: Region) => {
       if (c.prefetch && ch + 1 < br / kv) {
-        fetchRows(emit, qSrc(name, ch + 1), { region, count: kv, d }, name === "q" ? "fq" : "fo");
+        fetchRows(
+          emit,
+          qSrc(name, ch + 1),
+          { region, count: kv, d, elem: c.dtype },
+          name === "q" ? "fq" : "fo",
+        );
       }
     };
     const grad = (acc: string, tag: string, a: Region, b: Region) =>

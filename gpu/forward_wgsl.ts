@@ -216,13 +216,13 @@ ${rowBlockPrologue(br, rm, HD)}
       }
       : src(name, name === "k" ? "kBase" : "vBase", "kStride", first, "P.nk");
   const qSrc = src("q", "qBase", "qStride", "row0", "P.nq");
-  const qChunk = (d0: string) => ({ region: qs, rows: br, kc, d0, perm: 0 });
-  const kChunk = (d0: string) => ({ region: ks, rows: bc, kc, d0, perm: cn });
-  const vChunk = { region: vs, count: kv, d };
+  const qChunk = (d0: string) => ({ region: qs, rows: br, kc, d0, perm: 0, elem: T });
+  const kChunk = (d0: string) => ({ region: ks, rows: bc, kc, d0, perm: cn, elem: T });
+  const vChunk = { region: vs, count: kv, d, elem: T };
   const pf = c.prefetch === true;
-  declareUnits(emit, "fq", (br / 4) * kc);
-  declareUnits(emit, "fk", (bc / 4) * kc);
-  declareUnits(emit, "fv", (kv * d) / 4);
+  declareUnits(emit, "fq", (br / 4) * kc, T);
+  declareUnits(emit, "fk", (bc / 4) * kc, T);
+  declareUnits(emit, "fv", (kv * d) / 4, T);
   emit(tileLoop("P.ptrOff + slice * P.rowBlocks + rb", "col0", bc, "  "));
   zeroTile(emit, "s", rm, C4);
   if (pf) { // chunk 0 of the first tile (of the others: read during the tile before)
