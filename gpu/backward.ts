@@ -74,10 +74,11 @@ export function backwardConfig(
     dtype,
     headDim: fixedHeadDim(headDim, dn),
     dn,
+    // reading ahead: 1.12–1.19× for f32 on an H200, 0.92× for f16 (docs/BENCHMARKS.md); a tune
+    // may choose either
+    prefetch: dtype === "f32",
     ...(tiles ?? chosenBackward(ctx, dtype, dn) ?? defaultBackwardTiles(ctx, dn)),
     split: false,
-    // reading ahead: 1.12–1.19× for f32 on an H200, 0.92× for f16 (docs/BENCHMARKS.md)
-    prefetch: dtype === "f32",
     ...gpuTuning().backward,
     softcap: score.softcap !== undefined,
     dropout: score.dropout !== undefined,

@@ -71,11 +71,11 @@ export function forwardConfig(
     dtype,
     headDim: fixedHeadDim(headDim, dn),
     dn,
+    // reading ahead hides global-memory latency for f32 (1.22–1.30× on an H200); f16 storage
+    // measured 0.96–0.97× with it (docs/BENCHMARKS.md); a tune may choose either
+    prefetch: dtype === "f32",
     ...(tiles ?? chosenTiles(ctx, dtype, dn) ?? defaultTiles(ctx, dn, dtype)),
     subgroups: ctx.subgroups && !gpuTuning().noSubgroups,
-    // reading ahead hides global-memory latency for f32 (1.22–1.30× on an H200); f16 storage,
-    // read as 2-byte elements, measured 0.96–0.97× with it (docs/BENCHMARKS.md)
-    prefetch: dtype === "f32",
     ...gpuTuning().forward,
     softcap: score.softcap !== undefined,
     dropout: score.dropout !== undefined,

@@ -76,8 +76,8 @@ export interface GpuTuneOptions {
 /** One candidate timed and its median kernel time. */
 export interface GpuTuneCandidate {
   /**
-   * The candidate: `rm8 cn4 kc32 kv16` (forward tiles), `rm4 cn4 rn8 cm4 kc16 kv16` (backward),
-   * `coop loads 2:8` (decoding).
+   * The candidate: `rm8 cn4 kc16 kv32 read ahead` (forward tiles, loads reading the next chunk
+   * during the product), `rm4 cn4 rn8 cm4 kc16 kv16` (backward), `coop loads 2:8` (decoding).
    */
   choice: string;
   /** Median kernel time in ms. */
@@ -146,9 +146,18 @@ export function phaseCandidates(dtype: "f32" | "f16", cw: number): DecodePhases[
  */
 export const TUNE_MARGIN = 0.02;
 
-const tilesName = (c: ForwardTiles) => `rm${c.rm} cn${c.cn} kc${c.kc} kv${c.kv}`;
+const ahead = (c: { prefetch?: boolean }) => c.prefetch ? " read ahead" : "";
+const tilesName = (c: ForwardTiles) => `rm${c.rm} cn${c.cn} kc${c.kc} kv${c.kv}${ahead(c)}`;
 const backwardName = (c: BackwardTiles & { split?: boolean }) =>
-  `rm${c.rm} cn${c.cn} rn${c.rn} cm${c.cm} kc${c.kc} kv${c.kv}${c.split ? " split" : ""}`;
+  `rm${c.rm} cn${c.cn} rn${c.rn} cm${c.cm} kc${c.kc} kv${c.kv}${c.split ? " split" : ""}${
+    ahead(c)
+  }`;
+
+/** The default (the first of `list`) with its loads the other way: read ahead or not. */
+const flipLoads = <T extends { prefetch?: boolean }>(list: T[], dtype: "f32" | "f16"): T[] => [
+  ...list,
+  { ...list[0], prefetch: dtype !== "f32" },
+];
 const phasesName = (c: DecodePhases) => `${c.coop ? "coop " : ""}loads ${c.loads.join(":")}`;
 
 /** The width of a head dimension for a pass: `dn` = D / 16 (forward), `cw` = D / 4 (decoding). */
@@ -197,8 +206,8 @@ function checkTuneOptions(o: GpuTuneOptions): void {
 }
 
 /**
- * Measures the forward and backward kernels' tile shapes and the decoding kernel's phases on the
- * device in use and keeps the fastest for each pass, storage type and head-dimension width asked
+ * Measures the forward and backward kernels' tile shapes (and their default shape's loads read
+ * ahead or not) and the decoding kernel's phases on the device in use and keeps the fastest for each pass, storage type and head-dimension width asked
  * for (the default unless another beats it by more than 2 %): later calls of that pass, type and
  * width compile and use it (not calls prepared before).
  * Each of 2–7 candidates a pass, type and width is compiled and timed on one problem (B=1, no mask;
@@ -332,7 +341,7 @@ async function forwardTrials(
   buf: TuneBuffers,
 ): Promise<Trial[]> {
   const configs = new Map<string, { cfg: ForwardConfig; code: string }>();
-  for (const [i, t] of forwardShapes(ctx.software, dn, dtype).entries()) {
+  for (const [i, t] of flipLoads(forwardShapes(ctx.software, dn, dtype), dtype).entries()) {
     const cfg = forwardConfig(ctx, headDim, dtype, {}, t);
     if (configs.has(forwardKey(cfg))) continue;
     try {
@@ -363,7 +372,7 @@ async function backwardTrials(
   headDim: number,
   buf: BackwardBuffers,
 ): Promise<Trial[]> {
-  return await distinctTrials(backwardCandidates(ctx.software, dn), (t) => {
+  return await distinctTrials(flipLoads(backwardCandidates(ctx.software, dn), dtype), (t) => {
     const cfg = backwardConfig(ctx, headDim, dtype, {}, t);
     return {
       key: backwardKey("dq", cfg),

@@ -51,11 +51,20 @@ export function gpuTuning(): Readonly<GpuTuning> {
   return tuning;
 }
 
-/** The part of a forward configuration a measured tune chooses: its tiles. */
-export type ForwardTiles = Pick<ForwardConfig, "rm" | "cn" | "kc" | "kv">;
+/**
+ * The part of a forward configuration a measured tune chooses: its tiles, and whether its loads
+ * read ahead (when not given: by storage type, `gpu/forward.ts`).
+ */
+export type ForwardTiles = Pick<ForwardConfig, "rm" | "cn" | "kc" | "kv" | "prefetch">;
 
-/** The part of a backward configuration a measured tune chooses: its tiles and chunks. */
-export type BackwardTiles = Pick<BackwardConfig, "rm" | "cn" | "rn" | "cm" | "kc" | "kv">;
+/** The part of a backward configuration a measured tune chooses: tiles, chunks, read-ahead. */
+export type BackwardTiles = Pick<
+  BackwardConfig,
+  "rm" | "cn" | "rn" | "cm" | "kc" | "kv" | "prefetch"
+>;
+
+/** `{ prefetch }` where it is given, else nothing (so that a spread keeps the default). */
+const loading = (p?: boolean) => p === undefined ? {} : { prefetch: p };
 
 /** The part of a decoding configuration a measured tune chooses: its first phase and loads. */
 export interface DecodePhases {
@@ -94,7 +103,8 @@ export function chooseTiles(
   dn: number,
   tiles: ForwardTiles,
 ): void {
-  choose(ctx, `fwd:${dtype}:${dn}`, { rm: tiles.rm, cn: tiles.cn, kc: tiles.kc, kv: tiles.kv });
+  const { rm, cn, kc, kv } = tiles;
+  choose(ctx, `fwd:${dtype}:${dn}`, { rm, cn, kc, kv, ...loading(tiles.prefetch) });
 }
 
 /** The backward tiles measured best for a storage type and width on this context, if any. */
@@ -113,7 +123,8 @@ export function chooseBackward(
   dn: number,
   t: BackwardTiles,
 ): void {
-  choose(ctx, `bwd:${dtype}:${dn}`, { rm: t.rm, cn: t.cn, rn: t.rn, cm: t.cm, kc: t.kc, kv: t.kv });
+  const { rm, cn, rn, cm, kc, kv } = t;
+  choose(ctx, `bwd:${dtype}:${dn}`, { rm, cn, rn, cm, kc, kv, ...loading(t.prefetch) });
 }
 
 /** The decoding phases measured best for a storage type and width (`cw`), if any. */

@@ -33,10 +33,13 @@ import { randomTensor, rng, testAdapter } from "./_util.ts";
 const info = await testAdapter();
 const ignore = info === undefined;
 
-const tiles = (c: { rm: number; cn: number; kc: number; kv: number }) =>
-  `rm${c.rm} cn${c.cn} kc${c.kc} kv${c.kv}`;
+const ahead = (c: { prefetch?: boolean }) => c.prefetch ? " read ahead" : "";
+const tiles = (c: { rm: number; cn: number; kc: number; kv: number; prefetch?: boolean }) =>
+  `rm${c.rm} cn${c.cn} kc${c.kc} kv${c.kv}${ahead(c)}`;
 const bwdTiles = (c: BackwardTiles & { split?: boolean }) =>
-  `rm${c.rm} cn${c.cn} rn${c.rn} cm${c.cm} kc${c.kc} kv${c.kv}${c.split ? " split" : ""}`;
+  `rm${c.rm} cn${c.cn} rn${c.rn} cm${c.cm} kc${c.kc} kv${c.kv}${c.split ? " split" : ""}${
+    ahead(c)
+  }`;
 const phases = (c: { coop?: boolean; loads: readonly number[] }) =>
   `${c.coop ? "coop " : ""}loads ${c.loads.join(":")}`;
 
@@ -154,7 +157,16 @@ Deno.test({
       forgetForwardKernels(ctx);
       const t = (n: number, h: number) => randomTensor(rng(2), [1, n, h, 64]);
       const p = checkProblem({ q: t(33, 2), k: t(33, 2), v: t(33, 2) }, {});
-      assert.equal(tiles((await forwardKernel(ctx, p, "f32")).cfg), tiles(other));
+      // (f32 reads ahead where the choice does not say otherwise)
+      const cfg = (await forwardKernel(ctx, p, "f32")).cfg;
+      assert.equal(tiles(cfg), tiles({ ...other, prefetch: true }));
+      await checkCase(d64, { backend: "webgpu" });
+      // the default tiles with plain loads (f32 reads ahead by default), forward and backward
+      chooseTiles(ctx, "f32", 4, { ...defaultTiles(ctx, 4, "f32"), prefetch: false });
+      chooseBackward(ctx, "f32", 4, { ...defaultBackwardTiles(ctx, 4), prefetch: false });
+      forgetForwardKernels(ctx);
+      assert.equal((await forwardKernel(ctx, p, "f32")).cfg.prefetch, false);
+      assert.equal((await backwardKernels(ctx, p, "f32")).cfg.prefetch, false);
       await checkCase(d64, { backend: "webgpu" });
       // every backward candidate but the default, forward and backward against the reference
       for (const b of backwardCandidates(ctx.software, 4).slice(1)) {
