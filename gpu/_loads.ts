@@ -47,7 +47,6 @@ export interface TransposedChunk {
   kc: number;
   d0: string;
   perm: number;
-  scale?: string;
   /** The storage element type, kept in the registers until stored (default f32). */
   elem?: "f32" | "f16";
 }
@@ -56,10 +55,10 @@ export interface TransposedChunk {
 export const unitsOf = (items: number): number => Math.ceil(items / 256);
 
 /**
- * Reads a transposed chunk from storage into the vec4
- * registers `${reg}u` (u < {@linkcode unitsOf} (rows / 4 · kc), declared by the caller), and
- * writes nothing: {@linkcode putTransposed} stores them, right after (a plain load) or after the
- * product of the chunk before (reading ahead).
+ * Reads a transposed chunk from storage into the vec4 registers `${reg}u` (u <
+ * {@linkcode unitsOf} (rows / 4 · kc), declared by the caller), and writes nothing:
+ * {@linkcode putTransposed} stores them, right after (a plain load) or after the product of the
+ * chunk before (reading ahead).
  */
 export function fetchTransposed(emit: Emit, s: Source, o: TransposedChunk, reg: string): void {
   const items = (o.rows / 4) * o.kc;
@@ -96,7 +95,7 @@ export function putTransposed(emit: Emit, o: TransposedChunk, reg: string): void
         let e = lid + ${u * 256}u;${guard ? `\n        if (e < ${items}u) {` : ""}
         ${o.region.flat(`(e % ${o.kc}u * ${o.rows}u + e / ${o.kc}u * 4u) / 4u`)} = ${
       asF32(`${reg}${u}`, o.elem)
-    }${o.scale ? ` * ${o.scale}` : ""};${guard ? "\n        }" : ""}
+    };${guard ? "\n        }" : ""}
       }`);
   }
 }
@@ -126,7 +125,6 @@ export interface RowsChunk {
   region: Region;
   count: number;
   d: number;
-  scale?: string;
   /** The storage element type, kept in the registers until stored (default f32). */
   elem?: "f32" | "f16";
 }
@@ -163,9 +161,7 @@ export function putRows(emit: Emit, o: RowsChunk, reg: string): void {
   const items = (o.count * o.d) / 4;
   for (const u of range(unitsOf(items))) {
     const e = `(lid + ${u * 256}u)`;
-    const put = `${o.region.flat(e)} = ${asF32(`${reg}${u}`, o.elem)}${
-      o.scale ? ` * ${o.scale}` : ""
-    };`;
+    const put = `${o.region.flat(e)} = ${asF32(`${reg}${u}`, o.elem)};`;
     emit(`    ${(u + 1) * 256 > items ? `if (${e} < ${items}u) { ${put} }` : put}`);
   }
 }
