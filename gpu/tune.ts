@@ -211,7 +211,7 @@ function checkTuneOptions(o: GpuTuneOptions): void {
  * for (the default unless another beats it by more than 2 %): later calls of that pass, type and
  * width compile and use it (not calls prepared before).
  * Each of 2–7 candidates a pass, type and width is compiled and timed on one problem (B=1, no mask;
- * on lavapipe, the CPU rasteriser, one type and width of the three passes took 13 s); errors and
+ * on lavapipe, the CPU rasteriser, one type and width of the three passes took 24 s on 2 vCPUs); errors and
  * the device's lack of shader-f16 for `dtypes: ["f16"]` are reported before anything runs.
  *
  * @example Tune the device once, early in a long-running program
