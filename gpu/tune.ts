@@ -207,12 +207,13 @@ function checkTuneOptions(o: GpuTuneOptions): void {
 
 /**
  * Measures the forward and backward kernels' tile shapes (and their default shape's loads read
- * ahead or not) and the decoding kernel's phases on the device in use and keeps the fastest for each pass, storage type and head-dimension width asked
- * for (the default unless another beats it by more than 2 %): later calls of that pass, type and
- * width compile and use it (not calls prepared before).
- * Each of 2–7 candidates a pass, type and width is compiled and timed on one problem (B=1, no mask;
- * on lavapipe, the CPU rasteriser, one type and width of the three passes took 24 s on 2 vCPUs); errors and
- * the device's lack of shader-f16 for `dtypes: ["f16"]` are reported before anything runs.
+ * ahead or not) and the decoding kernel's phases on the device in use and keeps the fastest for
+ * each pass, storage type and head-dimension width asked for (the default unless another beats
+ * it by more than 2 %): later calls of that pass, type and width compile and use it (not calls
+ * prepared before). Each of 2–7 candidates a pass, type and width is compiled and timed on one
+ * problem (B=1, no mask; on lavapipe, the CPU rasteriser, one type and width of the three passes
+ * took 24 s on 2 vCPUs); errors and the device's lack of shader-f16 for `dtypes: ["f16"]` are
+ * reported before anything runs.
  *
  * @example Tune the device once, early in a long-running program
  * ```ts
