@@ -137,6 +137,15 @@ export function rescheduleDecode(kern: Omit<DecodeKernels, "schedule">, p: Probl
 }
 
 /**
+ * Whether the cooperative first phase (8 invocations a key) can run for `rows` query rows at head
+ * dimension `headDim` on this device: subgroups of 8 or more, four rows, vec4 keys, D ≥ 64.
+ */
+export function coopAllowed(ctx: GpuContext, rows: number, headDim: number): boolean {
+  return !gpuTuning().noSubgroups && ctx.subgroupLanes >= 8 && rows === 4 && headDim % 4 === 0 &&
+    decodeWidth(headDim) >= 16;
+}
+
+/**
  * The configuration and pipelines of problem `p`'s decoding kernels (compiled once per key): the
  * given phases, else those a measured tune chose for its storage type and width, else the
  * defaults; the tests' and benchmarks' overrides above all.
@@ -160,10 +169,7 @@ export async function compileDecode(
     shared: mh <= p.kvHeads, // every query head of a GQA group uses one mask slice
     vec: p.headDim % 4 === 0,
     loads: gpuTuning().decodeLoads ?? pick.loads,
-    // 8 invocations a key where chosen and the device allows (subgroups of 8 or more, four rows,
-    // vec4 keys, D ≥ 64)
-    coop: (gpuTuning().decodeCoop ?? pick.coop) && !gpuTuning().noSubgroups &&
-      ctx.subgroupLanes >= 8 && rows === 4 && p.headDim % 4 === 0 && cw >= 16,
+    coop: (gpuTuning().decodeCoop ?? pick.coop) && coopAllowed(ctx, rows, p.headDim),
     softcap: p.softcap !== undefined,
     dropout: p.dropout !== undefined,
     sinks: p.sinks !== undefined,

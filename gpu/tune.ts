@@ -20,6 +20,7 @@ import { type BackwardBuffers, backwardConfig, compileBackward, planBackward } f
 import { backwardKey } from "./backward_wgsl.ts";
 import {
   compileDecode,
+  coopAllowed,
   decodeBuffers,
   decodeWidth,
   defaultPhases,
@@ -71,6 +72,13 @@ export interface GpuTuneOptions {
    * problem's key heads, with four query heads each (grouped-query attention, one token).
    */
   heads?: number;
+  /**
+   * An earlier report (as `JSON.parse` gives it back): where it was made on an adapter of this
+   * name, each pass, storage type and width it chose for, among those asked for, takes that choice
+   * again without timing, if it is still one of the candidates (the entry comes back with
+   * `reused: true` and the earlier times); the others are measured.
+   */
+  reuse?: GpuTuneReport;
 }
 
 /** One candidate timed and its median kernel time. */
@@ -97,8 +105,10 @@ export interface GpuTuneEntry {
    * 2 % (`TUNE_MARGIN`), else the default.
    */
   choice: string;
-  /** Every candidate timed, in the order timed. */
+  /** Every candidate timed, in the order timed (reused: the earlier report's). */
   candidates: GpuTuneCandidate[];
+  /** Taken from `options.reuse` without timing. */
+  reused?: boolean;
 }
 
 /** What {@linkcode tuneGpu} measured and chose. */
@@ -169,7 +179,8 @@ function checkTuneOptions(o: GpuTuneOptions): void {
   if (typeof o !== "object" || o === null) {
     throw new TypeError(`tuneGpu options must be an object, got ${describe(o)}`);
   }
-  checkKeys(o, ["passes", "dtypes", "headDims", "seq", "heads"], "options");
+  checkKeys(o, ["passes", "dtypes", "headDims", "seq", "heads", "reuse"], "options");
+  if (o.reuse !== undefined) checkReport(o.reuse);
   const list = (name: string, v: unknown, ok: (x: unknown) => boolean, what: string) => {
     if (v === undefined) return;
     if (!Array.isArray(v) || v.length === 0) {
@@ -247,7 +258,10 @@ export async function tuneGpu(options: GpuTuneOptions = {}): Promise<GpuTuneRepo
       }
       for (const dtype of dtypes) {
         for (const [w, d] of dims) {
-          entries.push(await tuneOne(ctx, pass, dtype, w, d, { seq, heads }));
+          entries.push(
+            reused(ctx, options.reuse, pass, dtype, w) ??
+              await tuneOne(ctx, pass, dtype, w, d, { seq, heads }),
+          );
         }
       }
     }
@@ -259,10 +273,8 @@ export async function tuneGpu(options: GpuTuneOptions = {}): Promise<GpuTuneRepo
 }
 
 /** A compiled candidate: its name, its plan on the problem timed, and how to record the choice. */
-interface Trial {
-  choice: string;
+interface Trial extends Choice {
   plan: KernelPlan;
-  keep(): void;
 }
 
 /** Times the candidates of one pass, storage type and width; records and returns the choice. */
@@ -342,8 +354,7 @@ async function forwardTrials(
   buf: TuneBuffers,
 ): Promise<Trial[]> {
   const configs = new Map<string, { cfg: ForwardConfig; code: string }>();
-  for (const [i, t] of flipLoads(forwardShapes(ctx.software, dn, dtype), dtype).entries()) {
-    const cfg = forwardConfig(ctx, headDim, dtype, {}, t);
+  for (const [i, { cfg }] of forwardChoices(ctx, dtype, dn, headDim).entries()) {
     if (configs.has(forwardKey(cfg))) continue;
     try {
       configs.set(forwardKey(cfg), { cfg, code: forwardWgsl(cfg) });
@@ -356,9 +367,8 @@ async function forwardTrials(
   for (const [key, { cfg, code }] of configs) {
     const pipe = await pipeline(ctx, key, () => code, pipelineLayout(ctx, forwardLayout(cfg)));
     trials.push({
-      choice: tilesName(cfg),
+      ...forwardChoice(ctx, dtype, dn, cfg),
       plan: planForward(ctx, p, buf, rescheduleForward({ cfg, pipe, dtype }, p)),
-      keep: () => chooseTiles(ctx, dtype, dn, cfg),
     });
   }
   return trials;
@@ -373,16 +383,112 @@ async function backwardTrials(
   headDim: number,
   buf: BackwardBuffers,
 ): Promise<Trial[]> {
-  return await distinctTrials(flipLoads(backwardCandidates(ctx.software, dn), dtype), (t) => {
+  return await distinctTrials(backwardChoices(ctx, dtype, dn, headDim), (c) => ({
+    key: backwardKey("dq", c.cfg),
+    trial: async () => ({
+      ...c,
+      plan: planBackward(ctx, p, buf, await compileBackward(ctx, p, c.cfg)),
+    }),
+  }));
+}
+
+/** A candidate named as a tune names it, and how to record it as the choice (nothing compiled). */
+interface Choice {
+  choice: string;
+  keep(): void;
+}
+
+/** A forward configuration as a choice. */
+function forwardChoice(ctx: GpuContext, dtype: "f32" | "f16", dn: number, cfg: ForwardConfig) {
+  return { cfg, choice: tilesName(cfg), keep: () => chooseTiles(ctx, dtype, dn, cfg) };
+}
+
+/** The forward candidates of a width, each fitted to the device. */
+function forwardChoices(ctx: GpuContext, dtype: "f32" | "f16", dn: number, headDim: number) {
+  return flipLoads(forwardShapes(ctx.software, dn, dtype), dtype).map((t) =>
+    forwardChoice(ctx, dtype, dn, forwardConfig(ctx, headDim, dtype, {}, t))
+  );
+}
+
+/** The backward candidates of a width, each fitted to the device. */
+function backwardChoices(ctx: GpuContext, dtype: "f32" | "f16", dn: number, headDim: number) {
+  return flipLoads(backwardCandidates(ctx.software, dn), dtype).map((t) => {
     const cfg = backwardConfig(ctx, headDim, dtype, {}, t);
-    return {
-      key: backwardKey("dq", cfg),
-      trial: async () => ({
-        choice: backwardName(cfg),
-        plan: planBackward(ctx, p, buf, await compileBackward(ctx, p, cfg)),
-        keep: () => chooseBackward(ctx, dtype, dn, cfg),
-      }),
-    };
+    return { cfg, choice: backwardName(cfg), keep: () => chooseBackward(ctx, dtype, dn, cfg) };
+  });
+}
+
+/**
+ * The decoding candidates of a width as the device takes them on the tune's problem (four query
+ * rows: one token, four query heads a key head).
+ */
+function decodeChoices(ctx: GpuContext, dtype: "f32" | "f16", cw: number, headDim: number) {
+  return phaseCandidates(dtype, cw).map((ph) => {
+    const phases = { coop: ph.coop && coopAllowed(ctx, 4, headDim), loads: ph.loads };
+    return { phases, choice: phasesName(phases), keep: () => chooseDecode(ctx, dtype, cw, phases) };
+  });
+}
+
+/**
+ * The entry of `report` for a pass, storage type and width, taken again (recorded as the choice)
+ * if it was made on this adapter and its choice is still a candidate at the head dimension it
+ * was timed at; else undefined.
+ */
+function reused(
+  ctx: GpuContext,
+  report: GpuTuneReport | undefined,
+  pass: GpuTunePass,
+  dtype: "f32" | "f16",
+  width: number,
+): GpuTuneEntry | undefined {
+  if (report?.adapter !== ctx.name) return undefined;
+  const e = report.entries.find((e) =>
+    e.pass === pass && e.dtype === dtype && widthOf(pass, e.headDim) === width
+  );
+  if (!e) return undefined;
+  const headDim = e.headDim;
+  const choices: Choice[] = pass === "forward"
+    ? forwardChoices(ctx, dtype, width, headDim)
+    : pass === "backward"
+    ? backwardChoices(ctx, dtype, width, headDim)
+    : decodeChoices(ctx, dtype, width, headDim);
+  const c = choices.find((c) => c.choice === e.choice);
+  if (!c) return undefined;
+  c.keep();
+  const candidates = e.candidates.map(({ choice, ms }) => ({ choice, ms }));
+  return { pass, dtype, headDim, choice: e.choice, candidates, reused: true };
+}
+
+/** Checks `options.reuse` is a report: names the first field that is not. */
+function checkReport(r: unknown): void {
+  const at = "options.reuse";
+  const fail = (where: string, what: string, v: unknown) => {
+    throw new TypeError(`${at}${where} must be ${what}, got ${describe(v)}`);
+  };
+  if (typeof r !== "object" || r === null) fail("", "a tuneGpu report", r);
+  const o = r as Record<string, unknown>;
+  if (typeof o.adapter !== "string") fail(".adapter", "a string", o.adapter);
+  if (!Array.isArray(o.entries)) fail(".entries", "an array", o.entries);
+  (o.entries as unknown[]).forEach((e, i) => {
+    const w = `.entries[${i}]`;
+    if (typeof e !== "object" || e === null) fail(w, "an object", e);
+    const x = e as Record<string, unknown>;
+    if (!["forward", "backward", "decode"].includes(x.pass as string)) {
+      fail(`${w}.pass`, `"forward", "backward" or "decode"`, x.pass);
+    }
+    if (x.dtype !== "f32" && x.dtype !== "f16") fail(`${w}.dtype`, `"f32" or "f16"`, x.dtype);
+    const d = x.headDim;
+    if (!(Number.isInteger(d) && (d as number) >= 1 && (d as number) <= MAX_HEAD_DIM)) {
+      fail(`${w}.headDim`, `an integer from 1 to ${MAX_HEAD_DIM}`, d);
+    }
+    if (typeof x.choice !== "string") fail(`${w}.choice`, "a string", x.choice);
+    if (!Array.isArray(x.candidates)) fail(`${w}.candidates`, "an array", x.candidates);
+    (x.candidates as unknown[]).forEach((c, j) => {
+      const y = c as Record<string, unknown> | null;
+      if (typeof y?.choice !== "string" || typeof y.ms !== "number") {
+        fail(`${w}.candidates[${j}]`, "{ choice: string, ms: number }", c);
+      }
+    });
   });
 }
 
@@ -416,18 +522,16 @@ async function decodeTrials(
   cw: number,
   buf: TuneBuffers,
 ): Promise<Trial[]> {
-  return await distinctTrials(phaseCandidates(dtype, cw), async (phases) => {
+  return await distinctTrials(decodeChoices(ctx, dtype, cw, p.headDim), async (choice) => {
     // (where the device refuses the cooperative first phase, its candidates compile alike)
-    const c = await compileDecode(ctx, p, dtype, phases);
-    const taken = { coop: c.cfg.coop === true, loads: c.cfg.loads };
+    const c = await compileDecode(ctx, p, dtype, choice.phases);
     return {
       key: decodeKey("decode", c.cfg),
       trial: () => {
         const kern = sizeDecode(c, p, dtype);
         return Promise.resolve({
-          choice: phasesName(taken),
+          ...choice,
           plan: planDecode(ctx, p, { ...buf, ...decodeBuffers(ctx, p, kern) }, kern),
-          keep: () => chooseDecode(ctx, dtype, cw, taken),
         });
       },
     };

@@ -72,6 +72,15 @@ function restore(ctx: GpuContext): void {
   forgetDecodeKernels(ctx);
 }
 
+/** A well-formed report entry, for the option checks. */
+const entry = {
+  pass: "forward",
+  dtype: "f32",
+  headDim: 64,
+  choice: "rm4 cn4 kc8 kv16 read ahead",
+  candidates: [{ choice: "rm4 cn4 kc8 kv16 read ahead", ms: 1 }],
+};
+
 Deno.test("tuneGpu: bad options are clear errors before anything runs", async () => {
   const cases: [unknown, ErrorConstructor | RangeErrorConstructor, RegExp][] = [
     [{ dtype: ["f32"] }, TypeError, /options\.dtype is not an option; did you mean dtypes\?/],
@@ -87,6 +96,23 @@ Deno.test("tuneGpu: bad options are clear errors before anything runs", async ()
     [{ seq: 8 }, RangeError, /options\.seq must be an integer from 16 to 65536, got number \(8\)/],
     [{ heads: "2" }, TypeError, /options\.heads must be an integer from 1 to 65536, got string/],
     [null, TypeError, /tuneGpu options must be an object, got null/],
+    [{ reuse: "report" }, TypeError, /options\.reuse must be a tuneGpu report, got string/],
+    [{ reuse: { adapter: 1, entries: [] } }, TypeError, /options\.reuse\.adapter must be a string/],
+    [
+      { reuse: { adapter: "a", entries: [{ ...entry, pass: "fwd" }] } },
+      TypeError,
+      /options\.reuse\.entries\[0\]\.pass must be "forward", "backward" or "decode", got string/,
+    ],
+    [
+      { reuse: { adapter: "a", entries: [{ ...entry, headDim: 0 }] } },
+      TypeError,
+      /options\.reuse\.entries\[0\]\.headDim must be an integer from 1 to 256, got number \(0\)/,
+    ],
+    [
+      { reuse: { adapter: "a", entries: [entry, { ...entry, candidates: [{ choice: 1 }] }] } },
+      TypeError,
+      /options\.reuse\.entries\[1\]\.candidates\[0\] must be \{ choice: string, ms: number \}/,
+    ],
   ];
   for (const [o, type, message] of cases) {
     await assert.rejects(tuneGpu(o as never), (e: Error) => {
@@ -135,6 +161,36 @@ Deno.test({
       await checkCase(d64, { backend: "webgpu" });
       for (const c of decoding.filter((c) => c.dtype === "f32")) {
         await checkCase(c, { backend: "webgpu" });
+      }
+      // the report, saved and read back, is taken again without timing: every entry the same
+      // choice (so every candidate is named alike without compiling), used by later kernels
+      restore(ctx);
+      const saved = JSON.parse(JSON.stringify(report));
+      const again = await tuneGpu({
+        dtypes: ["f32"],
+        headDims: [59],
+        seq: 64,
+        heads: 4,
+        reuse: saved,
+      });
+      assert.deepEqual(
+        again.entries,
+        report.entries.map((e) => ({ ...e, reused: true })),
+      );
+      assert.equal(tiles(forwardConfig(ctx, 59, "f32")), fwd.choice);
+      assert.equal(bwdTiles(backwardConfig(ctx, 59, "f32")), bwd.choice);
+      assert.equal(phases((await decodeKernels(ctx, pd, "f32")).cfg), dec.choice);
+      // made on another adapter, or a choice that is no longer a candidate: measured
+      const small = { passes: ["forward"] as const, dtypes: ["f32"] as const, headDims: [64] };
+      for (
+        const reuse of [{ ...saved, adapter: `not ${ctx.name}` }, {
+          ...saved,
+          entries: [{ ...saved.entries[0], choice: "rm1 cn1 kc1 kv1" }],
+        }]
+      ) {
+        const [e] = (await tuneGpu({ ...small, seq: 64, heads: 4, reuse })).entries;
+        assert.equal(e.reused, undefined);
+        assert.ok(e.candidates.length >= 2 && e.candidates.every((c) => c.ms > 0));
       }
     } finally {
       restore(ctx);
