@@ -72,7 +72,7 @@ export function forwardConfig(
     headDim: fixedHeadDim(headDim, dn),
     dn,
     // reading ahead hides global-memory latency for f32 (1.22–1.30× on an H200); f16 storage
-    // measured 0.96–0.97× with it (docs/BENCHMARKS.md); a tune may choose either
+    // measured 0.94–0.97× with it (docs/BENCHMARKS.md); a tune may choose either
     prefetch: dtype === "f32",
     ...(tiles ?? chosenTiles(ctx, dtype, dn) ?? defaultTiles(ctx, dn, dtype)),
     subgroups: ctx.subgroups && !gpuTuning().noSubgroups,
