@@ -353,21 +353,23 @@ async function forwardTrials(
   headDim: number,
   buf: TuneBuffers,
 ): Promise<Trial[]> {
-  const configs = new Map<string, { cfg: ForwardConfig; code: string }>();
-  for (const [i, { cfg }] of forwardChoices(ctx, dtype, dn, headDim).entries()) {
-    if (configs.has(forwardKey(cfg))) continue;
+  const configs = new Map<string, { choice: ForwardChoice; code: string }>();
+  for (const [i, choice] of forwardChoices(ctx, dtype, dn, headDim).entries()) {
+    const key = forwardKey(choice.cfg);
+    if (configs.has(key)) continue;
     try {
-      configs.set(forwardKey(cfg), { cfg, code: forwardWgsl(cfg) });
+      configs.set(key, { choice, code: forwardWgsl(choice.cfg) });
     } catch (e) {
       // a shape fitted past what the kernel allows is left out (the default must compile)
       if (!(e instanceof RangeError && i > 0)) throw e;
     }
   }
   const trials: Trial[] = [];
-  for (const [key, { cfg, code }] of configs) {
+  for (const [key, { choice, code }] of configs) {
+    const cfg = choice.cfg;
     const pipe = await pipeline(ctx, key, () => code, pipelineLayout(ctx, forwardLayout(cfg)));
     trials.push({
-      ...forwardChoice(ctx, dtype, dn, cfg),
+      ...choice,
       plan: planForward(ctx, p, buf, rescheduleForward({ cfg, pipe, dtype }, p)),
     });
   }
@@ -398,16 +400,20 @@ interface Choice {
   keep(): void;
 }
 
-/** A forward configuration as a choice. */
-function forwardChoice(ctx: GpuContext, dtype: "f32" | "f16", dn: number, cfg: ForwardConfig) {
-  return { cfg, choice: tilesName(cfg), keep: () => chooseTiles(ctx, dtype, dn, cfg) };
-}
+/** A forward candidate: its configuration as fitted to the device, named and recordable. */
+type ForwardChoice = Choice & { cfg: ForwardConfig };
 
 /** The forward candidates of a width, each fitted to the device. */
-function forwardChoices(ctx: GpuContext, dtype: "f32" | "f16", dn: number, headDim: number) {
-  return flipLoads(forwardShapes(ctx.software, dn, dtype), dtype).map((t) =>
-    forwardChoice(ctx, dtype, dn, forwardConfig(ctx, headDim, dtype, {}, t))
-  );
+function forwardChoices(
+  ctx: GpuContext,
+  dtype: "f32" | "f16",
+  dn: number,
+  headDim: number,
+): ForwardChoice[] {
+  return flipLoads(forwardShapes(ctx.software, dn, dtype), dtype).map((t) => {
+    const cfg = forwardConfig(ctx, headDim, dtype, {}, t);
+    return { cfg, choice: tilesName(cfg), keep: () => chooseTiles(ctx, dtype, dn, cfg) };
+  });
 }
 
 /** The backward candidates of a width, each fitted to the device. */
