@@ -353,41 +353,40 @@ export interface ProductSide {
   owner: string;
 }
 
-/**
- * The first phase of a backward tile: over the head dimension in chunks of `kc`, loads
- * `a.names[i]` and `b.names[i]` chunks and accumulates `s += A₀ ⊗ B₀` (scores, unscaled) and
- * `dp += A₁ ⊗ B₁` (dP). The dQ kernel puts queries on the A side, the dK/dV kernel keys.
- */
-export function scoresAndDp(
-  emit: Emit,
-  o: {
-    a: ProductSide;
-    b: ProductSide;
-    kc: number;
-    headDim: string;
-    indent: string;
-    /** Read each chunk into registers while the one before is multiplied (`fetchTransposed`). */
-    prefetch?: boolean;
-    /** The storage element type (default f32). */
-    elem?: "f32" | "f16";
-  },
-): void {
-  const { a, b, kc } = o;
-  // the four chunks: [source, chunk shape at d0, register name]
-  const chunks = [a, b].flatMap((side, si) =>
+/** The two products of a backward tile's first phase, as {@linkcode scoresAndDp} reads them. */
+export interface ScoreProducts {
+  a: ProductSide;
+  b: ProductSide;
+  kc: number;
+  headDim: string;
+  indent: string;
+  /** Read each chunk into registers while the one before is multiplied (`fetchTransposed`). */
+  prefetch?: boolean;
+  /** The storage element type (default f32). */
+  elem?: "f32" | "f16";
+  /**
+   * Reading ahead, a tile's first chunk was read during the tile before
+   * ({@linkcode fetchFirstScoreChunks}), except on a list's first tile.
+   */
+  nextTile?: boolean;
+}
+
+/** The four chunks of {@linkcode ScoreProducts}: source (B side from `bFirst`), shape, registers. */
+function scoreChunks(o: ScoreProducts, bFirst?: string) {
+  return [o.a, o.b].flatMap((side, si) =>
     side.names.map((name, i) => ({
       src: {
         src: name,
         base: side.base,
         stride: side.stride,
-        first: side.first,
+        first: si === 1 && bFirst ? bFirst : side.first,
         limit: side.limit,
         headDim: o.headDim,
       },
       at: (d0: string) => ({
         region: side.regions[i],
         rows: side.rows,
-        kc,
+        kc: o.kc,
         d0,
         perm: side.perm,
         elem: o.elem,
@@ -395,8 +394,35 @@ export function scoresAndDp(
       reg: `f${si}${i}_`,
     }))
   );
-  for (const c of chunks) declareUnits(emit, c.reg, (c.at("").rows / 4) * kc, o.elem);
+}
+
+/**
+ * Declares the registers of the four chunks: before the loop over tiles, since reading ahead a
+ * tile's first chunk is read during the tile before ({@linkcode fetchFirstScoreChunks}).
+ */
+export function declareScoreChunks(emit: Emit, o: ScoreProducts): void {
+  for (const c of scoreChunks(o)) declareUnits(emit, c.reg, (c.at("").rows / 4) * o.kc, o.elem);
+}
+
+/** Reads the first chunk of the four, the B side's tile starting at `bFirst` (the next tile's). */
+export function fetchFirstScoreChunks(emit: Emit, o: ScoreProducts, bFirst: string): void {
+  for (const c of scoreChunks(o, bFirst)) fetchTransposed(emit, c.src, c.at("0u"), c.reg);
+}
+
+/**
+ * The first phase of a backward tile: over the head dimension in chunks of `kc`, loads
+ * `a.names[i]` and `b.names[i]` chunks and accumulates `s += A₀ ⊗ B₀` (scores, unscaled) and
+ * `dp += A₁ ⊗ B₁` (dP). The dQ kernel puts queries on the A side, the dK/dV kernel keys. The
+ * registers are declared by {@linkcode declareScoreChunks}; reading ahead, the first chunk is read
+ * here, or with `nextTile` here on a list's first tile (`t == tStart`) only and by
+ * {@linkcode fetchFirstScoreChunks} during the tile before on the others.
+ */
+export function scoresAndDp(emit: Emit, o: ScoreProducts): void {
+  const { a, b, kc } = o;
+  const chunks = scoreChunks(o);
+  if (o.prefetch && o.nextTile) emit(`${o.indent}if (t == tStart) {`);
   if (o.prefetch) { for (const c of chunks) fetchTransposed(emit, c.src, c.at("0u"), c.reg); }
+  if (o.prefetch && o.nextTile) emit(`${o.indent}}`);
   emit(`${o.indent}for (var kc = 0u; kc < (${o.headDim} + ${kc - 1}u) / ${kc}u; kc++) {
 ${o.indent}  let d0 = kc * ${kc}u;`);
   for (const c of chunks) {

@@ -41,20 +41,42 @@ import {
 import { fixedHeadDim } from "./_wgsl.ts";
 
 /**
- * The backward tiles of a head-dimension width (`dn` = D / 16) on this adapter, before any
- * measured choice (`tuneGpu`): the fastest of the H200 sweeps (docs/BENCHMARKS.md), 64 × 64
- * tiles at d = 128 and 128-key dK/dV tiles at d ≤ 64; software rasterisers get small chunks.
+ * The backward shapes of a head-dimension width (`dn` = D / 16) and storage type, the default
+ * first, then those the H200 sweeps found close to it (what `tuneGpu` tries; docs/BENCHMARKS.md):
+ * 128-row dQ tiles (64 × 64 at f16 d = 128), 128-key dK/dV tiles at d ≤ 64, and at f32 d = 128 the
+ * next tile's first chunk read ahead. Software rasterisers get small chunks only.
  */
-export function defaultBackwardTiles(ctx: GpuContext, dn: number): BackwardTiles {
-  const small = ctx.software, wideKeys = !small && dn <= 4;
-  return {
-    rm: 4,
-    cn: 4,
-    rn: wideKeys ? 8 : 4,
-    cm: 4,
-    kc: small ? 8 : 16,
-    kv: small || wideKeys ? 16 : 32,
-  };
+export function backwardShapes(
+  software: boolean,
+  dn: number,
+  dtype: "f32" | "f16",
+): BackwardTiles[] {
+  // [rm, cn, rn, cm, kc, kv, nextTile]
+  const list: [number, number, number, number, number, number, boolean?][] = software
+    ? [[4, 4, 4, 4, 8, 16], [4, 4, 4, 4, 16, 16]]
+    : dn <= 4
+    ? [[8, 4, 8, 4, 16, 16], [4, 4, 8, 4, 16, 16], [4, 4, 4, 8, 16, 32], [8, 4, 8, 4, 16, 16, true]]
+    : dtype === "f32"
+    ? [[8, 4, 4, 4, 16, 16, true], [8, 4, 4, 4, 16, 16], [4, 4, 4, 4, 16, 16, true]]
+    : [[4, 4, 4, 4, 16, 16], [8, 4, 4, 4, 16, 16], [8, 4, 4, 4, 16, 16, true]];
+  return list.map(([rm, cn, rn, cm, kc, kv, nextTile]) => ({
+    rm,
+    cn,
+    rn,
+    cm,
+    kc,
+    kv,
+    ...(nextTile ? { nextTile } : {}),
+  }));
+}
+
+/** The backward tiles of a width and storage type on this adapter before any measured choice. */
+export function defaultBackwardTiles(
+  ctx: GpuContext,
+  dn: number,
+  dtype: "f32" | "f16",
+): BackwardTiles {
+  return backwardShapes(ctx.software, dn, dtype)[0];
 }
 
 /**
@@ -74,10 +96,10 @@ export function backwardConfig(
     dtype,
     headDim: fixedHeadDim(headDim, dn),
     dn,
-    // reading ahead: 1.12–1.19× for f32 on an H200, 0.92× for f16 (docs/BENCHMARKS.md); a tune
-    // may choose either
-    prefetch: dtype === "f32",
-    ...(tiles ?? chosenBackward(ctx, dtype, dn) ?? defaultBackwardTiles(ctx, dn)),
+    // reading ahead: 1.12–1.19× for f32 on an H200, 1.02× for f16 (docs/BENCHMARKS.md); a tune
+    // may choose plain loads
+    prefetch: true,
+    ...(tiles ?? chosenBackward(ctx, dtype, dn) ?? defaultBackwardTiles(ctx, dn, dtype)),
     split: false,
     ...gpuTuning().backward,
     softcap: score.softcap !== undefined,

@@ -17,8 +17,10 @@
  * lse `[B, Hq, Nq]`. Workgroup memory of the two phases of a tile (the S/dP products and the
  * dQ or dK/dV products) is shared: barriers separate them. Full tiles do no mask work; partial
  * tiles and ragged edge tiles test each element against the key's canonical bounds. Reading
- * ahead (`prefetch`, the f32 default), each chunk is read into registers during the product
- * before it (a tile's first S/dP chunk at the tile's start, the first K or dO/Q rows during dS).
+ * ahead (`prefetch`, the default), each chunk is read into registers during the product
+ * before it (a tile's first S/dP chunk at the tile's start, the first K or dO/Q rows during dS);
+ * with `nextTile` a tile's first S/dP chunk is read during the last gradient product of the tile
+ * before it in the list (the list's first tile reads its own).
  *
  * @module
  */
@@ -37,13 +39,16 @@ import { declareUnits, fetchRows, putRows, type Source } from "./_loads.ts";
 import {
   AT_MOST_0_DECL,
   capAndMask,
+  declareScoreChunks,
   dropoutWgsl,
+  fetchFirstScoreChunks,
   headDimExpr,
   NEG_DECL,
   OPTION_PARAMS,
   product,
   rowBlockPrologue,
   rowMajorMask,
+  type ScoreProducts,
   scoresAndDp,
   side,
   softcapWgsl,
@@ -89,6 +94,8 @@ export interface BackwardConfig {
    * it to workgroup memory after (as the forward's `prefetch`).
    */
   prefetch?: boolean;
+  /** Reading ahead, also read the next tile's first S/dP chunk during this tile's last product. */
+  nextTile?: boolean;
 }
 
 /** Uniform block of the backward kernels (32-bit each), shared by prep, dQ and dK/dV. */
@@ -169,9 +176,9 @@ export function dkvLayout(c: BackwardConfig): KernelLayout {
 
 /** A stable key of every compile-time constant, per kernel. */
 export function backwardKey(kind: "prep" | "dq" | "dkv", c: BackwardConfig): string {
-  const flags = `${c.split ? ":split" : ""}${c.prefetch ? ":pf" : ""}${c.softcap ? ":cap" : ""}${
-    c.dropout ? ":drop" : ""
-  }${c.alibi ? ":alibi" : ""}`;
+  const flags = `${c.split ? ":split" : ""}${c.prefetch ? ":pf" : ""}${c.nextTile ? ":nt" : ""}${
+    c.softcap ? ":cap" : ""
+  }${c.dropout ? ":drop" : ""}${c.alibi ? ":alibi" : ""}`;
   return `bwd-${kind}:${c.dtype}:d${c.headDim}:rm${c.rm}:cn${c.cn}:rn${c.rn}:cm${c.cm}:dn${c.dn}:kc${c.kc}:kv${c.kv}${flags}`;
 }
 
@@ -215,6 +222,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }`;
 }
 
+/**
+ * Reading ahead: the next tile's first S/dP chunk (its B side from the next entry of the tile
+ * list), read during the last product of this tile.
+ */
+function nextTile(emit: Emit, scores: ScoreProducts, size: number): void {
+  emit(`    if (t + 1u < tEnd) {
+      let nextFirst = (sched[P.tilesOff + t + 1u] >> 1u) * ${size}u;`);
+  fetchFirstScoreChunks(emit, scores, "nextFirst");
+  emit(`    }`);
+}
+
 const src = (
   name: string,
   base: string,
@@ -255,10 +273,7 @@ ${rowBlockPrologue(br, rm, HD)}`);
   declareTile(emit, "g", rm, D4);
   declareTile(emit, "s", rm, C4);
   declareTile(emit, "dp", rm, C4);
-  emit(tileLoop("P.ptrOff + slice * P.rowBlocks + rb", "col0", bc, "  "));
-  zeroTile(emit, "s", rm, C4);
-  zeroTile(emit, "dp", rm, C4);
-  scoresAndDp(emit, {
+  const scores: ScoreProducts = {
     a: side("queries", {
       rows: br,
       perm: 0,
@@ -277,8 +292,14 @@ ${rowBlockPrologue(br, rm, HD)}`);
     headDim: HD,
     indent: "    ",
     prefetch: c.prefetch,
+    nextTile: c.nextTile,
     elem: c.dtype,
-  });
+  };
+  declareScoreChunks(emit, scores);
+  emit(tileLoop("P.ptrOff + slice * P.rowBlocks + rb", "col0", bc, "  "));
+  zeroTile(emit, "s", rm, C4);
+  zeroTile(emit, "dp", rm, C4);
+  scoresAndDp(emit, scores);
   const kSrc = (ch: number) => src("k", "kBase", "kStride", `col0 + ${ch * kv}u`, "P.nk", HD);
   const kChunk = { region: kRows, count: kv, d, elem: c.dtype };
   declareUnits(emit, "fr", (kv * d) / 4, c.dtype);
@@ -326,6 +347,7 @@ ${rowBlockPrologue(br, rm, HD)}`);
     putRows(emit, kChunk, "fr");
     emit(`    workgroupBarrier();`);
     if (c.prefetch && ch + 1 < bc / kv) fetchRows(emit, kSrc(ch + 1), kChunk, "fr");
+    else if (c.prefetch && c.nextTile) nextTile(emit, scores, bc);
     product(emit, {
       acc: "g",
       rows: rm,
@@ -400,15 +422,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   declareTile(emit, "gv", rn, D4);
   declareTile(emit, "s", rn, M4);
   declareTile(emit, "dp", rn, M4);
-  emit(`  for (var h = kh * group; h < (kh + 1u) * group; h++) {
-    let slice = b * P.maskBatchStride + h / P.maskHeadDiv;
-    let qBase = P.qOff + (bl * P.nq * P.heads + h) * ${HD};
-    let statsBase = P.statsOff + (bl * P.heads + h) * P.nq;
-    let boundsBase = sched[P.boundsOff + slice];
-${tileLoop("P.ptrOff + slice * P.colBlocks + cb", "row0", br, "    ")}`);
-  zeroTile(emit, "s", rn, M4);
-  zeroTile(emit, "dp", rn, M4);
-  scoresAndDp(emit, {
+  const scores: ScoreProducts = {
     a: side("keys", {
       rows: bc,
       perm: 0,
@@ -427,8 +441,19 @@ ${tileLoop("P.ptrOff + slice * P.colBlocks + cb", "row0", br, "    ")}`);
     headDim: HD,
     indent: "      ",
     prefetch: c.prefetch,
+    nextTile: c.nextTile,
     elem: c.dtype,
-  });
+  };
+  declareScoreChunks(emit, scores);
+  emit(`  for (var h = kh * group; h < (kh + 1u) * group; h++) {
+    let slice = b * P.maskBatchStride + h / P.maskHeadDiv;
+    let qBase = P.qOff + (bl * P.nq * P.heads + h) * ${HD};
+    let statsBase = P.statsOff + (bl * P.heads + h) * P.nq;
+    let boundsBase = sched[P.boundsOff + slice];
+${tileLoop("P.ptrOff + slice * P.colBlocks + cb", "row0", br, "    ")}`);
+  zeroTile(emit, "s", rn, M4);
+  zeroTile(emit, "dp", rn, M4);
+  scoresAndDp(emit, scores);
   const qSrc = (name: string, ch: number) =>
     src(name, "qBase", "qStride", `row0 + ${ch * kv}u`, "P.nq", HD);
   declareUnits(emit, "fo", (kv * d) / 4, c.dtype);
@@ -500,6 +525,9 @@ ${tileLoop("P.ptrOff + slice * P.colBlocks + cb", "row0", br, "    ")}`);
       putRows(emit, chunk, reg);
     };
     const next = (name: string, region: Region) => {
+      if (c.prefetch && c.nextTile && ch + 1 === br / kv && name === "q") {
+        nextTile(emit, scores, br);
+      }
       if (c.prefetch && ch + 1 < br / kv) {
         fetchRows(
           emit,

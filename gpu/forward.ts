@@ -23,24 +23,31 @@ import { chosenTiles, fitShared, type ForwardTiles, gpuTuning, headDimWidth } fr
 import { fixedHeadDim } from "./_wgsl.ts";
 
 /**
- * The forward tile shapes of a head-dimension width (`dn` = D / 16) and storage type, as
- * [rm, cn, kc, kv], the default first, then those the H200 sweeps found close to it (what
- * `tuneGpu` tries; docs/BENCHMARKS.md): 128 × 128 tiles at d ≤ 64, 128 × 64 at d = 128 (f32 with
- * 16-wide chunks of the head dimension and 32-key value chunks, read ahead; f16, which is not
- * read ahead, the reverse). Software rasterisers get small tiles only: their shader compilers take
- * minutes on the fully unrolled large ones, and they are correctness tools, not fast.
+ * The forward tile shapes of a head-dimension width (`dn` = D / 16) and storage type, the default
+ * first, then those the H200 sweeps found close to it (what `tuneGpu` tries; docs/BENCHMARKS.md):
+ * 128 × 128 tiles at d ≤ 64, 128 × 64 at d = 128 with 16-wide chunks of the head dimension and
+ * 16-key value chunks in double-buffered workgroup memory. Software rasterisers get small tiles
+ * only: their shader compilers take minutes on the fully unrolled large ones, and they are
+ * correctness tools, not fast.
  */
 export function forwardShapes(software: boolean, dn: number, dtype: "f32" | "f16"): ForwardTiles[] {
-  const list = software
+  // [rm, cn, kc, kv, double]
+  const list: [number, number, number, number, boolean?][] = software
     ? [[4, 4, 8, 16], [4, 4, 16, 16], [4, 4, 8, 32]]
     : dn <= 4
     ? [[8, 8, 16, 32], [8, 4, 16, 32], [8, 8, 32, 16], [8, 8, 16, 16]]
     : dn === 8
     ? dtype === "f32"
-      ? [[8, 4, 16, 32], [8, 4, 32, 16], [8, 4, 16, 16]]
-      : [[8, 4, 32, 16], [8, 4, 16, 32], [8, 4, 16, 16]]
+      ? [[8, 4, 16, 16, true], [8, 4, 16, 32], [8, 4, 32, 16]]
+      : [[8, 4, 16, 16, true], [8, 4, 16, 32], [8, 4, 32, 16]]
     : [[4, 8, 16, 32], [4, 4, 16, 32], [4, 8, 8, 32]];
-  return list.map(([rm, cn, kc, kv]) => ({ rm, cn, kc, kv }));
+  return list.map(([rm, cn, kc, kv, double]) => ({
+    rm,
+    cn,
+    kc,
+    kv,
+    ...(double ? { double } : {}),
+  }));
 }
 
 /** The forward tiles of a width and storage type on this adapter before any measured choice. */
@@ -71,9 +78,9 @@ export function forwardConfig(
     dtype,
     headDim: fixedHeadDim(headDim, dn),
     dn,
-    // reading ahead hides global-memory latency for f32 (1.22–1.30× on an H200); f16 storage
-    // measured 0.94–0.97× with it (docs/BENCHMARKS.md); a tune may choose either
-    prefetch: dtype === "f32",
+    // reading ahead hides global-memory latency (f32 1.22–1.30×, f16 1.03× on an H200:
+    // docs/BENCHMARKS.md); a tune may choose plain loads
+    prefetch: true,
     ...(tiles ?? chosenTiles(ctx, dtype, dn) ?? defaultTiles(ctx, dn, dtype)),
     subgroups: ctx.subgroups && !gpuTuning().noSubgroups,
     ...gpuTuning().forward,

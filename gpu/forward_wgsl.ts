@@ -15,9 +15,12 @@
  * score is multiplied by scale·log2(e), as FlashAttention-2 applies the scale (not to a rounded copy
  * of Q), so the softmax uses exp2; P = exp2(S − m) is written to
  * workgroup memory KV keys at a time and O += P V accumulates from there. Reading ahead
- * (`prefetch`, the f32 default): every Q, K and V chunk is read into registers during the product
+ * (`prefetch`, the default): every Q, K and V chunk is read into registers during the product
  * of the chunk before (V's first during the softmax, the next tile's first Q and K chunks during
- * the last P V product) and stored after the barrier that frees its region.
+ * the last P V product) and stored after the barrier that frees its region. Double buffers
+ * (`double`): two Q/K chunk buffers and two P/V buffers laid over them, used in turn, so a chunk
+ * is stored while the other buffer is still being read and each chunk needs one barrier, not two
+ * (a barrier between the S and P V phases, and one at the tile's end, keep the overlay safe).
  *
  * Invariants: the online softmax keeps, per row, the running max m (log2 domain) and a
  * per-invocation partial row sum l; O is rescaled by exp2(m_old − m_new) when m grows and divided
@@ -87,6 +90,11 @@ export interface ForwardConfig {
    * latency overlaps the products instead of stalling every invocation after each barrier.
    */
   prefetch?: boolean;
+  /**
+   * Two workgroup-memory buffers for the Q/K chunks and two for the P/V chunks (the P/V pair over
+   * the Q/K pair), used in turn: one barrier a chunk instead of two.
+   */
+  double?: boolean;
   /** Cap scores (value in the uniforms). */
   softcap: boolean;
   /** Drop probabilities (threshold and key in the uniforms). */
@@ -144,16 +152,17 @@ export function forwardLayout(c: ForwardConfig): KernelLayout {
 /** Workgroup memory the kernel needs, in bytes. */
 export function forwardSharedBytes(c: ForwardConfig): number {
   const br = 16 * c.rm, bc = 16 * c.cn, d = 16 * c.dn;
-  return 4 * (c.kc * (br + bc) + c.kv * (br + d)) + 16; // + wsU
+  const s = c.kc * (br + bc), pv = c.kv * (br + d);
+  return 4 * (c.double ? 2 * Math.max(s, pv) : s + pv) + 16; // + wsU
 }
 
 /** A stable key of every compile-time constant. */
 export function forwardKey(c: ForwardConfig): string {
   return `fwd:${c.dtype}:d${c.headDim}:rm${c.rm}:cn${c.cn}:dn${c.dn}:kc${c.kc}:kv${c.kv}:sg${
     c.subgroups ? 1 : 0
-  }${c.prefetch ? ":pf" : ""}${c.softcap ? ":cap" : ""}${c.dropout ? ":drop" : ""}${
-    c.sinks ? ":sink" : ""
-  }${c.alibi ? ":alibi" : ""}${c.paged ? ":paged" : ""}`;
+  }${c.prefetch ? ":pf" : ""}${c.double ? ":db" : ""}${c.softcap ? ":cap" : ""}${
+    c.dropout ? ":drop" : ""
+  }${c.sinks ? ":sink" : ""}${c.alibi ? ":alibi" : ""}${c.paged ? ":paged" : ""}`;
 }
 
 /** Generates the WGSL of the forward kernel. */
@@ -167,9 +176,18 @@ export function forwardWgsl(c: ForwardConfig): string {
   const R4 = rm / 4, C4 = cn / 4, D4 = dn / 4;
   // workgroup memory, in rows of 16 vec4: Q and K chunks (transposed, kc slots), P and V (kv
   // slots, one a key)
-  const qRow = 0, kRow = qRow + kc * R4, pRow = kRow + kc * C4, vRow = pRow + kv * R4;
-  const qs = smRegion(qRow, R4), ks = smRegion(kRow, C4), ps = smRegion(pRow, R4);
-  const vs = smRegion(vRow, D4), smRows = vRow + kv * D4;
+  // (double: two Q/K buffers from row 0, two P/V buffers from row 0 over them, in turn)
+  const sRows = kc * (R4 + C4), pvRows = kv * (R4 + D4);
+  const db = c.double === true;
+  const qRow = 0, kRow = qRow + kc * R4, pRow = db ? 0 : kRow + kc * C4, vRow = pRow + kv * R4;
+  const smRows = db ? 2 * Math.max(sRows, pvRows) : vRow + kv * D4;
+  const buf = (n: number) => ({
+    qs: smRegion(qRow + n * sRows, R4),
+    ks: smRegion(kRow + n * sRows, C4),
+    ps: smRegion(pRow + n * pvRows, R4),
+    vs: smRegion(vRow + n * pvRows, D4),
+  });
+  const { qs, ks, ps, vs } = buf(0);
   const L: string[] = [];
   const emit: Emit = (s) => L.push(s);
 
@@ -232,33 +250,46 @@ ${rowBlockPrologue(br, rm, HD)}
     emit(`    }`);
   }
 
-  // ---- S = Q Kᵀ over d in chunks of KC
-  emit(`    for (var kc = 0u; kc < (${HD} + ${kc - 1}u) / ${kc}u; kc++) {
+  // ---- S = Q Kᵀ over d in chunks of KC (double: two a trip, one in each buffer)
+  const sChunk = (n: number, d0: string, tag: string) => {
+    const r = buf(n);
+    if (!pf) {
+      fetchTransposed(emit, qSrc, { ...qChunk(d0), region: r.qs }, "fq");
+      fetchTransposed(emit, kvSrc("k", "col0"), { ...kChunk(d0), region: r.ks }, "fk");
+    }
+    putTransposed(emit, { ...qChunk(d0), region: r.qs }, "fq");
+    putTransposed(emit, { ...kChunk(d0), region: r.ks }, "fk");
+    emit(`      workgroupBarrier();`);
+    if (pf) { // the next chunk, read while this one is multiplied
+      emit(`      if (${d0} + ${kc}u < ${HD}) {`);
+      fetchTransposed(emit, qSrc, qChunk(`${d0} + ${kc}u`), "fq");
+      fetchTransposed(emit, kvSrc("k", "col0"), kChunk(`${d0} + ${kc}u`), "fk");
+      emit(`      }`);
+    }
+    product(emit, {
+      acc: "s",
+      rows: rm,
+      cols4: C4,
+      steps: kc,
+      tag,
+      a: { region: r.qs, owner: "ty" },
+      b: { region: r.ks, owner: "tx" },
+    });
+  };
+  emit(`    for (var kc = 0u; kc < (${HD} + ${kc - 1}u) / ${kc}u; kc += ${db ? 2 : 1}u) {
       let d0 = kc * ${kc}u;`);
-  if (!pf) {
-    fetchTransposed(emit, qSrc, qChunk("d0"), "fq");
-    fetchTransposed(emit, kvSrc("k", "col0"), kChunk("d0"), "fk");
-  }
-  putTransposed(emit, qChunk("d0"), "fq");
-  putTransposed(emit, kChunk("d0"), "fk");
-  emit(`      workgroupBarrier();`);
-  if (pf) { // the next chunk, read while this one is multiplied
-    emit(`      if (d0 + ${kc}u < ${HD}) {`);
-    fetchTransposed(emit, qSrc, qChunk(`d0 + ${kc}u`), "fq");
-    fetchTransposed(emit, kvSrc("k", "col0"), kChunk(`d0 + ${kc}u`), "fk");
-    emit(`      }`);
-  }
-  product(emit, {
-    acc: "s",
-    rows: rm,
-    cols4: C4,
-    steps: kc,
-    tag: "s",
-    a: { region: qs, owner: "ty" },
-    b: { region: ks, owner: "tx" },
-  });
-  emit(`      workgroupBarrier();
+  sChunk(0, "d0", "s");
+  if (db) {
+    emit(`      if (d0 + ${kc}u < ${HD}) {
+      let d1 = d0 + ${kc}u;`);
+    sChunk(1, "d1", "t");
+    emit(`      }
+    }
+    workgroupBarrier();`); // the P/V buffers lie over the Q/K ones
+  } else {
+    emit(`      workgroupBarrier();
     }`);
+  }
 
   if (pf) fetchRows(emit, kvSrc("v", "col0"), vChunk, "fv"); // read during the softmax
   // ---- softcap; mask: partial tiles and the ragged last column block
@@ -305,16 +336,17 @@ ${rowBlockPrologue(br, rm, HD)}
 
   // ---- O += P V, KV keys at a time
   for (const ch of range(bc / kv)) {
+    const r = buf(db ? ch % 2 : 0);
     storeColumns(emit, {
       acc: "s",
       rows: rm,
       first: (ch * kv) / 16,
       count: kv / 16,
-      region: ps,
+      region: r.ps,
       owner: "ty",
     });
-    if (!pf) fetchRows(emit, kvSrc("v", `col0 + ${ch * kv}u`), vChunk, "fv");
-    putRows(emit, vChunk, "fv");
+    if (!pf) fetchRows(emit, kvSrc("v", `col0 + ${ch * kv}u`), { ...vChunk, region: r.vs }, "fv");
+    putRows(emit, { ...vChunk, region: r.vs }, "fv");
     emit(`    workgroupBarrier();`);
     if (pf && ch + 1 < bc / kv) {
       fetchRows(emit, kvSrc("v", `col0 + ${(ch + 1) * kv}u`), vChunk, "fv");
@@ -331,10 +363,11 @@ ${rowBlockPrologue(br, rm, HD)}
       cols4: D4,
       steps: kv,
       tag: `p${ch}`,
-      a: { region: ps, owner: "ty" },
-      b: { region: vs, owner: "tx" },
+      a: { region: r.ps, owner: "ty" },
+      b: { region: r.vs, owner: "tx" },
     });
-    emit(`    workgroupBarrier();`);
+    // double: the next chunk goes to the other buffer, whose last readers passed this barrier
+    if (!db || ch === bc / kv - 1) emit(`    workgroupBarrier();`);
   }
   emit(`  }`); // tile loop
 

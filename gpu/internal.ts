@@ -37,6 +37,7 @@ export {
   backwardConfig,
   backwardKernels,
   type BackwardPlan,
+  backwardShapes,
   defaultBackwardTiles,
   planBackward,
 } from "./backward.ts";
@@ -61,4 +62,4 @@ export {
   setGpuTuning,
 } from "./tuning.ts";
 export { sampleData, timeKernel, type TimingBudget } from "./timing.ts";
-export { backwardCandidates, phaseCandidates, TUNE_MARGIN } from "./tune.ts";
+export { phaseCandidates, TUNE_MARGIN } from "./tune.ts";

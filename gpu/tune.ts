@@ -16,7 +16,13 @@ import type { Problem } from "../types.ts";
 import { MAX_HEAD_DIM } from "../types.ts";
 import { storage, upload } from "./buffers.ts";
 import { pipelineLayout } from "./binding.ts";
-import { type BackwardBuffers, backwardConfig, compileBackward, planBackward } from "./backward.ts";
+import {
+  type BackwardBuffers,
+  backwardConfig,
+  backwardShapes,
+  compileBackward,
+  planBackward,
+} from "./backward.ts";
 import { backwardKey } from "./backward_wgsl.ts";
 import {
   compileDecode,
@@ -122,20 +128,6 @@ export interface GpuTuneReport {
 }
 
 /**
- * The backward shapes tried for a width (`dn` = D / 16), as [rm, cn, rn, cm, kc, kv]: the
- * default first, then the shapes the H200 sweeps found close to it (docs/BENCHMARKS.md); on a
- * software adapter, small ones only.
- */
-export function backwardCandidates(software: boolean, dn: number): BackwardTiles[] {
-  const list = software
-    ? [[4, 4, 4, 4, 8, 16], [4, 4, 4, 4, 16, 16]]
-    : dn <= 4
-    ? [[4, 4, 8, 4, 16, 16], [4, 4, 4, 8, 16, 32], [4, 4, 4, 4, 16, 32]]
-    : [[4, 4, 4, 4, 16, 32], [8, 4, 4, 4, 16, 16], [4, 4, 8, 4, 16, 16]];
-  return list.map(([rm, cn, rn, cm, kc, kv]) => ({ rm, cn, rn, cm, kc, kv }));
-}
-
-/**
  * The decoding phases tried for a storage type and width (`cw` = D / 4): the default first, then
  * both first phases with the loads the H200 sweeps found close (docs/BENCHMARKS.md).
  */
@@ -157,16 +149,17 @@ export function phaseCandidates(dtype: "f32" | "f16", cw: number): DecodePhases[
 export const TUNE_MARGIN = 0.02;
 
 const ahead = (c: { prefetch?: boolean }) => c.prefetch ? " read ahead" : "";
-const tilesName = (c: ForwardTiles) => `rm${c.rm} cn${c.cn} kc${c.kc} kv${c.kv}${ahead(c)}`;
+const tilesName = (c: ForwardTiles) =>
+  `rm${c.rm} cn${c.cn} kc${c.kc} kv${c.kv}${c.double ? " double" : ""}${ahead(c)}`;
 const backwardName = (c: BackwardTiles & { split?: boolean }) =>
   `rm${c.rm} cn${c.cn} rn${c.rn} cm${c.cm} kc${c.kc} kv${c.kv}${c.split ? " split" : ""}${
     ahead(c)
-  }`;
+  }${c.prefetch && c.nextTile ? " next tile" : ""}`;
 
-/** The default (the first of `list`) with its loads the other way: read ahead or not. */
-const flipLoads = <T extends { prefetch?: boolean }>(list: T[], dtype: "f32" | "f16"): T[] => [
+/** The default (the first of `list`) with plain loads, not read ahead. */
+const plainLoads = <T extends { prefetch?: boolean }>(list: T[]): T[] => [
   ...list,
-  { ...list[0], prefetch: dtype !== "f32" },
+  { ...list[0], prefetch: false },
 ];
 const phasesName = (c: DecodePhases) => `${c.coop ? "coop " : ""}loads ${c.loads.join(":")}`;
 
@@ -410,7 +403,7 @@ function forwardChoices(
   dn: number,
   headDim: number,
 ): ForwardChoice[] {
-  return flipLoads(forwardShapes(ctx.software, dn, dtype), dtype).map((t) => {
+  return plainLoads(forwardShapes(ctx.software, dn, dtype)).map((t) => {
     const cfg = forwardConfig(ctx, headDim, dtype, {}, t);
     return { cfg, choice: tilesName(cfg), keep: () => chooseTiles(ctx, dtype, dn, cfg) };
   });
@@ -418,7 +411,7 @@ function forwardChoices(
 
 /** The backward candidates of a width, each fitted to the device. */
 function backwardChoices(ctx: GpuContext, dtype: "f32" | "f16", dn: number, headDim: number) {
-  return flipLoads(backwardCandidates(ctx.software, dn), dtype).map((t) => {
+  return plainLoads(backwardShapes(ctx.software, dn, dtype)).map((t) => {
     const cfg = backwardConfig(ctx, headDim, dtype, {}, t);
     return { cfg, choice: backwardName(cfg), keep: () => chooseBackward(ctx, dtype, dn, cfg) };
   });

@@ -52,19 +52,24 @@ export function gpuTuning(): Readonly<GpuTuning> {
 }
 
 /**
- * The part of a forward configuration a measured tune chooses: its tiles, and whether its loads
- * read ahead (when not given: by storage type, `gpu/forward.ts`).
+ * The part of a forward configuration a measured tune chooses: its tiles, whether its loads read
+ * ahead and whether its workgroup memory is double-buffered (when not given: the defaults,
+ * `gpu/forward.ts`).
  */
-export type ForwardTiles = Pick<ForwardConfig, "rm" | "cn" | "kc" | "kv" | "prefetch">;
+export type ForwardTiles = Pick<ForwardConfig, "rm" | "cn" | "kc" | "kv" | "prefetch" | "double">;
 
-/** The part of a backward configuration a measured tune chooses: tiles, chunks, read-ahead. */
+/**
+ * The part of a backward configuration a measured tune chooses: tiles, chunks, read-ahead (within
+ * a tile, and of the next tile's first chunk).
+ */
 export type BackwardTiles = Pick<
   BackwardConfig,
-  "rm" | "cn" | "rn" | "cm" | "kc" | "kv" | "prefetch"
+  "rm" | "cn" | "rn" | "cm" | "kc" | "kv" | "prefetch" | "nextTile"
 >;
 
-/** `{ prefetch }` where it is given, else nothing (so that a spread keeps the default). */
-const loading = (p?: boolean) => p === undefined ? {} : { prefetch: p };
+/** The flags of `o` that are given (so that a spread keeps the defaults of the others). */
+const given = (o: Record<string, boolean | undefined>) =>
+  Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
 
 /** The part of a decoding configuration a measured tune chooses: its first phase and loads. */
 export interface DecodePhases {
@@ -103,8 +108,8 @@ export function chooseTiles(
   dn: number,
   tiles: ForwardTiles,
 ): void {
-  const { rm, cn, kc, kv } = tiles;
-  choose(ctx, `fwd:${dtype}:${dn}`, { rm, cn, kc, kv, ...loading(tiles.prefetch) });
+  const { rm, cn, kc, kv, prefetch, double } = tiles;
+  choose(ctx, `fwd:${dtype}:${dn}`, { rm, cn, kc, kv, ...given({ prefetch, double }) });
 }
 
 /** The backward tiles measured best for a storage type and width on this context, if any. */
@@ -123,8 +128,8 @@ export function chooseBackward(
   dn: number,
   t: BackwardTiles,
 ): void {
-  const { rm, cn, rn, cm, kc, kv } = t;
-  choose(ctx, `bwd:${dtype}:${dn}`, { rm, cn, rn, cm, kc, kv, ...loading(t.prefetch) });
+  const { rm, cn, rn, cm, kc, kv, prefetch, nextTile } = t;
+  choose(ctx, `bwd:${dtype}:${dn}`, { rm, cn, rn, cm, kc, kv, ...given({ prefetch, nextTile }) });
 }
 
 /** The decoding phases measured best for a storage type and width (`cw`), if any. */

@@ -7,9 +7,9 @@
 import assert from "node:assert/strict";
 import { tuneGpu } from "../mod.ts";
 import {
-  backwardCandidates,
   backwardConfig,
   backwardKernels,
+  backwardShapes,
   checkProblem,
   chooseBackward,
   chooseDecode,
@@ -64,7 +64,7 @@ const decoding = decodeCases().filter((c) =>
 /** Puts the defaults back (the choices are per device, and the tests share it). */
 function restore(ctx: GpuContext): void {
   chooseTiles(ctx, "f32", 4, defaultTiles(ctx, 4, "f32"));
-  chooseBackward(ctx, "f32", 4, defaultBackwardTiles(ctx, 4));
+  chooseBackward(ctx, "f32", 4, defaultBackwardTiles(ctx, 4, "f32"));
   for (const dtype of ["f32", "f16"] as const) {
     chooseDecode(ctx, dtype, 16, defaultPhases(dtype, 16));
   }
@@ -219,13 +219,13 @@ Deno.test({
       await checkCase(d64, { backend: "webgpu" });
       // the default tiles with plain loads (f32 reads ahead by default), forward and backward
       chooseTiles(ctx, "f32", 4, { ...defaultTiles(ctx, 4, "f32"), prefetch: false });
-      chooseBackward(ctx, "f32", 4, { ...defaultBackwardTiles(ctx, 4), prefetch: false });
+      chooseBackward(ctx, "f32", 4, { ...defaultBackwardTiles(ctx, 4, "f32"), prefetch: false });
       forgetForwardKernels(ctx);
       assert.equal((await forwardKernel(ctx, p, "f32")).cfg.prefetch, false);
       assert.equal((await backwardKernels(ctx, p, "f32")).cfg.prefetch, false);
       await checkCase(d64, { backend: "webgpu" });
       // every backward candidate but the default, forward and backward against the reference
-      for (const b of backwardCandidates(ctx.software, 4).slice(1)) {
+      for (const b of backwardShapes(ctx.software, 4, "f32").slice(1)) {
         chooseBackward(ctx, "f32", 4, b);
         const cfg = (await backwardKernels(ctx, p, "f32")).cfg;
         assert.equal(bwdTiles(cfg), bwdTiles(backwardConfig(ctx, 64, "f32", {}, b)));

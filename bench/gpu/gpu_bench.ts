@@ -228,12 +228,13 @@ if (import.meta.main) {
         const [kind, list] = s.includes(":") ? s.split(":") : ["fwd", s];
         const parts = list.split(",");
         const names = kind === "bwd"
-          ? ["rm", "cn", "rn", "cm", "kc", "kv", "split", "prefetch"]
-          : ["rm", "cn", "dn", "kc", "kv", "prefetch"];
+          ? ["rm", "cn", "rn", "cm", "kc", "kv", "split", "prefetch", "nextTile"]
+          : ["rm", "cn", "dn", "kc", "kv", "prefetch", "double"];
         const cfg: Record<string, number | boolean> = {};
         parts.forEach((x, i) => {
-          if (/^(split|prefetch)$/.test(names[i]) && /^[01]$/.test(x)) cfg[names[i]] = x === "1";
-          else if (/^\d+$/.test(x) && i < names.length) cfg[names[i]] = Number(x);
+          if (/^(split|prefetch|double|nextTile)$/.test(names[i]) && /^[01]$/.test(x)) {
+            cfg[names[i]] = x === "1";
+          } else if (/^\d+$/.test(x) && i < names.length) cfg[names[i]] = Number(x);
           else if (x !== "") throw new RangeError(`--sweep: cannot read "${x}" in "${s}"`);
         });
         return kind === "bwd" ? { bwd: cfg } : { fwd: cfg };
@@ -319,7 +320,7 @@ if (import.meta.main) {
               mask: name,
               config: `rm${c.rm} cn${c.cn} dn${c.dn} kc${c.kc} kv${c.kv}${
                 c.subgroups ? " sg" : ""
-              }${c.prefetch ? " prefetch" : ""}`,
+              }${c.prefetch ? " prefetch" : ""}${c.double ? " double" : ""}`,
               pass: "fwd",
               seq: n,
               ms: fms,
@@ -338,7 +339,7 @@ if (import.meta.main) {
               mask: name,
               config: `rm${b.rm} cn${b.cn} rn${b.rn} cm${b.cm} kc${b.kc} kv${b.kv}${
                 b.split ? " split" : ""
-              }${b.prefetch ? " prefetch" : ""}`,
+              }${b.prefetch ? " prefetch" : ""}${b.nextTile ? " next" : ""}`,
               pass: "bwd",
               seq: n,
               ms,
