@@ -23,23 +23,21 @@ import { chosenTiles, fitShared, type ForwardTiles, gpuTuning, headDimWidth } fr
 import { fixedHeadDim } from "./_wgsl.ts";
 
 /**
- * The forward tile shapes of a head-dimension width (`dn` = D / 16) and storage type, the default
- * first, then those the H200 sweeps found close to it (what `tuneGpu` tries; docs/BENCHMARKS.md):
- * 128 × 128 tiles at d ≤ 64, 128 × 64 at d = 128 with 16-wide chunks of the head dimension and
- * 16-key value chunks in double-buffered workgroup memory. Software rasterisers get small tiles
- * only: their shader compilers take minutes on the fully unrolled large ones, and they are
- * correctness tools, not fast.
+ * The forward tile shapes of a head-dimension width (`dn` = D / 16), f32 and f16 alike, the
+ * default first, then those the H200 sweeps found close to it (what `tuneGpu` tries;
+ * docs/BENCHMARKS.md): 128 × 128 tiles at d ≤ 64, 128 × 64 at d = 128 with 16-wide chunks of the
+ * head dimension and 16-key value chunks in double-buffered workgroup memory. Software rasterisers
+ * get small tiles only: their shader compilers take minutes on the fully unrolled large ones, and
+ * they are correctness tools, not fast.
  */
-export function forwardShapes(software: boolean, dn: number, dtype: "f32" | "f16"): ForwardTiles[] {
+export function forwardShapes(software: boolean, dn: number): ForwardTiles[] {
   // [rm, cn, kc, kv, double]
   const list: [number, number, number, number, boolean?][] = software
     ? [[4, 4, 8, 16], [4, 4, 16, 16], [4, 4, 8, 32]]
     : dn <= 4
     ? [[8, 8, 16, 32], [8, 4, 16, 32], [8, 8, 32, 16], [8, 8, 16, 16]]
     : dn === 8
-    ? dtype === "f32"
-      ? [[8, 4, 16, 16, true], [8, 4, 16, 32], [8, 4, 32, 16]]
-      : [[8, 4, 16, 16, true], [8, 4, 16, 32], [8, 4, 32, 16]]
+    ? [[8, 4, 16, 16, true], [8, 4, 16, 32], [8, 4, 32, 16]]
     : [[4, 8, 16, 32], [4, 4, 16, 32], [4, 8, 8, 32]];
   return list.map(([rm, cn, kc, kv, double]) => ({
     rm,
@@ -50,9 +48,9 @@ export function forwardShapes(software: boolean, dn: number, dtype: "f32" | "f16
   }));
 }
 
-/** The forward tiles of a width and storage type on this adapter before any measured choice. */
-export function defaultTiles(ctx: GpuContext, dn: number, dtype: "f32" | "f16"): ForwardTiles {
-  return forwardShapes(ctx.software, dn, dtype)[0];
+/** The forward tiles of a width on this adapter before any measured choice. */
+export function defaultTiles(ctx: GpuContext, dn: number): ForwardTiles {
+  return forwardShapes(ctx.software, dn)[0];
 }
 
 /**
@@ -81,7 +79,7 @@ export function forwardConfig(
     // reading ahead hides global-memory latency (f32 1.22–1.30×, f16 1.03× on an H200:
     // docs/BENCHMARKS.md); a tune may choose plain loads
     prefetch: true,
-    ...(tiles ?? chosenTiles(ctx, dtype, dn) ?? defaultTiles(ctx, dn, dtype)),
+    ...(tiles ?? chosenTiles(ctx, dtype, dn) ?? defaultTiles(ctx, dn)),
     subgroups: ctx.subgroups && !gpuTuning().noSubgroups,
     ...gpuTuning().forward,
     softcap: score.softcap !== undefined,

@@ -403,7 +403,7 @@ function forwardChoices(
   dn: number,
   headDim: number,
 ): ForwardChoice[] {
-  return plainLoads(forwardShapes(ctx.software, dn, dtype)).map((t) => {
+  return plainLoads(forwardShapes(ctx.software, dn)).map((t) => {
     const cfg = forwardConfig(ctx, headDim, dtype, {}, t);
     return { cfg, choice: tilesName(cfg), keep: () => chooseTiles(ctx, dtype, dn, cfg) };
   });

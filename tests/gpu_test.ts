@@ -251,8 +251,8 @@ Deno.test({
       mask: randomMask(rand, nq, nk, [1, 2 / kvHeads]),
     });
     const tiles: [ForwardTiles, number, Case[]][] = [
-      [forwardShapes(false, 4, "f32")[0], 64, [causal(64), masked(59, 97, 201, 2)]],
-      [forwardShapes(false, 8, "f32")[0], 128, [causal(128), masked(96, 130, 70, 1)]],
+      [forwardShapes(false, 4)[0], 64, [causal(64), masked(59, 97, 201, 2)]],
+      [forwardShapes(false, 8)[0], 128, [causal(128), masked(96, 130, 70, 1)]],
     ];
     // the 32-wide chunks themselves, on tiles small enough for 32 KiB
     tiles.push([{ rm: 4, cn: 4, kc: 32, kv: 16 }, 96, [masked(96, 97, 130, 2)]]);
@@ -265,7 +265,7 @@ Deno.test({
       masked(59, 97, 130, 2),
     ]]);
     for (const [dn, d] of [[4, 59], [8, 96]]) {
-      for (const t of forwardShapes(false, dn, "f32").slice(1)) {
+      for (const t of forwardShapes(false, dn).slice(1)) {
         tiles.push([t, d, [masked(d, 97, 130, 2)]]);
       }
     }

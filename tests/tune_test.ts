@@ -63,7 +63,7 @@ const decoding = decodeCases().filter((c) =>
 
 /** Puts the defaults back (the choices are per device, and the tests share it). */
 function restore(ctx: GpuContext): void {
-  chooseTiles(ctx, "f32", 4, defaultTiles(ctx, 4, "f32"));
+  chooseTiles(ctx, "f32", 4, defaultTiles(ctx, 4));
   chooseBackward(ctx, "f32", 4, defaultBackwardTiles(ctx, 4, "f32"));
   for (const dtype of ["f32", "f16"] as const) {
     chooseDecode(ctx, dtype, 16, defaultPhases(dtype, 16));
@@ -206,8 +206,8 @@ Deno.test({
     assert.equal(decoding.length, 3);
     try {
       const other = {
-        ...defaultTiles(ctx, 4, "f32"),
-        kc: defaultTiles(ctx, 4, "f32").kc === 16 ? 32 : 16,
+        ...defaultTiles(ctx, 4),
+        kc: defaultTiles(ctx, 4).kc === 16 ? 32 : 16,
       };
       chooseTiles(ctx, "f32", 4, other);
       forgetForwardKernels(ctx);
@@ -218,7 +218,7 @@ Deno.test({
       assert.equal(tiles(cfg), tiles({ ...other, prefetch: true }));
       await checkCase(d64, { backend: "webgpu" });
       // the default tiles with plain loads (f32 reads ahead by default), forward and backward
-      chooseTiles(ctx, "f32", 4, { ...defaultTiles(ctx, 4, "f32"), prefetch: false });
+      chooseTiles(ctx, "f32", 4, { ...defaultTiles(ctx, 4), prefetch: false });
       chooseBackward(ctx, "f32", 4, { ...defaultBackwardTiles(ctx, 4, "f32"), prefetch: false });
       forgetForwardKernels(ctx);
       assert.equal((await forwardKernel(ctx, p, "f32")).cfg.prefetch, false);
