@@ -264,6 +264,14 @@ Deno.test({
     tiles.push([{ rm: 4, cn: 4, kc: 8, kv: 16, double: true, prefetch: false }, 59, [
       masked(59, 97, 130, 2),
     ]]);
+    // f16 storage (the d=128 default double-buffers in both types)
+    if (ctx.f16) {
+      tiles.push([{ rm: 4, cn: 4, kc: 16, kv: 16, double: true }, 40, [{
+        ...masked(40, 97, 130, 2),
+        dtype: "f16",
+        name: "f16 d=40 random mask 97×130",
+      }]]);
+    }
     for (const [dn, d] of [[4, 59], [8, 96]]) {
       for (const t of forwardShapes(false, dn).slice(1)) {
         tiles.push([t, d, [masked(d, 97, 130, 2)]]);
@@ -273,7 +281,7 @@ Deno.test({
       "forward",
       tiles.map((
         [forward, d, cs],
-      ) => [{ forward }, cs, () => forwardKey(forwardConfig(ctx, d, "f32"))]),
+      ) => [{ forward }, cs, () => forwardKey(forwardConfig(ctx, d, cs[0].dtype))]),
     );
     assert.ok(ran.size >= 7, `${ran.size} distinct configurations`);
     for (const w of ["kc32", "kv32"]) assert.ok([...ran].some((k) => k.includes(`:${w}:`)), w);
@@ -292,15 +300,15 @@ Deno.test({
     // several with 16-wide chunks.
     const ctx = await requireGpu();
     const rand = rng(29);
-    const masked = (d: number): Case => ({
-      name: `d=${d} random mask 97×130, GQA 2:1`,
+    const masked = (d: number, dtype: "f32" | "f16" = "f32"): Case => ({
+      name: `${dtype} d=${d} random mask 97×130, GQA 2:1`,
       batch: 1,
       nq: 97,
       nk: 130,
       heads: 2,
       kvHeads: 1,
       d,
-      dtype: "f32",
+      dtype,
       mask: randomMask(rand, 97, 130, [1, 2]),
     });
     const configs: [Partial<BackwardConfig>, Case][] = [
@@ -314,12 +322,14 @@ Deno.test({
       [{ kc: 8, kv: 16, nextTile: true }, masked(59)],
       [{ kc: 16, kv: 16, rn: 8, nextTile: true, split: true }, masked(96)],
     ];
+    // f16 storage: what tuneGpu may choose there (gpu/backward.ts)
+    if (ctx.f16) configs.push([{ kc: 16, kv: 16, rm: 8, nextTile: true }, masked(128, "f16")]);
     const ran = await eachConfiguration(
       "backward",
       configs.map(([backward, c]) => [
         { backward },
         [c],
-        () => backwardKey("dkv", backwardConfig(ctx, c.d, "f32")),
+        () => backwardKey("dkv", backwardConfig(ctx, c.d, c.dtype)),
       ]),
     );
     assert.ok([...ran].filter((k) => k.includes(":kc16:")).length >= 2, [...ran].join(", "));
