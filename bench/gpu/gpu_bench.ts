@@ -38,7 +38,7 @@ import type { BackwardConfig, ForwardConfig, GpuContext } from "../../gpu/intern
 const USAGE =
   `usage: deno run -A bench/gpu/gpu_bench.ts [--seq N] [--batch B] [--heads H] [--kv-heads HK]
   [--dim D] [--dtype f32|f16] [--masks a,b|all] [--reps R] [--pass fwd|bwd|both]
-  [--sweep "fwd:rm,cn,dn,kc,kv,prefetch;bwd:rm,cn,rn,cm,kc,kv,split,prefetch;..."] [--no-subgroups] [--json FILE]
+  [--sweep "fwd:rm,cn,dn,kc,kv,prefetch,double;bwd:rm,cn,rn,cm,kc,kv,split,prefetch,nextTile;..."] [--no-subgroups] [--json FILE]
   [--nq Q: decoding, Q queries against --seq keys] [--splits S,S...] [--decode-coop on|off] [--decode-loads K:V,K:V...] [--copy-bw]
   [--tune: first let tuneGpu choose the tiles of --pass (with --nq: the decoding phases) for --dtype
   and --dim]`;
@@ -220,8 +220,8 @@ if (import.meta.main) {
   const dtype = a.dtype as "f32" | "f16";
   const masks = (a.masks === "all" ? MASK_NAMES.join(",") : a.masks!).split(",") as MaskName[];
   const reps = Number(a.reps);
-  // --sweep "fwd:rm,cn,dn,kc,kv,prefetch;bwd:rm,cn,rn,cm,kc,kv,split,prefetch;..." (each entry one configuration; a
-  // number left empty keeps the default; split 1 or 0)
+  // --sweep "fwd:rm,cn,dn,kc,kv,prefetch,double;bwd:rm,cn,rn,cm,kc,kv,split,prefetch,nextTile;..."
+  // (each entry one configuration; a field left empty keeps the default; the flags 1 or 0)
   const sweep: ({ fwd?: Partial<ForwardConfig>; bwd?: Partial<BackwardConfig> } | undefined)[] =
     a.sweep
       ? a.sweep.split(";").map((s) => {
