@@ -88,9 +88,11 @@ export function forwardConfig(
     alibi: score.alibi !== undefined,
     paged: score.pages !== undefined,
   };
-  // chunks first (the tile shape is what was measured), then the tile: a device with WebGPU's
-  // default 16 KiB gets 64 × 64 tiles rather than an error
+  // single buffers first (double ones gained 1.03× on an H200, 16-wide chunks 1.12× over 8-wide
+  // ones), then chunks (the tile shape is what was measured), then the tile: a device with
+  // WebGPU's default 16 KiB gets 64 × 64 tiles rather than an error
   return fitShared(ctx, cfg, () => forwardSharedBytes(cfg), headDim, [
+    () => cfg.double === true && !(cfg.double = false),
     () => cfg.kv > 16 && (16 * cfg.cn) % (cfg.kv / 2) === 0 && (cfg.kv /= 2) > 0,
     () => cfg.kc > 4 && (cfg.kc /= 2) > 0,
     () => cfg.cn > 4 && (cfg.cn = 4) > 0 && (cfg.kv = Math.min(cfg.kv, 64)) > 0,

@@ -260,7 +260,7 @@ Deno.test({
     // double-buffered workgroup memory: an odd count of head-dimension chunks (40 = 3 × 16, the
     // last pair half empty), an even one, plain loads
     tiles.push([{ rm: 4, cn: 4, kc: 16, kv: 16, double: true }, 40, [masked(40, 97, 130, 2)]]);
-    tiles.push([{ rm: 4, cn: 8, kc: 8, kv: 32, double: true }, 64, [causal(64)]]);
+    tiles.push([{ rm: 4, cn: 8, kc: 8, kv: 16, double: true }, 64, [causal(64)]]);
     tiles.push([{ rm: 4, cn: 4, kc: 8, kv: 16, double: true, prefetch: false }, 59, [
       masked(59, 97, 130, 2),
     ]]);

@@ -169,3 +169,21 @@ Deno.test("every head dimension fitted to 16, 32 or 48 KiB of workgroup memory g
   assert.equal(refused.get(49152), undefined);
   assert.ok((refused.get(16384) ?? 0) > 0 && built > 300, `${built} built`);
 });
+
+Deno.test("fitting to a device's workgroup memory gives up the d=128 forward's double buffers before its chunks or tile rows", () => {
+  const at = (limit: number) =>
+    forwardConfig(
+      {
+        software: false,
+        subgroups: true,
+        limits: { maxComputeWorkgroupStorageSize: limit },
+      } as unknown as GpuContext,
+      128,
+      "f32",
+    );
+  // 48 KiB: the H200's default as measured; 32 KiB (consumer GPUs): the same 128-row tile and
+  // 16-wide chunks with single buffers (28 KiB), not 64-row tiles double-buffered
+  const big = at(49152), mid = at(32768);
+  assert.deepEqual([big.rm, big.cn, big.kc, big.kv, big.double], [8, 4, 16, 16, true]);
+  assert.deepEqual([mid.rm, mid.cn, mid.kc, mid.kv, mid.double], [8, 4, 16, 16, false]);
+});
