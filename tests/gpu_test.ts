@@ -24,6 +24,7 @@ import {
   type BackwardConfig,
   backwardConfig,
   backwardKey,
+  backwardShapes,
   checkProblem,
   decodeKernels,
   forwardConfig,
@@ -277,11 +278,16 @@ Deno.test({
         tiles.push([t, d, [masked(d, 97, 130, 2)]]);
       }
     }
+    // (each shape as listed: a flag it does not set is off, not the adapter's default)
     const ran = await eachConfiguration(
       "forward",
       tiles.map((
         [forward, d, cs],
-      ) => [{ forward }, cs, () => forwardKey(forwardConfig(ctx, d, cs[0].dtype))]),
+      ) => [
+        { forward: { double: false, ...forward } },
+        cs,
+        () => forwardKey(forwardConfig(ctx, d, cs[0].dtype)),
+      ]),
     );
     assert.ok(ran.size >= 7, `${ran.size} distinct configurations`);
     for (const w of ["kc32", "kv32"]) assert.ok([...ran].some((k) => k.includes(`:${w}:`)), w);
@@ -324,10 +330,18 @@ Deno.test({
     ];
     // f16 storage: what tuneGpu may choose there (gpu/backward.ts)
     if (ctx.f16) configs.push([{ kc: 16, kv: 16, rm: 8, nextTile: true }, masked(128, "f16")]);
+    // every hardware shape tuneGpu may choose (the f16 list differs at d > 64 only)
+    for (const [dn, d, types] of [[4, 59, ["f32"]], [8, 96, ["f32", "f16"]]] as const) {
+      for (const dtype of types) {
+        if (dtype === "f16" && !ctx.f16) continue;
+        for (const t of backwardShapes(false, dn, dtype)) configs.push([t, masked(d, dtype)]);
+      }
+    }
+    // (each configuration as listed: a flag it does not set is off, not the adapter's default)
     const ran = await eachConfiguration(
       "backward",
       configs.map(([backward, c]) => [
-        { backward },
+        { backward: { nextTile: false, ...backward } },
         [c],
         () => backwardKey("dkv", backwardConfig(ctx, c.d, c.dtype)),
       ]),
@@ -336,6 +350,7 @@ Deno.test({
     assert.ok([...ran].some((k) => k.includes(":kv32")), "32-wide value chunks");
     assert.ok([...ran].some((k) => k.includes(":rn8:")), "128-key tiles");
     assert.ok([...ran].filter((k) => k.includes(":nt")).length >= 3, "next tile read ahead");
+    assert.ok([...ran].some((k) => k.includes(":cm8:")), "128-query dK/dV tiles");
   },
 });
 
