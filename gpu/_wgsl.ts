@@ -453,16 +453,23 @@ ${o.indent}}`);
 /**
  * The opening of a kernel with one workgroup per (query row block, head, batch): its indices,
  * the row and key strides, the element offsets of its q rows and k rows, and its mask slice.
+ * `ordered`: the grid is (heads, places, batch) and the row block the place's entry of the
+ * slice's `rowOrder`; else (row blocks, heads, batch) (see {@linkcode launchOrder}).
  */
-export function rowBlockPrologue(br: number, rm: number, headDim: string): string {
+export function rowBlockPrologue(
+  br: number,
+  rm: number,
+  headDim: string,
+  ordered?: boolean,
+): string {
   return `  let tx = lid % 16u;
   let ty = lid / 16u;
-  let rb = wid.x;
-  let h = wid.y;
+  let h = ${ordered ? "wid.x" : "wid.y"};
   let bl = wid.z;
   let b = P.batchBase + bl;
   let kh = h / (P.heads / P.kvHeads);
   let slice = b * P.maskBatchStride + h / P.maskHeadDiv;
+  let rb = ${ordered ? "sched[P.orderOff + slice * P.rowBlocks + wid.y]" : "wid.x"};
   let row0 = rb * ${br}u;
   let qStride = P.heads * ${headDim};
   let kStride = P.kvHeads * ${headDim};

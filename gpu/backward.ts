@@ -17,8 +17,10 @@ import {
   bound,
   encodeChunks,
   type KernelPlan,
+  launchGrid,
   problemUniforms,
   type Region,
+  unevenLists,
 } from "./dispatch.ts";
 import {
   type BackwardConfig,
@@ -164,25 +166,33 @@ export async function backwardKernels(
   return await compileBackward(ctx, p, backwardConfig(ctx, p.headDim, dtype, p));
 }
 
-/** Compiles (or finds) the backward kernels of configuration `cfg` for problem `p`. */
+/**
+ * Compiles (or finds) the backward kernels of configuration `given` for problem `p`, launched in
+ * the order its schedules call for (`ordered`).
+ */
 export async function compileBackward(
   ctx: GpuContext,
   p: Problem,
-  cfg: BackwardConfig,
+  given: BackwardConfig,
 ): Promise<BackwardKernels> {
-  const dtype = cfg.dtype;
+  const dtype = given.dtype;
+  const dqSchedule = p.schedule(16 * given.rm, 16 * given.cn);
+  const dkvSchedule = p.schedule(16 * given.cm, 16 * given.rn);
+  // the launch order follows the mask: longest lists first where they differ in length
+  const ordered = unevenLists(dqSchedule.rowPtr, dqSchedule.rowOrder, dqSchedule.rowBlocks) ||
+    unevenLists(dkvSchedule.colPtr, dkvSchedule.colOrder, dkvSchedule.colBlocks);
+  const cfg = { ...given, ordered };
   const pipes = await Promise.all([
-    pipeline(ctx, backwardKey("prep", cfg), () => prepWgsl(cfg), pipelineLayout(ctx, PREP_LAYOUT)),
+    pipeline(
+      ctx,
+      backwardKey("prep", given),
+      () => prepWgsl(given),
+      pipelineLayout(ctx, PREP_LAYOUT),
+    ),
     pipeline(ctx, backwardKey("dq", cfg), () => dqWgsl(cfg), pipelineLayout(ctx, dqLayout(cfg))),
     pipeline(ctx, backwardKey("dkv", cfg), () => dkvWgsl(cfg), pipelineLayout(ctx, dkvLayout(cfg))),
   ]);
-  return {
-    cfg,
-    pipes,
-    dqSchedule: p.schedule(16 * cfg.rm, 16 * cfg.cn),
-    dkvSchedule: p.schedule(16 * cfg.cm, 16 * cfg.rn),
-    dtype,
-  };
+  return { cfg, pipes, dqSchedule, dkvSchedule, dtype };
 }
 
 /** Binds the backward kernels to buffers `b` (synchronous). */
@@ -218,7 +228,16 @@ export function planBackward(
     prepPipe,
     PREP_LAYOUT,
     dtype,
-    { ...base, rowBlocks: 0, colBlocks: 0, ptrOff: 0, tilesOff: 0, boundsOff: 0 },
+    {
+      ...base,
+      rowBlocks: 0,
+      colBlocks: 0,
+      ptrOff: 0,
+      tilesOff: 0,
+      boundsOff: 0,
+      orderOff: 0,
+      headsFirst: 0,
+    },
     p.batch,
     { o: q(b.out), dout: q(b.dOut), lse: bound(b.lse, rows), stats },
     (n) => [Math.ceil(p.nq / 256), n * p.heads, 1],
@@ -235,6 +254,7 @@ export function planBackward(
       ptrOff: dqSb.rowPtrOff,
       tilesOff: dqSb.rowTilesOff,
       boundsOff: dqSb.boundsOff,
+      orderOff: dqSb.rowOrderOff,
     },
     p.batch,
     {
@@ -247,7 +267,7 @@ export function planBackward(
       sched: { buffer: dqSb.buffer, perBatch: 0 },
       ...alibi,
     },
-    (n) => [dqPlan.rowBlocks, p.heads, n],
+    launchGrid(cfg.ordered, dqPlan.rowBlocks, p.heads),
   );
   const dkv = encodeChunks(
     ctx,
@@ -261,6 +281,7 @@ export function planBackward(
       ptrOff: kvSb.colPtrOff,
       tilesOff: kvSb.colTilesOff,
       boundsOff: kvSb.boundsOff,
+      orderOff: kvSb.colOrderOff,
     },
     p.batch,
     {
@@ -274,7 +295,7 @@ export function planBackward(
       sched: { buffer: kvSb.buffer, perBatch: 0 },
       ...alibi,
     },
-    (n) => [kvPlan.colBlocks, p.kvHeads, n],
+    launchGrid(cfg.ordered, kvPlan.colBlocks, p.kvHeads),
   );
   return {
     cfg,

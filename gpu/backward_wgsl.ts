@@ -96,6 +96,12 @@ export interface BackwardConfig {
   prefetch?: boolean;
   /** Reading ahead, also read the next tile's first S/dP chunk during this tile's last product. */
   nextTile?: boolean;
+  /**
+   * Workgroups launch heads fastest and take their block from the schedule's longest-first order
+   * (`rowOrder` for dQ, `colOrder` for dK/dV; for schedules whose lists differ in length: see
+   * `launchOrder`), rather than the block from the workgroup's index.
+   */
+  ordered?: boolean;
 }
 
 /** Uniform block of the backward kernels (32-bit each), shared by prep, dQ and dK/dV. */
@@ -112,6 +118,7 @@ const BACKWARD_PARAMS = [
   "ptrOff",
   "tilesOff",
   "boundsOff",
+  "orderOff",
   "batchBase",
   "qOff",
   "kOff",
@@ -177,8 +184,8 @@ export function dkvLayout(c: BackwardConfig): KernelLayout {
 /** A stable key of every compile-time constant, per kernel. */
 export function backwardKey(kind: "prep" | "dq" | "dkv", c: BackwardConfig): string {
   const flags = `${c.split ? ":split" : ""}${c.prefetch ? ":pf" : ""}${c.nextTile ? ":nt" : ""}${
-    c.softcap ? ":cap" : ""
-  }${c.dropout ? ":drop" : ""}${c.alibi ? ":alibi" : ""}`;
+    c.ordered ? ":ord" : ""
+  }${c.softcap ? ":cap" : ""}${c.dropout ? ":drop" : ""}${c.alibi ? ":alibi" : ""}`;
   return `bwd-${kind}:${c.dtype}:d${c.headDim}:rm${c.rm}:cn${c.cn}:rn${c.rn}:cm${c.cm}:dn${c.dn}:kc${c.kc}:kv${c.kv}${flags}`;
 }
 
@@ -264,7 +271,7 @@ var<workgroup> wsU: array<u32, 4>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-${rowBlockPrologue(br, rm, HD)}`);
+${rowBlockPrologue(br, rm, HD, c.ordered)}`);
   for (const i of range(rm)) {
     emit(
       `  let st${i} = stats[P.statsOff + (bl * P.heads + h) * P.nq + min(row0 + ty * ${rm}u + ${i}u, P.nq - 1u)];`,
@@ -408,11 +415,18 @@ var<workgroup> wsU: array<u32, 4>;
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let tx = lid % 16u;
   let ty = lid / 16u;
-  let cb = wid.x;
-  let kh = wid.y;
+  let kh = ${c.ordered ? "wid.x" : "wid.y"};
   let bl = wid.z;
   let b = P.batchBase + bl;
-  let group = P.heads / P.kvHeads;
+  let group = P.heads / P.kvHeads;${
+    c.ordered
+      ? `
+  // the place's entry in the colOrder of the group's first head's mask slice (launchOrder)
+  let firstSlice = b * P.maskBatchStride + kh * group / P.maskHeadDiv;
+  let cb = sched[P.orderOff + firstSlice * P.colBlocks + wid.y];`
+      : `
+  let cb = wid.x;`
+  }
   let col0 = cb * ${bc}u;
   let qStride = P.heads * ${HD};
   let kStride = P.kvHeads * ${HD};

@@ -272,9 +272,9 @@ function destroyedError(name: string): Error {
 }
 
 /**
- * A schedule on the GPU: rowPtr, rowTiles, colPtr, colTiles and the per-slice bounds table in
- * `buffer`; each offset counts u32 elements from the buffer's start (the kernels take them as
- * uniforms, so that schedules sharing a buffer share bind groups). `sched[boundsOff + s]` is the
+ * A schedule on the GPU: rowPtr, rowTiles, colPtr, colTiles, rowOrder, colOrder and the per-slice
+ * bounds table in `buffer`; each offset counts u32 elements from the buffer's start (the kernels
+ * take them as uniforms, so that schedules sharing a buffer share bind groups). `sched[boundsOff + s]` is the
  * element where slice s's canonical bounds start (its key 0), in the same buffer.
  */
 export interface ScheduleBuffer {
@@ -284,6 +284,8 @@ export interface ScheduleBuffer {
   rowTilesOff: number;
   colPtrOff: number;
   colTilesOff: number;
+  rowOrderOff: number;
+  colOrderOff: number;
   boundsOff: number;
 }
 
@@ -345,7 +347,14 @@ export function scheduleOnGpu(ctx: GpuContext, plan: Schedule): ScheduleBuffer {
     cache.set(plan, hit);
     return hit;
   }
-  const lists = [plan.rowPtr, plan.rowTiles, plan.colPtr, plan.colTiles];
+  const lists = [
+    plan.rowPtr,
+    plan.rowTiles,
+    plan.colPtr,
+    plan.colTiles,
+    plan.rowOrder,
+    plan.colOrder,
+  ];
   const offs: number[] = [];
   let n = 0;
   for (const a of lists) {
@@ -400,6 +409,8 @@ export function scheduleOnGpu(ctx: GpuContext, plan: Schedule): ScheduleBuffer {
     rowTilesOff: base + offs[1],
     colPtrOff: base + offs[2],
     colTilesOff: base + offs[3],
+    rowOrderOff: base + offs[4],
+    colOrderOff: base + offs[5],
     boundsOff: base + tableAt,
   };
   cache.set(plan, sb);

@@ -11,7 +11,15 @@ import type { Schedule } from "../masks/schedule.ts";
 import { scheduleOnGpu } from "./buffers.ts";
 import { alibiSlot, pagesSlot, pipelineLayout, sinksSlot } from "./binding.ts";
 import { type GpuContext, pipeline } from "./device.ts";
-import { bound, encodeChunks, type KernelPlan, problemUniforms, type Region } from "./dispatch.ts";
+import {
+  bound,
+  encodeChunks,
+  type KernelPlan,
+  launchGrid,
+  problemUniforms,
+  type Region,
+  unevenLists,
+} from "./dispatch.ts";
 import {
   type ForwardConfig,
   forwardKey,
@@ -129,7 +137,7 @@ export interface ForwardKernel {
  */
 const compiledKernels = new WeakMap<
   GpuContext,
-  Map<string, { cfg: ForwardConfig; pipe: GPUComputePipeline }>
+  Map<string, { cfg: ForwardConfig; pipes: Map<boolean, GPUComputePipeline> }>
 >();
 
 /** Forgets the compiled forward kernels of a context (its tiles were chosen anew). */
@@ -153,18 +161,24 @@ export async function forwardKernel(
   if (!known) compiledKernels.set(ctx, known = new Map());
   let c = known.get(sig);
   if (!c) {
-    const cfg = forwardConfig(ctx, p.headDim, dtype, p);
-    const pipe = await pipeline(
+    if (known.size >= 64) known.clear();
+    known.set(sig, c = { cfg: forwardConfig(ctx, p.headDim, dtype, p), pipes: new Map() });
+  }
+  // the launch order follows the mask: longest lists first where they differ in length
+  const schedule = p.schedule(16 * c.cfg.rm, 16 * c.cfg.cn);
+  const ordered = unevenLists(schedule.rowPtr, schedule.rowOrder, schedule.rowBlocks);
+  const cfg = { ...c.cfg, ordered };
+  let pipe = c.pipes.get(ordered);
+  if (!pipe) {
+    pipe = await pipeline(
       ctx,
       forwardKey(cfg),
       () => forwardWgsl(cfg),
       pipelineLayout(ctx, forwardLayout(cfg)),
     );
-    if (known.size >= 64) known.clear();
-    known.set(sig, c = { cfg, pipe });
+    c.pipes.set(ordered, pipe);
   }
-  const { cfg, pipe } = c;
-  return rescheduleForward({ cfg, pipe, dtype }, p);
+  return { cfg, pipe, dtype, schedule };
 }
 
 /** A compiled forward kernel with the schedule of problem `p` (its mask) for the kernel's tile. */
@@ -199,6 +213,7 @@ export function planForward(
       ptrOff: sb.rowPtrOff,
       tilesOff: sb.rowTilesOff,
       boundsOff: sb.boundsOff,
+      orderOff: sb.rowOrderOff,
       negInf: -Infinity,
       alibiOff: alibi?.at ?? 0,
       pagesOff: pages?.at ?? 0,
@@ -217,7 +232,7 @@ export function planForward(
       ...(sinks ? { sinks: { buffer: sinks.buffer, perBatch: 0 } } : {}),
       ...(alibi ? { alibi: { buffer: alibi.buffer, perBatch: 0 } } : {}),
     },
-    (n) => [plan.rowBlocks, p.heads, n],
+    launchGrid(cfg.ordered, plan.rowBlocks, p.heads),
   );
   return { ...kernel, cfg, schedule: plan };
 }

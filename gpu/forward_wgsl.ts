@@ -95,6 +95,12 @@ export interface ForwardConfig {
    * the Q/K pair), used in turn: one barrier a chunk instead of two.
    */
   double?: boolean;
+  /**
+   * Workgroups launch heads fastest and take their row block from the schedule's longest-first
+   * `rowOrder` (for schedules whose lists differ in length: see `launchOrder`), rather than the
+   * row block from the workgroup's index.
+   */
+  ordered?: boolean;
   /** Cap scores (value in the uniforms). */
   softcap: boolean;
   /** Drop probabilities (threshold and key in the uniforms). */
@@ -121,6 +127,7 @@ export const FORWARD_LAYOUT: KernelLayout = {
     "maskHeadDiv",
     "tilesOff",
     "boundsOff",
+    "orderOff",
     "batchBase",
     "qOff",
     "kOff",
@@ -160,9 +167,11 @@ export function forwardSharedBytes(c: ForwardConfig): number {
 export function forwardKey(c: ForwardConfig): string {
   return `fwd:${c.dtype}:d${c.headDim}:rm${c.rm}:cn${c.cn}:dn${c.dn}:kc${c.kc}:kv${c.kv}:sg${
     c.subgroups ? 1 : 0
-  }${c.prefetch ? ":pf" : ""}${c.double ? ":db" : ""}${c.softcap ? ":cap" : ""}${
-    c.dropout ? ":drop" : ""
-  }${c.sinks ? ":sink" : ""}${c.alibi ? ":alibi" : ""}${c.paged ? ":paged" : ""}`;
+  }${c.prefetch ? ":pf" : ""}${c.double ? ":db" : ""}${c.ordered ? ":ord" : ""}${
+    c.softcap ? ":cap" : ""
+  }${c.dropout ? ":drop" : ""}${c.sinks ? ":sink" : ""}${c.alibi ? ":alibi" : ""}${
+    c.paged ? ":paged" : ""
+  }`;
 }
 
 /** Generates the WGSL of the forward kernel. */
@@ -201,7 +210,7 @@ ${c.dropout ? dropoutWgsl() : ""}${c.softcap ? softcapWgsl() : ""}${
   }
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-${rowBlockPrologue(br, rm, HD)}
+${rowBlockPrologue(br, rm, HD, c.ordered)}
   let vBase = kBase;`);
   // a paged cache: keys are found through the page table, row by row (k and v bound whole)
   if (c.paged) emit(`  let pBase = P.kOff + kh * ${HD};`);

@@ -20,7 +20,7 @@
 export { checkProblem } from "../_problem.ts";
 export { gpuMemoryStats, type GpuStats, gpuStats, storage, upload } from "./buffers.ts";
 export type { GpuContext } from "./device.ts";
-export { type KernelPlan, requireGpu } from "./dispatch.ts";
+export { type KernelPlan, launchGrid, requireGpu, unevenLists } from "./dispatch.ts";
 export {
   defaultTiles,
   forgetForwardKernels,

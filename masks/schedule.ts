@@ -93,6 +93,14 @@ export interface Schedule {
   readonly colPtr: Uint32Array;
   /** Backward list entries `(rowBlock << 1) | partial`, ascending in rowBlock. */
   readonly colTiles: Uint32Array;
+  /**
+   * Per slice, its row blocks from the most listed tiles to the fewest (ties: lower block first):
+   * `rowOrder[s·rowBlocks + i]`. Kernels that start the longest lists first keep every processor
+   * busy to the end (longest processing time first); a permutation, so any order is exact.
+   */
+  readonly rowOrder: Uint32Array;
+  /** Per slice, its column blocks from the most listed tiles to the fewest, as `rowOrder`. */
+  readonly colOrder: Uint32Array;
   /** Tile counts over all slices. */
   readonly tiles: { readonly full: number; readonly partial: number; readonly skipped: number };
   /** Fraction of tiles computed (full + partial) over all tiles. */
@@ -269,6 +277,27 @@ export interface ScheduleColumns {
 }
 
 /**
+ * Per slice, the blocks of its `blocks` lists (`ptr` delimits them) from the longest list to the
+ * shortest, ties in block order: a counting sort, O(slices · (blocks + longest list)).
+ */
+function longestFirst(ptr: Uint32Array, slices: number, blocks: number): Uint32Array {
+  const order = new Uint32Array(slices * blocks);
+  for (let s = 0; s < slices; s++) {
+    const at = s * blocks;
+    let longest = 0;
+    for (let i = 0; i < blocks; i++) longest = Math.max(longest, ptr[at + i + 1] - ptr[at + i]);
+    // start[len]: where the blocks with lists of `len` tiles begin (longest first)
+    const start = new Uint32Array(longest + 2);
+    for (let i = 0; i < blocks; i++) start[longest - (ptr[at + i + 1] - ptr[at + i]) + 1]++;
+    for (let l = 1; l < start.length; l++) start[l] += start[l - 1];
+    for (let i = 0; i < blocks; i++) {
+      order[at + start[longest - (ptr[at + i + 1] - ptr[at + i])]++] = i;
+    }
+  }
+  return order;
+}
+
+/**
  * The tile lists of a schedule from the per-(slice, column block) min/max of the bounds: the part
  * of scheduling every mask representation shares. O(tiles).
  */
@@ -319,6 +348,7 @@ export function tileSchedule(
     }
   }
   const total = slices * tr * tc;
+  const rowOrder = longestFirst(rowPtr, slices, tr), colOrder = longestFirst(colPtr, slices, tc);
   // O(size of the mask): without a block mask (whose data the caller may change later), computed
   // when first read rather than on every call that builds a mask
   let visible = columns.visible, bounds: Int32Array | undefined;
@@ -341,6 +371,8 @@ export function tileSchedule(
     rowTiles,
     colPtr,
     colTiles,
+    rowOrder,
+    colOrder,
     tiles: { full, partial, skipped: total - full - partial },
     density: (full + partial) / total,
     get visibleFraction() {

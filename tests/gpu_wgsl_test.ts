@@ -21,7 +21,8 @@ import {
 } from "../gpu/backward_wgsl.ts";
 import { backwardConfig } from "../gpu/backward.ts";
 import { forwardConfig } from "../gpu/forward.ts";
-import type { GpuContext } from "../gpu/internal.ts";
+import { type GpuContext, launchGrid, unevenLists } from "../gpu/internal.ts";
+import { causal, full, schedule, stack } from "../masks/mod.ts";
 
 function* combos<T extends object>(
   choices: { [K in keyof T]: T[K][] },
@@ -186,4 +187,36 @@ Deno.test("fitting to a device's workgroup memory gives up the d=128 forward's d
   const big = at(49152), mid = at(32768);
   assert.deepEqual([big.rm, big.cn, big.kc, big.kv, big.double], [8, 4, 16, 16, true]);
   assert.deepEqual([mid.rm, mid.cn, mid.kc, mid.kv, mid.double], [8, 4, 16, 16, false]);
+});
+
+Deno.test("the longest-first launch order is taken where a schedule's lists differ in length, heads fastest", () => {
+  const sizes = { nq: 100, nk: 100, blockRows: 16, blockCols: 16 };
+  const uneven = (mask: Parameters<typeof schedule>[0]) => {
+    const s = schedule(mask, sizes);
+    return [
+      unevenLists(s.rowPtr, s.rowOrder, s.rowBlocks),
+      unevenLists(s.colPtr, s.colOrder, s.colBlocks),
+    ];
+  };
+  assert.deepEqual(uneven(full(100)), [false, false]);
+  assert.deepEqual(uneven(causal(100)), [true, true]);
+  // one uneven slice among even ones decides
+  assert.deepEqual(uneven(stack([[full(100), causal(100)]])), [true, true]);
+  assert.deepEqual(launchGrid(true, 7, 3)(2), [3, 7, 2]);
+  assert.deepEqual(launchGrid(false, 7, 3)(2), [7, 3, 2]);
+  // the ordered kernels read their block from the order; the others from the workgroup index
+  const hardware = () =>
+    ({
+      software: false,
+      subgroups: true,
+      limits: { maxComputeWorkgroupStorageSize: 49152 },
+    }) as unknown as GpuContext;
+  const fwd = forwardConfig(hardware(), 128, "f32");
+  assert.ok(forwardWgsl({ ...fwd, ordered: true }).includes("sched[P.orderOff"));
+  assert.ok(!forwardWgsl(fwd).includes("P.orderOff"));
+  const bwd = backwardConfig(hardware(), 128, "f32");
+  for (const wgsl of [dqWgsl, dkvWgsl]) {
+    assert.ok(wgsl({ ...bwd, ordered: true }).includes("sched[P.orderOff"));
+    assert.ok(!wgsl(bwd).includes("P.orderOff"));
+  }
 });

@@ -92,6 +92,18 @@ function checkSchedule(
       }
     }
     assert.equal(seen.size, 0, "every forward tile is in a backward list");
+    // the launch orders: per slice a permutation of its blocks, longest list first, ties ascending
+    for (
+      const [order, ptr, n, what] of [
+        [plan.rowOrder, plan.rowPtr, plan.rowBlocks, "rowOrder"],
+        [plan.colOrder, plan.colPtr, plan.colBlocks, "colOrder"],
+      ] as const
+    ) {
+      const blocks = Array.from({ length: n }, (_, i) => i);
+      const len = (i: number) => ptr[s * n + i + 1] - ptr[s * n + i];
+      blocks.sort((a, b) => len(b) - len(a) || a - b);
+      assert.deepEqual([...order.subarray(s * n, (s + 1) * n)], blocks, `${what} of slice ${s}`);
+    }
   }
   assert.deepEqual(plan.tiles, {
     full,
