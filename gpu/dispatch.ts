@@ -286,10 +286,11 @@ export function problemUniforms(p: Problem): Record<string, number> {
 /**
  * Whether a kernel over a schedule's lists (`ptr` and `order`: rowPtr and rowOrder, or colPtr and
  * colOrder) should launch in the longest-first order: where its lists differ in length, launched
- * a head at a time, the last head's longest lists ran alone at the end (an H200, N = 16384:
- * twelve masks' forward 1–13 % faster longest first, heads fastest). Where every list has one
- * length there is no tail to balance, and reading the order costs the kernel its uniform block
- * index (the dense forward and backward measured 1.5–2 % slower reading it).
+ * a head at a time in block order, the last head's longest lists ran alone at the end (an H200,
+ * N = 16384: the eleven masks' forward took 3–14 % less time longest first, heads fastest). Where
+ * every list has one length there is nothing to balance, and the plain launch keeps the block
+ * index uniform (launched heads first, reading it from the order, the dense backward measured
+ * 2.4 % slower: docs/BENCHMARKS.md).
  */
 export function unevenLists(ptr: Uint32Array, order: Uint32Array, blocks: number): boolean {
   const len = (at: number, i: number) => ptr[at + i + 1] - ptr[at + i];

@@ -3,6 +3,8 @@
  *
  * Computes, for one (query row block, head, batch) per workgroup, `out = softmax(q kᵀ·scale) v`
  * and `lse`, over the column blocks its schedule list names (skipped tiles are never loaded).
+ * `ordered` (a mask whose lists differ in length): heads fastest, each workgroup's row block read
+ * from the schedule's longest-first `rowOrder`, so the longest lists start first.
  * Shapes: q `[B, Nq, Hq, d]`, k/v `[B, Nk, Hk, d]` (element type f32 or f16), out like q,
  * lse `[B, Hq, Nq]` f32.
  *
