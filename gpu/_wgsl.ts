@@ -454,7 +454,7 @@ ${o.indent}}`);
  * The opening of a kernel with one workgroup per (query row block, head, batch): its indices,
  * the row and key strides, the element offsets of its q rows and k rows, and its mask slice.
  * `ordered`: the grid is (heads, places, batch) and the row block the place's entry of the
- * slice's `rowOrder`; else (row blocks, heads, batch) (see {@linkcode launchOrder}).
+ * slice's `rowOrder`; else (row blocks, heads, batch) (see `unevenLists` and `launchGrid` in dispatch.ts).
  */
 export function rowBlockPrologue(
   br: number,

@@ -99,7 +99,7 @@ export interface BackwardConfig {
   /**
    * Workgroups launch heads fastest and take their block from the schedule's longest-first order
    * (`rowOrder` for dQ, `colOrder` for dK/dV; for schedules whose lists differ in length: see
-   * `launchOrder`), rather than the block from the workgroup's index.
+   * `unevenLists`), rather than the block from the workgroup's index.
    */
   ordered?: boolean;
 }
@@ -421,7 +421,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let group = P.heads / P.kvHeads;${
     c.ordered
       ? `
-  // the place's entry in the colOrder of the group's first head's mask slice (launchOrder)
+  // the place's entry in the colOrder of the group's first head's mask slice (unevenLists)
   let firstSlice = b * P.maskBatchStride + kh * group / P.maskHeadDiv;
   let cb = sched[P.orderOff + firstSlice * P.colBlocks + wid.y];`
       : `

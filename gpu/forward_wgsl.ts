@@ -99,7 +99,7 @@ export interface ForwardConfig {
   double?: boolean;
   /**
    * Workgroups launch heads fastest and take their row block from the schedule's longest-first
-   * `rowOrder` (for schedules whose lists differ in length: see `launchOrder`), rather than the
+   * `rowOrder` (for schedules whose lists differ in length: see `unevenLists`), rather than the
    * row block from the workgroup's index.
    */
   ordered?: boolean;
