@@ -23,11 +23,13 @@ import { exampleMask } from "../masks/mod.ts";
 import {
   type BackwardConfig,
   backwardConfig,
+  backwardKernels,
   backwardKey,
   backwardShapes,
   checkProblem,
   decodeKernels,
   forwardConfig,
+  forwardKernel,
   forwardKey,
   forwardShapes,
   type ForwardTiles,
@@ -496,6 +498,25 @@ Deno.test({
     const ga = await attentionBackward({ q, k, v, ...a, dOut }, { mask, backend: "webgpu" });
     const gb = await attentionBackward({ q, k, v, ...a, dOut }, { mask, backend: "webgpu" });
     assert.deepEqual([gb.dq.data, gb.dk.data, gb.dv.data], [ga.dq.data, ga.dk.data, ga.dv.data]);
+  },
+});
+
+Deno.test({
+  name:
+    "webgpu: a masked problem's kernels launch its longest tile lists first; an unmasked one's in block order",
+  ignore,
+  async fn() {
+    const ctx = await requireGpu();
+    const rand = rng(5);
+    // 300 rows: several row and column blocks at every tile size
+    const [q, k, v] = [0, 1, 2].map(() => randomTensor(rand, [1, 300, 2, 16]));
+    for (const [options, ordered] of [[{}, false], [{ causal: true }, true]] as const) {
+      const p = checkProblem({ q, k, v }, options);
+      const fwd = await forwardKernel(ctx, p, "f32");
+      const bwd = await backwardKernels(ctx, p, "f32");
+      assert.equal(fwd.cfg.ordered, ordered, `forward ${JSON.stringify(options)}`);
+      assert.equal(bwd.cfg.ordered, ordered, `backward ${JSON.stringify(options)}`);
+    }
   },
 });
 
