@@ -320,7 +320,9 @@ if (import.meta.main) {
               mask: name,
               config: `rm${c.rm} cn${c.cn} dn${c.dn} kc${c.kc} kv${c.kv}${
                 c.subgroups ? " sg" : ""
-              }${c.prefetch ? " prefetch" : ""}${c.double ? " double" : ""}`,
+              }${c.prefetch ? " prefetch" : ""}${c.double ? " double" : ""}${
+                c.ordered ? " ordered" : ""
+              }`,
               pass: "fwd",
               seq: n,
               ms: fms,
@@ -339,7 +341,9 @@ if (import.meta.main) {
               mask: name,
               config: `rm${b.rm} cn${b.cn} rn${b.rn} cm${b.cm} kc${b.kc} kv${b.kv}${
                 b.split ? " split" : ""
-              }${b.prefetch ? " prefetch" : ""}${b.nextTile ? " next" : ""}`,
+              }${b.prefetch ? " prefetch" : ""}${b.nextTile ? " next" : ""}${
+                b.ordered ? " ordered" : ""
+              }`,
               pass: "bwd",
               seq: n,
               ms,
