@@ -99,7 +99,8 @@ export interface BackwardConfig {
   /**
    * Workgroups launch heads fastest and take their block from the schedule's longest-first order
    * (`rowOrder` for dQ, `colOrder` for dK/dV; for schedules whose lists differ in length: see
-   * `unevenLists`), rather than the block from the workgroup's index.
+   * `unevenLists`), rather than the block from the workgroup's index; the entry is read once and
+   * shared through `workgroupUniformLoad`, uniform to the compiler.
    */
   ordered?: boolean;
 }
@@ -271,7 +272,7 @@ var<workgroup> wsU: array<u32, 4>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-${rowBlockPrologue(br, rm, HD, c.ordered)}`);
+${rowBlockPrologue(br, rm, HD, c.ordered && "uniform")}`);
   for (const i of range(rm)) {
     emit(
       `  let st${i} = stats[P.statsOff + (bl * P.heads + h) * P.nq + min(row0 + ty * ${rm}u + ${i}u, P.nq - 1u)];`,
@@ -423,7 +424,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       ? `
   // the place's entry in the colOrder of the group's first head's mask slice (unevenLists)
   let firstSlice = b * P.maskBatchStride + kh * group / P.maskHeadDiv;
-  let cb = sched[P.orderOff + firstSlice * P.colBlocks + wid.y];`
+  if (lid == 0u) { wsU[3] = sched[P.orderOff + firstSlice * P.colBlocks + wid.y]; }
+  let cb = workgroupUniformLoad(&wsU[3]);`
       : `
   let cb = wid.x;`
   }
