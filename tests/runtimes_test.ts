@@ -49,14 +49,21 @@ Deno.test("bundle: one file that imports nothing, with the source's bits in Deno
   }
 });
 
-/** Whether `cmd --version` runs here. */
+/**
+ * Whether `cmd --version` runs here (a missing program makes `output()` throw before it returns a
+ * promise, so both ways of failing are caught).
+ */
 async function have(cmd: string[]): Promise<boolean> {
-  const out = await new Deno.Command(cmd[0], {
-    args: [...cmd.slice(1), "--version"],
-    stdout: "null",
-    stderr: "null",
-  }).output().catch(() => undefined);
-  return out?.success ?? false;
+  try {
+    const out = await new Deno.Command(cmd[0], {
+      args: [...cmd.slice(1), "--version"],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return out.success;
+  } catch {
+    return false;
+  }
 }
 
 /** The wasm bits of the source in Deno with the build (plain or relaxed SIMD) another used. */
