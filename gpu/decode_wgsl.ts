@@ -9,7 +9,9 @@
  *   col0 + t against the queries (held in workgroup memory; each f32 score is then multiplied by
  *   scale·log2 e, the softmax working in log2 units), testing each against its key's canonical
  *   bounds (partial tiles only) and skipping the K row when every row masks it; the row max and
- *   sum of the tile are reduced in workgroup memory and the online softmax rescales O; in phase 2
+ *   sum of the tile are reduced by subgroup shuffles within aligned groups of `reduceWidth`
+ *   invocations and then across a row's groups in workgroup memory (one barrier each; without
+ *   subgroups a tree, a barrier a level), and the online softmax rescales O; in phase 2
  *   invocation (group g, column c) accumulates O[r][c] over the tile's keys g, g + G₂, … (V read
  *   once, coalesced). At the end the groups' O are summed and the split's normalised output and
  *   natural-log lse are written to a partials buffer. Both phases issue `loads` K or V loads before
@@ -77,6 +79,12 @@ export interface DecodeConfig {
   loads: readonly [keys: number, values: number];
   softcap: boolean;
   dropout: boolean;
+  /**
+   * The tile's row max and sum: each aligned group of this many invocations (a power of two, at
+   * most the smallest subgroup) reduces by subgroup shuffles, then one barrier and each row's
+   * groups read from workgroup memory; 0: a tree through workgroup memory (a barrier a level).
+   */
+  reduceWidth?: number;
   /** The combine adds each head's sink logit to its softmax (the `sinks` binding). */
   sinks?: boolean;
   /** The splits add ALiBi's position bias to the scores (the `alibi` binding). */
@@ -169,11 +177,11 @@ export function combineLayout(c: DecodeConfig): KernelLayout {
 export function decodeKey(kind: "decode" | "combine", c: DecodeConfig): string {
   return `${kind}:${c.dtype}:d${c.headDim}:cw${c.cw}:r${c.rows}${c.shared ? ":shared" : ""}${
     kind === "decode" && c.coop ? ":coop" : ""
-  }${c.vec ? ":vec" : ""}:l${c.loads[0]}.${c.loads[1]}${c.softcap ? ":cap" : ""}${
-    c.dropout ? ":drop" : ""
-  }${kind === "combine" && c.sinks ? ":sink" : ""}${kind === "decode" && c.alibi ? ":alibi" : ""}${
-    kind === "decode" && c.paged ? ":paged" : ""
-  }`;
+  }${kind === "decode" && c.reduceWidth ? `:rw${c.reduceWidth}` : ""}${c.vec ? ":vec" : ""}:l${
+    c.loads[0]
+  }.${c.loads[1]}${c.softcap ? ":cap" : ""}${c.dropout ? ":drop" : ""}${
+    kind === "combine" && c.sinks ? ":sink" : ""
+  }${kind === "decode" && c.alibi ? ":alibi" : ""}${kind === "decode" && c.paged ? ":paged" : ""}`;
 }
 
 function header(c: DecodeConfig, layout: KernelLayout): string {
@@ -186,6 +194,26 @@ ${NEG_DECL}
 export function decodeWgsl(c: DecodeConfig): string {
   const R = c.rows, CW = c.cw, G2 = 256 / CW, HD = headDimExpr(c.headDim), TK = DECODE_TILE;
   const TP = 256 / R; // invocations per row in the tile reductions
+  // the reductions: shuffles within aligned groups of W (then Q = TP / W partials a row), or a tree
+  const W = c.reduceWidth ?? 0, Q = W ? TP / W : 0;
+  if (W && (W & (W - 1) || W > TP)) throw new RangeError(`invalid reduceWidth ${W}`);
+  const op = (a: string, b: string, o: "max" | "+") =>
+    o === "max" ? `max(${a}, ${b})` : `${a} + ${b}`;
+  const publish = (x: string, o: "max" | "+") => {
+    if (!W) return `      red[t] = ${x};`;
+    const lv: string[] = [];
+    for (let m = W / 2; m >= 1; m /= 2) {
+      lv.push(`      ${x} = ${op(x, `subgroupShuffleXor(${x}, ${m}u)`, o)};`);
+    }
+    return `${lv.join("\n")}\n      if (t % ${W}u == 0u) { red[t / ${W}u] = ${x}; }`;
+  };
+  const gather = (name: string, o: "max" | "+") => {
+    if (!W) return `    reduceRows(t, ${o === "max"});\n    let ${name} = red[t];`;
+    const parts = Array.from({ length: Q }, (_, i) => `red[tr * ${Q}u + ${i}u]`);
+    return `    workgroupBarrier();\n    let ${name} = ${
+      parts.slice(1).reduce((e, x) => `(${op(e, x, o)})`, parts[0])
+    };`;
+  };
   const rows = Array.from({ length: R }, (_, r) => r);
   const each = (f: (r: number) => string, sep = "\n") => rows.map(f).join(sep);
   const wide = wideKeys(c);
@@ -223,7 +251,8 @@ fn masked(bo: u32, i: u32) -> bool {
   return lo || up;
 }
 
-/** Tree reduction (max or sum) of red[] within each row's ${TP} invocations. */
+${
+    W ? "" : `/** Tree reduction (max or sum) of red[] within each row's ${TP} invocations. */
 fn reduceRows(t: u32, isMax: bool) {
   for (var stride = ${TP / 2}u; stride > 0u; stride = stride / 2u) {
     workgroupBarrier();
@@ -235,7 +264,8 @@ fn reduceRows(t: u32, isMax: bool) {
   }
   workgroupBarrier();
 }
-
+`
+  }
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let split = wid.x;
@@ -399,18 +429,20 @@ ${each((r) => storeScore(c, r, `${r * TK}u + t`, "      "))}
     }`);
   }
   emit(`    workgroupBarrier();
-    // ---- row max and sum of the tile: ${TP} invocations per row, ${R} keys each, then a tree
+    // ---- row max and sum of the tile: ${TP} invocations per row, ${R} keys each, then ${
+    W ? `shuffles in groups of ${W} and the ${Q} groups of a row` : "a tree"
+  }
     let tr = t / ${TP}u;
     let tp = t % ${TP}u;
     {
       var mx = NEG;
       for (var u = 0u; u < ${R}u; u++) { mx = max(mx, sc[tr * ${TK}u + tp + u * ${TP}u]); }
-      red[t] = mx;
+${publish("mx", "max")}
     }
-    reduceRows(t, true);
+${gather("rmax", "max")}
     if (tp == 0u) {
       let mOld = rowM[tr];
-      let mNew = max(mOld, red[t]);
+      let mNew = max(mOld, rmax);
       let mUse = select(mNew, 0.0, mNew == NEG);
       rowA[tr] = exp2(mOld - mUse);
       rowM[tr] = mNew;
@@ -426,10 +458,10 @@ ${each((r) => storeScore(c, r, `${r * TK}u + t`, "      "))}
         sum = sum + p;
         sc[idx] = p${c.dropout ? " * zs[idx]" : ""};
       }
-      red[t] = sum;
+${publish("sum", "+")}
     }
-    reduceRows(t, false);
-    if (tp == 0u) { rowL[tr] = rowL[tr] * rowA[tr] + red[t]; }
+${gather("rsum", "+")}
+    if (tp == 0u) { rowL[tr] = rowL[tr] * rowA[tr] + rsum; }
     // ---- phase 2: O[r][cw] += P[r][j] · V[j][cw] over keys g, g + ${G2}, … of the tile
 ${each((r) => `    o${r} = o${r} * rowA[${r}u];`)}
     for (var u0 = 0u; u0 < ${TK / G2}u; u0 += ${VB}u) {

@@ -198,6 +198,38 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "webgpu: the decoding kernel reduces rows by subgroup shuffles where the device has them, else by a tree; both match the reference",
+  ignore,
+  async fn() {
+    const ctx = await requireGpu();
+    const r = rng(14);
+    const t = (n: number, h: number) => randomTensor(r, [1, n, h, 64], "f32");
+    // 4, 8 and 16 rows a workgroup: 64, 32 and 16 invocations a row
+    for (const [heads, rows] of [[4, 4], [8, 8], [16, 16]]) {
+      const p = checkProblem({ q: t(1, heads), k: t(600, 1), v: t(600, 1) }, {});
+      const kern = await decodeKernels(ctx, p, "f32");
+      assert.equal(kern.cfg.rows, rows);
+      const width = ctx.subgroupLanes >= 2 ? Math.min(32, ctx.subgroupLanes, 256 / rows) : 0;
+      assert.equal(kern.cfg.reduceWidth, width, `${rows} rows, subgroups of ${ctx.subgroupLanes}`);
+      const old = setGpuTuning({ noSubgroups: true });
+      try {
+        assert.equal((await decodeKernels(ctx, p, "f32")).cfg.reduceWidth, 0);
+      } finally {
+        setGpuTuning(old);
+      }
+    }
+    // the shuffles: every other decoding test; the tree here
+    const old = setGpuTuning({ noSubgroups: true, decode: true, splits: 3 });
+    try {
+      for (const c of decodeCases()) await checkCase(c, { backend: "webgpu" });
+    } finally {
+      setGpuTuning(old);
+    }
+  },
+});
+
 /**
  * Runs each item's cases on the webgpu backend against the reference under its tuning override,
  * once per distinct configuration (`key`, read under the override); returns the keys run.
