@@ -1,30 +1,21 @@
 /**
  * Tests of the comparison tools under bench/: the ONNX models (decoded back from their protobuf
- * bytes, and run in onnxruntime-web and onnxruntime-node against the float64 reference), the
- * mask export read by torch_compare.py, the GPU table and the plot.
+ * bytes; `tests/tools/onnx_peers_test.ts` runs them in onnxruntime), the mask export read by
+ * torch_compare.py, the GPU table, the kernel A/B table and the plot.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
-import { toDense } from "../masks/dense.ts";
-import { exampleMask, MASK_NAMES } from "../masks/examples.ts";
+import { MASK_NAMES } from "../masks/examples.ts";
 import { additiveMask, attentionModel, matmulSoftmaxModel, mhaModel } from "../bench/cpu/_onnx.ts";
-import {
-  gemmBaseline,
-  gemmBaselineThreads,
-  gemmResult,
-  ortNode,
-  ortWeb,
-  ortWebPeer,
-} from "../bench/cpu/_peers.ts";
+import { gemmBaseline, gemmBaselineThreads, gemmResult } from "../bench/cpu/_peers.ts";
 import { exportMasks } from "../bench/cli/export_masks.ts";
 import { gpuTable, type TorchReport } from "../bench/gpu/gpu_table.ts";
 import { GPU_BENCH_SCHEMA, type GpuBenchReport } from "../bench/gpu/gpu_bench.ts";
+import { abTable } from "../bench/gpu/kernel_ab.ts";
 import { niceCeil, plotSvg, seriesOf } from "../bench/cli/plot.ts";
-import { cpuMeter, makeInputs, type Result } from "../bench/cli/_run.ts";
-import { referenceForward } from "../reference/attention.ts";
-import { relErr } from "./_util.ts";
+import { cpuMeter, type Result } from "../bench/cli/_run.ts";
 import { fakeReport, fakeResult } from "./_bench_util.ts";
 
 type Field = { n: number; wire: number; value: number | Uint8Array };
@@ -151,48 +142,6 @@ Deno.test("matmulSoftmaxModel and mhaModel: the expected graphs", () => {
     assert.deepEqual(m.inputs.map(([n]) => n), mask ? ["q", "k", "v", "bias"] : ["q", "k", "v"]);
     if (mask) assert.deepEqual(m.inputs[3][1], [1, 1, 8, 8]);
     assert.deepEqual(m.output, ["out", [1, 8, 32]]);
-  }
-});
-
-Deno.test("the ONNX models run in onnxruntime and match the float64 reference", async () => {
-  const [n, h, d] = [40, 2, 16];
-  const { q, k, v } = makeInputs(
-    { batch: 1, seq: n, heads: h, kvHeads: h, dim: d, dtype: "f32" },
-    3,
-  );
-  const { mask } = exampleMask("causalDocument", n);
-  const ref = referenceForward(q, k, v, { mask }).out;
-  const refDense = referenceForward(q, k, v).out;
-  const close = (what: string, x: ArrayLike<number>, r: ArrayLike<number>) => {
-    const e = relErr(x, r);
-    assert.ok(e <= 1e-5, `${what}: relative error ${e}`);
-  };
-
-  // onnxruntime-web, this library's layout, the mask as an additive input.
-  const web = await ortWebPeer(attentionModel({ batch: 1, seq: n, heads: h, dim: d }), 1, "t");
-  for (const [x, t] of [["q", q], ["k", k], ["v", v]] as const) {
-    web.setInput(x, t.data as Float32Array, [1, n, h, d]);
-  }
-  web.setInput("mask", additiveMask(toDense(mask)), [n, n]);
-  close("attentionModel (onnxruntime-web)", await web.run(), ref);
-  await web.release();
-
-  // onnxruntime-web, head-major prepared inputs, no mask: out is [H, N, d].
-  const hm = await ortWeb(q, k, v, 1);
-  const outHm = await hm.run(), out = new Float32Array(outHm.length);
-  for (let hh = 0; hh < h; hh++) {
-    for (let i = 0; i < n; i++) {
-      for (let x = 0; x < d; x++) out[(i * h + hh) * d + x] = outHm[(hh * n + i) * d + x];
-    }
-  }
-  close("matmulSoftmaxModel (onnxruntime-web)", out, refDense);
-  await hm.release();
-
-  // onnxruntime-node, fused MultiHeadAttention, with and without the dense mask.
-  for (const allowed of [toDense(mask), undefined]) {
-    const p = await ortNode(q, k, v, 1, allowed);
-    close(p.name, await p.run(), allowed ? ref : refDense);
-    await p.release();
   }
 });
 
@@ -381,4 +330,64 @@ Deno.test("cpuMeter: the load average, then how the CPU time since the last call
     assert.ok(m, line);
     assert.ok(Number(m[1]) > 0 && Number(m[1]) + Number(m[2]) <= 100, line);
   }
+});
+
+Deno.test("kernel A/B: each tree's median over the rounds, and its time over the first tree's", () => {
+  const rep = (ms: number[], config = "rm8", gbps?: number): GpuBenchReport => ({
+    schema: GPU_BENCH_SCHEMA,
+    date: "",
+    args: [],
+    device: "H200",
+    shape: { batch: 1, heads: 32, kvHeads: 8, dim: 128, dtype: "f32" },
+    rows: ms.map((m, i) => ({
+      mask: i ? "causal" : "full",
+      config,
+      pass: "fwd",
+      seq: 4096,
+      ms: m,
+      tflops: 1,
+      density: 1,
+      visible: 1,
+      ...(gbps ? { gbps: gbps / m } : {}),
+    })),
+  });
+  // three rounds of two trees; the second labels its kernels differently
+  const rounds = [[rep([2, 1]), rep([1, 1], "rm8 new")], [rep([4, 1]), rep([3, 2], "rm8 new")], [
+    rep([3, 1]),
+    rep([2, 0.5], "rm8 new"),
+  ]];
+  const lines = abTable(["old", "new"], rounds).split("\n");
+  assert.deepEqual(lines[0].trim().split(/\s{2,}/), [
+    "pass",
+    "mask",
+    "N",
+    "config",
+    "old ms",
+    "new ms",
+    "new / old",
+  ]);
+  assert.deepEqual(lines[2].trim().split(/\s+/), [
+    "fwd",
+    "full",
+    "4096",
+    "rm8",
+    "3.000",
+    "2.000",
+    "0.667",
+  ]);
+  assert.deepEqual(lines[3].trim().split(/\s+/), [
+    "fwd",
+    "causal",
+    "4096",
+    "rm8",
+    "1.000",
+    "1.000",
+    "1.000",
+  ]);
+  // decoding rows add each tree's bandwidth
+  const dec = abTable(["a", "b"], [[rep([2], "d", 6000), rep([1], "d", 6000)]]).split("\n");
+  assert.ok(dec[0].includes("a GB/s") && dec[0].includes("b GB/s"), dec[0]);
+  assert.deepEqual(dec[2].trim().split(/\s+/).slice(-3), ["3000", "6000", "0.500"]);
+  // reports that do not pair up are an error, not a table
+  assert.throws(() => abTable(["a", "b"], [[rep([1, 1]), rep([1])]]), /tree b: 1 rows, expected 2/);
 });

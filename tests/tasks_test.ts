@@ -1,7 +1,8 @@
 /**
- * The default tasks stay lean: on a fresh Deno cache, `deno task bench --help` fetches a few
- * megabytes, not the development tools (AssemblyScript, esbuild, onnxruntime, puppeteer-core:
- * over 500 MB). `deno task` installs every npm package of an import map or lockfile up front, so
+ * The default tasks stay lean: on a fresh Deno cache, `deno task bench --help` and the module
+ * graphs of `deno task test` and `deno task check` fetch a few megabytes, not the development
+ * tools (AssemblyScript, esbuild, onnxruntime, puppeteer-core: over 500 MB), whose tests run
+ * under `deno task test:tools`. `deno task` installs every npm package of an import map or lockfile up front, so
  * deno.json lists none and keeps no lockfile; the tools are imported with exact inline versions
  * where they are used.
  */
@@ -36,6 +37,39 @@ Deno.test("a fresh cache: deno task bench --help fetches no development tool", a
     assert.match(new TextDecoder().decode(out.stdout), /usage/i);
     const mb = (await size(cache)) / 2 ** 20;
     assert.ok(mb < 32, `a fresh cache holds ${mb.toFixed(1)} MiB after deno task bench --help`);
+  } finally {
+    await Deno.remove(cache, { recursive: true });
+  }
+});
+
+Deno.test("a fresh cache: the default tests and checks load no development tool", async () => {
+  // what `deno task test` and `deno task check` load: the tests outside tests/tools (with their
+  // doc tests and the README's), and bench/ with the tests' helpers; the development tools come
+  // with tests/tools (`deno task test:tools`) or are imported by a specifier the graph cannot
+  // see (bench/cpu/_peers.ts)
+  const root = new URL("..", import.meta.url);
+  const helpers = [...Deno.readDirSync(new URL("tests", root))]
+    .filter((e) => e.isFile && e.name.endsWith(".ts")).map((e) => `tests/${e.name}`);
+  const cache = await Deno.makeTempDir();
+  try {
+    for (
+      const args of [
+        ["test", "-A", "--doc", "--no-run", "--ignore=tests/tools", "."],
+        ["test", "-A", "--doc", "--no-run", "README.md"],
+        ["check", "bench/", ...helpers],
+      ]
+    ) {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args,
+        cwd: root,
+        env: { DENO_DIR: cache },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(out.code, 0, `deno ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+    }
+    const mb = (await size(cache)) / 2 ** 20;
+    assert.ok(mb < 32, `a fresh cache holds ${mb.toFixed(1)} MiB after the default tests' checks`);
   } finally {
     await Deno.remove(cache, { recursive: true });
   }

@@ -3,7 +3,7 @@
  * (`wasm/assembly/`), declared once: the slots of the parameter block every kernel reads. The
  * AssemblyScript constants `P_*` are generated from this table when the kernels are built
  * ({@linkcode assemblyAbi}, written by `deno task build:wasm`), so the two sides cannot disagree;
- * `tests/wasm_build_test.ts` checks that the committed kernels are a fresh build of it.
+ * `tests/tools/wasm_build_test.ts` checks that the committed kernels are a fresh build of it.
  *
  * The parameter block is {@linkcode PARAM_SLOTS} 32-bit slots; a slot holds an i32 unless its
  * description says f32 or u32. Addresses are byte offsets into the shared wasm memory, laid out

@@ -3,7 +3,7 @@
  * `rows` elements of A by `vecs` f32x4 vectors of B accumulates `C += A·B` over K steps, every
  * step a broadcast of each A element times each B vector (`madd`: fused where relaxed SIMD is
  * built in). `deno task build:wasm` writes them to `wasm/assembly/microkernels.ts`, which the
- * drivers in `wasm/assembly/gemm.ts` call; `tests/wasm_build_test.ts` checks that file is fresh.
+ * drivers in `wasm/assembly/gemm.ts` call; `tests/tools/wasm_build_test.ts` checks that file is fresh.
  *
  * Every kernel has the signature `(a, la, b, lb, c, lc, K, acc, al, mx)`, and the drivers pass
  * constants for the flags, so the inlined copies keep only their own branches:

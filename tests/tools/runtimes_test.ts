@@ -10,9 +10,9 @@
 
 import assert from "node:assert/strict";
 import { pathToFileURL } from "node:url";
-import * as source from "../mod.ts";
-import { bundle } from "../tools/bundle.ts";
-import { Engine, engine, replaceEngine } from "../wasm/internal.ts";
+import * as source from "../../mod.ts";
+import { bundle } from "../../tools/bundle.ts";
+import { Engine, engine, replaceEngine } from "../../wasm/internal.ts";
 
 const dir = await Deno.makeTempDir();
 const file = `${dir}/flashmask.js`;
@@ -192,7 +192,7 @@ Deno.test({
   async fn() {
     // JavaScriptCore: its own Math.exp and relaxed SIMD
     const jsc = { jsUlps: 1, sameEngine: false };
-    await sameBitsIn(BUN, new URL("../mod.ts", import.meta.url).href, jsc);
+    await sameBitsIn(BUN, new URL("../../mod.ts", import.meta.url).href, jsc);
     await sameBitsIn(BUN, pathToFileURL(file).href, jsc);
   },
 });
