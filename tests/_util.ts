@@ -9,6 +9,7 @@ import { type DType, type Tensor, toFloat32 } from "../tensor.ts";
 import type { AttentionOptions } from "../types.ts";
 export { randn, randomTensor, rng } from "../reference/random.ts";
 import { gpuInfo } from "../gpu/mod.ts";
+import { type GpuTuning, setGpuTuning } from "../gpu/internal.ts";
 
 /**
  * The WebGPU adapter the tests run on (undefined: none, and the WebGPU tests are ignored). With
@@ -23,6 +24,19 @@ export async function testAdapter(): ReturnType<typeof gpuInfo> {
     );
   }
   return info;
+}
+
+/**
+ * Runs `fn` under the kernel-variant override `tuning` (`setGpuTuning`), then restores the one
+ * before, whether `fn` returns or throws.
+ */
+export async function withGpuTuning<T>(tuning: GpuTuning, fn: () => Promise<T>): Promise<T> {
+  const old = setGpuTuning(tuning);
+  try {
+    return await fn();
+  } finally {
+    setGpuTuning(old);
+  }
 }
 
 /**

@@ -26,7 +26,7 @@ import {
   setGpuTuning,
 } from "../gpu/internal.ts";
 import { alibiCases, type Case, checkCase, decodeCases, randomMask, sinkCases } from "./_cases.ts";
-import { randomTensor, rng, testAdapter } from "./_util.ts";
+import { randomTensor, rng, testAdapter, withGpuTuning } from "./_util.ts";
 
 const ignore = (await testAdapter()) === undefined;
 
@@ -41,11 +41,10 @@ Deno.test({
   async fn() {
     const ctx = await requireGpu();
     // the default only in f32 above d 64 (gpu/decode.ts): the d ≤ 64 cases take it only here
-    const old = setGpuTuning({ decode: true, splits: 3, decodeCoop: true });
-    try {
+    await withGpuTuning({ decode: true, splits: 3, decodeCoop: true }, async () => {
       const r = rng(12);
       for (const dtype of ["f32", "f16"] as const) {
-        if (dtype === "f16" && !ctx.f16) continue;
+        if (dtype === "f16" && !ctx.f16) return;
         const t = (n: number, h: number) => randomTensor(r, [1, n, h, 64], dtype);
         const kern = await decodeKernels(
           ctx,
@@ -69,9 +68,7 @@ Deno.test({
         }),
       ];
       for (const c of cases) await checkCase(c, { backend: "webgpu" });
-    } finally {
-      setGpuTuning(old);
-    }
+    });
   },
 });
 
@@ -81,11 +78,10 @@ Deno.test({
   async fn() {
     const ctx = await requireGpu();
     const r = rng(31);
-    const old = setGpuTuning({});
-    try {
+    await withGpuTuning({}, async () => {
       // vec4 keys (d 64; f16: 16-byte keys), scalar keys (d 59); 300 keys end inside a tile
       for (const [d, dtype] of [[64, "f32"], [59, "f32"], [64, "f16"]] as const) {
-        if (dtype === "f16" && !ctx.f16) continue;
+        if (dtype === "f16" && !ctx.f16) return;
         const q = randomTensor(r, [2, 3, 4, d], dtype);
         const k = randomTensor(r, [2, 300, 2, d], dtype),
           v = randomTensor(r, [2, 300, 2, d], dtype);
@@ -100,9 +96,7 @@ Deno.test({
         }
         for (const b of bits.slice(1)) assert.deepEqual(b, bits[0], `d ${d} ${dtype}`);
       }
-    } finally {
-      setGpuTuning(old);
-    }
+    });
   },
 });
 
@@ -116,15 +110,12 @@ async function eachConfiguration(
 ): Promise<Set<string>> {
   const ran = new Set<string>();
   for (const [tuning, cs, key] of items) {
-    const old = setGpuTuning(tuning);
-    try {
+    await withGpuTuning(tuning, async () => {
       const k = key();
-      if (ran.has(k)) continue;
+      if (ran.has(k)) return;
       ran.add(k);
       for (const c of cs) await checkCase(c, { backend: "webgpu" });
-    } finally {
-      setGpuTuning(old);
-    }
+    });
   }
   console.log(`${pass} configurations run: ${[...ran].join(", ")}`);
   return ran;

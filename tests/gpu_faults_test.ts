@@ -20,11 +20,11 @@ import {
   tensor,
   toGpu,
 } from "../mod.ts";
-import { gpuStats, setGpuTuning } from "../gpu/internal.ts";
+import { gpuStats } from "../gpu/internal.ts";
 import { setAdapterSource } from "../gpu/device.ts";
 import { engine } from "../wasm/_runtime.ts";
 import { concurrentCalls, rejectsWith, runBits, smallProblems, within } from "./_faults.ts";
-import { randomTensor, rng, testAdapter } from "./_util.ts";
+import { randomTensor, rng, testAdapter, withGpuTuning } from "./_util.ts";
 
 const info = await testAdapter();
 const ignore = info === undefined;
@@ -194,15 +194,12 @@ Deno.test({
     // 1. the device is destroyed while the work is in flight (right after its submission)
     for (const call of ["forward", "backward"]) {
       const device = (await gpuDevice())!;
-      const old = setGpuTuning({ afterSubmit: (d) => d.destroy() });
-      try {
+      await withGpuTuning({ afterSubmit: (d) => d.destroy() }, async () => {
         const p = call === "forward"
           ? attention(q, k, v, gpu)
           : attentionBackward({ q, k, v, ...want, dOut }, gpu);
         await rejectsWith(p, Error, lost, 30_000);
-      } finally {
-        setGpuTuning(old);
-      }
+      });
       // the next call gets a new device and the same bits
       const again = await within(attention(q, k, v, gpu), 60_000, "the call after the loss");
       assert.ok(again.ok, `the call after the loss failed: ${!again.ok && again.error.message}`);

@@ -38,7 +38,7 @@ import {
   sinkCases,
   standardCases,
 } from "./_cases.ts";
-import { randomTensor, rng, testAdapter } from "./_util.ts";
+import { randomTensor, rng, testAdapter, withGpuTuning } from "./_util.ts";
 
 const info = await testAdapter();
 if (!info) {
@@ -70,12 +70,9 @@ function splitDecoding(c: Case): void {
     name: `webgpu: ${c.name} (split-KV decoding, 3 splits)`,
     ignore,
     async fn() {
-      const old = setGpuTuning({ decode: true, splits: 3 });
-      try {
+      await withGpuTuning({ decode: true, splits: 3 }, async () => {
         await checkCase(c, { backend: "webgpu" });
-      } finally {
-        setGpuTuning(old);
-      }
+      });
     },
   });
 }
@@ -97,8 +94,7 @@ Deno.test({
   name: "webgpu: the workgroup-memory row reduction (no subgroups) matches the reference",
   ignore: ignore || !info?.subgroups,
   async fn() {
-    const old = setGpuTuning({ noSubgroups: true });
-    try {
+    await withGpuTuning({ noSubgroups: true }, async () => {
       for (
         const c of cases.filter((c) =>
           (full || c.d <= 64) && /causal n=97|GQA|f16 causal|random FlashMask #1/.test(c.name)
@@ -106,9 +102,7 @@ Deno.test({
       ) {
         await checkCase(c, { backend: "webgpu" });
       }
-    } finally {
-      setGpuTuning(old);
-    }
+    });
   },
 });
 
@@ -127,20 +121,14 @@ Deno.test({
       assert.equal(kern.cfg.rows, rows);
       const width = ctx.subgroupLanes >= 2 ? Math.min(32, ctx.subgroupLanes, 256 / rows) : 0;
       assert.equal(kern.cfg.reduceWidth, width, `${rows} rows, subgroups of ${ctx.subgroupLanes}`);
-      const old = setGpuTuning({ noSubgroups: true });
-      try {
+      await withGpuTuning({ noSubgroups: true }, async () => {
         assert.equal((await decodeKernels(ctx, p, "f32")).cfg.reduceWidth, 0);
-      } finally {
-        setGpuTuning(old);
-      }
+      });
     }
     // the shuffles: every other decoding test; the tree here
-    const old = setGpuTuning({ noSubgroups: true, decode: true, splits: 3 });
-    try {
+    await withGpuTuning({ noSubgroups: true, decode: true, splits: 3 }, async () => {
       for (const c of decodeCases()) await checkCase(c, { backend: "webgpu" });
-    } finally {
-      setGpuTuning(old);
-    }
+    });
   },
 });
 
@@ -197,8 +185,7 @@ Deno.test({
     const whole = await attention(q, k, v, { mask, backend: "webgpu" });
     const wg = await attentionBackward({ q, k, v, ...whole, dOut }, { mask, backend: "webgpu" });
     // one batch entry of q is 45·4·23·4 = 16560 bytes: force one batch entry per dispatch
-    const old = setGpuTuning({ maxBindingBytes: 20000 });
-    try {
+    await withGpuTuning({ maxBindingBytes: 20000 }, async () => {
       const split = await attention(q, k, v, { mask, backend: "webgpu" });
       assert.deepEqual(split.out.data, whole.out.data);
       assert.deepEqual(split.lse, whole.lse);
@@ -209,9 +196,7 @@ Deno.test({
         () => attention(q, k, v, { mask, backend: "webgpu" }),
         /one batch entry of q needs a 16560-byte binding; the GPU device allows 1000 \(maxStorageBufferBindingSize; request a larger one/,
       );
-    } finally {
-      setGpuTuning(old);
-    }
+    });
   },
 });
 

@@ -19,8 +19,7 @@ import {
   toGpu,
 } from "../mod.ts";
 import { exampleMask } from "../masks/mod.ts";
-import { setGpuTuning } from "../gpu/internal.ts";
-import { randomTensor, rng, testAdapter } from "./_util.ts";
+import { randomTensor, rng, testAdapter, withGpuTuning } from "./_util.ts";
 
 interface PagedCase {
   name: string;
@@ -182,12 +181,9 @@ for (const c of cases) {
     name: `paged KV cache, webgpu: ${c.name} (split-KV decoding, 3 splits)`,
     ignore: gpu === undefined || c.nq > 16,
     async fn() {
-      const old = setGpuTuning({ decode: true, splits: 3 });
-      try {
+      await withGpuTuning({ decode: true, splits: 3 }, async () => {
         await checkPaged(c, "webgpu");
-      } finally {
-        setGpuTuning(old);
-      }
+      });
     },
   });
 }
