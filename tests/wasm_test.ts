@@ -151,23 +151,40 @@ Deno.test("wasm backend: same input gives the same bits for 1, 2 and 3 threads",
 });
 
 Deno.test("wasm backend: 1,000 calls keep memory flat", async () => {
-  const rand = rng(12);
-  const shape = [1, 128, 4, 32] as const;
-  const [q, k, v, dOut] = [0, 1, 2, 3].map(() => randomTensor(rand, shape));
-  const run = (i: number) => {
-    const options: AttentionOptions = { backend: "wasm", threads: 1 + (i % 2), causal: true };
-    return attention(q, k, v, options).then(({ out, lse }) =>
-      i % 4 === 0 ? attentionBackward({ q, k, v, out, lse, dOut }, options) : undefined
-    );
-  };
-  for (let i = 0; i < 20; i++) await run(i); // warm up: memory, workers, JIT
-  const wasmBytes = engine().bytes, workers = engine().workers;
-  const rss0 = Deno.memoryUsage().rss;
-  for (let i = 0; i < 1000; i++) await run(i);
-  assert.equal(engine().bytes, wasmBytes, "wasm memory did not grow");
-  assert.equal(engine().workers, workers, "no new workers");
+  // in a process of its own: the test runner's other modules (run beside this one with
+  // --parallel) share its resident memory
+  const url = (path: string) => new URL(path, import.meta.url).href;
+  const script = `
+    import { attention, attentionBackward } from "${url("../mod.ts")}";
+    import { engine } from "${url("../wasm/_runtime.ts")}";
+    import { randomTensor, rng } from "${url("./_util.ts")}";
+    const rand = rng(12);
+    const shape = [1, 128, 4, 32];
+    const [q, k, v, dOut] = [0, 1, 2, 3].map(() => randomTensor(rand, shape));
+    const run = (i) => {
+      const options = { backend: "wasm", threads: 1 + (i % 2), causal: true };
+      return attention(q, k, v, options).then(({ out, lse }) =>
+        i % 4 === 0 ? attentionBackward({ q, k, v, out, lse, dOut }, options) : undefined
+      );
+    };
+    for (let i = 0; i < 20; i++) await run(i); // warm up: memory, workers, JIT
+    const before = [engine().bytes, engine().workers, Deno.memoryUsage().rss];
+    for (let i = 0; i < 1000; i++) await run(i);
+    const after = [engine().bytes, engine().workers, Deno.memoryUsage().rss];
+    console.log(JSON.stringify({ before, after }));
+    await engine().terminate();
+  `;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--ext=ts", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const { before, after } = JSON.parse(new TextDecoder().decode(out.stdout));
+  assert.equal(after[0], before[0], "wasm memory did not grow");
+  assert.equal(after[1], before[1], "no new workers");
   // Each call moves ~0.3 MB in and out; a leak of that per call would be ~300 MB.
-  const grown = (Deno.memoryUsage().rss - rss0) / 2 ** 20;
+  const grown = (after[2] - before[2]) / 2 ** 20;
   assert.ok(grown < 64, `resident memory grew by ${grown.toFixed(1)} MiB over 1,000 calls`);
 });
 
