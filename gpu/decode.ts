@@ -292,7 +292,7 @@ export function planDecode(
       lse: bound(b.lse, p.heads * p.nq),
       ...(sinks ? { sinks: { buffer: sinks.buffer, perBatch: 0 } } : {}),
     },
-    (n) => [Math.ceil((p.heads * p.nq * kern.cfg.cw) / 256), n, 1],
+    (n) => [p.heads * p.nq, n, 1],
   );
   return {
     encode(pass) {

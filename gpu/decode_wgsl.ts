@@ -11,16 +11,20 @@
  *   bounds (partial tiles only) and skipping the K row when every row masks it; the row max and
  *   sum of the tile are reduced by subgroup shuffles within aligned groups of `reduceWidth`
  *   invocations and then across a row's groups in workgroup memory (one barrier each; without
- *   subgroups a tree, a barrier a level), and the online softmax rescales O; in phase 2
- *   invocation (group g, column c) accumulates O[r][c] over the tile's keys g, g + G₂, … (V read
- *   once, coalesced). At the end the groups' O are summed and the split's normalised output and
- *   natural-log lse are written to a partials buffer. Both phases issue `loads` K or V loads before
- *   they use the first (more loads in flight read K and V faster: docs/BENCHMARKS.md).
+ *   subgroups a tree, a barrier a level); every invocation of a row keeps its running max, so
+ *   that no barrier publishes it (four barriers a tile), and the online softmax rescales O; in
+ *   phase 2 invocation (group g, column c) accumulates O[r][c] over the tile's keys g, g + G₂, …
+ *   (V read once, coalesced). At the end the groups' O are summed and the split's normalised
+ *   output and natural-log lse are written to a partials buffer. Both phases issue `loads` K or V
+ *   loads before they use the first (more loads in flight read K and V faster:
+ *   docs/BENCHMARKS.md).
  * - phase 1 cooperative (`coop`, the default where it measured faster: `gpu/decode.ts`): 8
  *   invocations a key, each over D/8 dims with its queries in registers, summed by subgroup
  *   shuffles; the 8 lanes' loads are interleaved, so that one load instruction reads whole rows.
- * - `combine`: per (batch, query head, query, vec4 column), merges the splits:
- *   lse = log Σ exp(lseₛ), out = Σ exp(lseₛ − lse)·oₛ; rows no split sees get 0 and −∞.
+ * - `combine`: one workgroup per (batch, query head, query), merges the splits:
+ *   lse = log Σ exp(lseₛ), out = Σ exp(lseₛ − lse)·oₛ; rows no split sees get 0 and −∞. Its
+ *   invocations read different splits, so that their loads are in flight together (a loop over
+ *   the splits in each column's invocation cost about 0.7 µs a split on an H200).
  *
  * Shapes: q `[B, Nq, Hq, d]`, k/v `[B, Nk, Hk, d]`, partials `[B, Hk, chunks, splits, R, D]` f32
  * and `[B, Hk, chunks, splits, R]` f32, out like q, lse `[B, Hq, Nq]`. D = 4·CW with CW a power of
@@ -199,17 +203,28 @@ export function decodeWgsl(c: DecodeConfig): string {
   if (W && (W & (W - 1) || W > TP)) throw new RangeError(`invalid reduceWidth ${W}`);
   const op = (a: string, b: string, o: "max" | "+") =>
     o === "max" ? `max(${a}, ${b})` : `${a} + ${b}`;
+  // the max's partials go to `red`, the sum's to `redS`: a sum is published while the row's max
+  // may still be read, so that no barrier separates them
+  const arr = (o: "max" | "+") => (o === "max" ? "red" : "redS");
   const publish = (x: string, o: "max" | "+") => {
-    if (!W) return `      red[t] = ${x};`;
+    if (!W) return `      ${arr(o)}[t] = ${x};`;
     const lv: string[] = [];
     for (let m = W / 2; m >= 1; m /= 2) {
       lv.push(`      ${x} = ${op(x, `subgroupShuffleXor(${x}, ${m}u)`, o)};`);
     }
-    return `${lv.join("\n")}\n      if (t % ${W}u == 0u) { red[t / ${W}u] = ${x}; }`;
+    return `${lv.join("\n")}\n      if (t % ${W}u == 0u) { ${arr(o)}[t / ${W}u] = ${x}; }`;
   };
   const gather = (name: string, o: "max" | "+") => {
-    if (!W) return `    reduceRows(t, ${o === "max"});\n    let ${name} = red[t];`;
-    const parts = Array.from({ length: Q }, (_, i) => `red[tr * ${Q}u + ${i}u]`);
+    if (!W) { // a tree within each row's TP invocations, into its first
+      const a = arr(o);
+      return `    for (var stride = ${TP / 2}u; stride > 0u; stride = stride / 2u) {
+      workgroupBarrier();
+      if (tp < stride) { ${a}[t] = ${op(`${a}[t]`, `${a}[t + stride]`, o)}; }
+    }
+    workgroupBarrier();
+    let ${name} = ${a}[tr * ${TP}u];`;
+    }
+    const parts = Array.from({ length: Q }, (_, i) => `${arr(o)}[tr * ${Q}u + ${i}u]`);
     return `    workgroupBarrier();\n    let ${name} = ${
       parts.slice(1).reduce((e, x) => `(${op(e, x, o)})`, parts[0])
     };`;
@@ -234,7 +249,8 @@ export function decodeWgsl(c: DecodeConfig): string {
 var<workgroup> qs: array<vec4<f32>, ${R * CW}>;
 var<workgroup> sc: array<f32, ${R * TK}>;
 ${c.dropout ? `var<workgroup> zs: array<f32, ${R * TK}>;` : ""}
-var<workgroup> red: array<f32, 256>;
+var<workgroup> red: array<f32, ${W ? 256 / W : 256}>;
+var<workgroup> redS: array<f32, ${W ? 256 / W : 256}>;
 var<workgroup> red4: array<vec4<f32>, 256>;
 var<workgroup> rowM: array<f32, ${R}>;
 var<workgroup> rowA: array<f32, ${R}>;
@@ -251,21 +267,6 @@ fn masked(bo: u32, i: u32) -> bool {
   return lo || up;
 }
 
-${
-    W ? "" : `/** Tree reduction (max or sum) of red[] within each row's ${TP} invocations. */
-fn reduceRows(t: u32, isMax: bool) {
-  for (var stride = ${TP / 2}u; stride > 0u; stride = stride / 2u) {
-    workgroupBarrier();
-    if (t % ${TP}u < stride) {
-      let a = red[t];
-      let b = red[t + stride];
-      red[t] = select(a + b, max(a, b), isMax);
-    }
-  }
-  workgroupBarrier();
-}
-`
-  }
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let split = wid.x;
@@ -305,6 +306,7 @@ ${
     qs[e] = val;
   }
   if (t < ${R}u) { rowM[t] = NEG; rowL[t] = 0.0; }
+  var mRow = NEG; // the running max of row t / ${TP} (the tile reductions' row)
 ${each((r) => `  var o${r} = vec4<f32>(0.0);`)}
 
   // the tiles of this split: [first, last) of the tile list (shared slice) or of all tiles
@@ -399,8 +401,7 @@ ${
   }
   for (var it = tFirst; it < tLast; it++) {`);
   if (c.shared) {
-    emit(`    if (t == 0u) { wsU[2] = sched[P.tilesOff + it]; }
-    let entry = workgroupUniformLoad(&wsU[2]);
+    emit(`    let entry = sched[P.tilesOff + it];
     let col0 = (entry >> 1u) * ${TK}u;
     let partial = (entry & 1u) != 0u;`);
   } else {
@@ -440,17 +441,16 @@ ${each((r) => storeScore(c, r, `${r * TK}u + t`, "      "))}
 ${publish("mx", "max")}
     }
 ${gather("rmax", "max")}
-    if (tp == 0u) {
-      let mOld = rowM[tr];
-      let mNew = max(mOld, rmax);
-      let mUse = select(mNew, 0.0, mNew == NEG);
-      rowA[tr] = exp2(mOld - mUse);
-      rowM[tr] = mNew;
-      red4[tr] = vec4<f32>(mUse);
-    }
-    workgroupBarrier();
     {
-      let mUse = red4[tr].x;
+      // every invocation of row tr keeps the row's max (the same in each), so that no barrier
+      // publishes it; tp == 0 writes what phase 2 and the end read
+      let mNew = max(mRow, rmax);
+      let mUse = select(mNew, 0.0, mNew == NEG);
+      if (tp == 0u) {
+        rowA[tr] = exp2(mRow - mUse);
+        rowM[tr] = mNew;
+      }
+      mRow = mNew;
       var sum = 0.0;
       for (var u = 0u; u < ${R}u; u++) {
         let idx = tr * ${TK}u + tp + u * ${TP}u;
@@ -593,17 +593,24 @@ ${storeScore(c, r, `${r * o.TK}u + kt`, "        ")}`
     }`);
 }
 
-/** The combining kernel: one invocation per (batch, query head, query, vec4 column). */
+/**
+ * The combining kernel: one workgroup per (query head · query, batch), its 256 invocations
+ * (split group g, vec4 column cw) over the splits g, g + 256/CW, …, so that the loads of all
+ * splits are in flight at once. The row max of the splits' lse by a tree over invocations
+ * t, t + 256, …; then each invocation's weighted sum of its splits' outputs (and, in column 0,
+ * of their weights), and group 0 sums the groups' in workgroup memory.
+ */
 export function combineWgsl(c: DecodeConfig): string {
-  const R = c.rows, CW = c.cw, HD = headDimExpr(c.headDim);
+  const R = c.rows, CW = c.cw, SG = 256 / CW, HD = headDimExpr(c.headDim);
   return `${header(c, combineLayout(c))}
+var<workgroup> cm: array<f32, 256>;
+var<workgroup> cs: array<f32, ${SG}>;
+var<workgroup> ca: array<vec4<f32>, 256>;
+
 @compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let e = gid.x;
-  let cw = e % ${CW}u;
-  let row = e / ${CW}u;                    // (b, hq, i) in lse order
-  let bl = gid.y;
-  if (row >= P.heads * P.nq) { return; }
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let row = wid.x;                         // (hq, i) in lse order
+  let bl = wid.y;
   let hq = row / P.nq;
   let i = row % P.nq;
   let group = P.heads / P.kvHeads;
@@ -612,8 +619,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let chunk = rr / ${R}u;
   let r = rr % ${R}u;
   let slot0 = ((bl * P.kvHeads + kh) * P.chunks + chunk) * P.splits;
-  var m = NEG;
-  for (var s = 0u; s < P.splits; s++) { m = max(m, plse[P.plseOff + (slot0 + s) * ${R}u + r]); }${
+  var mt = NEG;
+  for (var s = t; s < P.splits; s += 256u) { mt = max(mt, plse[P.plseOff + (slot0 + s) * ${R}u + r]); }
+  cm[t] = mt;
+  for (var stride = 128u; stride > 0u; stride = stride / 2u) {
+    workgroupBarrier();
+    if (t < stride) { cm[t] = max(cm[t], cm[t + stride]); }
+  }
+  var m = workgroupUniformLoad(&cm[0]);${
     c.sinks
       ? "\n  let sink = sinks[P.sinksOff + hq]; // the sink joins once, with weight exp(σ − m) and no value\n  m = max(m, sink);"
       : ""
@@ -621,21 +634,34 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   // m stays NEG where no split saw a key (every plse −∞, so every w is 0); a NaN plse makes sum
   // NaN whether or not max() passes it on
   let mUse = select(m, 0.0, m == NEG);
+  let g = t / ${CW}u;
+  let cw = t % ${CW}u;
   var acc = vec4<f32>(0.0);
-  var sum = ${c.sinks ? "exp(sink - mUse)" : "0.0"};
-  for (var s = 0u; s < P.splits; s++) {
+  var sum = 0.0;
+  for (var s = g; s < P.splits; s += ${SG}u) {
     let w = exp(plse[P.plseOff + (slot0 + s) * ${R}u + r] - mUse);
     sum = sum + w;
     acc = fma(vec4<f32>(w), part[P.partOff + ((slot0 + s) * ${R}u + r) * ${CW}u + cw], acc);
   }
-  let seen = !(sum == 0.0);
-  let val = select(vec4<f32>(0.0), acc / sum, seen);
-  let ob = P.oOff + ((bl * P.nq + i) * P.heads + hq) * ${HD} + cw * 4u;
-  for (var z = 0u; z < 4u; z++) {
-    if (cw * 4u + z < ${HD}) { out[ob + z] = ${c.dtype}(val[z]); }
-  }
-  if (cw == 0u) {
-    lse[P.lseOff + (bl * P.heads + hq) * P.nq + i] = select(P.negInf, m + log(sum), seen);
+  ca[t] = acc;
+  if (cw == 0u) { cs[g] = sum; }
+  workgroupBarrier();
+  if (g == 0u) {
+    var total = ${c.sinks ? "exp(sink - mUse)" : "0.0"};
+    var all = vec4<f32>(0.0);
+    for (var gg = 0u; gg < ${SG}u; gg++) {
+      total = total + cs[gg];
+      all = all + ca[gg * ${CW}u + cw];
+    }
+    let seen = !(total == 0.0);
+    let val = select(vec4<f32>(0.0), all / total, seen);
+    let ob = P.oOff + ((bl * P.nq + i) * P.heads + hq) * ${HD} + cw * 4u;
+    for (var z = 0u; z < 4u; z++) {
+      if (cw * 4u + z < ${HD}) { out[ob + z] = ${c.dtype}(val[z]); }
+    }
+    if (cw == 0u) {
+      lse[P.lseOff + (bl * P.heads + hq) * P.nq + i] = select(P.negInf, m + log(total), seen);
+    }
   }
 }`;
 }

@@ -101,6 +101,20 @@ export function randomMask(
   return flashMask(data, [slices[0], slices[1], nk, c], { causal, nq });
 }
 
+/**
+ * One query's mask over `nk` keys in 256-key tiles (the decoding kernel's): every fifth tile
+ * masked whole (left out of the tile list), every seventh partly (every third key), so that the
+ * list's entries are not the tiles' indices.
+ */
+export function skippedTiles(nk: number): FlashMask {
+  const data = new Int32Array(nk * 2); // [LTS, UTE] per key: [0, 0] masks the row, [1, 0] not
+  for (let j = 0; j < nk; j++) {
+    const tile = Math.floor(j / 256);
+    data[2 * j] = tile % 5 === 2 || (tile % 7 === 3 && j % 3 === 0) ? 0 : 1;
+  }
+  return flashMask(data, [1, 1, nk, 2], { causal: false, nq: 1 });
+}
+
 /** The standard suite; `large` adds a 1025-long case. */
 export function standardCases(options: { large?: boolean } = {}): Case[] {
   const cases: Case[] = [];
@@ -576,6 +590,16 @@ export function decodeCases(): Case[] {
       nk: 800,
       windowSize: [200, 0],
       causal: true,
+    },
+    {
+      ...one,
+      name: "decode 1 query, 100001 keys, every fifth tile masked (a tile list of 313 entries)",
+      nq: 1,
+      nk: 100001,
+      d: 8,
+      heads: 2,
+      kvHeads: 1,
+      mask: skippedTiles(100001),
     },
     // d 96 and 128: the widths whose defaults differ (the cooperative first phase in f32)
     { ...one, name: "decode d 128, 1 query, 1100 keys, GQA 4", nq: 1, nk: 1100, d: 128 },
