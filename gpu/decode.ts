@@ -21,10 +21,11 @@ import {
   type DecodeConfig,
   decodeKey,
   decodeLayout,
+  decodeSharedBytes,
   decodeWgsl,
 } from "./decode_wgsl.ts";
 import type { ForwardBuffers } from "./forward.ts";
-import { chosenDecode, type DecodePhases, gpuTuning } from "./tuning.ts";
+import { chosenDecode, type DecodePhases, fitShared, gpuTuning } from "./tuning.ts";
 
 /**
  * Per storage type: from which width (vec4 columns, D/4) phase 1 is cooperative (8 invocations a
@@ -146,21 +147,28 @@ export function coopAllowed(ctx: GpuContext, rows: number, headDim: number): boo
 }
 
 /**
- * The configuration and pipelines of problem `p`'s decoding kernels (compiled once per key): the
- * given phases, else those a measured tune chose for its storage type and width, else the
- * defaults; the tests' and benchmarks' overrides above all.
+ * The configuration of problem `p`'s decoding kernels on this device, with its rows (query heads
+ * of a GQA group × queries) and the workgroups they take: the given phases, else those a measured
+ * tune chose for its storage type and width, else the defaults; the tests' and benchmarks'
+ * overrides above all; rows a workgroup fitted to the device's workgroup memory.
  */
-export async function compileDecode(
+export function decodeConfig(
   ctx: GpuContext,
   p: Problem,
   dtype: "f32" | "f16",
   phases?: DecodePhases,
-): Promise<CompiledDecode> {
+): { cfg: DecodeConfig; rowsTotal: number; chunks: number } {
   const group = p.heads / p.kvHeads, mh = p.mask.shape[1];
   const rowsTotal = group * p.nq;
   const cw = decodeWidth(p.headDim);
-  const rows = rowsTotal <= 4 ? 4 : rowsTotal <= 8 ? 8 : 16;
   const pick = phases ?? chosenDecode(ctx, dtype, cw) ?? defaultPhases(dtype, cw);
+  // shuffles within the smallest subgroup, up to a row's invocations: on an H200, K and V read
+  // 3.4 % (f32) and 4.7 % (f16) faster than by the tree (docs/BENCHMARKS.md)
+  const width = (rows: number) =>
+    gpuTuning().noSubgroups || ctx.subgroupLanes < 2
+      ? 0
+      : Math.min(32, ctx.subgroupLanes, 256 / rows);
+  const rows = rowsTotal <= 4 ? 4 : rowsTotal <= 8 ? 8 : 16;
   const cfg: DecodeConfig = {
     dtype,
     headDim: p.headDim === 4 * cw ? p.headDim : 0,
@@ -169,19 +177,34 @@ export async function compileDecode(
     shared: mh <= p.kvHeads, // every query head of a GQA group uses one mask slice
     vec: p.headDim % 4 === 0,
     loads: gpuTuning().decodeLoads ?? pick.loads,
-    coop: (gpuTuning().decodeCoop ?? pick.coop) && coopAllowed(ctx, rows, p.headDim),
-    // shuffles within the smallest subgroup, up to a row's invocations: on an H200, K and V read
-    // 3.4 % (f32) and 4.7 % (f16) faster than by the tree (docs/BENCHMARKS.md)
-    reduceWidth: gpuTuning().noSubgroups || ctx.subgroupLanes < 2
-      ? 0
-      : Math.min(32, ctx.subgroupLanes, 256 / rows),
+    reduceWidth: width(rows),
     softcap: p.softcap !== undefined,
     dropout: p.dropout !== undefined,
     sinks: p.sinks !== undefined,
     alibi: p.alibi !== undefined,
     paged: p.pages !== undefined,
   };
-  const chunks = Math.ceil(rowsTotal / rows);
+  // fitted to the device's workgroup memory: the groups' O summed in the scores' memory, then
+  // fewer rows a workgroup (more row chunks); WebGPU's default 16 KiB holds 8 rows at d = 128 and
+  // 4 at d = 256 with dropout
+  fitShared(ctx, cfg, () => decodeSharedBytes(cfg), p.headDim, [
+    () => !cfg.sumInScores && (cfg.sumInScores = true),
+    () => cfg.rows > 4 && (cfg.reduceWidth = width(cfg.rows /= 2)) >= 0,
+  ]);
+  const own = { ...cfg, sumInScores: false }; // with fewer rows, their own memory may fit again
+  if (decodeSharedBytes(own) <= ctx.limits.maxComputeWorkgroupStorageSize) cfg.sumInScores = false;
+  cfg.coop = (gpuTuning().decodeCoop ?? pick.coop) && coopAllowed(ctx, cfg.rows, p.headDim);
+  return { cfg, rowsTotal, chunks: Math.ceil(rowsTotal / cfg.rows) };
+}
+
+/** The configuration and pipelines of problem `p`'s decoding kernels (compiled once per key). */
+export async function compileDecode(
+  ctx: GpuContext,
+  p: Problem,
+  dtype: "f32" | "f16",
+  phases?: DecodePhases,
+): Promise<CompiledDecode> {
+  const { cfg, rowsTotal, chunks } = decodeConfig(ctx, p, dtype, phases);
   const pipes = await Promise.all([
     pipeline(
       ctx,

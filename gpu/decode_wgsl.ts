@@ -89,6 +89,11 @@ export interface DecodeConfig {
    * groups read from workgroup memory; 0: a tree through workgroup memory (a barrier a level).
    */
   reduceWidth?: number;
+  /**
+   * The groups' O are summed through the scores' workgroup memory instead of 4 KiB of their own
+   * (devices with little workgroup memory; on an H200 0.4 % slower, docs/BENCHMARKS.md).
+   */
+  sumInScores?: boolean;
   /** The combine adds each head's sink logit to its softmax (the `sinks` binding). */
   sinks?: boolean;
   /** The splits add ALiBi's position bias to the scores (the `alibi` binding). */
@@ -181,17 +186,29 @@ export function combineLayout(c: DecodeConfig): KernelLayout {
 export function decodeKey(kind: "decode" | "combine", c: DecodeConfig): string {
   return `${kind}:${c.dtype}:d${c.headDim}:cw${c.cw}:r${c.rows}${c.shared ? ":shared" : ""}${
     kind === "decode" && c.coop ? ":coop" : ""
-  }${kind === "decode" && c.reduceWidth ? `:rw${c.reduceWidth}` : ""}${c.vec ? ":vec" : ""}:l${
-    c.loads[0]
-  }.${c.loads[1]}${c.softcap ? ":cap" : ""}${c.dropout ? ":drop" : ""}${
-    kind === "combine" && c.sinks ? ":sink" : ""
-  }${kind === "decode" && c.alibi ? ":alibi" : ""}${kind === "decode" && c.paged ? ":paged" : ""}`;
+  }${kind === "decode" && c.reduceWidth ? `:rw${c.reduceWidth}` : ""}${
+    kind === "decode" && c.sumInScores ? ":osc" : ""
+  }${c.vec ? ":vec" : ""}:l${c.loads[0]}.${c.loads[1]}${c.softcap ? ":cap" : ""}${
+    c.dropout ? ":drop" : ""
+  }${kind === "combine" && c.sinks ? ":sink" : ""}${kind === "decode" && c.alibi ? ":alibi" : ""}${
+    kind === "decode" && c.paged ? ":paged" : ""
+  }`;
 }
 
 function header(c: DecodeConfig, layout: KernelLayout): string {
   return `${c.dtype === "f16" ? "enable f16;\n" : ""}${layoutWgsl(layout, c.dtype)}
 ${NEG_DECL}
 `;
+}
+
+/**
+ * Bytes of workgroup memory the decoding kernel declares: the queries, the tile's scores (and
+ * dropout factors), the reductions' partials, the rows' running state and `wsU`.
+ */
+export function decodeSharedBytes(c: DecodeConfig): number {
+  const R = c.rows, W = c.reduceWidth ?? 0, TK = DECODE_TILE;
+  return 16 * R * c.cw + 4 * R * TK * (c.dropout ? 2 : 1) + 2 * 4 * (W ? 256 / W : 256) +
+    (c.sumInScores ? 0 : 16 * 256) + 3 * 4 * R + 16;
 }
 
 /** The decoding kernel. */
@@ -251,7 +268,7 @@ var<workgroup> sc: array<f32, ${R * TK}>;
 ${c.dropout ? `var<workgroup> zs: array<f32, ${R * TK}>;` : ""}
 var<workgroup> red: array<f32, ${W ? 256 / W : 256}>;
 var<workgroup> redS: array<f32, ${W ? 256 / W : 256}>;
-var<workgroup> red4: array<vec4<f32>, 256>;
+${c.sumInScores ? "" : "var<workgroup> red4: array<vec4<f32>, 256>;"}
 var<workgroup> rowM: array<f32, ${R}>;
 var<workgroup> rowA: array<f32, ${R}>;
 var<workgroup> rowL: array<f32, ${R}>;
@@ -483,15 +500,30 @@ ${
     }
     workgroupBarrier();
   }
-  // ---- the groups' O summed; normalised partial output and lse of this split
+  // ---- the groups' O summed a row at a time, in red4 or in sc (free after the last tile; R ≥ 4,
+  // so it holds a vec4 an invocation); normalised partial output and lse of this split
   let slot = ((bl * P.kvHeads + kh) * P.chunks + chunk) * P.splits + split;
 ${
     each((r) =>
-      `  red4[t] = o${r};
+      `  ${
+        c.sumInScores
+          ? `sc[4u * t] = o${r}.x;
+  sc[4u * t + 1u] = o${r}.y;
+  sc[4u * t + 2u] = o${r}.z;
+  sc[4u * t + 3u] = o${r}.w;`
+          : `red4[t] = o${r};`
+      }
   workgroupBarrier();
   if (g == 0u) {
     var sum = vec4<f32>(0.0);
-    for (var gg = 0u; gg < ${G2}u; gg++) { sum = sum + red4[gg * ${CW}u + cw]; }
+    for (var gg = 0u; gg < ${G2}u; gg++) {
+      let e = gg * ${CW}u + cw;
+      sum = sum + ${
+        c.sumInScores
+          ? "vec4<f32>(sc[4u * e], sc[4u * e + 1u], sc[4u * e + 2u], sc[4u * e + 3u])"
+          : "red4[e]"
+      };
+    }
     let l = rowL[${r}u];
     part[P.partOff + (slot * ${R}u + ${r}u) * ${CW}u + cw] = select(vec4<f32>(0.0), sum / l, !(l == 0.0));
   }

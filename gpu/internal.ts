@@ -44,6 +44,7 @@ export {
 export { type BackwardConfig, backwardKey } from "./backward_wgsl.ts";
 export {
   decodeBuffers,
+  decodeConfig,
   decodeKernels,
   decodeScratch,
   defaultPhases,

@@ -156,11 +156,11 @@ export function headDimWidth(headDim: number): number {
   return headDim <= 64 ? 4 : headDim <= 128 ? 8 : headDim <= 192 ? 12 : 16;
 }
 
-export /**
+/**
  * Shrinks a configuration until its workgroup memory (`need()`) fits the adapter: each step
  * makes one change and says whether it could; the first that can is taken, then `need` again.
  */
-function fitShared<T>(
+export function fitShared<T>(
   ctx: GpuContext,
   cfg: T,
   need: () => number,

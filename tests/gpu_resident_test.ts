@@ -346,7 +346,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "webgpu: a caller's device with WebGPU's default 16 KiB of workgroup memory runs head dimensions up to 128, forward and backward, against the reference",
+    "webgpu: a caller's device with WebGPU's default 16 KiB of workgroup memory runs head dimensions up to 128, forward and backward, and decodes with fewer rows a workgroup, against the reference",
   ignore,
   async fn() {
     const plain = await (await navigator.gpu.requestAdapter())!.requestDevice();
@@ -366,6 +366,17 @@ Deno.test({
           causal: true,
         }, gpu);
       }
+      // the split-KV decoding kernels: 16 rows (8 query heads × 2 queries) take 8 a workgroup
+      await checkCase({
+        name: "decode d=128, 2 queries, GQA 8:1, 600 keys on 16 KiB",
+        batch: 1,
+        nq: 2,
+        nk: 600,
+        heads: 8,
+        kvHeads: 1,
+        d: 128,
+        dtype: "f32",
+      }, gpu);
     } finally {
       useGpuDevice(undefined);
       plain.destroy();

@@ -21,7 +21,14 @@ import {
 } from "../gpu/backward_wgsl.ts";
 import { backwardConfig } from "../gpu/backward.ts";
 import { forwardConfig } from "../gpu/forward.ts";
-import { type GpuContext, launchGrid, unevenLists } from "../gpu/internal.ts";
+import { combineWgsl, decodeSharedBytes, decodeWgsl } from "../gpu/decode_wgsl.ts";
+import {
+  checkProblem,
+  decodeConfig,
+  type GpuContext,
+  launchGrid,
+  unevenLists,
+} from "../gpu/internal.ts";
 import { causal, full, schedule, stack } from "../masks/mod.ts";
 
 function* combos<T extends object>(
@@ -169,6 +176,68 @@ Deno.test("every head dimension fitted to 16, 32 or 48 KiB of workgroup memory g
   // default 16 KiB of a caller's device is too little above d = 64
   assert.equal(refused.get(49152), undefined);
   assert.ok((refused.get(16384) ?? 0) > 0 && built > 300, `${built} built`);
+});
+
+/** Bytes of every `var<workgroup>` array a kernel declares (each must be one this reads). */
+function workgroupBytes(code: string): number {
+  const size: Record<string, number> = { f32: 4, u32: 4, "atomic<u32>": 4, "vec4<f32>": 16 };
+  const all = [...code.matchAll(/var<workgroup> (\w+): ([^;]+);/g)];
+  let bytes = 0;
+  for (const [, name, type] of all) {
+    const m = type.match(/^array<(f32|u32|atomic<u32>|vec4<f32>), (\d+)>$/);
+    assert.ok(m, `${name}: ${type}`);
+    bytes += size[m[1]] * Number(m[2]);
+  }
+  return bytes;
+}
+
+Deno.test("the decoding kernels fit 16, 32 or 48 KiB of workgroup memory with fewer rows a workgroup where needed, declaring what was counted", () => {
+  const t = (n: number, h: number, d: number) => ({
+    data: new Float32Array(n * h * d),
+    shape: [1, n, h, d] as [number, number, number, number],
+    dtype: "f32" as const,
+  });
+  const rowsAt = new Map<string, number>(), inScores = new Set<string>();
+  for (const lanes of [0, 8, 32]) {
+    for (const limit of [16384, 32768, 49152]) {
+      const ctx = {
+        software: false,
+        subgroups: lanes >= 16,
+        subgroupLanes: lanes,
+        limits: { maxComputeWorkgroupStorageSize: limit },
+      } as unknown as GpuContext;
+      for (const d of [1, 17, 59, 64, 96, 128, 160, 256]) {
+        for (const [heads, nq] of [[1, 1], [4, 1], [8, 1], [8, 2], [16, 1], [4, 16]]) {
+          for (const dropout of [undefined, { p: 0.1, seed: 1 }]) {
+            for (const dtype of ["f32", "f16"] as const) {
+              const p = checkProblem({ q: t(nq, heads, d), k: t(1, 1, d), v: t(1, 1, d) }, {
+                dropout,
+              });
+              const { cfg, chunks, rowsTotal } = decodeConfig(ctx, p, dtype);
+              const what = `${lanes} lanes ${limit} B d=${d} ${heads}×${nq} ${dtype} ${!!dropout}`;
+              const bytes = workgroupBytes(decodeWgsl(cfg));
+              assert.equal(bytes, decodeSharedBytes(cfg), what);
+              assert.ok(bytes <= limit, `${what}: ${bytes}`);
+              assert.ok(workgroupBytes(combineWgsl(cfg)) <= limit, what);
+              assert.equal(chunks, Math.ceil(rowsTotal / cfg.rows), what);
+              if (!dropout && dtype === "f32" && lanes === 32) {
+                rowsAt.set(`${limit}:${d}:${heads * nq}`, cfg.rows);
+                if (cfg.sumInScores) inScores.add(`${limit}:${d}:${heads * nq}`);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  // what the tiles' memory buys: the widest rows where they fit, fewer only on small devices; the
+  // groups' O summed in their own memory where it fits (an H200's decoding shape), else in sc's
+  assert.equal(rowsAt.get("49152:256:16"), 16);
+  assert.ok(!inScores.has("49152:128:4") && !inScores.has("16384:128:4"));
+  assert.ok(inScores.has("16384:128:8") && !inScores.has("32768:256:16"));
+  assert.equal(rowsAt.get("16384:128:8"), 8);
+  assert.equal(rowsAt.get("16384:128:16"), 8);
+  assert.equal(rowsAt.get("16384:256:8"), 4);
 });
 
 Deno.test("fitting to a device's workgroup memory gives up the d=128 forward's double buffers before its chunks or tile rows", () => {
