@@ -147,10 +147,8 @@ export function coopAllowed(ctx: GpuContext, rows: number, headDim: number): boo
 }
 
 /**
- * The configuration of problem `p`'s decoding kernels on this device, with its rows (query heads
- * of a GQA group × queries) and the workgroups they take: the given phases, else those a measured
- * tune chose for its storage type and width, else the defaults; the tests' and benchmarks'
- * overrides above all; rows a workgroup fitted to the device's workgroup memory.
+ * The decoding configuration of problem `p` on this device and its rows (query heads × queries):
+ * the given phases, else a measured tune's, else the defaults; tests' overrides above all.
  */
 export function decodeConfig(
   ctx: GpuContext,
@@ -184,9 +182,7 @@ export function decodeConfig(
     alibi: p.alibi !== undefined,
     paged: p.pages !== undefined,
   };
-  // fitted to the device's workgroup memory: the groups' O summed in the scores' memory, then
-  // fewer rows a workgroup (more row chunks); WebGPU's default 16 KiB holds 8 rows at d = 128 and
-  // 4 at d = 256 with dropout
+  // fitted to workgroup memory: the groups' O summed in the scores', then fewer rows a workgroup
   fitShared(ctx, cfg, () => decodeSharedBytes(cfg), p.headDim, [
     () => !cfg.sumInScores && (cfg.sumInScores = true),
     () => cfg.rows > 4 && (cfg.reduceWidth = width(cfg.rows /= 2)) >= 0,

@@ -23,8 +23,7 @@
  *   shuffles; the 8 lanes' loads are interleaved, so that one load instruction reads whole rows.
  * - `combine`: one workgroup per (batch, query head, query), merges the splits:
  *   lse = log Σ exp(lseₛ), out = Σ exp(lseₛ − lse)·oₛ; rows no split sees get 0 and −∞. Its
- *   invocations read different splits, so that their loads are in flight together (a loop over
- *   the splits in each column's invocation cost about 0.7 µs a split on an H200).
+ *   invocations read different splits, so that their loads are in flight together.
  *
  * Shapes: q `[B, Nq, Hq, d]`, k/v `[B, Nk, Hk, d]`, partials `[B, Hk, chunks, splits, R, D]` f32
  * and `[B, Hk, chunks, splits, R]` f32, out like q, lse `[B, Hq, Nq]`. D = 4·CW with CW a power of
@@ -220,8 +219,7 @@ export function decodeWgsl(c: DecodeConfig): string {
   if (W && (W & (W - 1) || W > TP)) throw new RangeError(`invalid reduceWidth ${W}`);
   const op = (a: string, b: string, o: "max" | "+") =>
     o === "max" ? `max(${a}, ${b})` : `${a} + ${b}`;
-  // the max's partials go to `red`, the sum's to `redS`: a sum is published while the row's max
-  // may still be read, so that no barrier separates them
+  // max partials in `red`, sums in `redS` (published while the max may still be read)
   const arr = (o: "max" | "+") => (o === "max" ? "red" : "redS");
   const publish = (x: string, o: "max" | "+") => {
     if (!W) return `      ${arr(o)}[t] = ${x};`;
@@ -459,8 +457,7 @@ ${publish("mx", "max")}
     }
 ${gather("rmax", "max")}
     {
-      // every invocation of row tr keeps the row's max (the same in each), so that no barrier
-      // publishes it; tp == 0 writes what phase 2 and the end read
+      // every invocation of row tr keeps the row's max: no barrier publishes it
       let mNew = max(mRow, rmax);
       let mUse = select(mNew, 0.0, mNew == NEG);
       if (tp == 0u) {
@@ -626,11 +623,8 @@ ${storeScore(c, r, `${r * o.TK}u + kt`, "        ")}`
 }
 
 /**
- * The combining kernel: one workgroup per (query head · query, batch), its 256 invocations
- * (split group g, vec4 column cw) over the splits g, g + 256/CW, …, so that the loads of all
- * splits are in flight at once. The row max of the splits' lse by a tree over invocations
- * t, t + 256, …; then each invocation's weighted sum of its splits' outputs (and, in column 0,
- * of their weights), and group 0 sums the groups' in workgroup memory.
+ * The combining kernel: invocation (split group g, vec4 column cw) over splits g, g + 256/CW, …,
+ * after the row's max (a tree); group 0 sums the groups' weighted sums.
  */
 export function combineWgsl(c: DecodeConfig): string {
   const R = c.rows, CW = c.cw, SG = 256 / CW, HD = headDimExpr(c.headDim);
