@@ -1,125 +1,26 @@
 /**
- * WebGPU kernel configurations against the float64 reference: the forward tiles and backward
- * configurations hardware adapters take (and those tuneGpu may choose there), plain loads, and
- * the decoding kernel's cooperative first phase and loads in flight. Apart from `gpu_test.ts`
- * because on a software rasteriser these kernels compile for minutes on a cold shader cache:
- * as their own file they run beside the rest (`deno test --parallel`).
- *
- * With no adapter at all, every test is reported as ignored.
+ * WebGPU forward configurations against the float64 reference: the tiles hardware adapters take
+ * (and those tuneGpu may choose there), and the forward and backward with plain loads (a
+ * kernel-configuration group: `tests/_configs.ts`). With no adapter at all, every test is
+ * reported as ignored.
  */
 
 import assert from "node:assert/strict";
-import { attention } from "../mod.ts";
 import {
-  type BackwardConfig,
   backwardConfig,
   backwardKey,
-  backwardShapes,
-  checkProblem,
-  decodeKernels,
   forwardConfig,
   forwardKey,
   forwardShapes,
   type ForwardTiles,
   type GpuTuning,
   requireGpu,
-  setGpuTuning,
 } from "../gpu/internal.ts";
-import { alibiCases, type Case, checkCase, decodeCases, randomMask, sinkCases } from "./_cases.ts";
-import { randomTensor, rng, testAdapter, withGpuTuning } from "./_util.ts";
+import { type Case, randomMask } from "./_cases.ts";
+import { eachConfiguration } from "./_configs.ts";
+import { rng, testAdapter } from "./_util.ts";
 
 const ignore = (await testAdapter()) === undefined;
-
-/** The smallest subgroup of the test device (lavapipe's is 8; 0 without subgroups). */
-const lanes = ignore ? 0 : (await requireGpu()).subgroupLanes;
-
-Deno.test({
-  name: `webgpu: the decoding kernel's cooperative first phase (8 invocations a key) is exact${
-    lanes < 8 && !ignore ? " (needs subgroups of 8 or more)" : ""
-  }`,
-  ignore: ignore || lanes < 8,
-  async fn() {
-    const ctx = await requireGpu();
-    // the default only in f32 above d 64 (gpu/decode.ts): the d ≤ 64 cases take it only here
-    await withGpuTuning({ decode: true, splits: 3, decodeCoop: true }, async () => {
-      const r = rng(12);
-      for (const dtype of ["f32", "f16"] as const) {
-        if (dtype === "f16" && !ctx.f16) return;
-        const t = (n: number, h: number) => randomTensor(r, [1, n, h, 64], dtype);
-        const kern = await decodeKernels(
-          ctx,
-          checkProblem({ q: t(1, 4), k: t(600, 1), v: t(600, 1) }, {}),
-          dtype,
-        );
-        assert.ok(
-          kern.cfg.coop,
-          `${dtype}: the variant is taken (subgroups of ${ctx.subgroupLanes})`,
-        );
-      }
-      // every decoding case, the terms' (sinks, ALiBi), and a paged cache
-      const cases = [
-        ...decodeCases(),
-        ...[...sinkCases(), ...alibiCases()].filter((c) => c.nq <= 16),
-        // pages of the largest size up to 32 that divides the cache
-        ...decodeCases().slice(0, 2).map((c) => {
-          let pageSize = 32;
-          while (c.nk % pageSize) pageSize--;
-          return { ...c, name: `${c.name}, pages of ${pageSize}`, pageSize };
-        }),
-      ];
-      for (const c of cases) await checkCase(c, { backend: "webgpu" });
-    });
-  },
-});
-
-Deno.test({
-  name: "webgpu: the decoding kernel's loads in flight change no bit",
-  ignore,
-  async fn() {
-    const ctx = await requireGpu();
-    const r = rng(31);
-    await withGpuTuning({}, async () => {
-      // vec4 keys (d 64; f16: 16-byte keys), scalar keys (d 59); 300 keys end inside a tile
-      for (const [d, dtype] of [[64, "f32"], [59, "f32"], [64, "f16"]] as const) {
-        if (dtype === "f16" && !ctx.f16) return;
-        const q = randomTensor(r, [2, 3, 4, d], dtype);
-        const k = randomTensor(r, [2, 300, 2, d], dtype),
-          v = randomTensor(r, [2, 300, 2, d], dtype);
-        const bits: Uint8Array[] = [];
-        for (const loads of [[1, 1], [4, 2], [2, 8], [16, 16]] as const) {
-          setGpuTuning({ decode: true, splits: 3, decodeCoop: false, decodeLoads: loads });
-          const { out, lse } = await attention(q, k, v, { backend: "webgpu", causal: true });
-          const one = new Uint8Array(out.data.byteLength + lse.byteLength);
-          one.set(new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.byteLength));
-          one.set(new Uint8Array(lse.buffer, lse.byteOffset, lse.byteLength), out.data.byteLength);
-          bits.push(one);
-        }
-        for (const b of bits.slice(1)) assert.deepEqual(b, bits[0], `d ${d} ${dtype}`);
-      }
-    });
-  },
-});
-
-/**
- * Runs each item's cases on the webgpu backend against the reference under its tuning override,
- * once per distinct configuration (`key`, read under the override); returns the keys run.
- */
-async function eachConfiguration(
-  pass: string,
-  items: [GpuTuning, Case[], () => string][],
-): Promise<Set<string>> {
-  const ran = new Set<string>();
-  for (const [tuning, cs, key] of items) {
-    await withGpuTuning(tuning, async () => {
-      const k = key();
-      if (ran.has(k)) return;
-      ran.add(k);
-      for (const c of cs) await checkCase(c, { backend: "webgpu" });
-    });
-  }
-  console.log(`${pass} configurations run: ${[...ran].join(", ")}`);
-  return ran;
-}
 
 Deno.test({
   name:
@@ -193,65 +94,6 @@ Deno.test({
     assert.ok(ran.size >= 7, `${ran.size} distinct configurations`);
     for (const w of ["kc32", "kv32"]) assert.ok([...ran].some((k) => k.includes(`:${w}:`)), w);
     assert.ok([...ran].filter((k) => k.includes(":db")).length >= 3, "double buffers");
-  },
-});
-
-Deno.test({
-  name:
-    "webgpu: the backward's hardware configurations (16-wide head-dimension chunks; 128-row and 128-key tiles; 32-wide value chunks, split; the next tile read ahead) match the reference (as fitted to this device's workgroup memory)",
-  ignore,
-  async fn() {
-    // lavapipe's default backward takes 8-wide chunks; hardware adapters take 16-wide ones, 32-wide
-    // value chunks where they fit, and 128-key tiles at d ≤ 64 (gpu/backward.ts). Each distinct
-    // configuration runs once (forward and backward against the reference), and there must be
-    // several with 16-wide chunks.
-    const ctx = await requireGpu();
-    const rand = rng(29);
-    const masked = (d: number, dtype: "f32" | "f16" = "f32"): Case => ({
-      name: `${dtype} d=${d} random mask 97×130, GQA 2:1`,
-      batch: 1,
-      nq: 97,
-      nk: 130,
-      heads: 2,
-      kvHeads: 1,
-      d,
-      dtype,
-      mask: randomMask(rand, 97, 130, [1, 2]),
-    });
-    const configs: [Partial<BackwardConfig>, Case][] = [
-      [{ kc: 16, kv: 16 }, masked(64)],
-      [{ kc: 16, kv: 16, rn: 8 }, masked(64)],
-      [{ kc: 16, kv: 16 }, masked(96)],
-      [{ kc: 16, kv: 32, split: true }, masked(59)],
-      // the next tile's first chunk read during this tile's last product: tile lists of 2–3
-      // entries with partial tiles, two query heads a key head (the dK/dV kernel's head loop)
-      [{ kc: 16, kv: 16, rm: 8, nextTile: true }, masked(128)],
-      [{ kc: 8, kv: 16, nextTile: true }, masked(59)],
-      [{ kc: 16, kv: 16, rn: 8, nextTile: true, split: true }, masked(96)],
-    ];
-    // f16 storage: what tuneGpu may choose there (gpu/backward.ts)
-    if (ctx.f16) configs.push([{ kc: 16, kv: 16, rm: 8, nextTile: true }, masked(128, "f16")]);
-    // every hardware shape tuneGpu may choose (the f16 list differs at d > 64 only)
-    for (const [dn, d, types] of [[4, 59, ["f32"]], [8, 96, ["f32", "f16"]]] as const) {
-      for (const dtype of types) {
-        if (dtype === "f16" && !ctx.f16) continue;
-        for (const t of backwardShapes(false, dn, dtype)) configs.push([t, masked(d, dtype)]);
-      }
-    }
-    // (each configuration as listed: a flag it does not set is off, not the adapter's default)
-    const ran = await eachConfiguration(
-      "backward",
-      configs.map(([backward, c]) => [
-        { backward: { nextTile: false, ...backward } },
-        [c],
-        () => backwardKey("dkv", backwardConfig(ctx, c.d, c.dtype)),
-      ]),
-    );
-    assert.ok([...ran].filter((k) => k.includes(":kc16:")).length >= 2, [...ran].join(", "));
-    assert.ok([...ran].some((k) => k.includes(":kv32")), "32-wide value chunks");
-    assert.ok([...ran].some((k) => k.includes(":rn8:")), "128-key tiles");
-    assert.ok([...ran].filter((k) => k.includes(":nt")).length >= 3, "next tile read ahead");
-    assert.ok([...ran].some((k) => k.includes(":cm8:")), "128-query dK/dV tiles");
   },
 });
 
