@@ -121,8 +121,8 @@ export async function decodeKernels(
 export function sizeDecode(c: CompiledDecode, p: Problem, dtype: "f32" | "f16"): DecodeKernels {
   const { cfg, pipes, rowsTotal, chunks } = c;
   const tiles = Math.ceil(p.nk / DECODE_TILE);
-  // about 512 workgroups: measured on an H100 (Nq 1, Nk 131072, Hk 8, f16), 32 splits read K
-  // and V at 1211 GB/s, 64 at 1670, 128 at 1412, 256 at 1153
+  // about 512 workgroups: on an H200 (Nq 1, Nk 131072, Hk 8), 64 splits read K and V at 3671
+  // GB/s f32 and 2583 f16, 128 at 3500 and 2447, 256 at 3213 and 2217 (docs/BENCHMARKS.md)
   const want = gpuTuning().splits ?? Math.ceil(512 / (p.kvHeads * chunks * p.batch));
   const tilesPerSplit = Math.ceil(tiles / Math.max(1, Math.min(tiles, want)));
   const sizes = { cfg, pipes, dtype, rowsTotal, chunks, splits: Math.ceil(tiles / tilesPerSplit) };
