@@ -24,25 +24,27 @@ import {
   decodeSharedBytes,
   decodeWgsl,
 } from "./decode_wgsl.ts";
+import { lanesSharedBytes, lanesWgsl } from "./decode_lanes_wgsl.ts";
 import type { ForwardBuffers } from "./forward.ts";
 import { chosenDecode, type DecodePhases, fitShared, gpuTuning } from "./tuning.ts";
 
 /**
- * Per storage type: from which width (vec4 columns, D/4) phase 1 is cooperative (8 invocations a
- * key, where the device allows), and the K and V loads an invocation issues before it uses the
- * first. Measured on an H200, Nq 1 (`gpu_bench.ts --decode-loads K:V --decode-coop on|off`;
- * docs/bench/h200/decode_loads.txt, each comparison within one run): 131072 keys, Hq 32 Hk 8
- * d 128, f32 K and V read at 3159 GB/s cooperatively with [·, 8] against 2554 with one load at a
- * time (the loop form before), 3169 against 2804 not cooperative with [2, 2]; more K loads cost
- * occupancy ([4, 1] 1784 against [2, 4] 3041). 32768 keys, Hq = Hk = 16, [2, 8]: d 128
- * cooperative 2999 against 2803, but d 64 1785 against 2380 (two loads a lane do not pay for the
- * shuffles). f16 (d 128): 2207 GB/s with [2, 4] against 1811 before; cooperative 1731–1827
- * against 2120 not.
+ * Per storage type: from which width (vec4 columns, D/4) phase 1 is cooperative, the loads in
+ * flight (K, V), and whether splits of two tiles or more run as lane groups (where the device has
+ * subgroups of 32). Each measured against its alternatives on an H200 (docs/BENCHMARKS.md).
  */
 const DECODE_DEFAULTS = {
-  f32: { coopWidth: 32, loads: [2, 8] },
-  f16: { coopWidth: Infinity, loads: [2, 4] },
+  f32: { coopWidth: 32, loads: [2, 8], lanes: false },
+  f16: { coopWidth: Infinity, loads: [2, 8], lanes: true },
 } as const;
+
+/** Invocations in a lane group where the device's subgroups have at least as many. */
+const LANES = 32;
+
+/** Whether the device runs the decoding kernel's lane groups by default (subgroups of 32 or more). */
+export function lanesAllowed(ctx: GpuContext): boolean {
+  return !gpuTuning().noSubgroups && ctx.subgroupLanes >= LANES;
+}
 
 /** The vec4 columns one decoding group covers for a head dimension: a power of two ≥ d / 4. */
 export function decodeWidth(headDim: number): number {
@@ -54,7 +56,7 @@ export function decodeWidth(headDim: number): number {
 /** The decoding phases of a storage type and width (`cw` = D / 4) before any measured choice. */
 export function defaultPhases(dtype: "f32" | "f16", cw: number): DecodePhases {
   const d = DECODE_DEFAULTS[dtype];
-  return { coop: cw >= d.coopWidth, loads: d.loads };
+  return { coop: cw >= d.coopWidth, loads: d.loads, lanes: d.lanes };
 }
 
 /** Whether problem `p` takes the split-KV decoding kernels (few queries, long keys). */
@@ -105,7 +107,11 @@ export async function decodeKernels(
     p.softcap !== undefined
   }:${p.dropout !== undefined}:${p.sinks !== undefined}:${p.alibi !== undefined}:${
     p.pages !== undefined
-  }:${gpuTuning().noSubgroups === true}:${gpuTuning().decodeCoop}:${gpuTuning().decodeLoads}`;
+  }:${
+    gpuTuning().noSubgroups === true
+  }:${gpuTuning().decodeCoop}:${gpuTuning().decodeLoads}:${gpuTuning().decodeLanes}:${
+    longSplits(p)
+  }`;
   let known = compiledKernels.get(ctx);
   if (!known) compiledKernels.set(ctx, known = new Map());
   let c = known.get(sig);
@@ -121,12 +127,27 @@ export async function decodeKernels(
 export function sizeDecode(c: CompiledDecode, p: Problem, dtype: "f32" | "f16"): DecodeKernels {
   const { cfg, pipes, rowsTotal, chunks } = c;
   const tiles = Math.ceil(p.nk / DECODE_TILE);
-  // about 512 workgroups: on an H200 (Nq 1, Nk 131072, Hk 8), 64 splits read K and V at 3671
-  // GB/s f32 and 2583 f16, 128 at 3500 and 2447, 256 at 3213 and 2217 (docs/BENCHMARKS.md)
-  const want = gpuTuning().splits ?? Math.ceil(512 / (p.kvHeads * chunks * p.batch));
+  const want = splitsWanted(p, chunks);
   const tilesPerSplit = Math.ceil(tiles / Math.max(1, Math.min(tiles, want)));
   const sizes = { cfg, pipes, dtype, rowsTotal, chunks, splits: Math.ceil(tiles / tilesPerSplit) };
   return rescheduleDecode({ ...sizes, tilesPerSplit }, p);
+}
+
+/** Key splits for problem `p` in `chunks` row chunks: about 512 workgroups (docs/BENCHMARKS.md). */
+function splitsWanted(p: Problem, chunks: number): number {
+  return gpuTuning().splits ?? Math.ceil(512 / (p.kvHeads * chunks * p.batch));
+}
+
+/** Rows a decoding workgroup takes before any fitting to workgroup memory. */
+function rowsFor(rowsTotal: number): number {
+  return rowsTotal <= 4 ? 4 : rowsTotal <= 8 ? 8 : 16;
+}
+
+/** Whether the splits of problem `p` walk two key tiles or more (where lane groups pay). */
+function longSplits(p: Problem): boolean {
+  const rowsTotal = (p.heads / p.kvHeads) * p.nq;
+  const chunks = Math.ceil(rowsTotal / rowsFor(rowsTotal));
+  return Math.ceil(p.nk / DECODE_TILE) >= 2 * splitsWanted(p, chunks);
 }
 
 /**
@@ -166,7 +187,7 @@ export function decodeConfig(
     gpuTuning().noSubgroups || ctx.subgroupLanes < 2
       ? 0
       : Math.min(32, ctx.subgroupLanes, 256 / rows);
-  const rows = rowsTotal <= 4 ? 4 : rowsTotal <= 8 ? 8 : 16;
+  const rows = rowsFor(rowsTotal);
   const cfg: DecodeConfig = {
     dtype,
     headDim: p.headDim === 4 * cw ? p.headDim : 0,
@@ -182,15 +203,31 @@ export function decodeConfig(
     alibi: p.alibi !== undefined,
     paged: p.pages !== undefined,
   };
+  // lane groups: as a test or benchmark forces them, else as chosen where splits are long
+  const lanes = gpuTuning().decodeLanes ?? (pick.lanes && longSplits(p) && LANES);
+  if (lanes && !gpuTuning().noSubgroups && ctx.subgroupLanes >= lanes) cfg.lanes = lanes;
   // fitted to workgroup memory: the groups' O summed in the scores', then fewer rows a workgroup
-  fitShared(ctx, cfg, () => decodeSharedBytes(cfg), p.headDim, [
+  fitShared(ctx, cfg, () => decodeWorkgroupBytes(cfg), p.headDim, [
     () => !cfg.sumInScores && (cfg.sumInScores = true),
     () => cfg.rows > 4 && (cfg.reduceWidth = width(cfg.rows /= 2)) >= 0,
   ]);
   const own = { ...cfg, sumInScores: false }; // with fewer rows, their own memory may fit again
-  if (decodeSharedBytes(own) <= ctx.limits.maxComputeWorkgroupStorageSize) cfg.sumInScores = false;
-  cfg.coop = (gpuTuning().decodeCoop ?? pick.coop) && coopAllowed(ctx, cfg.rows, p.headDim);
+  if (decodeWorkgroupBytes(own) <= ctx.limits.maxComputeWorkgroupStorageSize) {
+    cfg.sumInScores = false;
+  }
+  cfg.coop = !cfg.lanes && (gpuTuning().decodeCoop ?? pick.coop) &&
+    coopAllowed(ctx, cfg.rows, p.headDim);
   return { cfg, rowsTotal, chunks: Math.ceil(rowsTotal / cfg.rows) };
+}
+
+/** The WGSL of a decoding configuration's first kernel (lane groups or the workgroup kernel). */
+export function decodeSource(cfg: DecodeConfig): string {
+  return cfg.lanes ? lanesWgsl(cfg) : decodeWgsl(cfg);
+}
+
+/** Bytes of workgroup memory a decoding configuration's first kernel declares. */
+export function decodeWorkgroupBytes(cfg: DecodeConfig): number {
+  return cfg.lanes ? lanesSharedBytes(cfg) : decodeSharedBytes(cfg);
 }
 
 /** The configuration and pipelines of problem `p`'s decoding kernels (compiled once per key). */
@@ -205,7 +242,7 @@ export async function compileDecode(
     pipeline(
       ctx,
       decodeKey("decode", cfg),
-      () => decodeWgsl(cfg),
+      () => decodeSource(cfg),
       pipelineLayout(ctx, decodeLayout(cfg)),
     ),
     pipeline(

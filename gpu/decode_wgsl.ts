@@ -93,6 +93,12 @@ export interface DecodeConfig {
    * (devices with little workgroup memory; on an H200 0.4 % slower, docs/BENCHMARKS.md).
    */
   sumInScores?: boolean;
+  /**
+   * Lane groups ({@linkcode lanesWgsl}): each aligned group of this many invocations (a power of
+   * two from 8 to 32, at most the smallest subgroup) runs its own online softmax over its keys of
+   * every tile, with no workgroup barrier in the key loop; 0 or absent: the workgroup kernel.
+   */
+  lanes?: number;
   /** The combine adds each head's sink logit to its softmax (the `sinks` binding). */
   sinks?: boolean;
   /** The splits add ALiBi's position bias to the scores (the `alibi` binding). */
@@ -131,7 +137,7 @@ const DECODE_PARAMS = [
 ];
 
 /** f16 keys with d % 8 == 0 are read 16 bytes (8 halves) at a time. */
-function wideKeys(c: DecodeConfig): boolean {
+export function wideKeys(c: DecodeConfig): boolean {
   return c.vec && c.dtype === "f16" && (c.headDim === 0 ? false : c.headDim % 8 === 0);
 }
 
@@ -185,19 +191,129 @@ export function combineLayout(c: DecodeConfig): KernelLayout {
 export function decodeKey(kind: "decode" | "combine", c: DecodeConfig): string {
   return `${kind}:${c.dtype}:d${c.headDim}:cw${c.cw}:r${c.rows}${c.shared ? ":shared" : ""}${
     kind === "decode" && c.coop ? ":coop" : ""
-  }${kind === "decode" && c.reduceWidth ? `:rw${c.reduceWidth}` : ""}${
-    kind === "decode" && c.sumInScores ? ":osc" : ""
-  }${c.vec ? ":vec" : ""}:l${c.loads[0]}.${c.loads[1]}${c.softcap ? ":cap" : ""}${
-    c.dropout ? ":drop" : ""
-  }${kind === "combine" && c.sinks ? ":sink" : ""}${kind === "decode" && c.alibi ? ":alibi" : ""}${
-    kind === "decode" && c.paged ? ":paged" : ""
-  }`;
+  }${kind === "decode" && c.lanes ? `:lanes${c.lanes}` : ""}${
+    kind === "decode" && c.reduceWidth ? `:rw${c.reduceWidth}` : ""
+  }${kind === "decode" && c.sumInScores ? ":osc" : ""}${c.vec ? ":vec" : ""}:l${c.loads[0]}.${
+    c.loads[1]
+  }${c.softcap ? ":cap" : ""}${c.dropout ? ":drop" : ""}${
+    kind === "combine" && c.sinks ? ":sink" : ""
+  }${kind === "decode" && c.alibi ? ":alibi" : ""}${kind === "decode" && c.paged ? ":paged" : ""}`;
 }
 
 function header(c: DecodeConfig, layout: KernelLayout): string {
   return `${c.dtype === "f16" ? "enable f16;\n" : ""}${layoutWgsl(layout, c.dtype)}
 ${NEG_DECL}
 `;
+}
+
+/**
+ * What the decoding kernels declare before their own workgroup memory: the header, the terms'
+ * functions, `load_v` (V's vec4 of dims x..x+3 of a row, zero past d), `masked` (whether query i
+ * is masked by the key bounds at bo), and the queries' and tile range's workgroup memory.
+ */
+export function decodePreamble(c: DecodeConfig): string {
+  const HD = headDimExpr(c.headDim);
+  const loadV = c.vec
+    ? `select(vec4<f32>(0.0), vec4<f32>(v[(base + x) / 4u]), x < ${HD})`
+    : `vec4<f32>(${
+      [0, 1, 2, 3].map((z) => `select(0.0, f32(v[base + x + ${z}u]), x + ${z}u < ${HD})`).join(", ")
+    })`;
+  return `${header(c, decodeLayout(c))}${c.dropout ? dropoutWgsl() : ""}${
+    c.softcap ? softcapWgsl() : ""
+  }${c.paged ? PAGE_ROW_DECL : ""}
+fn load_v(base: u32, x: u32) -> vec4<f32> { return ${loadV}; }
+
+fn masked(bo: u32, i: u32) -> bool {
+  let x = i32(i);
+  let lo = x >= bitcast<i32>(sched[bo]) && x < bitcast<i32>(sched[bo + 1u]);
+  let up = x >= bitcast<i32>(sched[bo + 2u]) && x < bitcast<i32>(sched[bo + 3u]);
+  return lo || up;
+}
+
+var<workgroup> qs: array<vec4<f32>, ${c.rows * c.cw}>;
+var<workgroup> wsU: array<u32, 4>;
+`;
+}
+
+/**
+ * The decoding kernel's `main` up to its key loop, for workgroups of `wg` invocations: the
+ * workgroup's rows (`ok{r}`, `hq{r}`, `qi{r}`, their bounds `bo{r}`, ALiBi's `ab{r}`), the queries
+ * in `qs` (f32, unscaled), K's base `kBase` and row stride `kStride`, and the split's range
+ * `[tFirst, tLast)` of the tile list (shared mask slice) or of all tiles.
+ */
+export function decodeOpening(c: DecodeConfig, wg: number): string {
+  const R = c.rows, CW = c.cw, HD = headDimExpr(c.headDim), TK = DECODE_TILE;
+  const each = (f: (r: number) => string) => Array.from({ length: R }, (_, r) => f(r)).join("\n");
+  const search = c.shared
+    ? `    let list = P.ptrOff + (b * P.maskBatchStride + hq0 / P.maskHeadDiv) * P.rowBlocks;
+    // binary search: first entry with column block >= tileLo, then >= tileHi
+    var a = sched[list];
+    let hi = sched[list + 1u];
+    var z = hi;
+    while (a < z) { let mid = (a + z) / 2u; if ((sched[P.tilesOff + mid] >> 1u) < tileLo) { a = mid + 1u; } else { z = mid; } }
+    let first = a;
+    z = hi;
+    while (a < z) { let mid = (a + z) / 2u; if ((sched[P.tilesOff + mid] >> 1u) < tileHi) { a = mid + 1u; } else { z = mid; } }
+    wsU[0] = first;
+    wsU[1] = a;`
+    : `    wsU[0] = tileLo;
+    wsU[1] = max(tileLo, tileHi);`;
+  return `@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32${
+    c.lanes ? ", @builtin(subgroup_invocation_id) sid: u32" : ""
+  }) {
+  let split = wid.x;
+  let kh = wid.y / P.chunks;
+  let chunk = wid.y % P.chunks;
+  let bl = wid.z;
+  let b = P.batchBase + bl;
+  let group = P.heads / P.kvHeads;
+  let kStride = P.kvHeads * ${HD};
+  let kBase = ${c.paged ? `P.kOff + kh * ${HD}` : `P.kOff + (bl * P.nk * P.kvHeads + kh) * ${HD}`};
+  // rows of this workgroup: (query head, query) pairs of key head kh
+${
+    each((r) =>
+      `  let ok${r} = chunk * ${R}u + ${r}u < P.rowsTotal;
+  let rc${r} = min(chunk * ${R}u + ${r}u, P.rowsTotal - 1u);
+  let hq${r} = kh * group + rc${r} / P.nq;
+  let qi${r} = rc${r} % P.nq;
+  let bo${r} = sched[P.boundsOff + b * P.maskBatchStride + hq${r} / P.maskHeadDiv];${
+        c.alibi ? `\n  let ab${r} = alibi[P.alibiOff + b * P.heads + hq${r}];` : ""
+      }`
+    )
+  }
+  // queries into workgroup memory (the scale goes on each f32 score)
+  for (var e = t; e < ${R * CW}u; e += ${wg}u) {
+    let r = e / ${CW}u;
+    let x = (e % ${CW}u) * 4u;
+    let rr = chunk * ${R}u + r;
+    var val = vec4<f32>(0.0);
+    if (rr < P.rowsTotal) {
+      let base = P.qOff + ((bl * P.nq + rr % P.nq) * P.heads + kh * group + rr / P.nq) * ${HD};
+      for (var z = 0u; z < 4u; z++) {
+        if (x + z < ${HD}) { val[z] = f32(q[base + x + z]); }
+      }
+    }
+    qs[e] = val;
+  }
+  // the tiles of this split: [first, last) of the tile list (shared slice) or of all tiles
+  let tileLo = split * P.tilesPerSplit;
+  let tileHi = min(tileLo + P.tilesPerSplit, (P.nk + ${TK - 1}u) / ${TK}u);
+  if (t == 0u) {
+${search}
+  }
+  let tFirst = workgroupUniformLoad(&wsU[0]);
+  let tLast = workgroupUniformLoad(&wsU[1]);`;
+}
+
+/** Tile `it`'s first key `col0` and whether the mask cuts it (`partial`). */
+export function tileEntry(c: DecodeConfig): string {
+  return c.shared
+    ? `    let entry = sched[P.tilesOff + it];
+    let col0 = (entry >> 1u) * ${DECODE_TILE}u;
+    let partial = (entry & 1u) != 0u;`
+    : `    let col0 = it * ${DECODE_TILE}u;
+    let partial = true;`;
 }
 
 /**
@@ -249,20 +365,10 @@ export function decodeWgsl(c: DecodeConfig): string {
   const wide = wideKeys(c);
   const L: string[] = [];
   const emit: Emit = (s) => L.push(s);
-  emit(header(c, decodeLayout(c)));
-  if (c.dropout) emit(dropoutWgsl());
-  if (c.softcap) emit(softcapWgsl());
-  if (c.paged) emit(PAGE_ROW_DECL);
+  emit(decodePreamble(c));
   // the storage row of key j: itself, or its page's row (a paged cache)
   const keyRow = (j: string) => (c.paged ? `pageRow(b, ${j})` : j);
-  const loadV = c.vec
-    ? `select(vec4<f32>(0.0), vec4<f32>(v[(base + x) / 4u]), x < ${HD})`
-    : `vec4<f32>(${
-      [0, 1, 2, 3].map((z) => `select(0.0, f32(v[base + x + ${z}u]), x + ${z}u < ${HD})`).join(", ")
-    })`;
-  emit(`
-var<workgroup> qs: array<vec4<f32>, ${R * CW}>;
-var<workgroup> sc: array<f32, ${R * TK}>;
+  emit(`var<workgroup> sc: array<f32, ${R * TK}>;
 ${c.dropout ? `var<workgroup> zs: array<f32, ${R * TK}>;` : ""}
 var<workgroup> red: array<f32, ${W ? 256 / W : 256}>;
 var<workgroup> redS: array<f32, ${W ? 256 / W : 256}>;
@@ -270,136 +376,19 @@ ${c.sumInScores ? "" : "var<workgroup> red4: array<vec4<f32>, 256>;"}
 var<workgroup> rowM: array<f32, ${R}>;
 var<workgroup> rowA: array<f32, ${R}>;
 var<workgroup> rowL: array<f32, ${R}>;
-var<workgroup> wsU: array<u32, 4>;
-
-fn load_v(base: u32, x: u32) -> vec4<f32> { return ${loadV}; }
-
-/** Whether query i is masked by the key bounds at bo. */
-fn masked(bo: u32, i: u32) -> bool {
-  let x = i32(i);
-  let lo = x >= bitcast<i32>(sched[bo]) && x < bitcast<i32>(sched[bo + 1u]);
-  let up = x >= bitcast<i32>(sched[bo + 2u]) && x < bitcast<i32>(sched[bo + 3u]);
-  return lo || up;
-}
-
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-  let split = wid.x;
-  let kh = wid.y / P.chunks;
-  let chunk = wid.y % P.chunks;
-  let bl = wid.z;
-  let b = P.batchBase + bl;
-  let group = P.heads / P.kvHeads;
-  let kStride = P.kvHeads * ${HD};
-  let kBase = ${c.paged ? `P.kOff + kh * ${HD}` : `P.kOff + (bl * P.nk * P.kvHeads + kh) * ${HD}`};
-  let cw = t % ${CW}u;   // phase 2: vec4 column
-  let g = t / ${CW}u;    // phase 2: key group
-  // rows of this workgroup: (query head, query) pairs of key head kh
-${
-    each((r) =>
-      `  let ok${r} = chunk * ${R}u + ${r}u < P.rowsTotal;
-  let rc${r} = min(chunk * ${R}u + ${r}u, P.rowsTotal - 1u);
-  let hq${r} = kh * group + rc${r} / P.nq;
-  let qi${r} = rc${r} % P.nq;
-  let bo${r} = sched[P.boundsOff + b * P.maskBatchStride + hq${r} / P.maskHeadDiv];${
-        c.alibi ? `\n  let ab${r} = alibi[P.alibiOff + b * P.heads + hq${r}];` : ""
-      }`
-    )
-  }
-  // queries into workgroup memory (the scale goes on each f32 score)
-  for (var e = t; e < ${R * CW}u; e += 256u) {
-    let r = e / ${CW}u;
-    let x = (e % ${CW}u) * 4u;
-    let rr = chunk * ${R}u + r;
-    var val = vec4<f32>(0.0);
-    if (rr < P.rowsTotal) {
-      let base = P.qOff + ((bl * P.nq + rr % P.nq) * P.heads + kh * group + rr / P.nq) * ${HD};
-      for (var z = 0u; z < 4u; z++) {
-        if (x + z < ${HD}) { val[z] = f32(q[base + x + z]); }
-      }
-    }
-    qs[e] = val;
-  }
+${decodeOpening(c, 256)}
   if (t < ${R}u) { rowM[t] = NEG; rowL[t] = 0.0; }
   var mRow = NEG; // the running max of row t / ${TP} (the tile reductions' row)
 ${each((r) => `  var o${r} = vec4<f32>(0.0);`)}
-
-  // the tiles of this split: [first, last) of the tile list (shared slice) or of all tiles
-  let tileLo = split * P.tilesPerSplit;
-  let tileHi = min(tileLo + P.tilesPerSplit, (P.nk + ${TK - 1}u) / ${TK}u);
-  if (t == 0u) {`);
-  if (c.shared) {
-    emit(`    let list = P.ptrOff + (b * P.maskBatchStride + hq0 / P.maskHeadDiv) * P.rowBlocks;
-    // binary search: first entry with column block >= tileLo, then >= tileHi
-    var a = sched[list];
-    let hi = sched[list + 1u];
-    var z = hi;
-    while (a < z) { let mid = (a + z) / 2u; if ((sched[P.tilesOff + mid] >> 1u) < tileLo) { a = mid + 1u; } else { z = mid; } }
-    let first = a;
-    z = hi;
-    while (a < z) { let mid = (a + z) / 2u; if ((sched[P.tilesOff + mid] >> 1u) < tileHi) { a = mid + 1u; } else { z = mid; } }
-    wsU[0] = first;
-    wsU[1] = a;`);
-  } else {
-    emit(`    wsU[0] = tileLo;
-    wsU[1] = max(tileLo, tileHi);`);
-  }
-  // phase 1: key j's row in batches of loads (all issued, then used), dims ascending
-  const KB = Math.min(c.loads[0], wide ? CW / 2 : CW);
+  let cw = t % ${CW}u;   // phase 2: vec4 column
+  let g = t / ${CW}u;    // phase 2: key group
+`);
   const VB = Math.min(c.loads[1], TK / G2);
-  // the trip counts are powers of two: a batch must be one too
-  if (!(KB > 0 && VB > 0 && (KB & (KB - 1)) === 0 && (VB & (VB - 1)) === 0)) {
-    throw new RangeError(
-      `invalid decoding config ${decodeKey("decode", c)}: loads must be powers of two`,
-    );
-  }
-  const ks = Array.from({ length: KB }, (_, i) => i);
-  const dot = wide
-    ? `for (var x0 = 0u; x0 < ${CW / 2}u; x0 += ${KB}u) {
-${ks.map((i) => `          let w${i} = k[(base + (x0 + ${i}u) * 8u) / 8u];`).join("\n")}
-${
-      ks.map((i) =>
-        `          {
-            let lo = vec4<f32>(unpack2x16float(w${i}.x), unpack2x16float(w${i}.y));
-            let hi = vec4<f32>(unpack2x16float(w${i}.z), unpack2x16float(w${i}.w));
-${
-          each((r) =>
-            `            acc${r} = acc${r} + dot(qs[${r * CW}u + 2u * (x0 + ${i}u)], lo) + dot(qs[${
-              r * CW
-            }u + 2u * (x0 + ${i}u) + 1u], hi);`
-          )
-        }
-          }`
-      ).join("\n")
-    }
-        }`
-    : `for (var x0 = 0u; x0 < ${CW}u; x0 += ${KB}u) {
-${
-      ks.map((i) =>
-        `          let k${i} = ${
-          c.vec
-            ? `select(vec4<f32>(0.0), vec4<f32>(k[(base + (x0 + ${i}u) * 4u) / 4u]), (x0 + ${i}u) * 4u < ${HD})`
-            : `vec4<f32>(${
-              [0, 1, 2, 3].map((z) =>
-                `select(0.0, f32(k[base + (x0 + ${i}u) * 4u + ${z}u]), (x0 + ${i}u) * 4u + ${z}u < ${HD})`
-              ).join(", ")
-            })`
-        };`
-      ).join("\n")
-    }
-${
-      ks.map((i) =>
-        each((r) => `          acc${r} = acc${r} + dot(qs[${r * CW}u + x0 + ${i}u], k${i});`)
-      )
-        .join("\n")
-    }
-        }`;
+  if (!(VB > 0 && (VB & (VB - 1)) === 0)) throw new RangeError(batchError(c));
   // phase 2: the group's keys g + G₂·u in batches of loads; keys past the end read as 0 (their
   // row clamped, so that every load in a batch is unconditional)
   const vs = Array.from({ length: VB }, (_, i) => i);
-  emit(`  }
-  let tFirst = workgroupUniformLoad(&wsU[0]);
-  let tLast = workgroupUniformLoad(&wsU[1]);${
+  emit(`${
     c.coop
       ? `
   // phase 1's queries in registers: the lane's vec4s of each row (coopVec4)
@@ -415,14 +404,7 @@ ${
       : ""
   }
   for (var it = tFirst; it < tLast; it++) {`);
-  if (c.shared) {
-    emit(`    let entry = sched[P.tilesOff + it];
-    let col0 = (entry >> 1u) * ${TK}u;
-    let partial = (entry & 1u) != 0u;`);
-  } else {
-    emit(`    let col0 = it * ${TK}u;
-    let partial = true;`);
-  }
+  emit(tileEntry(c));
   if (c.coop) {
     coopScores(emit, c, { TK, HD, wide, keyRow });
   } else {
@@ -439,7 +421,7 @@ ${
     }
       if (${each((r) => `!m${r}`, " || ")}) {
         let base = kBase + ${keyRow("j")} * kStride;
-        ${dot}
+        ${keyDot(c)}
       }
 ${each((r) => storeScore(c, r, `${r * TK}u + t`, "      "))}
     }`);
@@ -535,17 +517,78 @@ ${
   return L.join("\n");
 }
 
+/** The error of a configuration whose loads in flight are no power of two (as trip counts are). */
+function batchError(c: DecodeConfig): string {
+  return `invalid decoding config ${decodeKey("decode", c)}: loads must be powers of two`;
+}
+
 /**
- * Row r's score of key j into `sc[at]` (and its dropout factor into `zs[at]`): the dot product
- * `acc{r}` times scale·log2 e, the softcap, ALiBi's bias, NEG where `m{r}` masks it. The one
- * place phase 1's two forms turn a dot product into a score.
+ * Phase 1's dot products of one key row (from element `base`) with every row's query in `qs`,
+ * into `acc{r}`: the row in batches of `loads[0]` loads (all issued, then used), dims ascending.
  */
-function storeScore(c: DecodeConfig, r: number, at: string, indent: string): string {
+export function keyDot(c: DecodeConfig): string {
+  const R = c.rows, CW = c.cw, HD = headDimExpr(c.headDim), wide = wideKeys(c);
+  const each = (f: (r: number) => string) => Array.from({ length: R }, (_, r) => f(r)).join("\n");
+  const KB = Math.min(c.loads[0], wide ? CW / 2 : CW);
+  if (!(KB > 0 && (KB & (KB - 1)) === 0)) throw new RangeError(batchError(c));
+  const ks = Array.from({ length: KB }, (_, i) => i);
+  return wide
+    ? `for (var x0 = 0u; x0 < ${CW / 2}u; x0 += ${KB}u) {
+${ks.map((i) => `          let w${i} = k[(base + (x0 + ${i}u) * 8u) / 8u];`).join("\n")}
+${
+      ks.map((i) =>
+        `          {
+            let lo = vec4<f32>(unpack2x16float(w${i}.x), unpack2x16float(w${i}.y));
+            let hi = vec4<f32>(unpack2x16float(w${i}.z), unpack2x16float(w${i}.w));
+${
+          each((r) =>
+            `            acc${r} = acc${r} + dot(qs[${r * CW}u + 2u * (x0 + ${i}u)], lo) + dot(qs[${
+              r * CW
+            }u + 2u * (x0 + ${i}u) + 1u], hi);`
+          )
+        }
+          }`
+      ).join("\n")
+    }
+        }`
+    : `for (var x0 = 0u; x0 < ${CW}u; x0 += ${KB}u) {
+${
+      ks.map((i) =>
+        `          let k${i} = ${
+          c.vec
+            ? `select(vec4<f32>(0.0), vec4<f32>(k[(base + (x0 + ${i}u) * 4u) / 4u]), (x0 + ${i}u) * 4u < ${HD})`
+            : `vec4<f32>(${
+              [0, 1, 2, 3].map((z) =>
+                `select(0.0, f32(k[base + (x0 + ${i}u) * 4u + ${z}u]), (x0 + ${i}u) * 4u + ${z}u < ${HD})`
+              ).join(", ")
+            })`
+        };`
+      ).join("\n")
+    }
+${
+      ks.map((i) =>
+        each((r) => `          acc${r} = acc${r} + dot(qs[${r * CW}u + x0 + ${i}u], k${i});`)
+      )
+        .join("\n")
+    }
+        }`;
+}
+
+/**
+ * Row r's score of key `j` from the dot product `acc`: times scale·log2 e, the softcap, ALiBi's
+ * bias, NEG where `m` masks it. The one place the decoding kernels turn a dot product into a score.
+ */
+export function scoreExpr(c: DecodeConfig, r: number, acc: string, m: string, j = "j"): string {
   const s = c.softcap
-    ? `P.softcap2 * tanhAcc1(acc${r} * P.qkScale / P.softcap2)`
-    : `acc${r} * P.qkScale`;
-  const bias = c.alibi ? ` - ab${r}.x * abs(f32(qi${r}) + ab${r}.y - f32(j))` : "";
-  return `${indent}sc[${at}] = select(${s}${bias}, NEG, m${r});` +
+    ? `P.softcap2 * tanhAcc1(${acc} * P.qkScale / P.softcap2)`
+    : `${acc} * P.qkScale`;
+  const bias = c.alibi ? ` - ab${r}.x * abs(f32(qi${r}) + ab${r}.y - f32(${j}))` : "";
+  return `select(${s}${bias}, NEG, ${m})`;
+}
+
+/** Row r's score of key j into `sc[at]` (and its dropout factor into `zs[at]`). */
+function storeScore(c: DecodeConfig, r: number, at: string, indent: string): string {
+  return `${indent}sc[${at}] = ${scoreExpr(c, r, `acc${r}`, `m${r}`)};` +
     (c.dropout ? `\n${indent}zs[${at}] = select(keep(b, hq${r}, qi${r}, j), 0.0, m${r});` : "");
 }
 

@@ -47,6 +47,8 @@ export {
   decodeConfig,
   decodeKernels,
   decodeScratch,
+  decodeSource,
+  decodeWorkgroupBytes,
   defaultPhases,
   forgetDecodeKernels,
   planDecode,

@@ -31,6 +31,7 @@ import {
   decodeWidth,
   defaultPhases,
   forgetDecodeKernels,
+  lanesAllowed,
   planDecode,
   sizeDecode,
 } from "./decode.ts";
@@ -129,16 +130,18 @@ export interface GpuTuneReport {
 
 /**
  * The decoding phases tried for a storage type and width (`cw` = D / 4): the default first, then
- * both first phases with the loads the H200 sweeps found close (docs/BENCHMARKS.md).
+ * both first phases with the loads the H200 sweeps found close, and lane groups (docs/BENCHMARKS.md).
  */
 export function phaseCandidates(dtype: "f32" | "f16", cw: number): DecodePhases[] {
   const first = defaultPhases(dtype, cw);
   const rest: DecodePhases[] = [];
   for (const coop of [false, true]) {
-    for (const loads of [[2, 4], [2, 8], [1, 4]] as const) rest.push({ coop, loads });
+    for (const loads of [[2, 4], [2, 8], [1, 4]] as const) rest.push({ coop, loads, lanes: false });
   }
+  rest.push({ coop: false, loads: [2, 8], lanes: true });
   const same = (a: DecodePhases, b: DecodePhases) =>
-    a.coop === b.coop && a.loads[0] === b.loads[0] && a.loads[1] === b.loads[1];
+    a.coop === b.coop && a.loads[0] === b.loads[0] && a.loads[1] === b.loads[1] &&
+    !a.lanes === !b.lanes;
   return [first, ...rest.filter((r) => !same(r, first))];
 }
 
@@ -161,7 +164,8 @@ const plainLoads = <T extends { prefetch?: boolean }>(list: T[]): T[] => [
   ...list,
   { ...list[0], prefetch: false },
 ];
-const phasesName = (c: DecodePhases) => `${c.coop ? "coop " : ""}loads ${c.loads.join(":")}`;
+const phasesName = (c: DecodePhases) =>
+  `${c.lanes ? "lanes " : ""}${c.coop ? "coop " : ""}loads ${c.loads.join(":")}`;
 
 /** The width of a head dimension for a pass: `dn` = D / 16 (forward), `cw` = D / 4 (decoding). */
 function widthOf(pass: GpuTunePass, headDim: number): number {
@@ -423,7 +427,11 @@ function backwardChoices(ctx: GpuContext, dtype: "f32" | "f16", dn: number, head
  */
 function decodeChoices(ctx: GpuContext, dtype: "f32" | "f16", cw: number, headDim: number) {
   return phaseCandidates(dtype, cw).map((ph) => {
-    const phases = { coop: ph.coop && coopAllowed(ctx, 4, headDim), loads: ph.loads };
+    const phases = {
+      coop: ph.coop && coopAllowed(ctx, 4, headDim),
+      loads: ph.loads,
+      lanes: ph.lanes === true && lanesAllowed(ctx),
+    };
     return { phases, choice: phasesName(phases), keep: () => chooseDecode(ctx, dtype, cw, phases) };
   });
 }

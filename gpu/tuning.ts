@@ -31,6 +31,11 @@ export interface GpuTuning {
    * type in `gpu/decode.ts`.
    */
   decodeCoop?: boolean;
+  /**
+   * The decoding kernel's lane groups of this many invocations (where the device's subgroups are
+   * as wide) or none (false); default in `gpu/decode.ts`.
+   */
+  decodeLanes?: number | false;
   /** K and V loads a decoding invocation has in flight (default in `gpu/decode.ts`). */
   decodeLoads?: readonly [keys: number, values: number];
   /** Called right after a call's work is submitted (fault-injection tests: lose the device). */
@@ -77,6 +82,8 @@ export interface DecodePhases {
   coop: boolean;
   /** K and V loads in flight. */
   loads: readonly [keys: number, values: number];
+  /** Lane groups for splits of two tiles or more (where the device has subgroups of 32). */
+  lanes?: boolean;
 }
 
 /** Choices made by measurement, per context, by pass, storage type and width. */
@@ -148,7 +155,11 @@ export function chooseDecode(
   cw: number,
   phases: DecodePhases,
 ): void {
-  choose(ctx, `decode:${dtype}:${cw}`, { coop: phases.coop, loads: phases.loads });
+  choose(ctx, `decode:${dtype}:${cw}`, {
+    coop: phases.coop,
+    loads: phases.loads,
+    lanes: phases.lanes === true,
+  });
 }
 
 /** Output columns per invocation for a head dimension (D = 16·dn ≥ headDim). */

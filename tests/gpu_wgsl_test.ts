@@ -21,12 +21,15 @@ import {
 } from "../gpu/backward_wgsl.ts";
 import { backwardConfig } from "../gpu/backward.ts";
 import { forwardConfig } from "../gpu/forward.ts";
-import { combineWgsl, decodeSharedBytes, decodeWgsl } from "../gpu/decode_wgsl.ts";
+import { combineWgsl } from "../gpu/decode_wgsl.ts";
 import {
   checkProblem,
   decodeConfig,
+  decodeSource,
+  decodeWorkgroupBytes,
   type GpuContext,
   launchGrid,
+  setGpuTuning,
   unevenLists,
 } from "../gpu/internal.ts";
 import { causal, full, schedule, stack } from "../masks/mod.ts";
@@ -199,7 +202,8 @@ Deno.test("the decoding kernels fit 16, 32 or 48 KiB of workgroup memory with fe
   });
   const rowsAt = new Map<string, number>(), inScores = new Set<string>();
   for (const lanes of [0, 8, 32]) {
-    for (const limit of [16384, 32768, 49152]) {
+    // the workgroup kernel, and lane groups of 8 and 32 where the subgroups allow them
+    for (const [limit, groups] of [16384, 32768, 49152].flatMap((l) => [[l, 0], [l, 8], [l, 32]])) {
       const ctx = {
         software: false,
         subgroups: lanes >= 16,
@@ -213,14 +217,19 @@ Deno.test("the decoding kernels fit 16, 32 or 48 KiB of workgroup memory with fe
               const p = checkProblem({ q: t(nq, heads, d), k: t(1, 1, d), v: t(1, 1, d) }, {
                 dropout,
               });
+              const old = setGpuTuning({ decodeLanes: groups || false });
               const { cfg, chunks, rowsTotal } = decodeConfig(ctx, p, dtype);
-              const what = `${lanes} lanes ${limit} B d=${d} ${heads}×${nq} ${dtype} ${!!dropout}`;
-              const bytes = workgroupBytes(decodeWgsl(cfg));
-              assert.equal(bytes, decodeSharedBytes(cfg), what);
+              setGpuTuning(old);
+              const what = `${lanes} lanes ${limit} B d=${d} ${heads}×${nq} ${dtype} ${!!dropout}${
+                cfg.lanes ? ` groups of ${cfg.lanes}` : ""
+              }`;
+              assert.equal(cfg.lanes, groups && groups <= lanes ? groups : undefined, what);
+              const bytes = workgroupBytes(decodeSource(cfg));
+              assert.equal(bytes, decodeWorkgroupBytes(cfg), what);
               assert.ok(bytes <= limit, `${what}: ${bytes}`);
               assert.ok(workgroupBytes(combineWgsl(cfg)) <= limit, what);
               assert.equal(chunks, Math.ceil(rowsTotal / cfg.rows), what);
-              if (!dropout && dtype === "f32" && lanes === 32) {
+              if (!dropout && dtype === "f32" && lanes === 32 && !groups) {
                 rowsAt.set(`${limit}:${d}:${heads * nq}`, cfg.rows);
                 if (cfg.sumInScores) inScores.add(`${limit}:${d}:${heads * nq}`);
               }

@@ -107,8 +107,9 @@ Deno.test("deno publish --dry-run: the library files only, with LICENSE and CHAN
   // workgroup-memory regions, their read-ahead loads (the backward's across tiles), the forward's
   // double buffers, the longest-first launch order, the decoding kernel's shuffled row reductions
   // and both WASM builds in one compressed stream (the sources are 35 % doc comments; the mask
-  // pictures live in docs/MASKS.md, not in the published README)
-  assert.ok(kib < 527, `the package grew to ${kib.toFixed(0)} KiB`);
+  // pictures live in docs/MASKS.md, not in the published README); 538 KiB with the decoding
+  // kernel's lane groups (f16 caches: 0.64 → 0.70 of the H200's copy bandwidth)
+  assert.ok(kib < 540, `the package grew to ${kib.toFixed(0)} KiB`);
 });
 
 const npm = await new Deno.Command("npm", { args: ["--version"], stdout: "null", stderr: "null" })

@@ -39,7 +39,7 @@ const USAGE =
   `usage: deno run -A bench/gpu/gpu_bench.ts [--seq N] [--batch B] [--heads H] [--kv-heads HK]
   [--dim D] [--dtype f32|f16] [--masks a,b|all] [--reps R] [--pass fwd|bwd|both]
   [--sweep "fwd:rm,cn,dn,kc,kv,prefetch,double;bwd:rm,cn,rn,cm,kc,kv,split,prefetch,nextTile;..."] [--no-subgroups] [--json FILE]
-  [--nq Q: decoding, Q queries against --seq keys] [--splits S,S...] [--decode-coop on|off] [--decode-loads K:V,K:V...] [--copy-bw]
+  [--nq Q: decoding, Q queries against --seq keys] [--splits S,S...] [--decode-coop on|off] [--decode-loads K:V,K:V...] [--decode-lanes S,...|off] [--copy-bw]
   [--tune: first let tuneGpu choose the tiles of --pass (with --nq: the decoding phases) for --dtype
   and --dim]`;
 
@@ -129,6 +129,7 @@ async function benchDecode(
     noSubgroups?: boolean;
     coop?: boolean;
     loads?: readonly [number, number];
+    lanes?: number | false;
   },
 ): Promise<GpuBenchRow[]> {
   const { batch, nq, nk, heads, kvHeads, d, dtype } = o;
@@ -154,6 +155,7 @@ async function benchDecode(
       noSubgroups: o.noSubgroups,
       decodeCoop: o.coop,
       decodeLoads: o.loads,
+      decodeLanes: o.lanes,
     });
     const kern = await decodeKernels(ctx, p, dtype);
     const plan = planDecode(ctx, p, { ...buf, ...decodeBuffers(ctx, p, kern) }, kern);
@@ -162,9 +164,9 @@ async function benchDecode(
     const kvBytes = 2 * kn * bytes;
     rows.push({
       mask: causal ? "causal" : "full",
-      config: `decode r${kern.cfg.rows} cw${kern.cfg.cw}${kern.cfg.coop ? " coop" : ""} loads ${
-        kern.cfg.loads.join(":")
-      } splits ${kern.splits} nq ${nq}`,
+      config: `decode r${kern.cfg.rows} cw${kern.cfg.cw}${kern.cfg.coop ? " coop" : ""}${
+        kern.cfg.lanes ? ` lanes ${kern.cfg.lanes}` : ""
+      } loads ${kern.cfg.loads.join(":")} splits ${kern.splits} nq ${nq}`,
       pass: "fwd",
       seq: nk,
       ms,
@@ -201,6 +203,7 @@ if (import.meta.main) {
       "no-subgroups": { type: "boolean" },
       "decode-coop": { type: "string" },
       "decode-loads": { type: "string" },
+      "decode-lanes": { type: "string" },
       json: { type: "string" },
       help: { type: "boolean" },
     },
@@ -263,8 +266,13 @@ if (import.meta.main) {
   if (a.nq) {
     for (const n of seqs) {
       for (const sp of (a.splits ?? "0").split(",").map(Number)) {
-        for (const kv of (a["decode-loads"] ?? "").split(",")) {
+        for (
+          const [kv, ln] of (a["decode-loads"] ?? "").split(",").flatMap((kv) =>
+            (a["decode-lanes"] ?? "").split(",").map((ln) => [kv, ln])
+          )
+        ) {
           const loads = kv ? kv.split(":").map(Number) as [number, number] : undefined;
+          const lanes = ln === "off" ? false : ln ? Number(ln) : undefined;
           const o = { batch, nq: Number(a.nq), nk: n, heads, kvHeads, d, dtype, reps };
           rows.push(
             ...await benchDecode(ctx, {
@@ -273,6 +281,7 @@ if (import.meta.main) {
               noSubgroups: a["no-subgroups"],
               coop: coop === undefined ? undefined : coop === "on",
               loads,
+              lanes,
             }),
           );
         }
