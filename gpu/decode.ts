@@ -15,7 +15,6 @@ import { type GpuContext, pipeline } from "./device.ts";
 import { bound, encodeChunks, type KernelPlan, problemUniforms, type Region } from "./dispatch.ts";
 import {
   combineLayout,
-  combineWgsl,
   DECODE_MAX_NQ,
   DECODE_TILE,
   type DecodeConfig,
@@ -24,6 +23,7 @@ import {
   decodeSharedBytes,
   decodeWgsl,
 } from "./decode_wgsl.ts";
+import { combineWgsl } from "./decode_combine_wgsl.ts";
 import { lanesSharedBytes, lanesWgsl } from "./decode_lanes_wgsl.ts";
 import type { ForwardBuffers } from "./forward.ts";
 import { chosenDecode, type DecodePhases, fitShared, gpuTuning } from "./tuning.ts";

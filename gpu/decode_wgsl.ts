@@ -21,9 +21,9 @@
  * - phase 1 cooperative (`coop`, the default where it measured faster: `gpu/decode.ts`): 8
  *   invocations a key, each over D/8 dims with its queries in registers, summed by subgroup
  *   shuffles; the 8 lanes' loads are interleaved, so that one load instruction reads whole rows.
- * - `combine`: one workgroup per (batch, query head, query), merges the splits:
- *   lse = log Σ exp(lseₛ), out = Σ exp(lseₛ − lse)·oₛ; rows no split sees get 0 and −∞. Its
- *   invocations read different splits, so that their loads are in flight together.
+ * - `combine` (`decode_combine_wgsl.ts`): one workgroup per (batch, query head, query), merges
+ *   the splits: lse = log Σ exp(lseₛ), out = Σ exp(lseₛ − lse)·oₛ; rows no split sees get 0 and
+ *   −∞. Its invocations read different splits, so that their loads are in flight together.
  *
  * Shapes: q `[B, Nq, Hq, d]`, k/v `[B, Nk, Hk, d]`, partials `[B, Hk, chunks, splits, R, D]` f32
  * and `[B, Hk, chunks, splits, R]` f32, out like q, lse `[B, Hq, Nq]`. D = 4·CW with CW a power of
@@ -200,7 +200,8 @@ export function decodeKey(kind: "decode" | "combine", c: DecodeConfig): string {
   }${kind === "decode" && c.alibi ? ":alibi" : ""}${kind === "decode" && c.paged ? ":paged" : ""}`;
 }
 
-function header(c: DecodeConfig, layout: KernelLayout): string {
+/** The decoding kernels' header: f16 where stored so, the layout's declarations, NEG. */
+export function decodeHeader(c: DecodeConfig, layout: KernelLayout): string {
   return `${c.dtype === "f16" ? "enable f16;\n" : ""}${layoutWgsl(layout, c.dtype)}
 ${NEG_DECL}
 `;
@@ -218,7 +219,7 @@ export function decodePreamble(c: DecodeConfig): string {
     : `vec4<f32>(${
       [0, 1, 2, 3].map((z) => `select(0.0, f32(v[base + x + ${z}u]), x + ${z}u < ${HD})`).join(", ")
     })`;
-  return `${header(c, decodeLayout(c))}${c.dropout ? dropoutWgsl() : ""}${
+  return `${decodeHeader(c, decodeLayout(c))}${c.dropout ? dropoutWgsl() : ""}${
     c.softcap ? softcapWgsl() : ""
   }${c.paged ? PAGE_ROW_DECL : ""}
 fn load_v(base: u32, x: u32) -> vec4<f32> { return ${loadV}; }
@@ -663,74 +664,4 @@ ${storeScore(c, r, `${r * o.TK}u + kt`, "        ")}`
   }
       }
     }`);
-}
-
-/**
- * The combining kernel: invocation (split group g, vec4 column cw) over splits g, g + 256/CW, …,
- * after the row's max (a tree); group 0 sums the groups' weighted sums.
- */
-export function combineWgsl(c: DecodeConfig): string {
-  const R = c.rows, CW = c.cw, SG = 256 / CW, HD = headDimExpr(c.headDim);
-  return `${header(c, combineLayout(c))}
-var<workgroup> cm: array<f32, 256>;
-var<workgroup> cs: array<f32, ${SG}>;
-var<workgroup> ca: array<vec4<f32>, 256>;
-
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-  let row = wid.x;                         // (hq, i) in lse order
-  let bl = wid.y;
-  let hq = row / P.nq;
-  let i = row % P.nq;
-  let group = P.heads / P.kvHeads;
-  let kh = hq / group;
-  let rr = (hq - kh * group) * P.nq + i;
-  let chunk = rr / ${R}u;
-  let r = rr % ${R}u;
-  let slot0 = ((bl * P.kvHeads + kh) * P.chunks + chunk) * P.splits;
-  var mt = NEG;
-  for (var s = t; s < P.splits; s += 256u) { mt = max(mt, plse[P.plseOff + (slot0 + s) * ${R}u + r]); }
-  cm[t] = mt;
-  for (var stride = 128u; stride > 0u; stride = stride / 2u) {
-    workgroupBarrier();
-    if (t < stride) { cm[t] = max(cm[t], cm[t + stride]); }
-  }
-  var m = workgroupUniformLoad(&cm[0]);${
-    c.sinks
-      ? "\n  let sink = sinks[P.sinksOff + hq]; // the sink joins once, with weight exp(σ − m) and no value\n  m = max(m, sink);"
-      : ""
-  }
-  // m stays NEG where no split saw a key (every plse −∞, so every w is 0); a NaN plse makes sum
-  // NaN whether or not max() passes it on
-  let mUse = select(m, 0.0, m == NEG);
-  let g = t / ${CW}u;
-  let cw = t % ${CW}u;
-  var acc = vec4<f32>(0.0);
-  var sum = 0.0;
-  for (var s = g; s < P.splits; s += ${SG}u) {
-    let w = exp(plse[P.plseOff + (slot0 + s) * ${R}u + r] - mUse);
-    sum = sum + w;
-    acc = fma(vec4<f32>(w), part[P.partOff + ((slot0 + s) * ${R}u + r) * ${CW}u + cw], acc);
-  }
-  ca[t] = acc;
-  if (cw == 0u) { cs[g] = sum; }
-  workgroupBarrier();
-  if (g == 0u) {
-    var total = ${c.sinks ? "exp(sink - mUse)" : "0.0"};
-    var all = vec4<f32>(0.0);
-    for (var gg = 0u; gg < ${SG}u; gg++) {
-      total = total + cs[gg];
-      all = all + ca[gg * ${CW}u + cw];
-    }
-    let seen = !(total == 0.0);
-    let val = select(vec4<f32>(0.0), all / total, seen);
-    let ob = P.oOff + ((bl * P.nq + i) * P.heads + hq) * ${HD} + cw * 4u;
-    for (var z = 0u; z < 4u; z++) {
-      if (cw * 4u + z < ${HD}) { out[ob + z] = ${c.dtype}(val[z]); }
-    }
-    if (cw == 0u) {
-      lse[P.lseOff + (bl * P.heads + hq) * P.nq + i] = select(P.negInf, m + log(total), seen);
-    }
-  }
-}`;
 }

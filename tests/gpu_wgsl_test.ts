@@ -21,7 +21,7 @@ import {
 } from "../gpu/backward_wgsl.ts";
 import { backwardConfig } from "../gpu/backward.ts";
 import { forwardConfig } from "../gpu/forward.ts";
-import { combineWgsl } from "../gpu/decode_wgsl.ts";
+import { combineWgsl } from "../gpu/decode_combine_wgsl.ts";
 import {
   checkProblem,
   decodeConfig,
