@@ -249,6 +249,41 @@ Deno.test("the decoding kernels fit 16, 32 or 48 KiB of workgroup memory with fe
   assert.equal(rowsAt.get("16384:256:8"), 4);
 });
 
+Deno.test("decoding takes lane groups for f16 where a split walks two key tiles or more and subgroups have 32 lanes", () => {
+  const taken = (o: { lanes: number; nk: number; dtype: "f32" | "f16"; kvHeads?: number }) => {
+    const ctx = {
+      software: false,
+      subgroups: o.lanes >= 16,
+      subgroupLanes: o.lanes,
+      limits: { maxComputeWorkgroupStorageSize: 49152 },
+    } as unknown as GpuContext;
+    const t = (n: number, h: number) => ({
+      data: new Float32Array(n * h * 128),
+      shape: [1, n, h, 128] as [number, number, number, number],
+      dtype: "f32" as const,
+    });
+    const hk = o.kvHeads ?? 8;
+    const p = checkProblem({ q: t(1, 32), k: t(o.nk, hk), v: t(o.nk, hk) }, {});
+    return decodeConfig(ctx, p, o.dtype).cfg.lanes ?? 0;
+  };
+  // one token, 32 query heads, 8 key heads: 64 splits, so two tiles a split from 32513 keys
+  assert.equal(taken({ lanes: 32, nk: 131072, dtype: "f16" }), 32);
+  assert.equal(taken({ lanes: 32, nk: 32768, dtype: "f16" }), 32);
+  assert.equal(taken({ lanes: 32, nk: 32512, dtype: "f16" }), 0);
+  assert.equal(taken({ lanes: 64, nk: 131072, dtype: "f16" }), 32);
+  // fewer key heads, more splits: 4 key heads take 128, so 32768 keys are one tile a split
+  assert.equal(taken({ lanes: 32, nk: 32768, dtype: "f16", kvHeads: 4 }), 0);
+  // f32 keeps the workgroup kernel; narrower subgroups too
+  assert.equal(taken({ lanes: 32, nk: 131072, dtype: "f32" }), 0);
+  assert.equal(taken({ lanes: 16, nk: 131072, dtype: "f16" }), 0);
+  const old = setGpuTuning({ noSubgroups: true });
+  try {
+    assert.equal(taken({ lanes: 32, nk: 131072, dtype: "f16" }), 0);
+  } finally {
+    setGpuTuning(old);
+  }
+});
+
 Deno.test("fitting to a device's workgroup memory gives up the d=128 forward's double buffers before its chunks or tile rows", () => {
   const at = (limit: number) =>
     forwardConfig(
