@@ -16,7 +16,8 @@ import {
   tensor,
   toFloat32,
 } from "../mod.ts";
-import { backendTargets, randn, rng } from "./_util.ts";
+import { requireGpu } from "../gpu/internal.ts";
+import { backendTargets, randn, rng, withGpuTuning } from "./_util.ts";
 
 const backends = await backendTargets();
 
@@ -30,7 +31,7 @@ interface Shape {
 const shapes: Shape[] = [
   { nq: 37, nk: 37, d: 16, dtype: "f32" }, // prefill, causal diagonal inside a tile
   { nq: 17, nk: 97, d: 59, dtype: "f16" },
-  { nq: 1, nk: 300, d: 16, dtype: "f32" }, // decode (split-KV kernels)
+  { nq: 1, nk: 300, d: 16, dtype: "f32" }, // decode (WASM split-KV; WebGPU by the test below)
   { nq: 3, nk: 300, d: 16, dtype: "f16" },
 ];
 const H = 2; // the NaN goes into head 0; head 1 must be untouched
@@ -147,4 +148,24 @@ Deno.test("mergeAttention: a part whose row is NaN (lse and out) makes the merge
     }
     assert.deepEqual(headBits(m.out, 1), headBits(mergeAttention([b, b]).out, 1));
   }
+});
+
+Deno.test({
+  name:
+    "webgpu: checkFinite: false: the split-KV decoding kernels, by workgroup and by lane groups, carry a NaN the same way",
+  ignore: backends[2][2],
+  async fn() {
+    // the shapes are shorter than where split-KV decoding is the default: forced here. The lane
+    // groups' row max is a butterfly of max(), which may drop a NaN in some of its lanes
+    const lanes = Math.min(32, (await requireGpu()).subgroupLanes);
+    for (const decodeLanes of lanes >= 8 ? [false as const, lanes] : [false as const]) {
+      await withGpuTuning({ decode: true, splits: 2, decodeLanes }, async () => {
+        for (const s of shapes.filter((s) => s.nq <= 16)) {
+          for (const site of ["q", "k", "v", "dOut"] as const) {
+            await checkSite(backends[2][1], s, site);
+          }
+        }
+      });
+    }
+  },
 });
