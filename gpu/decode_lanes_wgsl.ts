@@ -8,9 +8,9 @@
  *   tile: lane l scores key l against the R rows (queries in workgroup memory, as in the workgroup
  *   kernel), the group's row max comes from xor shuffles, each lane keeps its own running sum (the
  *   group's max is the same in all its lanes, so the lanes' sums stay comparable), and the group
- *   accumulates P·V: lane (h, c) over
- *   vec4 columns c + CS·i and keys h, h + KG, … (CS = min(S, CW) columns a pass, KG = S / CS key
- *   subsets), each key's probabilities taken from the lane that scored it by a shuffle.
+ *   accumulates P·V: lane (h, c) over vec4 columns c + CS·i and keys h, h + KG, … (CS = min(S,
+ *   CW) columns a pass, KG = S / CS key subsets), each key's probabilities taken from the lane
+ *   that scored it by a shuffle.
  * - After the last tile, each group's sums and (if KG > 1) its key subsets' O are summed by
  *   shuffles, and the groups are merged a row at a time through workgroup memory, each rescaled
  *   from its own max to the workgroup's: out = Σ_g e^(m_g − M)·O_g / Σ_g e^(m_g − M)·l_g.
@@ -18,8 +18,7 @@
  * Invariants: every subgroup operation is in uniform control flow (loop bounds are constants or
  * the workgroup's tile range; loads past the keys' end are clamped and selected away). Workgroup
  * memory: the queries, the groups' O for one row and CS columns (NG·CS ≤ 256 vec4) and their max
- * and sum
- * ({@linkcode lanesSharedBytes}).
+ * and sum ({@linkcode lanesSharedBytes}).
  *
  * @module
  */
