@@ -41,9 +41,9 @@ const DECODE_DEFAULTS = {
 /** Invocations in a lane group where the device's subgroups have at least as many. */
 const LANES = 32;
 
-/** Whether the device runs the decoding kernel's lane groups by default (subgroups of 32 or more). */
-export function lanesAllowed(ctx: GpuContext): boolean {
-  return !gpuTuning().noSubgroups && ctx.subgroupLanes >= LANES;
+/** Whether the device runs the decoding kernel's lane groups of `lanes` (its subgroups as wide). */
+export function lanesAllowed(ctx: GpuContext, lanes = LANES): boolean {
+  return !gpuTuning().noSubgroups && ctx.subgroupLanes >= lanes;
 }
 
 /** The vec4 columns one decoding group covers for a head dimension: a power of two ≥ d / 4. */
@@ -205,7 +205,7 @@ export function decodeConfig(
   };
   // lane groups: as a test or benchmark forces them, else as chosen where splits are long
   const lanes = gpuTuning().decodeLanes ?? (pick.lanes && longSplits(p) && LANES);
-  if (lanes && !gpuTuning().noSubgroups && ctx.subgroupLanes >= lanes) cfg.lanes = lanes;
+  if (lanes && lanesAllowed(ctx, lanes)) cfg.lanes = lanes;
   // fitted to workgroup memory: the groups' O summed in the scores', then fewer rows a workgroup
   fitShared(ctx, cfg, () => decodeWorkgroupBytes(cfg), p.headDim, [
     () => !cfg.sumInScores && (cfg.sumInScores = true),
