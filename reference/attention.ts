@@ -357,10 +357,11 @@ export interface Magnitudes {
  * First-order magnitudes of the rounding errors of any float32 computation of attention, in
  * units of the float32 unit roundoff: what each output's error is when every operation that
  * forms it errs by one unit relative, whatever the order of the sums. A score s = scale·q·k errs
- * by about scale·Σ|q||k|, the lse by the P-weighted score errors plus |lse|, so P = exp(s − lse)
- * by P·(both); out and dV carry those errors of P times |v| or |dO|, dS = P(dP − D) those of P
- * times |dP − D| plus P times the magnitudes of dP and D, and dQ, dK those of dS times |k|,
- * |q|. Where an output cancels (a sum of terms of both signs that is nearly 0, a gradient of a
+ * by about scale·Σ|q||k| (times the softcap's slope), the lse by the P-weighted score errors plus
+ * |lse|, so P = exp(s − lse) by P·(both); out and dV carry those errors of P times |v| or |dO|,
+ * D = Σ dO·out those of out times |dO| (the backward forms D from the computed out), dS = P(dP −
+ * D) those of P times |dP − D| plus P times the magnitudes of dP and D, and dQ, dK those of dS
+ * times |k|, |q|. Where an output cancels (a sum of terms of both signs that is nearly 0, a gradient of a
  * nearly one-hot softmax), its error relative to its own size is this magnitude over its size,
  * which a plain float32 computation in one summation order may happen not to show.
  */
@@ -393,13 +394,14 @@ export function referenceMagnitudes(
         const sink = opt.sinks?.[h];
         const { p, lse } = softmax(row, exact, sink);
         if (lse === -Infinity) continue;
-        // score errors: scale·Σ|q||k| (the softcap's tanh has slope ≤ 1) plus the score itself
+        // score errors: scale·Σ|q||k| times the softcap's slope, plus the score itself
         const es = dot.map((x, j) => {
           if (x === null) return 0;
           const ko = ((b * nk + j) * kvHeads + kh) * d;
           let a = 0;
           for (let y = 0; y < d; y++) a += Math.abs(q[qo + y] * k[ko + y]);
-          return scale * a + Math.abs(row[j]!);
+          const t = opt.softcap ? Math.tanh((x * scale) / opt.softcap) : 0;
+          return (1 - t * t) * scale * a + Math.abs(row[j]!);
         });
         let el = Math.abs(lse);
         for (let j = 0; j < nk; j++) el += p[j] * es[j];
@@ -418,29 +420,35 @@ export function referenceMagnitudes(
           dP[j] = s * z[j];
           mP[j] = a * z[j];
         }
+        // out errs by P's errors times |v| (first, since D is formed from the computed out)
+        const eP = (j: number) => p[j] * (1 + es[j] + el); // P's own rounding, and its exponent's
+        for (let j = 0; j < nk; j++) {
+          if (p[j] === 0) continue;
+          const ko = ((b * nk + j) * kvHeads + kh) * d;
+          for (let y = 0; y < d; y++) m.out[qo + y] += eP(j) * z[j] * Math.abs(v[ko + y]);
+        }
+        // D = Σ dO·out errs by its terms' roundings and by the computed out's own errors
         for (let y = 0; y < d; y++) {
           Di += dO[qo + y] * o[qo + y];
-          mD += Math.abs(dO[qo + y] * o[qo + y]);
+          mD += Math.abs(dO[qo + y]) * (Math.abs(o[qo + y]) + m.out[qo + y]);
         }
         if (m.dsinks && sink !== undefined) {
-          // exp(σ − lse) errs by the lse's error (and its own rounding), D by its terms' sizes
+          // exp(σ − lse) errs by the lse's error (and its own rounding), D by its magnitude
           const ps = Math.exp(sink - lse);
           m.dsinks[h] += ps * ((1 + el) * Math.abs(Di) + mD);
         }
         for (let j = 0; j < nk; j++) {
           if (p[j] === 0) continue;
           const ko = ((b * nk + j) * kvHeads + kh) * d;
-          const eP = p[j] * (1 + es[j] + el); // P's own rounding, and its exponent's
           let slope = scale;
           if (opt.softcap) {
             const t = Math.tanh((dot[j]! * scale) / opt.softcap);
             slope *= 1 - t * t;
           }
-          const edS = (eP * Math.abs(dP[j] - Di) + p[j] * (mP[j] + mD)) * slope;
+          const edS = (eP(j) * Math.abs(dP[j] - Di) + p[j] * (mP[j] + mD)) * slope;
           const dS = p[j] * (dP[j] - Di) * slope;
           for (let y = 0; y < d; y++) {
-            m.out[qo + y] += eP * z[j] * Math.abs(v[ko + y]);
-            m.dv[ko + y] += eP * z[j] * Math.abs(dO[qo + y]);
+            m.dv[ko + y] += eP(j) * z[j] * Math.abs(dO[qo + y]);
             m.dq[qo + y] += edS * Math.abs(k[ko + y]) + Math.abs(dS * k[ko + y]);
             m.dk[ko + y] += edS * Math.abs(q[qo + y]) + Math.abs(dS * q[qo + y]);
           }

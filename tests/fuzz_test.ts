@@ -28,15 +28,21 @@ for (let seed = start; seed < start + count; seed++) {
  * the WebGPU backward once took the softcap slope as 1 − t² from the rounded capped score and
  * lost 9× the precision of a plain float32 computation in dq. 2020 and 2059 are sinks with huge
  * scores (σ ≈ 12): dsinks = −Σ exp(σ_h − lse)·D carries the float32 lse's error, which the
- * check first bounded like a well-conditioned sum.
+ * check first bounded like a well-conditioned sum. 458737750 (tiny, causal, large sinks) and
+ * 458738362 (d 256, one key, scale 2; WebGPU as CI's budget runs it: a software adapter takes
+ * over a minute to compile its decoding kernel) are dsinks again: D = Σ dO·out is formed from the
+ * computed out, whose own rounding errors the check first left out of D's.
  */
-const PINNED = [424353, 2020, 2059];
 const all = await targets({ gpuFull: true });
-for (const seed of PINNED) {
+const PINNED = [[424353, all], [2020, all], [2059, all], [458737750, all], [
+  458738362,
+  ts,
+]] as const;
+for (const [seed, on] of PINNED) {
   Deno.test(`pinned: ${drawCase(seed).name}`, async () => {
-    const r = await runCase(seed, all);
+    const r = await runCase(seed, on);
     if (r.failed.length) throw new Error(failureReport(r));
-    for (const b of all.map((t) => t.name)) {
+    for (const b of on === all ? all.map((t) => t.name) : ["js", "wasm"]) {
       if (!r.ran.some((x) => x.startsWith(b))) throw new Error(`seed ${seed}: ${b} did not run`);
     }
   });
