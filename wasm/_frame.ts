@@ -181,6 +181,7 @@ function writeOptions(buf: ArrayBufferLike, params: number, p: Problem): void {
   f32[P.SCALE] = p.scale;
   f32[P.SCALE2] = p.scale * Math.LOG2E;
   i32[P.F16] = i32[P.IN_F16] = p.dtype === "f16" ? 1 : 0;
+  i32[P.IN_FINITE] = p.checkFinite ? 1 : 0;
   f32[P.SOFTCAP2] = p.softcap === undefined ? 0 : p.softcap * Math.LOG2E;
   if (p.dropout) {
     i32[P.DROP] = 1;

@@ -68,7 +68,7 @@ export interface KernelExports {
   /** Test hook: Philox4x32-10 of four counters (layout in wasm/assembly/kernels.ts). */
   philoxAt: (io: number) => void;
   /** Test hook: the decode panels' binary16 → f32 conversion of `n` halves. */
-  halvesAt: (src: number, dst: number, n: number) => void;
+  halvesAt: (src: number, dst: number, n: number, finite: number) => void;
   /** Test hook: the softcap's f32x4 tanh, in place on `n` floats. */
   tanhAt: (io: number, n: number) => void;
   /** The GEMM micro-kernel ceiling (bench baseline), through the TN micro-kernel. */

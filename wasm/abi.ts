@@ -73,6 +73,7 @@ const SLOTS = [
   ["GROUPS_MAX", 71, "decode: most row groups of one batch entry"],
   ["SINKS", 72, "H f32 sink logits · log2 e (0: no sinks; terms/sink.ts)"],
   ["ALIBI", 73, "ALiBi per (b, h): f32 slope · log2 e, f32 diagonal offset (0: no ALiBi)"],
+  ["IN_FINITE", 74, "inputs were scanned and are finite (checkFinite)"],
 ] as const;
 
 /** A parameter slot's name. */

@@ -20,7 +20,8 @@
  *
  * Finiteness (`checkFinite`): the raw copies of the inputs are scanned with SIMD on the calling
  * thread before the first phase (4× faster than the API's scan in JavaScript, which this backend
- * therefore skips); a NaN or ±∞ is the same RangeError, and nothing has been computed.
+ * therefore skips); a NaN or ±∞ is the same RangeError, and nothing has been computed. Kernels
+ * told the inputs are finite (`P_IN_FINITE`) convert binary16 without the fix-up for ±∞ and NaN.
  *
  * Memory beyond inputs and outputs is O(N): packed copies, per-row-block transposes, O(Nq) row
  * statistics, a bounded number of dQ partials, and per-thread tile scratch. The memory is reused

@@ -54,3 +54,4 @@ export const P_DEC_ROWS: i32 = 70; // decode: per row group, query row then head
 export const P_GROUPS_MAX: i32 = 71; // decode: most row groups of one batch entry
 export const P_SINKS: i32 = 72; // H f32 sink logits · log2 e (0: no sinks; terms/sink.ts)
 export const P_ALIBI: i32 = 73; // ALiBi per (b, h): f32 slope · log2 e, f32 diagonal offset (0: no ALiBi)
+export const P_IN_FINITE: i32 = 74; // inputs were scanned and are finite (checkFinite)

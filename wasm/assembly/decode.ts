@@ -1,7 +1,7 @@
 // Split-KV decoding: few query rows against many keys; items are (batch entry, range of column
 // blocks), merged in split order by decodeCombine.
 
-import { P_BC, P_BOUNDS, P_COL_BLOCKS, P_D, P_DEC_ROWS, P_DP, P_DROP, P_F16, P_GROUPS, P_GROUPS_MAX, P_GROUP_PTR, P_H, P_HK, P_IN_F16, P_K, P_KV_DIRECT, P_LSE, P_NK, P_NQ, P_OUT, P_PART, P_Q, P_QT, P_ROWS_MAX, P_ROW_BLOCKS, P_SCALE2, P_SCRATCH, P_SCRATCH_BYTES, P_SINKS, P_ALIBI, P_SLICE_OF, P_SOFTCAP2, P_SPLITS, P_TILES, P_TILE_PTR, P_V } from "./abi";
+import { P_BC, P_BOUNDS, P_COL_BLOCKS, P_D, P_DEC_ROWS, P_DP, P_DROP, P_F16, P_GROUPS, P_GROUPS_MAX, P_GROUP_PTR, P_H, P_HK, P_IN_F16, P_IN_FINITE, P_K, P_KV_DIRECT, P_LSE, P_NK, P_NQ, P_OUT, P_PART, P_Q, P_QT, P_ROWS_MAX, P_ROW_BLOCKS, P_SCALE2, P_SCRATCH, P_SCRATCH_BYTES, P_SINKS, P_ALIBI, P_SLICE_OF, P_SOFTCAP2, P_SPLITS, P_TILES, P_TILE_PTR, P_V } from "./abi";
 import { nextItem, pf, pi, pu } from "./work";
 import { exp2v, h2f, h2f4, K_C0, K_C1, K_C2, K_C3, K_C4, K_C5, K_LO, K_MAGIC, K_ONE, KF, KH, KI, madd } from "./math";
 import { gemmTN } from "./gemm";
@@ -10,16 +10,26 @@ import { finishRow } from "./forward";
 
 /**
  * Copies `cols` rows of `d` values (f32, or binary16 converted) with row stride `src` bytes into a
- * packed f32 panel (dp floats a row, zero padded).
+ * packed f32 panel (dp floats a row, zero padded). `finite`: the values are known finite (the
+ * inputs were scanned), so binary16 converts without the fix-up for infinity and NaN (4 of its 7
+ * vector operations).
  */
-export function loadPanel(src: usize, ls: usize, cols: i32, d: i32, dp: i32, f16: bool, dst: usize): void {
+export function loadPanel(src: usize, ls: usize, cols: i32, d: i32, dp: i32, f16: bool, finite: bool, dst: usize): void {
   const ld = <usize>dp << 2;
   const keep = v128.load(KH), pow112 = v128.load(KH, 16), hexp = v128.load(KH, 32);
   const inf = v128.load(KH, 48);
   for (let j = 0; j < cols; j++) {
     const s = src + <usize>j * ls, o = dst + <usize>j * ld;
     let x = 0;
-    if (f16) {
+    if (f16 && finite) {
+      for (; x + 8 <= d; x += 8) {
+        const h = v128.load(s + (<usize>x << 1));
+        const a = o + (<usize>x << 2);
+        v128.store(a, f32x4.mul(v128.and(i32x4.shl(i32x4.extend_low_i16x8_s(h), 13), keep), pow112));
+        v128.store(a, f32x4.mul(v128.and(i32x4.shl(i32x4.extend_high_i16x8_s(h), 13), keep), pow112), 16);
+      }
+      for (; x < d; x++) store<f32>(o + (<usize>x << 2), h2f(load<u16>(s + (<usize>x << 1))));
+    } else if (f16) {
       for (; x + 8 <= d; x += 8) {
         const h = v128.load(s + (<usize>x << 1));
         const a = o + (<usize>x << 2);
@@ -154,6 +164,7 @@ export function decodePrep(p: usize, tid: i32, counter: usize, items: usize, nIt
 export function decode(p: usize, tid: i32, counter: usize, items: usize, nItems: i32): void {
   const nk = pi(p, P_NK), Hk = pi(p, P_HK), d = pi(p, P_D), dp = pi(p, P_DP), Bc = pi(p, P_BC);
   const f16 = pi(p, P_IN_F16) != 0, colBlocks = pi(p, P_COL_BLOCKS), nq = pi(p, P_NQ);
+  const finite = pi(p, P_IN_FINITE) != 0;
   const bounds = pu(p, P_BOUNDS), tilePtr = pu(p, P_TILE_PTR), tiles = pu(p, P_TILES);
   const sliceOf = pu(p, P_SLICE_OF), rowBlocks = pi(p, P_ROW_BLOCKS), H = pi(p, P_H);
   const kp = pu(p, P_K), vp = pu(p, P_V);
@@ -213,8 +224,8 @@ export function decode(p: usize, tid: i32, counter: usize, items: usize, nItems:
         }
         if (!used) continue;
         const src = <usize>(b * nk + j0) * lk;
-        loadPanel(kp + src, <usize>d * eb, cols * Hk, d, dp, f16, PK);
-        loadPanel(vp + src, <usize>d * eb, cols * Hk, d, dp, f16, PV);
+        loadPanel(kp + src, <usize>d * eb, cols * Hk, d, dp, f16, finite, PK);
+        loadPanel(vp + src, <usize>d * eb, cols * Hk, d, dp, f16, finite, PV);
       }
       for (let g = g0; g < g1; g++) {
         const cur = CUR + (<usize>(g - g0) << 3);
@@ -324,7 +335,10 @@ export function decodeCombine(p: usize, tid: i32, counter: usize, items: usize, 
   }
 }
 
-/** Test hook: the decode panels' binary16 → f32 conversion of n halves at `src` into `dst`. */
-export function halvesAt(src: usize, dst: usize, n: i32): void {
-  loadPanel(src, <usize>n << 1, 1, n, n, true, dst);
+/**
+ * Test hook: the decode panels' binary16 → f32 conversion of n halves at `src` into `dst` (`finite`:
+ * the conversion for scanned inputs).
+ */
+export function halvesAt(src: usize, dst: usize, n: i32, finite: bool): void {
+  loadPanel(src, <usize>n << 1, 1, n, n, true, finite, dst);
 }
