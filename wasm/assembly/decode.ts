@@ -3,7 +3,7 @@
 
 import { P_BC, P_BOUNDS, P_COL_BLOCKS, P_D, P_DEC_ROWS, P_DP, P_DROP, P_F16, P_GROUPS, P_GROUPS_MAX, P_GROUP_PTR, P_H, P_HK, P_IN_F16, P_IN_FINITE, P_K, P_KV_DIRECT, P_LSE, P_NK, P_NQ, P_OUT, P_PART, P_Q, P_QT, P_ROWS_MAX, P_ROW_BLOCKS, P_SCALE2, P_SCRATCH, P_SCRATCH_BYTES, P_SINKS, P_ALIBI, P_SLICE_OF, P_SOFTCAP2, P_SPLITS, P_TILES, P_TILE_PTR, P_V } from "./abi";
 import { nextItem, pf, pi, pu } from "./work";
-import { exp2v, h2f, h2f4, K_C0, K_C1, K_C2, K_C3, K_C4, K_C5, K_LO, K_MAGIC, K_ONE, KF, KH, KI, madd } from "./math";
+import { exp2v, h2f, h2f4, h2f4Finite, K_C0, K_C1, K_C2, K_C3, K_C4, K_C5, K_LO, K_MAGIC, K_ONE, KF, KH, KI, madd } from "./math";
 import { gemmTN } from "./gemm";
 import { alibiTile, capTile, dropTile, maskTile, softmaxTile } from "./tile";
 import { finishRow } from "./forward";
@@ -25,8 +25,8 @@ export function loadPanel(src: usize, ls: usize, cols: i32, d: i32, dp: i32, f16
       for (; x + 8 <= d; x += 8) {
         const h = v128.load(s + (<usize>x << 1));
         const a = o + (<usize>x << 2);
-        v128.store(a, f32x4.mul(v128.and(i32x4.shl(i32x4.extend_low_i16x8_s(h), 13), keep), pow112));
-        v128.store(a, f32x4.mul(v128.and(i32x4.shl(i32x4.extend_high_i16x8_s(h), 13), keep), pow112), 16);
+        v128.store(a, h2f4Finite(i32x4.extend_low_i16x8_s(h), keep, pow112));
+        v128.store(a, h2f4Finite(i32x4.extend_high_i16x8_s(h), keep, pow112), 16);
       }
       for (; x < d; x++) store<f32>(o + (<usize>x << 2), h2f(load<u16>(s + (<usize>x << 1))));
     } else if (f16) {

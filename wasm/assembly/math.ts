@@ -158,8 +158,12 @@ export const KH = memory.data<i32>([
  * one by or-ing it in. The constants are those of KH, passed in so that loops load them once.
  */
 @inline export function h2f4(h: v128, keep: v128, pow112: v128, hexp: v128, inf: v128): v128 {
-  const v = f32x4.mul(v128.and(i32x4.shl(h, 13), keep), pow112);
-  return v128.or(v, v128.and(i32x4.eq(v128.and(h, hexp), hexp), inf));
+  return v128.or(h2f4Finite(h, keep, pow112), v128.and(i32x4.eq(v128.and(h, hexp), hexp), inf));
+}
+
+/** {@link h2f4} for finite halves only (an all-ones exponent comes out finite): 3 operations, not 7. */
+@inline export function h2f4Finite(h: v128, keep: v128, pow112: v128): v128 {
+  return f32x4.mul(v128.and(i32x4.shl(h, 13), keep), pow112);
 }
 
 // tanh on f32x4 for the softcap: |x| < 0.625: odd Taylor series to x^17 (f32 Horner, ≈1 ulp);
