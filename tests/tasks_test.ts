@@ -108,8 +108,9 @@ Deno.test("deno publish --dry-run: the library files only, with LICENSE and CHAN
   // double buffers, the longest-first launch order, the decoding kernel's shuffled row reductions
   // and both WASM builds in one compressed stream (the sources are 35 % doc comments; the mask
   // pictures live in docs/MASKS.md, not in the published README); 538 KiB with the decoding
-  // kernel's lane groups (f16 caches: 0.64 → 0.70 of the H200's copy bandwidth)
-  assert.ok(kib < 540, `the package grew to ${kib.toFixed(0)} KiB`);
+  // kernel's lane groups (f16 caches: 0.64 → 0.70 of the H200's copy bandwidth); 542 KiB with the
+  // WASM decoding's finite f16 conversion and its copies of only the key rows the tiles read
+  assert.ok(kib < 543, `the package grew to ${kib.toFixed(0)} KiB`);
 });
 
 const npm = await new Deno.Command("npm", { args: ["--version"], stdout: "null", stderr: "null" })

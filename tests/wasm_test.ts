@@ -11,6 +11,7 @@ import { exampleMask } from "../masks/mod.ts";
 import { philox4x32 } from "../masks/dropout.ts";
 import { tuning } from "../wasm/backend.ts";
 import { engine } from "../wasm/_runtime.ts";
+import { inputStats } from "../wasm/internal.ts";
 import {
   alibiCases,
   type Case,
@@ -227,5 +228,50 @@ Deno.test("wasm backend: options.threads is validated", async () => {
       () => attention(t, t, t, { backend: "wasm", threads }),
       /options\.threads/,
     );
+  }
+});
+
+Deno.test("wasm, checkFinite: false: only the key rows the tiles read are copied, and the memory's other rows are never read", async () => {
+  const eng = engine();
+  const r = rng(41);
+  const [B, nk, H, Hk] = [2, 700, 4, 2];
+  // decoding (Nq 1, 64-key tiles) and the tiled forward (Nq 37, 96-key tiles) against valid keys
+  // [300, 513]; the forward also with a window, whose first blocks no tile reads
+  const calls = [
+    { nq: 1, d: 64, options: { kvLength: [300, 513] }, rows: [[0, 320], [0, 576]] },
+    { nq: 37, d: 59, options: { kvLength: [300, 513], causal: true }, rows: [[0, 384], [0, 576]] },
+    { nq: 37, d: 16, options: { windowSize: [50, 0] }, rows: [[576, 700], [576, 700]] },
+  ] as const;
+  for (const [i, c] of calls.entries()) {
+    for (const dtype of ["f32", "f16"] as const) {
+      const q = randomTensor(r, [B, c.nq, H, c.d], dtype);
+      const k = randomTensor(r, [B, nk, Hk, c.d], dtype),
+        v = randomTensor(r, [B, nk, Hk, c.d], dtype);
+      // the rows outside the read ones poisoned in the inputs, and everything in the memory
+      const [kp, vp] = [k, v].map((t) => {
+        const data = t.data.slice(), row = Hk * c.d;
+        const nan = data instanceof Uint16Array ? 0x7e00 : NaN; // binary16 bits, or a float array
+        for (let b = 0; b < B; b++) {
+          const [lo, hi] = c.rows[b];
+          data.fill(nan, (b * nk) * row, (b * nk + lo) * row);
+          data.fill(nan, (b * nk + hi) * row, (b + 1) * nk * row);
+        }
+        return { ...t, data } as Tensor;
+      });
+      const options: AttentionOptions = { backend: "wasm", threads: 2, ...c.options };
+      const want = await attention(q, k, v, options); // checked: every row copied and scanned
+      new Uint32Array(eng.memory.buffer).fill(0x7fc00000, 65536 / 4);
+      const copied = inputStats.bytes;
+      const got = await attention(q, kp, vp, { ...options, checkFinite: false });
+      const eb = dtype === "f16" ? 2 : 4;
+      const keyRows = c.rows.reduce((a, [lo, hi]) => a + hi - lo, 0);
+      assert.equal(
+        inputStats.bytes - copied,
+        (B * c.nq * H + 2 * keyRows * Hk) * c.d * eb,
+        `call ${i} ${dtype}: q whole, k and v the rows read`,
+      );
+      assert.deepEqual(got.out.data, want.out.data, `call ${i} ${dtype}: out`);
+      assert.deepEqual(got.lse, want.lse, `call ${i} ${dtype}: lse`);
+    }
   }
 });

@@ -45,20 +45,55 @@ export function put(
   new View(buf, at, data.length).set(data as Float32Array);
 }
 
+/** Bytes of input {@linkcode putInputs} has copied into the wasm memory (tests read it). */
+export const inputStats = { bytes: 0 };
+
 /** Elements copied per step by {@linkcode putInputs} (scanned while they are in the cache). */
 const COPY_CHUNK = 1 << 14;
+
+/**
+ * The key rows a forward or decoding pass reads, per batch entry: `[lo, hi)` at `2b`, `2b + 1`,
+ * the column blocks from the first to the last that a tile list of the entry's slices holds
+ * (lists ascend), whole; undefined where that is every row of every entry.
+ */
+export function keyRowsRead(p: Problem, plan: Schedule): Int32Array | undefined {
+  const rows = new Int32Array(2 * p.batch), bc = plan.blockCols;
+  let all = true;
+  for (let b = 0; b < p.batch; b++) {
+    let lo = plan.colBlocks, hi = 0;
+    const seen = new Set<number>();
+    for (let h = 0; h < p.heads; h++) {
+      const s = p.slice(b, h);
+      if (seen.has(s)) continue;
+      seen.add(s);
+      for (let r = 0; r < plan.rowBlocks; r++) {
+        const i = s * plan.rowBlocks + r, a = plan.rowPtr[i], e = plan.rowPtr[i + 1];
+        if (a === e) continue;
+        lo = Math.min(lo, plan.rowTiles[a] >> 1);
+        hi = Math.max(hi, (plan.rowTiles[e - 1] >> 1) + 1);
+      }
+    }
+    rows[2 * b] = Math.min(lo * bc, p.nk);
+    rows[2 * b + 1] = Math.max(rows[2 * b], Math.min(hi * bc, p.nk));
+    all &&= rows[2 * b] === 0 && rows[2 * b + 1] === p.nk;
+  }
+  return all ? undefined : rows;
+}
 
 /**
  * Copies the named input tensors' raw data (f32 or binary16 bits) into the memory at `at`, and
  * with `p.checkFinite` does the API's finiteness check on the copies (see
  * {@linkcode Backend.checksFinite}), chunk by chunk right after each is copied (from the cache:
- * 2–3× faster than a second pass): throws the RangeError of the first NaN or ±∞.
+ * 2–3× faster than a second pass): throws the RangeError of the first NaN or ±∞. Without the
+ * check, `keyRows` ({@linkcode keyRowsRead}) limits k and v to the rows the kernels read (a
+ * decoding step's valid keys, a window): the rest of the memory is left as it was, unread.
  */
 export function putInputs(
   eng: Engine,
   p: Problem,
   at: number[],
   tensors: [string, Tensor][],
+  keyRows?: Int32Array,
 ): void {
   const f16 = p.dtype === "f16", eb = f16 ? 2 : 4;
   tensors.forEach(([name, t], i) => {
@@ -75,9 +110,16 @@ export function putInputs(
       // every page is an input, read or not: scanned whole, as the other backends do
       if (scan) checkFinite(t, name, "page");
       scan = false;
+    } else if (keyRows && !scan && (name === "k" || name === "v")) {
+      const row = p.kvHeads * p.headDim;
+      for (let b = 0; b < p.batch; b++) {
+        const from = (b * p.nk + keyRows[2 * b]) * row;
+        runs.push([from, from, (keyRows[2 * b + 1] - keyRows[2 * b]) * row]);
+      }
     } else runs.push([0, 0, data.length]);
-    const size = runs.reduce((a, r) => a + r[2], 0);
+    const size = runs.reduce((a, r) => Math.max(a, r[1] + r[2]), 0);
     const dst = new View(eng.memory.buffer, at[i], size);
+    inputStats.bytes += runs.reduce((a, r) => a + r[2], 0) * eb;
     for (const [from, to, len] of runs) {
       for (let s = 0; s < len; s += COPY_CHUNK) {
         const e = Math.min(len, s + COPY_CHUNK);
@@ -193,7 +235,8 @@ function writeOptions(buf: ArrayBufferLike, params: number, p: Problem): void {
 
 /**
  * Writes the shared part of a call into the memory: the problem and frame slots of the parameter
- * block (the rest zeroed), the schedule, and the raw tensors. Returns the parameter block as i32.
+ * block (the rest zeroed), the schedule, and the raw tensors (k and v limited to `keyRows`, see
+ * {@linkcode putInputs}). Returns the parameter block as i32.
  */
 export function writeFrame(
   eng: Engine,
@@ -201,6 +244,7 @@ export function writeFrame(
   p: Problem,
   plan: Schedule,
   tensors: [string, Tensor][],
+  keyRows?: Int32Array,
 ): Int32Array {
   const buf = eng.memory.buffer;
   const { batch: B, nq, nk, heads: H, kvHeads: Hk, headDim: d } = p;
@@ -234,6 +278,6 @@ export function writeFrame(
   put(buf, f.bounds, plan.bounds);
   put(buf, f.tilePtr, f.ptr);
   put(buf, f.tiles, f.list);
-  putInputs(eng, p, f.raw, tensors);
+  putInputs(eng, p, f.raw, tensors, keyRows);
   return i32;
 }

@@ -12,5 +12,6 @@ export { inflateRaw } from "./_inflate.ts";
 export { logicalCores, sharedMemoryMissing, startThread } from "./_threads.ts";
 export { unsharedMemoryImport } from "./_unshared.ts";
 export { BLOCK_COLS, BLOCK_ROWS } from "./backend.ts";
+export { inputStats } from "./_frame.ts";
 /** The API's JavaScript scan for NaN and ±∞, which this backend replaces by a SIMD scan. */
 export { checkFinite } from "../_problem.ts";
