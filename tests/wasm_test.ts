@@ -22,7 +22,8 @@ import {
   sinkCases,
   standardCases,
 } from "./_cases.ts";
-import { randomTensor, rng } from "./_util.ts";
+import { assertClose, randomTensor, rng } from "./_util.ts";
+import { referenceForward, roundTo } from "../reference/attention.ts";
 
 // Run even tiny problems on the requested number of threads, so threads: 2 really uses workers.
 tuning.flopsPerThread = 0;
@@ -244,10 +245,12 @@ Deno.test("wasm, checkFinite: false: only the key rows the tiles read are copied
   ] as const;
   for (const [i, c] of calls.entries()) {
     for (const dtype of ["f32", "f16"] as const) {
+      const what = `call ${i} ${dtype}`;
       const q = randomTensor(r, [B, c.nq, H, c.d], dtype);
-      const k = randomTensor(r, [B, nk, Hk, c.d], dtype),
-        v = randomTensor(r, [B, nk, Hk, c.d], dtype);
-      // the rows outside the read ones poisoned in the inputs, and everything in the memory
+      const k = randomTensor(r, [B, nk, Hk, c.d], dtype);
+      const v = randomTensor(r, [B, nk, Hk, c.d], dtype);
+      // the rows outside the read ones poisoned in the inputs (unchecked call), and NaN in all of
+      // the memory before each call
       const [kp, vp] = [k, v].map((t) => {
         const data = t.data.slice(), row = Hk * c.d;
         const nan = data instanceof Uint16Array ? 0x7e00 : NaN; // binary16 bits, or a float array
@@ -259,19 +262,36 @@ Deno.test("wasm, checkFinite: false: only the key rows the tiles read are copied
         return { ...t, data } as Tensor;
       });
       const options: AttentionOptions = { backend: "wasm", threads: 2, ...c.options };
-      const want = await attention(q, k, v, options); // checked: every row copied and scanned
-      new Uint32Array(eng.memory.buffer).fill(0x7fc00000, 65536 / 4);
-      const copied = inputStats.bytes;
-      const got = await attention(q, kp, vp, { ...options, checkFinite: false });
+      const poison = () => new Uint32Array(eng.memory.buffer).fill(0x7fc00000, 65536 / 4);
       const eb = dtype === "f16" ? 2 : 4;
       const keyRows = c.rows.reduce((a, [lo, hi]) => a + hi - lo, 0);
-      assert.equal(
-        inputStats.bytes - copied,
-        (B * c.nq * H + 2 * keyRows * Hk) * c.d * eb,
-        `call ${i} ${dtype}: q whole, k and v the rows read`,
+      const bytes = (B * c.nq * H + 2 * keyRows * Hk) * c.d * eb; // q whole, k and v rows read
+      poison();
+      let copied = inputStats.bytes;
+      const want = await attention(q, k, v, options); // checked: every row copied and scanned
+      const all = B * (c.nq * H + 2 * nk * Hk) * c.d * eb;
+      assert.equal(inputStats.bytes - copied, all, `${what}: bytes copied, checked (every row)`);
+      poison();
+      copied = inputStats.bytes;
+      const got = await attention(q, kp, vp, { ...options, checkFinite: false });
+      assert.equal(inputStats.bytes - copied, bytes, `${what}: bytes copied, unchecked`);
+      assert.deepEqual(got.out.data, want.out.data, `${what}: out`);
+      assert.deepEqual(got.lse, want.lse, `${what}: lse`);
+      const ref = referenceForward(q, k, v, c.options);
+      const f32 = referenceForward(q, k, v, c.options, Math.fround);
+      assertClose(`${what}: out`, got.out, ref.out, roundTo(f32.out, dtype), { dtype });
+      assertClose(`${what}: lse`, got.lse, ref.lse, f32.lse);
+      // with the check, every row is scanned in order: a NaN in a row no tile reads is found
+      // before one in a row read after it (a NaN added in the second read row of entry 0)
+      const kd = kp.data.slice(), lo = c.rows[0][0];
+      kd[(lo + 1) * Hk * c.d] = kd instanceof Uint16Array ? 0x7e00 : NaN;
+      await assert.rejects(
+        () => attention(q, { ...kp, data: kd } as Tensor, vp, options),
+        new RegExp(
+          `k\\.data\\[\\d+\\] \\(batch 0, row ${lo === 0 ? 1 : 0}, head 0, dim 0\\) is not finite`,
+        ),
+        `${what}: the first NaN`,
       );
-      assert.deepEqual(got.out.data, want.out.data, `call ${i} ${dtype}: out`);
-      assert.deepEqual(got.lse, want.lse, `call ${i} ${dtype}: lse`);
     }
   }
 });
