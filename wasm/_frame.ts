@@ -56,7 +56,7 @@ const COPY_CHUNK = 1 << 14;
  * the column blocks from the first to the last that a tile list of the entry's slices holds
  * (lists ascend), whole; undefined where that is every row of every entry.
  */
-export function keyRowsRead(p: Problem, plan: Schedule): Int32Array | undefined {
+function keyRowsRead(p: Problem, plan: Schedule): Int32Array | undefined {
   const rows = new Int32Array(2 * p.batch), bc = plan.blockCols;
   let all = true;
   for (let b = 0; b < p.batch; b++) {
@@ -235,8 +235,10 @@ function writeOptions(buf: ArrayBufferLike, params: number, p: Problem): void {
 
 /**
  * Writes the shared part of a call into the memory: the problem and frame slots of the parameter
- * block (the rest zeroed), the schedule, and the raw tensors (k and v limited to `keyRows`, see
- * {@linkcode putInputs}). Returns the parameter block as i32.
+ * block (the rest zeroed), the schedule, and the raw tensors. `listedKeys`: the kernels read only
+ * the key tiles the schedule's forward lists hold (forward and decoding), so without the
+ * finiteness check k and v are copied only where they do ({@linkcode keyRowsRead}). Returns the
+ * parameter block as i32.
  */
 export function writeFrame(
   eng: Engine,
@@ -244,7 +246,7 @@ export function writeFrame(
   p: Problem,
   plan: Schedule,
   tensors: [string, Tensor][],
-  keyRows?: Int32Array,
+  listedKeys = false,
 ): Int32Array {
   const buf = eng.memory.buffer;
   const { batch: B, nq, nk, heads: H, kvHeads: Hk, headDim: d } = p;
@@ -278,6 +280,7 @@ export function writeFrame(
   put(buf, f.bounds, plan.bounds);
   put(buf, f.tilePtr, f.ptr);
   put(buf, f.tiles, f.list);
+  const keyRows = listedKeys && !p.checkFinite ? keyRowsRead(p, plan) : undefined;
   putInputs(eng, p, f.raw, tensors, keyRows);
   return i32;
 }

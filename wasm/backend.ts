@@ -43,7 +43,7 @@ import type { Schedule } from "../masks/schedule.ts";
 import { type Tensor, toFloat32 } from "../tensor.ts";
 import { sinkGradient } from "../terms/sink.ts";
 import { engine, HEAP_BASE, MAX_MEMORY_BYTES, type Phase } from "./_runtime.ts";
-import { keyRowsRead, Layout, type PackSpec, put, take, takeFrame, writeFrame } from "./_frame.ts";
+import { Layout, type PackSpec, put, take, takeFrame, writeFrame } from "./_frame.ts";
 import { logicalCores } from "./_threads.ts";
 import { P } from "./abi.ts";
 
@@ -178,9 +178,7 @@ async function forward(
     eng.ensure(L.end);
 
     const buf = eng.memory.buffer;
-    // without the finiteness check, only the key rows the tiles read are copied
-    const keyRows = p.checkFinite ? undefined : keyRowsRead(p, plan);
-    const i32 = writeFrame(eng, f, p, plan, [["q", q], ["k", k], ["v", v]], keyRows);
+    const i32 = writeFrame(eng, f, p, plan, [["q", q], ["k", k], ["v", v]], true);
     [i32[P.Q], i32[P.K], i32[P.V]] = [f.raw[0], f.packed[1], f.packed[2]];
     i32[P.OUT] = out;
     i32[P.LSE] = lse;
@@ -301,9 +299,7 @@ async function decode(
     eng.ensure(L.end);
 
     const buf = eng.memory.buffer;
-    // without the finiteness check, only the key rows the tiles read are copied
-    const keyRows = p.checkFinite ? undefined : keyRowsRead(p, plan);
-    const i32 = writeFrame(eng, f, p, plan, [["q", q], ["k", k], ["v", v]], keyRows);
+    const i32 = writeFrame(eng, f, p, plan, [["q", q], ["k", k], ["v", v]], true);
     [i32[P.Q], i32[P.K], i32[P.V]] = f.raw;
     i32[P.OUT] = out;
     i32[P.LSE] = lse;
